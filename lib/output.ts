@@ -1,0 +1,86 @@
+/**
+ * Where CLI results go. Results are written to stdout, everything else to stderr; commands take an
+ * {@linkcode Output} so tests can capture both separately.
+ */
+
+/** The two streams of a CLI command. */
+export interface Output {
+  /** Writes result text to stdout as-is (add your own newline). */
+  stdout(text: string): void;
+  /** Writes a human message line to stderr (a newline is added). */
+  stderr(line: string): void;
+  /** Rewrites the single live status line on stderr (only when stderr is a terminal). */
+  status(line: string): void;
+  readonly stdoutIsTerminal: boolean;
+  readonly stderrIsTerminal: boolean;
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(text);
+  let written = 0;
+  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+}
+
+/** The process's real stdout and stderr. */
+export function processOutput(): Output {
+  const stderrIsTerminal = Deno.stderr.isTerminal();
+  let statusShown = false;
+  const clearStatus = () => {
+    if (statusShown) writeAll(Deno.stderr, "\r\x1b[2K");
+    statusShown = false;
+  };
+  return {
+    stdout: (text) => {
+      clearStatus();
+      writeAll(Deno.stdout, text);
+    },
+    stderr: (line) => {
+      clearStatus();
+      writeAll(Deno.stderr, line + "\n");
+    },
+    status: (line) => {
+      if (!stderrIsTerminal) return;
+      const width = safeColumns();
+      const clipped = line.length > width - 1 ? line.slice(0, width - 2) + "…" : line;
+      writeAll(Deno.stderr, `\r\x1b[2K${clipped}`);
+      statusShown = line !== "";
+    },
+    stdoutIsTerminal: Deno.stdout.isTerminal(),
+    stderrIsTerminal,
+  };
+}
+
+function safeColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 100;
+  }
+}
+
+/** An Output that records what was written, for tests. */
+export interface CapturedOutput extends Output {
+  readonly out: string;
+  readonly err: string;
+}
+
+/** An in-memory {@linkcode Output}. */
+export function captureOutput(): CapturedOutput {
+  let out = "";
+  let err = "";
+  return {
+    stdout: (text) => void (out += text),
+    stderr: (line) => void (err += line + "\n"),
+    status: () => {},
+    stdoutIsTerminal: false,
+    stderrIsTerminal: false,
+    get out() {
+      return out;
+    },
+    get err() {
+      return err;
+    },
+  };
+}

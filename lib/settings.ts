@@ -1,0 +1,117 @@
+/**
+ * Environment -> one immutable Settings object, resolved once at start-up. Invalid values are a
+ * clear start-up error ({@linkcode SettingsError}) rather than a surprise later.
+ */
+
+/** Everything the bridge reads from its environment. */
+export interface Settings {
+  /** LM Studio (or any OpenAI-compatible server) origin, without trailing slash or `/v1`. */
+  readonly baseUrl: string;
+  /** Bearer token for LM Studio 0.4+ "Require Authentication". */
+  readonly token: string | undefined;
+  /** Model used when a call names none. */
+  readonly defaultModel: string | undefined;
+  /** Explicit MCP config file (`MCP_JSON_PATH`). */
+  readonly mcpJsonPath: string | undefined;
+  /** Per-request timeout for LM Studio HTTP calls. */
+  readonly requestTimeoutMs: number;
+  /** Retries on connection refused / 5xx / 429. */
+  readonly retries: number;
+  /** TTL in seconds sent with requests and `lms load` so JIT-loaded models stay for a long task. */
+  readonly modelTtlSeconds: number;
+  /** Context window assumed when the server does not tell. */
+  readonly defaultContextLength: number;
+  /** How long an unused downstream MCP connection stays open. */
+  readonly mcpIdleMs: number;
+  /** Nesting depth of this bridge (children started by the bridge get depth + 1). */
+  readonly depth: number;
+}
+
+/** A setting that cannot be used; the message names the variable and what would be valid. */
+export class SettingsError extends Error {
+  override name = "SettingsError";
+  constructor(readonly variable: string, message: string) {
+    super(message);
+  }
+}
+
+/** The environment variable that carries the bridge's nesting depth to its children. */
+export const DEPTH_VARIABLE = "LMSTUDIO_BRIDGE_DEPTH";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new SettingsError(
+      name,
+      `${name}=${JSON.stringify(raw)} is not valid: expected a whole number from ${min} to ${max}.`,
+    );
+  }
+  return value;
+}
+
+function nonEmpty(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  return raw === undefined || raw === "" ? undefined : raw;
+}
+
+function resolveBaseUrl(env: Env): string {
+  const explicit = nonEmpty(env, "LMSTUDIO_BASE_URL");
+  if (explicit !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(explicit);
+    } catch {
+      throw new SettingsError(
+        "LMSTUDIO_BASE_URL",
+        `LMSTUDIO_BASE_URL=${JSON.stringify(explicit)} is not a URL. ` +
+          "Use the form http://127.0.0.1:1234 (LM Studio), http://127.0.0.1:11434 (Ollama) " +
+          "or http://127.0.0.1:8080 (llama.cpp).",
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new SettingsError(
+        "LMSTUDIO_BASE_URL",
+        `LMSTUDIO_BASE_URL=${JSON.stringify(explicit)} must start with http:// or https://.`,
+      );
+    }
+    // Accept ".../v1" as users paste it from OpenAI client configs; the client adds it itself.
+    const path = url.pathname.replace(/\/+$/, "").replace(/\/v1$/, "");
+    return `${url.origin}${path}`;
+  }
+  const host = nonEmpty(env, "LMSTUDIO_HOST") ?? "127.0.0.1";
+  const port = integer(env, "LMSTUDIO_PORT", 1234, 1, 65535);
+  if (/[\s/]/.test(host)) {
+    throw new SettingsError(
+      "LMSTUDIO_HOST",
+      `LMSTUDIO_HOST=${JSON.stringify(host)} is not a host name; use e.g. 127.0.0.1 ` +
+        "(or set LMSTUDIO_BASE_URL to a full URL).",
+    );
+  }
+  const bracketed = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return `http://${bracketed}:${port}`;
+}
+
+/** Resolves settings from an environment map. Pure: tests pass their own map. */
+export function resolveSettings(env: Env): Settings {
+  return Object.freeze({
+    baseUrl: resolveBaseUrl(env),
+    token: nonEmpty(env, "LM_API_TOKEN"),
+    defaultModel: nonEmpty(env, "DEFAULT_MODEL"),
+    mcpJsonPath: nonEmpty(env, "MCP_JSON_PATH"),
+    requestTimeoutMs: integer(env, "LMSTUDIO_TIMEOUT_MS", 300_000, 100, 86_400_000),
+    retries: integer(env, "LMSTUDIO_RETRIES", 2, 0, 10),
+    modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", 600, 0, 604_800),
+    defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
+    mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),
+    depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
+  });
+}
+
+/** Settings from the process environment. */
+export function settingsFromEnv(): Settings {
+  return resolveSettings(Deno.env.toObject());
+}
