@@ -1,0 +1,71 @@
+import { assertEquals, assertThrows } from "./assert.ts";
+import { resolveSettings, SettingsError } from "../lib/settings.ts";
+
+Deno.test("settings default to LM Studio on 127.0.0.1:1234, not localhost", () => {
+  const s = resolveSettings({});
+  assertEquals(s.baseUrl, "http://127.0.0.1:1234");
+  assertEquals(s.token, undefined);
+  assertEquals(s.retries, 2);
+  assertEquals(s.modelTtlSeconds, 600);
+  assertEquals(s.depth, 0);
+});
+
+Deno.test("settings accept a base URL for any OpenAI-compatible server and drop a trailing /v1", () => {
+  assertEquals(
+    resolveSettings({ LMSTUDIO_BASE_URL: "http://127.0.0.1:11434/v1/" }).baseUrl,
+    "http://127.0.0.1:11434",
+  );
+  assertEquals(
+    resolveSettings({ LMSTUDIO_BASE_URL: "https://gpu-box.lan:8443/llm" }).baseUrl,
+    "https://gpu-box.lan:8443/llm",
+  );
+});
+
+Deno.test("settings keep LMSTUDIO_HOST and LMSTUDIO_PORT for compatibility", () => {
+  assertEquals(
+    resolveSettings({ LMSTUDIO_HOST: "192.168.1.5", LMSTUDIO_PORT: "4321" }).baseUrl,
+    "http://192.168.1.5:4321",
+  );
+  assertEquals(resolveSettings({ LMSTUDIO_HOST: "::1" }).baseUrl, "http://[::1]:1234");
+  // The full URL wins over host and port.
+  assertEquals(
+    resolveSettings({ LMSTUDIO_BASE_URL: "http://127.0.0.1:8080", LMSTUDIO_PORT: "1" }).baseUrl,
+    "http://127.0.0.1:8080",
+  );
+});
+
+Deno.test("settings reject invalid values with a message naming the variable", async (t) => {
+  await t.step("port out of range", () => {
+    const e = assertThrows(() => resolveSettings({ LMSTUDIO_PORT: "99999" }), SettingsError);
+    assertEquals(e.variable, "LMSTUDIO_PORT");
+    assertEquals(e.message.includes("1 to 65535"), true);
+  });
+  await t.step("base URL that is not a URL", () => {
+    const e = assertThrows(
+      () => resolveSettings({ LMSTUDIO_BASE_URL: "lmstudio:abc def" }),
+      SettingsError,
+    );
+    assertEquals(e.variable, "LMSTUDIO_BASE_URL");
+  });
+  await t.step("base URL with another scheme", () => {
+    assertThrows(
+      () => resolveSettings({ LMSTUDIO_BASE_URL: "ftp://127.0.0.1" }),
+      SettingsError,
+      "http://",
+    );
+  });
+  await t.step("a timeout that is not a number", () => {
+    assertThrows(
+      () => resolveSettings({ LMSTUDIO_TIMEOUT_MS: "soon" }),
+      SettingsError,
+      "LMSTUDIO_TIMEOUT_MS",
+    );
+  });
+});
+
+Deno.test("settings treat empty variables as unset and are frozen", () => {
+  const s = resolveSettings({ LM_API_TOKEN: "  ", DEFAULT_MODEL: "", LMSTUDIO_PORT: "" });
+  assertEquals(s.token, undefined);
+  assertEquals(s.defaultModel, undefined);
+  assertEquals(Object.isFrozen(s), true);
+});
