@@ -1,0 +1,324 @@
+import {
+  findInstances,
+  Lms,
+  LmsError,
+  type LoadedInstance,
+  memoryRequirement,
+  normalizeModelName,
+  parseJsonOutput,
+  sameModel,
+  statusAction,
+} from "../lib/lms.ts";
+import { createLogger } from "../lib/log.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
+import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
+
+const quiet = createLogger({ level: "silent" });
+
+async function withFake(
+  scenario: FakeLmsScenario,
+  fn: (fake: FakeLms, lms: Lms) => Promise<void>,
+): Promise<void> {
+  await using fake = await FakeLms.create(scenario);
+  await fn(fake, new Lms({ env: fake.env, log: quiet }));
+}
+
+Deno.test("model names match across case, instance suffixes and a one-sided publisher", async (t) => {
+  await t.step("normalising lower-cases and drops a numeric instance suffix only", () => {
+    assertEquals(normalizeModelName(" Qwen2.5-7B-Instruct:2 "), "qwen2.5-7b-instruct");
+    assertEquals(normalizeModelName("llama3:8b"), "llama3:8b");
+  });
+  await t.step("equal names, suffixes and publisher prefixes match", () => {
+    assert(sameModel("qwen2.5-7b-instruct", "qwen2.5-7b-instruct:2"));
+    assert(sameModel("QWEN/Qwen3-8B", "qwen3-8b"));
+    assert(sameModel("qwen3-8b", "qwen/qwen3-8b"));
+  });
+  await t.step("different models or different publishers do not match", () => {
+    assert(!sameModel("qwen3-8b", "qwen3-8b-instruct"));
+    assert(!sameModel("qwen/qwen3-8b", "lmstudio-community/qwen3-8b"));
+    assert(!sameModel("", "x"));
+  });
+  await t.step("an exact identifier comes before other instances of the same model", () => {
+    const instances: LoadedInstance[] = [
+      { identifier: "qwen3-8b", modelKey: "qwen/qwen3-8b", type: "llm", status: "idle" },
+      { identifier: "qwen3-8b:2", modelKey: "qwen/qwen3-8b", type: "llm", status: "idle" },
+      { identifier: "other", modelKey: "other", type: "llm", status: "idle" },
+    ];
+    assertEquals(findInstances("qwen3-8b:2", instances).map((i) => i.identifier), [
+      "qwen3-8b:2",
+      "qwen3-8b",
+    ]);
+  });
+});
+
+Deno.test("instance statuses map to use, wait or reload", () => {
+  assertEquals(statusAction("loaded"), "use");
+  assertEquals(statusAction("IDLE"), "use");
+  assertEquals(statusAction("processingPrompt"), "use");
+  assertEquals(statusAction("loading"), "wait");
+  assertEquals(statusAction("unloading"), "reload");
+  assertEquals(statusAction("crashed"), "reload");
+});
+
+Deno.test("memory failures yield the amount lms says the model needs", () => {
+  assertEquals(
+    memoryRequirement(
+      "Error: Model loading was stopped due to insufficient system resources. Under the current " +
+        "settings, this model requires approximately 22.92 GB of memory, and continuing...",
+    ),
+    "22.92 GB",
+  );
+  assertEquals(memoryRequirement("Error: out of memory"), "");
+  assertEquals(memoryRequirement("Error: Model not found"), undefined);
+});
+
+Deno.test("JSON output is found even after a stray line on stdout", () => {
+  assertEquals(parseJsonOutput('[{"a":1}]\n'), [{ a: 1 }]);
+  assertEquals(parseJsonOutput("Waking up LM Studio service...\n[1,2]"), [1, 2]);
+});
+
+Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reported missing", async (t) => {
+  await using fake = await FakeLms.create({});
+  await t.step("on PATH", async () => {
+    const lms = new Lms({ env: fake.env, log: quiet });
+    assertEquals(await lms.locate(), { path: fake.path, via: "path" });
+  });
+  await t.step("in ~/.lmstudio/bin when PATH has none", async () => {
+    const home = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(`${home}/.lmstudio/bin`, { recursive: true });
+      await Deno.copyFile(fake.path, `${home}/.lmstudio/bin/lms`);
+      await Deno.chmod(`${home}/.lmstudio/bin/lms`, 0o755);
+      const lms = new Lms({ env: { PATH: "/nonexistent", HOME: home }, log: quiet });
+      assertEquals(await lms.locate(), { path: `${home}/.lmstudio/bin/lms`, via: "home" });
+      const status = await lms.serverStatus();
+      assertEquals(status.running, true);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  });
+  await t.step(
+    "missing: not installed, with install advice, re-checked after a while",
+    async () => {
+      let now = 0;
+      let lookups = 0;
+      const lms = new Lms({
+        env: { PATH: "/nonexistent", HOME: "/nonexistent-home" },
+        isFile: (path) => {
+          lookups++;
+          return Promise.resolve(path === "/nonexistent/lms" && now > 60_000);
+        },
+        now: () => now,
+        recheckMs: 30_000,
+        log: quiet,
+      });
+      assertEquals(await lms.available(), false);
+      const error = await assertRejects(() => lms.ps(), LmsError, "npx lmstudio install-cli");
+      assertEquals(error.kind, "not_installed");
+      const afterTwo = lookups;
+      now = 10_000;
+      assertEquals(await lms.available(), false);
+      assertEquals(lookups, afterTwo, "a negative answer is cached");
+      now = 70_000;
+      assertEquals(await lms.available(), true, "looked again after recheckMs");
+    },
+  );
+});
+
+Deno.test("ps reads loaded instances with identifiers, suffixes and statuses", async () => {
+  await withFake({
+    loaded: [
+      { identifier: "qwen2.5-7b-instruct", modelKey: "qwen2.5-7b-instruct", contextLength: 8192 },
+      { identifier: "qwen2.5-7b-instruct:2", modelKey: "qwen2.5-7b-instruct", loadingPolls: 1 },
+      {
+        identifier: "text-embedding-nomic-embed-text-v1.5",
+        modelKey: "text-embedding-nomic-embed-text-v1.5",
+        type: "embedding",
+        status: "loaded",
+      },
+    ],
+  }, async (_fake, lms) => {
+    const first = await lms.ps();
+    assertEquals(first.map((i) => [i.identifier, i.status, i.type]), [
+      ["qwen2.5-7b-instruct", "idle", "llm"],
+      ["qwen2.5-7b-instruct:2", "loading", "llm"],
+      ["text-embedding-nomic-embed-text-v1.5", "loaded", "embedding"],
+    ]);
+    assertEquals(first[0]?.contextLength, 8192);
+    assertEquals(first[0]?.maxContextLength, 32768);
+    assertEquals(first[0]?.toolUse, true);
+    const second = await lms.ps();
+    assertEquals(second[1]?.status, "idle", "the loading instance finished");
+  });
+});
+
+Deno.test("ls lists downloaded models and filters by kind", async () => {
+  await withFake({}, async (fake, lms) => {
+    assertEquals((await lms.ls()).length, 3);
+    const llms = await lms.ls({ kind: "llm" });
+    assertEquals(llms.map((m) => m.modelKey), ["qwen2.5-7b-instruct", "qwen/qwen3-8b"]);
+    const embeddings = await lms.ls({ kind: "embedding" });
+    assertEquals(embeddings.map((m) => m.modelKey), ["text-embedding-nomic-embed-text-v1.5"]);
+    assertEquals((await fake.invocations()).map((a) => a.join(" ")), [
+      "ls --json",
+      "ls --json --llm",
+      "ls --json --embedding",
+    ]);
+  });
+});
+
+Deno.test("load passes -y, the TTL and the context length; unload takes an identifier", async () => {
+  await withFake({}, async (fake, lms) => {
+    await lms.load("qwen2.5-7b-instruct", { ttlSeconds: 600, contextLength: 16384 });
+    await lms.load("qwen2.5-7b-instruct", { ttlSeconds: 0 });
+    const args = await fake.invocations();
+    assertEquals(args[0], [
+      "load",
+      "qwen2.5-7b-instruct",
+      "-y",
+      "--ttl",
+      "600",
+      "--context-length",
+      "16384",
+    ]);
+    assertEquals(args[1], ["load", "qwen2.5-7b-instruct", "-y"], "ttl 0 means no --ttl");
+    const loaded = await lms.ps();
+    assertEquals(loaded.map((i) => [i.identifier, i.contextLength, i.ttlMs]), [
+      ["qwen2.5-7b-instruct", 16384, 600_000],
+      ["qwen2.5-7b-instruct:2", 4096, undefined],
+    ]);
+    await lms.unload("qwen2.5-7b-instruct:2");
+    assertEquals((await lms.ps()).map((i) => i.identifier), ["qwen2.5-7b-instruct"]);
+    const missing = await assertRejects(() => lms.unload("nope"), LmsError, "lms ps");
+    assertEquals(missing.kind, "not_found");
+    await lms.unloadAll();
+    assertEquals(await lms.ps(), []);
+  });
+});
+
+Deno.test("a load that does not fit reports how much memory the model needs", async () => {
+  await withFake(
+    { load: { "qwen/qwen3-8b": { error: "memory", memory: "22.92 GB" } } },
+    async (_f, lms) => {
+      const error = await assertRejects(() => lms.load("qwen/qwen3-8b"), LmsError, "22.92 GB");
+      assertEquals(error.kind, "out_of_memory");
+      assertEquals(error.memoryRequired, "22.92 GB");
+      assertEquals(error.exitCode, 1);
+      assertStringIncludes(error.message, "lms unload --all");
+    },
+  );
+});
+
+Deno.test("loading a model that is not downloaded says how to find one", async () => {
+  await withFake({}, async (_f, lms) => {
+    const error = await assertRejects(() => lms.load("no-such-model"), LmsError, "lms ls");
+    assertEquals(error.kind, "not_found");
+  });
+});
+
+Deno.test("when LM Studio is not running, lms's stderr and advice are reported", async () => {
+  await withFake({ running: false, port: 1234 }, async (_f, lms) => {
+    const error = await assertRejects(() => lms.ps(), LmsError, "lms server start");
+    assertEquals(error.kind, "not_running");
+    assertEquals(error.exitCode, 1);
+    assertEquals(error.command, ["lms", "ps", "--json"]);
+    assert(error.stderrTail.some((l) => l.includes("Failed to start or connect")));
+    assertEquals(await lms.serverStatus(), { running: false, port: 1234 });
+  });
+});
+
+Deno.test("a slow lms is stopped at the timeout and a cancelled call stops at once", async () => {
+  await withFake({ delayMs: { ps: 20_000 } }, async (_f, lms) => {
+    const started = performance.now();
+    const error = await assertRejects(() => lms.ps({ timeoutMs: 300 }), LmsError, "did not finish");
+    assertEquals(error.kind, "timeout");
+    assert(performance.now() - started < 5000, "the child was killed, not waited for");
+
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const cancelled = await assertRejects(() => lms.ps({ signal: controller.signal }), LmsError);
+    assertEquals(cancelled.kind, "aborted");
+  });
+});
+
+Deno.test("output that is not the expected JSON is a bad_output error", async () => {
+  await withFake({ stdout: { ps: "LOADED MODELS\n  qwen" } }, async (_f, lms) => {
+    const error = await assertRejects(() => lms.ps(), LmsError, "cannot read");
+    assertEquals(error.kind, "bad_output");
+  });
+});
+
+Deno.test("other failures keep lms's message and exit code", async () => {
+  await withFake(
+    { fail: { ls: { code: 7, stderr: "Error: something odd happened" } } },
+    async (_f, lms) => {
+      const error = await assertRejects(() => lms.ls(), LmsError, "something odd happened");
+      assertEquals(error.kind, "failed");
+      assertEquals(error.exitCode, 7);
+    },
+  );
+});
+
+Deno.test("a sandbox denial names the --allow-run flag that would allow lms", async (t) => {
+  await t.step("reported from the spawn function", async () => {
+    const lms = new Lms({
+      command: "/opt/lms/bin/lms",
+      spawn: () => Promise.reject(new Deno.errors.NotCapable("Requires run access")),
+      log: quiet,
+    });
+    const error = await assertRejects(() => lms.ps(), LmsError, "--allow-run=/opt/lms/bin/lms");
+    assertEquals(error.kind, "not_permitted");
+  });
+  await t.step("in a real Deno sandbox that allows only `lms` on PATH", async () => {
+    await using fake = await FakeLms.create({});
+    const home = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(`${home}/.lmstudio/bin`, { recursive: true });
+      await Deno.copyFile(fake.path, `${home}/.lmstudio/bin/lms`);
+      await Deno.chmod(`${home}/.lmstudio/bin/lms`, 0o755);
+      const probe = `${home}/probe.ts`;
+      const lmsModule = new URL("../lib/lms.ts", import.meta.url).href;
+      await Deno.writeTextFile(
+        probe,
+        `import { Lms } from ${JSON.stringify(lmsModule)};\n` +
+          `const env = { PATH: "/nonexistent", HOME: ${JSON.stringify(home)} };\n` +
+          `try { await new Lms({ env }).ps(); console.log("ran"); }\n` +
+          `catch (e) { console.log(JSON.stringify({ kind: e.kind, message: e.message })); }\n`,
+      );
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--config",
+          new URL("../deno.json", import.meta.url).pathname,
+          "--no-lock",
+          "--no-prompt",
+          "--allow-read",
+          "--allow-env",
+          "--allow-run=lms",
+          probe,
+        ],
+        cwd: new URL("..", import.meta.url).pathname,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(output.stdout).trim();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert(text !== "", `the probe printed nothing; stderr: ${stderr}`);
+      const result = JSON.parse(text.split("\n").pop() ?? "{}") as {
+        kind?: string;
+        message?: string;
+      };
+      assertEquals(result.kind, "not_permitted", new TextDecoder().decode(output.stderr));
+      assertMatch(result.message ?? "", /--allow-run=.*\.lmstudio\/bin\/lms/);
+      assertStringIncludes(result.message ?? "", "PATH");
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  });
+});
