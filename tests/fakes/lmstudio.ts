@@ -1,0 +1,714 @@
+/**
+ * A fake LM Studio for tests: a real HTTP server (Deno.serve on 127.0.0.1, port 0) that speaks the
+ * wire shapes of /work/shared/LMSTUDIO_API.md, quirks included, and plays scripted replies.
+ *
+ * Default behaviours (when no scripted reply is queued for a path):
+ * - `GET /v1/models`: every model (`{"object":"list","data":[{id,object,owned_by}]}`).
+ * - `POST /v1/chat/completions`: `"Echo: <text of the last user message>"`; an unloaded model is
+ *   JIT-loaded; an embedding model or images sent to a non-vision model are a 400.
+ * - `POST /v1/completions`: echoes the prompt as the completion text.
+ * - `POST /v1/embeddings`: deterministic 8-dimensional unit vectors per input (embedding models only).
+ * - `POST /v1/responses`: stateful; text `"Echo: <input> (turn N)"`; an unknown
+ *   `previous_response_id` is a 400 with code `previous_response_not_found`.
+ * - `GET /api/v0/models[/id]`, `GET /api/v1/models`, `POST /api/v1/models/load|unload` as LM Studio
+ *   0.3.6+ / 0.4+ answer them (flavor "lmstudio"); flavor "lmstudio-v0" has no /api/v1;
+ *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*.
+ * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint: 404
+ *   with LM Studio's string error shape `{"error":"Unexpected endpoint or method. (GET /x)"}`.
+ * - With `token`, every request without `Authorization: Bearer <token>` gets a 401.
+ *
+ * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
+ */
+
+/** A model the fake knows about. */
+export interface FakeModel {
+  id: string;
+  type?: "llm" | "vlm" | "embeddings";
+  state?: "loaded" | "not-loaded";
+  maxContextLength?: number;
+  loadedContextLength?: number;
+  vision?: boolean;
+  toolUse?: boolean;
+  reasoning?: boolean;
+  publisher?: string;
+  arch?: string;
+  quantization?: string;
+}
+
+/** One request as the fake received it. Header names are lower case; body is parsed JSON, the raw text when it is not JSON, or undefined when empty. */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+/** A reply to play: JSON `body` (or `raw` text) with `status` (default 200), after `delayMs` (cut short when the client goes away). */
+export interface ScriptedReplyValue {
+  status?: number;
+  body?: unknown;
+  delayMs?: number;
+  headers?: Record<string, string>;
+  raw?: string;
+}
+
+/**
+ * A scripted reply: JSON body with status (default 200) and optional delay (aborted if the client goes away),
+ * or a function computing a reply / Response from the request.
+ */
+export type ScriptedReply =
+  | ScriptedReplyValue
+  | ((
+    req: RecordedRequest,
+  ) => ScriptedReplyValue | Response | Promise<ScriptedReplyValue | Response>);
+
+/** Options of {@linkcode FakeLmStudio.start}. */
+export interface FakeLmStudioOptions {
+  /** Default: one loaded llm "qwen2.5-7b-instruct" (ctx 32768/8192), one not-loaded embeddings model "text-embedding-nomic-embed-text-v1.5". */
+  models?: FakeModel[];
+  /** openai-only = Ollama/llama.cpp-like: 404 on /api/*. lmstudio-v0 = LM Studio before 0.4 (no /api/v1). */
+  flavor?: "lmstudio" | "lmstudio-v0" | "openai-only";
+  /** When set, requests without "Authorization: Bearer <token>" get 401. */
+  token?: string;
+  /** Port to listen on (default 0: any free port). */
+  port?: number;
+}
+
+/** The default model list of the fake. */
+export function defaultFakeModels(): FakeModel[] {
+  return [
+    {
+      id: "qwen2.5-7b-instruct",
+      type: "llm",
+      state: "loaded",
+      maxContextLength: 32768,
+      loadedContextLength: 8192,
+      toolUse: true,
+      publisher: "lmstudio-community",
+      arch: "qwen2",
+      quantization: "Q4_K_M",
+    },
+    {
+      id: "text-embedding-nomic-embed-text-v1.5",
+      type: "embeddings",
+      state: "not-loaded",
+      maxContextLength: 2048,
+      publisher: "nomic-ai",
+      arch: "nomic-bert",
+      quantization: "Q4_K_M",
+    },
+  ];
+}
+
+/** Context length a JIT or REST load uses when none is asked for. */
+const DEFAULT_LOAD_CONTEXT = 4096;
+
+interface StoredResponse {
+  id: string;
+  turn: number;
+}
+
+/** The fake LM Studio server. */
+export class FakeLmStudio {
+  /** "http://127.0.0.1:<port>" */
+  readonly baseUrl: string;
+  /** Every request received, in order. */
+  readonly requests: RecordedRequest[] = [];
+  /** Mutable: REST load/unload and JIT loading change `state`. */
+  models: FakeModel[];
+
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #flavor: "lmstudio" | "lmstudio-v0" | "openai-only";
+  readonly #token: string | undefined;
+  readonly #queues = new Map<string, ScriptedReply[]>();
+  readonly #responses = new Map<string, StoredResponse>();
+  readonly #closing = new AbortController();
+  #responseCounter = 0;
+  #chatCounter = 0;
+  #closed = false;
+
+  private constructor(options: FakeLmStudioOptions) {
+    this.models = options.models ? options.models.map((m) => ({ ...m })) : defaultFakeModels();
+    this.#flavor = options.flavor ?? "lmstudio";
+    this.#token = options.token;
+    this.#server = Deno.serve(
+      { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
+      (req) => this.#handle(req),
+    );
+    this.baseUrl = `http://127.0.0.1:${this.#server.addr.port}`;
+  }
+
+  /** Starts a fake on 127.0.0.1 (port 0 unless `options.port`). */
+  static start(options: FakeLmStudioOptions = {}): Promise<FakeLmStudio> {
+    return Promise.resolve(new FakeLmStudio(options));
+  }
+
+  /** The port the fake listens on. */
+  get port(): number {
+    return this.#server.addr.port;
+  }
+
+  /** Queue replies for a path (e.g. "/v1/chat/completions"); consumed in order; when the queue is empty the default behaviour applies. */
+  script(path: string, ...replies: ScriptedReply[]): void {
+    const queue = this.#queues.get(path) ?? [];
+    queue.push(...replies);
+    this.#queues.set(path, queue);
+  }
+
+  /** Replies still queued for a path (0 when every scripted reply was consumed). */
+  pending(path: string): number {
+    return this.#queues.get(path)?.length ?? 0;
+  }
+
+  /** Requests received for one path. */
+  requestsTo(path: string): RecordedRequest[] {
+    return this.requests.filter((r) => r.path === path);
+  }
+
+  /** Stops the server; delayed replies still waiting are cut short. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort();
+    await this.#server.shutdown();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const text = await req.text();
+    let body: unknown = undefined;
+    if (text !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+      }
+    }
+    const headers: Record<string, string> = {};
+    req.headers.forEach((value, key) => (headers[key] = value));
+    const recorded: RecordedRequest = { method: req.method, path: url.pathname, headers, body };
+    this.requests.push(recorded);
+
+    if (this.#token !== undefined && headers["authorization"] !== `Bearer ${this.#token}`) {
+      return json(401, {
+        error: {
+          message: headers["authorization"] === undefined
+            ? "Authentication required: missing Authorization header"
+            : "Invalid API token",
+          type: "invalid_request_error",
+          code: "invalid_api_key",
+        },
+      });
+    }
+
+    const scripted = this.#queues.get(url.pathname)?.shift();
+    try {
+      if (scripted !== undefined) return await this.#play(scripted, recorded);
+      return this.#default(recorded);
+    } catch (error: unknown) {
+      const message = error instanceof Error ? error.message : String(error);
+      return json(500, { error: { message: `fake LM Studio failed: ${message}` } });
+    }
+  }
+
+  async #play(reply: ScriptedReply, req: RecordedRequest): Promise<Response> {
+    const value = typeof reply === "function" ? await reply(req) : reply;
+    if (value instanceof Response) return value;
+    const status = value.status ?? 200;
+    const raw = value.raw !== undefined;
+    const text = raw ? value.raw : value.body === undefined ? null : JSON.stringify(value.body);
+    const headers = {
+      "content-type": raw ? "text/plain; charset=utf-8" : "application/json",
+      ...value.headers,
+    };
+    if (value.delayMs === undefined || value.delayMs <= 0) {
+      return new Response(text, { status, headers });
+    }
+    return new Response(this.#delayedBody(text ?? "", value.delayMs), { status, headers });
+  }
+
+  /**
+   * A body that arrives after `ms`. The status line goes out at once and the body waits, so a
+   * client that goes away cancels the stream (and its timer) without the handler having to watch
+   * `request.signal`, which Deno.serve's legacy abort semantics warn about.
+   */
+  #delayedBody(text: string, ms: number): ReadableStream<Uint8Array> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onClose: (() => void) | undefined;
+    const closing = this.#closing.signal;
+    const stop = () => {
+      clearTimeout(timer);
+      if (onClose) closing.removeEventListener("abort", onClose);
+    };
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        onClose = () => {
+          stop();
+          // The fake is closing: end the reply (truncated) so shutdown need not wait for the timer.
+          controller.close();
+        };
+        if (closing.aborted) return onClose();
+        closing.addEventListener("abort", onClose, { once: true });
+        timer = setTimeout(() => {
+          stop();
+          if (text !== "") controller.enqueue(new TextEncoder().encode(text));
+          controller.close();
+        }, ms);
+      },
+      cancel: stop,
+    });
+  }
+
+  #default(req: RecordedRequest): Response {
+    const route = `${req.method} ${req.path}`;
+    if (req.path.startsWith("/api/")) {
+      if (this.#flavor === "openai-only") {
+        return new Response("404 page not found", {
+          status: 404,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+        });
+      }
+      if (this.#flavor === "lmstudio-v0" && req.path.startsWith("/api/v1/")) {
+        return unexpectedEndpoint(req);
+      }
+    }
+    switch (route) {
+      case "GET /v1/models":
+        return json(200, {
+          object: "list",
+          data: this.models.map((m) => ({
+            id: m.id,
+            object: "model",
+            owned_by: "organization_owner",
+          })),
+        });
+      case "POST /v1/chat/completions":
+        return this.#chat(req.body);
+      case "POST /v1/completions":
+        return this.#completion(req.body);
+      case "POST /v1/embeddings":
+        return this.#embeddings(req.body);
+      case "POST /v1/responses":
+        return this.#respond(req.body);
+      case "GET /api/v0/models":
+        return json(200, { object: "list", data: this.models.map(v0Model) });
+      case "GET /api/v1/models":
+        return json(200, { models: this.models.map(v1Model) });
+      case "POST /api/v1/models/load":
+        return this.#load(req.body);
+      case "POST /api/v1/models/unload":
+        return this.#unload(req.body);
+    }
+    if (req.method === "GET" && req.path.startsWith("/api/v0/models/")) {
+      const id = decodeURIComponent(req.path.slice("/api/v0/models/".length));
+      const model = this.#find(id);
+      return model ? json(200, v0Model(model)) : modelNotFound(id);
+    }
+    return unexpectedEndpoint(req);
+  }
+
+  #find(id: string): FakeModel | undefined {
+    return this.models.find((m) => m.id === id);
+  }
+
+  /** Finds the model a request names, JIT-loading it; or the error response to send. */
+  #modelFor(body: unknown): FakeModel | Response {
+    const id = field(body, "model");
+    if (typeof id !== "string" || id === "") {
+      return json(400, {
+        error: { message: "'model' is required", type: "invalid_request_error", param: "model" },
+      });
+    }
+    const model = this.#find(id);
+    if (!model) return modelNotFound(id);
+    if (model.state !== "loaded") {
+      model.state = "loaded";
+      model.loadedContextLength = Math.min(model.maxContextLength ?? 4096, DEFAULT_LOAD_CONTEXT);
+    }
+    return model;
+  }
+
+  #chat(body: unknown): Response {
+    const model = this.#modelFor(body);
+    if (model instanceof Response) return model;
+    if (model.type === "embeddings") {
+      return json(400, {
+        error: {
+          message: `Model '${model.id}' is an embedding model and cannot be used for chat.`,
+          type: "invalid_request_error",
+        },
+      });
+    }
+    const messages = field(body, "messages");
+    if (!Array.isArray(messages) || messages.length === 0) {
+      return json(400, {
+        error: { message: "'messages' must be a non-empty array", type: "invalid_request_error" },
+      });
+    }
+    let lastUser = "";
+    let images = 0;
+    let promptChars = 0;
+    for (const message of messages) {
+      const { text, imageCount } = messageText(field(message, "content"));
+      promptChars += text.length;
+      if (field(message, "role") === "user") {
+        lastUser = text;
+        images += imageCount;
+      }
+    }
+    const vision = model.vision ?? model.type === "vlm";
+    if (images > 0 && !vision) {
+      return json(400, {
+        error: {
+          message: `Model '${model.id}' does not support images. Please use a model that does.`,
+          type: "invalid_request_error",
+        },
+      });
+    }
+    const content = `Echo: ${lastUser}${images > 0 ? ` [${images} image(s)]` : ""}`;
+    const prompt = Math.ceil(promptChars / 4);
+    const completion = Math.ceil(content.length / 4);
+    this.#chatCounter++;
+    return json(
+      200,
+      chatReply({
+        content,
+        model: model.id,
+        emptyToolCalls: Array.isArray(field(body, "tools")),
+        usage: { prompt_tokens: prompt, completion_tokens: completion },
+        id: `chatcmpl-${this.#chatCounter}`,
+      }),
+    );
+  }
+
+  #completion(body: unknown): Response {
+    const model = this.#modelFor(body);
+    if (model instanceof Response) return model;
+    const prompt = field(body, "prompt");
+    const text = typeof prompt === "string" ? prompt : "";
+    return json(200, {
+      id: `cmpl-${++this.#chatCounter}`,
+      object: "text_completion",
+      created: 1731000000,
+      model: model.id,
+      choices: [{ index: 0, text, logprobs: null, finish_reason: "stop" }],
+      usage: {
+        prompt_tokens: Math.ceil(text.length / 4),
+        completion_tokens: Math.ceil(text.length / 4),
+        total_tokens: 2 * Math.ceil(text.length / 4),
+      },
+    });
+  }
+
+  #embeddings(body: unknown): Response {
+    const model = this.#modelFor(body);
+    if (model instanceof Response) return model;
+    if (model.type !== "embeddings") {
+      return json(400, {
+        error: {
+          message: `Model '${model.id}' is not an embedding model. Load an embedding model.`,
+          type: "invalid_request_error",
+        },
+      });
+    }
+    const input = field(body, "input");
+    const inputs = typeof input === "string"
+      ? [input]
+      : Array.isArray(input) && input.every((x) => typeof x === "string")
+      ? input as string[]
+      : undefined;
+    if (!inputs) {
+      return json(400, {
+        error: {
+          message: "'input' must be a string or an array of strings",
+          type: "invalid_request_error",
+        },
+      });
+    }
+    const tokens = inputs.reduce((n, s) => n + Math.ceil(s.length / 4), 0);
+    return json(200, {
+      object: "list",
+      data: inputs.map((s, index) => ({ object: "embedding", index, embedding: fakeEmbedding(s) })),
+      model: model.id,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  }
+
+  #respond(body: unknown): Response {
+    const model = this.#modelFor(body);
+    if (model instanceof Response) return model;
+    const previous = field(body, "previous_response_id");
+    let turn = 1;
+    if (typeof previous === "string") {
+      const stored = this.#responses.get(previous);
+      if (!stored) {
+        return json(400, {
+          error: {
+            message: `Previous response with id '${previous}' not found.`,
+            type: "invalid_request_error",
+            param: "previous_response_id",
+            code: "previous_response_not_found",
+          },
+        });
+      }
+      turn = stored.turn + 1;
+    }
+    const input = field(body, "input");
+    const inputText = typeof input === "string" ? input : JSON.stringify(input);
+    const id = `resp_${++this.#responseCounter}`;
+    this.#responses.set(id, { id, turn });
+    const text = `Echo: ${inputText} (turn ${turn})`;
+    return json(200, {
+      id,
+      object: "response",
+      created_at: 1731000000,
+      status: "completed",
+      model: model.id,
+      previous_response_id: typeof previous === "string" ? previous : null,
+      output: [
+        {
+          id: `msg_${this.#responseCounter}`,
+          type: "message",
+          role: "assistant",
+          status: "completed",
+          content: [{ type: "output_text", text, annotations: [] }],
+        },
+      ],
+      usage: {
+        input_tokens: Math.ceil(inputText.length / 4),
+        output_tokens: Math.ceil(text.length / 4),
+        total_tokens: Math.ceil(inputText.length / 4) + Math.ceil(text.length / 4),
+      },
+    });
+  }
+
+  #load(body: unknown): Response {
+    const id = field(body, "model");
+    if (typeof id !== "string") {
+      return json(400, {
+        error: { message: "'model' is required", type: "invalid_request_error" },
+      });
+    }
+    const model = this.#find(id);
+    if (!model) return modelNotFound(id);
+    const ctx = field(body, "context_length");
+    model.state = "loaded";
+    model.loadedContextLength = typeof ctx === "number"
+      ? ctx
+      : Math.min(model.maxContextLength ?? DEFAULT_LOAD_CONTEXT, DEFAULT_LOAD_CONTEXT);
+    return json(200, {
+      type: model.type === "embeddings" ? "embedding" : "llm",
+      instance_id: model.id,
+      load_time_seconds: 0.01,
+      status: "loaded",
+    });
+  }
+
+  #unload(body: unknown): Response {
+    const id = field(body, "instance_id");
+    const model = typeof id === "string" ? this.#find(id) : undefined;
+    if (!model || model.state !== "loaded") {
+      return json(404, {
+        error: {
+          message: `No loaded model instance with id '${String(id)}'.`,
+          type: "invalid_request_error",
+          code: "model_not_found",
+        },
+      });
+    }
+    model.state = "not-loaded";
+    delete model.loadedContextLength;
+    return json(200, { instance_id: model.id });
+  }
+}
+
+/** Builders for exact wire shapes: a `/v1/chat/completions` reply body. */
+export function chatReply(o: {
+  content?: string | null;
+  /** `id: null` leaves the id out (a quirk seen in the wild); undefined generates `call_<n>`. */
+  toolCalls?: {
+    id?: string | null;
+    name: string;
+    arguments: string | Record<string, unknown>;
+  }[];
+  /** Sends `tool_calls: []` when there are no tool calls (LM Studio does on plain answers). */
+  emptyToolCalls?: boolean;
+  reasoning_content?: string;
+  reasoning?: string;
+  finishReason?: string;
+  usage?: { prompt_tokens: number; completion_tokens: number };
+  model?: string;
+  id?: string;
+}): Record<string, unknown> {
+  const message: Record<string, unknown> = {
+    role: "assistant",
+    content: o.content === undefined ? "" : o.content,
+  };
+  if (o.reasoning_content !== undefined) message.reasoning_content = o.reasoning_content;
+  if (o.reasoning !== undefined) message.reasoning = o.reasoning;
+  const calls = o.toolCalls ?? [];
+  if (calls.length > 0) {
+    message.tool_calls = calls.map((c, i) => ({
+      ...(c.id === null ? {} : { id: c.id ?? `call_${i + 1}` }),
+      type: "function",
+      function: { name: c.name, arguments: c.arguments },
+    }));
+  } else if (o.emptyToolCalls) {
+    message.tool_calls = [];
+  }
+  const usage = o.usage ?? { prompt_tokens: 10, completion_tokens: 5 };
+  return {
+    id: o.id ?? "chatcmpl-fake",
+    object: "chat.completion",
+    created: 1731000000,
+    model: o.model ?? "qwen2.5-7b-instruct",
+    choices: [{
+      index: 0,
+      finish_reason: o.finishReason ?? (calls.length > 0 ? "tool_calls" : "stop"),
+      logprobs: null,
+      message,
+    }],
+    usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens },
+    system_fingerprint: o.model ?? "qwen2.5-7b-instruct",
+  };
+}
+
+/** An OpenAI-shaped error body `{"error":{"message","type","code"}}`. */
+export function errorBody(
+  message: string,
+  o: { type?: string; code?: string } = {},
+): Record<string, unknown> {
+  return {
+    error: {
+      message,
+      type: o.type ?? "invalid_request_error",
+      ...(o.code ? { code: o.code } : {}),
+    },
+  };
+}
+
+/** The deterministic unit vector the fake returns for a text (8 dimensions). */
+export function fakeEmbedding(text: string): number[] {
+  const raw: number[] = [];
+  for (let d = 0; d < 8; d++) {
+    let h = 2166136261 ^ d;
+    for (let i = 0; i < text.length; i++) {
+      h ^= text.charCodeAt(i);
+      h = Math.imul(h, 16777619);
+    }
+    raw.push(((h >>> 0) % 2000) / 1000 - 1);
+  }
+  const norm = Math.hypot(...raw) || 1;
+  return raw.map((x) => Math.round((x / norm) * 1e6) / 1e6);
+}
+
+function v0Model(m: FakeModel): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    id: m.id,
+    object: "model",
+    type: m.type ?? "llm",
+    publisher: m.publisher ?? "lmstudio-community",
+    arch: m.arch ?? "llama",
+    compatibility_type: "gguf",
+    quantization: m.quantization ?? "Q4_K_M",
+    state: m.state ?? "not-loaded",
+    max_context_length: m.maxContextLength ?? 4096,
+  };
+  if (m.state === "loaded" && m.loadedContextLength !== undefined) {
+    out.loaded_context_length = m.loadedContextLength;
+  }
+  if (m.toolUse) out.capabilities = ["tool_use"];
+  return out;
+}
+
+function v1Model(m: FakeModel): Record<string, unknown> {
+  const embedding = m.type === "embeddings";
+  return {
+    type: embedding ? "embedding" : "llm",
+    publisher: m.publisher ?? "lmstudio-community",
+    key: m.id,
+    display_name: m.id,
+    architecture: m.arch ?? "llama",
+    quantization: { name: m.quantization ?? "Q4_K_M", bits_per_weight: 4 },
+    size_bytes: 4_000_000_000,
+    params_string: "7B",
+    loaded_instances: m.state === "loaded"
+      ? [{ id: m.id, config: { context_length: m.loadedContextLength ?? DEFAULT_LOAD_CONTEXT } }]
+      : [],
+    max_context_length: m.maxContextLength ?? 4096,
+    format: "gguf",
+    ...(embedding ? {} : {
+      capabilities: {
+        vision: m.vision ?? m.type === "vlm",
+        trained_for_tool_use: m.toolUse ?? false,
+        reasoning: m.reasoning ?? false,
+      },
+    }),
+  };
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+function modelNotFound(id: string): Response {
+  return json(
+    404,
+    errorBody(
+      `Model "${id}" not found. Please specify a valid downloaded model or load one first.`,
+      { code: "model_not_found" },
+    ),
+  );
+}
+
+function unexpectedEndpoint(req: RecordedRequest): Response {
+  return json(404, { error: `Unexpected endpoint or method. (${req.method} ${req.path})` });
+}
+
+/** A property of an unknown value, or undefined. */
+function field(value: unknown, key: string): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  return (value as Record<string, unknown>)[key];
+}
+
+function messageText(content: unknown): { text: string; imageCount: number } {
+  if (typeof content === "string") return { text: content, imageCount: 0 };
+  if (!Array.isArray(content)) return { text: "", imageCount: 0 };
+  const texts: string[] = [];
+  let imageCount = 0;
+  for (const part of content) {
+    const type = field(part, "type");
+    const text = field(part, "text");
+    if (type === "text" && typeof text === "string") texts.push(text);
+    if (type === "image_url") imageCount++;
+  }
+  return { text: texts.join("\n"), imageCount };
+}
+
+if (import.meta.main) {
+  const { parseArgs, stringOption, integerOption } = await import("../../lib/args.ts");
+  const args = parseArgs(Deno.args, {
+    port: { type: "string" },
+    flavor: { type: "string" },
+    token: { type: "string" },
+  }, "fake-lmstudio");
+  const flavor = stringOption(args, "flavor") ?? "lmstudio";
+  if (flavor !== "lmstudio" && flavor !== "lmstudio-v0" && flavor !== "openai-only") {
+    throw new Error(`--flavor must be lmstudio, lmstudio-v0 or openai-only, got "${flavor}"`);
+  }
+  const fake = await FakeLmStudio.start({
+    port: integerOption(args, "port", { min: 0, max: 65535 }) ?? 1234,
+    flavor,
+    token: stringOption(args, "token"),
+  });
+  Deno.stderr.writeSync(
+    new TextEncoder().encode(`fake LM Studio (${flavor}) listening on ${fake.baseUrl}\n`),
+  );
+}
