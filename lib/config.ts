@@ -280,15 +280,11 @@ export function locateJsonError(text: string): { offset: number; expected: strin
       if (c === "\\") {
         const e = text[i + 1];
         if (e === "u") {
-          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) {
-            i++;
-            fail("four hex digits after \\u");
-          }
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail("four hex digits after \\u");
           i += 6;
           continue;
         }
         if (e === undefined || !'"\\/bfnrt'.includes(e)) {
-          i++;
           fail('a valid escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
         }
         i += 2;
@@ -374,6 +370,8 @@ export function locateJsonError(text: string): { offset: number; expected: strin
     return undefined;
   } catch (error) {
     if (error instanceof JsonLocate) return { offset: error.offset, expected: error.expected };
+    // Nesting deeper than the stack: give up on locating; the engine's message is used instead.
+    if (error instanceof RangeError) return undefined;
     throw error;
   }
 }
