@@ -594,7 +594,7 @@ export class LmStudioClient {
             ...(error.status !== undefined ? { status: error.status } : {}),
             ...(error.serverMessage !== undefined ? { serverMessage: error.serverMessage } : {}),
             ...(error.code !== undefined ? { code: error.code } : {}),
-            cause: error.cause ?? error,
+            cause: error,
           });
         }
         throw error;

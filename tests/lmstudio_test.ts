@@ -1,12 +1,22 @@
+import { z } from "zod";
 import {
+  backoffMs,
   LmStudioClient,
   type LmStudioClientOptions,
   LmStudioError,
+  MAX_RETRY_AFTER_MS,
+  parseErrorBody,
   splitReasoning,
 } from "../lib/lmstudio.ts";
 import { createLogger } from "../lib/log.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
-import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
+import {
+  chatReply,
+  errorBody,
+  fakeEmbedding,
+  FakeLmStudio,
+  type ScriptedReplyValue,
+} from "./fakes/lmstudio.ts";
 
 const QWEN = "qwen2.5-7b-instruct";
 const NOMIC = "text-embedding-nomic-embed-text-v1.5";
@@ -31,6 +41,14 @@ function client(
 }
 
 const user = (content: string) => ({ role: "user" as const, content });
+
+/** A loopback port that nothing listens on (bound, then closed). */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
 
 Deno.test("chat returns the answer, usage and an empty tool call list", async () => {
   await using fake = await FakeLmStudio.start();
@@ -323,4 +341,486 @@ Deno.test("resolveModel picks models by the documented rules", async (t) => {
     const { client: c } = client(fake.baseUrl);
     await assertRejects(() => c.resolveModel(undefined), LmStudioError, "lists no models");
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The other endpoints
+
+Deno.test("complete sends the prompt and returns the completion text", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const result = await c.complete({
+    model: QWEN,
+    prompt: "Once upon",
+    stop: ["\n"],
+    max_tokens: 9,
+  });
+  assertEquals(result.text, "Once upon");
+  assertEquals(result.finishReason, "stop");
+  const body = fake.requestsTo("/v1/completions")[0]?.body as Record<string, unknown>;
+  assertEquals([body.stop, body.max_tokens], [["\n"], 9]);
+});
+
+Deno.test("embed returns one vector per input, ordered by index", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const result = await c.embed({ model: NOMIC, input: ["alpha", "beta"] });
+  assertEquals(result.embeddings, [fakeEmbedding("alpha"), fakeEmbedding("beta")]);
+  assertEquals(result.model, NOMIC);
+
+  fake.script("/v1/embeddings", {
+    body: {
+      object: "list",
+      data: [
+        { object: "embedding", index: 1, embedding: [2] },
+        { object: "embedding", index: 0, embedding: [1] },
+      ],
+    },
+  });
+  assertEquals((await c.embed({ model: NOMIC, input: ["a", "b"] })).embeddings, [[1], [2]]);
+
+  fake.script("/v1/embeddings", { body: { data: [{ index: 0, embedding: [1] }] } });
+  await assertRejects(
+    () => c.embed({ model: NOMIC, input: ["a", "b"] }),
+    LmStudioError,
+    "1 embeddings for 2 inputs",
+  );
+});
+
+Deno.test("embed with a chat model reports the server's reason", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const error = await assertRejects(() => c.embed({ model: QWEN, input: "x" }), LmStudioError);
+  assertEquals([error.kind, error.status], ["http", 400]);
+  assertStringIncludes(error.message, "not an embedding model");
+});
+
+Deno.test("respond keeps state through previous_response_id", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const first = await c.respond({ model: QWEN, input: "hello" });
+  assertEquals(first.text, "Echo: hello (turn 1)");
+  assertEquals(first.previousResponseId, null);
+  const second = await c.respond({ model: QWEN, input: "again", previous_response_id: first.id });
+  assertEquals(second.text, "Echo: again (turn 2)");
+  assertEquals(second.previousResponseId, first.id);
+  assert(second.id !== first.id);
+});
+
+Deno.test("respond explains an unknown previous_response_id", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const error = await assertRejects(
+    () => c.respond({ model: QWEN, input: "x", previous_response_id: "resp_gone" }),
+    LmStudioError,
+    'does not know previous_response_id "resp_gone"',
+  );
+  assertEquals(error.code, "previous_response_not_found");
+  assertStringIncludes(error.message, "leaving previous_response_id out");
+});
+
+Deno.test("respond reads reasoning and function calls from the output items", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  fake.script("/v1/responses", {
+    body: {
+      id: "resp_x",
+      object: "response",
+      status: "completed",
+      output: [
+        { type: "reasoning", content: [{ type: "reasoning_text", text: "Think." }] },
+        { type: "function_call", call_id: "call_1", name: "lookup", arguments: { q: 1 } },
+        {
+          type: "message",
+          role: "assistant",
+          content: [{ type: "output_text", text: "Hello" }],
+        },
+      ],
+      usage: { input_tokens: 20, output_tokens: 5, total_tokens: 25 },
+    },
+  });
+  const r = await c.respond({ model: QWEN, input: "x" });
+  assertEquals(r.text, "Hello");
+  assertEquals(r.reasoning, "Think.");
+  assertEquals(r.functionCalls, [{ callId: "call_1", name: "lookup", arguments: '{"q":1}' }]);
+  assertEquals(r.usage, { input_tokens: 20, output_tokens: 5, total_tokens: 25 });
+});
+
+Deno.test("loadModel and unloadModel change the REST state", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const loaded = await c.loadModel(NOMIC, { contextLength: 2048, ttl: 60 });
+  assertEquals(loaded, { instanceId: NOMIC, status: "loaded" });
+  assertEquals(fake.requestsTo("/api/v1/models/load")[0]?.body, {
+    model: NOMIC,
+    context_length: 2048,
+    ttl: 60,
+  });
+  let list = await c.listModels();
+  assertEquals(list.models.find((m) => m.id === NOMIC)?.state, "loaded");
+  await c.unloadModel(NOMIC);
+  list = await c.listModels();
+  assertEquals(list.models.find((m) => m.id === NOMIC)?.state, "not-loaded");
+});
+
+Deno.test("loadModel says which 404 it was: unknown model or no REST API", async (t) => {
+  await t.step("unknown model", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    const error = await assertRejects(() => c.loadModel("nope"), LmStudioError, 'know "nope"');
+    assertEquals(error.kind, "not_found");
+  });
+  for (const flavor of ["lmstudio-v0", "openai-only"] as const) {
+    await t.step(`no REST API (${flavor})`, async () => {
+      await using fake = await FakeLmStudio.start({ flavor });
+      const { client: c } = client(fake.baseUrl);
+      const error = await assertRejects(
+        () => c.loadModel(QWEN),
+        LmStudioError,
+        "does not offer LM Studio's REST API",
+      );
+      assertEquals(error.kind, "not_found");
+      assertStringIncludes(error.message, "`lms load`");
+    });
+  }
+});
+
+Deno.test("health reports reachability, latency and model count without throwing", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const ok = await c.health();
+  assertEquals([ok.ok, ok.modelCount, ok.baseUrl], [true, 2, fake.baseUrl]);
+  assert(ok.latencyMs >= 0);
+  const down = await client(`http://127.0.0.1:${closedPort()}`).client.health();
+  assertEquals(down.ok, false);
+  assertStringIncludes(down.error ?? "", "connection refused");
+});
+
+Deno.test("a base URL with a trailing /v1 or slash is normalised", () => {
+  assertEquals(client("http://127.0.0.1:1234/v1/").client.baseUrl, "http://127.0.0.1:1234");
+  assertEquals(client("http://127.0.0.1:1234/").client.baseUrl, "http://127.0.0.1:1234");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Retries, timeouts, cancellation
+
+Deno.test("a server that fails twice then answers is retried with growing backoff", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c, sleeps } = client(fake.baseUrl);
+  fake.script(
+    "/v1/chat/completions",
+    { status: 503, body: errorBody("Model is loading") },
+    { status: 500, raw: "internal error" },
+  );
+  const result = await c.chat({ model: QWEN, messages: [user("hi")] });
+  assertEquals(result.content, "Echo: hi");
+  assertEquals(fake.requestsTo("/v1/chat/completions").length, 3);
+  // random() = 0.5: 75% of 500 ms, then 75% of 1000 ms.
+  assertEquals(sleeps, [375, 750]);
+});
+
+Deno.test("backoff jitter stays within half and all of the exponential step", () => {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const step = Math.min(8_000, 500 * 2 ** attempt);
+    for (const r of [0, 0.25, 0.999999]) {
+      const ms = backoffMs(attempt, r);
+      assert(ms >= step / 2 && ms <= step, `attempt ${attempt} r ${r}: ${ms}`);
+    }
+  }
+  assertEquals(backoffMs(0, 0), 250);
+  assertEquals(backoffMs(20, 0.999999), 8_000);
+});
+
+Deno.test("retries give up after the configured count and say so", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c, sleeps } = client(fake.baseUrl, { retries: 1 });
+  const badGateway = { status: 502, raw: "Bad Gateway" };
+  fake.script("/v1/models", badGateway, badGateway, badGateway);
+  const error = await assertRejects(
+    () => c.request("GET", "/v1/models", { schema: z.unknown() }),
+    LmStudioError,
+    "gave up after 2 attempts",
+  );
+  assertEquals([error.kind, error.status, error.serverMessage], ["http", 502, "Bad Gateway"]);
+  assertEquals(fake.requestsTo("/v1/models").length, 2);
+  assertEquals(sleeps, [375]);
+});
+
+Deno.test("429 is retried, honouring Retry-After within a bound", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c, sleeps } = client(fake.baseUrl);
+  fake.script(
+    "/v1/models",
+    { status: 429, body: errorBody("busy"), headers: { "retry-after": "2" } },
+    { status: 429, body: errorBody("busy"), headers: { "retry-after": "3600" } },
+  );
+  const list = await c.request("GET", "/v1/models", { schema: z.unknown() });
+  assert(list !== undefined);
+  assertEquals(sleeps, [2000, MAX_RETRY_AFTER_MS]);
+});
+
+Deno.test("4xx other than 429 is never retried", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c, sleeps } = client(fake.baseUrl);
+  fake.script("/v1/chat/completions", {
+    status: 400,
+    body: errorBody("'messages' field is required"),
+  });
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [] }),
+    LmStudioError,
+    "'messages' field is required",
+  );
+  assertEquals([error.kind, error.status], ["http", 400]);
+  assertEquals(fake.requestsTo("/v1/chat/completions").length, 1);
+  assertEquals(sleeps, []);
+});
+
+Deno.test("a slow server times out with advice on LMSTUDIO_TIMEOUT_MS and no retry", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c, sleeps } = client(fake.baseUrl, { timeoutMs: 100 });
+  fake.script("/v1/chat/completions", { delayMs: 5_000, body: chatReply({ content: "late" }) });
+  const started = performance.now();
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "within 100 ms",
+  );
+  assert(performance.now() - started < 1_000);
+  assertEquals(error.kind, "timeout");
+  assertStringIncludes(error.message, "LMSTUDIO_TIMEOUT_MS");
+  assertEquals(sleeps, []);
+  assertEquals(fake.requestsTo("/v1/chat/completions").length, 1);
+});
+
+Deno.test("a per-call timeout overrides the client's", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  fake.script("/v1/models", { delayMs: 5_000, body: { data: [] } });
+  const error = await assertRejects(
+    () => c.request("GET", "/v1/models", { schema: z.unknown(), timeoutMs: 50 }),
+    LmStudioError,
+    "within 50 ms",
+  );
+  assertEquals(error.kind, "timeout");
+});
+
+Deno.test("aborting during a delayed reply returns at once as kind aborted", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  fake.script("/v1/chat/completions", { delayMs: 5_000, body: chatReply({ content: "late" }) });
+  const controller = new AbortController();
+  const started = performance.now();
+  setTimeout(() => controller.abort(), 50);
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }, { signal: controller.signal }),
+    LmStudioError,
+    "cancelled",
+  );
+  const elapsed = performance.now() - started;
+  assertEquals(error.kind, "aborted");
+  assert(elapsed < 150, `took ${elapsed} ms`);
+});
+
+Deno.test("aborting during the backoff sleep stops at once, and no retry is sent", async () => {
+  await using fake = await FakeLmStudio.start();
+  // The real sleep: the first backoff is 250..500 ms.
+  const c = new LmStudioClient({ baseUrl: fake.baseUrl, log: createLogger({ level: "silent" }) });
+  fake.script("/v1/models", { status: 503, body: errorBody("loading") });
+  const controller = new AbortController();
+  const started = performance.now();
+  setTimeout(() => controller.abort(), 50);
+  const error = await assertRejects(
+    () => c.listModels({ signal: controller.signal }),
+    LmStudioError,
+  );
+  assertEquals(error.kind, "aborted");
+  assert(performance.now() - started < 200);
+  assertEquals(fake.requestsTo("/v1/models").length, 1);
+});
+
+Deno.test("an already aborted signal sends nothing", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }, { signal: AbortSignal.abort() }),
+    LmStudioError,
+  );
+  assertEquals(error.kind, "aborted");
+  assertEquals(fake.requests.length, 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Error messages
+
+Deno.test("connection refused says how to start LM Studio, after retrying", async () => {
+  const port = closedPort();
+  const { client: c, sleeps } = client(`http://127.0.0.1:${port}`);
+  const error = await assertRejects(() => c.listModels(), LmStudioError);
+  assertEquals(error.kind, "unreachable");
+  assertStringIncludes(
+    error.message,
+    `Cannot reach LM Studio at http://127.0.0.1:${port}: connection refused. Start the server ` +
+      "in LM Studio (Developer tab) or run `lms server start`.",
+  );
+  assertStringIncludes(error.message, "LMSTUDIO_BASE_URL");
+  assertStringIncludes(error.message, "gave up after 3 attempts");
+  assertEquals(error.url, `http://127.0.0.1:${port}/v1/models`);
+  assertEquals(sleeps.length, 2);
+});
+
+Deno.test("401 without a token says to set LM_API_TOKEN", async () => {
+  await using fake = await FakeLmStudio.start({ token: "secret" });
+  const { client: c, sleeps } = client(fake.baseUrl);
+  const error = await assertRejects(() => c.listModels(), LmStudioError);
+  assertEquals([error.kind, error.status], ["auth", 401]);
+  assertStringIncludes(error.message, "none was sent");
+  assertStringIncludes(error.message, "set LM_API_TOKEN");
+  assertEquals(sleeps, []);
+});
+
+Deno.test("401 with a wrong token says the token was refused", async () => {
+  await using fake = await FakeLmStudio.start({ token: "secret" });
+  const { client: c } = client(fake.baseUrl, { token: "wrong" });
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "LM_API_TOKEN) was refused",
+  );
+  assertEquals(error.serverMessage, "Invalid API token");
+});
+
+Deno.test("the right token is sent as a bearer header and accepted", async () => {
+  await using fake = await FakeLmStudio.start({ token: "secret" });
+  const { client: c } = client(fake.baseUrl, { token: "secret" });
+  assertEquals((await c.chat({ model: QWEN, messages: [user("x")] })).content, "Echo: x");
+  assertEquals(fake.requests[0]?.headers["authorization"], "Bearer secret");
+});
+
+Deno.test("404 for a model names the models that exist", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  for (
+    const call of [
+      () => c.chat({ model: "gpt-4o", messages: [user("x")] }),
+      () => c.complete({ model: "gpt-4o", prompt: "x" }),
+      () => c.embed({ model: "gpt-4o", input: "x" }),
+      () => c.respond({ model: "gpt-4o", input: "x" }),
+    ]
+  ) {
+    const error = await assertRejects(call, LmStudioError);
+    assertEquals([error.kind, error.status, error.code], [
+      "not_found",
+      404,
+      "model_not_found",
+    ]);
+    assertStringIncludes(error.message, 'Model "gpt-4o" was not found');
+    assertStringIncludes(error.message, `Models available: ${QWEN}, ${NOMIC}`);
+  }
+});
+
+Deno.test("404 for an endpoint the server lacks says so instead of blaming the model", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  fake.script("/v1/responses", { status: 404, raw: "404 page not found" });
+  const error = await assertRejects(() => c.respond({ model: QWEN, input: "x" }), LmStudioError);
+  assertStringIncludes(error.message, "has no /v1/responses endpoint");
+  assertEquals(error.serverMessage, "404 page not found");
+});
+
+Deno.test("a reply that is not JSON, or not the expected shape, is a bad_response", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  await t.step("an HTML page", async () => {
+    fake.script("/v1/chat/completions", { raw: "<html>Welcome to nginx</html>" });
+    const error = await assertRejects(
+      () => c.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "not what an OpenAI-compatible server sends",
+    );
+    assertEquals(error.kind, "bad_response");
+    assertStringIncludes(error.message, "Welcome to nginx");
+  });
+  await t.step("JSON of the wrong shape", async () => {
+    fake.script("/v1/chat/completions", { body: { choices: [] } });
+    const error = await assertRejects(
+      () => c.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "not what an OpenAI-compatible server sends",
+    );
+    assertStringIncludes(error.message, "choices");
+  });
+});
+
+Deno.test("server error messages are read from every error body shape", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl, { retries: 0 });
+  const cases: [string, ScriptedReplyValue, string, string | undefined][] = [
+    ["object", { status: 400, body: errorBody("bad thing", { code: "x1" }) }, "bad thing", "x1"],
+    [
+      "string",
+      { status: 400, body: { error: "Unexpected endpoint" } },
+      "Unexpected endpoint",
+      undefined,
+    ],
+    ["text", { status: 500, raw: "upstream exploded" }, "upstream exploded", undefined],
+    [
+      "vLLM",
+      { status: 400, body: { object: "error", message: "too long", code: 400 } },
+      "too long",
+      "400",
+    ],
+  ];
+  for (const [name, reply, message, code] of cases) {
+    await t.step(name, async () => {
+      fake.script("/v1/models", reply);
+      const error = await assertRejects(() => c.listModels(), LmStudioError, message);
+      assertEquals([error.serverMessage, error.code], [message, code]);
+      assertEquals(error.status, reply.status);
+    });
+  }
+});
+
+Deno.test("parseErrorBody tolerates empty and odd bodies", () => {
+  assertEquals(parseErrorBody(""), {});
+  assertEquals(parseErrorBody('{"error":{"type":"server_error"}}'), { code: "server_error" });
+  assertEquals(parseErrorBody('{"detail":"Not Found"}'), { message: "Not Found" });
+  assertEquals(parseErrorBody("[1,2]"), { message: "[1,2]" });
+});
+
+Deno.test("a sandbox denial names the host and the flag that would allow it", async () => {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    const lib = new URL("../lib/lmstudio.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { LmStudioClient } from "${lib}";
+const c = new LmStudioClient({ baseUrl: "http://192.0.2.10:1234", retries: 0 });
+const h = await c.health();
+Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(h)));`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        "--no-lock",
+        "--no-check",
+        "--no-prompt",
+        "-P=bridge",
+        script,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    const health = JSON.parse(stdout) as { ok: boolean; error: string; latencyMs: number };
+    assertEquals(health.ok, false);
+    assertStringIncludes(health.error, "sandbox blocked the connection");
+    assertStringIncludes(health.error, "--allow-net=192.0.2.10:1234");
+    assert(health.latencyMs < 1_000);
+  } finally {
+    await Deno.remove(script);
+  }
 });
