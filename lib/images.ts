@@ -184,7 +184,8 @@ export function describeContent(bytes: Uint8Array): string {
 
 function conversionHint(content: string): string {
   if (/HEIC|AVIF|TIFF|SVG/.test(content)) {
-    return " Convert it to PNG or JPEG first (e.g. `magick in.heic out.png`, or `sips -s format png` on macOS).";
+    return " Convert it to PNG or JPEG first (e.g. `magick <file> out.png`; on macOS also " +
+      "`sips -s format png <file> --out out.png`).";
   }
   return "";
 }

@@ -1,0 +1,327 @@
+/**
+ * The `analyze_image` tool: one or more images (paths, data URIs, URLs) and a prompt go to a
+ * vision-capable local model as one multimodal user message. Also the choice of that model.
+ */
+// The SDK's "./*" export maps types of "x.js" to the missing "x.js.d.ts", which makes every
+// type imported from a ".js" subpath silently `any`; type-only imports of the extensionless
+// subpath get the real declarations (and are erased at run time).
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
+import { z } from "zod";
+import {
+  type LoadedImage,
+  loadImages,
+  type LoadImagesOptions,
+  MAX_IMAGES,
+  SUPPORTED_IMAGE_TYPES,
+} from "./images.ts";
+import type { ChatContentPart, LmStudioClient, ModelInfo, ModelList } from "./lmstudio.ts";
+import type { Logger } from "./log.ts";
+import { basename } from "./path.ts";
+import type { Settings } from "./settings.ts";
+import { errorMessage, errorResult } from "./tool_result.ts";
+
+/** What `analyze_image` needs. */
+export interface AnalyzeImageDeps {
+  client: Pick<LmStudioClient, "chat" | "listModels" | "baseUrl">;
+  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds">;
+  /** Makes sure a named model is loaded before use (ModelManager); optional. */
+  models?: {
+    ensureLoaded(model: string, o?: { signal?: AbortSignal }): Promise<unknown>;
+  };
+  /** How images are loaded (cwd, fetch, DNS resolver, limits); production defaults otherwise. */
+  imageOptions?: Omit<LoadImagesOptions, "signal">;
+  log?: Logger;
+}
+
+/** A vision model could not be chosen; the message names the vision models that exist. */
+export class VisionModelError extends Error {
+  override name = "VisionModelError";
+  /** The model that was asked for, when one was. */
+  readonly model?: string;
+  /** Vision-capable models the server lists (loaded or not). */
+  readonly visionModels: string[];
+  constructor(message: string, options: { model?: string; visionModels: string[] }) {
+    super(message);
+    if (options.model !== undefined) this.model = options.model;
+    this.visionModels = options.visionModels;
+  }
+}
+
+/** The chosen model and why. */
+export interface VisionModelChoice {
+  model: string;
+  via: "explicit" | "default" | "loaded-vision";
+  /** Something the caller should know (e.g. DEFAULT_MODEL was skipped as text-only). */
+  note?: string;
+}
+
+/** True when the server says the model reads images. Pure. */
+export function isVisionModel(m: ModelInfo): boolean {
+  return m.vision === true || m.type === "vlm";
+}
+
+/** True when the server says the model cannot read images. Pure. */
+export function isTextOnlyModel(m: ModelInfo): boolean {
+  return !isVisionModel(m) && (m.vision === false || m.type === "embedding");
+}
+
+function findModel(list: ModelList | undefined, id: string): ModelInfo | undefined {
+  return list?.models.find((m) => m.id === id || (m.instanceIds ?? []).includes(id));
+}
+
+function visionHint(list: ModelList): string {
+  const vision = list.models.filter(isVisionModel).map((m) =>
+    `${m.id} (${m.state === "loaded" ? "loaded" : "not loaded"})`
+  );
+  return vision.length > 0
+    ? `Vision-capable models here: ${vision.join(", ")}.`
+    : "No vision-capable model is downloaded; get one with e.g. `lms get qwen2.5-vl-7b-instruct` " +
+      "or `lms get gemma-3-4b-it`.";
+}
+
+function textOnlyMessage(id: string, m: ModelInfo, list: ModelList): string {
+  const what = m.type === "embedding" ? "an embedding model" : "a text-only model";
+  return `Model ${id} cannot read images: LM Studio lists it as ${what}. ${
+    visionHint(list)
+  } Pass a vision model as \`model\`.`;
+}
+
+/**
+ * Picks the model for an image request: `explicit`, else `defaultModel` (skipped when the server
+ * says it is text-only), else the first loaded vision-capable model. A model the server reports
+ * as unable to read images is refused before anything is sent. Throws
+ * {@linkcode VisionModelError} naming the vision models that exist, or the listing's own error.
+ */
+export async function chooseVisionModel(
+  client: Pick<LmStudioClient, "listModels" | "baseUrl">,
+  o: { explicit?: string; defaultModel?: string; signal?: AbortSignal; log?: Logger } = {},
+): Promise<VisionModelChoice> {
+  const explicit = o.explicit?.trim() || undefined;
+  const fallback = o.defaultModel?.trim() || undefined;
+  let list: ModelList | undefined;
+  try {
+    list = await client.listModels({ signal: o.signal });
+  } catch (error: unknown) {
+    // With a named model the chat request itself reports the same failure, with its own advice.
+    if (explicit === undefined && fallback === undefined) throw error;
+    o.log?.debug("model list unavailable; sending to the named model", {
+      error: errorMessage(error),
+    });
+  }
+  const visionModels = list?.models.filter(isVisionModel).map((m) => m.id) ?? [];
+  if (explicit !== undefined) {
+    const info = findModel(list, explicit);
+    if (list && info && isTextOnlyModel(info)) {
+      throw new VisionModelError(textOnlyMessage(explicit, info, list), {
+        model: explicit,
+        visionModels,
+      });
+    }
+    return { model: explicit, via: "explicit" };
+  }
+  let note: string | undefined;
+  if (fallback !== undefined) {
+    const info = findModel(list, fallback);
+    if (!(list && info && isTextOnlyModel(info))) return { model: fallback, via: "default" };
+    note = `DEFAULT_MODEL ${fallback} is text-only, so a loaded vision model was used instead.`;
+  }
+  if (list === undefined) {
+    // Unreachable: without a list there was an explicit or default model, handled above.
+    throw new VisionModelError("The model list is unavailable.", { visionModels });
+  }
+  const loaded = list.models.find((m) => isVisionModel(m) && m.state === "loaded");
+  if (loaded) return { model: loaded.id, via: "loaded-vision", ...(note ? { note } : {}) };
+  const prefix = note ? `${note.replace(/, so.*$/, "")}. ` : "";
+  if (visionModels.length > 0) {
+    throw new VisionModelError(
+      `${prefix}No vision-capable model is loaded. ${visionHint(list)} ` +
+        "Pass one as `model` (LM Studio loads it on first use) or load it with lms_load_model.",
+      { visionModels },
+    );
+  }
+  if (list.source === "openai") {
+    throw new VisionModelError(
+      `${prefix}Cannot tell which model can read images: the server at ${client.baseUrl} does not ` +
+        "report model capabilities (it has no LM Studio REST API). Pass a vision model as " +
+        `\`model\` (one of: ${list.models.map((m) => m.id).join(", ") || "none listed"}), ` +
+        "or set DEFAULT_MODEL to one.",
+      { visionModels },
+    );
+  }
+  const all = list.models.map((m) => `${m.id} (${m.type})`).join(", ");
+  throw new VisionModelError(
+    `${prefix}No vision-capable model is downloaded in LM Studio (models: ${all || "none"}). ` +
+      "Download one, e.g. `lms get qwen2.5-vl-7b-instruct` or `lms get gemma-3-4b-it`, " +
+      "then call again.",
+    { visionModels },
+  );
+}
+
+/** The content parts of the one user message: the prompt, then each image (labelled when several). */
+export function imageMessageParts(
+  prompt: string,
+  images: readonly LoadedImage[],
+  detail?: "auto" | "low" | "high",
+): ChatContentPart[] {
+  const parts: ChatContentPart[] = [{ type: "text", text: prompt }];
+  images.forEach((image, i) => {
+    if (images.length > 1) {
+      const name = image.source === "data-uri" ? "" : ` (${basename(image.label)})`;
+      parts.push({ type: "text", text: `Image ${i + 1}${name}:` });
+    }
+    parts.push({
+      type: "image_url",
+      image_url: detail === undefined ? { url: image.dataUri } : { url: image.dataUri, detail },
+    });
+  });
+  return parts;
+}
+
+/** `images` as sent: one string, a list, or a JSON-encoded list in a string (models do that). */
+function imageList(images: string | string[]): string[] {
+  if (Array.isArray(images)) return images;
+  const text = images.trim();
+  if (text.startsWith("[")) {
+    try {
+      const parsed = z.array(z.string()).safeParse(JSON.parse(text));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // Not JSON: a path that starts with "[" is still a path.
+    }
+  }
+  return [images];
+}
+
+const DESCRIPTION =
+  "Shows one or more images to a local vision model and returns its answer to your prompt. " +
+  "One tool for every image task: describe an image, compare several (they are numbered Image 1, " +
+  "Image 2, ... in order), read/extract text (OCR), answer a question about a screenshot, chart, " +
+  "diagram, photo or UI. `images` takes file paths on this machine (absolute is safest; ~/ works), " +
+  "data URIs (data:image/png;base64,...) or public http(s) URLs; up to " +
+  `${MAX_IMAGES} images of at most 10 MB each, types ${SUPPORTED_IMAGE_TYPES}. ` +
+  "Put everything you want to know into `prompt`. Without `model` it uses DEFAULT_MODEL or a " +
+  "loaded vision model (list_models shows which models have vision).";
+
+/** The input schema of `analyze_image` (a zod shape, as registerTool takes it). */
+export const analyzeImageInput = {
+  images: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).describe(
+    "One image or a list: file path, data URI, or http(s) URL. Several images are sent in order.",
+  ),
+  prompt: z.string().min(1).describe(
+    'What to do with the image(s), e.g. "Describe this screenshot", "What changed between ' +
+      'image 1 and image 2?", "Extract all text verbatim".',
+  ),
+  model: z.string().min(1).optional().describe(
+    "A vision-capable model id (list_models marks them vlm/vision). Omit to pick one.",
+  ),
+  detail: z.enum(["auto", "low", "high"]).optional().describe(
+    "Image detail hint passed to the server (low = faster, high = small text).",
+  ),
+  max_tokens: z.number().int().min(1).max(1_000_000).default(1024).describe(
+    "Maximum tokens of the answer (raise it for long text extraction or reasoning models).",
+  ),
+  temperature: z.number().min(0).max(2).optional().describe(
+    "Sampling temperature, 0-2 (low for extraction, e.g. 0).",
+  ),
+};
+
+/** The arguments of one `analyze_image` call, after validation. */
+export type AnalyzeImageArgs = z.infer<z.ZodObject<typeof analyzeImageInput>>;
+
+/** Runs one `analyze_image` call; never throws (failures are isError results). */
+export async function analyzeImage(
+  deps: AnalyzeImageDeps,
+  args: AnalyzeImageArgs,
+  signal?: AbortSignal,
+): Promise<CallToolResult> {
+  const [loaded, chosen] = await Promise.allSettled([
+    loadImages(imageList(args.images), { ...deps.imageOptions, signal }),
+    chooseVisionModel(deps.client, {
+      explicit: args.model,
+      defaultModel: deps.settings.defaultModel,
+      signal,
+      log: deps.log,
+    }),
+  ]);
+  const problems = [loaded, chosen].flatMap((r) =>
+    r.status === "rejected" ? [errorMessage(r.reason)] : []
+  );
+  if (loaded.status === "rejected" || chosen.status === "rejected") {
+    return errorResult(problems.join("\n"), "analyze_image could not start");
+  }
+  const images = loaded.value;
+  const { model, via, note } = chosen.value;
+  try {
+    if (via !== "loaded-vision" && deps.models) {
+      await deps.models.ensureLoaded(model, { signal });
+    }
+    const started = performance.now();
+    const result = await deps.client.chat({
+      model,
+      messages: [{ role: "user", content: imageMessageParts(args.prompt, images, args.detail) }],
+      max_tokens: args.max_tokens,
+      ...(args.temperature === undefined ? {} : { temperature: args.temperature }),
+      ttl: deps.settings.modelTtlSeconds || undefined,
+    }, { signal });
+    deps.log?.debug("analyze_image done", {
+      model,
+      images: images.length,
+      ms: Math.round(performance.now() - started),
+    });
+    const answer = result.content;
+    let text = answer;
+    if (answer.trim() === "") {
+      text = result.finishReason === "length"
+        ? "(The model produced no answer before reaching max_tokens" +
+          (result.reasoning ? "; it spent them on reasoning" : "") +
+          ". Call again with a larger max_tokens.)"
+        : "(The model returned an empty answer.)";
+    } else if (result.finishReason === "length") {
+      text += "\n\n(Answer cut off at max_tokens; call again with a larger max_tokens.)";
+    }
+    const content: CallToolResult["content"] = [{ type: "text", text }];
+    if (result.reasoning) {
+      content.push({
+        type: "text",
+        text: `---\n[model reasoning, not part of the answer]\n${result.reasoning}`,
+      });
+    }
+    if (note) content.push({ type: "text", text: `[note] ${note}` });
+    return {
+      content,
+      structuredContent: {
+        answer,
+        reasoning: result.reasoning ?? null,
+        model: result.model ?? model,
+        model_choice: via,
+        images: images.map(({ label, mime, bytes, source }) => ({ label, mime, bytes, source })),
+        finish_reason: result.finishReason ?? null,
+        usage: result.usage ?? null,
+        ...(note ? { note } : {}),
+      },
+    };
+  } catch (error: unknown) {
+    return errorResult(
+      error,
+      `analyze_image with model ${model} (${images.length} image${
+        images.length === 1 ? "" : "s"
+      }) failed`,
+    );
+  }
+}
+
+/** Registers `analyze_image` on the server. */
+export function registerAnalyzeImageTool(server: McpServer, deps: AnalyzeImageDeps): void {
+  server.registerTool("analyze_image", {
+    title: "Analyze images with a local vision model",
+    description: DESCRIPTION,
+    inputSchema: analyzeImageInput,
+    annotations: {
+      readOnlyHint: true,
+      destructiveHint: false,
+      idempotentHint: false,
+      openWorldHint: true,
+    },
+  }, (args, extra) => analyzeImage(deps, args, extra.signal));
+}
