@@ -457,7 +457,7 @@ function clip(s: string, max: number): string {
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
 function retryAfterMs(value: string | null, now: number): number | undefined {
-  if (value === null) return undefined;
+  if (value === null || value.trim() === "") return undefined;
   const seconds = Number(value.trim());
   if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
   const date = Date.parse(value);
@@ -683,8 +683,8 @@ export class LmStudioClient {
           url,
           message: `The sandbox blocked the connection to LM Studio at ${this.baseUrl}: ` +
             `this build only allows network access to loopback (127.0.0.1, localhost, [::1]). ` +
-            `To use LM Studio on ${host}, run with --allow-net=${host} ` +
-            `(or point LMSTUDIO_BASE_URL at a local server).`,
+            `To use LM Studio on ${host}, add --allow-net=${host} to the deno run (or deno ` +
+            `compile) command, or point LMSTUDIO_BASE_URL at a local server.`,
           cause,
         }),
       };
@@ -813,7 +813,7 @@ export class LmStudioClient {
     try {
       return await call();
     } catch (error: unknown) {
-      if (!(error instanceof LmStudioError) || error.kind !== "not_found") throw error;
+      if (!(error instanceof LmStudioError) || !mayBeUnknownModel(error)) throw error;
       let ids: string[];
       try {
         const list = await this.request("GET", "/v1/models", {
@@ -836,15 +836,22 @@ export class LmStudioClient {
         cause: error,
       };
       if (!ids.includes(model)) {
+        const shown = ids.length > MAX_LISTED_MODELS
+          ? `${ids.slice(0, MAX_LISTED_MODELS).join(", ")} and ${
+            ids.length - MAX_LISTED_MODELS
+          } more`
+          : ids.join(", ");
         throw new LmStudioError({
           kind: "not_found",
           ...common,
           message: `Model "${model}" was not found at ${this.baseUrl}. ` +
             (ids.length > 0
-              ? `Models available: ${ids.join(", ")}. Pass one of these (or set DEFAULT_MODEL).`
+              ? `Models available: ${shown}. Pass one of these (or set DEFAULT_MODEL).`
               : "The server lists no models: download one in LM Studio or with `lms get <model>`."),
         });
       }
+      // The model exists, so a 400 was about something else: the server's own message says what.
+      if (error.kind !== "not_found") throw error;
       throw new LmStudioError({
         kind: "not_found",
         ...common,
@@ -1234,6 +1241,17 @@ export class LmStudioClient {
       };
     }
   }
+}
+
+/** How many model ids an error message lists before "and N more". */
+const MAX_LISTED_MODELS = 20;
+
+/** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
+function mayBeUnknownModel(error: LmStudioError): boolean {
+  if (error.kind === "not_found") return true;
+  const said = error.serverMessage ?? "";
+  return error.status === 400 && /model/i.test(said) &&
+    /not (found|exist)|invalid|unknown|no such/i.test(said);
 }
 
 function fromV1(m: z.infer<typeof V1ModelsWire>["models"][number]): ModelInfo[] {

@@ -719,6 +719,37 @@ Deno.test("404 for a model names the models that exist", async () => {
   }
 });
 
+Deno.test("a 400 blaming an unknown model also names the models that exist", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const invalid = errorBody('Invalid model identifier "gpt-4o".');
+  fake.script("/v1/chat/completions", { status: 400, body: invalid });
+  await assertRejects(
+    () => c.chat({ model: "gpt-4o", messages: [user("x")] }),
+    LmStudioError,
+    `Models available: ${QWEN}, ${NOMIC}`,
+  );
+  // A model that exists: the server's own 400 message stands.
+  fake.script("/v1/chat/completions", { status: 400, body: errorBody("Invalid model config") });
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "Invalid model config",
+  );
+  assertEquals(error.kind, "http");
+});
+
+Deno.test("a long model list in an error is cut after 20 ids", async () => {
+  const models = Array.from({ length: 25 }, (_, i) => ({ id: `m${i}` }));
+  await using fake = await FakeLmStudio.start({ models });
+  const { client: c } = client(fake.baseUrl);
+  await assertRejects(
+    () => c.chat({ model: "gpt-4o", messages: [user("x")] }),
+    LmStudioError,
+    "m18, m19 and 5 more.",
+  );
+});
+
 Deno.test("404 for an endpoint the server lacks says so instead of blaming the model", async () => {
   await using fake = await FakeLmStudio.start();
   const { client: c } = client(fake.baseUrl);
@@ -818,7 +849,7 @@ Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(h)));`,
     const health = JSON.parse(stdout) as { ok: boolean; error: string; latencyMs: number };
     assertEquals(health.ok, false);
     assertStringIncludes(health.error, "sandbox blocked the connection");
-    assertStringIncludes(health.error, "--allow-net=192.0.2.10:1234");
+    assertStringIncludes(health.error, "add --allow-net=192.0.2.10:1234");
     assert(health.latencyMs < 1_000);
   } finally {
     await Deno.remove(script);
