@@ -573,8 +573,14 @@ export class Lms {
     return out;
   }
 
-  /** Loads a model (`lms load KEY -y [--ttl S] [--context-length N] [--identifier ID]`). */
-  async load(model: string, options: LmsLoadOptions = {}): Promise<{ output: string[] }> {
+  /**
+   * Loads a model (`lms load KEY -y [--ttl S] [--context-length N] [--identifier ID]`). Returns the
+   * API identifier lms reports for the new instance, when it says.
+   */
+  async load(
+    model: string,
+    options: LmsLoadOptions = {},
+  ): Promise<{ identifier?: string; output: string[] }> {
     const args = ["load", model, "-y"];
     if (options.ttlSeconds !== undefined && options.ttlSeconds > 0) {
       args.push("--ttl", String(Math.round(options.ttlSeconds)));
@@ -587,7 +593,9 @@ export class Lms {
       signal: options.signal,
       timeoutMs: options.timeoutMs ?? this.#options.loadTimeoutMs ?? 600_000,
     });
-    return { output: tail(result.stderr + "\n" + result.stdout, 6) };
+    const text = (result.stderr + "\n" + result.stdout).replace(ANSI, "");
+    const identifier = text.match(/use the identifier "([^"]+)"/i)?.[1];
+    return { ...(identifier ? { identifier } : {}), output: tail(text, 6) };
   }
 
   /**

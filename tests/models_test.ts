@@ -1,0 +1,417 @@
+import { LmStudioClient, LmStudioError } from "../lib/lmstudio.ts";
+import { Lms, LmsError } from "../lib/lms.ts";
+import { createLogger } from "../lib/log.ts";
+import { ModelError, ModelManager, type ModelManagerOptions } from "../lib/models.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
+import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+
+const quiet = createLogger({ level: "silent" });
+
+interface Rig {
+  server: FakeLmStudio;
+  fake: FakeLms;
+  lms: Lms;
+  client: LmStudioClient;
+  manager: ModelManager;
+  /** argv of every `lms` run, joined with spaces. */
+  runs(): Promise<string[]>;
+  /** "METHOD path" of every HTTP request to the model endpoints. */
+  modelRequests(): string[];
+}
+
+/**
+ * A fake LM Studio plus a fake `lms` on PATH (or none with `lms: false`), wired into a
+ * ModelManager. `lmsPort: "same"` makes `lms server status` report the fake server's port.
+ */
+async function withRig(
+  options: {
+    server?: FakeLmStudioOptions;
+    lms?: FakeLmsScenario | false;
+    lmsPort?: "same" | number;
+    manager?: Partial<ModelManagerOptions>;
+  },
+  fn: (rig: Rig) => Promise<void>,
+): Promise<void> {
+  await using server = await FakeLmStudio.start(options.server);
+  await using fake = await FakeLms.create({});
+  const port = Number(new URL(server.baseUrl).port);
+  if (options.lms !== false) {
+    await fake.setScenario({
+      port: options.lmsPort === undefined || options.lmsPort === "same" ? port : options.lmsPort,
+      ...options.lms,
+    });
+  }
+  const lms = new Lms({
+    env: options.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
+    log: quiet,
+  });
+  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
+  const manager = new ModelManager({
+    client,
+    lms,
+    log: quiet,
+    pollMs: 10,
+    ...options.manager,
+  });
+  await fn({
+    server,
+    fake,
+    lms,
+    client,
+    manager,
+    runs: async () => (await fake.invocations()).map((a) => a.join(" ")),
+    modelRequests: () =>
+      server.requests.filter((r) => r.path.includes("models")).map((r) => `${r.method} ${r.path}`),
+  });
+}
+
+const QWEN_LOADED = {
+  loaded: [{ identifier: "qwen2.5-7b-instruct", modelKey: "qwen2.5-7b-instruct", status: "idle" }],
+};
+
+Deno.test("ensureLoaded with lms checks once, then answers from its cache without spawning", async () => {
+  let now = 1_000_000;
+  await withRig({ lms: QWEN_LOADED, manager: { now: () => now } }, async (rig) => {
+    for (let i = 0; i < 20; i++) {
+      const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+      assertEquals(result.via, "already-loaded");
+      assertEquals(result.model, "qwen2.5-7b-instruct");
+    }
+    assertEquals(await rig.runs(), ["server status --json", "ps --json"]);
+    assertEquals(rig.modelRequests(), [], "lms answered; no HTTP needed");
+    now += 6000; // past the 5 s cache
+    await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+    assertEquals(await rig.runs(), ["server status --json", "ps --json", "ps --json"]);
+  });
+});
+
+Deno.test("concurrent ensures of one model share a single lms load with the TTL", async () => {
+  await withRig({ lms: {} }, async (rig) => {
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => rig.manager.ensureLoaded("qwen2.5-7b-instruct")),
+    );
+    for (const r of results) assertEquals(r.via, "lms");
+    assertEquals(results[0]?.model, "qwen2.5-7b-instruct");
+    const runs = await rig.runs();
+    assertEquals(runs.filter((r) => r.startsWith("load")), [
+      "load qwen2.5-7b-instruct -y --ttl 600",
+    ]);
+    assertEquals(runs.length, 4, `status, ps, ls, load: ${runs.join(" | ")}`);
+    const again = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+    assertEquals(again.via, "already-loaded");
+    assertEquals((await rig.runs()).length, 4);
+  });
+});
+
+Deno.test("a loose name finds the loaded instance and returns its identifier", async () => {
+  await withRig({
+    lms: {
+      loaded: [{ identifier: "qwen/qwen3-8b:2", modelKey: "qwen/qwen3-8b", status: "generating" }],
+    },
+  }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("Qwen3-8B");
+    assertEquals(result, {
+      model: "qwen/qwen3-8b:2",
+      via: "already-loaded",
+      waitedMs: result.waitedMs,
+    });
+  });
+});
+
+Deno.test("an instance that is still loading is waited for, not loaded twice", async () => {
+  await withRig({
+    lms: {
+      loaded: [{
+        identifier: "qwen2.5-7b-instruct",
+        modelKey: "qwen2.5-7b-instruct",
+        loadingPolls: 2,
+      }],
+    },
+  }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+    assertEquals(result.via, "already-loaded");
+    assertStringIncludes(result.note ?? "", "Waited");
+    const runs = await rig.runs();
+    assertEquals(runs.filter((r) => r === "ps --json").length, 3);
+    assert(!runs.some((r) => r.startsWith("load")), "no second load");
+  });
+});
+
+Deno.test("a load that never finishes is reported after the bounded wait", async () => {
+  await withRig({
+    lms: {
+      loaded: [{
+        identifier: "qwen2.5-7b-instruct",
+        modelKey: "qwen2.5-7b-instruct",
+        loadingPolls: 10_000,
+      }],
+    },
+    manager: { loadWaitMs: 100 },
+  }, async (rig) => {
+    const error = await assertRejects(
+      () => rig.manager.ensureLoaded("qwen2.5-7b-instruct"),
+      ModelError,
+      "still loading",
+    );
+    assertEquals(error.kind, "timeout");
+  });
+});
+
+Deno.test("an instance in an unusable state is loaded again", async () => {
+  await withRig({
+    lms: {
+      loaded: [{
+        identifier: "qwen2.5-7b-instruct",
+        modelKey: "qwen2.5-7b-instruct",
+        status: "unloading",
+      }],
+    },
+  }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { contextLength: 16384 });
+    assertEquals(result.via, "lms");
+    assertEquals(result.model, "qwen2.5-7b-instruct:2", "the identifier lms reported");
+    assert(
+      (await rig.runs()).includes(
+        "load qwen2.5-7b-instruct -y --ttl 600 --context-length 16384",
+      ),
+    );
+  });
+});
+
+Deno.test("a model that is not downloaded is never handed to lms's fuzzy matching", async () => {
+  await withRig({ lms: {} }, async (rig) => {
+    const error = await assertRejects(
+      () => rig.manager.ensureLoaded("qwen"),
+      ModelError,
+      "lms get",
+    );
+    assertEquals(error.kind, "not_found");
+    assertStringIncludes(error.message, "qwen2.5-7b-instruct");
+    assert(!(await rig.runs()).some((r) => r.startsWith("load")));
+  });
+});
+
+Deno.test("a model too big for memory fails with the amount it needs", async () => {
+  await withRig(
+    { lms: { load: { "qwen/qwen3-8b": { error: "memory", memory: "9.80 GB" } } } },
+    async (rig) => {
+      const error = await assertRejects(
+        () => rig.manager.ensureLoaded("qwen/qwen3-8b"),
+        LmsError,
+        "9.80 GB",
+      );
+      assertEquals(error.kind, "out_of_memory");
+    },
+  );
+});
+
+Deno.test("lms managing another port is not used; the REST API loads the model", async () => {
+  await withRig({ lms: {}, lmsPort: 9 }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5", {
+      contextLength: 2048,
+    });
+    assertEquals(result.via, "rest");
+    assertEquals(await rig.runs(), ["server status --json"]);
+    const load = rig.server.requests.find((r) => r.path === "/api/v1/models/load");
+    assertEquals(load?.body, {
+      model: "text-embedding-nomic-embed-text-v1.5",
+      context_length: 2048,
+    });
+    const management = await rig.manager.management();
+    assertEquals(management.via, "rest");
+    assertStringIncludes(management.reason, "port 9");
+  });
+});
+
+Deno.test("without lms, LM Studio's REST API tells state and loads", async (t) => {
+  await withRig({ lms: false }, async (rig) => {
+    await t.step("a loaded model needs no load", async () => {
+      const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+      assertEquals(result.via, "already-loaded");
+      assert(!rig.modelRequests().includes("POST /api/v1/models/load"));
+    });
+    await t.step("an unloaded model is loaded over REST, once", async () => {
+      const [a, b] = await Promise.all([
+        rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5"),
+        rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5"),
+      ]);
+      assertEquals([a?.via, b?.via], ["rest", "rest"]);
+      assertEquals(
+        rig.modelRequests().filter((r) => r === "POST /api/v1/models/load").length,
+        1,
+      );
+      assertStringIncludes(a?.note ?? "", "no idle TTL");
+    });
+    await t.step("an unknown model is an error naming the models there are", async () => {
+      const error = await assertRejects(
+        () => rig.manager.ensureLoaded("no-such-model"),
+        ModelError,
+        "qwen2.5-7b-instruct",
+      );
+      assertEquals(error.kind, "not_found");
+    });
+    await t.step("no subprocess was started", async () => {
+      assertEquals(await rig.runs(), []);
+    });
+  });
+});
+
+Deno.test("LM Studio before 0.4 (no load endpoint) relies on JIT loading and says so", async () => {
+  await withRig({ lms: false, server: { flavor: "lmstudio-v0" } }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
+    assertEquals(result.via, "jit");
+    assertStringIncludes(result.note ?? "", "JIT");
+  });
+});
+
+Deno.test("an Ollama-like server without model APIs relies on JIT loading and says so", async () => {
+  await withRig({ lms: false, server: { flavor: "openai-only" } }, async (rig) => {
+    const known = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+    assertEquals(known.via, "jit");
+    assertStringIncludes(known.note ?? "", "JIT");
+    const unknown = await rig.manager.ensureLoaded("llama3:8b");
+    assertEquals(unknown.via, "jit");
+    assertStringIncludes(unknown.note ?? "", "not in its model list");
+    const current = await rig.manager.currentModels();
+    assertEquals(current.models, []);
+    assertEquals(current.source, "/v1/models");
+    assertStringIncludes(current.note ?? "", "JIT");
+    const error = await assertRejects(
+      () => rig.manager.unload("qwen2.5-7b-instruct"),
+      ModelError,
+      "npx lmstudio install-cli",
+    );
+    assertEquals(error.kind, "unsupported");
+  });
+});
+
+Deno.test("when lms cannot reach LM Studio but the REST API answers, REST is used", async () => {
+  await withRig({ lms: { running: false } }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
+    assertEquals(result.via, "rest");
+    assertEquals(await rig.runs(), ["server status --json", "ps --json"]);
+  });
+});
+
+Deno.test("currentModels reads REST state first and lms ps when HTTP is down", async (t) => {
+  await t.step("REST state", async () => {
+    await withRig({ lms: false }, async (rig) => {
+      const current = await rig.manager.currentModels();
+      assertEquals(current.source, "REST /api/v1/models");
+      assertEquals(current.models, [
+        { id: "qwen2.5-7b-instruct", type: "llm", status: "loaded", contextLength: 8192 },
+      ]);
+    });
+  });
+  await t.step("lms ps when the server does not answer", async () => {
+    const closed = await FakeLmStudio.start();
+    const baseUrl = closed.baseUrl;
+    await closed.close();
+    await using fake = await FakeLms.create({
+      port: Number(new URL(baseUrl).port),
+      ...QWEN_LOADED,
+    });
+    const manager = new ModelManager({
+      client: new LmStudioClient({ baseUrl, retries: 0, log: quiet }),
+      lms: new Lms({ env: fake.env, log: quiet }),
+      log: quiet,
+    });
+    const current = await manager.currentModels();
+    assertEquals(current.source, "lms ps");
+    assertEquals(current.models.map((m) => [m.id, m.status]), [["qwen2.5-7b-instruct", "idle"]]);
+    assertStringIncludes(current.note ?? "", "did not answer");
+  });
+  await t.step("an unreachable server without lms is the client's error", async () => {
+    const closed = await FakeLmStudio.start();
+    await closed.close();
+    const manager = new ModelManager({
+      client: new LmStudioClient({ baseUrl: closed.baseUrl, retries: 0, log: quiet }),
+      lms: new Lms({ env: { PATH: "/nonexistent" }, log: quiet }),
+      log: quiet,
+    });
+    const error = await assertRejects(() => manager.currentModels(), LmStudioError);
+    assertEquals(error.kind, "unreachable");
+  });
+});
+
+Deno.test("unload removes every instance of a model, or just the one named", async (t) => {
+  await t.step("with lms", async () => {
+    await withRig({
+      lms: {
+        loaded: [
+          { identifier: "qwen2.5-7b-instruct", modelKey: "qwen2.5-7b-instruct" },
+          { identifier: "qwen2.5-7b-instruct:2", modelKey: "qwen2.5-7b-instruct" },
+          { identifier: "qwen2.5-7b-instruct:3", modelKey: "qwen2.5-7b-instruct" },
+        ],
+      },
+    }, async (rig) => {
+      assertEquals(await rig.manager.unload("qwen2.5-7b-instruct:3"), {
+        unloaded: ["qwen2.5-7b-instruct:3"],
+        via: "lms",
+      });
+      assertEquals(await rig.manager.unload("QWEN2.5-7B-instruct"), {
+        unloaded: ["qwen2.5-7b-instruct", "qwen2.5-7b-instruct:2"],
+        via: "lms",
+      });
+      assertEquals((await rig.fake.scenario()).loaded, []);
+      const error = await assertRejects(
+        () => rig.manager.unload("qwen2.5-7b-instruct"),
+        ModelError,
+        "not loaded",
+      );
+      assertEquals(error.kind, "not_loaded");
+    });
+  });
+  await t.step("over REST", async () => {
+    await withRig({ lms: false }, async (rig) => {
+      assertEquals(await rig.manager.unload("qwen2.5-7b-instruct"), {
+        unloaded: ["qwen2.5-7b-instruct"],
+        via: "rest",
+      });
+      assertEquals(rig.server.models[0]?.state, "not-loaded");
+    });
+  });
+  await t.step("an unload makes the next ensure look again", async () => {
+    await withRig({ lms: QWEN_LOADED }, async (rig) => {
+      await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+      await rig.manager.unload("qwen2.5-7b-instruct");
+      const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
+      assertEquals(result.via, "lms");
+    });
+  });
+});
+
+Deno.test("downloaded models come from lms ls, else from the REST model list", async (t) => {
+  await t.step("lms ls with loaded flags", async () => {
+    await withRig({ lms: QWEN_LOADED }, async (rig) => {
+      const list = await rig.manager.downloadedModels({ kind: "llm" });
+      assertEquals(list.source, "lms ls");
+      assertEquals(list.models.map((m) => [m.id, m.loaded]), [
+        ["qwen2.5-7b-instruct", true],
+        ["qwen/qwen3-8b", false],
+      ]);
+    });
+  });
+  await t.step("REST", async () => {
+    await withRig({ lms: false }, async (rig) => {
+      const list = await rig.manager.downloadedModels({ kind: "embedding" });
+      assertEquals(list.source, "REST /api/v1/models");
+      assertEquals(list.models.map((m) => [m.id, m.type, m.loaded]), [
+        ["text-embedding-nomic-embed-text-v1.5", "embedding", false],
+      ]);
+    });
+  });
+});
+
+Deno.test("status reports the server, lms and who manages models", async () => {
+  await withRig({ lms: QWEN_LOADED }, async (rig) => {
+    const status = await rig.manager.status();
+    assertEquals(status.reachable, true);
+    assertEquals(status.lms.installed, true);
+    assertEquals(status.lms.path, rig.fake.path);
+    assertEquals(status.lms.server?.running, true);
+    assertEquals(status.management, "lms");
+    assertEquals(status.ttlSeconds, 600);
+  });
+});
