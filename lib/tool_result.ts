@@ -2,7 +2,7 @@
  * Shapes of MCP tool results shared by every tool module: a text summary for the reading model,
  * optional structured content, and failures as `isError` results (never thrown at the client).
  */
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult } from "./sdk.ts";
 
 /** A successful result: human/model-readable text plus optional structured content. */
 export function textResult(text: string, structured?: Record<string, unknown>): CallToolResult {
