@@ -657,9 +657,10 @@ function failure(command: string[], result: SpawnResult): LmsError {
     const model = command[2] ?? "the model";
     const need = memory ? `needs about ${memory} of memory` : "does not fit in free memory";
     return new LmsError(
-      `Cannot load ${model}: it ${need}. Unload other models (\`lms unload --all\`), use a ` +
-        "smaller context length or a smaller quantization, or relax the model loading guardrails " +
-        `in LM Studio's settings. (${head})`,
+      `Cannot load ${model}: it ${need}, more than LM Studio will use right now ` +
+        `(\`${command.join(" ")}\` exit ${result.code}). Unload other models ` +
+        "(`lms unload --all`), use a smaller context length or a smaller quantization, or relax " +
+        "the model loading guardrails in LM Studio's settings.",
       { ...details, kind: "out_of_memory", memoryRequired: memory || undefined },
     );
   }

@@ -433,10 +433,24 @@ export class ModelManager {
     };
   }
 
-  /** The loaded models, from LM Studio's REST state or `lms ps`; never by asking a model. */
+  /**
+   * The loaded models, from LM Studio's REST state or `lms ps`; never by asking a model. REST comes
+   * first (no subprocess) unless `prefer: "lms"` asks for `lms ps`, which also tells the
+   * processing status (idle, loading, generating) when `lms` applies.
+   */
   async currentModels(
-    o: CallOpts = {},
+    o: CallOpts & { prefer?: "rest" | "lms" } = {},
   ): Promise<{ models: CurrentModel[]; source: string; note?: string }> {
+    if (o.prefer === "lms" && (await this.#lmsDecision(o.signal)).useLms) {
+      try {
+        return {
+          models: (await this.#lms.ps({ signal: o.signal })).map(toCurrent),
+          source: "lms ps",
+        };
+      } catch (error: unknown) {
+        if (!(error instanceof LmsError) || !fallsBack(error)) throw error;
+      }
+    }
     let restError: unknown;
     try {
       const list = await this.#client.listModels({ signal: o.signal });

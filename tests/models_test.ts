@@ -304,6 +304,14 @@ Deno.test("currentModels reads REST state first and lms ps when HTTP is down", a
       ]);
     });
   });
+  await t.step("lms ps first when asked, with its processing status", async () => {
+    await withRig({ lms: QWEN_LOADED }, async (rig) => {
+      const current = await rig.manager.currentModels({ prefer: "lms" });
+      assertEquals(current.source, "lms ps");
+      assertEquals(current.models.map((m) => [m.id, m.status]), [["qwen2.5-7b-instruct", "idle"]]);
+      assertEquals(rig.modelRequests(), []);
+    });
+  });
   await t.step("lms ps when the server does not answer", async () => {
     const closed = await FakeLmStudio.start();
     const baseUrl = closed.baseUrl;

@@ -1,0 +1,271 @@
+/**
+ * The model-management MCP tools (`lms_*`). They work through `lms` when it is installed, through
+ * LM Studio's REST API otherwise, and say how to get either when neither is there. Names and
+ * parameters match the original Python bridge.
+ */
+// Type-only imports from the extensionless subpaths: the SDK's "./*" export maps the types of
+// "x.js" to a missing "x.js.d.ts", which would make these types silently `any`.
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
+import { z } from "zod";
+import type { LmStudioClient } from "./lmstudio.ts";
+import { LmStudioError } from "./lmstudio.ts";
+import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
+import type { ModelManager } from "./models.ts";
+import { errorMessage, errorResult, textResult } from "./tool_result.ts";
+
+/** What the lms tools need. */
+export interface LmsToolDeps {
+  lms: Lms;
+  models: ModelManager;
+  client: LmStudioClient;
+}
+
+const READ_ONLY = {
+  readOnlyHint: true,
+  destructiveHint: false,
+  idempotentHint: true,
+  openWorldHint: false,
+} as const;
+
+const modelName = z.string().trim().min(1).describe(
+  'Model key or identifier, e.g. "qwen2.5-7b-instruct" or "qwen/qwen3-8b" (see ' +
+    "lms_list_downloaded_models / lms_list_loaded_models). Case and a publisher prefix do not matter.",
+);
+
+/** Runs a tool body; failures become isError results, with setup advice when nothing can manage models. */
+async function guarded(
+  deps: LmsToolDeps,
+  body: () => Promise<CallToolResult>,
+): Promise<CallToolResult> {
+  try {
+    return await body();
+  } catch (error: unknown) {
+    if (error instanceof LmStudioError && error.kind === "unreachable") {
+      const lms = await deps.lms.locate().catch(() => undefined);
+      const advice = lms
+        ? "Start the server with `lms server start` (or the Developer tab in LM Studio)."
+        : `Start LM Studio's server (Developer tab). To manage models without it, ${
+          LMS_INSTALL_HINT.charAt(0).toLowerCase()
+        }${LMS_INSTALL_HINT.slice(1)}`;
+      return errorResult(`${errorMessage(error)} ${advice}`);
+    }
+    return errorResult(error);
+  }
+}
+
+function gb(bytes: number | undefined): string {
+  return bytes === undefined ? "" : `, ${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_list_loaded_models", {
+    title: "Loaded models",
+    description: "Lists the models loaded in LM Studio's memory right now, with status (idle, " +
+      "loading, generating) and context length. Read from `lms ps` or LM Studio's REST API; " +
+      "no model is run.",
+    inputSchema: {},
+    annotations: READ_ONLY,
+  }, (_args, extra) =>
+    guarded(deps, async () => {
+      const current = await deps.models.currentModels({ signal: extra.signal, prefer: "lms" });
+      const lines = current.models.map((m) =>
+        `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
+          m.contextLength ? `, context ${m.contextLength}` : ""
+        })`
+      );
+      const head = lines.length
+        ? `${lines.length} loaded (from ${current.source}):`
+        : `No model is loaded (from ${current.source}). A request that names a downloaded ` +
+          "model loads it on demand, or use lms_load_model.";
+      return textResult([head, ...lines, ...(current.note ? [current.note] : [])].join("\n"), {
+        ...current,
+      });
+    }));
+}
+
+function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_list_downloaded_models", {
+    title: "Downloaded models",
+    description: "Lists the models downloaded to this machine (from `lms ls`, else LM Studio's " +
+      "REST API), with type, size, context limit and whether each is loaded. Use it to find the " +
+      "exact key to pass to lms_load_model.",
+    inputSchema: {
+      kind: z.enum(["llm", "embedding"]).optional().describe(
+        "Only chat models (llm) or only embedding models; omit for all.",
+      ),
+    },
+    annotations: READ_ONLY,
+  }, ({ kind }, extra) =>
+    guarded(deps, async () => {
+      const list = await deps.models.downloadedModels({
+        signal: extra.signal,
+        ...(kind ? { kind } : {}),
+      });
+      const lines = list.models.map((m) =>
+        `- ${m.id} (${m.type}${gb(m.sizeBytes)}${
+          m.maxContextLength ? `, max context ${m.maxContextLength}` : ""
+        }${m.loaded ? ", loaded" : ""})`
+      );
+      const head = lines.length
+        ? `${lines.length} models (from ${list.source}):`
+        : `No models found (from ${list.source}). Download one in LM Studio or with \`lms get <name>\`.`;
+      return textResult([head, ...lines, ...(list.note ? [list.note] : [])].join("\n"), {
+        ...list,
+      });
+    }));
+}
+
+function registerLoad(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_load_model", {
+    title: "Load a model",
+    description:
+      "Loads a downloaded model into LM Studio's memory so requests do not wait for it. " +
+      "Does nothing if it is already loaded. It is unloaded after `ttl` idle seconds (default " +
+      "from LMSTUDIO_MODEL_TTL). A model that does not fit in memory fails with the amount it needs.",
+    inputSchema: {
+      model_name: modelName,
+      ttl: z.number().int().min(0).max(604_800).optional().describe(
+        "Idle seconds before LM Studio unloads it; 0 = never. Only `lms` honours it.",
+      ),
+      context_length: z.number().int().min(256).max(10_000_000).optional().describe(
+        "Context window in tokens to load it with (default: LM Studio's setting for the model).",
+      ),
+    },
+    annotations: {
+      readOnlyHint: false,
+      destructiveHint: false,
+      idempotentHint: true,
+      openWorldHint: false,
+    },
+  }, ({ model_name, ttl, context_length }, extra) =>
+    guarded(deps, async () => {
+      const result = await deps.models.load(model_name, {
+        signal: extra.signal,
+        ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
+        ...(context_length !== undefined ? { contextLength: context_length } : {}),
+      });
+      const seconds = (result.waitedMs / 1000).toFixed(1);
+      const what = {
+        "already-loaded": `${result.model} is already loaded.`,
+        lms: `Loaded ${result.model} with lms in ${seconds} s.`,
+        rest: `Loaded ${result.model} over LM Studio's REST API in ${seconds} s.`,
+        jit: `${result.model} will load on its first request (this server loads models on demand).`,
+      }[result.via];
+      return textResult([what, ...(result.note ? [result.note] : [])].join(" "), { ...result });
+    }));
+}
+
+function registerUnload(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_unload_model", {
+    title: "Unload a model",
+    description: "Unloads a model from LM Studio's memory (every loaded instance of it, or only " +
+      'the one named with an instance suffix such as "qwen2.5-7b-instruct:2"). Requests that ' +
+      "need it later load it again, which takes time.",
+    inputSchema: { model_name: modelName },
+    annotations: {
+      readOnlyHint: false,
+      destructiveHint: true,
+      idempotentHint: true,
+      openWorldHint: false,
+    },
+  }, ({ model_name }, extra) =>
+    guarded(deps, async () => {
+      const result = await deps.models.unload(model_name, { signal: extra.signal });
+      return textResult(
+        `Unloaded ${result.unloaded.join(", ")} (via ${
+          result.via === "lms" ? "lms" : "LM Studio's REST API"
+        }).`,
+        { ...result },
+      );
+    }));
+}
+
+function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_ensure_model_loaded", {
+    title: "Ensure a model is loaded",
+    description: "Makes sure a model is ready: returns at once if it is loaded, waits if it is " +
+      "loading, loads it otherwise (with `lms` or LM Studio's REST API; servers without either " +
+      "load on first use). Tells which way was used and the name to send in requests.",
+    inputSchema: {
+      model_name: modelName,
+      context_length: z.number().int().min(256).max(10_000_000).optional().describe(
+        "Context window in tokens, used only if the model has to be loaded.",
+      ),
+    },
+    annotations: {
+      readOnlyHint: false,
+      destructiveHint: false,
+      idempotentHint: true,
+      openWorldHint: false,
+    },
+  }, ({ model_name, context_length }, extra) =>
+    guarded(deps, async () => {
+      const result = await deps.models.ensureLoaded(model_name, {
+        signal: extra.signal,
+        ...(context_length !== undefined ? { contextLength: context_length } : {}),
+      });
+      const seconds = (result.waitedMs / 1000).toFixed(1);
+      const what = {
+        "already-loaded": `${result.model} is loaded and ready.`,
+        lms: `${result.model} was not loaded; loaded it with lms in ${seconds} s.`,
+        rest:
+          `${result.model} was not loaded; loaded it over LM Studio's REST API in ${seconds} s.`,
+        jit: `${result.model} will load on its first request (just-in-time loading).`,
+      }[result.via];
+      return textResult([what, ...(result.note ? [result.note] : [])].join(" "), { ...result });
+    }));
+}
+
+function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
+  server.registerTool("lms_server_status", {
+    title: "LM Studio server status",
+    description:
+      "Reports whether LM Studio's server answers (URL, latency, model count), whether " +
+      "the `lms` command is installed and what it says, and how models get loaded here " +
+      "(lms, REST API or just-in-time), with what to do when something is missing.",
+    inputSchema: {},
+    annotations: READ_ONLY,
+  }, (_args, extra) =>
+    guarded(deps, async () => {
+      const s = await deps.models.status({ signal: extra.signal });
+      const lines = [
+        s.reachable
+          ? `LM Studio at ${s.baseUrl} is answering (${s.latencyMs} ms, ${
+            s.modelCount ?? "?"
+          } models).`
+          : `LM Studio at ${s.baseUrl} is not answering: ${s.error ?? "unknown error"}`,
+        s.lms.installed
+          ? `lms: ${s.lms.path}${
+            s.lms.server
+              ? ` (server ${s.lms.server.running ? "running" : "not running"}${
+                s.lms.server.port ? ` on port ${s.lms.server.port}` : ""
+              })`
+              : s.lms.error
+              ? ` (error: ${s.lms.error})`
+              : ""
+          }`
+          : `lms: not installed. ${LMS_INSTALL_HINT}`,
+        `Models are managed via ${s.management}: ${s.managementReason}`,
+      ];
+      if (!s.reachable) {
+        lines.push(
+          s.lms.installed
+            ? "To start the server: `lms server start` (or the Developer tab in LM Studio)."
+            : "To start the server: open LM Studio and switch the server on in the Developer tab.",
+        );
+      }
+      const result = textResult(lines.join("\n"), { ...s });
+      return s.reachable ? result : { ...result, isError: true };
+    }));
+}
+
+/** Registers the six `lms_*` tools. */
+export function registerLmsTools(server: McpServer, deps: LmsToolDeps): void {
+  registerListLoaded(server, deps);
+  registerListDownloaded(server, deps);
+  registerLoad(server, deps);
+  registerUnload(server, deps);
+  registerEnsure(server, deps);
+  registerServerStatus(server, deps);
+}

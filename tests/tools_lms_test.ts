@@ -1,0 +1,181 @@
+// The SDK's ".js" subpaths type as `any` under Deno (its "./*" export maps types to "x.js.d.ts");
+// @ts-types points the checker at the real declarations.
+// @ts-types="@modelcontextprotocol/sdk/client/index"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+// @ts-types="@modelcontextprotocol/sdk/inMemory"
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+// @ts-types="@modelcontextprotocol/sdk/server/mcp"
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
+import { LmStudioClient } from "../lib/lmstudio.ts";
+import { Lms } from "../lib/lms.ts";
+import { createLogger } from "../lib/log.ts";
+import { ModelManager } from "../lib/models.ts";
+import { registerLmsTools } from "../lib/tools_lms.ts";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
+import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+
+const quiet = createLogger({ level: "silent" });
+
+interface Harness {
+  fake: FakeLms;
+  server: FakeLmStudio;
+  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+  client: Client;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A real SDK client, in memory, against an McpServer with the lms tools over fakes. */
+async function harness(
+  o: { lms?: FakeLmsScenario | false; server?: FakeLmStudioOptions; closed?: boolean } = {},
+): Promise<Harness> {
+  const server = await FakeLmStudio.start(o.server);
+  const fake = await FakeLms.create({ port: Number(new URL(server.baseUrl).port), ...o.lms });
+  if (o.closed) await server.close();
+  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
+  const lms = new Lms({
+    env: o.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
+    log: quiet,
+  });
+  const models = new ModelManager({ client, lms, log: quiet, pollMs: 10 });
+  const mcp = new McpServer({ name: "lms-tools-test", version: "0" });
+  registerLmsTools(mcp, { lms, models, client });
+  const sdk = new Client({ name: "test", version: "0" });
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await Promise.all([mcp.connect(serverSide), sdk.connect(clientSide)]);
+  return {
+    fake,
+    server,
+    client: sdk,
+    call: async (name, args = {}) =>
+      (await sdk.callTool({ name, arguments: args })) as CallToolResult,
+    async [Symbol.asyncDispose]() {
+      await sdk.close();
+      await mcp.close();
+      if (!o.closed) await server.close();
+      await fake.cleanup();
+    },
+  };
+}
+
+function text(result: CallToolResult): string {
+  return result.content.map((c) => (c.type === "text" ? c.text : `<${c.type}>`)).join("\n");
+}
+
+Deno.test("the six lms tools are listed with parameters and honest annotations", async () => {
+  await using h = await harness();
+  const { tools } = await h.client.listTools();
+  const byName = new Map(tools.map((t) => [t.name, t]));
+  assertEquals([...byName.keys()].sort(), [
+    "lms_ensure_model_loaded",
+    "lms_list_downloaded_models",
+    "lms_list_loaded_models",
+    "lms_load_model",
+    "lms_server_status",
+    "lms_unload_model",
+  ]);
+  const load = byName.get("lms_load_model");
+  assertEquals(Object.keys(load?.inputSchema.properties ?? {}).sort(), [
+    "context_length",
+    "model_name",
+    "ttl",
+  ]);
+  assertEquals(load?.inputSchema.required, ["model_name"]);
+  assertEquals(load?.annotations?.readOnlyHint, false);
+  assertEquals(byName.get("lms_unload_model")?.annotations?.destructiveHint, true);
+  assertEquals(byName.get("lms_list_loaded_models")?.annotations?.readOnlyHint, true);
+});
+
+Deno.test("loaded and downloaded models are listed through lms", async () => {
+  await using h = await harness({
+    lms: {
+      loaded: [{
+        identifier: "qwen2.5-7b-instruct",
+        modelKey: "qwen2.5-7b-instruct",
+        contextLength: 8192,
+        status: "idle",
+      }],
+    },
+    server: { flavor: "openai-only" },
+  });
+  const loaded = await h.call("lms_list_loaded_models");
+  assert(!loaded.isError, text(loaded));
+  assertStringIncludes(text(loaded), "qwen2.5-7b-instruct (llm, idle, context 8192)");
+  assertEquals(loaded.structuredContent?.source, "lms ps");
+
+  const downloaded = await h.call("lms_list_downloaded_models", { kind: "embedding" });
+  assertStringIncludes(
+    text(downloaded),
+    "text-embedding-nomic-embed-text-v1.5 (embedding, 0.08 GB",
+  );
+  assertEquals(downloaded.structuredContent?.source, "lms ls");
+});
+
+Deno.test("load, ensure and unload go through lms and report what happened", async () => {
+  await using h = await harness({});
+  const load = await h.call("lms_load_model", {
+    model_name: "qwen/qwen3-8b",
+    ttl: 120,
+    context_length: 8192,
+  });
+  assert(!load.isError, text(load));
+  assertStringIncludes(text(load), "Loaded qwen/qwen3-8b with lms");
+  assertEquals(load.structuredContent?.via, "lms");
+  assert(
+    (await h.fake.invocations()).some((a) =>
+      a.join(" ") === "load qwen/qwen3-8b -y --ttl 120 --context-length 8192"
+    ),
+  );
+
+  const ensure = await h.call("lms_ensure_model_loaded", { model_name: "qwen3-8b" });
+  assertStringIncludes(text(ensure), "is loaded and ready");
+  assertEquals(ensure.structuredContent?.model, "qwen/qwen3-8b");
+
+  const unload = await h.call("lms_unload_model", { model_name: "qwen/qwen3-8b" });
+  assertStringIncludes(text(unload), "Unloaded qwen/qwen3-8b (via lms)");
+  assertEquals((await h.fake.scenario()).loaded, []);
+});
+
+Deno.test("a failed load is an error result with the memory it needs", async () => {
+  await using h = await harness({
+    lms: { load: { "qwen/qwen3-8b": { error: "memory", memory: "22.92 GB" } } },
+  });
+  const result = await h.call("lms_load_model", { model_name: "qwen/qwen3-8b" });
+  assertEquals(result.isError, true);
+  assertStringIncludes(text(result), "22.92 GB");
+});
+
+Deno.test("without lms, the tools use LM Studio's REST API", async () => {
+  await using h = await harness({ lms: false });
+  const ensure = await h.call("lms_ensure_model_loaded", {
+    model_name: "text-embedding-nomic-embed-text-v1.5",
+  });
+  assertStringIncludes(text(ensure), "over LM Studio's REST API");
+  const loaded = await h.call("lms_list_loaded_models");
+  assertEquals(loaded.structuredContent?.source, "REST /api/v1/models");
+  const status = await h.call("lms_server_status");
+  assertStringIncludes(text(status), "lms: not installed");
+  assertStringIncludes(text(status), "npx lmstudio install-cli");
+  assertEquals(status.structuredContent?.management, "rest");
+});
+
+Deno.test("without lms on a server without model APIs, unload explains how to get lms", async () => {
+  await using h = await harness({ lms: false, server: { flavor: "openai-only" } });
+  const unload = await h.call("lms_unload_model", { model_name: "qwen2.5-7b-instruct" });
+  assertEquals(unload.isError, true);
+  assertStringIncludes(text(unload), "npx lmstudio install-cli");
+  const ensure = await h.call("lms_ensure_model_loaded", { model_name: "qwen2.5-7b-instruct" });
+  assertStringIncludes(text(ensure), "just-in-time");
+});
+
+Deno.test("with nothing answering and no lms, the tools say how to start the server", async () => {
+  await using h = await harness({ lms: false, closed: true });
+  const loaded = await h.call("lms_list_loaded_models");
+  assertEquals(loaded.isError, true);
+  assertStringIncludes(text(loaded), "Developer tab");
+  assertStringIncludes(text(loaded), "install-cli");
+  const status = await h.call("lms_server_status");
+  assertEquals(status.isError, true);
+  assertStringIncludes(text(status), "not answering");
+});
