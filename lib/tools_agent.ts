@@ -1,0 +1,263 @@
+/**
+ * The autonomous MCP tools: hand a task to the local model together with the tools of one, several
+ * or all configured MCP servers (see lib/agent.ts for the loop). Progress goes to callers that sent
+ * a progressToken; a cancelled request aborts the model request and the downstream calls.
+ */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
+import type {
+  CallToolResult,
+  ServerNotification,
+  ServerRequest,
+} from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import {
+  type AgentConfig,
+  type AgentLmClient,
+  type AgentModels,
+  type AgentProgress,
+  type AgentResult,
+  DEFAULT_MAX_ROUNDS,
+  runAgent,
+  type ToolHost,
+} from "./agent.ts";
+import { log as rootLog, type Logger } from "./log.ts";
+import type { Settings } from "./settings.ts";
+import { errorResult } from "./tool_result.ts";
+import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+
+/** What the autonomous tools need. */
+export interface AgentToolDeps {
+  client: AgentLmClient;
+  pool: ToolHost;
+  config: AgentConfig;
+  models?: AgentModels;
+  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">;
+  log?: Logger;
+  /** Heartbeat interval during long generations (default 10 s; tests use less). */
+  heartbeatMs?: number;
+  /** Write-permission lookup for `trace_path` (tests simulate a denial). */
+  queryWritePermission?: WritePermissionQuery;
+}
+
+const ANNOTATIONS = {
+  readOnlyHint: false,
+  destructiveHint: true,
+  idempotentHint: false,
+  openWorldHint: true,
+} as const;
+
+const STOP_REASONS =
+  "stopped_because says how it ended: answer (done), max_rounds, repeated_call (the model looped), " +
+  "time_budget, cancelled, context_overflow (the tools do not fit the model's context window; use " +
+  "allowed_tools) or error.";
+
+// Handlers are typed explicitly: the SDK's inference of handler arguments from zod 4 shapes does
+// not resolve under Deno's type checker (it falls back to implicit any).
+
+/** Parameters shared by the three tools. */
+const common = {
+  task: z.string().min(1).describe(
+    "The task, self-contained: the local model sees only this text and the tools, not your conversation.",
+  ),
+  model: z.string().min(1).optional().describe(
+    "Model id (see list_models). Omit to use DEFAULT_MODEL or the loaded model.",
+  ),
+  max_rounds: z.number().int().min(1).max(1000).optional().describe(
+    `Most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS}).`,
+  ),
+  max_tokens: z.number().int().min(1).optional().describe(
+    "Length limit of each model reply in tokens (default: the server's).",
+  ),
+  allowed_tools: z.union([z.array(z.string()), z.string()]).optional().describe(
+    "Only offer these tools: glob patterns with * and ?, over raw tool names (read_*) or " +
+      "server__tool names (filesystem__read_*). A list, or one comma-separated string.",
+  ),
+  time_budget_seconds: z.number().positive().optional().describe(
+    "Stop (unfinished) after this many seconds.",
+  ),
+  trace_path: z.string().min(1).optional().describe(
+    "Write a JSONL trace of every model request, reply, tool call and result to this file " +
+      "(needs --allow-write for that path).",
+  ),
+};
+
+type CommonArgs = {
+  task: string;
+  model?: string;
+  max_rounds?: number;
+  max_tokens?: number;
+  allowed_tools?: string[] | string;
+  time_budget_seconds?: number;
+  trace_path?: string;
+};
+
+/** The SDK's request extra as tool handlers receive it. */
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+function allowedList(value: string[] | string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = (Array.isArray(value) ? value : value.split(","))
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  return list.length > 0 ? list : undefined;
+}
+
+/** The tool result for an agent result: the answer, one status line, structured content. */
+export function agentToolResult(result: AgentResult): CallToolResult {
+  const failed = result.tool_calls.filter((c) => !c.ok).length;
+  const status = [
+    `stopped_because: ${result.stopped_because}`,
+    `${result.rounds} round(s)`,
+    `${result.tool_calls.length} tool call(s)${failed ? ` (${failed} failed)` : ""}`,
+    `${result.usage.total_tokens} tokens`,
+    `model ${result.model}`,
+  ].join(" · ");
+  const notes = result.notes.length ? `\nNotes: ${result.notes.join("; ")}` : "";
+  return {
+    content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
+    structuredContent: {
+      answer: result.answer,
+      rounds: result.rounds,
+      tool_calls: result.tool_calls,
+      usage: result.usage,
+      stopped_because: result.stopped_because,
+      model: result.model,
+      servers: result.servers,
+      notes: result.notes,
+      ...(result.error !== undefined ? { error: result.error } : {}),
+    },
+    ...(result.stopped_because === "error" || result.stopped_because === "context_overflow"
+      ? { isError: true }
+      : {}),
+  };
+}
+
+async function runTool(
+  deps: AgentToolDeps,
+  servers: readonly string[] | "all",
+  args: CommonArgs,
+  extra: Extra,
+): Promise<CallToolResult> {
+  const log = deps.log ?? rootLog.child("agent");
+  const token = extra._meta?.progressToken;
+  const onProgress = token === undefined ? undefined : (p: AgentProgress) => {
+    extra.sendNotification({
+      method: "notifications/progress",
+      params: { progressToken: token, progress: p.progress, total: p.total, message: p.message },
+    }).catch((error: unknown) => {
+      // The client went away; the abort signal ends the task.
+      log.debug("progress notification failed", { error: String(error) });
+    });
+  };
+  let trace: TraceSink | undefined;
+  try {
+    if (args.trace_path !== undefined) {
+      trace = await openTraceFile(args.trace_path, { queryPermission: deps.queryWritePermission });
+    }
+    const result = await runAgent({
+      task: args.task,
+      servers,
+      model: args.model,
+      defaultModel: deps.settings.defaultModel,
+      maxRounds: args.max_rounds,
+      maxTokens: args.max_tokens,
+      allowedTools: allowedList(args.allowed_tools),
+      timeBudgetMs: args.time_budget_seconds !== undefined
+        ? Math.round(args.time_budget_seconds * 1000)
+        : undefined,
+      ttlSeconds: deps.settings.modelTtlSeconds,
+      defaultContextLength: deps.settings.defaultContextLength,
+      depth: deps.settings.depth,
+      signal: extra.signal,
+      onProgress,
+      heartbeatMs: deps.heartbeatMs,
+      trace,
+      deps: {
+        client: deps.client,
+        pool: deps.pool,
+        config: deps.config,
+        models: deps.models,
+        log,
+      },
+    });
+    return agentToolResult(result);
+  } catch (error: unknown) {
+    return errorResult(error);
+  } finally {
+    await trace?.close();
+  }
+}
+
+/** `autonomous_with_mcp`: the local model works on a task with one server's tools. */
+export function registerAutonomousWithMcpTool(server: McpServer, deps: AgentToolDeps): void {
+  server.registerTool(
+    "autonomous_with_mcp",
+    {
+      title: "Local model task with one MCP server",
+      description:
+        "Hands a self-contained task to the local LLM (LM Studio on this machine), which works on " +
+        "it on its own with the tools of ONE configured MCP server (names: list_available_mcps), " +
+        "calling them as often as needed, and returns its final answer. The tools run locally, " +
+        "with the user's permissions. Use it to offload multi-step work that needs one server " +
+        `(files, a knowledge graph, a database...). ${STOP_REASONS}`,
+      inputSchema: {
+        mcp_name: z.string().min(1).describe("The MCP server, as named in the MCP config."),
+        ...common,
+      },
+      annotations: ANNOTATIONS,
+    },
+    (args: CommonArgs & { mcp_name: string }, extra: Extra) =>
+      runTool(deps, [args.mcp_name], args, extra),
+  );
+}
+
+/** `autonomous_with_multiple_mcps`: the local model works with several servers' tools. */
+export function registerAutonomousWithMultipleMcpsTool(
+  server: McpServer,
+  deps: AgentToolDeps,
+): void {
+  server.registerTool(
+    "autonomous_with_multiple_mcps",
+    {
+      title: "Local model task with several MCP servers",
+      description:
+        "Like autonomous_with_mcp, but the local LLM gets the tools of SEVERAL configured MCP " +
+        "servers at once (named server__tool), for tasks that combine them, e.g. read files and " +
+        "store facts in memory. Every named server must exist and be enabled; the call fails " +
+        `before any work when one does not, listing the valid names. ${STOP_REASONS}`,
+      inputSchema: {
+        mcp_names: z.array(z.string().min(1)).min(1).describe("The MCP servers to use."),
+        ...common,
+      },
+      annotations: ANNOTATIONS,
+    },
+    (args: CommonArgs & { mcp_names: string[] }, extra: Extra) =>
+      runTool(deps, args.mcp_names, args, extra),
+  );
+}
+
+/** `autonomous_discover_and_execute`: the local model works with every usable server's tools. */
+export function registerAutonomousDiscoverAndExecuteTool(
+  server: McpServer,
+  deps: AgentToolDeps,
+): void {
+  server.registerTool("autonomous_discover_and_execute", {
+    title: "Local model task with all MCP servers",
+    description:
+      "Like autonomous_with_multiple_mcps, with the tools of EVERY enabled server in the MCP " +
+      "config (except this bridge itself and servers that fail to start, which are skipped and " +
+      "noted). Convenient when you do not know which server is needed; when you do, name it with " +
+      "autonomous_with_mcp instead: fewer tools are faster and fit small context windows. " +
+      STOP_REASONS,
+    inputSchema: common,
+    annotations: ANNOTATIONS,
+  }, (args: CommonArgs, extra: Extra) => runTool(deps, "all", args, extra));
+}
+
+/** Registers the three autonomous tools. */
+export function registerAutonomousTools(server: McpServer, deps: AgentToolDeps): void {
+  registerAutonomousWithMcpTool(server, deps);
+  registerAutonomousWithMultipleMcpsTool(server, deps);
+  registerAutonomousDiscoverAndExecuteTool(server, deps);
+}
