@@ -1,0 +1,230 @@
+/**
+ * CLI commands for the downstream MCP servers: `mcps` (what is configured and its state),
+ * `tools NAME` (what a server offers) and `call NAME TOOL` (one direct call, no LLM).
+ */
+// @ts-types="@modelcontextprotocol/sdk/types"
+import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
+import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
+import type { Output } from "./output.ts";
+import type { McpPool } from "./pool.ts";
+import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
+import { NAME } from "./version.ts";
+
+/** What the MCP commands need. */
+export interface McpCommandContext {
+  pool: Pick<McpPool, "status" | "listTools" | "callTool">;
+  out: Output;
+  /** Cancels a running `call` (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** Help of `mcps`. */
+export const MCPS_HELP = `Usage: ${NAME} mcps [--json]
+
+Lists the MCP servers of the config file in force: name, transport, command line or URL, state
+(not started, connected, failed with the reason, disabled, invalid with the problem) and the
+names (never values) of their environment variables. Says which file was used, where it
+searched, and shows the parse error when the newest edit of the file is broken. Starts nothing.
+  --json   print {config, servers} as one JSON document
+`;
+
+/** Help of `tools`. */
+export const TOOLS_HELP = `Usage: ${NAME} tools NAME [--json]
+
+Starts (or reuses) the MCP server NAME from the config and lists its tools: name, parameters
+(? marks optional ones) and the first line of the description.
+  --json   print the full tool definitions (with input schemas) as JSON
+`;
+
+/** Help of `call`. */
+export const CALL_HELP = `Usage: ${NAME} call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]
+
+Calls TOOL on the MCP server NAME directly, without a model, and prints what it returns: text
+as text, other content (images, audio, resources) as a one-line summary.
+  --args JSON         the tool's arguments as a JSON object (default {})
+  --timeout SECONDS   give up when the tool sends neither result nor progress for this long
+                      (default 300)
+  --json              print the whole MCP result as JSON
+Exit code 1 when the tool reports an error (isError) or the server fails.
+Example:
+  ${NAME} call memory create_entities --args '{"entities":[{"name":"x","entityType":"t","observations":[]}]}'
+`;
+
+function noExtraPositionals(positionals: string[], expected: number, command: string): void {
+  if (positionals.length > expected) {
+    throw new UsageError(
+      `unexpected argument${positionals.length - expected === 1 ? "" : "s"}: ${
+        positionals.slice(expected).join(" ")
+      }.`,
+      command,
+    );
+  }
+}
+
+/** `mcps [--json]` */
+export async function mcpsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+  const args = parseArgs(argv, { json: { type: "boolean" } }, "mcps");
+  noExtraPositionals(args.positionals, 0, "mcps");
+  const report = await ctx.pool.status();
+  if (flag(args, "json")) {
+    ctx.out.stdout(JSON.stringify(poolReportJson(report), null, 2) + "\n");
+  } else {
+    ctx.out.stdout(formatPoolReport(report) + "\n");
+  }
+  return 0;
+}
+
+function schemaType(schema: unknown): string {
+  if (typeof schema !== "object" || schema === null) return "any";
+  const enumValues: unknown = Reflect.get(schema, "enum");
+  if (Array.isArray(enumValues) && enumValues.length > 0 && enumValues.length <= 6) {
+    return enumValues.map((v) => JSON.stringify(v)).join("|");
+  }
+  const type: unknown = Reflect.get(schema, "type");
+  if (typeof type === "string") {
+    if (type === "array") {
+      const items = schemaType(Reflect.get(schema, "items"));
+      return items === "any" ? "array" : `${items}[]`;
+    }
+    return type;
+  }
+  if (Array.isArray(type)) return type.filter((t) => typeof t === "string").join("|");
+  for (const key of ["anyOf", "oneOf"]) {
+    const options: unknown = Reflect.get(schema, key);
+    if (Array.isArray(options)) return options.map(schemaType).join("|");
+  }
+  return "any";
+}
+
+/** `name: type, other?: type` for a tool's input schema. */
+export function paramsSummary(tool: Pick<Tool, "inputSchema">): string {
+  const properties = tool.inputSchema.properties ?? {};
+  const required = new Set(tool.inputSchema.required ?? []);
+  return Object.entries(properties)
+    .map(([name, schema]) => `${name}${required.has(name) ? "" : "?"}: ${schemaType(schema)}`)
+    .join(", ");
+}
+
+function firstLine(text: string | undefined, max = 160): string {
+  const line = (text ?? "").trim().split(/\r?\n/)[0]?.trim() ?? "";
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** `tools NAME [--json]` */
+export async function toolsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+  const args = parseArgs(argv, { json: { type: "boolean" } }, "tools");
+  const name = args.positionals[0];
+  if (name === undefined) {
+    throw new UsageError("which server? Give its name (see `mcps`).", "tools");
+  }
+  noExtraPositionals(args.positionals, 1, "tools");
+  const tools = await ctx.pool.listTools(name, { signal: ctx.signal });
+  if (flag(args, "json")) {
+    ctx.out.stdout(JSON.stringify({ server: name, tools }, null, 2) + "\n");
+    return 0;
+  }
+  const lines = [`${name}: ${tools.length} tool${tools.length === 1 ? "" : "s"}`];
+  for (const tool of tools) {
+    lines.push("", `${tool.name}(${paramsSummary(tool)})`);
+    const description = firstLine(tool.description);
+    if (description !== "") lines.push(`  ${description}`);
+  }
+  ctx.out.stdout(lines.join("\n") + "\n");
+  return 0;
+}
+
+function sizeOfBase64(data: string): string {
+  const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
+  const bytes = Math.floor(data.length * 3 / 4) - padding;
+  return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+/** One line per non-text part, text parts as they are. */
+export function renderContent(result: CallToolResult): string {
+  const parts = result.content.map((part) => {
+    switch (part.type) {
+      case "text":
+        return part.text;
+      case "image":
+        return `[image: ${part.mimeType}, ${sizeOfBase64(part.data)}]`;
+      case "audio":
+        return `[audio: ${part.mimeType}, ${sizeOfBase64(part.data)}]`;
+      case "resource_link":
+        return `[resource link: ${part.uri}${part.name ? ` (${part.name})` : ""}]`;
+      case "resource": {
+        const r = part.resource;
+        if ("text" in r && typeof r.text === "string") return `[resource: ${r.uri}]\n${r.text}`;
+        const blob = "blob" in r && typeof r.blob === "string" ? `, ${sizeOfBase64(r.blob)}` : "";
+        return `[resource: ${r.uri}${r.mimeType ? `, ${r.mimeType}` : ""}${blob}]`;
+      }
+      default:
+        return `[${String((part as { type: unknown }).type)} content]`;
+    }
+  });
+  if (parts.length === 0 && result.structuredContent !== undefined) {
+    return JSON.stringify(result.structuredContent, null, 2);
+  }
+  return parts.join("\n");
+}
+
+function parseToolArgs(raw: string | undefined): Record<string, unknown> {
+  if (raw === undefined) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error: unknown) {
+    throw new UsageError(
+      `--args is not valid JSON (${error instanceof Error ? error.message : String(error)}). ` +
+        `Quote it for the shell, e.g. --args '{"path": "/tmp"}'.`,
+      "call",
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(
+      `--args must be a JSON object like '{"key": "value"}', got ${raw.slice(0, 80)}.`,
+      "call",
+    );
+  }
+  return Object.fromEntries(Object.entries(value));
+}
+
+/** `call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]` */
+export async function callCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+  const args = parseArgs(argv, {
+    args: { type: "string", short: "a" },
+    timeout: { type: "string" },
+    json: { type: "boolean" },
+  }, "call");
+  const [server, tool] = args.positionals;
+  if (server === undefined || tool === undefined) {
+    throw new UsageError(
+      "give the server name and the tool name (see `mcps` and `tools`).",
+      "call",
+    );
+  }
+  noExtraPositionals(args.positionals, 2, "call");
+  const toolArgs = parseToolArgs(stringOption(args, "args"));
+  const timeoutS = integerOption(args, "timeout", { min: 1, max: 86_400 });
+  const { out } = ctx;
+  const result = await ctx.pool.callTool(server, tool, toolArgs, {
+    signal: ctx.signal,
+    timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
+    onProgress: (p) => {
+      const of = p.total !== undefined ? `/${p.total}` : "";
+      out.status(`${server}.${tool}: ${p.progress}${of}${p.message ? ` ${p.message}` : ""}`);
+    },
+  });
+  out.status("");
+  if (flag(args, "json")) {
+    out.stdout(JSON.stringify(result, null, 2) + "\n");
+    return result.isError === true ? 1 : 0;
+  }
+  const text = renderContent(result);
+  if (result.isError === true) {
+    out.stderr(`Tool "${tool}" on MCP server "${server}" returned an error:`);
+    out.stderr(text === "" ? "(no details)" : text);
+    return 1;
+  }
+  if (text !== "") out.stdout(text.endsWith("\n") ? text : text + "\n");
+  return 0;
+}

@@ -1,0 +1,119 @@
+/**
+ * The `list_available_mcps` MCP tool, and the one rendering of the configured servers that both
+ * it and the `mcps` CLI command use.
+ */
+// @ts-types="@modelcontextprotocol/sdk/server/mcp"
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { McpConfig } from "./config.ts";
+import type { McpPool, ServerState, ServerStatus } from "./pool.ts";
+import { errorResult, textResult } from "./tool_result.ts";
+
+/** What {@linkcode McpPool.status} returns. */
+export interface PoolReport {
+  config: McpConfig;
+  servers: ServerStatus[];
+}
+
+const STATE_LABEL: Record<ServerState, string> = {
+  "not-started": "not started",
+  connecting: "connecting",
+  connected: "connected",
+  failed: "failed",
+  disabled: "disabled",
+  invalid: "invalid",
+};
+
+function indent(text: string, prefix: string): string {
+  return text.split("\n").map((line) => prefix + line).join("\n");
+}
+
+/** A human- and model-readable summary of the configured servers and the config file. */
+export function formatPoolReport(report: PoolReport): string {
+  const { config, servers } = report;
+  const lines: string[] = [];
+  if (config.path === undefined) {
+    lines.push(
+      `No MCP config file found (searched: ${config.searched.join(", ") || "nothing"}).`,
+      'Create .mcp.json with {"mcpServers": {"NAME": {"command": "...", "args": []}}} or set ' +
+        "MCP_JSON_PATH.",
+    );
+  } else {
+    lines.push(`Config: ${config.path}`);
+  }
+  // The config module's message names the file, the position and what stays in force.
+  if (config.error !== undefined) lines.push(`Config error: ${config.error}`);
+  if (servers.length === 0) {
+    if (config.path !== undefined) lines.push("No servers are configured in it.");
+    return lines.join("\n");
+  }
+  const usable = servers.filter((s) => s.state !== "disabled" && s.state !== "invalid").length;
+  lines.push(`${servers.length} server${servers.length === 1 ? "" : "s"} (${usable} usable):`, "");
+  for (const s of servers) {
+    const facts = [s.transport, STATE_LABEL[s.state]];
+    if (s.pid !== undefined) facts.push(`pid ${s.pid}`);
+    if (s.toolCount !== undefined) facts.push(`${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`);
+    lines.push(`${s.name}  [${facts.join(", ")}]`);
+    lines.push(`  ${s.target || "(no command or url)"}`);
+    if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
+    if (s.reason !== undefined) {
+      const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
+      lines.push(indent(`${label}: ${s.reason}`, "  "));
+    }
+  }
+  return lines.join("\n");
+}
+
+/** The report as plain JSON (the `mcps --json` document and the tool's structuredContent). */
+export function poolReportJson(report: PoolReport): Record<string, unknown> {
+  const { config, servers } = report;
+  return {
+    config: {
+      path: config.path ?? null,
+      searched: config.searched,
+      error: config.error ?? null,
+      errorPath: config.errorPath ?? null,
+    },
+    servers: servers.map((s) => ({
+      name: s.name,
+      transport: s.transport,
+      target: s.target,
+      state: s.state,
+      reason: s.reason ?? null,
+      envNames: s.envNames,
+      toolCount: s.toolCount ?? null,
+      pid: s.pid ?? null,
+    })),
+  };
+}
+
+const DESCRIPTION =
+  "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
+  "transport (stdio/http/sse), command line or URL, state (not started, connected, failed with " +
+  "the reason, disabled, or invalid with the problem) and the names of its environment " +
+  "variables. Also tells which config file is in force and whether the newest edit failed to " +
+  "parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
+
+/** Registers `list_available_mcps`. */
+export function registerListAvailableMcpsTool(
+  server: McpServer,
+  deps: { pool: Pick<McpPool, "status"> },
+): void {
+  server.registerTool("list_available_mcps", {
+    title: "List configured MCP servers",
+    description: DESCRIPTION,
+    inputSchema: {},
+    annotations: {
+      readOnlyHint: true,
+      destructiveHint: false,
+      idempotentHint: true,
+      openWorldHint: false,
+    },
+  }, async () => {
+    try {
+      const report = await deps.pool.status();
+      return textResult(formatPoolReport(report), poolReportJson(report));
+    } catch (error: unknown) {
+      return errorResult(error, "Could not read the MCP configuration");
+    }
+  });
+}

@@ -1,0 +1,266 @@
+/**
+ * The `mcps`, `tools` and `call` commands and the `list_available_mcps` tool, in process, against
+ * a real pool and our stdio fixture server.
+ */
+// @ts-types="@modelcontextprotocol/sdk/client/index"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+// @ts-types="@modelcontextprotocol/sdk/inMemory"
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+// @ts-types="@modelcontextprotocol/sdk/server/mcp"
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { UsageError } from "../lib/args.ts";
+import { callCommand, mcpsCommand, paramsSummary, toolsCommand } from "../lib/cli_mcp.ts";
+import { ConfigSource } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
+import { captureOutput } from "../lib/output.ts";
+import { join } from "../lib/path.ts";
+import { McpPool, McpServerError } from "../lib/pool.ts";
+import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
+
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
+const FIXTURE = join(ROOT, "tests", "fixtures", "pool_fixture_server.ts");
+const silent = createLogger({ level: "silent" });
+
+function fixtureEntry(flags: string[] = []) {
+  const env: Record<string, string> = { SECRET_TOKEN: "value-that-must-not-be-shown" };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir !== undefined) env.DENO_DIR = denoDir;
+  return {
+    command: Deno.execPath(),
+    args: ["run", "-A", "--no-lock", "--config", join(ROOT, "deno.json"), FIXTURE, ...flags],
+    env,
+  };
+}
+
+/** A temp project with .mcp.json, its ConfigSource and a pool over it. */
+async function withPool(
+  servers: Record<string, unknown> | string | undefined,
+  body: (ctx: { pool: McpPool; dir: string; path: string }) => Promise<void>,
+): Promise<void> {
+  const home = Deno.makeTempDirSync({ prefix: "cli_mcp_test_" });
+  const dir = join(home, "project");
+  Deno.mkdirSync(dir);
+  const path = join(dir, ".mcp.json");
+  if (typeof servers === "string") Deno.writeTextFileSync(path, servers);
+  else if (servers !== undefined) {
+    Deno.writeTextFileSync(path, JSON.stringify({ mcpServers: servers }));
+  }
+  const config = new ConfigSource({ env: {}, cwd: dir, home, log: silent });
+  const pool = new McpPool({ config, log: silent, connectTimeoutMs: 20_000 });
+  try {
+    await body({ pool, dir, path });
+  } finally {
+    await pool.close();
+    Deno.removeSync(home, { recursive: true });
+  }
+}
+
+Deno.test("mcps lists each server with its state, target and env names, never env values", async () => {
+  await withPool({
+    fx: fixtureEntry(),
+    remote: { type: "http", url: "http://127.0.0.1:9/mcp" },
+    off: { command: "npx", args: ["-y", "some-server"], disabled: true },
+    broken: { command: "${CLI_MCP_TEST_UNSET}" },
+  }, async ({ pool, path }) => {
+    assertEquals((await pool.listTools("fx")).length, 10);
+    const out = captureOutput();
+    assertEquals(await mcpsCommand([], { pool, out }), 0);
+    assertStringIncludes(out.out, `Config: ${path}`);
+    assertMatch(out.out, /fx {2}\[stdio, connected, pid \d+, 10 tools\]/);
+    assertStringIncludes(out.out, "env: SECRET_TOKEN");
+    assertStringIncludes(out.out, "remote  [http, not started]\n  http://127.0.0.1:9/mcp");
+    assertStringIncludes(out.out, "off  [stdio, disabled]\n  npx -y some-server");
+    assertMatch(out.out, /broken {2}\[stdio, invalid\][^]*problem: .*CLI_MCP_TEST_UNSET/);
+    assert(!out.out.includes("value-that-must-not-be-shown"));
+    assertEquals(out.err, "");
+
+    const json = captureOutput();
+    assertEquals(await mcpsCommand(["--json"], { pool, out: json }), 0);
+    const doc: unknown = JSON.parse(json.out);
+    assert(typeof doc === "object" && doc !== null);
+    assert(!json.out.includes("value-that-must-not-be-shown"));
+    const servers: unknown = Reflect.get(doc, "servers");
+    assert(Array.isArray(servers));
+    assertEquals(servers.map((s) => [s.name, s.state]), [
+      ["fx", "connected"],
+      ["remote", "not-started"],
+      ["off", "disabled"],
+      ["broken", "invalid"],
+    ]);
+    assertEquals(servers[0].envNames, [
+      "SECRET_TOKEN",
+      ...(Deno.env.get("DENO_DIR") ? ["DENO_DIR"] : []),
+    ]);
+    assertEquals(Reflect.get(Reflect.get(doc, "config"), "path"), path);
+  });
+});
+
+Deno.test("mcps explains a missing config file and a broken one", async (t) => {
+  await t.step("no file", async () => {
+    await withPool(undefined, async ({ pool, dir }) => {
+      const out = captureOutput();
+      assertEquals(await mcpsCommand([], { pool, out }), 0);
+      assertStringIncludes(out.out, "No MCP config file found");
+      assertStringIncludes(out.out, join(dir, ".mcp.json"));
+    });
+  });
+  await t.step("a broken edit keeps the last good config and shows the error", async () => {
+    await withPool({ fx: fixtureEntry() }, async ({ pool, path }) => {
+      await mcpsCommand([], { pool, out: captureOutput() });
+      Deno.writeTextFileSync(path, '{"mcpServers": {"fx": {"command": "deno",,}}}');
+      const out = captureOutput();
+      assertEquals(await mcpsCommand([], { pool, out }), 0);
+      assertStringIncludes(out.out, `Config error: ${path}:1:43: invalid JSON`);
+      assertStringIncludes(out.out, "last good configuration");
+      assertStringIncludes(out.out, "fx  [stdio, not started]");
+    });
+  });
+  await t.step("mcps takes no arguments", async () => {
+    await withPool({}, async ({ pool }) => {
+      await assertRejects(() => mcpsCommand(["extra"], { pool, out: captureOutput() }), UsageError);
+    });
+  });
+});
+
+Deno.test("tools lists a server's tools with parameters and descriptions", async () => {
+  await withPool({ fx: fixtureEntry(["--page-size", "4"]) }, async ({ pool }) => {
+    const out = captureOutput();
+    assertEquals(await toolsCommand(["fx"], { pool, out }), 0);
+    assertStringIncludes(out.out, "fx: 10 tools");
+    assertStringIncludes(out.out, "echo(text: string)\n  Returns its text.");
+    assertStringIncludes(out.out, "slow(ms: number, steps?: number)");
+    assertStringIncludes(out.out, "pid()");
+
+    const json = captureOutput();
+    assertEquals(await toolsCommand(["fx", "--json"], { pool, out: json }), 0);
+    const doc: unknown = JSON.parse(json.out);
+    assert(typeof doc === "object" && doc !== null);
+    const tools: unknown = Reflect.get(doc, "tools");
+    assert(Array.isArray(tools));
+    assertEquals(tools.length, 10);
+    assertEquals(tools[0].inputSchema.required, ["text"]);
+
+    await assertRejects(() => toolsCommand([], { pool, out: captureOutput() }), UsageError);
+    await assertRejects(
+      () => toolsCommand(["nope"], { pool, out: captureOutput() }),
+      McpServerError,
+      'No MCP server named "nope"',
+    );
+  });
+});
+
+Deno.test("paramsSummary shows enums, arrays and optional parameters", () => {
+  assertEquals(
+    paramsSummary({
+      inputSchema: {
+        type: "object",
+        properties: {
+          mode: { enum: ["a", "b"] },
+          paths: { type: "array", items: { type: "string" } },
+          n: { type: ["number", "null"] },
+          any: {},
+        },
+        required: ["mode"],
+      },
+    }),
+    'mode: "a"|"b", paths?: string[], n?: number|null, any?: any',
+  );
+});
+
+Deno.test("call prints text, summarises other content and fails on isError", async (t) => {
+  await withPool({ fx: fixtureEntry() }, async ({ pool }) => {
+    await t.step("text result", async () => {
+      const out = captureOutput();
+      const code = await callCommand(["fx", "echo", "--args", '{"text":"hello"}'], { pool, out });
+      assertEquals(code, 0);
+      assertEquals(out.out, "hello\n");
+    });
+    await t.step("image parts are summarised", async () => {
+      const out = captureOutput();
+      assertEquals(await callCommand(["fx", "image"], { pool, out }), 0);
+      assertEquals(out.out, "a red pixel\n[image: image/png, 70 B]\n");
+    });
+    await t.step("isError exits 1 with the tool's message on stderr", async () => {
+      const out = captureOutput();
+      assertEquals(await callCommand(["fx", "fail"], { pool, out }), 1);
+      assertEquals(out.out, "");
+      assertStringIncludes(out.err, 'Tool "fail" on MCP server "fx" returned an error');
+      assertStringIncludes(out.err, "deliberate failure");
+    });
+    await t.step("--json prints the whole result", async () => {
+      const out = captureOutput();
+      assertEquals(await callCommand(["fx", "fail", "--json"], { pool, out }), 1);
+      const doc: unknown = JSON.parse(out.out);
+      assert(typeof doc === "object" && doc !== null);
+      assertEquals(Reflect.get(doc, "isError"), true);
+    });
+    await t.step("--timeout bounds a silent tool", async () => {
+      await assertRejects(
+        () =>
+          callCommand(["fx", "slow", "--args", '{"ms": 5000}', "--timeout", "1"], {
+            pool,
+            out: captureOutput(),
+          }),
+        McpServerError,
+        "within 1000 ms",
+      );
+    });
+    await t.step("bad --args and missing names are usage errors", async () => {
+      const out = captureOutput();
+      await assertRejects(
+        () => callCommand(["fx", "echo", "--args", "{text: hi}"], { pool, out }),
+        UsageError,
+        "--args is not valid JSON",
+      );
+      await assertRejects(
+        () => callCommand(["fx", "echo", "--args", "[1]"], { pool, out }),
+        UsageError,
+        "must be a JSON object",
+      );
+      await assertRejects(() => callCommand(["fx"], { pool, out }), UsageError);
+    });
+  });
+});
+
+Deno.test("list_available_mcps answers a real MCP client with text and structured content", async () => {
+  await withPool({
+    fx: fixtureEntry(),
+    off: { command: "npx", args: ["x"], disabled: true },
+  }, async ({ pool, path }) => {
+    const server = new McpServer({ name: "test", version: "1.0.0" });
+    registerListAvailableMcpsTool(server, { pool });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const client = new Client({ name: "test-client", version: "1.0.0" });
+    await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+    try {
+      const { tools } = await client.listTools();
+      const tool = tools.find((t) => t.name === "list_available_mcps");
+      assertEquals(tool?.annotations?.readOnlyHint, true);
+      const result = await client.callTool({ name: "list_available_mcps", arguments: {} });
+      assertEquals(result.isError, undefined);
+      const content = result.content;
+      assert(Array.isArray(content));
+      const text = String(content[0]?.text);
+      assertStringIncludes(text, `Config: ${path}`);
+      assertStringIncludes(text, "fx  [stdio, not started]");
+      assertStringIncludes(text, "off  [stdio, disabled]");
+      assert(!text.includes("value-that-must-not-be-shown"));
+      const structured = result.structuredContent;
+      assert(typeof structured === "object" && structured !== null);
+      const servers: unknown = Reflect.get(structured, "servers");
+      assert(Array.isArray(servers));
+      assertEquals(servers.map((s) => s.state), ["not-started", "disabled"]);
+      assertEquals(servers[0].envNames.includes("SECRET_TOKEN"), true);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+});

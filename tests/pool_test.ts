@@ -1,0 +1,604 @@
+/**
+ * The pool against real MCP servers: our fixtures (tests/fixtures/pool_*.ts) and the reference
+ * servers from npm. Every test closes its pool and checks that no child process is left.
+ */
+import { ConfigSource } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
+import { join } from "../lib/path.ts";
+import { McpPool, type McpPoolOptions, McpServerError, type ToolProgress } from "../lib/pool.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
+import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
+
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
+const DENO_JSON = join(ROOT, "deno.json");
+const FIXTURE = join(ROOT, "tests", "fixtures", "pool_fixture_server.ts");
+const PROBE = join(ROOT, "tests", "fixtures", "pool_permission_probe.ts");
+const DENO = Deno.execPath();
+const silent = createLogger({ level: "silent" });
+
+/** Variables a child deno needs to find its cache and certificates on this machine. */
+function denoChildEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const name of ["DENO_DIR", "DENO_CERT", "DENO_TLS_CA_STORE"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/** A config entry that runs our stdio fixture with `flags`. */
+function fixtureEntry(flags: string[] = [], env: Record<string, string> = {}) {
+  return {
+    command: DENO,
+    args: ["run", "-A", "--no-lock", "--config", DENO_JSON, FIXTURE, ...flags],
+    env: { ...denoChildEnv(), ...env },
+  };
+}
+
+/** A temp dir with an .mcp.json that can be rewritten (atomically, so the stat changes). */
+class TempConfig {
+  readonly dir: string;
+  readonly path: string;
+  readonly source: ConfigSource;
+  #version = 0;
+  constructor(servers: Record<string, unknown>) {
+    this.dir = Deno.makeTempDirSync({ prefix: "pool_test_" });
+    this.path = join(this.dir, ".mcp.json");
+    this.write(servers);
+    this.source = new ConfigSource({
+      explicitPath: this.path,
+      env: {},
+      cwd: this.dir,
+      home: this.dir,
+      log: silent,
+    });
+  }
+  write(servers: Record<string, unknown>): void {
+    const tmp = `${this.path}.${++this.#version}.tmp`;
+    Deno.writeTextFileSync(tmp, JSON.stringify({ mcpServers: servers }, null, 2));
+    Deno.renameSync(tmp, this.path);
+  }
+  pool(options: Omit<McpPoolOptions, "config"> = {}): McpPool {
+    return new McpPool({ config: this.source, log: silent, connectTimeoutMs: 20_000, ...options });
+  }
+  remove(): void {
+    Deno.removeSync(this.dir, { recursive: true });
+  }
+}
+
+function textOf(result: { content: unknown[] }): string {
+  return result.content
+    .map((part) =>
+      typeof part === "object" && part !== null && Reflect.get(part, "type") === "text"
+        ? String(Reflect.get(part, "text"))
+        : ""
+    )
+    .join("");
+}
+
+async function call(pool: McpPool, server: string, tool: string, args = {}): Promise<string> {
+  return textOf(await pool.callTool(server, tool, args));
+}
+
+/** True once `pid` no longer runs (gone or a zombie). Linux only (/proc). */
+function processGone(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, ms = 8000) {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function assertGone(pid: number): Promise<void> {
+  await waitFor(`process ${pid} to exit`, () => processGone(pid));
+}
+
+/** `pid` and every process below it (Linux /proc). */
+function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
+    } catch {
+      // The process exited while we looked.
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+function startsIn(file: string): number {
+  try {
+    return Deno.readTextFileSync(file).split("\n").filter((l) => l !== "").length;
+  } catch {
+    return 0;
+  }
+}
+
+Deno.test("pool starts a server once and reuses it for concurrent and later calls", async () => {
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  cfg.write({ fx: fixtureEntry(["--starts", starts]) });
+  const pool = cfg.pool();
+  try {
+    const first = await Promise.all([
+      pool.listTools("fx"),
+      call(pool, "fx", "pid"),
+      call(pool, "fx", "echo", { text: "a" }),
+      call(pool, "fx", "pid"),
+      pool.listTools("fx"),
+    ]);
+    assertEquals(startsIn(starts), 1, "concurrent first uses share one spawn");
+    assertEquals(first[1], first[3]);
+    assertEquals(first[2], "a");
+    const pid = Number(first[1]);
+    for (let i = 0; i < 10; i++) assertEquals(await call(pool, "fx", "pid"), String(pid));
+    assertEquals(startsIn(starts), 1, "later calls spawn nothing");
+    const { servers } = await pool.status();
+    assertEquals(servers[0]?.state, "connected");
+    assertEquals(servers[0]?.pid, pid);
+    assertEquals(servers[0]?.toolCount, 10);
+    await pool.close();
+    await assertGone(pid);
+    await assertRejects(() => call(pool, "fx", "pid"), McpServerError, "pool is closed");
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool gives children only the SDK default environment, extraEnv and the entry's env", async () => {
+  Deno.env.set("POOL_TEST_SECRET", "must-not-leak");
+  const cfg = new TempConfig({ fx: fixtureEntry([], { FROM_ENTRY: "entry-value" }) });
+  const pool = cfg.pool({ extraEnv: { LMSTUDIO_BRIDGE_DEPTH: "1" } });
+  try {
+    const env: unknown = JSON.parse(await call(pool, "fx", "env"));
+    assert(typeof env === "object" && env !== null);
+    const keys = Object.keys(env);
+    assertEquals(Reflect.get(env, "POOL_TEST_SECRET"), undefined);
+    assertEquals(Reflect.get(env, "FROM_ENTRY"), "entry-value");
+    assertEquals(Reflect.get(env, "LMSTUDIO_BRIDGE_DEPTH"), "1");
+    assertEquals(Reflect.get(env, "PATH"), Deno.env.get("PATH"));
+    const allowed = new Set([
+      ...["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"],
+      ...Object.keys(denoChildEnv()),
+      "FROM_ENTRY",
+      "LMSTUDIO_BRIDGE_DEPTH",
+    ]);
+    const extra = keys.filter((k) => !allowed.has(k));
+    assertEquals(extra, [], `unexpected variables reached the child: ${extra.join(", ")}`);
+  } finally {
+    Deno.env.delete("POOL_TEST_SECRET");
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool reports a server that dies mid-call and starts it again on the next call", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry() });
+  const pool = cfg.pool();
+  try {
+    const pid = Number(await call(pool, "fx", "pid"));
+    const error = await assertRejects(
+      () => pool.callTool("fx", "crash", { code: 7 }),
+      McpServerError,
+      'MCP server "fx" exited with code 7 while running tool "crash"',
+    );
+    assertEquals(error.kind, "exited");
+    assertEquals(error.exitCode, 7);
+    assertEquals(error.server, "fx");
+    assert(error.stderrTail.some((l) => l.includes("fixture crashing on purpose with code 7")));
+    assertStringIncludes(error.message, "fixture crashing on purpose with code 7");
+    await assertGone(pid);
+    const { servers } = await pool.status();
+    assertEquals(servers[0]?.state, "failed");
+    assertStringIncludes(servers[0]?.reason ?? "", "exited with code 7");
+    const next = Number(await call(pool, "fx", "pid"));
+    assertNotEquals(next, pid);
+    assertEquals((await pool.status()).servers[0]?.state, "connected");
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool fails start-up problems within the connect timeout with a useful message", async (t) => {
+  const cfg = new TempConfig({
+    silent: {
+      command: "sh",
+      args: ["-c", "echo 'waiting for a licence key' >&2; exec sleep 30"],
+    },
+    exits: { command: "sh", args: ["-c", "echo 'fatal: API_KEY is not set' >&2; exit 3"] },
+    missing: { command: "pool-test-no-such-command", args: [] },
+    badcwd: { command: "sh", args: ["-c", "exit 0"], cwd: "/nonexistent/pool-test" },
+    junk: fixtureEntry(["--junk"]),
+  });
+  const pool = cfg.pool({ connectTimeoutMs: 700 });
+  try {
+    await t.step("a server that never answers initialize", async () => {
+      const started = Date.now();
+      const error = await assertRejects(
+        () => pool.listTools("silent"),
+        McpServerError,
+        'MCP server "silent" did not complete the MCP handshake within 700 ms',
+      );
+      const took = Date.now() - started;
+      assert(took < 3000, `took ${took} ms`);
+      assertEquals(error.kind, "connect_timeout");
+      assertStringIncludes(error.message, "waiting for a licence key");
+      assertStringIncludes(error.message, "sh -c");
+      const { servers } = await pool.status();
+      assertEquals(servers.find((s) => s.name === "silent")?.state, "failed");
+    });
+    await t.step("a server that exits during start-up", async () => {
+      const error = await assertRejects(
+        () => call(pool, "exits", "x"),
+        McpServerError,
+        'MCP server "exits" exited with code 3 before completing the MCP handshake',
+      );
+      assertEquals(error.kind, "exited");
+      assertEquals(error.exitCode, 3);
+      assertStringIncludes(error.message, "fatal: API_KEY is not set");
+    });
+    await t.step("a command that is not installed", async () => {
+      const error = await assertRejects(
+        () => call(pool, "missing", "x"),
+        McpServerError,
+        'command "pool-test-no-such-command" was not found',
+      );
+      assertEquals(error.kind, "not_found");
+      assertStringIncludes(error.message, "PATH");
+    });
+    await t.step("a working directory that does not exist", async () => {
+      const error = await assertRejects(() => call(pool, "badcwd", "x"), McpServerError);
+      assertStringIncludes(error.message, '"/nonexistent/pool-test" does not exist');
+    });
+    await t.step("a server that prints junk to stdout still works", async () => {
+      const junkPool = cfg.pool();
+      try {
+        assertEquals(await call(junkPool, "junk", "echo", { text: "still fine" }), "still fine");
+      } finally {
+        await junkPool.close();
+      }
+    });
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool validates server names through the config", async () => {
+  const cfg = new TempConfig({
+    fx: fixtureEntry(),
+    off: { ...fixtureEntry(), disabled: true },
+    broken: { command: "${POOL_TEST_UNSET_VARIABLE}", args: [] },
+  });
+  const pool = cfg.pool();
+  try {
+    const unknown = await assertRejects(() => call(pool, "nope", "x"), McpServerError);
+    assertEquals(unknown.kind, "config");
+    assertStringIncludes(unknown.message, "fx");
+    await assertRejects(() => pool.listTools("off"), McpServerError, "disabled");
+    await assertRejects(() => pool.listTools("broken"), McpServerError, "POOL_TEST_UNSET_VARIABLE");
+    const { servers, config } = await pool.status();
+    assertEquals(config.path, cfg.path);
+    assertEquals(servers.map((s) => [s.name, s.state]), [
+      ["fx", "not-started"],
+      ["off", "disabled"],
+      ["broken", "invalid"],
+    ]);
+    assertStringIncludes(servers[2]?.reason ?? "", "POOL_TEST_UNSET_VARIABLE");
+    assertEquals(servers[0]?.envNames.includes("NO_COLOR"), true);
+    assertMatch(servers[0]?.target ?? "", /pool_fixture_server\.ts$/);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool reads every page of a tool list and refreshes it on list_changed", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry(["--page-size", "3", "--tools", "12"]) });
+  const pool = cfg.pool();
+  try {
+    const tools = await pool.listTools("fx");
+    assertEquals(tools.length, 22);
+    assertEquals(tools.at(-1)?.name, "filler_012");
+    assertEquals(new Set(tools.map((t) => t.name)).size, 22);
+    assertEquals(await call(pool, "fx", "add_tool", { name: "late_tool" }), "added late_tool");
+    await waitFor("the new tool to be listed", async () => {
+      const names = (await pool.listTools("fx")).map((t) => t.name);
+      return names.includes("late_tool");
+    }, 3000);
+    assertEquals((await pool.listTools("fx")).length, 23);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool passes progress, timeouts and cancellation through to the server", async (t) => {
+  const cfg = new TempConfig({ fx: fixtureEntry() });
+  const pool = cfg.pool();
+  try {
+    await t.step("progress notifications reach onProgress", async () => {
+      const seen: ToolProgress[] = [];
+      const result = await pool.callTool("fx", "slow", { ms: 60, steps: 3 }, {
+        onProgress: (p) => seen.push(p),
+      });
+      assertEquals(textOf(result), "done after 3 steps");
+      // The SDK drops a progress notification that arrives together with the result, so the
+      // last step may be missing; the earlier ones must be there, in order.
+      assertEquals(seen.map((p) => p.progress).slice(0, 2), [1, 2]);
+      assertEquals(seen[0]?.total, 3);
+      assertEquals(seen[0]?.message, "step 1");
+    });
+    await t.step("progress resets the call timeout", async () => {
+      const result = await pool.callTool("fx", "slow", { ms: 900, steps: 6 }, { timeoutMs: 450 });
+      assertEquals(textOf(result), "done after 6 steps");
+    });
+    await t.step("a call without progress times out", async () => {
+      const error = await assertRejects(
+        () => pool.callTool("fx", "slow", { ms: 5000, steps: 1 }, { timeoutMs: 200 }),
+        McpServerError,
+        'did not answer tool "slow" within 200 ms',
+      );
+      assertEquals(error.kind, "timeout");
+    });
+    await t.step("aborting cancels the call on the server", async () => {
+      const before = Number(await call(pool, "fx", "cancelled"));
+      const controller = new AbortController();
+      const started = Date.now();
+      const pending = pool.callTool("fx", "slow", { ms: 10_000, steps: 100 }, {
+        signal: controller.signal,
+        onProgress: () => controller.abort(),
+      });
+      const error = await assertRejects(() => pending, McpServerError, "was cancelled");
+      assertEquals(error.kind, "cancelled");
+      assert(Date.now() - started < 2000);
+      await waitFor("the server to see the cancellation", async () => {
+        return Number(await call(pool, "fx", "cancelled")) > before;
+      }, 3000);
+    });
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool follows config changes: changed entries restart after in-flight calls, removed ones close", async () => {
+  const cfg = new TempConfig({});
+  const keep = fixtureEntry(["--tag", "keep"]);
+  cfg.write({ a: fixtureEntry(["--tag", "a1"]), keep });
+  const pool = cfg.pool();
+  try {
+    const pidA = Number(await call(pool, "a", "pid"));
+    const pidKeep = Number(await call(pool, "keep", "pid"));
+    const inFlight = pool.callTool("a", "slow", { ms: 600, steps: 2 });
+    await new Promise((r) => setTimeout(r, 100));
+    cfg.write({ a: fixtureEntry(["--tag", "a2"]), keep });
+    assertEquals(await call(pool, "a", "tag"), "a2");
+    const pidA2 = Number(await call(pool, "a", "pid"));
+    assertNotEquals(pidA2, pidA);
+    assert(!processGone(pidA), "the old server keeps running while a call is in flight");
+    assertEquals(textOf(await inFlight), "done after 2 steps");
+    await assertGone(pidA);
+    assertEquals(Number(await call(pool, "keep", "pid")), pidKeep, "unchanged entry untouched");
+    cfg.write({ a: fixtureEntry(["--tag", "a2"]) });
+    const { servers } = await pool.status();
+    assertEquals(servers.map((s) => s.name), ["a"]);
+    await assertGone(pidKeep);
+    assertEquals(Number(await call(pool, "a", "pid")), pidA2);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool closes idle connections and reopens them on demand", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry() });
+  const pool = cfg.pool({ idleMs: 150 });
+  try {
+    const pid = Number(await call(pool, "fx", "pid"));
+    await assertGone(pid);
+    const { servers } = await pool.status();
+    assertEquals(servers[0]?.state, "not-started");
+    assertStringIncludes(servers[0]?.reason ?? "", "idle");
+    const again = Number(await call(pool, "fx", "pid"));
+    assertNotEquals(again, pid);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to SSE", async (t) => {
+  const http = await startStreamableFixture({ pageSize: 4 });
+  const sse = await startSseFixture();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = closed.addr.port;
+  closed.close();
+  const headers = { "x-fixture-token": "secret-token" };
+  const cfg = new TempConfig({
+    web: { type: "http", url: `${http.origin}/mcp`, headers },
+    legacy: { type: "sse", url: `${sse.origin}/sse`, headers },
+    fallback: { type: "http", url: `${sse.origin}/sse`, headers },
+    dead: { type: "http", url: `http://127.0.0.1:${deadPort}/mcp` },
+  });
+  const pool = cfg.pool({ connectTimeoutMs: 5000 });
+  try {
+    await t.step("streamable HTTP", async () => {
+      assertEquals(await call(pool, "web", "echo", { text: "over http" }), "over http");
+      assertEquals((await pool.listTools("web")).length, 10);
+      assertEquals(await call(pool, "web", "echo", { text: "again" }), "again");
+      assertEquals(http.sessions(), 1);
+      assert(http.tokens.length > 0 && http.tokens.every((v) => v === "secret-token"));
+    });
+    await t.step("SSE", async () => {
+      assertEquals(await call(pool, "legacy", "echo", { text: "over sse" }), "over sse");
+      assertEquals(sse.sessions(), 1);
+    });
+    await t.step("an HTTP entry on an SSE-only server falls back to SSE", async () => {
+      assertEquals(await call(pool, "fallback", "echo", { text: "fell back" }), "fell back");
+      assertEquals(sse.sessions(), 2);
+      assert(sse.tokens.every((v) => v === "secret-token"));
+    });
+    await t.step("an unreachable server", async () => {
+      const error = await assertRejects(() => call(pool, "dead", "x"), McpServerError);
+      assertEquals(error.kind, "unreachable");
+      assertStringIncludes(error.message, `Cannot reach MCP server "dead" at http://127.0.0.1:`);
+    });
+    const { servers } = await pool.status();
+    assertEquals(servers.map((s) => s.state), ["connected", "connected", "connected", "failed"]);
+    assertEquals(servers[0]?.target, `${http.origin}/mcp`);
+  } finally {
+    await pool.close();
+    await http.close();
+    await sse.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("pool explains a Deno permission denial with the flag that would allow it", async () => {
+  const cfg = new TempConfig({
+    shell: { command: "sh", args: ["-c", "exit 0"] },
+    remote: { type: "http", url: "http://mcp.example.invalid:8080/mcp" },
+  });
+  try {
+    for (const [server, flag] of [["shell", "--allow-run=sh"], ["remote", "--allow-net="]]) {
+      const output = await new Deno.Command(DENO, {
+        args: [
+          "run",
+          "-P=bridge",
+          "--no-prompt",
+          "--no-lock",
+          "--config",
+          DENO_JSON,
+          PROBE,
+          cfg.path,
+          server!,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        env: denoChildEnv(),
+      }).output();
+      const text = new TextDecoder().decode(output.stdout);
+      assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+      const outcome: unknown = JSON.parse(text);
+      assert(typeof outcome === "object" && outcome !== null);
+      assertEquals(Reflect.get(outcome, "kind"), "permission", text);
+      const message = String(Reflect.get(outcome, "message"));
+      assertStringIncludes(message, `MCP server "${server}"`);
+      assertStringIncludes(message, flag!);
+      assertStringIncludes(message, '"bridge" permission set');
+    }
+  } finally {
+    cfg.remove();
+  }
+});
+
+const REFERENCE_VERSION = "2026.8.31";
+const MEMORY = `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`;
+const FILESYSTEM = `npm:@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`;
+const EVERYTHING = `npm:@modelcontextprotocol/server-everything@${REFERENCE_VERSION}`;
+
+Deno.test("pool works with the reference MCP servers from npm", async (t) => {
+  // Fetch the deno-run servers into the cache first, with our full environment (proxies, CA
+  // certificates): a cold download must not count against a connect timeout.
+  const warm = await new Deno.Command(DENO, {
+    args: ["cache", "--no-lock", FILESYSTEM, EVERYTHING],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assertEquals(warm.code, 0, new TextDecoder().decode(warm.stderr));
+  const cfg = new TempConfig({});
+  const files = join(cfg.dir, "files");
+  Deno.mkdirSync(files);
+  Deno.writeTextFileSync(join(files, "hello.txt"), "hello from the pool test");
+  cfg.write({
+    // As users write it: npx downloads on first use (about 5 s cold, under 1 s warm).
+    memory: {
+      command: "npx",
+      args: ["-y", MEMORY],
+      env: { MEMORY_FILE_PATH: join(cfg.dir, "memory.jsonl") },
+    },
+    filesystem: { command: DENO, args: ["run", "-A", "--no-lock", FILESYSTEM, files] },
+    everything: { command: DENO, args: ["run", "-A", "--no-lock", EVERYTHING, "stdio"] },
+  });
+  Deno.env.set("POOL_TEST_SECRET", "must-not-leak");
+  const pool = cfg.pool({ connectTimeoutMs: 90_000 });
+  const pids: number[] = [];
+  try {
+    await t.step("server-memory through npx: first call spawns, later calls reuse", async () => {
+      const t0 = performance.now();
+      const created = await pool.callTool("memory", "create_entities", {
+        entities: [{ name: "pool", entityType: "module", observations: ["keeps connections"] }],
+      });
+      const first = performance.now() - t0;
+      assert(!created.isError, textOf(created));
+      const t1 = performance.now();
+      const graph = await call(pool, "memory", "read_graph");
+      const second = performance.now() - t1;
+      assertStringIncludes(graph, "keeps connections");
+      assert(second < first, `second call ${second} ms vs first ${first} ms`);
+      const status = (await pool.status()).servers.find((s) => s.name === "memory");
+      assertEquals(status?.state, "connected");
+      pids.push(...processTree(status?.pid ?? -1));
+      assertStringIncludes(
+        Deno.readTextFileSync(join(cfg.dir, "memory.jsonl")),
+        "keeps connections",
+      );
+    });
+    await t.step("server-filesystem through deno run npm:", async () => {
+      const tools = await pool.listTools("filesystem");
+      assert(tools.some((tool) => tool.name === "read_text_file"));
+      const text = await call(pool, "filesystem", "read_text_file", {
+        path: join(files, "hello.txt"),
+      });
+      assertEquals(text, "hello from the pool test");
+      const denied = await pool.callTool("filesystem", "read_text_file", { path: cfg.path });
+      assertEquals(denied.isError, true, "outside the allowed directory is an isError result");
+      const status = (await pool.status()).servers.find((s) => s.name === "filesystem");
+      pids.push(...processTree(status?.pid ?? -1));
+    });
+    await t.step("server-everything: environment isolation and progress", async () => {
+      const env: unknown = JSON.parse(await call(pool, "everything", "get-env"));
+      assert(typeof env === "object" && env !== null);
+      assertEquals(Reflect.get(env, "POOL_TEST_SECRET"), undefined);
+      assertEquals(Reflect.get(env, "HOME"), Deno.env.get("HOME"));
+      const seen: ToolProgress[] = [];
+      const result = await pool.callTool("everything", "trigger-long-running-operation", {
+        duration: 0.3,
+        steps: 3,
+      }, { onProgress: (p) => seen.push(p) });
+      assertStringIncludes(textOf(result), "completed");
+      assert(seen.length >= 2, `progress: ${JSON.stringify(seen)}`);
+      const status = (await pool.status()).servers.find((s) => s.name === "everything");
+      pids.push(...processTree(status?.pid ?? -1));
+    });
+  } finally {
+    Deno.env.delete("POOL_TEST_SECRET");
+    await pool.close();
+    cfg.remove();
+  }
+  for (const pid of pids) await assertGone(pid);
+});
