@@ -3,15 +3,12 @@
  * LM Studio's REST API otherwise, and say how to get either when neither is there. Names and
  * parameters match the original Python bridge.
  */
-// Type-only imports from the extensionless subpaths: the SDK's "./*" export maps the types of
-// "x.js" to a missing "x.js.d.ts", which would make these types silently `any`.
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
 import { z } from "zod";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio.ts";
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import type { ModelManager } from "./models.ts";
+import type { CallToolResult, McpServer } from "./sdk.ts";
 import { errorMessage, errorResult, textResult } from "./tool_result.ts";
 
 /** What the lms tools need. */

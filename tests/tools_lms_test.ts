@@ -1,16 +1,8 @@
-// The SDK's ".js" subpaths type as `any` under Deno (its "./*" export maps types to "x.js.d.ts");
-// @ts-types points the checker at the real declarations.
-// @ts-types="@modelcontextprotocol/sdk/client/index"
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-// @ts-types="@modelcontextprotocol/sdk/inMemory"
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-// @ts-types="@modelcontextprotocol/sdk/server/mcp"
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { Lms } from "../lib/lms.ts";
 import { createLogger } from "../lib/log.ts";
 import { ModelManager } from "../lib/models.ts";
+import { type CallToolResult, Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { registerLmsTools } from "../lib/tools_lms.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
