@@ -1,0 +1,215 @@
+/**
+ * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
+ * with `--json`); a live status line, notes and the closing summary go to stderr.
+ */
+import {
+  type AgentConfig,
+  type AgentLmClient,
+  type AgentModels,
+  type AgentProgress,
+  type AgentResult,
+  DEFAULT_MAX_ROUNDS,
+  runAgent,
+  type ToolHost,
+} from "./agent.ts";
+import {
+  flag,
+  integerOption,
+  parseArgs,
+  stringListOption,
+  stringOption,
+  UsageError,
+} from "./args.ts";
+import type { Logger } from "./log.ts";
+import type { Output } from "./output.ts";
+import type { Settings } from "./settings.ts";
+import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+
+/** Help of `run`. */
+export const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
+
+Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
+(in parallel within a round), reads the results and continues until it has an answer.
+TASK may be several words, or - to read it from stdin.
+
+  --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
+  --all               use every enabled server in the config (except this bridge)
+  --model M           model id (default: DEFAULT_MODEL, else the loaded model)
+  --max-rounds N      most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS})
+  --max-tokens N      length limit of each model reply
+  --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
+  --time-budget S     stop unfinished after S seconds
+  --trace FILE        write a JSONL trace of requests, replies, tool calls and results
+                      (needs --allow-write=FILE; the default permission set writes nothing)
+  --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
+
+Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
+budget, context overflow, cancelled, error) or could not start; 2 usage error.
+
+Examples:
+  lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
+  lmstudio-bridge run --mcp memory --mcp filesystem "Store the authors listed in AUTHORS as people"
+  echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
+`;
+
+/** What `run` needs. */
+export interface RunContext {
+  client: AgentLmClient;
+  pool: ToolHost;
+  config: AgentConfig;
+  models?: AgentModels;
+  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">;
+  out: Output;
+  /** Aborted by Ctrl-C. */
+  signal: AbortSignal;
+  log?: Logger;
+  /** Reads the whole of stdin (for TASK `-`). */
+  readStdin?: () => Promise<string>;
+  queryWritePermission?: WritePermissionQuery;
+  now?: () => number;
+}
+
+const OPTIONS = {
+  mcp: { type: "string", multiple: true },
+  all: { type: "boolean" },
+  model: { type: "string" },
+  "max-rounds": { type: "string" },
+  "max-tokens": { type: "string" },
+  "allow-tools": { type: "string", multiple: true },
+  "time-budget": { type: "string" },
+  trace: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+async function readAllStdin(): Promise<string> {
+  return await new Response(Deno.stdin.readable).text();
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+function statusLine(p: AgentProgress): string {
+  const tool = p.tool ? `calling ${p.tool}` : p.message.replace(/^round \d+\/\d+: /, "");
+  return `round ${p.round}/${p.total} · ${tool} · ${
+    seconds(p.elapsedMs)
+  } · ${p.usage.total_tokens} tokens`;
+}
+
+function summaryLine(result: AgentResult, ms: number): string {
+  const failed = result.tool_calls.filter((c) => !c.ok).length;
+  return `${result.stopped_because} after ${result.rounds} round(s), ${result.tool_calls.length} ` +
+    `tool call(s)${failed ? ` (${failed} failed)` : ""}, ${result.usage.total_tokens} tokens, ` +
+    `${seconds(ms)}, model ${result.model}`;
+}
+
+/**
+ * Runs `run`. Returns 0 when the model answered, 1 when it stopped for another reason; usage
+ * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
+ * not reachable, trace not writable) throw with a message that says what to do.
+ */
+export async function runCommand(argv: string[], ctx: RunContext): Promise<number> {
+  const args = parseArgs(argv, OPTIONS, "run");
+  const servers = stringListOption(args, "mcp");
+  const all = flag(args, "all");
+  if (servers.length === 0 && !all) {
+    throw new UsageError(
+      "run needs tools: name MCP servers with --mcp NAME (repeatable), or use --all for every " +
+        "enabled server in the config. (For a plain answer without tools, use `chat`.)",
+      "run",
+    );
+  }
+  if (servers.length > 0 && all) {
+    throw new UsageError("Use either --mcp NAME or --all, not both.", "run");
+  }
+  const maxRounds = integerOption(args, "max-rounds", { min: 1, max: 10_000 });
+  const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 10_000_000 });
+  const budgetText = stringOption(args, "time-budget");
+  let timeBudgetMs: number | undefined;
+  if (budgetText !== undefined) {
+    const value = Number(budgetText);
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new UsageError(
+        `--time-budget must be a positive number of seconds, got ${JSON.stringify(budgetText)}.`,
+        "run",
+      );
+    }
+    timeBudgetMs = Math.round(value * 1000);
+  }
+  let task = args.positionals.join(" ").trim();
+  if (task === "-") task = (await (ctx.readStdin ?? readAllStdin)()).trim();
+  if (task === "") {
+    throw new UsageError(
+      args.positionals.join(" ").trim() === "-"
+        ? "The task read from stdin is empty."
+        : "Give the TASK as the last argument (or - to read it from stdin).",
+      "run",
+    );
+  }
+
+  const { out } = ctx;
+  const now = ctx.now ?? (() => performance.now());
+  const started = now();
+  const tracePath = stringOption(args, "trace");
+  let trace: TraceSink | undefined;
+  if (tracePath !== undefined) {
+    trace = await openTraceFile(tracePath, { queryPermission: ctx.queryWritePermission });
+  }
+  let result: AgentResult;
+  try {
+    result = await runAgent({
+      task,
+      servers: all ? "all" : servers,
+      model: stringOption(args, "model"),
+      defaultModel: ctx.settings.defaultModel,
+      maxRounds,
+      maxTokens,
+      allowedTools: stringListOption(args, "allow-tools"),
+      timeBudgetMs,
+      ttlSeconds: ctx.settings.modelTtlSeconds,
+      defaultContextLength: ctx.settings.defaultContextLength,
+      depth: ctx.settings.depth,
+      signal: ctx.signal,
+      onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
+      trace,
+      deps: {
+        client: ctx.client,
+        pool: ctx.pool,
+        config: ctx.config,
+        models: ctx.models,
+        log: ctx.log,
+      },
+    });
+  } finally {
+    out.status("");
+    await trace?.close();
+  }
+
+  const ms = now() - started;
+  if (flag(args, "json")) {
+    out.stdout(
+      JSON.stringify(
+        {
+          answer: result.answer,
+          rounds: result.rounds,
+          tool_calls: result.tool_calls,
+          usage: result.usage,
+          stopped_because: result.stopped_because,
+          model: result.model,
+          servers: result.servers,
+          notes: result.notes,
+          duration_ms: Math.round(ms),
+          ...(result.error !== undefined ? { error: result.error } : {}),
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+  } else {
+    for (const note of result.notes) out.stderr(`note: ${note}`);
+    out.stdout(result.answer.endsWith("\n") ? result.answer : `${result.answer}\n`);
+    out.stderr(summaryLine(result, ms));
+    if (tracePath !== undefined) out.stderr(`trace written to ${tracePath}`);
+  }
+  return result.stopped_because === "answer" ? 0 : 1;
+}
