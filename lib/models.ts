@@ -127,6 +127,16 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 function listNames(names: string[], max = 12): string {
   if (names.length === 0) return "none";
   const shown = names.slice(0, max).join(", ");
@@ -157,6 +167,7 @@ export class ModelManager {
   readonly #ensured = new Map<string, { at: number; result: EnsureResult }>();
   readonly #inflight = new Map<string, Promise<EnsureResult>>();
   #decision: { at: number; useLms: boolean; reason: string } | undefined;
+  #deciding: Promise<{ useLms: boolean; reason: string }> | undefined;
 
   constructor(options: ModelManagerOptions) {
     this.#client = options.client;
@@ -265,9 +276,16 @@ export class ModelManager {
   }
 
   /** Whether `lms` applies: installed and managing the same (local) server as the base URL. */
-  async #lmsDecision(signal?: AbortSignal): Promise<{ useLms: boolean; reason: string }> {
+  #lmsDecision(signal?: AbortSignal): Promise<{ useLms: boolean; reason: string }> {
     const cached = this.#decision;
-    if (cached && this.#now() - cached.at < this.#decisionMs) return cached;
+    if (cached && this.#now() - cached.at < this.#decisionMs) return Promise.resolve(cached);
+    // Concurrent callers share one `lms server status` (bounded by its own 15 s timeout, so
+    // one caller's cancellation does not fail the others); a cancelled caller stops waiting.
+    this.#deciding ??= this.#decide().finally(() => this.#deciding = undefined);
+    return signal ? raceAbort(this.#deciding, signal) : this.#deciding;
+  }
+
+  async #decide(): Promise<{ useLms: boolean; reason: string }> {
     const decide = (useLms: boolean, reason: string) => {
       this.#decision = { at: this.#now(), useLms, reason };
       this.#log.debug("model management", { useLms, reason });
@@ -289,7 +307,7 @@ export class ModelManager {
     }
     const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
     try {
-      const status = await this.#lms.serverStatus({ signal, timeoutMs: 15_000 });
+      const status = await this.#lms.serverStatus({ timeoutMs: 15_000 });
       if (status.port !== undefined && status.port !== port) {
         return decide(
           false,
@@ -299,7 +317,6 @@ export class ModelManager {
       }
       return decide(true, `\`lms\` (${location.path}) manages the server at ${url.origin}.`);
     } catch (error: unknown) {
-      if (error instanceof LmsError && error.kind === "aborted") throw error;
       return decide(false, `\`lms server status\` failed: ${errorText(error)}`);
     }
   }

@@ -158,6 +158,28 @@ Deno.test("a load that never finishes is reported after the bounded wait", async
   });
 });
 
+Deno.test("a cancelled ensure stops waiting at once", async () => {
+  await withRig({
+    lms: {
+      loaded: [{
+        identifier: "qwen2.5-7b-instruct",
+        modelKey: "qwen2.5-7b-instruct",
+        loadingPolls: 10_000,
+      }],
+    },
+    manager: { pollMs: 20 },
+  }, async (rig) => {
+    const controller = new AbortController();
+    const started = performance.now();
+    setTimeout(() => controller.abort(new DOMException("stop", "AbortError")), 150);
+    await assertRejects(() =>
+      rig.manager.ensureLoaded("qwen2.5-7b-instruct", { signal: controller.signal })
+    );
+    assert(performance.now() - started < 2000, "stopped promptly");
+    assert(!(await rig.runs()).some((r) => r.startsWith("load")));
+  });
+});
+
 Deno.test("an instance in an unusable state is loaded again", async () => {
   await withRig({
     lms: {
