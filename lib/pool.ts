@@ -755,6 +755,14 @@ export class McpPool {
     this.#closeConn(conn);
   }
 
+  /** Takes a broken connection out of service; it closes once its in-flight calls finish. */
+  #dropBroken(conn: Connection, reason: string): void {
+    if (this.#live.get(conn.name) !== conn) return;
+    this.#live.delete(conn.name);
+    this.#remarks.set(conn.name, { fingerprint: conn.fingerprint, state: "failed", reason });
+    this.#retire(conn);
+  }
+
   /** No new calls on `conn`; it closes once its in-flight calls finish. */
   #retire(conn: Connection): void {
     conn.retiring = true;
@@ -1062,9 +1070,10 @@ export class McpPool {
     }
     const closedError = error instanceof McpError && error.code === ErrorCode.ConnectionClosed;
     if (conn.closed || closedError) {
-      if (conn.closedByUs && !closedError) {
+      if (conn.closedByUs) {
         return new McpServerError(
-          `Connection to MCP server "${name}" was closed while running ${what}.`,
+          `Connection to MCP server "${name}" was closed by the bridge (shutting down or ` +
+            `restarting the server) while running ${what}.`,
           { ...base, kind: "closed" },
         );
       }
@@ -1081,6 +1090,16 @@ export class McpPool {
       return new McpServerError(
         `Connection to MCP server "${name}" (${conn.entry.url}) closed while running ${what}. ` +
           `The next call reconnects.`,
+        { ...base, kind: "closed" },
+      );
+    }
+    if (conn.entry.transport !== "stdio" && !(error instanceof McpError)) {
+      // The HTTP session broke (server restarted or went away): start a fresh one next time.
+      this.#dropBroken(conn, errorText(error));
+      return new McpServerError(
+        `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${
+          causeChain(error).map(errorText).join(": ")
+        }. The next call reconnects.`,
         { ...base, kind: "closed" },
       );
     }

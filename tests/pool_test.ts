@@ -158,7 +158,10 @@ Deno.test("pool starts a server once and reuses it for concurrent and later call
     assertEquals(servers[0]?.state, "connected");
     assertEquals(servers[0]?.pid, pid);
     assertEquals(servers[0]?.toolCount, 10);
+    const inFlight = pool.callTool("fx", "slow", { ms: 5000 });
+    await new Promise((r) => setTimeout(r, 50));
     await pool.close();
+    await assertRejects(() => inFlight, McpServerError, "closed by the bridge");
     await assertGone(pid);
     await assertRejects(() => call(pool, "fx", "pid"), McpServerError, "pool is closed");
   } finally {
@@ -226,7 +229,7 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
   const cfg = new TempConfig({
     silent: {
       command: "sh",
-      args: ["-c", "echo 'waiting for a licence key' >&2; exec sleep 30"],
+      args: ["-c", 'echo "pid $$ waiting for a licence key" >&2; exec sleep 30'],
     },
     exits: { command: "sh", args: ["-c", "echo 'fatal: API_KEY is not set' >&2; exit 3"] },
     missing: { command: "pool-test-no-such-command", args: [] },
@@ -234,6 +237,7 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
     junk: fixtureEntry(["--junk"]),
   });
   const pool = cfg.pool({ connectTimeoutMs: 700 });
+  let silentPid: number | undefined;
   try {
     await t.step("a server that never answers initialize", async () => {
       const started = Date.now();
@@ -246,6 +250,7 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
       assert(took < 3000, `took ${took} ms`);
       assertEquals(error.kind, "connect_timeout");
       assertStringIncludes(error.message, "waiting for a licence key");
+      silentPid = Number(/pid (\d+)/.exec(error.stderrTail.join("\n"))?.[1]);
       assertStringIncludes(error.message, "sh -c");
       const { servers } = await pool.status();
       assertEquals(servers.find((s) => s.name === "silent")?.state, "failed");
@@ -285,6 +290,8 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
     await pool.close();
     cfg.remove();
   }
+  assert(silentPid !== undefined && silentPid > 0);
+  await assertGone(silentPid);
 });
 
 Deno.test("pool validates server names through the config", async () => {
@@ -432,7 +439,7 @@ Deno.test("pool closes idle connections and reopens them on demand", async () =>
 });
 
 Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to SSE", async (t) => {
-  const http = await startStreamableFixture({ pageSize: 4 });
+  let http = await startStreamableFixture({ pageSize: 4 });
   const sse = await startSseFixture();
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const deadPort = closed.addr.port;
@@ -452,6 +459,19 @@ Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to S
       assertEquals(await call(pool, "web", "echo", { text: "again" }), "again");
       assertEquals(http.sessions(), 1);
       assert(http.tokens.length > 0 && http.tokens.every((v) => v === "secret-token"));
+    });
+    await t.step("a restarted HTTP server gets a new session on the next call", async () => {
+      const port = Number(new URL(http.origin).port);
+      await http.close();
+      const error = await assertRejects(
+        () => call(pool, "web", "echo", { text: "lost" }),
+        McpServerError,
+        "The next call reconnects",
+      );
+      assertEquals(error.kind, "closed");
+      http = await startStreamableFixture({ port });
+      assertEquals(await call(pool, "web", "echo", { text: "back" }), "back");
+      assertEquals(http.sessions(), 1);
     });
     await t.step("SSE", async () => {
       assertEquals(await call(pool, "legacy", "echo", { text: "over sse" }), "over sse");
