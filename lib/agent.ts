@@ -9,7 +9,6 @@
  * crashes the loop. The conversation is kept inside the model's context window by truncating large
  * tool results and condensing the oldest ones first (tokens estimated as characters / 4).
  */
-import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { type ConfigSource, isBridgeEntry, type ServerEntry } from "./config.ts";
 import type { ChatMessage, ChatRequest, ChatResult, LmStudioClient, Usage } from "./lmstudio.ts";
 import { log as rootLog, type Logger } from "./log.ts";
@@ -28,6 +27,7 @@ import {
   ToolCatalog,
   truncateText,
 } from "./tool_calls.ts";
+import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./trace.ts";
 
 /** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */

@@ -3,9 +3,12 @@
  * and namespacing, `allowed_tools` globs, lenient argument parsing, argument validation, recovery
  * of tool calls a model printed as text, and turning MCP tool results into model-readable text.
  */
-import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
-import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv-provider.js";
-import type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types.js";
+import {
+  AjvJsonSchemaValidator,
+  type CallToolResult,
+  type JsonSchemaType,
+  type Tool,
+} from "./sdk.ts";
 import type { OpenAiTool, RawToolCall } from "./lmstudio.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -3,13 +3,6 @@
  * or all configured MCP servers (see lib/agent.ts for the loop). Progress goes to callers that sent
  * a progressToken; a cancelled request aborts the model request and the downstream calls.
  */
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import type {
-  CallToolResult,
-  ServerNotification,
-  ServerRequest,
-} from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import {
   type AgentConfig,
@@ -22,6 +15,13 @@ import {
   type ToolHost,
 } from "./agent.ts";
 import { log as rootLog, type Logger } from "./log.ts";
+import type {
+  CallToolResult,
+  McpServer,
+  RequestHandlerExtra,
+  ServerNotification,
+  ServerRequest,
+} from "./sdk.ts";
 import type { Settings } from "./settings.ts";
 import { errorResult } from "./tool_result.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
@@ -51,9 +51,6 @@ const STOP_REASONS =
   "stopped_because says how it ended: answer (done), max_rounds, repeated_call (the model looped), " +
   "time_budget, cancelled, context_overflow (the tools do not fit the model's context window; use " +
   "allowed_tools) or error.";
-
-// Handlers are typed explicitly: the SDK's inference of handler arguments from zod 4 shapes does
-// not resolve under Deno's type checker (it falls back to implicit any).
 
 /** Parameters shared by the three tools. */
 const common = {
@@ -207,8 +204,7 @@ export function registerAutonomousWithMcpTool(server: McpServer, deps: AgentTool
       },
       annotations: ANNOTATIONS,
     },
-    (args: CommonArgs & { mcp_name: string }, extra: Extra) =>
-      runTool(deps, [args.mcp_name], args, extra),
+    (args, extra) => runTool(deps, [args.mcp_name], args, extra),
   );
 }
 
@@ -232,8 +228,7 @@ export function registerAutonomousWithMultipleMcpsTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args: CommonArgs & { mcp_names: string[] }, extra: Extra) =>
-      runTool(deps, args.mcp_names, args, extra),
+    (args, extra) => runTool(deps, args.mcp_names, args, extra),
   );
 }
 
@@ -252,7 +247,7 @@ export function registerAutonomousDiscoverAndExecuteTool(
       STOP_REASONS,
     inputSchema: common,
     annotations: ANNOTATIONS,
-  }, (args: CommonArgs, extra: Extra) => runTool(deps, "all", args, extra));
+  }, (args, extra) => runTool(deps, "all", args, extra));
 }
 
 /** Registers the three autonomous tools. */

@@ -3,9 +3,6 @@
  * server-memory and server-filesystem, and the fixture tests/fixtures/agent_server.ts. The MCP
  * tools are exercised through a real SDK Client over an in-memory transport.
  */
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import {
   type AgentLmClient,
   type AgentOptions,
@@ -20,6 +17,7 @@ import { LmStudioClient } from "../lib/lmstudio.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
 import { McpPool } from "../lib/pool.ts";
+import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { memoryTrace, openTraceFile, TraceError } from "../lib/trace.ts";
 import { registerAutonomousTools } from "../lib/tools_agent.ts";
 import {
@@ -718,8 +716,7 @@ Deno.test("autonomous_with_mcp sends progress notifications to a real client and
         },
         undefined,
         {
-          onprogress: (p: { progress: number; total?: number; message?: string }) =>
-            progress.push(p),
+          onprogress: (p) => progress.push(p),
         },
       );
       assertStringIncludes(resultText(result), "all done");

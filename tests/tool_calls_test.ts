@@ -1,4 +1,3 @@
-import type { Tool } from "@modelcontextprotocol/sdk/types.js";
 import {
   ArgumentValidator,
   cleanToolSchema,
@@ -15,6 +14,7 @@ import {
   ToolCatalog,
   truncateText,
 } from "../lib/tool_calls.ts";
+import type { Tool } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 
 function tool(name: string, inputSchema: Record<string, unknown> = {}, description = ""): Tool {
