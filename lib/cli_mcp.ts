@@ -2,11 +2,10 @@
  * CLI commands for the downstream MCP servers: `mcps` (what is configured and its state),
  * `tools NAME` (what a server offers) and `call NAME TOOL` (one direct call, no LLM).
  */
-// @ts-types="@modelcontextprotocol/sdk/types"
-import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import type { Output } from "./output.ts";
 import type { McpPool } from "./pool.ts";
+import type { CallToolResult, Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
 import { NAME } from "./version.ts";
 

@@ -12,32 +12,22 @@
  *   server that never answers `initialize` each get a message that says what to do.
  * - Idle connections close after `idleMs`; {@linkcode McpPool.close} closes everything.
  */
-// @ts-types="@modelcontextprotocol/sdk/client/index"
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-// @ts-types="@modelcontextprotocol/sdk/client/sse"
-import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
-// @ts-types="@modelcontextprotocol/sdk/client/stdio"
-import {
-  getDefaultEnvironment,
-  StdioClientTransport,
-  type StdioServerParameters,
-} from "@modelcontextprotocol/sdk/client/stdio.js";
-// @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
-import {
-  StreamableHTTPClientTransport,
-  StreamableHTTPError,
-} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-// @ts-types="@modelcontextprotocol/sdk/shared/transport"
-import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-// @ts-types="@modelcontextprotocol/sdk/types"
 import {
   type CallToolResult,
   CallToolResultSchema,
+  Client,
   ErrorCode,
+  getDefaultEnvironment,
   McpError,
+  SSEClientTransport,
+  StdioClientTransport,
+  type StdioServerParameters,
+  StreamableHTTPClientTransport,
+  StreamableHTTPError,
   type Tool,
   ToolListChangedNotificationSchema,
-} from "@modelcontextprotocol/sdk/types.js";
+  type Transport,
+} from "./sdk.ts";
 import { ConfigError, type ConfigSource, type McpConfig, type ServerEntry } from "./config.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";

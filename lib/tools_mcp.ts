@@ -2,10 +2,9 @@
  * The `list_available_mcps` MCP tool, and the one rendering of the configured servers that both
  * it and the `mcps` CLI command use.
  */
-// @ts-types="@modelcontextprotocol/sdk/server/mcp"
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { McpConfig } from "./config.ts";
 import type { McpPool, ServerState, ServerStatus } from "./pool.ts";
+import type { McpServer } from "./sdk.ts";
 import { errorResult, textResult } from "./tool_result.ts";
 
 /** What {@linkcode McpPool.status} returns. */

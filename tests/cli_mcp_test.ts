@@ -2,12 +2,6 @@
  * The `mcps`, `tools` and `call` commands and the `list_available_mcps` tool, in process, against
  * a real pool and our stdio fixture server.
  */
-// @ts-types="@modelcontextprotocol/sdk/client/index"
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-// @ts-types="@modelcontextprotocol/sdk/inMemory"
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-// @ts-types="@modelcontextprotocol/sdk/server/mcp"
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { UsageError } from "../lib/args.ts";
 import { callCommand, mcpsCommand, paramsSummary, toolsCommand } from "../lib/cli_mcp.ts";
 import { ConfigSource } from "../lib/config.ts";
@@ -15,6 +9,7 @@ import { createLogger } from "../lib/log.ts";
 import { captureOutput } from "../lib/output.ts";
 import { join } from "../lib/path.ts";
 import { McpPool, McpServerError } from "../lib/pool.ts";
+import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
 import {
   assert,
