@@ -1,0 +1,74 @@
+/**
+ * The application's services, built from Settings. Constructors do no I/O: nothing is contacted or
+ * spawned until a command or tool needs it, so start-up stays instant.
+ */
+import { ConfigSource } from "./config.ts";
+import { LmStudioClient } from "./lmstudio.ts";
+import { Lms } from "./lms.ts";
+import { log as rootLog, type Logger } from "./log.ts";
+import { ModelManager } from "./models.ts";
+import { McpPool } from "./pool.ts";
+import { DEPTH_VARIABLE, type Settings } from "./settings.ts";
+import { NAME, VERSION } from "./version.ts";
+
+/** Everything a command or tool may use. */
+export interface App {
+  readonly settings: Settings;
+  readonly log: Logger;
+  readonly client: LmStudioClient;
+  readonly config: ConfigSource;
+  readonly pool: McpPool;
+  readonly lms: Lms;
+  readonly models: ModelManager;
+  /** Closes downstream connections; safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** Options that come from the command line rather than the environment. */
+export interface AppOptions {
+  /** `--config FILE`; wins over MCP_JSON_PATH. */
+  configPath?: string;
+  log?: Logger;
+}
+
+/** Builds the services for `settings`. */
+export function createApp(settings: Settings, options: AppOptions = {}): App {
+  const log = options.log ?? rootLog;
+  const client = new LmStudioClient({
+    baseUrl: settings.baseUrl,
+    token: settings.token,
+    timeoutMs: settings.requestTimeoutMs,
+    retries: settings.retries,
+    log: log.child("lmstudio"),
+  });
+  // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.
+  const config = new ConfigSource({
+    explicitPath: options.configPath,
+    log: log.child("config"),
+  });
+  const pool = new McpPool({
+    config,
+    idleMs: settings.mcpIdleMs,
+    log: log.child("pool"),
+    clientInfo: { name: NAME, version: VERSION },
+    extraEnv: { [DEPTH_VARIABLE]: String(settings.depth + 1) },
+  });
+  const lms = new Lms({ log: log.child("lms") });
+  const models = new ModelManager({
+    client,
+    lms,
+    ttlSeconds: settings.modelTtlSeconds,
+    log: log.child("models"),
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    settings,
+    log,
+    client,
+    config,
+    pool,
+    lms,
+    models,
+    close: () => closing ??= pool.close(),
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * CLI commands that talk to LM Studio directly: `chat` and `models`. (`doctor` lives in
+ * doctor.ts; MCP, lms and run commands in their own modules.)
+ */
+import type { App } from "./app.ts";
+import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
+import type { ChatMessage } from "./lmstudio.ts";
+import type { Output } from "./output.ts";
+
+/** What a command gets from main.ts. */
+export interface CommandContext {
+  app: App;
+  out: Output;
+  signal: AbortSignal;
+  /** Standard input, for `-` as the prompt; injectable for tests. */
+  stdin?: ReadableStream<Uint8Array>;
+}
+
+/** Joins positionals into a prompt; `-` reads standard input. */
+export async function readPrompt(
+  positionals: string[],
+  stdin: ReadableStream<Uint8Array> = Deno.stdin.readable,
+  command: string,
+): Promise<string> {
+  if (positionals.length === 1 && positionals[0] === "-") {
+    const text = (await new Response(stdin).text()).trim();
+    if (text === "") throw new UsageError("standard input was empty; nothing to send.", command);
+    return text;
+  }
+  const prompt = positionals.join(" ").trim();
+  if (prompt === "") throw new UsageError("a prompt is required.", command);
+  return prompt;
+}
+
+/** `chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT` */
+export async function chatCommand(argv: string[], ctx: CommandContext): Promise<number> {
+  const args = parseArgs(argv, {
+    model: { type: "string", short: "m" },
+    system: { type: "string", short: "s" },
+    temperature: { type: "string", short: "t" },
+    "max-tokens": { type: "string" },
+    json: { type: "boolean" },
+  }, "chat");
+  const temperatureRaw = stringOption(args, "temperature");
+  const temperature = temperatureRaw === undefined ? 0.7 : Number(temperatureRaw);
+  if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) {
+    throw new UsageError(
+      `--temperature must be a number from 0 to 2, got ${temperatureRaw}.`,
+      "chat",
+    );
+  }
+  const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 1_000_000 }) ?? 1024;
+  const prompt = await readPrompt(args.positionals, ctx.stdin, "chat");
+  const { app, out, signal } = ctx;
+
+  const explicit = stringOption(args, "model");
+  let model = await app.client.resolveModel(explicit, {
+    defaultModel: app.settings.defaultModel,
+    signal,
+  });
+  if (explicit !== undefined || app.settings.defaultModel !== undefined) {
+    model = (await app.models.ensureLoaded(model, { signal })).model;
+  }
+  const messages: ChatMessage[] = [];
+  const system = stringOption(args, "system");
+  if (system) messages.push({ role: "system", content: system });
+  messages.push({ role: "user", content: prompt });
+  const result = await app.client.chat({
+    model,
+    messages,
+    temperature,
+    max_tokens: maxTokens,
+    ttl: app.settings.modelTtlSeconds || undefined,
+  }, { signal });
+
+  if (flag(args, "json")) {
+    out.stdout(
+      JSON.stringify(
+        {
+          answer: result.content,
+          reasoning: result.reasoning ?? null,
+          model: result.model ?? model,
+          finish_reason: result.finishReason ?? null,
+          usage: result.usage ?? null,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+    return 0;
+  }
+  if (result.reasoning) out.stderr(`[reasoning]\n${result.reasoning}\n[/reasoning]`);
+  if (result.content === "") {
+    out.stderr(
+      result.finishReason === "length"
+        ? `The model stopped at --max-tokens ${maxTokens} before answering; raise it.`
+        : "The model returned an empty answer.",
+    );
+    return 1;
+  }
+  out.stdout(result.content.endsWith("\n") ? result.content : result.content + "\n");
+  return 0;
+}
+
+/** `models [--json]` */
+export async function modelsCommand(argv: string[], ctx: CommandContext): Promise<number> {
+  const args = parseArgs(argv, { json: { type: "boolean" } }, "models");
+  if (args.positionals.length > 0) {
+    throw new UsageError(`models takes no arguments, got ${args.positionals.join(" ")}.`, "models");
+  }
+  const list = await ctx.app.client.listModels({ signal: ctx.signal });
+  if (flag(args, "json")) {
+    ctx.out.stdout(JSON.stringify(list, null, 2) + "\n");
+    return 0;
+  }
+  const rows = list.models.map((m) => [
+    m.id,
+    m.type,
+    m.state ?? "-",
+    String(m.loadedContextLength ?? m.maxContextLength ?? "-"),
+    [m.vision ? "vision" : "", m.toolUse ? "tools" : ""].filter(Boolean).join(",") || "-",
+  ]);
+  ctx.out.stdout(table(["MODEL", "TYPE", "STATE", "CONTEXT", "CAPS"], rows));
+  for (const note of list.notes) ctx.out.stderr(`note: ${note}`);
+  return 0;
+}
+
+/** A plain aligned text table. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n") + "\n";
+}

@@ -1,0 +1,120 @@
+/**
+ * The MCP server: registers every tool from one list and serves it over stdio. stdout carries
+ * JSON-RPC only; the banner and all diagnostics go to stderr through the logger.
+ */
+import process from "node:process";
+import type { Readable, Writable } from "node:stream";
+import { McpServer } from "./sdk.ts";
+import { StdioServerTransport } from "./sdk.ts";
+import type { App } from "./app.ts";
+import { registerAutonomousTools } from "./tools_agent.ts";
+import { registerLmsTools } from "./tools_lms.ts";
+import { registerLmStudioTools } from "./tools_lmstudio.ts";
+import { registerListAvailableMcpsTool } from "./tools_mcp.ts";
+import { registerAnalyzeImageTool } from "./tools_vision.ts";
+import { NAME, VERSION } from "./version.ts";
+
+const INSTRUCTIONS =
+  `${NAME} gives you a local LLM (LM Studio, Ollama or llama.cpp on this machine) and lets it ` +
+  "use the MCP servers configured in .mcp.json. Delegate self-contained work with the " +
+  "autonomous_* tools (the local model runs the tool loop itself), ask it directly with " +
+  "chat_completion, and manage models with the lms_* tools. Start with health_check if a call fails.";
+
+/** The table of tool groups; each registers its tools with their schemas and annotations. */
+const TOOL_GROUPS: ReadonlyArray<(server: McpServer, app: App) => void> = [
+  (server, app) =>
+    registerLmStudioTools(server, {
+      client: app.client,
+      settings: app.settings,
+      models: app.models,
+      log: app.log.child("tools"),
+    }),
+  (server, app) =>
+    registerAnalyzeImageTool(server, {
+      client: app.client,
+      models: app.models,
+      settings: app.settings,
+    }),
+  (server, app) => registerListAvailableMcpsTool(server, { pool: app.pool }),
+  (server, app) =>
+    registerAutonomousTools(server, {
+      client: app.client,
+      pool: app.pool,
+      config: app.config,
+      models: app.models,
+      settings: app.settings,
+      log: app.log.child("agent"),
+    }),
+  (server, app) =>
+    registerLmsTools(server, { lms: app.lms, models: app.models, client: app.client }),
+];
+
+/** Builds the MCP server with every tool registered. */
+export function createServer(app: App): McpServer {
+  const server = new McpServer(
+    { name: NAME, version: VERSION },
+    { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS },
+  );
+  for (const register of TOOL_GROUPS) register(server, app);
+  return server;
+}
+
+/** Streams for {@linkcode serveStdio}; the process's own by default. */
+export interface StdioOptions {
+  stdin?: Readable;
+  stdout?: Writable;
+  /** Resolves the banner's health check; injectable for tests. */
+  banner?: boolean;
+}
+
+/**
+ * Serves MCP on stdio until stdin ends, the client disconnects, or SIGINT/SIGTERM arrives; then
+ * closes the transport. (The SDK's stdio transport does not notice stdin EOF by itself.)
+ */
+export async function serveStdio(app: App, options: StdioOptions = {}): Promise<void> {
+  const stdin = options.stdin ?? process.stdin;
+  const stdout = options.stdout ?? process.stdout;
+  const log = app.log;
+  const server = createServer(app);
+  const transport = new StdioServerTransport(stdin, stdout);
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const onEnd = () => stop("stdin closed");
+  stdin.once("end", onEnd);
+  stdin.once("close", onEnd);
+  transport.onclose = () => stop("transport closed");
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const onSignal = {} as Record<Deno.Signal, () => void>;
+  for (const sig of signals) {
+    onSignal[sig] = () => stop(sig);
+    Deno.addSignalListener(sig, onSignal[sig]);
+  }
+  // A stray rejection in a tool must not take the whole server down.
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    log.error("unhandled rejection (server keeps running)", { reason: String(event.reason) });
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+
+  await server.connect(transport);
+  if (options.banner !== false) void printBanner(app);
+
+  const why = await stopped;
+  log.debug("shutting down", { why });
+  for (const sig of signals) Deno.removeSignalListener(sig, onSignal[sig]);
+  stdin.off("end", onEnd);
+  stdin.off("close", onEnd);
+  globalThis.removeEventListener("unhandledrejection", onRejection);
+  await server.close();
+}
+
+/** One status line on stderr: version, LM Studio URL and whether it answers. */
+async function printBanner(app: App): Promise<void> {
+  const health = await app.client.health({ timeoutMs: 2000 });
+  const state = health.ok
+    ? `answering (${health.modelCount ?? "?"} models, ${health.latencyMs} ms)`
+    : `not answering: ${health.error ?? "unknown error"}`;
+  app.log.info(
+    `${NAME} ${VERSION} serving MCP on stdio; LM Studio at ${app.settings.baseUrl} ${state}`,
+  );
+}

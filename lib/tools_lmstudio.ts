@@ -1,0 +1,385 @@
+/**
+ * The MCP tools that expose LM Studio itself: health, models, chat, completion, embeddings and
+ * stateful responses. One registration function per tool, schema beside it.
+ */
+import type { McpServer } from "./sdk.ts";
+import type { CallToolResult } from "./sdk.ts";
+import { z } from "zod";
+import type { ChatMessage, LmStudioClient, Usage } from "./lmstudio.ts";
+import type { Logger } from "./log.ts";
+import type { ModelManager } from "./models.ts";
+import type { Settings } from "./settings.ts";
+import { errorResult, textResult } from "./tool_result.ts";
+
+/** What the LM Studio tools need. */
+export interface LmStudioToolDeps {
+  client: LmStudioClient;
+  settings: Settings;
+  /** Makes sure a named model is loaded before use; omitted in tests that do not care. */
+  models?: Pick<ModelManager, "ensureLoaded" | "currentModels">;
+  log?: Logger;
+}
+
+const READ_ONLY = {
+  readOnlyHint: true,
+  destructiveHint: false,
+  idempotentHint: true,
+  openWorldHint: false,
+};
+const GENERATES = {
+  readOnlyHint: true,
+  destructiveHint: false,
+  idempotentHint: false,
+  openWorldHint: false,
+};
+
+const modelParam = z.string().min(1).optional().describe(
+  "Model id as listed by list_models. Omit to use DEFAULT_MODEL or the model that is loaded.",
+);
+
+/** Runs a tool body, turning any failure into an isError result with an actionable message. */
+async function guarded(body: () => Promise<CallToolResult>): Promise<CallToolResult> {
+  try {
+    return await body();
+  } catch (error: unknown) {
+    return errorResult(error);
+  }
+}
+
+/**
+ * Picks the model for a generation call and makes sure it is loaded when the caller (or
+ * DEFAULT_MODEL) named one; a model found loaded needs no check.
+ */
+async function chooseModel(
+  deps: LmStudioToolDeps,
+  explicit: string | undefined,
+  opts: { kind?: "llm" | "embedding"; signal?: AbortSignal } = {},
+): Promise<string> {
+  const named = explicit ?? (opts.kind === "embedding" ? undefined : deps.settings.defaultModel);
+  const model = await deps.client.resolveModel(explicit, {
+    kind: opts.kind,
+    defaultModel: deps.settings.defaultModel,
+    signal: opts.signal,
+  });
+  if (named !== undefined && deps.models) {
+    // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
+    return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
+  }
+  return model;
+}
+
+function usageText(usage: Usage | undefined): string {
+  return usage
+    ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`
+    : "usage not reported";
+}
+
+/** Text content for an answer, with reasoning as its own block, never mixed into the answer. */
+function answerResult(
+  answer: string,
+  extra: { reasoning?: string; finishReason?: string; structured: Record<string, unknown> },
+): CallToolResult {
+  let text = answer;
+  if (answer.trim() === "") {
+    text = extra.finishReason === "length"
+      ? "(The model produced no answer before reaching max_tokens" +
+        (extra.reasoning ? "; it spent them on reasoning" : "") +
+        ". Call again with a larger max_tokens.)"
+      : "(The model returned an empty answer.)";
+  }
+  const content: CallToolResult["content"] = [{ type: "text", text }];
+  if (extra.reasoning) {
+    content.push({
+      type: "text",
+      text: `[model reasoning, not part of the answer]\n${extra.reasoning}`,
+    });
+  }
+  return { content, structuredContent: extra.structured };
+}
+
+function registerHealthCheck(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("health_check", {
+    title: "Check LM Studio",
+    description:
+      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, and how " +
+      "many models it offers. Use it first when other LM Studio tools fail.",
+    annotations: READ_ONLY,
+  }, (extra) =>
+    guarded(async () => {
+      const h = await deps.client.health({ signal: extra.signal });
+      const structured = { ...h };
+      if (!h.ok) {
+        return {
+          content: [{
+            type: "text",
+            text: `LM Studio is not healthy: ${h.error ?? "unknown error"}`,
+          }],
+          structuredContent: structured,
+          isError: true,
+        };
+      }
+      return textResult(
+        `LM Studio at ${h.baseUrl} is answering (${h.latencyMs} ms, ` +
+          `${h.modelCount ?? "unknown number of"} models).`,
+        structured,
+      );
+    }));
+}
+
+function registerListModels(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("list_models", {
+    title: "List models",
+    description:
+      "Lists the models the local server offers: id, type (llm, vlm = vision, embedding), whether it " +
+      "is loaded, and context length where the server tells. Use the ids as the `model` parameter " +
+      "of the other tools.",
+    annotations: READ_ONLY,
+  }, (extra) =>
+    guarded(async () => {
+      const list = await deps.client.listModels({ signal: extra.signal });
+      const lines = list.models.map((m) => {
+        const parts: string[] = [m.type];
+        if (m.state) parts.push(m.state);
+        const ctx = m.loadedContextLength ?? m.maxContextLength;
+        if (ctx) parts.push(`context ${ctx}`);
+        if (m.vision) parts.push("vision");
+        if (m.toolUse) parts.push("tool use");
+        return `- ${m.id} (${parts.join(", ")})`;
+      });
+      const text = [
+        lines.length ? `${lines.length} models:` : "The server lists no models.",
+        ...lines,
+        ...list.notes.map((n) => `Note: ${n}`),
+      ].join("\n");
+      return textResult(text, { models: list.models, source: list.source, notes: list.notes });
+    }));
+}
+
+function registerGetCurrentModel(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("get_current_model", {
+    title: "Current model",
+    description:
+      "Tells which model(s) are loaded right now, from LM Studio's model state (REST API or `lms ps`), " +
+      "and which model a call without `model` would use. Does not run the model.",
+    annotations: READ_ONLY,
+  }, (extra) =>
+    guarded(async () => {
+      if (deps.models) {
+        const current = await deps.models.currentModels({ signal: extra.signal });
+        const lines = current.models.map((m) =>
+          `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
+            m.contextLength ? `, context ${m.contextLength}` : ""
+          })`
+        );
+        const head = lines.length
+          ? `Loaded models (from ${current.source}):`
+          : `No model is loaded (from ${current.source}).`;
+        const fallback = deps.settings.defaultModel
+          ? `Calls without \`model\` use DEFAULT_MODEL=${deps.settings.defaultModel}.`
+          : lines.length
+          ? `Calls without \`model\` use the first loaded LLM.`
+          : "A call that names a downloaded model loads it on demand (JIT).";
+        const text = [head, ...lines, ...(current.note ? [current.note] : []), fallback].join("\n");
+        return textResult(text, { ...current, defaultModel: deps.settings.defaultModel ?? null });
+      }
+      const list = await deps.client.listModels({ signal: extra.signal });
+      const loaded = list.models.filter((m) => m.state === "loaded");
+      return textResult(
+        loaded.length
+          ? `Loaded: ${loaded.map((m) => m.id).join(", ")}`
+          : `No loaded model reported (${list.notes.join(" ") || list.source}).`,
+        { models: loaded, source: list.source },
+      );
+    }));
+}
+
+const responseFormat = z.union([
+  z.enum(["text", "json_object"]),
+  z.object({
+    type: z.literal("json_schema"),
+    json_schema: z.object({
+      name: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()),
+      strict: z.boolean().optional(),
+    }),
+  }),
+]).optional().describe(
+  'Answer format: "text" (default), "json_object", or {"type":"json_schema","json_schema":' +
+    '{"name":"x","schema":{...JSON Schema...}}} for output that follows a schema.',
+);
+
+function registerChatCompletion(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("chat_completion", {
+    title: "Chat with the local model",
+    description:
+      "Sends one prompt (and an optional system prompt) to the local model and returns its answer. " +
+      "Good for delegating drafting, summarising, classification or brainstorming to a local, free, " +
+      "private model. The model's reasoning, if any, is returned separately from the answer.",
+    inputSchema: {
+      prompt: z.string().min(1).describe("The user message."),
+      system_prompt: z.string().optional().describe("Optional system instructions."),
+      model: modelParam,
+      temperature: z.number().min(0).max(2).default(0.7).describe("Sampling temperature, 0-2."),
+      max_tokens: z.number().int().min(1).max(1_000_000).default(1024).describe(
+        "Maximum tokens of the answer (reasoning models need more).",
+      ),
+      response_format: responseFormat,
+    },
+    annotations: GENERATES,
+  }, (args, extra) =>
+    guarded(async () => {
+      const model = await chooseModel(deps, args.model, { signal: extra.signal });
+      const messages: ChatMessage[] = [];
+      if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
+      messages.push({ role: "user", content: args.prompt });
+      const format = typeof args.response_format === "string"
+        ? (args.response_format === "text" ? undefined : { type: args.response_format })
+        : args.response_format;
+      const result = await deps.client.chat({
+        model,
+        messages,
+        temperature: args.temperature,
+        max_tokens: args.max_tokens,
+        response_format: format,
+        ttl: deps.settings.modelTtlSeconds || undefined,
+      }, { signal: extra.signal });
+      deps.log?.debug("chat_completion done", { model, usage: usageText(result.usage) });
+      return answerResult(result.content, {
+        reasoning: result.reasoning,
+        finishReason: result.finishReason,
+        structured: {
+          answer: result.content,
+          reasoning: result.reasoning ?? null,
+          model: result.model ?? model,
+          finish_reason: result.finishReason ?? null,
+          usage: result.usage ?? null,
+        },
+      });
+    }));
+}
+
+function registerTextCompletion(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("text_completion", {
+    title: "Raw text completion",
+    description:
+      "Continues a raw text prompt with the local model (no chat template): code completion, " +
+      "fill-in text, or base-model style generation. Stops at any of stop_sequences.",
+    inputSchema: {
+      prompt: z.string().min(1).describe("Text to continue."),
+      model: modelParam,
+      temperature: z.number().min(0).max(2).default(0.7),
+      max_tokens: z.number().int().min(1).max(1_000_000).default(1024),
+      stop_sequences: z.array(z.string()).max(16).optional().describe(
+        "Strings that end the completion.",
+      ),
+    },
+    annotations: GENERATES,
+  }, (args, extra) =>
+    guarded(async () => {
+      const model = await chooseModel(deps, args.model, { signal: extra.signal });
+      const result = await deps.client.complete({
+        model,
+        prompt: args.prompt,
+        temperature: args.temperature,
+        max_tokens: args.max_tokens,
+        stop: args.stop_sequences,
+        ttl: deps.settings.modelTtlSeconds || undefined,
+      }, { signal: extra.signal });
+      return textResult(result.text, {
+        text: result.text,
+        model: result.model ?? model,
+        finish_reason: result.finishReason ?? null,
+        usage: result.usage ?? null,
+      });
+    }));
+}
+
+function registerGenerateEmbeddings(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("generate_embeddings", {
+    title: "Embeddings",
+    description:
+      "Computes embedding vectors for one text or a list of texts with a local embedding model " +
+      "(never the chat model). Use for semantic search, clustering or similarity.",
+    inputSchema: {
+      text: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2048)]).describe(
+        "A text or a list of texts.",
+      ),
+      model: z.string().min(1).optional().describe(
+        "Embedding model id (e.g. text-embedding-nomic-embed-text-v1.5). Omit to pick one.",
+      ),
+    },
+    annotations: READ_ONLY,
+  }, (args, extra) =>
+    guarded(async () => {
+      const model = await chooseModel(deps, args.model, {
+        kind: "embedding",
+        signal: extra.signal,
+      });
+      const result = await deps.client.embed({ model, input: args.text }, { signal: extra.signal });
+      const dims = result.embeddings[0]?.length ?? 0;
+      const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
+        result.model ?? model
+      }:\n${JSON.stringify(result.embeddings)}`;
+      return textResult(summary, {
+        model: result.model ?? model,
+        dimensions: dims,
+        embeddings: result.embeddings,
+        usage: result.usage ?? null,
+      });
+    }));
+}
+
+function registerCreateResponse(server: McpServer, deps: LmStudioToolDeps): void {
+  server.registerTool("create_response", {
+    title: "Stateful response",
+    description:
+      "Sends input to the local model through LM Studio's stateful Responses API. Pass the " +
+      "returned response_id as previous_response_id to continue the same conversation without " +
+      "resending it. Needs LM Studio 0.3.29 or newer.",
+    inputSchema: {
+      input_text: z.string().min(1).describe("The new user input."),
+      previous_response_id: z.string().min(1).optional().describe(
+        "response_id from an earlier create_response call, to continue that conversation.",
+      ),
+      model: modelParam,
+    },
+    annotations: GENERATES,
+  }, (args, extra) =>
+    guarded(async () => {
+      const model = await chooseModel(deps, args.model, { signal: extra.signal });
+      const r = await deps.client.respond({
+        model,
+        input: args.input_text,
+        previous_response_id: args.previous_response_id,
+        ttl: deps.settings.modelTtlSeconds || undefined,
+      }, { signal: extra.signal });
+      const result = answerResult(r.text, {
+        reasoning: r.reasoning,
+        structured: {
+          response_id: r.id,
+          answer: r.text,
+          reasoning: r.reasoning ?? null,
+          model: r.model ?? model,
+          previous_response_id: r.previousResponseId ?? null,
+          status: r.status ?? null,
+          usage: r.usage ?? null,
+        },
+      });
+      result.content.push({
+        type: "text",
+        text: `response_id: ${r.id} (pass it as previous_response_id to continue)`,
+      });
+      return result;
+    }));
+}
+
+/** Registers every LM Studio tool. */
+export function registerLmStudioTools(server: McpServer, deps: LmStudioToolDeps): void {
+  registerHealthCheck(server, deps);
+  registerListModels(server, deps);
+  registerGetCurrentModel(server, deps);
+  registerChatCompletion(server, deps);
+  registerTextCompletion(server, deps);
+  registerGenerateEmbeddings(server, deps);
+  registerCreateResponse(server, deps);
+}

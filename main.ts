@@ -1,0 +1,152 @@
+/**
+ * lmstudio-bridge entry point: parse argv, pick `serve` or a CLI command, map errors to exit codes
+ * (0 success, 1 the work failed, 2 usage error). Results go to stdout, everything else to stderr.
+ */
+import { UsageError } from "./lib/args.ts";
+import { type App, createApp } from "./lib/app.ts";
+import { chatCommand, modelsCommand } from "./lib/cli.ts";
+import { doctorCommand } from "./lib/doctor.ts";
+import { callCommand, mcpsCommand, toolsCommand } from "./lib/cli_mcp.ts";
+import { lmsCommand } from "./lib/cli_lms.ts";
+import { runCommand } from "./lib/cli_run.ts";
+import { commandHelp, MAIN_HELP } from "./lib/help.ts";
+import { log } from "./lib/log.ts";
+import { type Output, processOutput } from "./lib/output.ts";
+import { serveStdio } from "./lib/server.ts";
+import { SettingsError, settingsFromEnv } from "./lib/settings.ts";
+import { errorMessage } from "./lib/tool_result.ts";
+import { NAME, VERSION } from "./lib/version.ts";
+
+type Command = (argv: string[], app: App, out: Output, signal: AbortSignal) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  chat: (argv, app, out, signal) => chatCommand(argv, { app, out, signal }),
+  models: (argv, app, out, signal) => modelsCommand(argv, { app, out, signal }),
+  doctor: (argv, app, out, signal) => doctorCommand(argv, { app, out, signal }),
+  mcps: (argv, app, out) => mcpsCommand(argv, { pool: app.pool, out }),
+  tools: (argv, app, out) => toolsCommand(argv, { pool: app.pool, out }),
+  call: (argv, app, out) => callCommand(argv, { pool: app.pool, out }),
+  lms: (argv, app, out, signal) =>
+    lmsCommand(argv, { lms: app.lms, models: app.models, client: app.client, out, signal }),
+  run: (argv, app, out, signal) =>
+    runCommand(argv, {
+      client: app.client,
+      pool: app.pool,
+      config: app.config,
+      models: app.models,
+      settings: app.settings,
+      out,
+      signal,
+    }),
+};
+
+/** Splits global options (`--config FILE`, `--help`, `--version`) from the command and its args. */
+function splitGlobal(argv: string[]): {
+  command?: string;
+  rest: string[];
+  configPath?: string;
+  help: boolean;
+  version: boolean;
+} {
+  let configPath: string | undefined;
+  let help = false;
+  let version = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--help" || arg === "-h") help = true;
+    else if (arg === "--version" || arg === "-V") version = true;
+    else if (arg === "--config") {
+      configPath = argv[++i];
+      if (configPath === undefined) throw new UsageError("--config needs a file path.");
+    } else if (arg.startsWith("--config=")) configPath = arg.slice("--config=".length);
+    else break;
+  }
+  const command = argv[i];
+  const rest = argv.slice(i + 1);
+  // `--config` is also accepted after the command name.
+  const cleaned: string[] = [];
+  for (let j = 0; j < rest.length; j++) {
+    const arg = rest[j]!;
+    if (arg === "--") {
+      cleaned.push(...rest.slice(j));
+      break;
+    }
+    if (arg === "--config") {
+      configPath = rest[++j];
+      if (configPath === undefined) throw new UsageError("--config needs a file path.", command);
+    } else if (arg.startsWith("--config=")) configPath = arg.slice("--config=".length);
+    else if (arg === "--help" || arg === "-h") help = true;
+    else cleaned.push(arg);
+  }
+  return { command, rest: cleaned, configPath, help, version };
+}
+
+/** Runs the program; returns the exit code. */
+export async function main(argv: string[], out: Output = processOutput()): Promise<number> {
+  let app: App | undefined;
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts += 1;
+    if (interrupts > 1) Deno.exit(130); // a second Ctrl-C means "now"
+    out.stderr("Interrupted: stopping (press Ctrl-C again to quit at once).");
+    controller.abort(new DOMException("Interrupted by the user", "AbortError"));
+  };
+  let command: string | undefined;
+  try {
+    const global = splitGlobal(argv);
+    command = global.command;
+    if (global.version) {
+      out.stdout(`${NAME} ${VERSION}\n`);
+      return 0;
+    }
+    if (command === undefined || command === "help") {
+      const topic = command === "help" ? global.rest[0] : undefined;
+      out.stdout(topic ? commandHelp(topic) ?? MAIN_HELP : MAIN_HELP);
+      return command === undefined && !global.help ? 2 : 0;
+    }
+    if (global.help) {
+      out.stdout(commandHelp(command) ?? MAIN_HELP);
+      return 0;
+    }
+    const settings = settingsFromEnv();
+    app = createApp(settings, { configPath: global.configPath });
+    if (command === "serve") {
+      if (global.rest.length > 0) {
+        throw new UsageError(`serve takes no arguments, got ${global.rest.join(" ")}`, "serve");
+      }
+      await serveStdio(app);
+      return 0;
+    }
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`Unknown command "${command}".`);
+    Deno.addSignalListener("SIGINT", onSignal);
+    try {
+      return await run(global.rest, app, out, controller.signal);
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSignal);
+    }
+  } catch (error: unknown) {
+    if (error instanceof UsageError) {
+      const topic = error.command ?? command;
+      out.stderr(`error: ${error.message}\n`);
+      out.stderr((topic ? commandHelp(topic) : undefined) ?? MAIN_HELP);
+      return 2;
+    }
+    if (error instanceof SettingsError) {
+      out.stderr(`error: ${error.message}`);
+      return 2;
+    }
+    out.stderr(`error: ${errorMessage(error)}`);
+    log.debug("command failed", { error: error instanceof Error ? error.stack : String(error) });
+    return 1;
+  } finally {
+    await app?.close();
+  }
+}
+
+if (import.meta.main) {
+  // Exit explicitly: a downstream server that ignores SIGTERM must not keep the CLI alive.
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,66 @@
+/**
+ * Running the real program in tests: `deno run` with the same permission set as `deno task start`
+ * and the compiled binary, so a test fails when the sandbox would block a user.
+ */
+
+export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export const MAIN = `${REPO}/main.ts`;
+
+/** The argv that runs main.ts under the project's "bridge" permission set. */
+export function bridgeCommand(args: string[]): { command: string; args: string[] } {
+  return {
+    command: Deno.execPath(),
+    args: [
+      "run",
+      "-P=bridge",
+      "--no-prompt",
+      "--quiet",
+      `--config=${REPO}/deno.json`,
+      MAIN,
+      ...args,
+    ],
+  };
+}
+
+/** What a finished CLI run printed, separately, with its exit code. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion with a clean environment plus `env`. */
+export async function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+): Promise<CliRun> {
+  const { command, args: argv } = bridgeCommand(args);
+  const child = new Deno.Command(command, {
+    args: argv,
+    cwd: options.cwd ?? REPO,
+    env: baseEnv(options.env),
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** A minimal environment: PATH, HOME (a temp dir unless given), no colour, plus `extra`. */
+export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+    NO_COLOR: "1",
+    ...extra,
+  };
+}
