@@ -291,7 +291,7 @@ const REPAIRS: ((text: string) => string)[] = [
   (t) => t.replace(/^```(?:json)?\s*/i, "").replace(/\s*```$/, ""),
   // trailing commas
   (t) => t.replace(/,\s*([}\]])/g, "$1"),
-  // Python literals outside strings (only when the text uses no double quotes for values)
+  // Python literals in value positions
   (t) =>
     t.replace(
       /(:\s*|\[\s*|,\s*)(True|False|None)(?=\s*[,}\]])/g,
