@@ -344,6 +344,8 @@ class Connection {
   /** No new calls; close when in-flight calls finish. */
   retiring = false;
   inFlight = 0;
+  /** The connect attempt that made it (see Pending.seq). */
+  seq = 0;
   idleTimer?: Timer;
   closing?: Promise<void>;
   readonly #stderrEnd?: EndSignal;
@@ -467,6 +469,8 @@ class Connection {
 
 interface Pending {
   fingerprint: string;
+  /** Order of connect attempts, so a slow connect for an old entry never replaces a newer one. */
+  seq: number;
   promise: Promise<Connection>;
 }
 
@@ -492,6 +496,7 @@ export class McpPool {
   readonly #retired = new Set<Connection>();
   readonly #closing = new Set<Promise<void>>();
   #closed = false;
+  #seq = 0;
 
   constructor(options: McpPoolOptions) {
     this.#config = options.config;
@@ -662,14 +667,19 @@ export class McpPool {
 
   #startConnect(entry: ServerEntry): Pending {
     const name = entry.name;
+    const seq = ++this.#seq;
     const promise = this.#connect(entry).then(
       (conn) => {
+        conn.seq = seq;
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
-        this.#remarks.delete(name);
-        if (this.#closed) {
-          this.#closeConn(conn);
+        const newer = (this.#connecting.get(name)?.seq ?? 0) > seq ||
+          (this.#live.get(name)?.seq ?? 0) > seq;
+        if (this.#closed || newer) {
+          // Waiting callers see it unusable and retry with the current entry.
+          this.#retire(conn);
           return conn;
         }
+        this.#remarks.delete(name);
         const current = this.#live.get(name);
         if (current && current !== conn) this.#retire(current);
         this.#live.set(name, conn);
@@ -677,7 +687,8 @@ export class McpPool {
         return conn;
       },
       (error: unknown) => {
-        if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
+        if (this.#connecting.get(name)?.promise !== promise) throw error;
+        this.#connecting.delete(name);
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
@@ -687,7 +698,7 @@ export class McpPool {
         throw error;
       },
     );
-    const pending = { fingerprint: entry.fingerprint, promise };
+    const pending = { fingerprint: entry.fingerprint, seq, promise };
     this.#connecting.set(name, pending);
     // Callers may all have given up (aborted); the outcome is recorded above either way.
     promise.catch(() => undefined);

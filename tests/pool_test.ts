@@ -421,6 +421,23 @@ Deno.test("pool follows config changes: changed entries restart after in-flight 
   }
 });
 
+Deno.test("pool never lets a slow connect for an old entry replace the current one", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry(["--tag", "old", "--delay-start", "600"]) });
+  const pool = cfg.pool();
+  try {
+    const slow = call(pool, "fx", "tag");
+    await new Promise((r) => setTimeout(r, 100));
+    cfg.write({ fx: fixtureEntry(["--tag", "new"]) });
+    assertEquals(await call(pool, "fx", "tag"), "new");
+    assertEquals(await slow, "new", "the waiting caller retries with the current entry");
+    const pid = (await pool.status()).servers[0]?.pid;
+    assertEquals(await call(pool, "fx", "pid"), String(pid));
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool closes idle connections and reopens them on demand", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   const pool = cfg.pool({ idleMs: 150 });
