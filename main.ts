@@ -23,9 +23,9 @@ const COMMANDS: Record<string, Command> = {
   chat: (argv, app, out, signal) => chatCommand(argv, { app, out, signal }),
   models: (argv, app, out, signal) => modelsCommand(argv, { app, out, signal }),
   doctor: (argv, app, out, signal) => doctorCommand(argv, { app, out, signal }),
-  mcps: (argv, app, out) => mcpsCommand(argv, { pool: app.pool, out }),
-  tools: (argv, app, out) => toolsCommand(argv, { pool: app.pool, out }),
-  call: (argv, app, out) => callCommand(argv, { pool: app.pool, out }),
+  mcps: (argv, app, out, signal) => mcpsCommand(argv, { pool: app.pool, out, signal }),
+  tools: (argv, app, out, signal) => toolsCommand(argv, { pool: app.pool, out, signal }),
+  call: (argv, app, out, signal) => callCommand(argv, { pool: app.pool, out, signal }),
   lms: (argv, app, out, signal) =>
     lmsCommand(argv, { lms: app.lms, models: app.models, client: app.client, out, signal }),
   run: (argv, app, out, signal) =>

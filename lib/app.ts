@@ -49,6 +49,8 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
   const pool = new McpPool({
     config,
     idleMs: settings.mcpIdleMs,
+    connectTimeoutMs: settings.mcpConnectTimeoutMs,
+    callTimeoutMs: settings.mcpCallTimeoutMs,
     log: log.child("pool"),
     clientInfo: { name: NAME, version: VERSION },
     extraEnv: { [DEPTH_VARIABLE]: String(settings.depth + 1) },

@@ -913,7 +913,7 @@ export class McpPool {
         `MCP server "${name}" did not complete the MCP handshake within ` +
           `${this.#connectTimeoutMs} ms. Command: ${target}.${formatTail(stderr)}\n` +
           `If it downloads on first start (npx -y, uvx), run the command once by hand, or raise ` +
-          `the connect timeout; otherwise check that it speaks MCP over stdio.`,
+          `MCP_CONNECT_TIMEOUT_MS; otherwise check that it speaks MCP over stdio.`,
         { ...base, kind: "connect_timeout" },
       );
     }

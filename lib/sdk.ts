@@ -36,8 +36,10 @@ export { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 export { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv-provider.js";
 // @ts-types="@modelcontextprotocol/sdk/types"
 export {
+  CallToolRequestSchema,
   CallToolResultSchema,
   ErrorCode,
+  ListToolsRequestSchema,
   LoggingMessageNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,

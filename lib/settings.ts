@@ -23,6 +23,10 @@ export interface Settings {
   readonly defaultContextLength: number;
   /** How long an unused downstream MCP connection stays open. */
   readonly mcpIdleMs: number;
+  /** How long a downstream MCP server may take to start and answer initialize. */
+  readonly mcpConnectTimeoutMs: number;
+  /** Default time limit of one downstream tool call. */
+  readonly mcpCallTimeoutMs: number;
   /** Nesting depth of this bridge (children started by the bridge get depth + 1). */
   readonly depth: number;
 }
@@ -107,6 +111,8 @@ export function resolveSettings(env: Env): Settings {
     modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", 600, 0, 604_800),
     defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),
+    mcpConnectTimeoutMs: integer(env, "MCP_CONNECT_TIMEOUT_MS", 30_000, 100, 3_600_000),
+    mcpCallTimeoutMs: integer(env, "MCP_CALL_TIMEOUT_MS", 300_000, 100, 86_400_000),
     depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
   });
 }

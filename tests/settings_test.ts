@@ -8,6 +8,8 @@ Deno.test("settings default to LM Studio on 127.0.0.1:1234, not localhost", () =
   assertEquals(s.retries, 2);
   assertEquals(s.modelTtlSeconds, 600);
   assertEquals(s.depth, 0);
+  assertEquals(s.mcpConnectTimeoutMs, 30_000);
+  assertEquals(s.mcpCallTimeoutMs, 300_000);
 });
 
 Deno.test("settings accept a base URL for any OpenAI-compatible server and drop a trailing /v1", () => {
