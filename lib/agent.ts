@@ -29,6 +29,7 @@ import {
 } from "./tool_calls.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./trace.ts";
+import { raceAbort } from "./abort.ts";
 
 /** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */
 export interface ToolHost {
@@ -186,28 +187,6 @@ function isAbort(error: unknown, signal: AbortSignal): boolean {
   if (signal.aborted) return true;
   return error instanceof Error && (error.name === "AbortError" ||
     (error as { kind?: unknown }).kind === "aborted");
-}
-
-/** Rejects as soon as `signal` aborts, even when `promise` ignores the signal. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {}); // settles after we stopped caring
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 function messageTokens(message: ChatMessage): number {

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { log as defaultLog, type Logger } from "./log.ts";
+import { abortableSleep } from "./abort.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -464,21 +465,6 @@ function retryAfterMs(value: string | null, now: number): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 function isConnectionRefused(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e !== undefined && depth < 5; depth++) {
     if (e instanceof Deno.errors.ConnectionRefused) return true;
@@ -550,7 +536,7 @@ export class LmStudioClient {
     this.#timeoutMs = options.timeoutMs ?? 300_000;
     this.#retries = options.retries ?? 2;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
-    this.#sleep = options.sleep ?? defaultSleep;
+    this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;
     this.#log = options.log ?? defaultLog;
   }

@@ -27,6 +27,7 @@ import {
   statusAction,
 } from "./lms.ts";
 import { log as rootLog, type Logger } from "./log.ts";
+import { abortableSleep, raceAbort } from "./abort.ts";
 
 /** How {@linkcode ModelManager.ensureLoaded} made sure a model is ready. */
 export interface EnsureResult {
@@ -111,31 +112,6 @@ interface EnsureOpts extends CallOpts {
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
-
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
 
 function listNames(names: string[], max = 12): string {
   if (names.length === 0) return "none";

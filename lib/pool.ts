@@ -31,6 +31,7 @@ import {
 import { ConfigError, type ConfigSource, type McpConfig, type ServerEntry } from "./config.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
+import { raceAbort } from "./abort.ts";
 
 /** A progress notification of a running tool. */
 export interface ToolProgress {
@@ -184,26 +185,6 @@ function errnoCode(error: unknown): string | undefined {
 
 function isPermissionDenial(error: unknown): boolean {
   return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
-}
-
-/** Resolves with `promise` or rejects when `signal` aborts (the work behind `promise` goes on). */
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Waits for `promise` (never rejecting) at most `ms`. */
@@ -518,7 +499,7 @@ export class McpPool {
   async listTools(server: string, o: { signal?: AbortSignal } = {}): Promise<Tool[]> {
     const conn = await this.#acquire(server, o.signal);
     try {
-      return await raceSignal(conn.tools(this.#connectTimeoutMs), o.signal);
+      return await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
     } catch (error) {
       throw await this.#explain(conn, error, { signal: o.signal, what: "listing its tools" });
     } finally {
@@ -631,7 +612,7 @@ export class McpPool {
       }
       let conn: Connection;
       try {
-        conn = await raceSignal(pending.promise, signal);
+        conn = await raceAbort(pending.promise, signal);
       } catch (error) {
         if (signal?.aborted) {
           throw new McpServerError(
