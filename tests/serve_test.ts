@@ -6,7 +6,21 @@ import { Client, StdioClientTransport } from "../lib/sdk.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
-import { baseEnv, bridgeCommand, REPO } from "./helpers.ts";
+import { baseEnv, bridgeCommand } from "./helpers.ts";
+
+/** `main.ts serve` with piped stdio, LM Studio pointed at a closed port, HOME and cwd in `home`. */
+function spawnServe(home: string): Deno.ChildProcess {
+  const { command, args } = bridgeCommand(["serve"]);
+  return new Deno.Command(command, {
+    args,
+    cwd: home,
+    env: baseEnv({ LMSTUDIO_BASE_URL: "http://127.0.0.1:9", HOME: home, LMSTUDIO_RETRIES: "0" }),
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
 
 Deno.test("serve answers a real MCP client over stdio and closes when the client goes", async () => {
   await using fake = await FakeLmStudio.start();
@@ -51,16 +65,7 @@ Deno.test("serve answers a real MCP client over stdio and closes when the client
 
 Deno.test("serve exits cleanly on stdin EOF with nothing but protocol on stdout", async () => {
   const home = await Deno.makeTempDir();
-  const { command, args } = bridgeCommand(["serve"]);
-  const child = new Deno.Command(command, {
-    args,
-    cwd: home,
-    env: baseEnv({ LMSTUDIO_BASE_URL: "http://127.0.0.1:9", HOME: home, LMSTUDIO_RETRIES: "0" }),
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnServe(home);
   const writer = child.stdin.getWriter();
   const init = {
     jsonrpc: "2.0",
@@ -89,16 +94,7 @@ Deno.test("serve exits cleanly on stdin EOF with nothing but protocol on stdout"
 
 Deno.test("serve exits cleanly on SIGTERM", async () => {
   const home = await Deno.makeTempDir();
-  const { command, args } = bridgeCommand(["serve"]);
-  const child = new Deno.Command(command, {
-    args,
-    cwd: REPO,
-    env: baseEnv({ LMSTUDIO_BASE_URL: "http://127.0.0.1:9", HOME: home, LMSTUDIO_RETRIES: "0" }),
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnServe(home);
   // Wait for the banner: the signal handlers are installed before it is printed.
   const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let stderr = "";
