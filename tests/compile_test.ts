@@ -1,0 +1,268 @@
+/**
+ * The compiled binary (`deno task compile`), with its permissions baked in: built once, at load,
+ * into a temp dir, then run as a user runs it.
+ *
+ * `deno compile` needs Deno's runtime binary (denort). It downloads it unless `DENORT_BIN` names
+ * a local one; where it can do neither (no route to Deno's download host), the binary tests are
+ * registered as ignored and one line on stderr says why. A compile failure for any other reason
+ * is a failing test.
+ *
+ * The sandbox checks run through `deno run -P=bridge` too (same permission set), except the
+ * non-loopback LM Studio one, which tests/cli_test.ts already covers for `deno run`.
+ */
+import { join } from "../lib/path.ts";
+import type { CallToolResult } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk.ts";
+import { NAME, VERSION } from "../lib/version.ts";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { FakeLmStudio } from "./fakes/lmstudio.ts";
+import { baseEnv, type CliRun, REPO, runCli } from "./helpers.ts";
+
+const COMPILE_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 30_000;
+
+type Build =
+  | { kind: "built"; binary: string }
+  | { kind: "unavailable"; reason: string }
+  | { kind: "failed"; reason: string };
+
+/** The compiler's most telling line: the failed download URL, else the deepest cause, else the error. */
+function tellingLine(stderr: string): string {
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const line = lines.find((l) => l.includes("error sending request")) ??
+    lines.findLast((l) => /^\d+: /.test(l)) ??
+    lines.find((l) => l.startsWith("error:")) ??
+    lines.at(-1) ??
+    "no output";
+  const text = line.replace(/^\d+: /, "");
+  return text.length > 240 ? `${text.slice(0, 240)}...` : text;
+}
+
+/** Runs `deno task compile`'s command with the output in `dir`; says what came of it. */
+async function buildBinary(dir: string): Promise<Build> {
+  const binary = join(dir, NAME);
+  const denort = Deno.env.get("DENORT_BIN");
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "compile",
+        "-P=bridge",
+        "--no-prompt",
+        `--config=${REPO}/deno.json`,
+        "--output",
+        binary,
+        `${REPO}/main.ts`,
+      ],
+      cwd: REPO,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(COMPILE_TIMEOUT_MS),
+    }).output();
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") {
+      return {
+        kind: "unavailable",
+        reason: `deno compile did not finish within ${COMPILE_TIMEOUT_MS / 1000} s`,
+      };
+    }
+    throw error;
+  }
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (out.code !== 0) {
+    const download = /error sending request|dl\.deno\.land|download/i.test(stderr);
+    if (download && denort === undefined) {
+      return {
+        kind: "unavailable",
+        reason: `deno compile could not download denort (${tellingLine(stderr)}); ` +
+          "set DENORT_BIN to a local denort to run them",
+      };
+    }
+    return {
+      kind: "failed",
+      reason: `deno compile failed (exit ${out.code}${
+        denort === undefined ? "" : `, DENORT_BIN=${denort}`
+      }):\n${stderr}`,
+    };
+  }
+  // A DENORT_BIN that is the deno CLI builds a file that runs as plain deno.
+  const version = await runBinary(binary, ["--version"]);
+  if (version.stdout.startsWith("deno ")) {
+    return {
+      kind: "unavailable",
+      reason: `DENORT_BIN=${denort} is the deno CLI, not denort (the built file runs as plain ` +
+        "deno); set DENORT_BIN to the denort binary of this Deno version to run them",
+    };
+  }
+  return { kind: "built", binary };
+}
+
+/** Runs a program to completion with a clean environment plus `env`, bounded in time. */
+async function runProgram(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<CliRun> {
+  const out = await new Deno.Command(command, {
+    args,
+    cwd: options.cwd ?? REPO,
+    env: baseEnv(options.env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+function runBinary(
+  binary: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<CliRun> {
+  return runProgram(binary, args, options);
+}
+
+/** Runs the program under test (the binary, or main.ts under the permission set). */
+type Runner = (
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string },
+) => Promise<CliRun>;
+
+/**
+ * A config whose stdio server is a program outside the allowed launchers (a copy of echo under
+ * another name): the call fails without running it, naming the server and the flag to allow it.
+ */
+async function checkForeignCommandRefused(run: Runner): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "compile_test_" });
+  try {
+    const program = join(dir, "not-a-launcher");
+    await Deno.copyFile("/bin/echo", program);
+    await Deno.chmod(program, 0o755);
+    const config = join(dir, ".mcp.json");
+    await Deno.writeTextFile(
+      config,
+      JSON.stringify({ mcpServers: { rogue: { command: program, args: ["hi"] } } }),
+    );
+    const r = await run(["--config", config, "call", "rogue", "anything"], {
+      env: { HOME: dir },
+      cwd: dir,
+    });
+    assertEquals(r.code, 1, r.stderr);
+    assertEquals(r.stdout, "");
+    assertStringIncludes(r.stderr, 'Cannot start MCP server "rogue"');
+    assertStringIncludes(r.stderr, `--allow-run=${program}`);
+    assert(!r.stderr.includes("    at "), `no stack trace for the user:\n${r.stderr}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build at load
+
+const buildDir = await Deno.makeTempDir({ prefix: "compile_test_bin_" });
+const build = await buildBinary(buildDir);
+if (build.kind !== "built") await Deno.remove(buildDir, { recursive: true });
+else globalThis.addEventListener("unload", () => Deno.removeSync(buildDir, { recursive: true }));
+if (build.kind === "unavailable") {
+  // deno-lint-ignore no-console
+  console.error(`compiled-binary tests skipped: ${build.reason}`);
+}
+const ignore = build.kind !== "built";
+const binary = build.kind === "built" ? build.binary : "";
+const runCompiled: Runner = (args, options) => runBinary(binary, args, options);
+
+Deno.test({
+  name: "deno task compile builds the binary",
+  ignore: build.kind === "unavailable",
+  fn() {
+    if (build.kind === "failed") throw new Error(build.reason);
+  },
+});
+
+Deno.test({
+  name: "the compiled binary prints its name and version",
+  ignore,
+  async fn() {
+    const r = await runCompiled(["--version"], {});
+    assertEquals(r, { code: 0, stdout: `${NAME} ${VERSION}\n`, stderr: "" });
+  },
+});
+
+Deno.test({
+  name: "the compiled binary serves MCP over stdio: tools and a chat_completion",
+  ignore,
+  async fn() {
+    await using fake = await FakeLmStudio.start();
+    const home = await Deno.makeTempDir({ prefix: "compile_test_home_" });
+    const transport = new StdioClientTransport({
+      command: binary,
+      args: ["serve"],
+      cwd: home,
+      env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home }),
+      stderr: "pipe",
+    });
+    let stderr = "";
+    transport.stderr?.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
+    const client = new Client({ name: "compile-test", version: "1" });
+    try {
+      await client.connect(transport);
+      assertEquals(client.getServerVersion()?.version, VERSION);
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name);
+      for (const name of ["chat_completion", "autonomous_with_mcp", "lms_load_model"]) {
+        assert(names.includes(name), `${name} is listed; got ${names.join(", ")}`);
+      }
+      const r = await client.callTool({
+        name: "chat_completion",
+        arguments: { prompt: "ping" },
+      }) as CallToolResult;
+      assertEquals(r.isError, undefined, stderr);
+      assertEquals(r.content[0], { type: "text", text: "Echo: ping" });
+      assertEquals(fake.requestsTo("/v1/chat/completions").length, 1);
+    } finally {
+      await client.close();
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "the compiled binary refuses a server command outside the allowed launchers, naming " +
+    "the server and --allow-run",
+  ignore,
+  fn: () => checkForeignCommandRefused(runCompiled),
+});
+
+Deno.test({
+  name:
+    "the compiled binary refuses an LM Studio outside loopback's allow list, naming --allow-net",
+  ignore,
+  async fn() {
+    const home = await Deno.makeTempDir({ prefix: "compile_test_home_" });
+    try {
+      // 127.0.0.2 is on this machine (nothing leaves it even if the sandbox failed) but not in
+      // the permission set's net list (127.0.0.1, localhost, [::1]).
+      const r = await runCompiled(["models"], {
+        env: { LMSTUDIO_BASE_URL: "http://127.0.0.2:1234", LMSTUDIO_RETRIES: "0", HOME: home },
+        cwd: home,
+      });
+      assertEquals(r.code, 1, r.stderr);
+      assertEquals(r.stdout, "");
+      assertStringIncludes(r.stderr, "The sandbox blocked the connection to LM Studio");
+      assertStringIncludes(r.stderr, "--allow-net=127.0.0.2:1234");
+      assert(!r.stderr.includes("    at "), `no stack trace for the user:\n${r.stderr}`);
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});
+
+Deno.test(
+  "deno run -P=bridge refuses a server command outside the allowed launchers, naming the server and --allow-run",
+  () => checkForeignCommandRefused((args, options) => runCli(args, options)),
+);
