@@ -1,0 +1,108 @@
+/**
+ * Hot reload of the MCP config: every tool call asks ConfigSource.current(), which only stats the
+ * file when nothing changed; after an edit it reads and parses it again. Measured on a 50-server
+ * file (stdio entries with `${VAR}` expansion and env, HTTP and SSE entries with headers).
+ */
+import { ConfigSource, parseConfigText } from "../../lib/config.ts";
+import { join } from "../../lib/path.ts";
+import { check, quiet, Shared } from "./support.ts";
+
+const SERVERS = 50;
+const ENV = { API_TOKEN: "secret", WORKSPACE: "/srv/work" };
+
+/** A config in Claude Code's shape: 40 stdio servers, 5 HTTP, 5 SSE, JSONC comments. */
+function configText(): string {
+  const servers: Record<string, unknown> = {};
+  for (let i = 0; i < SERVERS; i++) {
+    const name = `server-${String(i).padStart(2, "0")}`;
+    if (i % 10 === 8) {
+      servers[name] = {
+        type: "http",
+        url: `http://127.0.0.1:${8000 + i}/mcp`,
+        headers: { Authorization: "Bearer ${API_TOKEN}" },
+      };
+    } else if (i % 10 === 9) {
+      servers[name] = { type: "sse", url: `http://localhost:${8000 + i}/sse` };
+    } else {
+      servers[name] = {
+        command: i % 2 === 0 ? "npx" : "uvx",
+        args: ["-y", `@example/mcp-server-${i}@1.2.${i}`, "--root", "${WORKSPACE:-/tmp}/p${i}"],
+        env: { TOKEN: "${API_TOKEN}", LOG_LEVEL: "${LOG_LEVEL:-info}", INDEX: String(i) },
+        ...(i % 7 === 0 ? { disabled: true } : {}),
+      };
+    }
+  }
+  const json = JSON.stringify({ mcpServers: servers }, null, 2);
+  return `// Project MCP servers (JSONC)\n${json}\n`;
+}
+
+const TEXT = configText();
+
+interface ConfigFixture {
+  dir: string;
+  path: string;
+  source: ConfigSource;
+}
+
+const fixture = new Shared<ConfigFixture>(async () => {
+  const dir = await Deno.makeTempDir({ prefix: "config_bench_" });
+  const path = join(dir, ".mcp.json");
+  await Deno.writeTextFile(path, TEXT);
+  // A file written less than 2 s ago is re-read on every call (its timestamp may not change on
+  // the next edit); a file edited a minute ago is the steady state.
+  const past = new Date(Date.now() - 60_000);
+  await Deno.utime(path, past, past);
+  const source = newSource(dir);
+  check((await source.current()).servers.length === SERVERS, "50 servers parsed");
+  return {
+    value: { dir, path, source },
+    close: () => Deno.remove(dir, { recursive: true }),
+    abandon: () => Deno.removeSync(dir, { recursive: true }),
+  };
+});
+
+/** A source that finds ./.mcp.json in `dir` (the project file, first in the search order). */
+function newSource(dir: string): ConfigSource {
+  return new ConfigSource({ env: ENV, cwd: dir, home: dir, log: quiet });
+}
+
+const group = "config: 50 servers";
+
+Deno.bench({
+  name: "current() when unchanged (stat only)",
+  group,
+  baseline: true,
+  async fn(b) {
+    const { source } = await fixture.get();
+    b.start();
+    const config = await source.current();
+    b.end();
+    check(config.servers.length === SERVERS, "same config");
+  },
+});
+
+Deno.bench({
+  name: "current() after a change (stat + read + parse)",
+  group,
+  async fn(b) {
+    const { dir } = await fixture.get();
+    // A new source has no snapshot: exactly what a changed file costs.
+    const source = newSource(dir);
+    b.start();
+    const config = await source.current();
+    b.end();
+    check(config.servers.length === SERVERS && config.error === undefined, "parsed");
+  },
+});
+
+Deno.bench({
+  name: "parseConfigText alone (JSONC, validation, ${VAR} expansion)",
+  group,
+  async fn(b) {
+    const { path } = await fixture.get();
+    b.start();
+    const servers = parseConfigText(TEXT, { path, env: ENV, home: "/home/user" });
+    b.end();
+    check(servers.length === SERVERS, "parsed");
+  },
+});
