@@ -9,9 +9,10 @@
  * crashes the loop. The conversation is kept inside the model's context window by truncating large
  * tool results and condensing the oldest ones first (tokens estimated as characters / 4).
  */
-import { type ConfigSource, isBridgeEntry, type ServerEntry } from "./config.ts";
+import type { ConfigSource } from "./config.ts";
 import type { ChatMessage, ChatRequest, ChatResult, LmStudioClient, Usage } from "./lmstudio.ts";
 import { log as rootLog, type Logger } from "./log.ts";
+import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { errorMessage } from "./tool_result.ts";
 import {
   ArgumentValidator,

@@ -5,7 +5,7 @@
 import type { App } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
 import type { CommandContext } from "./cli.ts";
-import { entryTarget, type ServerEntry } from "./config.ts";
+import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { errorMessage } from "./tool_result.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */

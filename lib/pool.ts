@@ -28,7 +28,9 @@ import {
   ToolListChangedNotificationSchema,
   type Transport,
 } from "./sdk.ts";
-import { ConfigError, type ConfigSource, type McpConfig, type ServerEntry } from "./config.ts";
+import type { ConfigSource, McpConfig } from "./config.ts";
+import { ConfigError } from "./config_error.ts";
+import type { ServerEntry } from "./server_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";

@@ -8,22 +8,17 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "./assert.ts";
+import { type ConfigFs, ConfigSource, parseConfigText } from "../lib/config.ts";
+import { candidatePaths } from "../lib/config_discovery.ts";
+import { resolveEntry } from "../lib/config_entry.ts";
+import { ConfigError } from "../lib/config_error.ts";
+import { jsonErrorPosition, lineColumn, locateJsonError, stripJsonc } from "../lib/jsonc.ts";
 import {
-  candidatePaths,
-  ConfigError,
-  type ConfigFs,
-  ConfigSource,
   entryTarget,
   fingerprintOf,
   isBridgeEntry,
-  jsonErrorPosition,
-  lineColumn,
-  locateJsonError,
-  parseConfigText,
-  resolveEntry,
   type ServerEntry,
-  stripJsonc,
-} from "../lib/config.ts";
+} from "../lib/server_entry.ts";
 import { createLogger } from "../lib/log.ts";
 import { dirname, join } from "../lib/path.ts";
 
