@@ -8,13 +8,8 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
 import { z } from "zod";
-import {
-  type LoadedImage,
-  loadImages,
-  type LoadImagesOptions,
-  MAX_IMAGES,
-  SUPPORTED_IMAGE_TYPES,
-} from "./images.ts";
+import { type LoadedImage, SUPPORTED_IMAGE_TYPES } from "./image_type.ts";
+import { loadImages, type LoadImagesOptions, MAX_IMAGES } from "./images.ts";
 import type { ChatContentPart, LmStudioClient, ModelInfo, ModelList } from "./lmstudio.ts";
 import type { Logger } from "./log.ts";
 import { basename } from "./path.ts";
