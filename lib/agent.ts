@@ -10,7 +10,8 @@
  * tool results and condensing the oldest ones first (tokens estimated as characters / 4).
  */
 import type { ConfigSource } from "./config.ts";
-import type { ChatMessage, ChatRequest, ChatResult, LmStudioClient, Usage } from "./lmstudio.ts";
+import type { LmStudioClient } from "./lmstudio.ts";
+import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { errorMessage } from "./tool_result.ts";

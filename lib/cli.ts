@@ -4,7 +4,7 @@
  */
 import type { App } from "./app.ts";
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
-import type { ChatMessage } from "./lmstudio.ts";
+import type { ChatMessage } from "./lmstudio_types.ts";
 import type { Output } from "./output.ts";
 
 /** What a command gets from main.ts. */

@@ -12,8 +12,9 @@
  * {@linkcode ModelManager.ensureLoaded} is called before every request that names a model, so it
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
  */
-import type { LmStudioClient, ModelInfo } from "./lmstudio.ts";
-import { LmStudioError } from "./lmstudio.ts";
+import type { LmStudioClient } from "./lmstudio.ts";
+import { LmStudioError } from "./lmstudio_errors.ts";
+import type { ModelInfo } from "./lmstudio_types.ts";
 import {
   type DownloadedModel,
   findInstances,

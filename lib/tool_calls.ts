@@ -9,7 +9,7 @@ import {
   type JsonSchemaType,
   type Tool,
 } from "./sdk.ts";
-import type { OpenAiTool, RawToolCall } from "./lmstudio.ts";
+import type { OpenAiTool, RawToolCall } from "./lmstudio_types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Schemas

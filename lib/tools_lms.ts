@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { LmStudioClient } from "./lmstudio.ts";
-import { LmStudioError } from "./lmstudio.ts";
+import { LmStudioError } from "./lmstudio_errors.ts";
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import type { ModelManager } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";

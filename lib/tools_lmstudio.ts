@@ -5,7 +5,8 @@
 import type { McpServer } from "./sdk.ts";
 import type { CallToolResult } from "./sdk.ts";
 import { z } from "zod";
-import type { ChatMessage, LmStudioClient, Usage } from "./lmstudio.ts";
+import type { LmStudioClient } from "./lmstudio.ts";
+import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { ModelManager } from "./models.ts";
 import type { Settings } from "./settings.ts";

@@ -12,7 +12,7 @@ import {
   runAgent,
 } from "../lib/agent.ts";
 import { ConfigSource } from "../lib/config.ts";
-import type { ChatMessage } from "../lib/lmstudio.ts";
+import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";

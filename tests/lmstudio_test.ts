@@ -3,11 +3,9 @@ import {
   backoffMs,
   LmStudioClient,
   type LmStudioClientOptions,
-  LmStudioError,
   MAX_RETRY_AFTER_MS,
-  parseErrorBody,
-  splitReasoning,
 } from "../lib/lmstudio.ts";
+import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import {
@@ -168,20 +166,6 @@ Deno.test("chat separates reasoning from the answer", async (t) => {
     const r = await ask();
     assertEquals(r.reasoning, undefined);
   });
-});
-
-Deno.test("splitReasoning handles several, unterminated and prompt-opened think blocks", () => {
-  assertEquals(splitReasoning("<think>a</think>x<think>b</think>y"), {
-    content: "xy",
-    reasoning: "a\n\nb",
-  });
-  assertEquals(splitReasoning("plan it</think>\nThe answer"), {
-    content: "The answer",
-    reasoning: "plan it",
-  });
-  assertEquals(splitReasoning("Answer <think>half"), { content: "Answer", reasoning: "half" });
-  assertEquals(splitReasoning("  plain  "), { content: "plain" });
-  assertEquals(splitReasoning("<THINK></THINK>ok"), { content: "ok" });
 });
 
 Deno.test("listModels reads the REST API v1 on LM Studio 0.4+", async () => {
@@ -810,13 +794,6 @@ Deno.test("server error messages are read from every error body shape", async (t
       assertEquals(error.status, reply.status);
     });
   }
-});
-
-Deno.test("parseErrorBody tolerates empty and odd bodies", () => {
-  assertEquals(parseErrorBody(""), {});
-  assertEquals(parseErrorBody('{"error":{"type":"server_error"}}'), { code: "server_error" });
-  assertEquals(parseErrorBody('{"detail":"Not Found"}'), { message: "Not Found" });
-  assertEquals(parseErrorBody("[1,2]"), { message: "[1,2]" });
 });
 
 Deno.test("a sandbox denial names the host and the flag that would allow it", async () => {

@@ -1,4 +1,5 @@
-import { LmStudioClient, LmStudioError } from "../lib/lmstudio.ts";
+import { LmStudioClient } from "../lib/lmstudio.ts";
+import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { Lms, LmsError } from "../lib/lms.ts";
 import { createLogger } from "../lib/log.ts";
 import { ModelError, ModelManager, type ModelManagerOptions } from "../lib/models.ts";

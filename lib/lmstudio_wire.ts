@@ -1,0 +1,296 @@
+/**
+ * The wire formats of LM Studio's OpenAI-compatible endpoints and their normalisation. Every reply
+ * is parsed as `unknown` and validated with these zod schemas, leniently (every field optional,
+ * unknown fields kept), because LM Studio versions, Ollama and llama.cpp differ; the normalisers
+ * turn a validated reply into the client's result types (reasoning separated from the answer,
+ * tool calls left raw, usage filled in).
+ */
+import { z } from "zod";
+import { badResponseError, clip, type RequestSite } from "./lmstudio_errors.ts";
+import type {
+  ChatResult,
+  CompletionResult,
+  EmbeddingResult,
+  RawToolCall,
+  ResponseResult,
+  Usage,
+} from "./lmstudio_types.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+const UsageWire = z.looseObject({
+  prompt_tokens: z.number().nullish(),
+  completion_tokens: z.number().nullish(),
+  total_tokens: z.number().nullish(),
+});
+
+/** `/v1/models`: the ids of the models the server offers. */
+export const ModelsWire = z.looseObject({
+  data: z.array(z.looseObject({ id: z.string() })),
+});
+
+const ToolCallWire = z.looseObject({
+  id: z.union([z.string(), z.number()]).nullish(),
+  type: z.string().nullish(),
+  function: z.looseObject({
+    name: z.string().nullish(),
+    arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
+  }).nullish(),
+});
+
+/** A `/v1/chat/completions` reply. */
+export const ChatWire = z.looseObject({
+  id: z.string().nullish(),
+  model: z.string().nullish(),
+  choices: z.array(z.looseObject({
+    finish_reason: z.string().nullish(),
+    message: z.looseObject({
+      content: z.union([z.string(), z.array(z.unknown())]).nullish(),
+      reasoning_content: z.unknown().optional(),
+      reasoning: z.unknown().optional(),
+      tool_calls: z.array(ToolCallWire).nullish(),
+    }),
+  })).min(1),
+  usage: UsageWire.nullish(),
+});
+
+/** A `/v1/completions` reply. */
+export const CompletionWire = z.looseObject({
+  model: z.string().nullish(),
+  choices: z.array(z.looseObject({
+    text: z.string().nullish(),
+    finish_reason: z.string().nullish(),
+  })).min(1),
+  usage: UsageWire.nullish(),
+});
+
+/** A `/v1/embeddings` reply. */
+export const EmbeddingWire = z.looseObject({
+  model: z.string().nullish(),
+  data: z.array(z.looseObject({
+    index: z.number().nullish(),
+    embedding: z.array(z.number()),
+  })),
+  usage: z.looseObject({
+    prompt_tokens: z.number().nullish(),
+    total_tokens: z.number().nullish(),
+  }).nullish(),
+});
+
+const TextPartWire = z.looseObject({ type: z.string().nullish(), text: z.string().nullish() });
+
+/** A `/v1/responses` reply. */
+export const ResponseWire = z.looseObject({
+  id: z.string(),
+  status: z.string().nullish(),
+  model: z.string().nullish(),
+  previous_response_id: z.string().nullish(),
+  output_text: z.string().nullish(),
+  output: z.array(z.looseObject({
+    type: z.string().nullish(),
+    content: z.array(TextPartWire).nullish(),
+    summary: z.array(TextPartWire).nullish(),
+    call_id: z.string().nullish(),
+    id: z.string().nullish(),
+    name: z.string().nullish(),
+    arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
+  })).nullish(),
+  usage: z.looseObject({
+    input_tokens: z.number().nullish(),
+    output_tokens: z.number().nullish(),
+    total_tokens: z.number().nullish(),
+  }).nullish(),
+});
+
+/** A `/api/v1/models/load` reply. */
+export const LoadWire = z.looseObject({
+  instance_id: z.string().nullish(),
+  status: z.string().nullish(),
+});
+
+/** A reply whose content does not matter. */
+export const AnyWire = z.unknown();
+
+/** Parses a reply body with `schema`; a reply that is not JSON or does not match is a bad_response. */
+export function parseReply<T>(text: string, schema: z.ZodType<T>, site: RequestSite): T {
+  let json: unknown;
+  try {
+    json = text.trim() === "" ? undefined : JSON.parse(text);
+  } catch (cause: unknown) {
+    throw badResponseError({ ...site, detail: `not JSON: ${clip(text.trim(), 120)}`, cause });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 3).map((i) =>
+      `${i.path.length > 0 ? i.path.join(".") : "reply"}: ${i.message}`
+    ).join("; ");
+    throw badResponseError({ ...site, detail: issues, cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Normalisation
+
+/**
+ * Separates reasoning from answer text: `<think>...</think>` blocks (also an unterminated leading
+ * `<think>` when the answer ran out of tokens, and a lone `</think>` whose opening tag was part of
+ * the prompt template) move to `reasoning`; the rest, trimmed, is `content`.
+ */
+export function splitReasoning(text: string): { content: string; reasoning?: string } {
+  const thoughts: string[] = [];
+  let rest = text;
+  // Opening tag in the prompt template: "reasoning...</think>answer".
+  const firstClose = rest.search(/<\/think>/i);
+  const firstOpen = rest.search(/<think>/i);
+  if (firstClose !== -1 && (firstOpen === -1 || firstOpen > firstClose)) {
+    thoughts.push(rest.slice(0, firstClose));
+    rest = rest.slice(firstClose + "</think>".length);
+  }
+  rest = rest.replace(/<think>([\s\S]*?)<\/think>/gi, (_match, inner: string) => {
+    thoughts.push(inner);
+    return "";
+  });
+  const open = rest.search(/<think>/i);
+  if (open !== -1) {
+    // Unterminated: the model ran out of tokens while thinking.
+    thoughts.push(rest.slice(open + "<think>".length));
+    rest = rest.slice(0, open);
+  }
+  const reasoning = thoughts.map((t) => t.trim()).filter((t) => t !== "").join("\n\n");
+  return reasoning === "" ? { content: rest.trim() } : { content: rest.trim(), reasoning };
+}
+
+function textOf(content: string | unknown[] | null | undefined): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  const parts: string[] = [];
+  for (const part of content) {
+    const parsed = TextPartWire.safeParse(part);
+    if (parsed.success && typeof parsed.data.text === "string") parts.push(parsed.data.text);
+  }
+  return parts.join("");
+}
+
+function toUsage(u: z.infer<typeof UsageWire> | null | undefined): Usage | undefined {
+  if (!u) return undefined;
+  const prompt = u.prompt_tokens ?? 0;
+  const completion = u.completion_tokens ?? 0;
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: u.total_tokens ?? prompt + completion,
+  };
+}
+
+/** A chat reply as a {@linkcode ChatResult}: reasoning from every place servers put it, tool calls raw. */
+export function chatResult(wire: z.infer<typeof ChatWire>): ChatResult {
+  // min(1) in the schema guarantees a first choice.
+  const choice = wire.choices[0]!;
+  const message = choice.message;
+  const split = splitReasoning(textOf(message.content));
+  const reasoning = [message.reasoning_content, message.reasoning, split.reasoning]
+    .filter((r): r is string => typeof r === "string" && r.trim() !== "")
+    .map((r) => r.trim())
+    .join("\n\n");
+  const toolCalls: RawToolCall[] = (message.tool_calls ?? []).map((c) => ({
+    ...(c.id !== undefined && c.id !== null && c.id !== "" ? { id: String(c.id) } : {}),
+    name: c.function?.name ?? "",
+    arguments: c.function?.arguments ?? "{}",
+  }));
+  const usage = toUsage(wire.usage);
+  return {
+    ...(wire.id ? { id: wire.id } : {}),
+    ...(wire.model ? { model: wire.model } : {}),
+    content: split.content,
+    ...(reasoning !== "" ? { reasoning } : {}),
+    toolCalls,
+    ...(choice.finish_reason ? { finishReason: choice.finish_reason } : {}),
+    ...(usage ? { usage } : {}),
+  };
+}
+
+/** A completion reply as a {@linkcode CompletionResult}. */
+export function completionResult(wire: z.infer<typeof CompletionWire>): CompletionResult {
+  const choice = wire.choices[0]!;
+  const usage = toUsage(wire.usage);
+  return {
+    ...(wire.model ? { model: wire.model } : {}),
+    text: choice.text ?? "",
+    ...(choice.finish_reason ? { finishReason: choice.finish_reason } : {}),
+    ...(usage ? { usage } : {}),
+  };
+}
+
+/** An embeddings reply as an {@linkcode EmbeddingResult}, vectors ordered by the server's `index`. */
+export function embeddingResult(wire: z.infer<typeof EmbeddingWire>): EmbeddingResult {
+  const ordered = wire.data
+    .map((d, position) => ({ index: d.index ?? position, embedding: d.embedding }))
+    .sort((a, b) => a.index - b.index);
+  const usage = wire.usage
+    ? {
+      ...(typeof wire.usage.prompt_tokens === "number"
+        ? { prompt_tokens: wire.usage.prompt_tokens }
+        : {}),
+      ...(typeof wire.usage.total_tokens === "number"
+        ? { total_tokens: wire.usage.total_tokens }
+        : {}),
+    }
+    : undefined;
+  return {
+    ...(wire.model ? { model: wire.model } : {}),
+    embeddings: ordered.map((d) => d.embedding),
+    ...(usage ? { usage } : {}),
+  };
+}
+
+/** A `/v1/responses` reply as a {@linkcode ResponseResult}: text, reasoning and function calls from the output items. */
+export function responseResult(wire: z.infer<typeof ResponseWire>): ResponseResult {
+  const texts: string[] = [];
+  const thoughts: string[] = [];
+  const functionCalls: ResponseResult["functionCalls"] = [];
+  for (const item of wire.output ?? []) {
+    if (item.type === "message") {
+      for (const part of item.content ?? []) {
+        if (typeof part.text === "string" && part.type !== "refusal") texts.push(part.text);
+      }
+    } else if (item.type === "reasoning") {
+      for (const part of [...(item.content ?? []), ...(item.summary ?? [])]) {
+        if (typeof part.text === "string") thoughts.push(part.text);
+      }
+    } else if (item.type === "function_call") {
+      const args = item.arguments ?? "{}";
+      functionCalls.push({
+        callId: item.call_id ?? item.id ?? "",
+        name: item.name ?? "",
+        arguments: typeof args === "string" ? args : JSON.stringify(args),
+      });
+    }
+  }
+  const joined = texts.length > 0 ? texts.join("") : wire.output_text ?? "";
+  const split = splitReasoning(joined);
+  if (split.reasoning) thoughts.push(split.reasoning);
+  const reasoning = thoughts.map((t) => t.trim()).filter((t) => t !== "").join("\n\n");
+  const usage = wire.usage
+    ? Object.fromEntries(
+      Object.entries({
+        input_tokens: wire.usage.input_tokens,
+        output_tokens: wire.usage.output_tokens,
+        total_tokens: wire.usage.total_tokens,
+      }).filter(([, v]) => typeof v === "number"),
+    ) as ResponseResult["usage"]
+    : undefined;
+  return {
+    id: wire.id,
+    ...(wire.status ? { status: wire.status } : {}),
+    ...(wire.model ? { model: wire.model } : {}),
+    ...(wire.previous_response_id !== undefined
+      ? { previousResponseId: wire.previous_response_id }
+      : {}),
+    text: split.content,
+    ...(reasoning !== "" ? { reasoning } : {}),
+    functionCalls,
+    ...(usage ? { usage } : {}),
+  };
+}
