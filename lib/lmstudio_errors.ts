@@ -280,7 +280,7 @@ export function timeoutError(o: RequestSite & { ms: number; cause: unknown }): L
   });
 }
 
-/** The fields a derived error keeps from `error` (URL, status, server message, code), with `error` as its cause. */
+/** What a derived error keeps of `error`: URL, status, server message, code; `error` as cause. */
 export function carried(
   error: LmStudioError,
 ): Pick<LmStudioError, "url" | "status" | "serverMessage" | "code"> & { cause: LmStudioError } {

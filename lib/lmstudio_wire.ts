@@ -112,7 +112,7 @@ export const LoadWire = z.looseObject({
 /** A reply whose content does not matter. */
 export const AnyWire = z.unknown();
 
-/** Parses a reply body with `schema`; a reply that is not JSON or does not match is a bad_response. */
+/** Parses a reply body with `schema`; one that is not JSON or does not match is a bad_response. */
 export function parseReply<T>(text: string, schema: z.ZodType<T>, site: RequestSite): T {
   let json: unknown;
   try {
@@ -184,7 +184,7 @@ function toUsage(u: z.infer<typeof UsageWire> | null | undefined): Usage | undef
   };
 }
 
-/** A chat reply as a {@linkcode ChatResult}: reasoning from every place servers put it, tool calls raw. */
+/** A chat reply as a {@linkcode ChatResult}: reasoning from wherever it is, tool calls raw. */
 export function chatResult(wire: z.infer<typeof ChatWire>): ChatResult {
   // min(1) in the schema guarantees a first choice.
   const choice = wire.choices[0]!;
@@ -223,7 +223,7 @@ export function completionResult(wire: z.infer<typeof CompletionWire>): Completi
   };
 }
 
-/** An embeddings reply as an {@linkcode EmbeddingResult}, vectors ordered by the server's `index`. */
+/** An embeddings reply as an {@linkcode EmbeddingResult}, ordered by the server's `index`. */
 export function embeddingResult(wire: z.infer<typeof EmbeddingWire>): EmbeddingResult {
   const ordered = wire.data
     .map((d, position) => ({ index: d.index ?? position, embedding: d.embedding }))
@@ -245,7 +245,10 @@ export function embeddingResult(wire: z.infer<typeof EmbeddingWire>): EmbeddingR
   };
 }
 
-/** A `/v1/responses` reply as a {@linkcode ResponseResult}: text, reasoning and function calls from the output items. */
+/**
+ * A `/v1/responses` reply as a {@linkcode ResponseResult}: text, reasoning and function calls
+ * from the output items.
+ */
 export function responseResult(wire: z.infer<typeof ResponseWire>): ResponseResult {
   const texts: string[] = [];
   const thoughts: string[] = [];
