@@ -2,6 +2,7 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
+import { runAgent } from "./agent.ts";
 import {
   type AgentConfig,
   type AgentLmClient,
@@ -9,9 +10,8 @@ import {
   type AgentProgress,
   type AgentResult,
   DEFAULT_MAX_ROUNDS,
-  runAgent,
   type ToolHost,
-} from "./agent.ts";
+} from "./agent_types.ts";
 import {
   flag,
   integerOption,

@@ -4,6 +4,7 @@
  * a progressToken; a cancelled request aborts the model request and the downstream calls.
  */
 import { z } from "zod";
+import { runAgent } from "./agent.ts";
 import {
   type AgentConfig,
   type AgentLmClient,
@@ -11,9 +12,8 @@ import {
   type AgentProgress,
   type AgentResult,
   DEFAULT_MAX_ROUNDS,
-  runAgent,
   type ToolHost,
-} from "./agent.ts";
+} from "./agent_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import type {
   CallToolResult,

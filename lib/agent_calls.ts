@@ -1,0 +1,276 @@
+/**
+ * The tool calls of one round of the autonomous loop: giving each a unique id and resolving its
+ * name, echoing them in the assistant message, spotting a model that repeats itself, running the
+ * calls in parallel (with progress and trace events), and recording their outcomes. Every failure
+ * (unknown tool, unreadable arguments, arguments that do not match the schema, tool errors) becomes
+ * text the model can act on.
+ */
+import { raceAbort } from "./abort.ts";
+import { isAbort } from "./agent_errors.ts";
+import type { ProgressReporter } from "./agent_progress.ts";
+import { shortJson } from "./agent_text.ts";
+import type { ToolCallRecord, ToolHost } from "./agent_types.ts";
+import type { ChatMessage, RawToolCall } from "./lmstudio_types.ts";
+import type { CallToolResult } from "./sdk.ts";
+import {
+  type ArgumentValidator,
+  type CatalogEntry,
+  describeParameters,
+  formatToolResult,
+  parseToolArguments,
+  stableStringify,
+  type ToolCatalog,
+  truncateText,
+} from "./tool_calls.ts";
+import { errorMessage } from "./tool_result.ts";
+import type { TraceSink } from "./trace.ts";
+
+/** The same call with the same arguments this many times in a row stops the loop. */
+export const REPEAT_LIMIT = 3;
+
+/** A call of the model, resolved against the catalog, arguments parsed. */
+export interface PendingCall {
+  id: string;
+  name: string;
+  rawArguments: string | Record<string, unknown>;
+  entry: CatalogEntry | undefined;
+  parsed: ReturnType<typeof parseToolArguments>;
+}
+
+/**
+ * Gives every call an id that is unique in the conversation (`usedIds` holds those given so far);
+ * the assistant message and the tool messages must carry the same ones.
+ */
+export function pendingCalls(
+  calls: readonly RawToolCall[],
+  o: { round: number; usedIds: Set<string>; catalog: ToolCatalog },
+): PendingCall[] {
+  const { round, usedIds, catalog } = o;
+  return calls.map((call, i) => {
+    let id = call.id?.trim() || `call_${round}_${i + 1}`;
+    if (usedIds.has(id)) id = `call_${round}_${i + 1}_${usedIds.size}`;
+    usedIds.add(id);
+    const entry = catalog.resolve(call.name);
+    return {
+      id,
+      name: entry?.name ?? call.name,
+      rawArguments: call.arguments,
+      entry,
+      parsed: parseToolArguments(call.arguments),
+    };
+  });
+}
+
+/** The assistant message of a round: its text and the calls, arguments as JSON text. */
+export function assistantMessage(text: string, pending: readonly PendingCall[]): ChatMessage {
+  return {
+    role: "assistant",
+    content: text,
+    tool_calls: pending.map((p) => ({
+      id: p.id,
+      type: "function",
+      function: {
+        name: p.name,
+        arguments: p.parsed.ok
+          ? JSON.stringify(p.parsed.value)
+          : typeof p.rawArguments === "string"
+          ? p.rawArguments
+          : JSON.stringify(p.rawArguments),
+      },
+    })),
+  };
+}
+
+/** Counts identical calls in a row, across rounds. */
+export class RepeatGuard {
+  #key = "";
+  #count = 0;
+
+  /** Counts `p`; true when it is the {@linkcode REPEAT_LIMIT}th identical call in a row. */
+  repeated(p: PendingCall): boolean {
+    const key = `${p.name} ${
+      p.parsed.ok ? stableStringify(p.parsed.value) : String(p.rawArguments)
+    }`;
+    this.#count = key === this.#key ? this.#count + 1 : 1;
+    this.#key = key;
+    return this.#count >= REPEAT_LIMIT;
+  }
+}
+
+/** The arguments of `p` as the caller sees them: parsed, or the raw text when unreadable. */
+export function callArguments(p: PendingCall): unknown {
+  return p.parsed.ok ? p.parsed.value : p.rawArguments;
+}
+
+/** The record of one call, as the caller of the loop sees it. */
+function callRecord(
+  p: PendingCall,
+  o: {
+    round: number;
+    ok: boolean;
+    error?: string;
+    durationMs: number;
+    resultChars: number;
+    truncatedChars?: number;
+    recovered?: boolean;
+  },
+): ToolCallRecord {
+  return {
+    round: o.round,
+    name: p.name,
+    ...(p.entry ? { server: p.entry.server, tool: p.entry.tool } : {}),
+    arguments: callArguments(p),
+    ok: o.ok,
+    ...(o.error !== undefined ? { error: o.error } : {}),
+    duration_ms: o.durationMs,
+    result_chars: o.resultChars,
+    ...(o.truncatedChars ? { truncated_chars: o.truncatedChars } : {}),
+    ...(o.recovered ? { recovered_from_text: true } : {}),
+  };
+}
+
+/** What running a call needs: catalog, validator, MCP host, signal and per-call timeout. */
+export interface ExecuteContext {
+  catalog: ToolCatalog;
+  validator: ArgumentValidator;
+  host: ToolHost;
+  signal: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** Runs one call; every failure becomes text the model can act on. Only an abort rejects. */
+async function executeCall(
+  p: PendingCall,
+  ctx: ExecuteContext,
+): Promise<{ text: string; ok: boolean; error?: string }> {
+  if (!p.entry) {
+    const error = `there is no tool named "${p.name}"`;
+    return {
+      ok: false,
+      error,
+      text: `Error: ${error}. Available tools: ${ctx.catalog.names.join(", ")}. ` +
+        "Call one of these by its exact name.",
+    };
+  }
+  const parameters = describeParameters(p.entry.inputSchema);
+  if (!p.parsed.ok) {
+    const raw = typeof p.rawArguments === "string"
+      ? p.rawArguments
+      : JSON.stringify(p.rawArguments);
+    const error = `arguments are not a JSON object: ${p.parsed.error}`;
+    return {
+      ok: false,
+      error,
+      text:
+        `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
+          shortJson(raw, 500)
+        }\nSend the arguments as one JSON object. Parameters: ${parameters}. ` +
+        "Call the tool again with corrected arguments.",
+    };
+  }
+  const problems = ctx.validator.problems(p.entry.inputSchema, p.parsed.value);
+  if (problems.length > 0) {
+    return {
+      ok: false,
+      error: `arguments do not match the schema: ${problems.join("; ")}`,
+      text: `Error: the arguments for ${p.name} do not match its input schema:\n${
+        problems.map((m) => `- ${m}`).join("\n")
+      }\nParameters: ${parameters}. Call the tool again with corrected arguments.`,
+    };
+  }
+  let result: CallToolResult;
+  try {
+    result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
+      signal: ctx.signal,
+      ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
+    });
+  } catch (error: unknown) {
+    if (isAbort(error, ctx.signal)) throw error;
+    const message = errorMessage(error);
+    return {
+      ok: false,
+      error: message,
+      text: `Error: calling ${p.name} failed: ${message}\n` +
+        "You may retry once, try different arguments or another tool, or explain the problem " +
+        "in your final answer.",
+    };
+  }
+  const text = formatToolResult(result);
+  if (result.isError === true) return { ok: false, error: shortJson(text, 300), text };
+  return { ok: true, text };
+}
+
+/** What {@linkcode runCalls} returns: records, result texts, and why it stopped early. */
+export interface RoundOutcome {
+  /** In call order; calls that did not finish are recorded as "cancelled". */
+  records: ToolCallRecord[];
+  /** The result text of each call, cut to `maxChars`, in call order. */
+  contents: string[];
+  /** Set when the round did not finish (an abort, or an unexpected failure). */
+  failed?: { error: unknown };
+}
+
+/**
+ * Runs the calls of a round in parallel, each result cut to `maxChars`, reporting progress and
+ * writing trace events. Never rejects: a round cut short by an abort says so in `failed`.
+ */
+export async function runCalls(
+  pending: readonly PendingCall[],
+  o: {
+    round: number;
+    maxRounds: number;
+    /** The calls were printed as text by the model and recovered. */
+    recovered: boolean;
+    maxChars: number;
+    execute: ExecuteContext;
+    progress: ProgressReporter;
+    trace?: TraceSink;
+    now: () => number;
+  },
+): Promise<RoundOutcome> {
+  const { round, progress, trace, now } = o;
+  const outcomes = pending.map(() => undefined as ToolCallRecord | undefined);
+  const contents: string[] = pending.map(() => "");
+  const runOne = async (p: PendingCall, index: number): Promise<void> => {
+    const begun = now();
+    progress.report(
+      round - 1 + (index + 1) / (pending.length + 1),
+      round,
+      `round ${round}/${o.maxRounds}: calling ${p.name}`,
+      p.name,
+    );
+    trace?.write({
+      type: "tool_call",
+      round,
+      id: p.id,
+      name: p.name,
+      server: p.entry?.server,
+      tool: p.entry?.tool,
+      arguments: callArguments(p),
+    });
+    const { text: content, ok, error } = await executeCall(p, o.execute);
+    const cut = truncateText(content, o.maxChars);
+    contents[index] = cut.text;
+    const ms = Math.round(now() - begun);
+    outcomes[index] = callRecord(p, {
+      round,
+      ok,
+      ...(error !== undefined ? { error } : {}),
+      durationMs: ms,
+      resultChars: content.length,
+      truncatedChars: cut.cut,
+      recovered: o.recovered,
+    });
+    trace?.write({ type: "tool_result", round, id: p.id, ms, ok, error, content: cut.text });
+  };
+  try {
+    await raceAbort(Promise.all(pending.map(runOne)), o.execute.signal);
+  } catch (error: unknown) {
+    const records = pending.map((p, i) =>
+      outcomes[i] ??
+        callRecord(p, { round, ok: false, error: "cancelled", durationMs: 0, resultChars: 0 })
+    );
+    return { records, contents, failed: { error } };
+  }
+  return { records: outcomes.map((r) => r!), contents };
+}

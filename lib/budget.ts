@@ -1,0 +1,196 @@
+/**
+ * The context budget of the autonomous loop: how large the model's context window is, how it is
+ * shared between tool definitions, the conversation and the reply, how much room each tool result
+ * gets, and how the conversation is condensed to stay inside it. Tokens are estimated as
+ * characters / 4.
+ */
+import { isAbort } from "./agent_errors.ts";
+import type { AgentLmClient } from "./agent_types.ts";
+import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
+import type { Logger } from "./log.ts";
+import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_calls.ts";
+import { errorMessage } from "./tool_result.ts";
+
+/** Context window assumed when neither the caller nor the server says. */
+export const DEFAULT_CONTEXT_TOKENS = 8192;
+/** Smallest room a single tool result gets, in tokens. */
+const MIN_RESULT_TOKENS = 256;
+/** Tokens added per message for role markers and separators. */
+const MESSAGE_OVERHEAD_TOKENS = 4;
+
+function messageTokens(message: ChatMessage): number {
+  let chars = 0;
+  if (typeof message.content === "string") chars += message.content.length;
+  else if (Array.isArray(message.content)) {
+    for (const part of message.content) {
+      chars += part.type === "text" ? part.text.length : 1000; // images: a flat guess
+    }
+  }
+  for (const call of message.tool_calls ?? []) {
+    chars += call.function.name.length + call.function.arguments.length + 20;
+  }
+  return Math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS;
+}
+
+/** Estimated tokens of a conversation, message overhead included. */
+function conversationTokens(messages: readonly ChatMessage[]): number {
+  return messages.reduce((sum, m) => sum + messageTokens(m), 0);
+}
+
+/**
+ * The context window of `model` in tokens: the loaded context length, else the smaller of the
+ * model's maximum and `fallback` (a JIT load uses the server's default), else `fallback`; a note
+ * goes to `notes` whenever it had to be assumed. Only an abort rejects.
+ */
+export async function contextWindow(o: {
+  client: AgentLmClient;
+  model: string;
+  fallback: number;
+  notes: string[];
+  signal: AbortSignal;
+}): Promise<number> {
+  const { model, fallback, notes, signal } = o;
+  try {
+    const list = await o.client.listModels({ signal });
+    const info = list.models.find((m) => m.id === model);
+    if (info?.loadedContextLength) return info.loadedContextLength;
+    if (info?.maxContextLength) {
+      // Not loaded yet: a JIT load uses the server's default context, usually far below the maximum.
+      const assumed = Math.min(info.maxContextLength, fallback);
+      notes.push(
+        `assumed a context window of ${assumed} tokens for ${model} (not loaded yet; maximum ` +
+          `${info.maxContextLength})`,
+      );
+      return assumed;
+    }
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) throw error;
+    notes.push(`could not read model details: ${errorMessage(error)}`);
+  }
+  notes.push(`assumed a context window of ${fallback} tokens (the server does not report it)`);
+  return fallback;
+}
+
+/** How a context window is shared, in tokens. */
+export interface Budget {
+  /** The whole context window. */
+  contextTokens: number;
+  /** The tool definitions. */
+  toolTokens: number;
+  /** Kept for the reply: max_tokens, or a quarter of the window up to 4096. */
+  replyReserve: number;
+  /** What the prompt (tools and conversation) may use. */
+  promptBudget: number;
+  /** The tools, the system message and the task: what every request carries. */
+  fixedTokens: number;
+}
+
+/** Shares `contextTokens` between the `tools`, the starting `messages` and the reply. */
+export function planBudget(o: {
+  contextTokens: number;
+  maxTokens?: number;
+  tools: readonly OpenAiTool[];
+  messages: readonly ChatMessage[];
+}): Budget {
+  const toolTokens = estimateTokens(JSON.stringify(o.tools));
+  const replyReserve = o.maxTokens ?? Math.min(4096, Math.floor(o.contextTokens / 4));
+  return {
+    contextTokens: o.contextTokens,
+    toolTokens,
+    replyReserve,
+    promptBudget: o.contextTokens - replyReserve,
+    fixedTokens: toolTokens + conversationTokens(o.messages),
+  };
+}
+
+/** Why a task whose tool definitions do not fit was not started, naming the largest tools. */
+export function toolOverflowMessage(budget: Budget, tools: readonly OpenAiTool[]): string {
+  const biggest = [...tools]
+    .map((t) => ({ name: t.function.name, tokens: estimateTokens(JSON.stringify(t)) }))
+    .sort((a, b) => b.tokens - a.tokens)
+    .slice(0, 5)
+    .map((t) => `${t.name} (~${t.tokens})`)
+    .join(", ");
+  return `The task was not started: the definitions of ${tools.length} tools need about ` +
+    `${budget.toolTokens} tokens, and with the task that is more than the ` +
+    `${budget.promptBudget} tokens the model's context window (${budget.contextTokens} tokens, ` +
+    `${budget.replyReserve} kept for the reply) leaves for the conversation. Offer fewer tools ` +
+    `with allowed_tools (the largest: ${biggest}), pick fewer servers, or load the model with a ` +
+    "larger context length.";
+}
+
+/**
+ * Characters each result of a round of `calls` tool calls may keep: half of what the conversation
+ * may use, shared by the calls of the round. Older results are condensed before the next request
+ * if need be.
+ */
+export function resultChars(budget: Budget, calls: number): number {
+  return Math.max(
+    MIN_RESULT_TOKENS,
+    Math.floor((budget.promptBudget - budget.fixedTokens) * 0.5 / calls),
+  ) * CHARS_PER_TOKEN;
+}
+
+/**
+ * Keeps the conversation under `budget` tokens: condenses the oldest tool results first, then the
+ * text of old assistant messages, then truncates the last round's results. The system message, the
+ * task and the last round's calls are never removed. Returns false when it still cannot fit.
+ */
+export function fitConversation(
+  messages: ChatMessage[],
+  options: { budget: number; log?: Logger },
+): boolean {
+  let total = conversationTokens(messages);
+  if (total <= options.budget) return true;
+  let lastAssistant = -1;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i]!.role === "assistant") {
+      lastAssistant = i;
+      break;
+    }
+  }
+  const condense = (i: number, replacement: string) => {
+    const before = messageTokens(messages[i]!);
+    messages[i] = { ...messages[i]!, content: replacement };
+    total += messageTokens(messages[i]!) - before;
+  };
+  // 1. Oldest tool results first (everything before the last round).
+  for (let i = 2; i < lastAssistant && total > options.budget; i++) {
+    const m = messages[i]!;
+    if (m.role !== "tool" || typeof m.content !== "string" || m.content.startsWith("[condensed")) {
+      continue;
+    }
+    condense(
+      i,
+      `[condensed: this earlier result of ${
+        m.name ?? "the tool"
+      } (${m.content.length} characters) ` +
+        "was removed to fit the context window; call the tool again if you need it]",
+    );
+  }
+  // 2. Long texts of old assistant messages.
+  for (let i = 2; i < lastAssistant && total > options.budget; i++) {
+    const m = messages[i]!;
+    if (m.role !== "assistant" || typeof m.content !== "string" || m.content.length <= 200) {
+      continue;
+    }
+    condense(i, `${m.content.slice(0, 150)}… [condensed]`);
+  }
+  // 3. The last round's results, cut evenly.
+  if (total > options.budget && lastAssistant >= 0) {
+    const tail = messages.map((m, i) => ({ m, i }))
+      .filter(({ m, i }) =>
+        i > lastAssistant && m.role === "tool" && typeof m.content === "string"
+      );
+    if (tail.length > 0) {
+      const over = total - options.budget;
+      for (const { m, i } of tail) {
+        const content = m.content as string;
+        const keep = Math.max(400, content.length - Math.ceil(over * 4 / tail.length) - 200);
+        condense(i, truncateText(content, keep).text);
+      }
+    }
+  }
+  options.log?.debug("condensed the conversation", { tokens: total, budget: options.budget });
+  return total <= options.budget;
+}
