@@ -4,34 +4,42 @@
  */
 import { UsageError } from "./lib/args.ts";
 import { type App, createApp } from "./lib/app.ts";
-import { chatCommand, modelsCommand } from "./lib/cli.ts";
-import { doctorCommand } from "./lib/doctor.ts";
-import { callCommand, mcpsCommand, toolsCommand } from "./lib/cli_mcp.ts";
-import { lmsCommand } from "./lib/cli_lms.ts";
-import { runCommand } from "./lib/cli_run.ts";
 import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
 import { type Output, processOutput } from "./lib/output.ts";
-import { serveStdio } from "./lib/server.ts";
 import { SettingsError, settingsFromEnv } from "./lib/settings.ts";
 import { errorMessage } from "./lib/tool_result.ts";
 import { NAME, VERSION } from "./lib/version.ts";
 
 type Command = (argv: string[], app: App, out: Output, signal: AbortSignal) => Promise<number>;
 
+// Each command module is loaded only when its command runs: `--version`, `chat` or `models`
+// never pay for loading the MCP SDK.
 const COMMANDS: Record<string, Command> = {
-  chat: (argv, app, out, signal) => chatCommand(argv, { app, out, signal }),
-  models: (argv, app, out, signal) => modelsCommand(argv, { app, out, signal }),
-  doctor: (argv, app, out, signal) => doctorCommand(argv, { app, out, signal }),
-  mcps: (argv, app, out, signal) => mcpsCommand(argv, { pool: app.pool, out, signal }),
-  tools: (argv, app, out, signal) => toolsCommand(argv, { pool: app.pool, out, signal }),
-  call: (argv, app, out, signal) => callCommand(argv, { pool: app.pool, out, signal }),
-  lms: (argv, app, out, signal) =>
-    lmsCommand(argv, { lms: app.lms, models: app.models, client: app.client, out, signal }),
-  run: (argv, app, out, signal) =>
-    runCommand(argv, {
+  chat: async (argv, app, out, signal) =>
+    (await import("./lib/cli.ts")).chatCommand(argv, { app, out, signal }),
+  models: async (argv, app, out, signal) =>
+    (await import("./lib/cli.ts")).modelsCommand(argv, { app, out, signal }),
+  doctor: async (argv, app, out, signal) =>
+    (await import("./lib/doctor.ts")).doctorCommand(argv, { app, out, signal }),
+  mcps: async (argv, app, out, signal) =>
+    (await import("./lib/cli_mcp.ts")).mcpsCommand(argv, { pool: await app.pool(), out, signal }),
+  tools: async (argv, app, out, signal) =>
+    (await import("./lib/cli_mcp.ts")).toolsCommand(argv, { pool: await app.pool(), out, signal }),
+  call: async (argv, app, out, signal) =>
+    (await import("./lib/cli_mcp.ts")).callCommand(argv, { pool: await app.pool(), out, signal }),
+  lms: async (argv, app, out, signal) =>
+    (await import("./lib/cli_lms.ts")).lmsCommand(argv, {
+      lms: app.lms,
+      models: app.models,
       client: app.client,
-      pool: app.pool,
+      out,
+      signal,
+    }),
+  run: async (argv, app, out, signal) =>
+    (await import("./lib/cli_run.ts")).runCommand(argv, {
+      client: app.client,
+      pool: await app.pool(),
       config: app.config,
       models: app.models,
       settings: app.settings,
@@ -116,6 +124,7 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       if (global.rest.length > 0) {
         throw new UsageError(`serve takes no arguments, got ${global.rest.join(" ")}`, "serve");
       }
+      const { serveStdio } = await import("./lib/server.ts");
       await serveStdio(app);
       return 0;
     }

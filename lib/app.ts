@@ -1,13 +1,14 @@
 /**
  * The application's services, built from Settings. Constructors do no I/O: nothing is contacted or
- * spawned until a command or tool needs it, so start-up stays instant.
+ * spawned until a command or tool needs it. The MCP client side (the pool and the SDK behind it)
+ * is not even loaded until first asked for, so commands that only talk to LM Studio start fast.
  */
 import { ConfigSource } from "./config.ts";
 import { LmStudioClient } from "./lmstudio.ts";
 import { Lms } from "./lms.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { ModelManager } from "./models.ts";
-import { McpPool } from "./pool.ts";
+import type { McpPool } from "./pool.ts";
 import { DEPTH_VARIABLE, type Settings } from "./settings.ts";
 import { NAME, VERSION } from "./version.ts";
 
@@ -17,9 +18,10 @@ export interface App {
   readonly log: Logger;
   readonly client: LmStudioClient;
   readonly config: ConfigSource;
-  readonly pool: McpPool;
   readonly lms: Lms;
   readonly models: ModelManager;
+  /** The downstream MCP connections; created (and the MCP SDK loaded) on first call. */
+  pool(): Promise<McpPool>;
   /** Closes downstream connections; safe to call more than once. */
   close(): Promise<void>;
 }
@@ -46,15 +48,6 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     explicitPath: options.configPath,
     log: log.child("config"),
   });
-  const pool = new McpPool({
-    config,
-    idleMs: settings.mcpIdleMs,
-    connectTimeoutMs: settings.mcpConnectTimeoutMs,
-    callTimeoutMs: settings.mcpCallTimeoutMs,
-    log: log.child("pool"),
-    clientInfo: { name: NAME, version: VERSION },
-    extraEnv: { [DEPTH_VARIABLE]: String(settings.depth + 1) },
-  });
   const lms = new Lms({ log: log.child("lms") });
   const models = new ModelManager({
     client,
@@ -62,15 +55,28 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     ttlSeconds: settings.modelTtlSeconds,
     log: log.child("models"),
   });
+  let pool: Promise<McpPool> | undefined;
   let closing: Promise<void> | undefined;
+  const makePool = async (): Promise<McpPool> => {
+    const { McpPool } = await import("./pool.ts");
+    return new McpPool({
+      config,
+      idleMs: settings.mcpIdleMs,
+      connectTimeoutMs: settings.mcpConnectTimeoutMs,
+      callTimeoutMs: settings.mcpCallTimeoutMs,
+      log: log.child("pool"),
+      clientInfo: { name: NAME, version: VERSION },
+      extraEnv: { [DEPTH_VARIABLE]: String(settings.depth + 1) },
+    });
+  };
   return {
     settings,
     log,
     client,
     config,
-    pool,
     lms,
     models,
-    close: () => closing ??= pool.close(),
+    pool: () => pool ??= makePool(),
+    close: () => closing ??= pool ? pool.then((p) => p.close()) : Promise.resolve(),
   };
 }

@@ -24,26 +24,6 @@ export interface LmsCommandContext {
   signal?: AbortSignal;
 }
 
-/** Help of `lms` and its subcommands. */
-export const LMS_HELP = `Usage: lmstudio-bridge lms <command> [options]
-
-Model management, through LM Studio's \`lms\` when it is installed, else LM Studio's REST API
-(LM Studio 0.4+). Other servers (Ollama, llama.cpp) load models on first use.
-
-Commands:
-  ps                         loaded models (status, context length)
-  ls [--llm|--embedding]     downloaded models
-  load MODEL [--ttl S] [--context-length N]
-                             load a model (nothing happens if it is loaded); --ttl 0 = no TTL
-  unload MODEL               unload every instance of MODEL (or one: MODEL:2)
-  status                     server reachability, lms installation, how models are managed
-
-Options:
-  --json                     print one JSON document on stdout
-
-Without \`lms\`: ${LMS_INSTALL_HINT}
-`;
-
 const COMMON: Record<string, OptionSpec> = { json: { type: "boolean" } };
 
 function one(args: ParsedArgs, what: string, command: string): string {

@@ -7,7 +7,6 @@ import type { Output } from "./output.ts";
 import type { McpPool } from "./pool.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
-import { NAME } from "./version.ts";
 
 /** What the MCP commands need. */
 export interface McpCommandContext {
@@ -16,38 +15,6 @@ export interface McpCommandContext {
   /** Cancels a running `call` (Ctrl-C). */
   signal?: AbortSignal;
 }
-
-/** Help of `mcps`. */
-export const MCPS_HELP = `Usage: ${NAME} mcps [--json]
-
-Lists the MCP servers of the config file in force: name, transport, command line or URL, state
-(not started, connected, failed with the reason, disabled, invalid with the problem) and the
-names (never values) of their environment variables. Says which file was used, where it
-searched, and shows the parse error when the newest edit of the file is broken. Starts nothing.
-  --json   print {config, servers} as one JSON document
-`;
-
-/** Help of `tools`. */
-export const TOOLS_HELP = `Usage: ${NAME} tools NAME [--json]
-
-Starts (or reuses) the MCP server NAME from the config and lists its tools: name, parameters
-(? marks optional ones) and the first line of the description.
-  --json   print the full tool definitions (with input schemas) as JSON
-`;
-
-/** Help of `call`. */
-export const CALL_HELP = `Usage: ${NAME} call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]
-
-Calls TOOL on the MCP server NAME directly, without a model, and prints what it returns: text
-as text, other content (images, audio, resources) as a one-line summary.
-  --args JSON         the tool's arguments as a JSON object (default {})
-  --timeout SECONDS   give up when the tool sends neither result nor progress for this long
-                      (default 300)
-  --json              print the whole MCP result as JSON
-Exit code 1 when the tool reports an error (isError) or the server fails.
-Example:
-  ${NAME} call memory create_entities --args '{"entities":[{"name":"x","entityType":"t","observations":[]}]}'
-`;
 
 function noExtraPositionals(positionals: string[], expected: number, command: string): void {
   if (positionals.length > expected) {

@@ -9,7 +9,6 @@ import {
   type AgentModels,
   type AgentProgress,
   type AgentResult,
-  DEFAULT_MAX_ROUNDS,
   type ToolHost,
 } from "./agent_types.ts";
 import {
@@ -24,33 +23,6 @@ import type { Logger } from "./log.ts";
 import type { Output } from "./output.ts";
 import type { Settings } from "./settings.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
-
-/** Help of `run`. */
-export const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
-
-Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
-(in parallel within a round), reads the results and continues until it has an answer.
-TASK may be several words, or - to read it from stdin.
-
-  --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
-  --all               use every enabled server in the config (except this bridge)
-  --model M           model id (default: DEFAULT_MODEL, else the loaded model)
-  --max-rounds N      most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS})
-  --max-tokens N      length limit of each model reply
-  --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
-  --time-budget S     stop unfinished after S seconds
-  --trace FILE        write a JSONL trace of requests, replies, tool calls and results
-                      (needs --allow-write=FILE; the default permission set writes nothing)
-  --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
-
-Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
-budget, context overflow, cancelled, error) or could not start; 2 usage error.
-
-Examples:
-  lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
-  lmstudio-bridge run --mcp memory --mcp filesystem "Store the authors listed in AUTHORS as people"
-  echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
-`;
 
 /** What `run` needs. */
 export interface RunContext {

@@ -145,7 +145,7 @@ async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): P
   if (entry.problem) return { name, status: "fail", detail: entry.problem };
   const started = performance.now();
   try {
-    const tools = await app.pool.listTools(entry.name, {
+    const tools = await (await app.pool()).listTools(entry.name, {
       signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]),
     });
     const ms = Math.round(performance.now() - started);

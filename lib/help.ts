@@ -1,8 +1,86 @@
 /** Help texts of the program and of each command (printed by `--help` and on misuse). */
-import { LMS_HELP } from "./cli_lms.ts";
-import { CALL_HELP, MCPS_HELP, TOOLS_HELP } from "./cli_mcp.ts";
-import { RUN_HELP } from "./cli_run.ts";
+import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
+import { LMS_INSTALL_HINT } from "./lms.ts";
 import { NAME, VERSION } from "./version.ts";
+
+/** Help of `run`. */
+export const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
+
+Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
+(in parallel within a round), reads the results and continues until it has an answer.
+TASK may be several words, or - to read it from stdin.
+
+  --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
+  --all               use every enabled server in the config (except this bridge)
+  --model M           model id (default: DEFAULT_MODEL, else the loaded model)
+  --max-rounds N      most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS})
+  --max-tokens N      length limit of each model reply
+  --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
+  --time-budget S     stop unfinished after S seconds
+  --trace FILE        write a JSONL trace of requests, replies, tool calls and results
+                      (needs --allow-write=FILE; the default permission set writes nothing)
+  --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
+
+Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
+budget, context overflow, cancelled, error) or could not start; 2 usage error.
+
+Examples:
+  lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
+  lmstudio-bridge run --mcp memory --mcp filesystem "Store the authors listed in AUTHORS as people"
+  echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
+`;
+
+/** Help of `mcps`. */
+export const MCPS_HELP = `Usage: ${NAME} mcps [--json]
+
+Lists the MCP servers of the config file in force: name, transport, command line or URL, state
+(not started, connected, failed with the reason, disabled, invalid with the problem) and the
+names (never values) of their environment variables. Says which file was used, where it
+searched, and shows the parse error when the newest edit of the file is broken. Starts nothing.
+  --json   print {config, servers} as one JSON document
+`;
+
+/** Help of `tools`. */
+export const TOOLS_HELP = `Usage: ${NAME} tools NAME [--json]
+
+Starts (or reuses) the MCP server NAME from the config and lists its tools: name, parameters
+(? marks optional ones) and the first line of the description.
+  --json   print the full tool definitions (with input schemas) as JSON
+`;
+
+/** Help of `call`. */
+export const CALL_HELP = `Usage: ${NAME} call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]
+
+Calls TOOL on the MCP server NAME directly, without a model, and prints what it returns: text
+as text, other content (images, audio, resources) as a one-line summary.
+  --args JSON         the tool's arguments as a JSON object (default {})
+  --timeout SECONDS   give up when the tool sends neither result nor progress for this long
+                      (default 300)
+  --json              print the whole MCP result as JSON
+Exit code 1 when the tool reports an error (isError) or the server fails.
+Example:
+  ${NAME} call memory create_entities --args '{"entities":[{"name":"x","entityType":"t","observations":[]}]}'
+`;
+
+/** Help of `lms` and its subcommands. */
+export const LMS_HELP = `Usage: lmstudio-bridge lms <command> [options]
+
+Model management, through LM Studio's \`lms\` when it is installed, else LM Studio's REST API
+(LM Studio 0.4+). Other servers (Ollama, llama.cpp) load models on first use.
+
+Commands:
+  ps                         loaded models (status, context length)
+  ls [--llm|--embedding]     downloaded models
+  load MODEL [--ttl S] [--context-length N]
+                             load a model (nothing happens if it is loaded); --ttl 0 = no TTL
+  unload MODEL               unload every instance of MODEL (or one: MODEL:2)
+  status                     server reachability, lms installation, how models are managed
+
+Options:
+  --json                     print one JSON document on stdout
+
+Without \`lms\`: ${LMS_INSTALL_HINT}
+`;
 
 /** The top-level help. */
 export const MAIN_HELP = `${NAME} ${VERSION}

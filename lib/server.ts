@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { McpServer } from "./sdk.ts";
 import { StdioServerTransport } from "./sdk.ts";
 import type { App } from "./app.ts";
+import type { McpPool } from "./pool.ts";
 import { registerAutonomousTools } from "./tools_agent.ts";
 import { registerLmsTools } from "./tools_lms.ts";
 import { registerLmStudioTools } from "./tools_lmstudio.ts";
@@ -20,42 +21,49 @@ const INSTRUCTIONS =
   "autonomous_* tools (the local model runs the tool loop itself), ask it directly with " +
   "chat_completion, and manage models with the lms_* tools. Start with health_check if a call fails.";
 
+/** The services the tools use: the app with its pool already created. */
+interface ToolServices {
+  app: App;
+  pool: McpPool;
+}
+
 /** The table of tool groups; each registers its tools with their schemas and annotations. */
-const TOOL_GROUPS: ReadonlyArray<(server: McpServer, app: App) => void> = [
-  (server, app) =>
+const TOOL_GROUPS: ReadonlyArray<(server: McpServer, services: ToolServices) => void> = [
+  (server, { app }) =>
     registerLmStudioTools(server, {
       client: app.client,
       settings: app.settings,
       models: app.models,
       log: app.log.child("tools"),
     }),
-  (server, app) =>
+  (server, { app }) =>
     registerAnalyzeImageTool(server, {
       client: app.client,
       models: app.models,
       settings: app.settings,
     }),
-  (server, app) => registerListAvailableMcpsTool(server, { pool: app.pool }),
-  (server, app) =>
+  (server, { pool }) => registerListAvailableMcpsTool(server, { pool }),
+  (server, { app, pool }) =>
     registerAutonomousTools(server, {
       client: app.client,
-      pool: app.pool,
+      pool,
       config: app.config,
       models: app.models,
       settings: app.settings,
       log: app.log.child("agent"),
     }),
-  (server, app) =>
+  (server, { app }) =>
     registerLmsTools(server, { lms: app.lms, models: app.models, client: app.client }),
 ];
 
 /** Builds the MCP server with every tool registered. */
-export function createServer(app: App): McpServer {
+export async function createServer(app: App): Promise<McpServer> {
+  const services = { app, pool: await app.pool() };
   const server = new McpServer(
     { name: NAME, version: VERSION },
     { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS },
   );
-  for (const register of TOOL_GROUPS) register(server, app);
+  for (const register of TOOL_GROUPS) register(server, services);
   return server;
 }
 
@@ -75,7 +83,7 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   const stdin = options.stdin ?? process.stdin;
   const stdout = options.stdout ?? process.stdout;
   const log = app.log;
-  const server = createServer(app);
+  const server = await createServer(app);
   const transport = new StdioServerTransport(stdin, stdout);
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();

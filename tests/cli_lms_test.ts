@@ -1,5 +1,6 @@
 import { UsageError } from "../lib/args.ts";
-import { LMS_HELP, lmsCommand } from "../lib/cli_lms.ts";
+import { lmsCommand } from "../lib/cli_lms.ts";
+import { LMS_HELP } from "../lib/help.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { Lms, LmsError } from "../lib/lms.ts";
 import { createLogger } from "../lib/log.ts";

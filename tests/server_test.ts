@@ -55,7 +55,7 @@ async function harness(
     configPath,
     log: createLogger({ level: "silent" }),
   });
-  const server = createServer(app);
+  const server = await createServer(app);
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   const client = new Client({ name: "test", version: "1" });

@@ -20,7 +20,7 @@ const served = new Shared(async () => {
   await Deno.writeTextFile(configPath, JSON.stringify({ mcpServers: {} }));
   const settings = resolveSettings({ LMSTUDIO_BASE_URL: fake.baseUrl, LMSTUDIO_RETRIES: "0" });
   const app = createApp(settings, { configPath, log: quiet });
-  const server = createServer(app);
+  const server = await createServer(app);
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   const client = new Client({ name: "bench", version: "1" });
