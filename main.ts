@@ -109,10 +109,16 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       out.stdout(`${NAME} ${VERSION}\n`);
       return 0;
     }
+    if (command === undefined && !global.help) {
+      // No command is misuse: help on stderr, exit 2 (stdout stays empty for scripts).
+      out.stderr("error: a command is required.\n");
+      out.stderr(MAIN_HELP);
+      return 2;
+    }
     if (command === undefined || command === "help") {
       const topic = command === "help" ? global.rest[0] : undefined;
       out.stdout(topic ? commandHelp(topic) ?? MAIN_HELP : MAIN_HELP);
-      return command === undefined && !global.help ? 2 : 0;
+      return 0;
     }
     if (global.help) {
       out.stdout(commandHelp(command) ?? MAIN_HELP);

@@ -120,6 +120,13 @@ export async function modelsCommand(argv: string[], ctx: CommandContext): Promis
     String(m.loadedContextLength ?? m.maxContextLength ?? "-"),
     [m.vision ? "vision" : "", m.toolUse ? "tools" : ""].filter(Boolean).join(",") || "-",
   ]);
+  if (rows.length === 0) {
+    ctx.out.stderr(
+      `The server at ${ctx.app.settings.baseUrl} offers no models. Download one in LM Studio ` +
+        "(Discover tab) or with `lms get <model>`, then try again.",
+    );
+    return 0;
+  }
   ctx.out.stdout(table(["MODEL", "TYPE", "STATE", "CONTEXT", "CAPS"], rows));
   for (const note of list.notes) ctx.out.stderr(`note: ${note}`);
   return 0;

@@ -28,9 +28,9 @@ const COMMON: Record<string, OptionSpec> = { json: { type: "boolean" } };
 
 function one(args: ParsedArgs, what: string, command: string): string {
   const [first, ...rest] = args.positionals;
-  if (first === undefined) throw new UsageError(`${what} is required.`, "lms");
+  if (first === undefined) throw new UsageError(`a ${what} is required.`, "lms");
   if (rest.length > 0) {
-    throw new UsageError(`${command} takes one ${what}, got also: ${rest.join(" ")}`, "lms");
+    throw new UsageError(`${command} takes one ${what}, got also: ${rest.join(" ")}.`, "lms");
   }
   return first;
 }
@@ -72,7 +72,8 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         return 0;
       }
       if (current.models.length === 0) {
-        out.stderr(`No model is loaded (from ${current.source}).`);
+        // A server that cannot tell (Ollama, llama.cpp) explains that in the note instead.
+        if (!current.note) out.stderr(`No model is loaded (from ${current.source}).`);
       } else {
         out.stdout(table([
           ["ID", "TYPE", "STATUS", "CONTEXT"],
@@ -128,7 +129,7 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         ttl: { type: "string" },
         "context-length": { type: "string", short: "c" },
       }, "lms");
-      const model = one(args, "a model name", "lms load");
+      const model = one(args, "model name", "lms load");
       const ttl = integerOption(args, "ttl", { min: 0, max: 604_800 });
       const contextLength = integerOption(args, "context-length", { min: 256, max: 10_000_000 });
       const result = await models.load(model, {
@@ -153,7 +154,7 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
     }
     case "unload": {
       const args = parseArgs(rest, COMMON, "lms");
-      const model = one(args, "a model name", "lms unload");
+      const model = one(args, "model name", "lms unload");
       const result = await models.unload(model, { signal });
       if (flag(args, "json")) json(result);
       else out.stdout(`Unloaded ${result.unloaded.join(", ")} (${result.via}).\n`);
@@ -190,7 +191,8 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         if (!s.reachable) out.stderr(`error: ${s.error ?? "the server does not answer"}`);
         if (s.lms.error) out.stderr(`lms: ${s.lms.error}`);
         if (!s.lms.installed) out.stderr(LMS_INSTALL_HINT);
-        out.stderr(s.managementReason);
+        // When the server is down the reason repeats the error above.
+        if (s.reachable) out.stderr(s.managementReason);
       }
       return s.reachable ? 0 : 1;
     }

@@ -91,6 +91,23 @@ async function permission(descriptor: Deno.PermissionDescriptor): Promise<boolea
   return (await Deno.permissions.query(descriptor)).state === "granted";
 }
 
+/** Whether `command` names an existing file directly or through PATH. */
+async function onPath(command: string, path = Deno.env.get("PATH") ?? ""): Promise<boolean> {
+  const candidates = command.includes("/")
+    ? [command]
+    : path.split(Deno.build.os === "windows" ? ";" : ":").filter(Boolean).map((dir) =>
+      `${dir}/${command}`
+    );
+  for (const candidate of candidates) {
+    try {
+      if ((await Deno.stat(candidate)).isFile) return true;
+    } catch {
+      // not here (or not readable): try the next directory
+    }
+  }
+  return false;
+}
+
 async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check[]> {
   const checks: Check[] = [];
   const url = new URL(app.settings.baseUrl);
@@ -119,6 +136,9 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
     }
   }
   for (const command of commands) {
+    // A launcher that is not installed is reported by its server's own check ("not found");
+    // Deno also answers "not granted" for it, which would wrongly blame the sandbox.
+    if (!await onPath(command)) continue;
     if (!await permission({ name: "run", command })) {
       const users = servers.filter((s) => s.command === command).map((s) => s.name).join(", ");
       checks.push({
@@ -175,9 +195,8 @@ export async function runChecks(app: App, signal: AbortSignal): Promise<Check[]>
     configChecks.push({
       name: "MCP config",
       status: config.error ? "fail" : "ok",
-      detail: config.error
-        ? `${config.error} (the last good version stays in force)`
-        : `${config.path}: ${config.servers.length} servers (${enabled} enabled)`,
+      detail: config.error ??
+        `${config.path}: ${config.servers.length} servers (${enabled} enabled)`,
     });
   }
   const [lmstudio, lms, permissions, ...servers] = await Promise.all([
@@ -201,9 +220,18 @@ export async function doctorCommand(argv: string[], ctx: CommandContext): Promis
     ctx.out.stdout(JSON.stringify({ ok: !failed, checks }, null, 2) + "\n");
   } else {
     const width = Math.max(...checks.map((c) => c.name.length));
+    const indent = " ".repeat(MARK.ok.length + width + 4);
     ctx.out.stdout(
-      checks.map((c) => `${MARK[c.status]}  ${c.name.padEnd(width)}  ${c.detail}`).join("\n") +
-        "\n",
+      checks.map((c) => {
+        // Details with several lines (a server's stderr) stay inside their check's block.
+        const lines = c.detail.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
+        const [first = "", ...more] = lines;
+        return [
+          `${MARK[c.status]}  ${c.name.padEnd(width)}  ${first}`,
+          ...more.map((l) => indent + l),
+        ]
+          .join("\n");
+      }).join("\n") + "\n",
     );
   }
   return failed ? 1 : 0;

@@ -205,7 +205,8 @@ export function httpError(
 ): LmStudioError {
   const { baseUrl, url, what, status } = o;
   const { message: serverMessage, code } = parseErrorBody(o.body);
-  const said = serverMessage !== undefined ? `: ${serverMessage}` : "";
+  // The server's own words, without a final period: the sentence goes on after them.
+  const said = serverMessage !== undefined ? `: ${serverMessage.replace(/[.\s]+$/, "")}` : "";
   const statusText = `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
   const common = {
     url,
@@ -234,6 +235,12 @@ export function httpError(
   }
   const advice = status === 429
     ? " The server is busy; wait and try again."
+    : /context (length|window|size)|too many tokens|exceeds? .*context|n_ctx/i.test(
+        serverMessage ?? "",
+      )
+    ? " The request does not fit the model's context window: shorten the input, lower " +
+      "max_tokens, or load the model with a larger context length " +
+      "(lms load MODEL --context-length N, or the lms_load_model tool's context_length)."
     : status >= 500
     ? " The server failed; check LM Studio's developer logs, and that the model fits in memory."
     : "";

@@ -99,8 +99,20 @@ function resolveBaseUrl(env: Env): string {
   return `http://${bracketed}:${port}`;
 }
 
+const LOG_LEVELS = ["debug", "info", "warn", "warning", "error", "silent"];
+
+function checkLogLevel(env: Env): void {
+  const raw = env.LOG_LEVEL?.trim();
+  if (raw === undefined || raw === "" || LOG_LEVELS.includes(raw.toLowerCase())) return;
+  throw new SettingsError(
+    "LOG_LEVEL",
+    `LOG_LEVEL=${JSON.stringify(raw)} is not valid: use debug, info, warn, error or silent.`,
+  );
+}
+
 /** Resolves settings from an environment map. Pure: tests pass their own map. */
 export function resolveSettings(env: Env): Settings {
+  checkLogLevel(env);
   return Object.freeze({
     baseUrl: resolveBaseUrl(env),
     token: nonEmpty(env, "LM_API_TOKEN"),

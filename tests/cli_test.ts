@@ -36,7 +36,9 @@ Deno.test("misuse exits 2 with the error and help on stderr, nothing on stdout",
   await t.step("no command", async () => {
     const r = await runCli([]);
     assertEquals(r.code, 2);
-    assertStringIncludes(r.stdout + r.stderr, "Usage:");
+    assertEquals(r.stdout, "");
+    assertStringIncludes(r.stderr, "a command is required");
+    assertStringIncludes(r.stderr, "Usage:");
   });
   await t.step("unknown command", async () => {
     const r = await runCli(["frobnicate"]);
@@ -114,6 +116,16 @@ Deno.test("models lists a table, or JSON, with state and context", async () => {
   await Deno.remove(home, { recursive: true });
 });
 
+Deno.test("models on a server without models says how to get one", async () => {
+  await using fake = await FakeLmStudio.start({ models: [] });
+  const home = await tempHome();
+  const r = await runCli(["models"], { env: { LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home } });
+  assertEquals(r.code, 0, r.stderr);
+  assertEquals(r.stdout, "");
+  assertStringIncludes(r.stderr, "offers no models");
+  await Deno.remove(home, { recursive: true });
+});
+
 Deno.test("models against an Ollama-like server says what could not be known", async () => {
   await using fake = await FakeLmStudio.start({ flavor: "openai-only" });
   const home = await tempHome();
@@ -167,5 +179,42 @@ Deno.test("doctor reports each check and fails when LM Studio is down", async ()
   const report = JSON.parse(bad.stdout);
   assertEquals(report.ok, false);
   assertEquals(report.checks[0].status, "fail");
+  await Deno.remove(home, { recursive: true });
+});
+
+Deno.test("doctor blames the sandbox only for launchers that exist but are not allowed", async () => {
+  const home = await tempHome();
+  await Deno.writeTextFile(
+    `${home}/.mcp.json`,
+    JSON.stringify({
+      mcpServers: {
+        shell: { command: "sh", args: ["-c", "exit 0"] },
+        missing: { command: "nonexistent-launcher-xyz" },
+      },
+    }),
+  );
+  await using fake = await FakeLmStudio.start();
+  const r = await runCli(["doctor", "--json"], {
+    env: { LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home },
+    cwd: home,
+  });
+  assertEquals(r.code, 1, r.stderr);
+  const checks = JSON.parse(r.stdout).checks as { name: string; status: string; detail: string }[];
+  const byName = new Map(checks.map((c) => [c.name, c]));
+  assertEquals(byName.get("sandbox: sh")?.status, "fail");
+  assertStringIncludes(byName.get("sandbox: sh")?.detail ?? "", "--allow-run=sh");
+  assertEquals(byName.has("sandbox: nonexistent-launcher-xyz"), false);
+  assertStringIncludes(byName.get("server missing")?.detail ?? "", "not found");
+  const human = await runCli(["doctor"], {
+    env: { LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home },
+    cwd: home,
+  });
+  for (const line of human.stdout.trimEnd().split("\n")) {
+    assertMatch(
+      line,
+      /^(ok  |warn|FAIL)  \S|^ {6,}\S/,
+      "every line is a check or its continuation",
+    );
+  }
   await Deno.remove(home, { recursive: true });
 });

@@ -56,6 +56,10 @@ Deno.test("settings reject invalid values with a message naming the variable", a
       "http://",
     );
   });
+  await t.step("an unknown log level", () => {
+    assertThrows(() => resolveSettings({ LOG_LEVEL: "loud" }), SettingsError, "LOG_LEVEL");
+    assertEquals(resolveSettings({ LOG_LEVEL: "WARNING" }).baseUrl, "http://127.0.0.1:1234");
+  });
   await t.step("a timeout that is not a number", () => {
     assertThrows(
       () => resolveSettings({ LMSTUDIO_TIMEOUT_MS: "soon" }),
