@@ -46,6 +46,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
   // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.
   const config = new ConfigSource({
     explicitPath: options.configPath,
+    cwd: settings.workDir,
     log: log.child("config"),
   });
   const lms = new Lms({ log: log.child("lms") });

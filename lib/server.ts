@@ -41,6 +41,8 @@ const TOOL_GROUPS: ReadonlyArray<(server: McpServer, services: ToolServices) => 
       client: app.client,
       models: app.models,
       settings: app.settings,
+      imageOptions: app.settings.workDir ? { cwd: app.settings.workDir } : undefined,
+      log: app.log.child("vision"),
     }),
   (server, { pool }) => registerListAvailableMcpsTool(server, { pool }),
   (server, { app, pool }) =>

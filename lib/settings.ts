@@ -27,6 +27,12 @@ export interface Settings {
   readonly mcpConnectTimeoutMs: number;
   /** Default time limit of one downstream tool call. */
   readonly mcpCallTimeoutMs: number;
+  /**
+   * The directory the user ran the bridge from: `INIT_CWD` when started through `deno task`
+   * (which runs tasks in the repository), else undefined (the process's cwd). The MCP config
+   * search (`./.mcp.json`) and relative image paths start here.
+   */
+  readonly workDir: string | undefined;
   /** Nesting depth of this bridge (children started by the bridge get depth + 1). */
   readonly depth: number;
 }
@@ -125,6 +131,7 @@ export function resolveSettings(env: Env): Settings {
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),
     mcpConnectTimeoutMs: integer(env, "MCP_CONNECT_TIMEOUT_MS", 30_000, 100, 3_600_000),
     mcpCallTimeoutMs: integer(env, "MCP_CALL_TIMEOUT_MS", 300_000, 100, 86_400_000),
+    workDir: nonEmpty(env, "INIT_CWD"),
     depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
   });
 }

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
-import { runCli } from "./helpers.ts";
+import { baseEnv, REPO, runCli } from "./helpers.ts";
 import { VERSION } from "../lib/version.ts";
 
 async function tempHome(): Promise<string> {
@@ -216,5 +216,29 @@ Deno.test("doctor blames the sandbox only for launchers that exist but are not a
       "every line is a check or its continuation",
     );
   }
+  await Deno.remove(home, { recursive: true });
+});
+
+Deno.test("through `deno task --cwd REPO`, the user's project .mcp.json is found (INIT_CWD)", async () => {
+  const project = await tempHome();
+  const home = await tempHome();
+  await Deno.writeTextFile(
+    `${project}/.mcp.json`,
+    JSON.stringify({ mcpServers: { "project-server": { command: "npx", args: ["-y", "x"] } } }),
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "--cwd", REPO, "cli", "mcps", "--json"],
+    cwd: project,
+    env: baseEnv({ HOME: home }),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  const report = JSON.parse(stdout);
+  assertEquals(report.config.path, `${await Deno.realPath(project)}/.mcp.json`);
+  assertEquals(report.servers[0].name, "project-server");
+  await Deno.remove(project, { recursive: true });
   await Deno.remove(home, { recursive: true });
 });
