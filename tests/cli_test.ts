@@ -212,7 +212,7 @@ Deno.test("doctor blames the sandbox only for launchers that exist but are not a
   for (const line of human.stdout.trimEnd().split("\n")) {
     assertMatch(
       line,
-      /^(ok  |warn|FAIL)  \S|^ {6,}\S/,
+      /^(ok {2}|warn|FAIL) {2}\S|^ {6,}\S/,
       "every line is a check or its continuation",
     );
   }
