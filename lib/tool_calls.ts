@@ -122,6 +122,81 @@ export function sanitizeToolName(name: string): string {
   return cleaned === "" ? "tool" : cleaned;
 }
 
+/** The longest name OpenAI-compatible servers accept. */
+const MAX_NAME = 64;
+/**
+ * What a namespaced name keeps of a long server name at the least (5 characters, `_` and a hash)
+ * when a long tool name needs the room.
+ */
+const MIN_SERVER_PART = 12;
+
+/**
+ * Sanitised labels for distinct `names`, still distinct: a name that sanitising changed gets a hash
+ * suffix when its sanitised form is also another name's (`my server.v2` beside `my_server_v2`
+ * becomes `my_server_v2_<hash>`), so the name that needed no change keeps its clean label and the
+ * outcome does not depend on order.
+ */
+function distinctLabels(names: readonly string[]): string[] {
+  const clean = names.map(sanitizeToolName);
+  const count = new Map<string, number>();
+  for (const c of clean) count.set(c, (count.get(c) ?? 0) + 1);
+  return names.map((name, i) => {
+    const c = clean[i]!;
+    return c !== name && (count.get(c) ?? 0) > 1 ? `${c}_${shortHash(name)}` : c;
+  });
+}
+
+/** `label` cut to `room` characters, ending in a hash of `original` when it had to be cut. */
+function fitLabel(label: string, original: string, room: number): string {
+  if (label.length <= room) return label;
+  const suffix = `_${shortHash(original)}`;
+  return label.slice(0, Math.max(1, room - suffix.length)) + suffix;
+}
+
+/**
+ * The names the model sees for the tools of `servers` (same shape as the input): the raw tool
+ * names, or `server__tool` when `namespaced`, sanitised to {@linkcode TOOL_NAME_PATTERN} and unique.
+ * A long server name is shortened first (its start and a hash, the same prefix for all its tools)
+ * so that tool names stay whole; a tool name is cut (start and hash) only when it is too long even
+ * beside a 12-character server part. Names that sanitise alike get hash suffixes on the ones that
+ * sanitising changed (see {@linkcode distinctLabels}).
+ */
+export function toolNames(
+  servers: readonly { server: string; tools: readonly string[] }[],
+  namespaced: boolean,
+): string[][] {
+  const used = new Set<string>();
+  // Last resort for what the rules above cannot tell apart (a server "a" with a tool "b__c" beside
+  // a server "a__b" with a tool "c", a server listing a tool twice, a hash collision).
+  const unique = (name: string, full: string): string => {
+    let candidate = name;
+    for (let n = 1; used.has(candidate); n++) {
+      const suffix = `_${shortHash(`${full}#${n}`)}`;
+      candidate = name.slice(0, MAX_NAME - suffix.length) + suffix;
+    }
+    used.add(candidate);
+    return candidate;
+  };
+  const serverLabels = distinctLabels(servers.map((s) => s.server));
+  const sep = NAMESPACE_SEPARATOR;
+  return servers.map(({ server, tools }, s) => {
+    const toolLabels = distinctLabels(tools);
+    const full = (tool: string) => `${server}${sep}${tool}`;
+    if (!namespaced) {
+      return tools.map((tool, t) =>
+        unique(fitLabel(toolLabels[t]!, full(tool), MAX_NAME), full(tool))
+      );
+    }
+    const longest = Math.max(0, ...toolLabels.map((l) => l.length));
+    const room = MAX_NAME - sep.length -
+      Math.min(longest, MAX_NAME - sep.length - MIN_SERVER_PART);
+    const prefix = fitLabel(serverLabels[s]!, server, room) + sep;
+    return tools.map((tool, t) =>
+      unique(prefix + fitLabel(toolLabels[t]!, full(tool), MAX_NAME - prefix.length), full(tool))
+    );
+  });
+}
+
 /** Turns `*` / `?` glob patterns into one anchored regular expression. */
 export function globToRegExp(pattern: string): RegExp {
   const body = pattern
@@ -174,26 +249,29 @@ export class ToolCatalog {
     this.#byName = new Map(entries.map((e) => [e.name, e]));
   }
 
-  /** Builds the catalog: filters by `allowed`, names, cleans schemas. */
+  /** Builds the catalog: filters by `allowed`, names (see {@linkcode toolNames}), cleans schemas. */
   static build(servers: readonly ServerTools[], options: CatalogOptions): ToolCatalog {
     const patterns = (options.allowed ?? []).map(globToRegExp);
-    const used = new Set<string>();
-    const entries: CatalogEntry[] = [];
     const excluded: string[] = [];
-    for (const { server, tools } of servers) {
-      for (const tool of tools) {
+    const kept = servers.map(({ server, tools }) => ({
+      server,
+      tools: tools.filter((tool) => {
         const full = `${server}${NAMESPACE_SEPARATOR}${tool.name}`;
-        if (patterns.length > 0 && !patterns.some((p) => p.test(tool.name) || p.test(full))) {
-          excluded.push(full);
-          continue;
+        if (patterns.length === 0 || patterns.some((p) => p.test(tool.name) || p.test(full))) {
+          return true;
         }
-        const wanted = sanitizeToolName(options.namespaced ? full : tool.name);
-        let name = wanted.length <= 64 && !used.has(wanted) ? wanted : "";
-        for (let n = 0; name === "" || used.has(name); n++) {
-          const suffix = `_${shortHash(n === 0 ? full : `${full}#${n}`)}`;
-          name = wanted.slice(0, 64 - suffix.length) + suffix;
-        }
-        used.add(name);
+        excluded.push(full);
+        return false;
+      }),
+    }));
+    const names = toolNames(
+      kept.map(({ server, tools }) => ({ server, tools: tools.map((t) => t.name) })),
+      options.namespaced,
+    );
+    const entries: CatalogEntry[] = [];
+    kept.forEach(({ server, tools }, s) => {
+      tools.forEach((tool, t) => {
+        const name = names[s]![t]!;
         const description = [tool.description ?? tool.title ?? tool.annotations?.title]
           .filter((d): d is string => typeof d === "string" && d.trim() !== "")
           .join("");
@@ -211,8 +289,8 @@ export class ToolCatalog {
             },
           },
         });
-      }
-    }
+      });
+    });
     return new ToolCatalog(entries, excluded);
   }
 
@@ -484,18 +562,33 @@ function jsonObjectSpans(text: string): { start: number; end: number }[] {
   return spans;
 }
 
-const MARKUP_PATTERNS: RegExp[] = [
+/** Markup that only ever wraps a tool call: what it holds is a call even when the name is unknown. */
+const ENVELOPE_PATTERNS: RegExp[] = [
   /<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g,
   /\[TOOL_REQUEST\]([\s\S]*?)(?:\[END_TOOL_REQUEST\]|$)/g,
   /<\|?function_call\|?>([\s\S]*?)(?:<\/?\|?function_call\|?>|$)/g,
-  /```(?:json|tool_call|tool)?\s*\n?([\s\S]*?)```/g,
 ];
+const FENCE_PATTERN = /```(?:json|tool_call|tool)?\s*\n?([\s\S]*?)```/g;
+
+/** Whether `text` is one JSON object with exactly the keys `name` (a string) and `arguments`. */
+function isBareCall(text: string): boolean {
+  const parsed = tryParse(text.trim());
+  if (!parsed.ok || !isRecord(parsed.value)) return false;
+  const keys = Object.keys(parsed.value).sort();
+  return keys.length === 2 && keys[0] === "arguments" && keys[1] === "name" &&
+    typeof parsed.value.name === "string";
+}
 
 /**
  * Recovers tool calls that a model printed as text instead of calling: `<tool_call>{...}</tool_call>`
  * (Qwen/Hermes), `[TOOL_REQUEST]{...}[END_TOOL_REQUEST]` (LM Studio's default tool format), ```json
- * fenced blocks, and bare JSON objects with `name` and `arguments`. A call is only recovered when
- * `isTool(name)` says it names a real tool, so JSON that merely looks like a call stays text.
+ * fenced blocks, and bare JSON objects with `name` and `arguments`.
+ *
+ * What is clearly a call is recovered whatever name it gives, so that the loop can tell the model
+ * the tool does not exist: the content of tool-call markup, and a reply that is nothing but one
+ * JSON object with exactly `name` and `arguments` (fenced or not). JSON inside other text is only
+ * recovered when `isTool(name)` says it names a real tool, so prose that merely contains JSON stays
+ * text.
  */
 export function recoverTextToolCalls(
   text: string,
@@ -503,18 +596,24 @@ export function recoverTextToolCalls(
 ): RecoveredCalls {
   const found: { start: number; end: number; calls: RawToolCall[] }[] = [];
   const overlaps = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
-  const consider = (start: number, end: number, inner: string) => {
+  const whole = text.trim();
+  const consider = (start: number, end: number, inner: string, envelope: boolean) => {
     if (overlaps(start, end)) return;
     const calls = callsFromJsonText(inner);
-    if (calls && calls.every((c) => isTool(c.name))) found.push({ start, end, calls });
+    if (!calls) return;
+    const clear = envelope || (text.slice(start, end).trim() === whole && isBareCall(inner));
+    if (clear || calls.every((c) => isTool(c.name))) found.push({ start, end, calls });
   };
-  for (const pattern of MARKUP_PATTERNS) {
+  for (const pattern of ENVELOPE_PATTERNS) {
     for (const match of text.matchAll(pattern)) {
-      consider(match.index, match.index + match[0].length, match[1] ?? "");
+      consider(match.index, match.index + match[0].length, match[1] ?? "", true);
     }
   }
+  for (const match of text.matchAll(FENCE_PATTERN)) {
+    consider(match.index, match.index + match[0].length, match[1] ?? "", false);
+  }
   for (const span of jsonObjectSpans(text)) {
-    consider(span.start, span.end, text.slice(span.start, span.end));
+    consider(span.start, span.end, text.slice(span.start, span.end), false);
   }
   if (found.length === 0) return { calls: [], text: text.trim() };
   found.sort((a, b) => a.start - b.start);

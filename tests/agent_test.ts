@@ -318,6 +318,31 @@ Deno.test("tool calls printed as text are recovered and run", async (t) => {
       assertEquals(result.answer, text);
       assertEquals(result.tool_calls.length, 0);
     });
+    await t.step("a call envelope naming no real tool goes back to the model", async () => {
+      const before = h.fake.requestsTo(CHAT).length;
+      h.fake.script(
+        CHAT,
+        answer('<tool_call>{"name": "made_up", "arguments": {}}</tool_call>'),
+        answer("done"),
+      );
+      const result = await h.run({});
+      assertEquals(result.stopped_because, "answer");
+      assertEquals(result.answer, "done");
+      assertEquals(result.rounds, 2);
+      assertEquals(result.tool_calls.map((c) => [c.name, c.ok]), [["made_up", false]]);
+      const next = h.fake.requestsTo(CHAT)[before + 1]!;
+      const told = String(toolMessages(next)[0]!.content);
+      assertStringIncludes(told, 'no tool named "made_up"');
+      assertStringIncludes(told, "sleep");
+    });
+    await t.step("a made-up tool called again and again trips the repeat guard", async () => {
+      const made = answer('{"name": "made_up", "arguments": {"x": 1}}');
+      h.fake.script(CHAT, made, made, made);
+      const result = await h.run({});
+      assertEquals(result.stopped_because, "repeated_call");
+      assertEquals(result.rounds, 3);
+      assertStringIncludes(result.answer, "made_up");
+    });
     await t.step("thinking and reasoning stay out of the answer", async () => {
       h.fake.script(CHAT, {
         body: chatReply({

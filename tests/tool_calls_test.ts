@@ -99,6 +99,72 @@ Deno.test("tool names", async (t) => {
     assertEquals(catalog.resolve(names[3]!)?.tool, "a_b");
   });
 
+  await t.step(
+    "shorten a long server name before the tool name, with one prefix per server",
+    () => {
+      const server = "a-very-long-server-name-that-goes-on-and-on-and-on-forever-and-ever";
+      const memoryTools = ["read_graph", "create_entities", "delete_observations"];
+      const catalog = ToolCatalog.build([
+        { server, tools: memoryTools.map((n) => tool(n)) },
+        { server: "fs", tools: [tool("read_file")] },
+      ], { namespaced: true });
+      const names = catalog.names;
+      const prefixes = new Set<string>();
+      memoryTools.forEach((raw, i) => {
+        const name = names[i]!;
+        assertMatch(name, TOOL_NAME_PATTERN);
+        assert(name.endsWith(`__${raw}`), `${name} keeps ${raw} whole`);
+        prefixes.add(name.slice(0, -raw.length - 2));
+        assertEquals([catalog.resolve(name)?.server, catalog.resolve(name)?.tool], [server, raw]);
+      });
+      assertEquals(prefixes.size, 1);
+      const prefix = [...prefixes][0]!;
+      assert(prefix.startsWith("a-very-long-server-name"), prefix);
+      assertMatch(prefix, /_[0-9a-z]{6}$/);
+      assertEquals(names[3], "fs__read_file");
+    },
+  );
+
+  await t.step("shorten both parts only when the tool name alone is too long", () => {
+    const server = "s".repeat(40);
+    const longTool = `${"t".repeat(60)}_one`;
+    const longTool2 = `${"t".repeat(60)}_two`;
+    const catalog = ToolCatalog.build([
+      { server, tools: [tool(longTool), tool(longTool2), tool("short")] },
+      { server: "other", tools: [tool("x")] },
+    ], { namespaced: true });
+    const names = catalog.names;
+    assertEquals(new Set(names).size, 4);
+    for (const name of names) assertMatch(name, TOOL_NAME_PATTERN);
+    assertEquals(catalog.resolve(names[0]!)?.tool, longTool);
+    assertEquals(catalog.resolve(names[1]!)?.tool, longTool2);
+    assertEquals(catalog.resolve(names[2]!)?.tool, "short");
+    assert(names[2]!.endsWith("__short"), names[2]);
+    assert(names[0]!.startsWith("sssss"), names[0]);
+  });
+
+  await t.step("give servers that sanitise alike distinct names, whatever their order", () => {
+    const pair = [
+      { server: "my server.v2", tools: [tool("read")] },
+      { server: "my_server_v2", tools: [tool("read")] },
+    ];
+    for (const servers of [pair, [...pair].reverse()]) {
+      const catalog = ToolCatalog.build(servers, { namespaced: true });
+      const clean = catalog.entries.find((e) => e.server === "my_server_v2")!;
+      const changed = catalog.entries.find((e) => e.server === "my server.v2")!;
+      assertEquals(clean.name, "my_server_v2__read");
+      assertMatch(changed.name, /^my_server_v2_[0-9a-z]{6}__read$/);
+      assertEquals(catalog.resolve(clean.name)?.server, "my_server_v2");
+      assertEquals(catalog.resolve(changed.name)?.server, "my server.v2");
+    }
+    const tools = [tool("a.b"), tool("a_b")];
+    for (const list of [tools, [...tools].reverse()]) {
+      const catalog = ToolCatalog.build([{ server: "s", tools: list }], { namespaced: false });
+      assertEquals(catalog.resolve("a_b")?.tool, "a_b");
+      assertMatch(catalog.entries.find((e) => e.tool === "a.b")!.name, /^a_b_[0-9a-z]{6}$/);
+    }
+  });
+
   await t.step("resolve forgiving variants the model may use", () => {
     const catalog = ToolCatalog.build([
       { server: "memory", tools: [tool("read_graph")] },
@@ -246,6 +312,37 @@ Deno.test("recoverTextToolCalls", async (t) => {
     assertEquals(r.calls, []);
     assertEquals(r.text, text);
     assertEquals(recoverTextToolCalls("plain answer", isTool).calls, []);
+  });
+
+  await t.step("reads clear call envelopes even when they name no known tool", () => {
+    const envelopes: [string, string][] = [
+      ['<tool_call>{"name": "made_up", "arguments": {}}</tool_call>', ""],
+      [
+        'Checking.\n[TOOL_REQUEST]{"name": "made_up", "arguments": {"a": 1}}[END_TOOL_REQUEST]',
+        "Checking.",
+      ],
+      ['{"name": "made_up", "arguments": {"a": 1}}', ""],
+      ['```json\n{"name": "made_up", "arguments": {}}\n```', ""],
+    ];
+    for (const [text, rest] of envelopes) {
+      const r = recoverTextToolCalls(text, isTool);
+      assertEquals(r.calls.map((c) => c.name), ["made_up"], text);
+      assertEquals(r.text, rest);
+    }
+  });
+
+  await t.step("leaves prose with JSON in it alone, even JSON shaped like a call", () => {
+    for (
+      const text of [
+        'Result: {"name": "Bob", "arguments": {"age": 3}}',
+        '{"name": "Bob", "arguments": {"age": 3}, "id": 7}',
+        'Here:\n```json\n{"name": "Bob", "arguments": {}}\n```\nThat is the record.',
+      ]
+    ) {
+      const r = recoverTextToolCalls(text, isTool);
+      assertEquals(r.calls, [], text);
+      assertEquals(r.text, text);
+    }
   });
 });
 
