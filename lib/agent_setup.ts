@@ -17,41 +17,81 @@ export interface ResolvedServers {
   notes: string[];
 }
 
+/** `text` without its final period, to be joined into a longer sentence. */
+function clause(text: string): string {
+  return text.trim().replace(/\.+$/, "");
+}
+
 /**
  * The servers of `selection`: every enabled usable server except the bridge itself for "all",
  * else the names given, each checked against the config. Throws {@linkcode AgentError} when none
- * is usable or a name is unknown.
+ * is usable or a name is unknown, saying what is wrong: the config error itself when the file is
+ * broken or missing and no last good configuration is in force, else why each server was skipped.
  */
 export async function resolveServers(
   selection: readonly string[] | "all",
   config: AgentConfig,
 ): Promise<ResolvedServers> {
+  const current = await config.current();
+  // A broken or missing file with no last good configuration: that is the whole story.
+  if (current.error !== undefined && current.servers.length === 0) {
+    throw new AgentError("servers", current.error);
+  }
+  const notes: string[] = [];
+  // The error says that the last good configuration is still in force.
+  if (current.error !== undefined) notes.push(`MCP config problem: ${clause(current.error)}`);
   if (selection === "all") {
-    const current = await config.current();
-    const notes: string[] = [];
-    if (current.error) {
-      notes.push(`MCP config problem (using the last good config): ${current.error}`);
-    }
     const usable: ServerEntry[] = [];
+    const skipped: string[] = [];
     for (const entry of current.servers) {
-      if (entry.disabled) continue;
-      if (isBridgeEntry(entry)) {
+      if (entry.disabled) skipped.push(`"${entry.name}" is disabled`);
+      else if (isBridgeEntry(entry)) {
         notes.push(`skipped "${entry.name}": it launches this bridge (recursion guard)`);
+        skipped.push(`"${entry.name}" launches this bridge (recursion guard)`);
       } else if (entry.problem !== undefined) {
-        notes.push(`skipped "${entry.name}": ${entry.problem}`);
+        // The problem names the server already: `MCP server "b": ...`.
+        const problem = clause(entry.problem).replace(`MCP server "${entry.name}": `, "");
+        notes.push(`skipped "${entry.name}": ${problem}`);
+        skipped.push(`"${entry.name}": ${problem}`);
       } else usable.push(entry);
     }
-    if (usable.length === 0) {
-      const where = current.path
-        ? `in ${current.path}`
-        : `(no MCP config file found; searched ${current.searched.join(", ")})`;
+    if (usable.length > 0) return { names: usable.map((e) => e.name), notes };
+    if (current.path === undefined) {
       throw new AgentError(
         "servers",
-        `No usable MCP servers ${where}${notes.length ? `: ${notes.join("; ")}` : ""}. ` +
-          "Add servers under mcpServers in .mcp.json (or set MCP_JSON_PATH), then try again.",
+        `No MCP config file found (searched ${current.searched.join(", ")}). Create .mcp.json ` +
+          'with {"mcpServers": {"NAME": {"command": "...", "args": []}}}, or point ' +
+          "MCP_JSON_PATH / --config at your file.",
       );
     }
-    return { names: usable.map((e) => e.name), notes };
+    if (current.error !== undefined) {
+      throw new AgentError(
+        "servers",
+        `${clause(current.error)}, and none of its servers is usable: ${skipped.join("; ")}.`,
+      );
+    }
+    if (current.servers.length === 0) {
+      throw new AgentError(
+        "servers",
+        `No MCP servers in ${current.path}: it lists none. Add servers under mcpServers, then ` +
+          "try again.",
+      );
+    }
+    const fixes = [
+      ...(current.servers.some((e) => !e.disabled && e.problem !== undefined)
+        ? ["fix these entries"]
+        : []),
+      ...(current.servers.some((e) => e.disabled) ? ['enable one (remove "disabled": true)'] : []),
+      "add servers under mcpServers",
+    ];
+    const advice = fixes.length === 1
+      ? fixes[0]!
+      : `${fixes.slice(0, -1).join(", ")} or ${fixes[fixes.length - 1]}`;
+    throw new AgentError(
+      "servers",
+      `No usable MCP servers in ${current.path}: ${skipped.join("; ")}. ` +
+        `${advice[0]!.toUpperCase()}${advice.slice(1)}, then try again.`,
+    );
   }
   const names = [...new Set(selection.map((s) => s.trim()).filter((s) => s !== ""))];
   if (names.length === 0) {
@@ -66,7 +106,7 @@ export async function resolveServers(
     }
   }
   if (problems.length > 0) throw new AgentError("servers", problems.join("\n"));
-  return { names, notes: [] };
+  return { names, notes };
 }
 
 /** The tools of one server, or why they could not be listed. */

@@ -854,3 +854,101 @@ Deno.test("autonomous tools explain failures as isError results", async (t) => {
     });
   });
 });
+
+Deno.test("a broken, missing or empty MCP config stops the task with what is wrong and what to do", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "agent_config_test_" });
+  const fake = await FakeLmStudio.start();
+  const client = new LmStudioClient({ baseUrl: fake.baseUrl, retries: 0, log: quiet });
+  const deno = Deno.execPath();
+  const run = async (
+    path: string,
+    prepare?: (config: ConfigSource) => Promise<void>,
+    servers: AgentOptions["servers"] = "all",
+  ) => {
+    const config = new ConfigSource({ explicitPath: path, log: quiet });
+    const pool = new McpPool({ config, log: quiet, idleMs: 0 });
+    try {
+      await prepare?.(config);
+      return await runAgent({
+        task: "the task",
+        servers,
+        deps: { client, pool, config, log: quiet },
+      });
+    } finally {
+      await pool.close();
+    }
+  };
+  const broken = '{\n "mcpServers": {\n  "a": {"command":"npx"}\n  "b": {}\n }\n}';
+  try {
+    await t.step("a syntax error without a last good config is the whole message", async () => {
+      const path = join(dir, "broken.json");
+      await Deno.writeTextFile(path, broken);
+      const error = await assertRejects(() => run(path));
+      assertMatch(error.message, /broken\.json:4:\d+: invalid JSON/);
+      assertStringIncludes(error.message, "No MCP servers are available until it is fixed.");
+      assert(!error.message.includes("last good"), error.message);
+      assert(!error.message.includes("Add servers"), error.message);
+      assert(!/\.\.(\s|$)/.test(error.message), error.message);
+      const named = await assertRejects(() => run(path, undefined, ["a"]));
+      assertEquals(named.message, error.message);
+    });
+    await t.step("a missing file says so", async () => {
+      const error = await assertRejects(() => run(join(dir, "nonexist.json")));
+      assertMatch(error.message, /nonexist\.json .*does not exist/);
+      assert(!error.message.includes("Add servers"), error.message);
+      assert(!/\.\.(\s|$)/.test(error.message), error.message);
+    });
+    await t.step("a file without servers asks for servers", async () => {
+      const path = join(dir, "empty.json");
+      await Deno.writeTextFile(path, '{"mcpServers": {}}');
+      const error = await assertRejects(() => run(path));
+      assertStringIncludes(error.message, `No MCP servers in ${path}`);
+      assertStringIncludes(error.message, "Add servers under mcpServers");
+    });
+    await t.step("unusable entries are listed with the fixes that apply", async () => {
+      const path = join(dir, "unusable.json");
+      await Deno.writeTextFile(
+        path,
+        JSON.stringify({
+          mcpServers: {
+            off: { command: "npx", disabled: true },
+            env: { command: "npx", env: { X: "${AGENT_TEST_SURELY_UNSET}" } },
+          },
+        }),
+      );
+      const error = await assertRejects(() => run(path));
+      assertStringIncludes(error.message, '"off" is disabled');
+      assertStringIncludes(error.message, '"env": environment variable AGENT_TEST_SURELY_UNSET');
+      assertStringIncludes(
+        error.message,
+        'Fix these entries, enable one (remove "disabled": true)',
+      );
+      assert(!/\.\.(\s|$)/.test(error.message), error.message);
+    });
+    await t.step(
+      "a broken edit of a good file keeps its servers and says so in a note",
+      async () => {
+        const path = join(dir, "edited.json");
+        await Deno.writeTextFile(
+          path,
+          JSON.stringify({
+            mcpServers: { fixture: { command: deno, args: ["run", "-A", "--no-lock", FIXTURE] } },
+          }),
+        );
+        fake.script(CHAT, answer("ok"));
+        const result = await run(path, async (config) => {
+          await config.current();
+          await Deno.writeTextFile(path, broken);
+        });
+        assertEquals(result.answer, "ok");
+        const note = result.notes.find((n) => n.startsWith("MCP config problem: "));
+        assert(note, JSON.stringify(result.notes));
+        assertStringIncludes(note, "Still using the last good configuration");
+        assert(!note.includes("(using the last good config)"), note);
+      },
+    );
+  } finally {
+    await fake.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
