@@ -159,8 +159,8 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       notes,
       signal,
     });
-    modelPromise.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
-    const listed = await raceAbort(toolsPromise, signal);
+    // Both at once; an unknown model fails the task without waiting for the servers to start.
+    const [listed, prepared] = await raceAbort(Promise.all([toolsPromise, modelPromise]), signal);
     const built = buildCatalog(listed, {
       discover,
       allowedTools: options.allowedTools,
@@ -169,7 +169,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
     servers = built.servers;
     const catalog = built.catalog;
 
-    model = await raceAbort(modelPromise, signal);
+    model = prepared.id;
     contextTokens = await raceAbort(
       contextWindow({
         client: deps.client,
@@ -177,6 +177,8 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
         fallback: options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS,
         notes,
         signal,
+        // A pre-load changes what the list says about the model: read it again then.
+        ...(deps.models ? {} : { listing: prepared.listing }),
       }),
       signal,
     );

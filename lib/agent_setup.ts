@@ -1,11 +1,19 @@
 /**
  * What the autonomous loop does before its first round: resolve the servers asked for (or every
- * usable one), list their tools and build the catalog offered to the model, and pick and pre-load
- * the model. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser ones
+ * usable one), list their tools and build the catalog offered to the model, and pick the model,
+ * check that the server has it, and pre-load it. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser ones
  * become notes for the caller.
  */
 import { AgentError, isAbort } from "./agent_errors.ts";
-import type { AgentConfig, AgentLmClient, AgentModels, ToolHost } from "./agent_types.ts";
+import type {
+  AgentConfig,
+  AgentLmClient,
+  AgentModels,
+  ModelListing,
+  ToolHost,
+} from "./agent_types.ts";
+import type { ModelList } from "./lmstudio_types.ts";
+import { findModel } from "./models.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { ToolCatalog } from "./tool_calls.ts";
@@ -171,10 +179,54 @@ export function buildCatalog(
   return { servers, catalog };
 }
 
+/** The model picked for a task, and the server's model list as read before loading it. */
+export interface PreparedModel {
+  id: string;
+  listing: ModelListing;
+}
+
+/** How many model ids an error message lists before "and N more". */
+const MAX_LISTED_MODELS = 20;
+
 /**
- * The model to use (`model`, else `defaultModel`, else one the server has) and, with a model
- * manager, pre-loaded; a failed pre-load is a note, since the chat request JIT-loads the model or
- * fails with its own clear error.
+ * Throws {@linkcode AgentError} "model" when the server's `list` is known and has no model that
+ * is `id` (loosely: `qwen3-8b` is `qwen/qwen3-8b`, instance suffixes match; see findModel), naming
+ * the models it has. A server without LM Studio's REST API that lists no model at all is not
+ * taken at its word (it may load models it does not list).
+ */
+export function checkModelListed(o: {
+  id: string;
+  list: ModelList;
+  baseUrl: string;
+  /** The model came from DEFAULT_MODEL rather than the request. */
+  fromDefault: boolean;
+}): void {
+  const { id, list, baseUrl } = o;
+  if (findModel(id, list.models) !== undefined) return;
+  if (list.source === "openai" && list.models.length === 0) return;
+  const who = o.fromDefault ? `The default model "${id}" (DEFAULT_MODEL)` : `Model "${id}"`;
+  const chat = list.models.filter((m) => m.type !== "embedding").map((m) => m.id);
+  const shown = chat.length > MAX_LISTED_MODELS
+    ? `${chat.slice(0, MAX_LISTED_MODELS).join(", ")} and ${chat.length - MAX_LISTED_MODELS} more`
+    : chat.join(", ");
+  const fix = o.fromDefault
+    ? "Set DEFAULT_MODEL to one of these (or name one for this task)"
+    : "Use one of these";
+  throw new AgentError(
+    "model",
+    chat.length > 0
+      ? `${who} is not among the models of ${baseUrl}. Chat models there: ${shown}. ${fix}, ` +
+        `or download it first (\`lms get ${id}\`).`
+      : `${who} is not among the models of ${baseUrl}, which lists no chat model. Download ` +
+        "one in LM Studio or with `lms get <model>`, then try again.",
+  );
+}
+
+/**
+ * The model to use (`model`, else `defaultModel`, else one the server has), checked against the
+ * server's model list when it can be read ({@linkcode checkModelListed}: an unknown model fails
+ * here, before any chat request), and, with a model manager, pre-loaded; a failed pre-load is a
+ * note, since the chat request JIT-loads the model or fails with its own clear error.
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
@@ -183,13 +235,29 @@ export async function prepareModel(o: {
   defaultModel?: string;
   notes: string[];
   signal: AbortSignal;
-}): Promise<string> {
+}): Promise<PreparedModel> {
   const { signal, notes } = o;
   const id = await o.client.resolveModel(o.model, {
     signal,
     kind: "llm",
     defaultModel: o.defaultModel,
   });
+  let listing: ModelListing;
+  try {
+    listing = { list: await o.client.listModels({ signal }) };
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) throw error;
+    // Without the list the chat request tells whether the model exists.
+    listing = { error: errorMessage(error) };
+  }
+  if ("list" in listing) {
+    checkModelListed({
+      id,
+      list: listing.list,
+      baseUrl: o.client.baseUrl,
+      fromDefault: !o.model?.trim() && !!o.defaultModel?.trim(),
+    });
+  }
   if (o.models) {
     try {
       const ensured = await o.models.ensureLoaded(id, { signal });
@@ -200,5 +268,5 @@ export async function prepareModel(o: {
       notes.push(`could not pre-load ${id}: ${errorMessage(error)}`);
     }
   }
-  return id;
+  return { id, listing };
 }

@@ -5,7 +5,7 @@
  */
 import type { ConfigSource } from "./config.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { Usage } from "./lmstudio_types.ts";
+import type { ModelList, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./trace.ts";
@@ -25,7 +25,12 @@ export interface ToolHost {
 }
 
 /** What the loop needs from the LM Studio client. */
-export type AgentLmClient = Pick<LmStudioClient, "chat" | "resolveModel" | "listModels">;
+export type AgentLmClient = Pick<
+  LmStudioClient,
+  "baseUrl" | "chat" | "resolveModel" | "listModels"
+>;
+/** The server's model list, or why it could not be read. */
+export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
 export type AgentConfig = Pick<ConfigSource, "current" | "get">;
 /** What the loop needs from the model manager (optional); ModelManager satisfies it. */

@@ -5,9 +5,10 @@
  * characters / 4.
  */
 import { isAbort } from "./agent_errors.ts";
-import type { AgentLmClient } from "./agent_types.ts";
+import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
+import { findModel } from "./models.ts";
 import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_calls.ts";
 import { errorMessage } from "./tool_result.ts";
 
@@ -40,7 +41,9 @@ function conversationTokens(messages: readonly ChatMessage[]): number {
 /**
  * The context window of `model` in tokens: the loaded context length, else the smaller of the
  * model's maximum and `fallback` (a JIT load uses the server's default), else `fallback`; a note
- * goes to `notes` whenever it had to be assumed. Only an abort rejects.
+ * goes to `notes` whenever it had to be assumed, saying why (the list could not be read, the model
+ * is not in it, or the server does not report context lengths). Reads the model list unless
+ * `listing` is given. Only an abort rejects.
  */
 export async function contextWindow(o: {
   client: AgentLmClient;
@@ -48,27 +51,42 @@ export async function contextWindow(o: {
   fallback: number;
   notes: string[];
   signal: AbortSignal;
+  listing?: ModelListing;
 }): Promise<number> {
   const { model, fallback, notes, signal } = o;
-  try {
-    const list = await o.client.listModels({ signal });
-    const info = list.models.find((m) => m.id === model);
-    if (info?.loadedContextLength) return info.loadedContextLength;
-    if (info?.maxContextLength) {
-      // Not loaded yet: a JIT load uses the server's default context, usually far below the maximum.
-      const assumed = Math.min(info.maxContextLength, fallback);
-      notes.push(
-        `assumed a context window of ${assumed} tokens for ${model} (not loaded yet; maximum ` +
-          `${info.maxContextLength})`,
-      );
-      return assumed;
+  let listing = o.listing;
+  if (listing === undefined) {
+    try {
+      listing = { list: await o.client.listModels({ signal }) };
+    } catch (error: unknown) {
+      if (isAbort(error, signal)) throw error;
+      listing = { error: errorMessage(error) };
     }
-  } catch (error: unknown) {
-    if (isAbort(error, signal)) throw error;
-    notes.push(`could not read model details: ${errorMessage(error)}`);
   }
-  notes.push(`assumed a context window of ${fallback} tokens (the server does not report it)`);
-  return fallback;
+  const assumed = (why: string) => {
+    notes.push(`assumed a context window of ${fallback} tokens for ${model} (${why})`);
+    return fallback;
+  };
+  if ("error" in listing) {
+    return assumed(`could not read the model list: ${listing.error.trim().replace(/\.+$/, "")}`);
+  }
+  const info = findModel(model, listing.list.models);
+  if (info === undefined) return assumed("it is not in the server's model list");
+  if (info.loadedContextLength) return info.loadedContextLength;
+  if (info.maxContextLength) {
+    // Not loaded yet: a JIT load uses the server's default context, usually far below the maximum.
+    const window = Math.min(info.maxContextLength, fallback);
+    notes.push(
+      `assumed a context window of ${window} tokens for ${model} (not loaded yet; maximum ` +
+        `${info.maxContextLength})`,
+    );
+    return window;
+  }
+  return assumed(
+    listing.list.source === "openai"
+      ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
+      : "the server does not report its context length",
+  );
 }
 
 /** How a context window is shared, in tokens. */

@@ -4,6 +4,7 @@
  * tools are exercised through a real SDK Client over an in-memory transport.
  */
 import { runAgent } from "../lib/agent.ts";
+import { AgentError } from "../lib/agent_errors.ts";
 import type {
   AgentLmClient,
   AgentOptions,
@@ -26,7 +27,13 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "./assert.ts";
-import { chatReply, FakeLmStudio, type FakeModel, type RecordedRequest } from "./fakes/lmstudio.ts";
+import {
+  chatReply,
+  FakeLmStudio,
+  type FakeLmStudioOptions,
+  type FakeModel,
+  type RecordedRequest,
+} from "./fakes/lmstudio.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
@@ -47,7 +54,7 @@ interface Harness {
 /** A temp dir with .mcp.json (memory, filesystem, fixture, a disabled entry, the bridge itself). */
 async function withHarness(
   fn: (h: Harness) => Promise<void>,
-  o: { models?: FakeModel[] } = {},
+  o: { models?: FakeModel[]; flavor?: FakeLmStudioOptions["flavor"] } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
   const deno = Deno.execPath();
@@ -81,7 +88,10 @@ async function withHarness(
       },
     }),
   );
-  const fake = await FakeLmStudio.start(o.models ? { models: o.models } : {});
+  const fake = await FakeLmStudio.start({
+    ...(o.models ? { models: o.models } : {}),
+    ...(o.flavor ? { flavor: o.flavor } : {}),
+  });
   const client = new LmStudioClient({ baseUrl: fake.baseUrl, retries: 0, log: quiet });
   const config = new ConfigSource({ explicitPath: join(dir, ".mcp.json"), log: quiet });
   const pool = new McpPool({ config, log: quiet, idleMs: 0 });
@@ -755,6 +765,7 @@ Deno.test("cancelling an autonomous tool call aborts the model request within 20
     // The real client, watched: when does the in-flight model request end?
     let chatEnded = 0;
     const watched = {
+      baseUrl: h.client.baseUrl,
       chat: (...args: Parameters<LmStudioClient["chat"]>) =>
         h.client.chat(...args).finally(() => (chatEnded = performance.now())),
       resolveModel: h.client.resolveModel.bind(h.client),
@@ -951,4 +962,68 @@ Deno.test("a broken, missing or empty MCP config stops the task with what is wro
     await fake.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a model the server does not list fails before any chat request, naming its models", async (t) => {
+  for (const flavor of ["lmstudio", "openai-only"] as const) {
+    await t.step(flavor, async () => {
+      await withHarness(async (h) => {
+        const error = await assertRejects(() => h.run({ model: "nope" }), AgentError);
+        assertEquals(error.kind, "model");
+        assertStringIncludes(
+          error.message,
+          `Model "nope" is not among the models of ${h.fake.baseUrl}`,
+        );
+        assertStringIncludes(error.message, "qwen2.5-7b-instruct");
+        assert(!error.message.includes("text-embedding"), "embedding models are no chat models");
+        const fromDefault = await assertRejects(() => h.run({ defaultModel: "nope" }), AgentError);
+        assertStringIncludes(fromDefault.message, "DEFAULT_MODEL");
+        assertEquals(h.fake.requestsTo(CHAT).length, 0);
+      }, { flavor });
+    });
+  }
+});
+
+Deno.test("a model named loosely is found, with its real context window", async () => {
+  const models: FakeModel[] = [{
+    id: "qwen/qwen3-8b",
+    type: "llm",
+    state: "loaded",
+    maxContextLength: 32768,
+    loadedContextLength: 16384,
+  }];
+  await withHarness(async (h) => {
+    for (const name of ["qwen3-8b", "Qwen/Qwen3-8B", "qwen/qwen3-8b:2"]) {
+      h.fake.script(CHAT, answer("ok"));
+      const result = await h.run({ model: name });
+      assertEquals([result.answer, result.model, result.context_tokens], ["ok", name, 16384]);
+      assertEquals(result.notes.filter((n) => n.includes("context window")), []);
+    }
+  }, { models });
+});
+
+Deno.test("the context note says why the window was assumed", async (t) => {
+  await t.step(
+    "a server without LM Studio's REST API does not report context lengths",
+    async () => {
+      await withHarness(async (h) => {
+        h.fake.script(CHAT, answer("ok"));
+        const result = await h.run({ model: "qwen2.5-7b-instruct", defaultContextLength: 6000 });
+        assertEquals(result.context_tokens, 6000);
+        const note = result.notes.find((n) => n.includes("context window"));
+        assertStringIncludes(note ?? "", "does not report context lengths");
+      }, { flavor: "openai-only" });
+    },
+  );
+  await t.step("an unreadable model list proceeds to the model and says so", async () => {
+    await withHarness(async (h) => {
+      h.fake.script("/v1/models", { status: 500, body: { error: { message: "boom" } } });
+      h.fake.script(CHAT, answer("ok"));
+      const result = await h.run({ model: "anything" });
+      assertEquals(result.answer, "ok");
+      const note = result.notes.find((n) => n.includes("context window"));
+      assertStringIncludes(note ?? "", "could not read the model list");
+      assert(!note?.includes("does not report"), note);
+    });
+  });
 });

@@ -235,6 +235,21 @@ Deno.test("main.ts run works end to end under the bridge permission set", async 
       assertStringIncludes(run.stderr, `--allow-write=${path}`);
       assertEquals(run.stdout, "");
     });
+    await t.step(
+      "an unknown model fails before any chat request, without false notes",
+      async () => {
+        const before = env.fake.requestsTo(CHAT).length;
+        const run = await runCli(["run", "--mcp", "fixture", "--model", "nope", "t"], {
+          env: cliEnv,
+        });
+        assertEquals(run.code, 1);
+        assertEquals(run.stdout, "");
+        assertStringIncludes(run.stderr, 'Model "nope" is not among the models of');
+        assertStringIncludes(run.stderr, "qwen2.5-7b-instruct");
+        assert(!run.stderr.includes("note:"), run.stderr);
+        assertEquals(env.fake.requestsTo(CHAT).length, before);
+      },
+    );
     await t.step("no --mcp or --all is a usage error (exit 2)", async () => {
       const run = await runCli(["run", "task"], { env: cliEnv });
       assertEquals(run.code, 2);
