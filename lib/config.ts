@@ -413,16 +413,20 @@ export class ConfigSource {
   }
 
   #settle(snapshot: Snapshot): McpConfig {
+    // The first read is shown by whatever asked for it (mcps, doctor, list_available_mcps, the
+    // error of the command); a change seen later, in a long-running serve, is worth a warning.
+    const reloaded = this.#snapshot !== undefined;
+    const warn = (message: string) => reloaded ? this.#log.warn(message) : this.#log.debug(message);
     this.#snapshot = snapshot;
     const { config } = snapshot;
     if (config.error) {
-      this.#log.warn(config.error);
+      warn(config.error);
     } else if (config.path === undefined) {
       this.#log.debug("no MCP config file found", { searched: config.searched.join(", ") });
     } else {
       this.#log.debug("MCP config loaded", { path: config.path, servers: config.servers.length });
       for (const entry of config.servers) {
-        if (entry.problem !== undefined && !entry.disabled) this.#log.warn(entry.problem);
+        if (entry.problem !== undefined && !entry.disabled) warn(entry.problem);
       }
     }
     return config;

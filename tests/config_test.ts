@@ -935,14 +935,17 @@ Deno.test("config sees a rename-replace even when size and timestamps are identi
   assertEquals(reads, 2);
 });
 
-Deno.test("config logs reload errors and entry problems once per change", async () => {
+Deno.test("config warns about problems a reload brings, once per change, not on first read", async () => {
   await using tr = await tree();
   const lines: string[] = [];
   const log = createLogger({ level: "warn", color: false, write: (l) => lines.push(l) });
-  await tr.write(join(tr.cwd, ".mcp.json"), {
-    mcpServers: { gh: { command: "x", args: ["${NOPE}"] } },
-  });
+  const file = join(tr.cwd, ".mcp.json");
+  await tr.write(file, { mcpServers: { gh: { command: "x", args: ["${NOPE}"] } } });
   const s = source(tr, { log });
+  await s.current();
+  // The first read is shown by whoever asked (mcps, doctor, the command's error): no warning.
+  assertEquals(lines, []);
+  await tr.write(file, { mcpServers: { gh: { command: "x", args: ["${NOPE}", "changed"] } } });
   await s.current();
   await s.current();
   assertEquals(lines.length, 1);
