@@ -23,6 +23,7 @@ import type { Logger } from "./log.ts";
 import type { Output } from "./output.ts";
 import type { Settings } from "./settings.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+import { resolve } from "./path.ts";
 
 /** What `run` needs. */
 export interface RunContext {
@@ -30,7 +31,9 @@ export interface RunContext {
   pool: ToolHost;
   config: AgentConfig;
   models?: AgentModels;
-  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">;
+  settings:
+    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
+    & Partial<Pick<Settings, "workDir">>;
   out: Output;
   /** Aborted by Ctrl-C. */
   signal: AbortSignal;
@@ -122,7 +125,11 @@ export async function runCommand(argv: string[], ctx: RunContext): Promise<numbe
   const { out } = ctx;
   const now = ctx.now ?? (() => performance.now());
   const started = now();
-  const tracePath = stringOption(args, "trace");
+  // Relative to where the user ran the command (under `deno task`, INIT_CWD, not the repository).
+  const traceOption = stringOption(args, "trace");
+  const tracePath = traceOption === undefined
+    ? undefined
+    : resolve(ctx.settings.workDir ?? Deno.cwd(), traceOption);
   let trace: TraceSink | undefined;
   if (tracePath !== undefined) {
     trace = await openTraceFile(tracePath, { queryPermission: ctx.queryWritePermission });

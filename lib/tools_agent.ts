@@ -25,6 +25,7 @@ import type {
 import type { Settings } from "./settings.ts";
 import { errorResult } from "./tool_result.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+import { resolve } from "./path.ts";
 
 /** What the autonomous tools need. */
 export interface AgentToolDeps {
@@ -32,7 +33,9 @@ export interface AgentToolDeps {
   pool: ToolHost;
   config: AgentConfig;
   models?: AgentModels;
-  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">;
+  settings:
+    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
+    & Partial<Pick<Settings, "workDir">>;
   log?: Logger;
   /** Heartbeat interval during long generations (default 10 s; tests use less). */
   heartbeatMs?: number;
@@ -150,7 +153,9 @@ async function runTool(
   let trace: TraceSink | undefined;
   try {
     if (args.trace_path !== undefined) {
-      trace = await openTraceFile(args.trace_path, { queryPermission: deps.queryWritePermission });
+      trace = await openTraceFile(resolve(deps.settings.workDir ?? Deno.cwd(), args.trace_path), {
+        queryPermission: deps.queryWritePermission,
+      });
     }
     const result = await runAgent({
       task: args.task,
