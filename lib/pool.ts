@@ -7,7 +7,11 @@
  *   the old one closes once its in-flight calls finish; removed or disabled entries are closed.
  * - A server that exits or breaks its pipe fails its in-flight calls with an
  *   {@linkcode McpServerError} naming the server, its exit code and its last stderr lines; the
- *   next call starts it again.
+ *   next call starts it again. A remote (HTTP/SSE) server that goes away mid-call (its response
+ *   or event stream ends or breaks before the answer) fails them at once too, saying the
+ *   connection was lost; the next call reconnects.
+ * - Tools that can only run as MCP tasks are not offered ({@linkcode needsMcpTasks}); calling one
+ *   fails with a message saying so.
  * - Start-up is bounded by `connectTimeoutMs`; a missing command, a Deno permission denial and a
  *   server that never answers `initialize` each get a message that says what to do.
  * - Idle connections close after `idleMs`; {@linkcode McpPool.close} closes everything.
@@ -20,6 +24,7 @@ import {
   getDefaultEnvironment,
   McpError,
   SSEClientTransport,
+  SseError,
   StdioClientTransport,
   type StdioServerParameters,
   StreamableHTTPClientTransport,
@@ -34,6 +39,22 @@ import type { ServerEntry } from "./server_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";
+import { z } from "zod";
+
+/** Options of {@linkcode McpPool.listTools}. */
+export interface ListToolsOptions {
+  signal?: AbortSignal;
+  /** Also return the tools that can only run as MCP tasks (the bridge cannot call them). */
+  includeTaskRequired?: boolean;
+}
+
+/**
+ * True when `tool` can only run as an MCP task (`execution.taskSupport: "required"`). The bridge
+ * does not support MCP tasks, so it cannot call such a tool.
+ */
+export function needsMcpTasks(tool: Pick<Tool, "execution">): boolean {
+  return tool.execution?.taskSupport === "required";
+}
 
 /** A progress notification of a running tool. */
 export interface ToolProgress {
@@ -72,7 +93,7 @@ export interface ServerStatus {
   configPath?: string;
   /** Names of the entry's env variables, never their values. */
   envNames: string[];
-  /** Number of tools, once listed. */
+  /** Number of tools the bridge can call (not counting those that need MCP tasks), once listed. */
   toolCount?: number;
   /** Process id of a connected stdio server. */
   pid?: number;
@@ -91,7 +112,8 @@ export type McpServerErrorKind =
   | "timeout"
   | "cancelled"
   | "protocol"
-  | "closed";
+  | "closed"
+  | "unsupported";
 
 /** A downstream MCP server failed; the message says what failed, why and what to do. */
 export class McpServerError extends Error {
@@ -260,6 +282,227 @@ class StderrTail {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Remote servers: noticing that one went away
+
+type RequestId = string | number;
+
+const RequestIdSchema = z.union([z.string(), z.number()]);
+/** The fields of a JSON-RPC message that tell requests, responses and cancellations apart. */
+const RpcMessageSchema = z.object({
+  id: RequestIdSchema.optional(),
+  method: z.string().optional(),
+  params: z.object({ requestId: RequestIdSchema.optional() }).optional().catch(undefined),
+});
+
+function rpcMessages(json: string): z.infer<typeof RpcMessageSchema>[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  return (Array.isArray(data) ? data : [data]).flatMap((item: unknown) => {
+    const parsed = RpcMessageSchema.safeParse(item);
+    return parsed.success ? [parsed.data] : [];
+  });
+}
+
+/**
+ * Reads a server-sent event stream as it passes by: which JSON-RPC responses it carried and
+ * whether it had event ids (then the SDK may resume it after a break).
+ */
+class SseScan {
+  readonly #decoder = new TextDecoder();
+  readonly #onData: (data: string) => void;
+  #line = "";
+  #data: string[] = [];
+  #event = "";
+  /** It carried an event id, so the SDK tries to resume it when it ends early. */
+  resumable = false;
+
+  constructor(onData: (data: string) => void) {
+    this.#onData = onData;
+  }
+
+  push(bytes: Uint8Array): void {
+    const lines = (this.#line + this.#decoder.decode(bytes, { stream: true })).split(/\r?\n/);
+    this.#line = lines.pop() ?? "";
+    for (const line of lines) this.#onLine(line);
+  }
+
+  #onLine(line: string): void {
+    if (line === "") {
+      if (this.#data.length > 0 && (this.#event === "" || this.#event === "message")) {
+        this.#onData(this.#data.join("\n"));
+      }
+      this.#data = [];
+      this.#event = "";
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const raw = colon < 0 ? "" : line.slice(colon + 1);
+    const value = raw.startsWith(" ") ? raw.slice(1) : raw;
+    if (field === "data") this.#data.push(value);
+    else if (field === "event") this.#event = value;
+    else if (field === "id" && value !== "") this.resumable = true;
+  }
+}
+
+/** Passes `body` through, telling `onEnd` once how it ended (unless the reader cancelled it). */
+function observeBody(
+  body: ReadableStream<Uint8Array>,
+  hooks: { onChunk(bytes: Uint8Array): void; onEnd(outcome: { error?: unknown }): void },
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let ended = false;
+  const end = (outcome: { error?: unknown }) => {
+    if (ended) return;
+    ended = true;
+    hooks.onEnd(outcome);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        end({ error });
+        controller.error(error);
+        return;
+      }
+      if (next.done) {
+        end({});
+        controller.close();
+        return;
+      }
+      hooks.onChunk(next.value);
+      controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      ended = true;
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** A short reason for a failed request or stream: "connection refused" rather than a stack of wrappers. */
+function networkReason(error: unknown): string {
+  const text = causeChain(error).map(errorText).join(": ");
+  if (/connection refused|ECONNREFUSED/i.test(text)) return "connection refused";
+  if (/connection reset|reset by peer|ECONNRESET/i.test(text)) return "the connection was reset";
+  if (/dns error|failed to lookup|name or service not known|ENOTFOUND/i.test(text)) {
+    return "its host name could not be resolved";
+  }
+  if (/timed out|ETIMEDOUT/i.test(text)) return "the connection timed out";
+  if (/unexpected eof|incomplete|end of file|broken pipe|error reading a body/i.test(text)) {
+    return "the connection closed in the middle of a response";
+  }
+  if (/fetch failed|error sending request/i.test(text)) return "the server could not be reached";
+  const cleaned = text.replace(/\b(?:TypeError|SSE error|Error): /g, "").trim();
+  return cleaned === "" || cleaned === "undefined" ? "the server closed the connection" : cleaned;
+}
+
+/**
+ * Watches one remote (streamable HTTP or SSE) connection for signs that the server went away,
+ * which the SDK does not pass on to waiting requests (they would wait out their timeout):
+ * - a POST response stream that ends or breaks before it carried the answer, and cannot be
+ *   resumed (it had no event ids);
+ * - the SDK giving up reconnecting the server's event stream (streamable HTTP);
+ * - the event stream of an SSE connection dropping (a new one would be a new session).
+ * It then calls `onLost` once with the reason; the pool closes the connection, which fails its
+ * in-flight calls at once, and the next call reconnects.
+ */
+class RemoteWatch {
+  readonly #baseFetch: typeof fetch;
+  /** Requests the client gave up on (timeout, abort): the server need not answer them. */
+  readonly #cancelled = new Set<RequestId>();
+  #lastReconnectError?: string;
+  #onLost: (reason: string) => void = () => {};
+  /** Why the connection was lost, once it was. */
+  lostReason?: string;
+
+  constructor(baseFetch: typeof fetch = fetch) {
+    this.#baseFetch = baseFetch;
+  }
+
+  /** Watches `transport`'s errors; `onLost` closes it. Call before connecting. */
+  attach(transport: Transport, onLost: (reason: string) => void): void {
+    this.#onLost = onLost;
+    const sse = transport instanceof SSEClientTransport;
+    transport.onerror = (error: Error) => {
+      const message = errorText(error);
+      if (sse && error instanceof SseError && typeof error.code !== "number") {
+        this.#lost(`its event stream dropped (${networkReason(error)})`);
+      } else if (message.startsWith("Failed to reconnect SSE stream: ")) {
+        this.#lastReconnectError = message.slice("Failed to reconnect SSE stream: ".length);
+      } else if (message.startsWith("Maximum reconnection attempts")) {
+        const last = this.#lastReconnectError;
+        this.#lost(
+          `its event stream dropped and reconnecting failed${
+            last === undefined ? "" : ` (${networkReason(new Error(last))})`
+          }`,
+        );
+      }
+    };
+  }
+
+  /** The fetch for the streamable HTTP transport: watches POST response streams. */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const body = init?.body;
+    if (init?.method !== "POST" || typeof body !== "string") {
+      return await this.#baseFetch(input, init);
+    }
+    const messages = rpcMessages(body);
+    for (const m of messages) {
+      // Noted before sending: the server may end the cancelled call's stream right away.
+      if (m.method === "notifications/cancelled" && m.params?.requestId !== undefined) {
+        if (this.#cancelled.size >= 1000) this.#cancelled.clear();
+        this.#cancelled.add(m.params.requestId);
+      }
+    }
+    const response = await this.#baseFetch(input, init);
+    const ids = new Set<RequestId>();
+    for (const m of messages) if (m.id !== undefined && m.method !== undefined) ids.add(m.id);
+    const type = response.headers.get("content-type") ?? "";
+    if (ids.size === 0 || !response.ok || response.body === null) return response;
+    if (!type.toLowerCase().startsWith("text/event-stream")) return response;
+    const scan = new SseScan((data) => {
+      if (ids.size === 0) return; // answered; no need to parse the rest
+      for (const m of rpcMessages(data)) {
+        if (m.id !== undefined && m.method === undefined) ids.delete(m.id);
+      }
+    });
+    const signal = init.signal ?? undefined;
+    const watched = observeBody(response.body, {
+      onChunk: (bytes) => scan.push(bytes),
+      onEnd: ({ error }) => {
+        if (signal?.aborted || scan.resumable) return;
+        const unanswered = [...ids].filter((id) => !this.#cancelled.delete(id));
+        if (unanswered.length === 0) return;
+        this.#lost(
+          error === undefined
+            ? "the server ended its response stream without answering"
+            : `its response stream broke (${networkReason(error)})`,
+        );
+      },
+    });
+    return new Response(watched, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+  };
+
+  #lost(reason: string): void {
+    if (this.lostReason !== undefined) return;
+    this.lostReason = reason;
+    this.#onLost(reason);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // One live connection
 
 interface ExitInfo {
@@ -332,6 +575,7 @@ class Connection {
   idleTimer?: Timer;
   closing?: Promise<void>;
   readonly #stderrEnd?: EndSignal;
+  readonly #remote?: RemoteWatch;
   readonly #onClosed: (conn: Connection) => void;
   #tools?: Tool[];
   #toolsPromise?: Promise<Tool[]>;
@@ -343,6 +587,7 @@ class Connection {
     stderr: StderrTail;
     stderrEnd?: EndSignal;
     watch?: ProcessWatch;
+    remote?: RemoteWatch;
     pid?: number;
     onClosed: (conn: Connection) => void;
   }) {
@@ -352,6 +597,7 @@ class Connection {
     this.stderr = options.stderr;
     this.#stderrEnd = options.stderrEnd;
     this.#watch = options.watch ?? {};
+    this.#remote = options.remote;
     this.pid = options.pid;
     this.#onClosed = options.onClosed;
     this.connectedAt = Date.now();
@@ -372,12 +618,23 @@ class Connection {
     return this.entry.fingerprint;
   }
 
+  /** Why a remote server's connection was found lost (it went away mid-call), if it was. */
+  get lostReason(): string | undefined {
+    return this.#remote?.lostReason;
+  }
+
+  /** The tool named `name`, if the tool list is cached. */
+  cachedTool(name: string): Tool | undefined {
+    return this.#tools?.find((t) => t.name === name);
+  }
+
   get usable(): boolean {
     return !this.closed && !this.retiring && this.closing === undefined;
   }
 
+  /** Number of tools the bridge can call, once listed. */
   get toolCount(): number | undefined {
-    return this.#tools?.length;
+    return this.#tools?.filter((t) => !needsMcpTasks(t)).length;
   }
 
   #markClosed(): void {
@@ -457,6 +714,11 @@ interface Pending {
   promise: Promise<Connection>;
 }
 
+interface Connected {
+  client: Client;
+  remote: RemoteWatch;
+}
+
 interface Remark {
   fingerprint: string;
   state: "failed" | "not-started";
@@ -497,11 +759,16 @@ export class McpPool {
     return this.#config;
   }
 
-  /** All tools of `server` (every page), cached per connection, refreshed on list_changed. */
-  async listTools(server: string, o: { signal?: AbortSignal } = {}): Promise<Tool[]> {
+  /**
+   * The tools of `server` (every page), cached per connection, refreshed on list_changed.
+   * Tools that can only run as MCP tasks ({@linkcode needsMcpTasks}) are left out unless
+   * `includeTaskRequired` is set: the bridge cannot call them.
+   */
+  async listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
     const conn = await this.#acquire(server, o.signal);
     try {
-      return await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
+      const tools = await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
+      return o.includeTaskRequired === true ? tools : tools.filter((t) => !needsMcpTasks(t));
     } catch (error) {
       throw await this.#explain(conn, error, { signal: o.signal, what: "listing its tools" });
     } finally {
@@ -520,6 +787,8 @@ export class McpPool {
     const timeoutMs = o.timeoutMs ?? this.#callTimeoutMs;
     const onProgress = o.onProgress;
     try {
+      const known = conn.cachedTool(tool);
+      if (known !== undefined && needsMcpTasks(known)) throw this.#taskRequired(server, tool);
       const result = await conn.client.callTool({ name: tool, arguments: args }, undefined, {
         signal: o.signal,
         timeout: timeoutMs,
@@ -530,14 +799,40 @@ export class McpPool {
         },
       });
       const parsed = CallToolResultSchema.safeParse(result);
-      if (parsed.success) return parsed.data;
+      if (parsed.success) {
+        if (parsed.data.isError === true && known === undefined) {
+          // It may have failed because it needs MCP tasks; say so rather than "method not found".
+          if (await this.#requiresTasks(conn, tool)) throw this.#taskRequired(server, tool);
+        }
+        return parsed.data;
+      }
       // A pre-2024-11-05 server answered with `toolResult`; show it as text.
       return { content: [{ type: "text", text: JSON.stringify(result.toolResult ?? result) }] };
     } catch (error) {
+      const rejected = error instanceof McpError && !conn.closed && !o.signal?.aborted &&
+        error.code !== ErrorCode.RequestTimeout && error.code !== ErrorCode.ConnectionClosed;
+      if (rejected && await this.#requiresTasks(conn, tool)) {
+        throw this.#taskRequired(server, tool, error);
+      }
       throw await this.#explain(conn, error, { signal: o.signal, tool, timeoutMs });
     } finally {
       this.#release(conn);
     }
+  }
+
+  /** Whether the server lists `tool` as one that can only run as an MCP task. */
+  async #requiresTasks(conn: Connection, tool: string): Promise<boolean> {
+    const listed = await conn.tools(this.#connectTimeoutMs).catch(() => []);
+    return listed.some((t) => t.name === tool && needsMcpTasks(t));
+  }
+
+  #taskRequired(server: string, tool: string, cause?: unknown): McpServerError {
+    return new McpServerError(
+      `Tool "${tool}" of MCP server "${server}" can only run as an MCP task ` +
+        `(its execution.taskSupport is "required"), and the bridge does not support MCP tasks. ` +
+        `Use another tool of the server, or an MCP client that supports tasks.`,
+      { server, tool, kind: "unsupported", cause },
+    );
   }
 
   /** Every configured server with its state; never starts anything. */
@@ -632,7 +927,7 @@ export class McpPool {
       if (attempt >= 2) {
         throw new McpServerError(
           `MCP server "${name}" closed its connection right after connecting.` +
-            formatTail(conn.stderr.lines),
+            (conn.entry.transport === "stdio" ? formatTail(conn.stderr.lines) : ""),
           { server: name, kind: "closed", stderrTail: conn.stderr.lines },
         );
       }
@@ -768,10 +1063,14 @@ export class McpPool {
     clearTimeout(conn.idleTimer);
     if (this.#live.get(conn.name) === conn) this.#live.delete(conn.name);
     if (conn.closedByUs) return;
-    const how = conn.entry.transport === "stdio" ? exitText(conn.exit) : "closed the connection";
-    this.#log.warn(`MCP server "${conn.name}" ${how}; the next call starts it again`, {
-      pid: conn.pid,
-    });
+    const stdio = conn.entry.transport === "stdio";
+    const how = stdio
+      ? exitText(conn.exit)
+      : `lost its connection: ${conn.lostReason ?? "the server closed it"}`;
+    this.#log.warn(
+      `MCP server "${conn.name}" ${how}; the next call ${stdio ? "starts it again" : "reconnects"}`,
+      { pid: conn.pid },
+    );
     this.#remarks.set(conn.name, {
       fingerprint: conn.fingerprint,
       state: "failed",
@@ -922,7 +1221,16 @@ export class McpPool {
     }
     const requestInit: RequestInit = { headers: { ...entry.headers } };
     const stderr = new StderrTail(0, () => {});
-    const attempt = async (transport: Transport): Promise<Client> => {
+    const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
+      const remote = new RemoteWatch();
+      const transport = kind === "sse"
+        ? new SSEClientTransport(parsed, { requestInit })
+        : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
+      remote.attach(transport, (reason) => {
+        this.#log.debug("connection lost", { server: name, reason });
+        // Closing the transport fails every request still waiting on it.
+        transport.close().catch(() => undefined);
+      });
       const client = this.#newClient();
       client.onerror = (error) =>
         this.#log.debug(`transport: ${errorText(error)}`, { server: name });
@@ -932,19 +1240,26 @@ export class McpPool {
           this.#connectTimeoutMs + 1000,
           () => new Error("timeout"),
         );
-        return client;
+        return { client, remote };
       } catch (error) {
         this.#track(client.close().catch(() => undefined));
+        if (remote.lostReason !== undefined && !(error instanceof SseError)) {
+          throw new McpServerError(
+            `Cannot connect to MCP server "${name}" at ${url}: ${remote.lostReason} during ` +
+              `the MCP handshake. Check that the server is up and speaks MCP at that URL.`,
+            { server: name, kind: "handshake", cause: error },
+          );
+        }
         throw error;
       }
     };
-    let client: Client;
+    let connected: Connected;
     try {
       if (entry.transport === "sse") {
-        client = await attempt(new SSEClientTransport(parsed, { requestInit }));
+        connected = await attempt("sse");
       } else {
         try {
-          client = await attempt(new StreamableHTTPClientTransport(parsed, { requestInit }));
+          connected = await attempt("http");
         } catch (error) {
           if (!shouldFallBackToSse(error)) throw error;
           this.#log.debug("streamable HTTP refused; trying SSE", {
@@ -952,11 +1267,11 @@ export class McpPool {
             error: errorText(error),
           });
           try {
-            client = await attempt(new SSEClientTransport(parsed, { requestInit }));
+            connected = await attempt("sse");
           } catch (sseError) {
             throw new McpServerError(
               `Cannot connect to MCP server "${name}" at ${url}: streamable HTTP failed ` +
-                `(${errorText(error)}) and so did the SSE fallback (${errorText(sseError)}). ` +
+                `(${errorText(error)}) and so did the SSE fallback (${networkReason(sseError)}). ` +
                 `Check the URL (many servers use /mcp for HTTP and /sse for SSE).`,
               { server: name, kind: "handshake", cause: sseError },
             );
@@ -966,7 +1281,13 @@ export class McpPool {
     } catch (error) {
       throw error instanceof McpServerError ? error : this.#remoteConnectError(entry, error);
     }
-    return new Connection({ entry, client, stderr, onClosed: (c) => this.#onClosed(c) });
+    return new Connection({
+      entry,
+      client: connected.client,
+      remote: connected.remote,
+      stderr,
+      onClosed: (c) => this.#onClosed(c),
+    });
   }
 
   #remoteConnectError(entry: ServerEntry, error: unknown): McpServerError {
@@ -1014,16 +1335,19 @@ export class McpPool {
         { ...base, kind: "connect_timeout" },
       );
     }
-    if (chain.some((e) => e instanceof TypeError || errnoCode(e) === "ECONNREFUSED")) {
+    const network = chain.some((e) =>
+      e instanceof TypeError || errnoCode(e) === "ECONNREFUSED" ||
+      (e instanceof SseError && typeof e.code !== "number")
+    );
+    if (network) {
       return new McpServerError(
-        `Cannot reach MCP server "${name}" at ${url}: ${
-          chain.map(errorText).join(": ")
-        }. Start the server or fix the URL in the config.`,
+        `Cannot connect to MCP server "${name}" at ${url}: ${networkReason(error)}. ` +
+          `Start the server or fix the URL in the config.`,
         { ...base, kind: "unreachable" },
       );
     }
     return new McpServerError(
-      `Cannot connect to MCP server "${name}" at ${url}: ${errorText(error)}.`,
+      `Cannot connect to MCP server "${name}" at ${url}: ${networkReason(error)}.`,
       { ...base, kind: "handshake" },
     );
   }
@@ -1072,26 +1396,31 @@ export class McpPool {
         );
       }
       return new McpServerError(
-        `Connection to MCP server "${name}" (${conn.entry.url}) closed while running ${what}. ` +
+        `Lost the connection to MCP server "${name}" (${conn.entry.url}) while running ${what}: ` +
+          `${conn.lostReason ?? "the connection closed"}. The server went away or restarted. ` +
           `The next call reconnects.`,
         { ...base, kind: "closed" },
       );
     }
     if (conn.entry.transport !== "stdio" && !(error instanceof McpError)) {
       // The HTTP session broke (server restarted or went away): start a fresh one next time.
-      this.#dropBroken(conn, errorText(error));
+      const status = httpStatusOf(error);
+      const reason = status === undefined
+        ? networkReason(error)
+        : `it answered HTTP ${status} (${networkReason(error)})`;
+      this.#dropBroken(conn, reason);
       return new McpServerError(
-        `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${
-          causeChain(error).map(errorText).join(": ")
-        }. The next call reconnects.`,
+        `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${reason}. ` +
+          `The server went away or restarted. The next call reconnects.`,
         { ...base, kind: "closed" },
       );
     }
     if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
+      const stdio = conn.entry.transport === "stdio";
       return new McpServerError(
         `MCP server "${name}" did not answer ${what} within ${o.timeoutMs ?? "the"} ms ` +
           `(and sent no progress); the call was cancelled. Give it a longer timeout or check ` +
-          `the server.${formatTail(conn.stderr.lines)}`,
+          `the server.${stdio ? formatTail(conn.stderr.lines) : ""}`,
         { ...base, kind: "timeout", stderrTail: conn.stderr.lines },
       );
     }

@@ -5,7 +5,13 @@
 import { ConfigSource } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
-import { McpPool, type McpPoolOptions, McpServerError, type ToolProgress } from "../lib/pool.ts";
+import {
+  McpPool,
+  type McpPoolOptions,
+  McpServerError,
+  needsMcpTasks,
+  type ToolProgress,
+} from "../lib/pool.ts";
 import {
   assert,
   assertEquals,
@@ -221,6 +227,212 @@ Deno.test("pool reports a server that dies mid-call and starts it again on the n
     assertEquals((await pool.status()).servers[0]?.state, "connected");
   } finally {
     await pool.close();
+    cfg.remove();
+  }
+});
+
+const HTTP_SERVE = join(ROOT, "tests", "fixtures", "pool_http_serve.ts");
+
+/** Runs tests/fixtures/pool_http_serve.ts; resolves with its MCP URL and the child. */
+async function serveHttpFixture(flags: string[] = []) {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--no-lock", "--config", DENO_JSON, HTTP_SERVE, ...flags],
+    stdout: "piped",
+    stderr: "null",
+    env: denoChildEnv(),
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    text += value;
+  }
+  return {
+    url: text.trim(),
+    pid: child.pid,
+    async stop(): Promise<void> {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It already exited (the crash tool).
+      }
+      await child.status;
+      await lines.cancel();
+    },
+  };
+}
+
+Deno.test("pool fails in-flight calls at once when a remote server goes away mid-call", async (t) => {
+  // Every call gets 30 s; a lost connection must fail well within that.
+  const quick = 5000;
+  await t.step("an HTTP server process that exits", async () => {
+    const served = await serveHttpFixture();
+    const cfg = new TempConfig({ web: { type: "http", url: served.url } });
+    const pool = cfg.pool({ callTimeoutMs: 30_000 });
+    try {
+      assertEquals(await call(pool, "web", "echo", { text: "up" }), "up");
+      const started = Date.now();
+      const error = await assertRejects(
+        () => pool.callTool("web", "crash", {}),
+        McpServerError,
+        `Lost the connection to MCP server "web" (${served.url}) while running tool "crash"`,
+      );
+      assert(Date.now() - started < quick, `took ${Date.now() - started} ms`);
+      assertEquals(error.kind, "closed");
+      assertStringIncludes(error.message, "The next call reconnects");
+      assert(!error.message.includes("stderr"), error.message);
+      await assertGone(served.pid);
+      const { servers } = await pool.status();
+      assertEquals(servers[0]?.state, "failed");
+      assertStringIncludes(servers[0]?.reason ?? "", "lost its connection");
+    } finally {
+      await pool.close();
+      await served.stop();
+      cfg.remove();
+    }
+  });
+  await t.step("an SSE server process that exits", async () => {
+    const served = await serveHttpFixture(["--sse"]);
+    const cfg = new TempConfig({ legacy: { type: "sse", url: served.url } });
+    const pool = cfg.pool({ callTimeoutMs: 30_000 });
+    try {
+      assertEquals(await call(pool, "legacy", "echo", { text: "up" }), "up");
+      const started = Date.now();
+      const error = await assertRejects(
+        () => pool.callTool("legacy", "crash", {}),
+        McpServerError,
+        "its event stream dropped",
+      );
+      assert(Date.now() - started < quick, `took ${Date.now() - started} ms`);
+      assertEquals(error.kind, "closed");
+    } finally {
+      await pool.close();
+      await served.stop();
+      cfg.remove();
+    }
+  });
+  for (
+    const [crash, reason] of [
+      ["end", "the server ended its response stream without answering"],
+      ["break", "its response stream broke"],
+    ] as const
+  ) {
+    await t.step(
+      `an HTTP server that ${crash}s the response stream; the next call reconnects`,
+      async () => {
+        const http = await startStreamableFixture({ crash });
+        const cfg = new TempConfig({ web: { type: "http", url: `${http.origin}/mcp` } });
+        const pool = cfg.pool({ callTimeoutMs: 30_000 });
+        try {
+          assertEquals(await call(pool, "web", "echo", { text: "up" }), "up");
+          const started = Date.now();
+          const error = await assertRejects(
+            () => pool.callTool("web", "crash", {}),
+            McpServerError,
+            reason,
+          );
+          assert(Date.now() - started < quick, `took ${Date.now() - started} ms`);
+          assertEquals(error.kind, "closed");
+          assertEquals(await call(pool, "web", "echo", { text: "again" }), "again");
+          assertEquals(http.sessions(), 2);
+        } finally {
+          await pool.close();
+          await http.close();
+          cfg.remove();
+        }
+      },
+    );
+  }
+  await t.step("an SSE server that closes its sockets; the next call reconnects", async () => {
+    const sse = await startSseFixture({ crash: "drop" });
+    const cfg = new TempConfig({ legacy: { type: "sse", url: `${sse.origin}/sse` } });
+    const pool = cfg.pool({ callTimeoutMs: 30_000 });
+    try {
+      assertEquals(await call(pool, "legacy", "echo", { text: "up" }), "up");
+      const started = Date.now();
+      const error = await assertRejects(
+        () => pool.callTool("legacy", "crash", {}),
+        McpServerError,
+        "its event stream dropped",
+      );
+      assert(Date.now() - started < quick, `took ${Date.now() - started} ms`);
+      assertEquals(error.kind, "closed");
+      assertEquals(await call(pool, "legacy", "echo", { text: "again" }), "again");
+      assertEquals(sse.sessions(), 2);
+    } finally {
+      await pool.close();
+      await sse.close();
+      cfg.remove();
+    }
+  });
+  await t.step(
+    "a remote call that times out keeps its connection and names no stderr",
+    async () => {
+      const http = await startStreamableFixture({ closeCancelled: true });
+      const cfg = new TempConfig({ web: { type: "http", url: `${http.origin}/mcp` } });
+      const pool = cfg.pool();
+      try {
+        const error = await assertRejects(
+          () => pool.callTool("web", "slow", { ms: 5000, steps: 1 }, { timeoutMs: 200 }),
+          McpServerError,
+          'did not answer tool "slow" within 200 ms',
+        );
+        assertEquals(error.kind, "timeout");
+        assert(!error.message.includes("stderr"), error.message);
+        // The server ends the cancelled call's stream without an answer: not a lost connection.
+        await waitFor("the server to end the cancelled stream", () => http.cancelledStreams() > 0);
+        assertEquals(await call(pool, "web", "echo", { text: "still here" }), "still here");
+        assertEquals(http.sessions(), 1);
+        assertEquals((await pool.status()).servers[0]?.state, "connected");
+      } finally {
+        await pool.close();
+        await http.close();
+        cfg.remove();
+      }
+    },
+  );
+});
+
+Deno.test("pool hides tools that need MCP tasks and refuses to call them with a clear message", async () => {
+  const http = await startStreamableFixture({ taskTool: true });
+  const url = `${http.origin}/mcp`;
+  const cfg = new TempConfig({
+    listed: { type: "http", url },
+    cold: { type: "http", url },
+    coldRpc: { type: "http", url },
+  });
+  const pool = cfg.pool();
+  try {
+    const tools = await pool.listTools("listed");
+    assertEquals(tools.length, 10);
+    assert(!tools.some((tool) => tool.name === "research"));
+    const all = await pool.listTools("listed", { includeTaskRequired: true });
+    assertEquals(all.find((tool) => tool.name === "research")?.execution?.taskSupport, "required");
+    assert(needsMcpTasks(all.find((tool) => tool.name === "research")!));
+    assertEquals((await pool.status()).servers[0]?.toolCount, 10);
+    // Known from the listing: refused before anything is sent; unknown yet: explained after the
+    // server's isError result or JSON-RPC error.
+    for (
+      const [server, args] of [
+        ["listed", { topic: "x" }],
+        ["cold", { topic: "x" }],
+        ["coldRpc", { topic: "x", rpcError: true }],
+      ] as const
+    ) {
+      const error = await assertRejects(
+        () => pool.callTool(server, "research", args),
+        McpServerError,
+        `Tool "research" of MCP server "${server}" can only run as an MCP task`,
+      );
+      assertEquals(error.kind, "unsupported");
+      assertStringIncludes(error.message, "the bridge does not support MCP tasks");
+    }
+    const failed = await pool.callTool("cold", "fail", {});
+    assertEquals(failed.isError, true, "other isError results pass through");
+  } finally {
+    await pool.close();
+    await http.close();
     cfg.remove();
   }
 });
@@ -467,6 +679,7 @@ Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to S
     legacy: { type: "sse", url: `${sse.origin}/sse`, headers },
     fallback: { type: "http", url: `${sse.origin}/sse`, headers },
     dead: { type: "http", url: `http://127.0.0.1:${deadPort}/mcp` },
+    deadSse: { type: "sse", url: `http://127.0.0.1:${deadPort}/sse` },
   });
   const pool = cfg.pool({ connectTimeoutMs: 5000 });
   try {
@@ -499,13 +712,25 @@ Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to S
       assertEquals(sse.sessions(), 2);
       assert(sse.tokens.every((v) => v === "secret-token"));
     });
-    await t.step("an unreachable server", async () => {
-      const error = await assertRejects(() => call(pool, "dead", "x"), McpServerError);
-      assertEquals(error.kind, "unreachable");
-      assertStringIncludes(error.message, `Cannot reach MCP server "dead" at http://127.0.0.1:`);
+    await t.step("an unreachable server, over HTTP and over SSE", async () => {
+      for (const [name, path] of [["dead", "mcp"], ["deadSse", "sse"]]) {
+        const error = await assertRejects(() => call(pool, name!, "x"), McpServerError);
+        assertEquals(error.kind, "unreachable");
+        assertEquals(
+          error.message,
+          `Cannot connect to MCP server "${name}" at http://127.0.0.1:${deadPort}/${path}: ` +
+            "connection refused. Start the server or fix the URL in the config.",
+        );
+      }
     });
     const { servers } = await pool.status();
-    assertEquals(servers.map((s) => s.state), ["connected", "connected", "connected", "failed"]);
+    assertEquals(servers.map((s) => s.state), [
+      "connected",
+      "connected",
+      "connected",
+      "failed",
+      "failed",
+    ]);
     assertEquals(servers[0]?.target, `${http.origin}/mcp`);
   } finally {
     await pool.close();
