@@ -4,7 +4,7 @@
  */
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import type { Output } from "./output.ts";
-import type { McpPool } from "./pool.ts";
+import { type McpPool, needsMcpTasks } from "./pool.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
 
@@ -27,7 +27,10 @@ function noExtraPositionals(positionals: string[], expected: number, command: st
   }
 }
 
-/** `mcps [--json]` */
+/**
+ * `mcps [--json]`. Exits 1 when the config file in question is missing, unreadable or broken
+ * (the report still shows what is known, e.g. the last good configuration still in force).
+ */
 export async function mcpsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "mcps");
   noExtraPositionals(args.positionals, 0, "mcps");
@@ -37,7 +40,7 @@ export async function mcpsCommand(argv: string[], ctx: McpCommandContext): Promi
   } else {
     ctx.out.stdout(formatPoolReport(report) + "\n");
   }
-  return 0;
+  return report.config.error === undefined ? 0 : 1;
 }
 
 function schemaType(schema: unknown): string {
@@ -76,7 +79,12 @@ function firstLine(text: string | undefined, max = 160): string {
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
-/** `tools NAME [--json]` */
+const TASK_NOTE = "(needs MCP tasks; not callable through the bridge)";
+
+/**
+ * `tools NAME [--json]`. Tools that can only run as MCP tasks are listed last, marked as not
+ * callable; `--json` puts them under `taskRequiredTools`, apart from the callable `tools`.
+ */
 export async function toolsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "tools");
   const name = args.positionals[0];
@@ -84,14 +92,22 @@ export async function toolsCommand(argv: string[], ctx: McpCommandContext): Prom
     throw new UsageError("which server? Give its name (see `mcps`).", "tools");
   }
   noExtraPositionals(args.positionals, 1, "tools");
-  const tools = await ctx.pool.listTools(name, { signal: ctx.signal });
+  const all = await ctx.pool.listTools(name, { signal: ctx.signal, includeTaskRequired: true });
+  const tools = all.filter((t) => !needsMcpTasks(t));
+  const taskTools = all.filter(needsMcpTasks);
   if (flag(args, "json")) {
-    ctx.out.stdout(JSON.stringify({ server: name, tools }, null, 2) + "\n");
+    ctx.out.stdout(
+      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools }, null, 2) + "\n",
+    );
     return 0;
   }
-  const lines = [`${name}: ${tools.length} tool${tools.length === 1 ? "" : "s"}`];
-  for (const tool of tools) {
-    lines.push("", `${tool.name}(${paramsSummary(tool)})`);
+  const more = taskTools.length === 0
+    ? ""
+    : ` (and ${taskTools.length} that need${taskTools.length === 1 ? "s" : ""} MCP tasks)`;
+  const lines = [`${name}: ${tools.length} tool${tools.length === 1 ? "" : "s"}${more}`];
+  for (const tool of [...tools, ...taskTools]) {
+    const note = needsMcpTasks(tool) ? `  ${TASK_NOTE}` : "";
+    lines.push("", `${tool.name}(${paramsSummary(tool)})${note}`);
     const description = firstLine(tool.description);
     if (description !== "") lines.push(`  ${description}`);
   }

@@ -42,7 +42,10 @@ export function formatPoolReport(report: PoolReport): string {
   // The config module's message names the file, the position and what stays in force.
   if (config.error !== undefined) lines.push(`Config error: ${config.error}`);
   if (servers.length === 0) {
-    if (config.path !== undefined) lines.push("No servers are configured in it.");
+    // With an error, the file is missing or unusable: it does not "have no servers".
+    if (config.path !== undefined && config.error === undefined) {
+      lines.push("No servers are configured in it.");
+    }
     return lines.join("\n");
   }
   const usable = servers.filter((s) => s.state !== "disabled" && s.state !== "invalid").length;

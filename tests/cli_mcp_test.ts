@@ -111,11 +111,49 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
       await mcpsCommand([], { pool, out: captureOutput() });
       Deno.writeTextFileSync(path, '{"mcpServers": {"fx": {"command": "deno",,}}}');
       const out = captureOutput();
-      assertEquals(await mcpsCommand([], { pool, out }), 0);
+      assertEquals(await mcpsCommand([], { pool, out }), 1, "a config error exits 1");
       assertStringIncludes(out.out, `Config error: ${path}:1:43: invalid JSON`);
       assertStringIncludes(out.out, "last good configuration");
       assertStringIncludes(out.out, "fx  [stdio, not started]");
     });
+  });
+  await t.step("an explicit config file that is missing or broken exits 1", async () => {
+    const home = Deno.makeTempDirSync({ prefix: "cli_mcp_test_" });
+    try {
+      const broken = join(home, "broken.json");
+      Deno.writeTextFileSync(broken, '{"mcpServers": {');
+      const cases = [
+        { path: join(home, "nonexist.json"), says: "does not exist" },
+        { path: broken, says: "invalid JSON" },
+      ];
+      for (const { path, says } of cases) {
+        const config = new ConfigSource({
+          explicitPath: path,
+          env: {},
+          cwd: home,
+          home,
+          log: silent,
+        });
+        const pool = new McpPool({ config, log: silent });
+        try {
+          const out = captureOutput();
+          assertEquals(await mcpsCommand([], { pool, out }), 1);
+          assertStringIncludes(out.out, `Config error: `);
+          assertStringIncludes(out.out, path);
+          assertStringIncludes(out.out, says);
+          assert(!out.out.includes("No servers are configured in it"), out.out);
+          const json = captureOutput();
+          assertEquals(await mcpsCommand(["--json"], { pool, out: json }), 1);
+          const doc: unknown = JSON.parse(json.out);
+          assert(typeof doc === "object" && doc !== null);
+          assertStringIncludes(String(Reflect.get(Reflect.get(doc, "config"), "error")), says);
+        } finally {
+          await pool.close();
+        }
+      }
+    } finally {
+      Deno.removeSync(home, { recursive: true });
+    }
   });
   await t.step("mcps takes no arguments", async () => {
     await withPool({}, async ({ pool }) => {
@@ -125,10 +163,16 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
 });
 
 Deno.test("tools lists a server's tools with parameters and descriptions", async () => {
-  await withPool({ fx: fixtureEntry(["--page-size", "4"]) }, async ({ pool }) => {
+  await withPool({ fx: fixtureEntry(["--page-size", "4", "--task-tool"]) }, async ({ pool }) => {
     const out = captureOutput();
     assertEquals(await toolsCommand(["fx"], { pool, out }), 0);
-    assertStringIncludes(out.out, "fx: 10 tools");
+    assertStringIncludes(out.out, "fx: 10 tools (and 1 that needs MCP tasks)\n");
+    assertStringIncludes(
+      out.out,
+      "\nresearch(topic: string, rpcError?: boolean)  " +
+        "(needs MCP tasks; not callable through the bridge)\n",
+    );
+    assert(out.out.trimEnd().endsWith("Researches a topic as a long-running MCP task."));
     assertStringIncludes(out.out, "echo(text: string)\n  Returns its text.");
     assertStringIncludes(out.out, "slow(ms: number, steps?: number)");
     assertStringIncludes(out.out, "pid()");
@@ -141,6 +185,19 @@ Deno.test("tools lists a server's tools with parameters and descriptions", async
     assert(Array.isArray(tools));
     assertEquals(tools.length, 10);
     assertEquals(tools[0].inputSchema.required, ["text"]);
+    const taskTools: unknown = Reflect.get(doc, "taskRequiredTools");
+    assert(Array.isArray(taskTools));
+    assertEquals(taskTools.map((t) => [t.name, t.execution.taskSupport]), [[
+      "research",
+      "required",
+    ]]);
+
+    await assertRejects(
+      () =>
+        callCommand(["fx", "research", "--args", '{"topic":"x"}'], { pool, out: captureOutput() }),
+      McpServerError,
+      'Tool "research" of MCP server "fx" can only run as an MCP task',
+    );
 
     await assertRejects(() => toolsCommand([], { pool, out: captureOutput() }), UsageError);
     await assertRejects(
