@@ -3,7 +3,7 @@
  * JSON quoted in messages, and the summary of the work done that ends every answer the model did
  * not give itself (unfinished, cancelled, failed).
  */
-import type { ToolCallRecord } from "./agent_types.ts";
+import type { AgentResult, ToolCallRecord } from "./agent_types.ts";
 import { stableStringify } from "./tool_calls.ts";
 
 /** The system message: the servers whose tools the model may call and how to work with them. */
@@ -44,4 +44,19 @@ export function workSummary(records: readonly ToolCallRecord[], lastText: string
   }
   if (lastText.trim() !== "") lines.push(`Last message from the model:\n${lastText.trim()}`);
   return lines.join("\n");
+}
+
+/** The result as the `run --json` document and the autonomous tools' structured content share it. */
+export function agentResultJson(result: AgentResult): Record<string, unknown> {
+  return {
+    answer: result.answer,
+    rounds: result.rounds,
+    tool_calls: result.tool_calls,
+    usage: result.usage,
+    stopped_because: result.stopped_because,
+    model: result.model,
+    servers: result.servers,
+    notes: result.notes,
+    ...(result.error !== undefined ? { error: result.error } : {}),
+  };
 }

@@ -24,6 +24,7 @@ import type { Output } from "./output.ts";
 import type { Settings } from "./settings.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
 import { resolve } from "./path.ts";
+import { agentResultJson } from "./agent_text.ts";
 
 /** What `run` needs. */
 export interface RunContext {
@@ -168,18 +169,7 @@ export async function runCommand(argv: string[], ctx: RunContext): Promise<numbe
   if (flag(args, "json")) {
     out.stdout(
       JSON.stringify(
-        {
-          answer: result.answer,
-          rounds: result.rounds,
-          tool_calls: result.tool_calls,
-          usage: result.usage,
-          stopped_because: result.stopped_because,
-          model: result.model,
-          servers: result.servers,
-          notes: result.notes,
-          duration_ms: Math.round(ms),
-          ...(result.error !== undefined ? { error: result.error } : {}),
-        },
+        { ...agentResultJson(result), duration_ms: Math.round(ms) },
         null,
         2,
       ) + "\n",

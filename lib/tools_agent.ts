@@ -26,6 +26,7 @@ import type { Settings } from "./settings.ts";
 import { errorResult } from "./tool_result.ts";
 import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
 import { resolve } from "./path.ts";
+import { agentResultJson } from "./agent_text.ts";
 
 /** What the autonomous tools need. */
 export interface AgentToolDeps {
@@ -116,17 +117,7 @@ export function agentToolResult(result: AgentResult): CallToolResult {
   const notes = result.notes.length ? `\nNotes: ${result.notes.join("; ")}` : "";
   return {
     content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
-    structuredContent: {
-      answer: result.answer,
-      rounds: result.rounds,
-      tool_calls: result.tool_calls,
-      usage: result.usage,
-      stopped_because: result.stopped_because,
-      model: result.model,
-      servers: result.servers,
-      notes: result.notes,
-      ...(result.error !== undefined ? { error: result.error } : {}),
-    },
+    structuredContent: agentResultJson(result),
     ...(result.stopped_because === "error" || result.stopped_because === "context_overflow"
       ? { isError: true }
       : {}),
