@@ -4,7 +4,8 @@
  */
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import type { Output } from "./output.ts";
-import { type McpPool, needsMcpTasks } from "./pool.ts";
+import { needsMcpTasks } from "./mcp_connection.ts";
+import type { McpPool } from "./pool.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
 

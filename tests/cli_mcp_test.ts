@@ -8,7 +8,8 @@ import { ConfigSource } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { captureOutput } from "../lib/output.ts";
 import { join } from "../lib/path.ts";
-import { McpPool, McpServerError } from "../lib/pool.ts";
+import { McpPool } from "../lib/pool.ts";
+import { McpServerError } from "../lib/pool_errors.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
 import {

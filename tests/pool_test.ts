@@ -5,13 +5,9 @@
 import { ConfigSource } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
-import {
-  McpPool,
-  type McpPoolOptions,
-  McpServerError,
-  needsMcpTasks,
-  type ToolProgress,
-} from "../lib/pool.ts";
+import { needsMcpTasks } from "../lib/mcp_connection.ts";
+import { McpPool, type McpPoolOptions, type ToolProgress } from "../lib/pool.ts";
+import { McpServerError } from "../lib/pool_errors.ts";
 import {
   assert,
   assertEquals,

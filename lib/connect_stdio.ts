@@ -1,0 +1,160 @@
+/**
+ * Starting a stdio MCP server ({@linkcode connectStdio}): spawn its command with the SDK's default
+ * environment plus the pool's and the entry's variables, keep its stderr tail, and do the MCP
+ * handshake within the connect timeout. When that fails the error says why in the user's terms:
+ * the sandbox does not allow the command, the command or the working directory does not exist,
+ * the server exited (with its exit code and last stderr lines) or never answered `initialize`.
+ */
+import { getDefaultEnvironment } from "./sdk.ts";
+import {
+  Connection,
+  type ConnectOptions,
+  handshake,
+  isHandshakeTimeout,
+  newClient,
+} from "./mcp_connection.ts";
+import {
+  describeTarget,
+  errnoCode,
+  errorText,
+  exitText,
+  formatTail,
+  isPermissionDenial,
+  McpServerError,
+} from "./pool_errors.ts";
+import type { ServerEntry } from "./server_entry.ts";
+import {
+  type ExitInfo,
+  ObservedStdioTransport,
+  type ProcessWatch,
+  settleWithin,
+  StderrTail,
+  streamEnd,
+} from "./stdio_child.ts";
+
+/** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
+export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
+  const name = entry.name;
+  const command = entry.command ?? "";
+  const target = describeTarget(entry);
+  const serverLog = o.log.child(name);
+  const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
+  const watch: ProcessWatch = {};
+  const transport = new ObservedStdioTransport({
+    command,
+    args: entry.args,
+    env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
+    cwd: entry.cwd,
+    stderr: "pipe",
+  }, (info) => {
+    watch.exit = info;
+  });
+  const stream = transport.stderr;
+  stream?.on("data", (chunk: unknown) => stderr.push(chunk));
+  const stderrEnd = stream ? streamEnd(stream) : undefined;
+  const client = newClient(o.clientInfo);
+  client.onerror = (error) => serverLog.debug(`transport: ${errorText(error)}`);
+  const started = performance.now();
+  try {
+    await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+  } catch (error) {
+    const closed = client.close().catch(() => undefined);
+    o.track(closed);
+    if (stderrEnd && watch.exit !== undefined) await settleWithin(stderrEnd.ended, 250);
+    stderr.flush();
+    const exit = watch.exit;
+    throw await stdioConnectError({
+      entry,
+      error,
+      exit,
+      stderr: stderr.lines,
+      target,
+      connectTimeoutMs: o.connectTimeoutMs,
+    });
+  }
+  const conn = new Connection({
+    entry,
+    client,
+    stderr,
+    stderrEnd,
+    watch,
+    pid: transport.pid ?? undefined,
+    onClosed: o.onClosed,
+  });
+  o.log.debug("started", {
+    server: name,
+    pid: conn.pid,
+    ms: Math.round(performance.now() - started),
+  });
+  // It may have exited between the handshake and now; callers then retry with a new one.
+  if (watch.exit !== undefined) conn.closed = true;
+  return conn;
+}
+
+async function stdioConnectError(o: {
+  entry: ServerEntry;
+  error: unknown;
+  exit: ExitInfo | undefined;
+  stderr: string[];
+  target: string;
+  connectTimeoutMs: number;
+}): Promise<McpServerError> {
+  const { entry, error, exit, stderr, target } = o;
+  const name = entry.name;
+  const command = entry.command ?? "";
+  const base = { server: name, stderrTail: stderr, cause: error };
+  if (isPermissionDenial(error)) {
+    return new McpServerError(
+      `Cannot start MCP server "${name}": Deno's sandbox does not allow running "${command}" ` +
+        `(${errorText(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
+        `set in deno.json, or run/rebuild with --allow-run=${command}.`,
+      { ...base, kind: "permission" },
+    );
+  }
+  if (errnoCode(error) === "ENOENT") {
+    const cwdMissing = entry.cwd !== undefined && !(await isDirectory(entry.cwd));
+    if (cwdMissing) {
+      return new McpServerError(
+        `Cannot start MCP server "${name}": its working directory "${entry.cwd}" does not ` +
+          `exist. Fix "cwd" in the config.`,
+        { ...base, kind: "spawn" },
+      );
+    }
+    return new McpServerError(
+      `Cannot start MCP server "${name}": command "${command}" was not found. Install it, ` +
+        `or put its full path in the config, and check that it is on the PATH the bridge ` +
+        `sees (children get PATH, HOME, USER, SHELL, TERM, LOGNAME and the entry's env).`,
+      { ...base, kind: "not_found" },
+    );
+  }
+  if (exit !== undefined) {
+    return new McpServerError(
+      `MCP server "${name}" ${exitText(exit)} before completing the MCP handshake. ` +
+        `Command: ${target}.${formatTail(stderr)}\nRun the command by hand to see why.`,
+      { ...base, kind: "exited", exitCode: exit.code },
+    );
+  }
+  if (isHandshakeTimeout(error)) {
+    return new McpServerError(
+      `MCP server "${name}" did not complete the MCP handshake within ` +
+        `${o.connectTimeoutMs} ms. Command: ${target}.${formatTail(stderr)}\n` +
+        `If it downloads on first start (npx -y, uvx), run the command once by hand, or raise ` +
+        `MCP_CONNECT_TIMEOUT_MS; otherwise check that it speaks MCP over stdio.`,
+      { ...base, kind: "connect_timeout" },
+    );
+  }
+  const code = errnoCode(error);
+  return new McpServerError(
+    `Cannot start MCP server "${name}" (${target}): ${errorText(error)}` +
+      `${code ? ` [${code}]` : ""}.${formatTail(stderr)}`,
+    { ...base, kind: "spawn" },
+  );
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
