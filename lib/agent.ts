@@ -43,8 +43,9 @@ import {
 } from "./budget.ts";
 import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
 import { log as rootLog } from "./log.ts";
-import { ArgumentValidator, recoverTextToolCalls, stripThinking } from "./tool_calls.ts";
+import { recoverTextToolCalls, stripThinking } from "./text_tool_calls.ts";
 import { errorMessage } from "./tool_result.ts";
+import { ArgumentValidator } from "./tool_schema.ts";
 
 /** Depth at which a bridge refuses autonomous tools. */
 const MAX_DEPTH = 2;

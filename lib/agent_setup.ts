@@ -16,7 +16,7 @@ import type { ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./models.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
-import { ToolCatalog } from "./tool_calls.ts";
+import { ToolCatalog } from "./tool_catalog.ts";
 import { errorMessage } from "./tool_result.ts";
 
 /** The servers to use, and notes on those skipped. */

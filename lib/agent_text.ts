@@ -4,7 +4,7 @@
  * not give itself (unfinished, cancelled, failed).
  */
 import type { AgentResult, ToolCallRecord } from "./agent_types.ts";
-import { stableStringify } from "./tool_calls.ts";
+import { stableStringify } from "./json.ts";
 
 /** The system message: the servers whose tools the model may call and how to work with them. */
 export function systemPrompt(servers: readonly string[]): string {

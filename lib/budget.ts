@@ -9,7 +9,7 @@ import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { findModel } from "./models.ts";
-import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_calls.ts";
+import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_output.ts";
 import { errorMessage } from "./tool_result.ts";
 
 /** Context window assumed when neither the caller nor the server says. */

@@ -1,0 +1,151 @@
+/**
+ * What a model printed as text instead of using the tool-call API: tool calls in the markup of the
+ * common chat templates (Qwen/Hermes `<tool_call>`, LM Studio's `[TOOL_REQUEST]`), fenced or bare
+ * JSON, and `<think>` reasoning blocks to separate from the answer.
+ */
+import { closingQuote, isRecord, tryParseJson } from "./json.ts";
+import type { RawToolCall } from "./lmstudio_types.ts";
+import { parseToolArguments } from "./tool_arguments.ts";
+
+/** Tool calls recovered from an answer's text, and the text without them. */
+export interface RecoveredCalls {
+  calls: RawToolCall[];
+  /** The text with the recovered call markup removed, trimmed. */
+  text: string;
+}
+
+/** Reads `{name, arguments}` and common variants (`parameters`, `args`, `function: {...}`). */
+function callFromJson(value: unknown): RawToolCall | undefined {
+  if (!isRecord(value)) return undefined;
+  const inner = isRecord(value.function) ? value.function : value;
+  const name = inner.name ?? value.tool ?? value.tool_name;
+  if (typeof name !== "string" || name.trim() === "") return undefined;
+  const args = inner.arguments ?? inner.parameters ?? inner.args ?? value.arguments ??
+    value.parameters ?? value.args ?? {};
+  if (typeof args !== "string" && !isRecord(args)) return undefined;
+  return { name: name.trim(), arguments: args };
+}
+
+function callsFromJsonText(text: string): RawToolCall[] | undefined {
+  const parsed = parseToolArguments(text.trim());
+  const direct = tryParseJson(text.trim());
+  const value: unknown = direct.ok ? direct.value : parsed.ok ? parsed.value : undefined;
+  if (value === undefined) return undefined;
+  const list = Array.isArray(value) ? value : [value];
+  const calls = list.map(callFromJson);
+  return calls.length > 0 && calls.every((c) => c !== undefined)
+    ? calls as RawToolCall[]
+    : undefined;
+}
+
+/** Top-level balanced `{...}` spans of a text (string-aware). */
+function jsonObjectSpans(text: string): { start: number; end: number }[] {
+  const spans: { start: number; end: number }[] = [];
+  let depth = 0;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"' && depth > 0) {
+      // Quotes count only inside an object: prose around it may hold unbalanced ones.
+      const end = closingQuote(text, i);
+      if (end === undefined) break;
+      i = end;
+    } else if (c === "{") {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (c === "}" && depth > 0) {
+      depth--;
+      if (depth === 0) spans.push({ start, end: i + 1 });
+    }
+  }
+  return spans;
+}
+
+/** Markup that only ever wraps a tool call: what it holds is a call even when the name is unknown. */
+const ENVELOPE_PATTERNS: RegExp[] = [
+  /<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g,
+  /\[TOOL_REQUEST\]([\s\S]*?)(?:\[END_TOOL_REQUEST\]|$)/g,
+  /<\|?function_call\|?>([\s\S]*?)(?:<\/?\|?function_call\|?>|$)/g,
+];
+const FENCE_PATTERN = /```(?:json|tool_call|tool)?\s*\n?([\s\S]*?)```/g;
+
+/** Whether `text` is one JSON object with exactly the keys `name` (a string) and `arguments`. */
+function isBareCall(text: string): boolean {
+  const parsed = tryParseJson(text.trim());
+  if (!parsed.ok || !isRecord(parsed.value)) return false;
+  const keys = Object.keys(parsed.value).sort();
+  return keys.length === 2 && keys[0] === "arguments" && keys[1] === "name" &&
+    typeof parsed.value.name === "string";
+}
+
+/**
+ * Recovers tool calls that a model printed as text instead of calling: `<tool_call>{...}</tool_call>`
+ * (Qwen/Hermes), `[TOOL_REQUEST]{...}[END_TOOL_REQUEST]` (LM Studio's default tool format), ```json
+ * fenced blocks, and bare JSON objects with `name` and `arguments`.
+ *
+ * What is clearly a call is recovered whatever name it gives, so that the loop can tell the model
+ * the tool does not exist: the content of tool-call markup, and a reply that is nothing but one
+ * JSON object with exactly `name` and `arguments` (fenced or not). JSON inside other text is only
+ * recovered when `isTool(name)` says it names a real tool, so prose that merely contains JSON stays
+ * text.
+ */
+export function recoverTextToolCalls(
+  text: string,
+  isTool: (name: string) => boolean,
+): RecoveredCalls {
+  const found: { start: number; end: number; calls: RawToolCall[] }[] = [];
+  const overlaps = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
+  const whole = text.trim();
+  const consider = (start: number, end: number, inner: string, envelope: boolean) => {
+    if (overlaps(start, end)) return;
+    const calls = callsFromJsonText(inner);
+    if (!calls) return;
+    const clear = envelope || (text.slice(start, end).trim() === whole && isBareCall(inner));
+    if (clear || calls.every((c) => isTool(c.name))) found.push({ start, end, calls });
+  };
+  for (const pattern of ENVELOPE_PATTERNS) {
+    for (const match of text.matchAll(pattern)) {
+      consider(match.index, match.index + match[0].length, match[1] ?? "", true);
+    }
+  }
+  for (const match of text.matchAll(FENCE_PATTERN)) {
+    consider(match.index, match.index + match[0].length, match[1] ?? "", false);
+  }
+  for (const span of jsonObjectSpans(text)) {
+    consider(span.start, span.end, text.slice(span.start, span.end), false);
+  }
+  if (found.length === 0) return { calls: [], text: text.trim() };
+  found.sort((a, b) => a.start - b.start);
+  let rest = "";
+  let at = 0;
+  for (const f of found) {
+    rest += text.slice(at, f.start);
+    at = f.end;
+  }
+  rest += text.slice(at);
+  return {
+    calls: found.flatMap((f) => f.calls),
+    text: rest.replace(/\n{3,}/g, "\n\n").trim(),
+  };
+}
+
+/** Removes `<think>...</think>` blocks (and an unclosed trailing one); returns text and reasoning. */
+export function stripThinking(text: string): { text: string; reasoning: string } {
+  const reasoning: string[] = [];
+  let rest = text.replace(/<think>([\s\S]*?)<\/think>/g, (_m, inner: string) => {
+    reasoning.push(inner.trim());
+    return "";
+  });
+  const open = rest.indexOf("<think>");
+  if (open >= 0) {
+    reasoning.push(rest.slice(open + "<think>".length).trim());
+    rest = rest.slice(0, open);
+  }
+  // Some templates emit only the closing tag (the opening one is in the prompt).
+  const close = rest.indexOf("</think>");
+  if (close >= 0) {
+    reasoning.push(rest.slice(0, close).trim());
+    rest = rest.slice(close + "</think>".length);
+  }
+  return { text: rest.trim(), reasoning: reasoning.filter((r) => r !== "").join("\n\n") };
+}

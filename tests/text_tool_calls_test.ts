@@ -1,0 +1,96 @@
+import { recoverTextToolCalls, stripThinking } from "../lib/text_tool_calls.ts";
+import { assertEquals } from "./assert.ts";
+
+Deno.test("recoverTextToolCalls", async (t) => {
+  const known = new Set(["read_file", "create_entities"]);
+  const isTool = (n: string) => known.has(n);
+
+  await t.step("reads <tool_call> blocks (Qwen/Hermes)", () => {
+    const r = recoverTextToolCalls(
+      'Let me look.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "a.txt"}}\n</tool_call>',
+      isTool,
+    );
+    assertEquals(r.calls, [{ name: "read_file", arguments: { path: "a.txt" } }]);
+    assertEquals(r.text, "Let me look.");
+  });
+
+  await t.step("reads [TOOL_REQUEST] blocks (LM Studio default format)", () => {
+    const r = recoverTextToolCalls(
+      '[TOOL_REQUEST]{"name": "read_file", "arguments": {"path": "b.txt"}}[END_TOOL_REQUEST]',
+      isTool,
+    );
+    assertEquals(r.calls, [{ name: "read_file", arguments: { path: "b.txt" } }]);
+    assertEquals(r.text, "");
+  });
+
+  await t.step("reads fenced and bare JSON, several calls in order", () => {
+    const r = recoverTextToolCalls(
+      'First:\n```json\n{"name": "create_entities", "parameters": {"entities": []}}\n```\n' +
+        'then {"function": {"name": "read_file", "arguments": "{\\"path\\": \\"c\\"}"}}',
+      isTool,
+    );
+    assertEquals(r.calls, [
+      { name: "create_entities", arguments: { entities: [] } },
+      { name: "read_file", arguments: '{"path": "c"}' },
+    ]);
+    assertEquals(r.text, "First:\n\nthen");
+  });
+
+  await t.step("reads an unclosed <tool_call> at the end and a JSON list of calls", () => {
+    const r = recoverTextToolCalls(
+      '<tool_call>[{"name": "read_file", "arguments": {"path": "x"}}, ' +
+        '{"name": "read_file", "arguments": {"path": "y"}}]',
+      isTool,
+    );
+    assertEquals(r.calls.length, 2);
+    assertEquals(r.calls[1], { name: "read_file", arguments: { path: "y" } });
+  });
+
+  await t.step("leaves JSON alone unless it names a real tool", () => {
+    const text = 'The answer is {"name": "Alice", "arguments": {"age": 3}} as requested.';
+    const r = recoverTextToolCalls(text, isTool);
+    assertEquals(r.calls, []);
+    assertEquals(r.text, text);
+    assertEquals(recoverTextToolCalls("plain answer", isTool).calls, []);
+  });
+
+  await t.step("reads clear call envelopes even when they name no known tool", () => {
+    const envelopes: [string, string][] = [
+      ['<tool_call>{"name": "made_up", "arguments": {}}</tool_call>', ""],
+      [
+        'Checking.\n[TOOL_REQUEST]{"name": "made_up", "arguments": {"a": 1}}[END_TOOL_REQUEST]',
+        "Checking.",
+      ],
+      ['{"name": "made_up", "arguments": {"a": 1}}', ""],
+      ['```json\n{"name": "made_up", "arguments": {}}\n```', ""],
+    ];
+    for (const [text, rest] of envelopes) {
+      const r = recoverTextToolCalls(text, isTool);
+      assertEquals(r.calls.map((c) => c.name), ["made_up"], text);
+      assertEquals(r.text, rest);
+    }
+  });
+
+  await t.step("leaves prose with JSON in it alone, even JSON shaped like a call", () => {
+    for (
+      const text of [
+        'Result: {"name": "Bob", "arguments": {"age": 3}}',
+        '{"name": "Bob", "arguments": {"age": 3}, "id": 7}',
+        'Here:\n```json\n{"name": "Bob", "arguments": {}}\n```\nThat is the record.',
+      ]
+    ) {
+      const r = recoverTextToolCalls(text, isTool);
+      assertEquals(r.calls, [], text);
+      assertEquals(r.text, text);
+    }
+  });
+});
+
+Deno.test("stripThinking separates reasoning from the answer", () => {
+  assertEquals(stripThinking("<think>hmm</think>\nThe answer."), {
+    text: "The answer.",
+    reasoning: "hmm",
+  });
+  assertEquals(stripThinking("pondering</think>Done"), { text: "Done", reasoning: "pondering" });
+  assertEquals(stripThinking("Done<think>unfinished"), { text: "Done", reasoning: "unfinished" });
+});
