@@ -13,7 +13,7 @@ import type {
   ToolHost,
 } from "./agent_types.ts";
 import type { ModelList } from "./lmstudio_types.ts";
-import { findModel } from "./models.ts";
+import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";

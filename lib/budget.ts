@@ -8,7 +8,7 @@ import { isAbort } from "./agent_errors.ts";
 import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import { findModel } from "./models.ts";
+import { findModel } from "./model_names.ts";
 import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_output.ts";
 import { errorMessage } from "./tool_result.ts";
 

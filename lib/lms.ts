@@ -1,136 +1,34 @@
 /**
  * LM Studio's `lms` command-line tool, run as a subprocess: `ps`, `ls`, `load`, `unload` and
- * `server status`. Output is parsed with zod; every failure is an {@linkcode LmsError} that says
- * which command failed, what it printed and what to do next.
+ * `server status`. Output is parsed with zod (lib/lms_output.ts); every failure is an
+ * {@linkcode LmsError} (lib/lms_errors.ts) that says which command failed, what it printed and what
+ * to do next.
  *
  * `lms` is looked for on PATH first, then where LM Studio installs it (`~/.lmstudio/bin/lms`, older
  * versions `~/.cache/lm-studio/bin/lms`). The lookup is a few `stat` calls, cached; a negative
  * answer is re-checked after a while and any spawn failure clears the cache.
  */
-import { z } from "zod";
+import type { z } from "zod";
+import { badOutputError, exitError, LmsError } from "./lms_errors.ts";
+import {
+  type DownloadedModel,
+  type LmsServerStatus,
+  type LoadedInstance,
+  lsOutput,
+  parseJsonOutput,
+  psOutput,
+  serverStatusOutput,
+  stripAnsi,
+  tail,
+} from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { join } from "./path.ts";
-
-/** What went wrong with an `lms` command. */
-export type LmsErrorKind =
-  | "not_installed"
-  | "not_permitted"
-  | "not_running"
-  | "not_found"
-  | "out_of_memory"
-  | "timeout"
-  | "aborted"
-  | "bad_output"
-  | "failed";
-
-/** Fields of an {@linkcode LmsError}. */
-export interface LmsErrorDetails {
-  kind: LmsErrorKind;
-  /** The command line that failed (`["lms", "load", ...]`). */
-  command: string[];
-  exitCode?: number;
-  /** The last lines `lms` printed on stderr (and stdout when stderr was empty). */
-  stderrTail?: string[];
-  /** For `out_of_memory`: the amount `lms` said the model needs, e.g. "15.89 GB". */
-  memoryRequired?: string;
-  cause?: unknown;
-}
-
-/** A failed `lms` command; the message says what failed, why, and what to do. */
-export class LmsError extends Error {
-  override name = "LmsError";
-  readonly kind: LmsErrorKind;
-  readonly command: string[];
-  readonly exitCode?: number;
-  readonly stderrTail: string[];
-  readonly memoryRequired?: string;
-
-  constructor(message: string, details: LmsErrorDetails) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.kind = details.kind;
-    this.command = details.command;
-    this.exitCode = details.exitCode;
-    this.stderrTail = details.stderrTail ?? [];
-    this.memoryRequired = details.memoryRequired;
-  }
-}
+import { denoSpawn, type SpawnFn, type SpawnResult } from "./spawn.ts";
 
 /** How to get `lms`; shared by messages here and in the tools. */
 export const LMS_INSTALL_HINT =
   "Install LM Studio's CLI with `npx lmstudio install-cli`, or run `~/.lmstudio/bin/lms bootstrap` " +
   "once (LM Studio puts `lms` there), then restart the bridge.";
-
-/** One subprocess run, as the spawn function receives it. */
-export interface SpawnRequest {
-  command: string;
-  args: string[];
-  /** Aborted on timeout or cancellation; the process must then be stopped. */
-  signal: AbortSignal;
-}
-
-/** What a finished subprocess produced. */
-export interface SpawnResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program to completion. Throws Deno's errors (NotFound, NotCapable...) when it cannot start. */
-export type SpawnFn = (request: SpawnRequest) => Promise<SpawnResult>;
-
-/** The production spawn: `Deno.Command`, no stdin (so `lms` never waits on a prompt), piped output. */
-export async function denoSpawn(request: SpawnRequest): Promise<SpawnResult> {
-  const output = await new Deno.Command(request.command, {
-    args: request.args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: request.signal,
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-/** One loaded model instance, from `lms ps --json`. */
-export interface LoadedInstance {
-  /** The API identifier; a second instance of a model gets a suffix such as `:2`. */
-  identifier: string;
-  modelKey: string;
-  type: string;
-  /** Lower-case processing state ("loaded", "idle", "loading", "generating"...); "loaded" when lms does not say. */
-  status: string;
-  displayName?: string;
-  contextLength?: number;
-  maxContextLength?: number;
-  sizeBytes?: number;
-  vision?: boolean;
-  toolUse?: boolean;
-  /** Idle time after which LM Studio unloads the instance, when set. */
-  ttlMs?: number;
-}
-
-/** One downloaded model, from `lms ls --json`. */
-export interface DownloadedModel {
-  modelKey: string;
-  type: string;
-  displayName?: string;
-  sizeBytes?: number;
-  maxContextLength?: number;
-  paramsString?: string;
-  architecture?: string;
-  vision?: boolean;
-  toolUse?: boolean;
-}
-
-/** `lms server status --json`. */
-export interface LmsServerStatus {
-  running: boolean;
-  port?: number;
-}
 
 /** Per-call options. */
 export interface LmsCallOptions {
@@ -172,127 +70,6 @@ export interface LmsLocation {
   path: string;
   /** "path": on PATH (allowed by `--allow-run=lms`); "home": LM Studio's own bin directory. */
   via: "explicit" | "path" | "home";
-}
-
-const num = z.number().finite().optional().nullable().catch(undefined);
-const bool = z.boolean().optional().nullable().catch(undefined);
-const str = z.string().optional().nullable().catch(undefined);
-
-const psEntry = z.object({
-  identifier: z.string().optional(),
-  modelKey: z.string().optional(),
-  path: str,
-  type: str,
-  status: str,
-  displayName: str,
-  contextLength: num,
-  maxContextLength: num,
-  sizeBytes: num,
-  vision: bool,
-  trainedForToolUse: bool,
-  ttlMs: num,
-});
-const lsEntry = z.object({
-  modelKey: z.string().optional(),
-  path: str,
-  type: str,
-  displayName: str,
-  sizeBytes: num,
-  maxContextLength: num,
-  paramsString: str,
-  architecture: str,
-  vision: bool,
-  trainedForToolUse: bool,
-});
-const statusSchema = z.object({ running: z.boolean(), port: num });
-
-// Colour codes lms prints when it thinks it is on a terminal.
-const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;?]*[A-Za-z]", "g");
-
-/** The last non-empty lines of some output, without colour codes. */
-export function tail(text: string, lines = 12): string[] {
-  return text.replace(ANSI, "").split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l.trim())
-    .slice(-lines);
-}
-
-/**
- * Parses the JSON document a command printed on stdout. `lms` logs to stderr, but a warning may
- * still precede the JSON on stdout, so the first line that starts a JSON value is tried too.
- */
-export function parseJsonOutput(stdout: string): unknown {
-  const text = stdout.replace(ANSI, "").trim();
-  try {
-    return JSON.parse(text);
-  } catch {
-    const start = text.search(/^[[{]/m);
-    if (start <= 0) throw new SyntaxError(`not JSON: ${JSON.stringify(text.slice(0, 120))}`);
-    return JSON.parse(text.slice(start));
-  }
-}
-
-/**
- * The amount of memory an `lms load` failure says the model needs ("15.89 GB"), or undefined when
- * the message is not about memory at all. Returns "" for a memory failure without a figure.
- */
-export function memoryRequirement(text: string): string | undefined {
-  const clean = text.replace(ANSI, "");
-  if (
-    !/insufficient system resources|not enough (memory|resources)|out of memory|requires approximately/i
-      .test(clean)
-  ) return undefined;
-  const figure = clean.match(/requires approximately\s+([\d.,]+\s*[KMGT]i?B)/i) ??
-    clean.match(/(\d+(?:[.,]\d+)?\s*[KMGT]i?B)\s+of memory/i);
-  return figure?.[1]?.replace(/\s+/, " ") ?? "";
-}
-
-/** Lower-case name without an instance suffix such as `:2`. */
-export function normalizeModelName(name: string): string {
-  return name.trim().toLowerCase().replace(/:\d+$/, "");
-}
-
-/**
- * Whether `requested` names `candidate` (an identifier or model key): case-insensitive, ignoring
- * instance suffixes (`qwen3-8b:2`), and ignoring a publisher prefix present on only one side
- * (`qwen/qwen3-8b` matches `qwen3-8b`). Two different publishers never match.
- */
-export function sameModel(requested: string, candidate: string): boolean {
-  const a = normalizeModelName(requested);
-  const b = normalizeModelName(candidate);
-  if (a === "" || b === "") return false;
-  if (a === b) return true;
-  const aSlash = a.includes("/");
-  const bSlash = b.includes("/");
-  if (aSlash === bSlash) return false;
-  const last = (s: string) => s.slice(s.lastIndexOf("/") + 1);
-  return last(a) === last(b);
-}
-
-/** The loaded instances that are `model`, exact identifier matches first. */
-export function findInstances(model: string, instances: LoadedInstance[]): LoadedInstance[] {
-  const exact = instances.filter((i) => i.identifier === model);
-  const rest = instances.filter((i) =>
-    i.identifier !== model && (sameModel(model, i.identifier) || sameModel(model, i.modelKey))
-  );
-  return [...exact, ...rest];
-}
-
-/** Statuses in which an instance answers requests ("idle" wakes on the next one). */
-const USABLE = new Set([
-  "loaded",
-  "idle",
-  "generating",
-  "processingprompt",
-  "processing",
-  "busy",
-  "queued",
-]);
-
-/** What to do with an instance in `status`: use it, wait for it, or load the model again. */
-export function statusAction(status: string): "use" | "wait" | "reload" {
-  const s = status.toLowerCase().replace(/[\s_-]/g, "");
-  if (USABLE.has(s)) return "use";
-  if (s === "loading") return "wait";
-  return "reload";
 }
 
 function defaultIsFile(path: string): Promise<boolean> {
@@ -445,7 +222,7 @@ export class Lms {
         cause: options.signal.reason,
       });
     }
-    if (result.code !== 0) throw failure(command, result);
+    if (result.code !== 0) throw exitError(command, result);
     return result;
   }
 
@@ -507,39 +284,16 @@ export class Lms {
     try {
       raw = parseJsonOutput(result.stdout);
     } catch (error: unknown) {
-      throw badOutput(command, result, error);
+      throw badOutputError({ command, result, cause: error });
     }
     const parsed = schema.safeParse(raw);
-    if (!parsed.success) throw badOutput(command, result, parsed.error);
+    if (!parsed.success) throw badOutputError({ command, result, cause: parsed.error });
     return parsed.data;
   }
 
   /** Loaded instances (`lms ps --json`). Entries without an identifier or model key are skipped. */
-  async ps(options: LmsCallOptions = {}): Promise<LoadedInstance[]> {
-    const rows = await this.#json(["ps", "--json"], z.array(z.unknown()), options);
-    const out: LoadedInstance[] = [];
-    for (const row of rows) {
-      const e = psEntry.safeParse(row);
-      if (!e.success) continue;
-      const d = e.data;
-      const identifier = d.identifier ?? d.modelKey;
-      const modelKey = d.modelKey ?? d.identifier;
-      if (identifier === undefined || modelKey === undefined) continue;
-      out.push(clean({
-        identifier,
-        modelKey,
-        type: d.type ?? "llm",
-        status: (d.status ?? "loaded").toLowerCase(),
-        displayName: d.displayName ?? undefined,
-        contextLength: d.contextLength ?? undefined,
-        maxContextLength: d.maxContextLength ?? undefined,
-        sizeBytes: d.sizeBytes ?? undefined,
-        vision: d.vision ?? undefined,
-        toolUse: d.trainedForToolUse ?? undefined,
-        ttlMs: d.ttlMs ?? undefined,
-      }));
-    }
-    return out;
+  ps(options: LmsCallOptions = {}): Promise<LoadedInstance[]> {
+    return this.#json(["ps", "--json"], psOutput, options);
   }
 
   /** Downloaded models (`lms ls --json`), optionally only LLMs or only embedding models. */
@@ -547,30 +301,10 @@ export class Lms {
     options: LmsCallOptions & { kind?: "llm" | "embedding" } = {},
   ): Promise<DownloadedModel[]> {
     const args = ["ls", "--json", ...(options.kind ? [`--${options.kind}`] : [])];
-    const rows = await this.#json(args, z.array(z.unknown()), options);
-    const out: DownloadedModel[] = [];
-    for (const row of rows) {
-      const e = lsEntry.safeParse(row);
-      if (!e.success) continue;
-      const d = e.data;
-      const modelKey = d.modelKey ?? d.path ?? undefined;
-      if (modelKey === undefined) continue;
-      const type = d.type ?? "llm";
-      // Older lms versions ignore the filter flags; filter here as well.
-      if (options.kind && !type.startsWith(options.kind)) continue;
-      out.push(clean({
-        modelKey,
-        type,
-        displayName: d.displayName ?? undefined,
-        sizeBytes: d.sizeBytes ?? undefined,
-        maxContextLength: d.maxContextLength ?? undefined,
-        paramsString: d.paramsString ?? undefined,
-        architecture: d.architecture ?? undefined,
-        vision: d.vision ?? undefined,
-        toolUse: d.trainedForToolUse ?? undefined,
-      }));
-    }
-    return out;
+    const models = await this.#json(args, lsOutput, options);
+    // Older lms versions ignore the filter flags; filter here as well.
+    const kind = options.kind;
+    return kind ? models.filter((m) => m.type.startsWith(kind)) : models;
   }
 
   /**
@@ -593,7 +327,7 @@ export class Lms {
       signal: options.signal,
       timeoutMs: options.timeoutMs ?? this.#options.loadTimeoutMs ?? 600_000,
     });
-    const text = (result.stderr + "\n" + result.stdout).replace(ANSI, "");
+    const text = stripAnsi(result.stderr + "\n" + result.stdout);
     const identifier = text.match(/use the identifier "([^"]+)"/i)?.[1];
     return { ...(identifier ? { identifier } : {}), output: tail(text, 6) };
   }
@@ -620,70 +354,11 @@ export class Lms {
   }
 
   /** Whether LM Studio's server is running and on which port (`lms server status --json`). */
-  async serverStatus(options: LmsCallOptions = {}): Promise<LmsServerStatus> {
-    const status = await this.#json(["server", "status", "--json"], statusSchema, options);
-    return clean({ running: status.running, port: status.port ?? undefined });
+  serverStatus(options: LmsCallOptions = {}): Promise<LmsServerStatus> {
+    return this.#json(["server", "status", "--json"], serverStatusOutput, options);
   }
-}
-
-/** Drops undefined fields so results compare and serialise cleanly. */
-function clean<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
-}
-
-function badOutput(command: string[], result: SpawnResult, cause: unknown): LmsError {
-  const detail = cause instanceof Error ? cause.message.split("\n")[0] : String(cause);
-  return new LmsError(
-    `\`${command.join(" ")}\` printed output the bridge cannot read (${detail}). ` +
-      "This lms version may be too old or too new; update LM Studio, or report the output.",
-    { kind: "bad_output", command, stderrTail: tail(result.stdout + "\n" + result.stderr), cause },
-  );
-}
-
-/** Turns a non-zero exit into an error with the right kind and advice. */
-function failure(command: string[], result: SpawnResult): LmsError {
-  const both = `${result.stderr}\n${result.stdout}`;
-  const stderrTail = tail(result.stderr).length ? tail(result.stderr) : tail(result.stdout);
-  const said = stderrTail.filter((l) => !/^\s*(waking up|llmster started)/i.test(l)).slice(-3)
-    .join(" ").replace(/\s+/g, " ").trim();
-  const head = `\`${command.join(" ")}\` failed (exit ${result.code})${said ? `: ${said}` : ""}`;
-  const details = { command, exitCode: result.code, stderrTail };
-  const memory = memoryRequirement(both);
-  if (memory !== undefined) {
-    const model = command[2] ?? "the model";
-    const need = memory ? `needs about ${memory} of memory` : "does not fit in free memory";
-    return new LmsError(
-      `Cannot load ${model}: it ${need}, more than LM Studio will use right now ` +
-        `(\`${command.join(" ")}\` exit ${result.code}). Unload other models ` +
-        "(`lms unload --all`), use a smaller context length or a smaller quantization, or relax " +
-        "the model loading guardrails in LM Studio's settings.",
-      { ...details, kind: "out_of_memory", memoryRequired: memory || undefined },
-    );
-  }
-  if (
-    /failed to (start or )?connect|not (appear to be )?running|ECONNREFUSED|could not connect|failed to start lm studio/i
-      .test(both)
-  ) {
-    return new LmsError(
-      `${head}. LM Studio is not running: start the LM Studio app, or run \`lms server start\` ` +
-        "(`lms daemon up` on a headless machine).",
-      { ...details, kind: "not_running" },
-    );
-  }
-  if (/model not found|no model found|cannot find a model|not downloaded/i.test(both)) {
-    const model = command[2];
-    return new LmsError(
-      `${head}. ${model ? `No downloaded model matches "${model}". ` : ""}` +
-        "Run `lms ls` to see downloaded models, or download one with `lms get <name>`.",
-      { ...details, kind: "not_found" },
-    );
-  }
-  return new LmsError(`${head}. Run the same command in a terminal to see the full output.`, {
-    ...details,
-    kind: "failed",
-  });
 }

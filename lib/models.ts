@@ -14,19 +14,10 @@
  */
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
-import type { ModelInfo } from "./lmstudio_types.ts";
-import {
-  type DownloadedModel,
-  findInstances,
-  Lms,
-  LMS_INSTALL_HINT,
-  LmsError,
-  type LmsLocation,
-  type LoadedInstance,
-  normalizeModelName,
-  sameModel,
-  statusAction,
-} from "./lms.ts";
+import { Lms, LMS_INSTALL_HINT, type LmsLocation } from "./lms.ts";
+import { LmsError } from "./lms_errors.ts";
+import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
+import { findInstances, findModel, normalizeModelName, sameModel } from "./model_names.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { abortableSleep, raceAbort } from "./abort.ts";
 
@@ -118,15 +109,6 @@ function listNames(names: string[], max = 12): string {
   if (names.length === 0) return "none";
   const shown = names.slice(0, max).join(", ");
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
-}
-
-/** The REST model that is `model`: exact id first, then a loose name match or instance id. */
-export function findModel(model: string, models: ModelInfo[]): ModelInfo | undefined {
-  return models.find((m) => m.id === model) ??
-    models.find((m) => (m.instanceIds ?? []).includes(model)) ??
-    models.find((m) =>
-      sameModel(model, m.id) || (m.instanceIds ?? []).some((i) => sameModel(model, i))
-    );
 }
 
 /** Model state and loading over `lms`, the REST API or JIT; see the module doc. */

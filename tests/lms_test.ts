@@ -1,14 +1,5 @@
-import {
-  findInstances,
-  Lms,
-  LmsError,
-  type LoadedInstance,
-  memoryRequirement,
-  normalizeModelName,
-  parseJsonOutput,
-  sameModel,
-  statusAction,
-} from "../lib/lms.ts";
+import { Lms } from "../lib/lms.ts";
+import { LmsError } from "../lib/lms_errors.ts";
 import { createLogger } from "../lib/log.ts";
 import {
   assert,
@@ -28,60 +19,6 @@ async function withFake(
   await using fake = await FakeLms.create(scenario);
   await fn(fake, new Lms({ env: fake.env, log: quiet }));
 }
-
-Deno.test("model names match across case, instance suffixes and a one-sided publisher", async (t) => {
-  await t.step("normalising lower-cases and drops a numeric instance suffix only", () => {
-    assertEquals(normalizeModelName(" Qwen2.5-7B-Instruct:2 "), "qwen2.5-7b-instruct");
-    assertEquals(normalizeModelName("llama3:8b"), "llama3:8b");
-  });
-  await t.step("equal names, suffixes and publisher prefixes match", () => {
-    assert(sameModel("qwen2.5-7b-instruct", "qwen2.5-7b-instruct:2"));
-    assert(sameModel("QWEN/Qwen3-8B", "qwen3-8b"));
-    assert(sameModel("qwen3-8b", "qwen/qwen3-8b"));
-  });
-  await t.step("different models or different publishers do not match", () => {
-    assert(!sameModel("qwen3-8b", "qwen3-8b-instruct"));
-    assert(!sameModel("qwen/qwen3-8b", "lmstudio-community/qwen3-8b"));
-    assert(!sameModel("", "x"));
-  });
-  await t.step("an exact identifier comes before other instances of the same model", () => {
-    const instances: LoadedInstance[] = [
-      { identifier: "qwen3-8b", modelKey: "qwen/qwen3-8b", type: "llm", status: "idle" },
-      { identifier: "qwen3-8b:2", modelKey: "qwen/qwen3-8b", type: "llm", status: "idle" },
-      { identifier: "other", modelKey: "other", type: "llm", status: "idle" },
-    ];
-    assertEquals(findInstances("qwen3-8b:2", instances).map((i) => i.identifier), [
-      "qwen3-8b:2",
-      "qwen3-8b",
-    ]);
-  });
-});
-
-Deno.test("instance statuses map to use, wait or reload", () => {
-  assertEquals(statusAction("loaded"), "use");
-  assertEquals(statusAction("IDLE"), "use");
-  assertEquals(statusAction("processingPrompt"), "use");
-  assertEquals(statusAction("loading"), "wait");
-  assertEquals(statusAction("unloading"), "reload");
-  assertEquals(statusAction("crashed"), "reload");
-});
-
-Deno.test("memory failures yield the amount lms says the model needs", () => {
-  assertEquals(
-    memoryRequirement(
-      "Error: Model loading was stopped due to insufficient system resources. Under the current " +
-        "settings, this model requires approximately 22.92 GB of memory, and continuing...",
-    ),
-    "22.92 GB",
-  );
-  assertEquals(memoryRequirement("Error: out of memory"), "");
-  assertEquals(memoryRequirement("Error: Model not found"), undefined);
-});
-
-Deno.test("JSON output is found even after a stray line on stdout", () => {
-  assertEquals(parseJsonOutput('[{"a":1}]\n'), [{ a: 1 }]);
-  assertEquals(parseJsonOutput("Waking up LM Studio service...\n[1,2]"), [1, 2]);
-});
 
 Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reported missing", async (t) => {
   await using fake = await FakeLms.create({});

@@ -1,6 +1,7 @@
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
-import { Lms, LmsError } from "../lib/lms.ts";
+import { Lms } from "../lib/lms.ts";
+import { LmsError } from "../lib/lms_errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { ModelError, ModelManager, type ModelManagerOptions } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";

@@ -1,0 +1,187 @@
+/**
+ * What `lms` prints and how the bridge reads it: the JSON of `lms ps`, `lms ls` and
+ * `lms server status` (read leniently with zod: a row without a name is skipped, a field of an
+ * unexpected type is left out), the JSON document among stray lines, colour codes, the last lines
+ * worth quoting in a message, and what an instance's status means.
+ */
+import { z } from "zod";
+
+/** One loaded model instance, from `lms ps --json`. */
+export interface LoadedInstance {
+  /** The API identifier; a second instance of a model gets a suffix such as `:2`. */
+  identifier: string;
+  modelKey: string;
+  type: string;
+  /** Lower-case processing state ("loaded", "idle", "loading", "generating"...); "loaded" when lms does not say. */
+  status: string;
+  displayName?: string;
+  contextLength?: number;
+  maxContextLength?: number;
+  sizeBytes?: number;
+  vision?: boolean;
+  toolUse?: boolean;
+  /** Idle time after which LM Studio unloads the instance, when set. */
+  ttlMs?: number;
+}
+
+/** One downloaded model, from `lms ls --json`. */
+export interface DownloadedModel {
+  modelKey: string;
+  type: string;
+  displayName?: string;
+  sizeBytes?: number;
+  maxContextLength?: number;
+  paramsString?: string;
+  architecture?: string;
+  vision?: boolean;
+  toolUse?: boolean;
+}
+
+/** `lms server status --json`. */
+export interface LmsServerStatus {
+  running: boolean;
+  port?: number;
+}
+
+const num = z.number().finite().optional().nullable().catch(undefined);
+const bool = z.boolean().optional().nullable().catch(undefined);
+const str = z.string().optional().nullable().catch(undefined);
+
+const psEntry = z.object({
+  identifier: z.string().optional(),
+  modelKey: z.string().optional(),
+  path: str,
+  type: str,
+  status: str,
+  displayName: str,
+  contextLength: num,
+  maxContextLength: num,
+  sizeBytes: num,
+  vision: bool,
+  trainedForToolUse: bool,
+  ttlMs: num,
+});
+const lsEntry = z.object({
+  modelKey: z.string().optional(),
+  path: str,
+  type: str,
+  displayName: str,
+  sizeBytes: num,
+  maxContextLength: num,
+  paramsString: str,
+  architecture: str,
+  vision: bool,
+  trainedForToolUse: bool,
+});
+const statusSchema = z.object({ running: z.boolean(), port: num });
+
+/** Drops undefined fields so results compare and serialise cleanly. */
+function clean<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * A JSON list read row by row: each row that `row` accepts becomes what `convert` makes of it
+ * (without undefined fields); rows it rejects, or that `convert` returns undefined for, are skipped.
+ */
+function rows<S extends z.ZodType, T extends object>(
+  row: S,
+  convert: (entry: z.output<S>) => T | undefined,
+): z.ZodType<T[]> {
+  return z.array(z.unknown()).transform((list) =>
+    list.flatMap((raw) => {
+      const parsed = row.safeParse(raw);
+      const value = parsed.success ? convert(parsed.data) : undefined;
+      return value === undefined ? [] : [clean(value)];
+    })
+  );
+}
+
+/** `lms ps --json`: loaded instances. Entries without an identifier or model key are skipped. */
+export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
+  const identifier = d.identifier ?? d.modelKey;
+  const modelKey = d.modelKey ?? d.identifier;
+  if (identifier === undefined || modelKey === undefined) return undefined;
+  return {
+    identifier,
+    modelKey,
+    type: d.type ?? "llm",
+    status: (d.status ?? "loaded").toLowerCase(),
+    displayName: d.displayName ?? undefined,
+    contextLength: d.contextLength ?? undefined,
+    maxContextLength: d.maxContextLength ?? undefined,
+    sizeBytes: d.sizeBytes ?? undefined,
+    vision: d.vision ?? undefined,
+    toolUse: d.trainedForToolUse ?? undefined,
+    ttlMs: d.ttlMs ?? undefined,
+  };
+});
+
+/** `lms ls --json`: downloaded models. Entries without a model key or path are skipped. */
+export const lsOutput: z.ZodType<DownloadedModel[]> = rows(lsEntry, (d) => {
+  const modelKey = d.modelKey ?? d.path ?? undefined;
+  if (modelKey === undefined) return undefined;
+  return {
+    modelKey,
+    type: d.type ?? "llm",
+    displayName: d.displayName ?? undefined,
+    sizeBytes: d.sizeBytes ?? undefined,
+    maxContextLength: d.maxContextLength ?? undefined,
+    paramsString: d.paramsString ?? undefined,
+    architecture: d.architecture ?? undefined,
+    vision: d.vision ?? undefined,
+    toolUse: d.trainedForToolUse ?? undefined,
+  };
+});
+
+/** `lms server status --json`. */
+export const serverStatusOutput: z.ZodType<LmsServerStatus> = statusSchema.transform((status) =>
+  clean({ running: status.running, port: status.port ?? undefined })
+);
+
+const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;?]*[A-Za-z]", "g");
+
+/** `text` without the colour codes `lms` prints when it thinks it is on a terminal. */
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, "");
+}
+
+/** The last non-empty lines of some output, without colour codes. */
+export function tail(text: string, lines = 12): string[] {
+  return stripAnsi(text).split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l.trim())
+    .slice(-lines);
+}
+
+/**
+ * Parses the JSON document a command printed on stdout. `lms` logs to stderr, but a warning may
+ * still precede the JSON on stdout, so the first line that starts a JSON value is tried too.
+ */
+export function parseJsonOutput(stdout: string): unknown {
+  const text = stripAnsi(stdout).trim();
+  try {
+    return JSON.parse(text);
+  } catch {
+    const start = text.search(/^[[{]/m);
+    if (start <= 0) throw new SyntaxError(`not JSON: ${JSON.stringify(text.slice(0, 120))}`);
+    return JSON.parse(text.slice(start));
+  }
+}
+
+/** Statuses in which an instance answers requests ("idle" wakes on the next one). */
+const USABLE = new Set([
+  "loaded",
+  "idle",
+  "generating",
+  "processingprompt",
+  "processing",
+  "busy",
+  "queued",
+]);
+
+/** What to do with an instance in `status`: use it, wait for it, or load the model again. */
+export function statusAction(status: string): "use" | "wait" | "reload" {
+  const s = status.toLowerCase().replace(/[\s_-]/g, "");
+  if (USABLE.has(s)) return "use";
+  if (s === "loading") return "wait";
+  return "reload";
+}

@@ -1,0 +1,47 @@
+/**
+ * Whether a model name someone gave means a model LM Studio has: case, an instance suffix
+ * (`qwen3-8b:2`) and a publisher prefix on only one side (`qwen/qwen3-8b`) do not matter. Used to
+ * find the loaded instances (`lms ps`) or the listed model (REST) that a loose name stands for.
+ */
+import type { LoadedInstance } from "./lms_output.ts";
+import type { ModelInfo } from "./lmstudio_types.ts";
+
+/** Lower-case name without an instance suffix such as `:2`. */
+export function normalizeModelName(name: string): string {
+  return name.trim().toLowerCase().replace(/:\d+$/, "");
+}
+
+/**
+ * Whether `requested` names `candidate` (an identifier or model key): case-insensitive, ignoring
+ * instance suffixes (`qwen3-8b:2`), and ignoring a publisher prefix present on only one side
+ * (`qwen/qwen3-8b` matches `qwen3-8b`). Two different publishers never match.
+ */
+export function sameModel(requested: string, candidate: string): boolean {
+  const a = normalizeModelName(requested);
+  const b = normalizeModelName(candidate);
+  if (a === "" || b === "") return false;
+  if (a === b) return true;
+  const aSlash = a.includes("/");
+  const bSlash = b.includes("/");
+  if (aSlash === bSlash) return false;
+  const last = (s: string) => s.slice(s.lastIndexOf("/") + 1);
+  return last(a) === last(b);
+}
+
+/** The loaded instances that are `model`, exact identifier matches first. */
+export function findInstances(model: string, instances: LoadedInstance[]): LoadedInstance[] {
+  const exact = instances.filter((i) => i.identifier === model);
+  const rest = instances.filter((i) =>
+    i.identifier !== model && (sameModel(model, i.identifier) || sameModel(model, i.modelKey))
+  );
+  return [...exact, ...rest];
+}
+
+/** The REST model that is `model`: exact id first, then a loose name match or instance id. */
+export function findModel(model: string, models: ModelInfo[]): ModelInfo | undefined {
+  return models.find((m) => m.id === model) ??
+    models.find((m) => (m.instanceIds ?? []).includes(model)) ??
+    models.find((m) =>
+      sameModel(model, m.id) || (m.instanceIds ?? []).some((i) => sameModel(model, i))
+    );
+}
