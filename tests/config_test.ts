@@ -830,8 +830,9 @@ Deno.test("config hot reload sees every kind of change on the next call", async 
     const c = await e.current();
     assertEquals(names(c.servers), ["f"]);
     assertStringIncludes(c.error ?? "", "does not exist");
-    await tr.write(flag, servers({ g: { command: "g" } }));
-    assertEquals(names((await e.current()).servers), ["g"]);
+    // A different size: the recreated file may get the freed inode back within one clock tick.
+    await tr.write(flag, servers({ gg: { command: "g" } }));
+    assertEquals(names((await e.current()).servers), ["gg"]);
   });
 });
 
@@ -848,20 +849,23 @@ Deno.test("config re-reads only when the file changes, and concurrent calls shar
     assertEquals(fs.reads, 1);
     assertEquals(fs.stats, 100, "the project file is found first, so one stat per call");
   });
+  // Each edit changes the size: with timestamps trusted (the clock is far ahead), two writes in
+  // the same kernel clock tick would otherwise look identical to stat, as on any real system
+  // within the 2 s window that the production clock covers by comparing content.
   await t.step("a change causes exactly one more read", async () => {
-    await tr.write(project, { mcpServers: { b: { command: "b" } } });
-    assertEquals(names((await s.current()).servers), ["b"]);
+    await tr.write(project, { mcpServers: { bb: { command: "b" } } });
+    assertEquals(names((await s.current()).servers), ["bb"]);
     await s.current();
     assertEquals(fs.reads, 2);
   });
   await t.step("concurrent calls during a reload share one stat and one read", async () => {
-    await tr.write(project, { mcpServers: { c: { command: "c" } } });
+    await tr.write(project, { mcpServers: { ccc: { command: "c" } } });
     const statsBefore = fs.stats;
     const results = await Promise.all(Array.from({ length: 20 }, () => s.current()));
     assertEquals(fs.reads, 3);
     assertEquals(fs.stats - statsBefore, 1);
     for (const r of results) assertStrictEquals(r, results[0]);
-    assertEquals(names(results[0]!.servers), ["c"]);
+    assertEquals(names(results[0]!.servers), ["ccc"]);
   });
   await t.step("fingerprints are computed once per read, not per call", async () => {
     const a = await s.current();
