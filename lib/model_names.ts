@@ -41,7 +41,10 @@ export function findInstances(model: string, instances: LoadedInstance[]): Loade
 export function findModel(model: string, models: ModelInfo[]): ModelInfo | undefined {
   return models.find((m) => m.id === model) ??
     models.find((m) => (m.instanceIds ?? []).includes(model)) ??
-    models.find((m) =>
-      sameModel(model, m.id) || (m.instanceIds ?? []).some((i) => sameModel(model, i))
-    );
+    models.find((m) => namesModel(model, m));
+}
+
+/** Whether `model` loosely names the REST model `info`: its id or one of its instance ids. */
+export function namesModel(model: string, info: ModelInfo): boolean {
+  return sameModel(model, info.id) || (info.instanceIds ?? []).some((i) => sameModel(model, i));
 }

@@ -11,68 +11,28 @@
  *
  * {@linkcode ModelManager.ensureLoaded} is called before every request that names a model, so it
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
+ *
+ * This module chooses and caches; the ways themselves are in lib/lms_manages.ts (whether `lms`
+ * applies), lib/model_load.ts and lib/model_unload.ts.
  */
-import type { LmStudioClient } from "./lmstudio.ts";
-import { LmStudioError } from "./lmstudio_errors.ts";
-import { Lms, LMS_INSTALL_HINT, type LmsLocation } from "./lms.ts";
-import { LmsError } from "./lms_errors.ts";
-import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
-import { findInstances, findModel, normalizeModelName, sameModel } from "./model_names.ts";
-import { log as rootLog, type Logger } from "./log.ts";
 import { abortableSleep, raceAbort } from "./abort.ts";
-
-/** How {@linkcode ModelManager.ensureLoaded} made sure a model is ready. */
-export interface EnsureResult {
-  /** The name to send in requests (the loaded identifier when the request named it loosely). */
-  model: string;
-  via: "already-loaded" | "lms" | "rest" | "jit";
-  waitedMs: number;
-  note?: string;
-}
-
-/** A loaded model as {@linkcode ModelManager.currentModels} reports it. */
-export interface CurrentModel {
-  id: string;
-  type: string;
-  status?: string;
-  contextLength?: number;
-}
-
-/** A downloaded model as {@linkcode ModelManager.downloadedModels} reports it. */
-export interface DownloadedSummary {
-  id: string;
-  type: string;
-  loaded?: boolean;
-  displayName?: string;
-  sizeBytes?: number;
-  maxContextLength?: number;
-  vision?: boolean;
-  toolUse?: boolean;
-}
-
-/** Which mechanism manages models for the configured server. */
-export type Management = "lms" | "rest" | "jit";
-
-/** Why something about models cannot be done; the message says what to do. */
-export class ModelError extends Error {
-  override name = "ModelError";
-  readonly kind: "not_found" | "not_loaded" | "timeout" | "unsupported";
-  readonly model: string;
-  constructor(
-    message: string,
-    details: { kind: ModelError["kind"]; model: string; cause?: unknown },
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.kind = details.kind;
-    this.model = details.model;
-  }
-}
-
-/** The client calls the manager uses. */
-export type ModelClient = Pick<
-  LmStudioClient,
-  "baseUrl" | "listModels" | "loadModel" | "unloadModel" | "health"
->;
+import { Lms } from "./lms.ts";
+import { LmsError } from "./lms_errors.ts";
+import { type LmsDecision, lmsManages } from "./lms_manages.ts";
+import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
+import { log as rootLog, type Logger } from "./log.ts";
+import { errorText, listNames } from "./model_errors.ts";
+import { ensureWithLms, ensureWithRest, type LoadContext } from "./model_load.ts";
+import { normalizeModelName } from "./model_names.ts";
+import type {
+  CurrentModel,
+  DownloadedSummary,
+  EnsureResult,
+  Management,
+  ModelClient,
+  ServerStatusReport,
+} from "./model_types.ts";
+import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
 
 /** Options of {@linkcode ModelManager}. */
 export interface ModelManagerOptions {
@@ -103,14 +63,6 @@ interface EnsureOpts extends CallOpts {
   ttlSeconds?: number;
 }
 
-const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
-
-function listNames(names: string[], max = 12): string {
-  if (names.length === 0) return "none";
-  const shown = names.slice(0, max).join(", ");
-  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
-}
-
 /** Model state and loading over `lms`, the REST API or JIT; see the module doc. */
 export class ModelManager {
   readonly #client: ModelClient;
@@ -119,14 +71,13 @@ export class ModelManager {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #cacheMs: number;
-  readonly #loadWaitMs: number;
-  readonly #pollMs: number;
   readonly #decisionMs: number;
-  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** What loading and unloading need: client, `lms`, clock, TTL and waits. */
+  readonly #loading: LoadContext;
   readonly #ensured = new Map<string, { at: number; result: EnsureResult }>();
   readonly #inflight = new Map<string, Promise<EnsureResult>>();
-  #decision: { at: number; useLms: boolean; reason: string } | undefined;
-  #deciding: Promise<{ useLms: boolean; reason: string }> | undefined;
+  #decision: LmsDecision & { at: number } | undefined;
+  #deciding: Promise<LmsDecision> | undefined;
 
   constructor(options: ModelManagerOptions) {
     this.#client = options.client;
@@ -135,10 +86,16 @@ export class ModelManager {
     this.#log = options.log ?? rootLog.child("models");
     this.#now = options.now ?? (() => Date.now());
     this.#cacheMs = options.cacheMs ?? 5000;
-    this.#loadWaitMs = options.loadWaitMs ?? 120_000;
-    this.#pollMs = options.pollMs ?? 500;
     this.#decisionMs = options.decisionMs ?? 60_000;
-    this.#sleep = options.sleep ?? abortableSleep;
+    this.#loading = {
+      client: this.#client,
+      lms: this.#lms,
+      now: this.#now,
+      sleep: options.sleep ?? abortableSleep,
+      ttlSeconds: this.#ttl,
+      loadWaitMs: options.loadWaitMs ?? 120_000,
+      pollMs: options.pollMs ?? 500,
+    };
   }
 
   /** The idle TTL (seconds) requests should carry so JIT-loaded models stay between rounds; 0: none. */
@@ -221,21 +178,21 @@ export class ModelManager {
   }
 
   async #ensure(model: string, o: EnsureOpts): Promise<EnsureResult> {
-    const started = this.#now();
+    const request = { ...o, model, started: this.#now() };
     if ((await this.#lmsDecision(o.signal)).useLms) {
       try {
-        return await this.#ensureWithLms(model, o, started);
+        return await ensureWithLms(this.#loading, request);
       } catch (error: unknown) {
         if (!(error instanceof LmsError) || !fallsBack(error)) throw error;
         this.#log.warn("lms unusable, trying LM Studio's REST API", { error: error.message });
         this.#decision = { at: this.#now(), useLms: false, reason: error.message };
       }
     }
-    return await this.#ensureWithRest(model, o, started);
+    return await ensureWithRest(this.#loading, request);
   }
 
   /** Whether `lms` applies: installed and managing the same (local) server as the base URL. */
-  #lmsDecision(signal?: AbortSignal): Promise<{ useLms: boolean; reason: string }> {
+  #lmsDecision(signal?: AbortSignal): Promise<LmsDecision> {
     const cached = this.#decision;
     if (cached && this.#now() - cached.at < this.#decisionMs) return Promise.resolve(cached);
     // Concurrent callers share one `lms server status` (bounded by its own 15 s timeout, so
@@ -244,169 +201,11 @@ export class ModelManager {
     return signal ? raceAbort(this.#deciding, signal) : this.#deciding;
   }
 
-  async #decide(): Promise<{ useLms: boolean; reason: string }> {
-    const decide = (useLms: boolean, reason: string) => {
-      this.#decision = { at: this.#now(), useLms, reason };
-      this.#log.debug("model management", { useLms, reason });
-      return this.#decision;
-    };
-    const location = await this.#lms.locate();
-    if (!location) return decide(false, "`lms` is not installed.");
-    let url: URL;
-    try {
-      url = new URL(this.#client.baseUrl);
-    } catch {
-      return decide(false, `The base URL ${this.#client.baseUrl} is not a URL.`);
-    }
-    if (!LOOPBACK.has(url.hostname)) {
-      return decide(
-        false,
-        `\`lms\` manages this machine's LM Studio, not the server at ${url.origin}.`,
-      );
-    }
-    const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-    try {
-      const status = await this.#lms.serverStatus({ timeoutMs: 15_000 });
-      if (status.port !== undefined && status.port !== port) {
-        return decide(
-          false,
-          `\`lms\` manages the LM Studio server on port ${status.port}, but the bridge uses ` +
-            `${url.origin}.`,
-        );
-      }
-      return decide(true, `\`lms\` (${location.path}) manages the server at ${url.origin}.`);
-    } catch (error: unknown) {
-      return decide(false, `\`lms server status\` failed: ${errorText(error)}`);
-    }
-  }
-
-  async #ensureWithLms(model: string, o: EnsureOpts, started: number): Promise<EnsureResult> {
-    const deadline = started + this.#loadWaitMs;
-    let waited = false;
-    for (;;) {
-      const matches = findInstances(model, await this.#lms.ps({ signal: o.signal }));
-      const usable = matches.find((i) => statusAction(i.status) === "use");
-      if (usable) {
-        const note = contextNote(usable.identifier, usable.contextLength, o.contextLength);
-        return {
-          model: chosenName(model, usable),
-          via: "already-loaded",
-          waitedMs: this.#now() - started,
-          ...(note ? { note } : waited ? { note: `Waited for ${usable.identifier} to load.` } : {}),
-        };
-      }
-      const loading = matches.find((i) => statusAction(i.status) === "wait");
-      if (!loading) break;
-      if (this.#now() >= deadline) {
-        throw new ModelError(
-          `${loading.identifier} is still loading after ${
-            Math.round((this.#now() - started) / 1000)
-          } s. Check LM Studio (\`lms ps\`); a very large model may need more time, or ` +
-            "unload it (`lms unload " + loading.identifier + "`) and try again.",
-          { kind: "timeout", model },
-        );
-      }
-      waited = true;
-      await this.#sleep(this.#pollMs, o.signal);
-    }
-    const key = await this.#downloadedKey(model, o.signal);
-    const ttlSeconds = o.ttlSeconds ?? this.#ttl;
-    const loaded = await this.#lms.load(key, {
-      signal: o.signal,
-      ttlSeconds,
-      ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
-    });
-    return {
-      model: loaded.identifier ?? (key === model ? model : key),
-      via: "lms",
-      waitedMs: this.#now() - started,
-      ...(ttlSeconds > 0 ? {} : { note: "Loaded without a TTL: it stays until unloaded." }),
-    };
-  }
-
-  /** The exact model key to give `lms load`, so its fuzzy matching never picks another model. */
-  async #downloadedKey(model: string, signal?: AbortSignal): Promise<string> {
-    const downloaded = await this.#lms.ls({ signal });
-    const exact = downloaded.find((m) => m.modelKey === model) ??
-      downloaded.find((m) => sameModel(model, m.modelKey));
-    if (exact) return exact.modelKey;
-    throw new ModelError(
-      `"${model}" is not a downloaded model. Downloaded: ${
-        listNames(downloaded.map((m) => m.modelKey))
-      }. Download it with \`lms get ${model}\`, or name one of these.`,
-      { kind: "not_found", model },
-    );
-  }
-
-  async #ensureWithRest(model: string, o: EnsureOpts, started: number): Promise<EnsureResult> {
-    const list = await this.#client.listModels({ signal: o.signal });
-    const match = findModel(model, list.models);
-    const ttl = o.ttlSeconds ?? this.#ttl;
-    if (list.source === "openai") {
-      const unlisted = match
-        ? ""
-        : ` "${model}" is not in its model list (${
-          listNames(list.models.map((m) => m.id))
-        }), so the request may fail.`;
-      return {
-        model: match?.id ?? model,
-        via: "jit",
-        waitedMs: this.#now() - started,
-        note: `${this.#client.baseUrl} has no model-management API (Ollama, llama.cpp, vLLM...): ` +
-          `the model loads when a request names it (JIT).${unlisted}`,
-      };
-    }
-    if (!match) {
-      throw new ModelError(
-        `LM Studio at ${this.#client.baseUrl} has no model "${model}". Models: ${
-          listNames(list.models.map((m) => m.id))
-        }. Download it in LM Studio or with \`lms get ${model}\`.`,
-        { kind: "not_found", model },
-      );
-    }
-    if (match.state === "loaded") {
-      const note = contextNote(match.id, match.loadedContextLength, o.contextLength);
-      return {
-        model: match.id === model ? model : match.id,
-        via: "already-loaded",
-        waitedMs: this.#now() - started,
-        ...(note ? { note } : {}),
-      };
-    }
-    if (list.source === "api/v0") {
-      return {
-        model: match.id,
-        via: "jit",
-        waitedMs: this.#now() - started,
-        note: `This LM Studio (before 0.4) has no load endpoint and \`lms\` is not usable: ` +
-          `${match.id} loads on its first request (JIT${ttl > 0 ? `, TTL ${ttl} s` : ""}).`,
-      };
-    }
-    try {
-      await this.#client.loadModel(match.id, {
-        signal: o.signal,
-        ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
-      });
-    } catch (error: unknown) {
-      if (error instanceof LmStudioError && error.kind === "not_found" && !error.code) {
-        return {
-          model: match.id,
-          via: "jit",
-          waitedMs: this.#now() - started,
-          note:
-            `LM Studio's load endpoint is missing (${error.message}); ${match.id} loads on its ` +
-            "first request (JIT).",
-        };
-      }
-      throw error;
-    }
-    return {
-      model: match.id,
-      via: "rest",
-      waitedMs: this.#now() - started,
-      note: "Loaded over LM Studio's REST API, which has no idle TTL: it stays loaded until " +
-        "unloaded (lms_unload_model) or LM Studio evicts it.",
-    };
+  async #decide(): Promise<LmsDecision> {
+    const { useLms, reason } = await lmsManages({ lms: this.#lms, baseUrl: this.#client.baseUrl });
+    this.#decision = { at: this.#now(), useLms, reason };
+    this.#log.debug("model management", { useLms, reason });
+    return this.#decision;
   }
 
   /**
@@ -478,54 +277,15 @@ export class ModelManager {
     try {
       if ((await this.#lmsDecision(o.signal)).useLms) {
         try {
-          return await this.#unloadWithLms(model, o);
+          return await unloadWithLms(this.#lms, { model, signal: o.signal });
         } catch (error: unknown) {
           if (!(error instanceof LmsError) || !fallsBack(error)) throw error;
         }
       }
-      return await this.#unloadWithRest(model, o);
+      return await unloadWithRest(this.#loading, { model, signal: o.signal });
     } finally {
       this.invalidate();
     }
-  }
-
-  async #unloadWithLms(model: string, o: CallOpts): Promise<{ unloaded: string[]; via: "lms" }> {
-    const instances = await this.#lms.ps({ signal: o.signal });
-    const targets = pickTargets(
-      model,
-      instances.map((i) => i.identifier),
-      findInstances(
-        model,
-        instances,
-      ).map((i) => i.identifier),
-    );
-    if (targets.length === 0) throw notLoaded(model, instances.map((i) => i.identifier));
-    for (const identifier of targets) await this.#lms.unload(identifier, { signal: o.signal });
-    return { unloaded: targets, via: "lms" };
-  }
-
-  async #unloadWithRest(model: string, o: CallOpts): Promise<{ unloaded: string[]; via: "rest" }> {
-    const list = await this.#client.listModels({ signal: o.signal });
-    if (list.source !== "api/v1") {
-      throw new ModelError(
-        `Cannot unload "${model}": ${this.#client.baseUrl} has no unload API (${
-          list.source === "api/v0" ? "LM Studio before 0.4" : "not LM Studio's REST API"
-        }) and \`lms\` is not usable. ${LMS_INSTALL_HINT} Or unload it in LM Studio's UI; ` +
-          `JIT-loaded models are unloaded after ${this.#ttl || "their"} idle seconds anyway.`,
-        { kind: "unsupported", model },
-      );
-    }
-    const allIds = list.models.flatMap((m) => m.instanceIds ?? []);
-    const loose = list.models.filter((m) =>
-      m.state === "loaded" && (sameModel(model, m.id) ||
-        (m.instanceIds ?? []).some((i) => sameModel(model, i)))
-    ).flatMap((m) => m.instanceIds?.length ? m.instanceIds : [m.id]);
-    const targets = pickTargets(model, allIds, loose);
-    if (targets.length === 0) {
-      throw notLoaded(model, list.models.filter((m) => m.state === "loaded").map((m) => m.id));
-    }
-    for (const id of targets) await this.#client.unloadModel(id, { signal: o.signal });
-    return { unloaded: targets, via: "rest" };
   }
 
   /** Downloaded models from `lms ls`, else the REST model list, else `/v1/models`. */
@@ -602,56 +362,9 @@ export class ModelManager {
   }
 }
 
-/** What {@linkcode ModelManager.status} reports. */
-export interface ServerStatusReport {
-  baseUrl: string;
-  reachable: boolean;
-  latencyMs: number;
-  modelCount?: number;
-  error?: string;
-  lms: {
-    installed: boolean;
-    path?: string;
-    foundVia?: LmsLocation["via"];
-    server?: { running: boolean; port?: number };
-    error?: string;
-  };
-  management: Management;
-  managementReason: string;
-  ttlSeconds: number;
-}
-
 /** LmsErrors after which the REST API is worth trying instead of failing. */
 function fallsBack(error: LmsError): boolean {
   return ["not_installed", "not_permitted", "not_running", "bad_output"].includes(error.kind);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The name to send: what was asked when it names the instance exactly, else the identifier. */
-function chosenName(model: string, instance: LoadedInstance): string {
-  return model === instance.identifier || model === instance.modelKey ? model : instance.identifier;
-}
-
-function contextNote(id: string, loaded: number | undefined, wanted: number | undefined) {
-  if (wanted === undefined || loaded === undefined || loaded >= wanted) return undefined;
-  return `${id} is loaded with a context of ${loaded} tokens, less than the ${wanted} asked for; ` +
-    "unload it and load it again to change that.";
-}
-
-/** An exact identifier (e.g. `qwen:2`) names one instance; a model name names all of them. */
-function pickTargets(model: string, allIds: string[], loose: string[]): string[] {
-  if (allIds.includes(model) && /:\d+$/.test(model)) return [model];
-  return [...new Set(loose)];
-}
-
-function notLoaded(model: string, loaded: string[]): ModelError {
-  return new ModelError(
-    `"${model}" is not loaded, so there is nothing to unload. Loaded: ${listNames(loaded)}.`,
-    { kind: "not_loaded", model },
-  );
 }
 
 function toCurrent(i: LoadedInstance): CurrentModel {

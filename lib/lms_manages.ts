@@ -1,0 +1,50 @@
+/**
+ * Whether `lms` manages the server the bridge talks to: `lms` is installed, the base URL is on this
+ * machine (loopback), and `lms server status` reports the same port. Only then do `lms ps` and
+ * `lms load` speak about that server.
+ */
+import type { Lms } from "./lms.ts";
+import { errorText } from "./model_errors.ts";
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
+/** Whether to use `lms`, and why (a sentence for status reports and logs). */
+export interface LmsDecision {
+  useLms: boolean;
+  reason: string;
+}
+
+/** Decides whether `lms` applies to the server at `baseUrl`; a failing `lms` just means no. */
+export async function lmsManages(
+  { lms, baseUrl }: { lms: Lms; baseUrl: string },
+): Promise<LmsDecision> {
+  const decide = (useLms: boolean, reason: string): LmsDecision => ({ useLms, reason });
+  const location = await lms.locate();
+  if (!location) return decide(false, "`lms` is not installed.");
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return decide(false, `The base URL ${baseUrl} is not a URL.`);
+  }
+  if (!LOOPBACK.has(url.hostname)) {
+    return decide(
+      false,
+      `\`lms\` manages this machine's LM Studio, not the server at ${url.origin}.`,
+    );
+  }
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  try {
+    const status = await lms.serverStatus({ timeoutMs: 15_000 });
+    if (status.port !== undefined && status.port !== port) {
+      return decide(
+        false,
+        `\`lms\` manages the LM Studio server on port ${status.port}, but the bridge uses ` +
+          `${url.origin}.`,
+      );
+    }
+    return decide(true, `\`lms\` (${location.path}) manages the server at ${url.origin}.`);
+  } catch (error: unknown) {
+    return decide(false, `\`lms server status\` failed: ${errorText(error)}`);
+  }
+}
