@@ -4,7 +4,7 @@
  * needs. Types only.
  */
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { LmsLocation } from "./lms.ts";
+import type { LmsLocation } from "./lms_locate.ts";
 
 /** How `ModelManager.ensureLoaded` made sure a model is ready. */
 export interface EnsureResult {

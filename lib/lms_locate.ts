@@ -1,0 +1,117 @@
+/**
+ * Where LM Studio's `lms` command is: an explicit path, else on PATH, else where LM Studio installs
+ * it (`~/.lmstudio/bin/lms`, older versions `~/.cache/lm-studio/bin/lms`). The lookup is a few
+ * `stat` calls, cached; a negative answer is re-checked after a while, and {@linkcode
+ * LmsLocator.forget} makes the next call look again (after a spawn failure).
+ */
+import { log as rootLog, type Logger } from "./log.ts";
+import { join } from "./path.ts";
+
+/** Options for {@linkcode LmsLocator}; every field has a production default. */
+export interface LmsLocateOptions {
+  /** Path to `lms`, skipping the lookup (e.g. from a `LMS_PATH` setting). */
+  command?: string;
+  /** Where PATH and HOME are read for the lookup; default: the process environment. */
+  env?: Record<string, string | undefined>;
+  /** Whether a path is an existing file; default `Deno.stat`. */
+  isFile?: (path: string) => Promise<boolean>;
+  /** How long a "not installed" answer is trusted before looking again; default 30 s. */
+  recheckMs?: number;
+  now?: () => number;
+  log?: Logger;
+}
+
+/** Where `lms` was found. */
+export interface LmsLocation {
+  path: string;
+  /** "path": on PATH (allowed by `--allow-run=lms`); "home": LM Studio's own bin directory. */
+  via: "explicit" | "path" | "home";
+}
+
+function defaultIsFile(path: string): Promise<boolean> {
+  return Deno.stat(path).then((info) => info.isFile, (error: unknown) => {
+    if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      return false;
+    }
+    // Anything else (e.g. a malformed PATH entry) just means "not here".
+    return false;
+  });
+}
+
+function processEnv(): Record<string, string | undefined> {
+  try {
+    return Deno.env.toObject();
+  } catch {
+    // Without --allow-env only the explicit command path can be used.
+    return {};
+  }
+}
+
+/** Finds `lms` and remembers where. Constructing it does no I/O. */
+export class LmsLocator {
+  readonly #options: LmsLocateOptions;
+  readonly #isFile: (path: string) => Promise<boolean>;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  #located: { at: number; location: LmsLocation | undefined } | undefined;
+
+  constructor(options: LmsLocateOptions = {}) {
+    this.#options = options;
+    this.#isFile = options.isFile ?? defaultIsFile;
+    this.#now = options.now ?? (() => Date.now());
+    this.#log = options.log ?? rootLog.child("lms");
+  }
+
+  /** The candidate paths, in search order. */
+  candidates(): LmsLocation[] {
+    if (this.#options.command) return [{ path: this.#options.command, via: "explicit" }];
+    const env = this.#options.env ?? processEnv();
+    const windows = Deno.build.os === "windows";
+    const names = windows ? ["lms.exe", "lms.cmd", "lms"] : ["lms"];
+    const sep = windows ? ";" : ":";
+    const out: LmsLocation[] = [];
+    for (const dir of (env.PATH ?? env.Path ?? "").split(sep)) {
+      if (dir.trim() === "") continue;
+      for (const name of names) out.push({ path: join(dir, name), via: "path" });
+    }
+    const home = env.HOME ?? env.USERPROFILE;
+    if (home) {
+      for (
+        const dir of [join(home, ".lmstudio", "bin"), join(home, ".cache", "lm-studio", "bin")]
+      ) {
+        for (const name of names) out.push({ path: join(dir, name), via: "home" });
+      }
+    }
+    return out;
+  }
+
+  /** Where `lms` is, or undefined when it is not installed. Cached (see {@linkcode LmsLocateOptions.recheckMs}). */
+  async locate(): Promise<LmsLocation | undefined> {
+    const now = this.#now();
+    const cached = this.#located;
+    if (cached) {
+      if (cached.location !== undefined) return cached.location;
+      if (now - cached.at < (this.#options.recheckMs ?? 30_000)) return undefined;
+    }
+    let found: LmsLocation | undefined;
+    if (this.#options.command) {
+      found = { path: this.#options.command, via: "explicit" };
+    } else {
+      for (const candidate of this.candidates()) {
+        if (await this.#isFile(candidate.path)) {
+          found = candidate;
+          break;
+        }
+      }
+    }
+    this.#located = { at: now, location: found };
+    this.#log.debug(found ? "found lms" : "lms not found", { path: found?.path });
+    return found;
+  }
+
+  /** Forgets where `lms` is, so the next call looks again. */
+  forget(): void {
+    this.#located = undefined;
+  }
+}
