@@ -47,7 +47,7 @@ export class VisionModelError extends Error {
 /** The chosen model and why. */
 export interface VisionModelChoice {
   model: string;
-  via: "explicit" | "default" | "loaded-vision";
+  via: "explicit" | "default" | "loaded-vision" | "downloaded-vision";
   /** Something the caller should know (e.g. DEFAULT_MODEL was skipped as text-only). */
   note?: string;
 }
@@ -129,12 +129,16 @@ export async function chooseVisionModel(
   const loaded = list.models.find((m) => isVisionModel(m) && m.state === "loaded");
   if (loaded) return { model: loaded.id, via: "loaded-vision", ...(note ? { note } : {}) };
   const prefix = note ? `${note.replace(/, so.*$/, "")}. ` : "";
-  if (visionModels.length > 0) {
-    throw new VisionModelError(
-      `${prefix}No vision-capable model is loaded. ${visionHint(list)} ` +
-        "Pass one as `model` (LM Studio loads it on first use) or load it with lms_load_model.",
-      { visionModels },
-    );
+  // None is loaded but one is downloaded: use it (a declared vlm first); it is loaded on demand,
+  // as every other tool loads the model it needs.
+  const downloaded = list.models.find((m) => m.type === "vlm") ??
+    list.models.find(isVisionModel);
+  if (downloaded) {
+    return {
+      model: downloaded.id,
+      via: "downloaded-vision",
+      note: `${prefix}No vision model was loaded, so ${downloaded.id} was loaded for this call.`,
+    };
   }
   if (list.source === "openai") {
     throw new VisionModelError(
