@@ -16,7 +16,8 @@
  */
 import { z } from "zod";
 import { type Candidate, candidatePaths, type CandidateSource } from "./config_discovery.ts";
-import { isRecord, resolveEntry, typeName } from "./config_entry.ts";
+import { resolveEntry, typeName } from "./config_entry.ts";
+import { isRecord } from "./json.ts";
 import { ConfigError } from "./config_error.ts";
 import type { Env } from "./config_vars.ts";
 import { parseJsonc } from "./jsonc.ts";

@@ -10,6 +10,7 @@ import { expandTilde } from "./config_discovery.ts";
 import { type Env, expand, expandContext, expandMap, expansionProblems } from "./config_vars.ts";
 import { dirname, isAbsolute, resolve } from "./path.ts";
 import { fingerprintOf, type ServerEntry } from "./server_entry.ts";
+import { isRecord } from "./json.ts";
 
 const StringMap = z.record(z.string(), z.string());
 
@@ -78,11 +79,6 @@ function issueMessage(raw: unknown, issue: z.core.$ZodIssue): string {
 }
 
 const HTTP_TYPES = new Set(["http", "streamable-http", "streamablehttp", "streamable_http"]);
-
-/** True for a plain object (not null, not an array). */
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
 
 function stringsOf(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
