@@ -4,7 +4,7 @@
  * ({@linkcode fingerprintOf}), its command line or URL for display ({@linkcode entryTarget}), and
  * whether it would start this bridge again ({@linkcode isBridgeEntry}).
  */
-import { resolve } from "./path.ts";
+import { basename, dirname, join, resolve } from "./path.ts";
 
 /** One server of the config file, resolved (variables expanded, cwd absolute). */
 export interface ServerEntry {
@@ -73,11 +73,95 @@ function bridgeMainPath(): string | undefined {
 }
 
 const BRIDGE_NAME = /lmstudio[-_]bridge/i;
+/** The tasks of this project's deno.json that start the bridge (`start` serves, `cli serve`). */
+const BRIDGE_TASKS = new Set(["start", "cli"]);
+/** Config files `deno task` looks for in a directory. */
+const DENO_CONFIGS = ["deno.json", "deno.jsonc"];
+
+/** `path` with symbolic links resolved when it exists, else just made absolute. */
+function canonical(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    // Missing, or not readable: compare the plain absolute path.
+    return resolve(path);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    // Missing or not readable: as far as `deno task` is concerned, not there.
+    return false;
+  }
+}
+
+/** A file argument as a path (`file://` URLs decoded). */
+function filePath(arg: string): string {
+  if (!arg.startsWith("file://")) return arg;
+  const path = decodeURIComponent(new URL(arg).pathname);
+  return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
+}
+
+/** Whether `command` is Deno itself (`deno`, `/usr/bin/deno`, `deno.exe`). */
+function isDeno(command: string | undefined): boolean {
+  if (command === undefined) return false;
+  return /^deno(\.exe)?$/i.test(basename(command));
+}
+
+/** What `deno task [--cwd DIR] [--config FILE] NAME ...` names; undefined for other commands. */
+function denoTask(
+  args: readonly string[],
+): { name: string; cwd?: string; config?: string } | undefined {
+  let i = 0;
+  while (i < args.length && args[i]!.startsWith("-")) i++;
+  if (args[i] !== "task") return undefined;
+  let cwd: string | undefined;
+  let config: string | undefined;
+  for (i++; i < args.length; i++) {
+    const arg = args[i]!;
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = () => inline ?? args[++i];
+    if (flag === "--cwd") cwd = value();
+    else if (flag === "--config" || flag === "-c") config = value();
+    else if (flag === "--filter" || flag === "-f") value();
+    else if (!arg.startsWith("-")) return { name: arg, cwd, config };
+  }
+  return undefined;
+}
+
+/**
+ * Whether `deno task` run in `dir` uses the deno.json of `bridgeDir`: the nearest directory, from
+ * `dir` up, that is `bridgeDir` or has a deno.json of its own decides.
+ */
+function findsBridgeConfig(dir: string, bridgeDir: string): boolean {
+  for (let current = resolve(dir);;) {
+    if (canonical(current) === bridgeDir) return true;
+    if (DENO_CONFIGS.some((name) => exists(join(current, name)))) return false;
+    const parent = dirname(current);
+    if (parent === current) return false;
+    current = parent;
+  }
+}
 
 /**
  * True when a stdio entry launches lmstudio-bridge itself, so discover-all does not recurse into
- * it: the command's or any argument's text mentions `lmstudio-bridge` (or `lmstudio_bridge`), or
- * an argument (resolved against the entry's cwd) is this bridge's own `main.ts`.
+ * it. Recognised:
+ *
+ * - the command or any argument mentions `lmstudio-bridge` (or `lmstudio_bridge`): the compiled
+ *   binary (`/usr/local/bin/lmstudio-bridge serve`), a package or a checkout of that name;
+ * - an argument that is this bridge's own `main.ts` (resolved against the entry's `cwd`), as in
+ *   `deno run -P=bridge /path/to/repo/main.ts serve`;
+ * - `deno task start` or `deno task cli ...` run with this project's deno.json: through
+ *   `--cwd DIR` (or `--cwd=DIR`), `--config DIR/deno.json`, or the entry's `cwd` (a directory
+ *   inside the project without a deno.json of its own counts, as `deno task` searches upwards).
+ *
+ * Paths are compared after resolving symbolic links; `mainPath` (this bridge's main.ts by
+ * default) is for tests.
  */
 export function isBridgeEntry(
   entry: Pick<ServerEntry, "transport" | "command" | "args" | "cwd">,
@@ -88,12 +172,21 @@ export function isBridgeEntry(
   if (entry.args.some((a) => BRIDGE_NAME.test(a))) return true;
   const main = options.mainPath ?? bridgeMainPath();
   if (main === undefined) return false;
-  const target = resolve(main);
-  return entry.args.some((a) => {
-    if (!a.endsWith("main.ts")) return false;
-    const candidate = a.startsWith("file://") ? decodeURIComponent(new URL(a).pathname) : a;
-    return resolve(entry.cwd ?? ".", candidate) === target;
-  });
+  const target = canonical(main);
+  const bridgeDir = canonical(dirname(resolve(main)));
+  const cwd = resolve(entry.cwd ?? ".");
+  if (
+    entry.args.some((a) => a.endsWith("main.ts") && canonical(resolve(cwd, filePath(a))) === target)
+  ) {
+    return true;
+  }
+  if (!isDeno(entry.command)) return false;
+  const task = denoTask(entry.args);
+  if (task === undefined || !BRIDGE_TASKS.has(task.name)) return false;
+  if (task.config !== undefined) {
+    return canonical(dirname(resolve(cwd, filePath(task.config)))) === bridgeDir;
+  }
+  return findsBridgeConfig(resolve(cwd, task.cwd ?? "."), bridgeDir);
 }
 
 /** The command line (stdio) or URL (http/sse) of an entry, for display. */

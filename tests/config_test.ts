@@ -588,6 +588,75 @@ Deno.test("isBridgeEntry recognises entries that would start this bridge again",
   assert(isBridgeEntry(stdio("deno", ["run", "-A", ownMain, "serve"])));
 });
 
+Deno.test("isBridgeEntry recognises this project run through deno task, as the README configures it", async (t) => {
+  // <root>/bridge is the project (deno.json + main.ts), with lib/ inside it and a nested project
+  // nested/ that has a deno.json of its own; <root>/other is another project; <root>/link points
+  // at the bridge.
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "bridge_entry_test_" }));
+  try {
+    const bridge = join(root, "bridge");
+    const other = join(root, "other");
+    await Deno.mkdir(join(bridge, "lib"), { recursive: true });
+    await Deno.mkdir(join(bridge, "nested"), { recursive: true });
+    await Deno.mkdir(other, { recursive: true });
+    for (const dir of [bridge, join(bridge, "nested"), other]) {
+      await Deno.writeTextFile(join(dir, "deno.json"), '{"tasks": {"start": "deno run main.ts"}}');
+    }
+    await Deno.writeTextFile(join(bridge, "main.ts"), "");
+    await Deno.symlink(bridge, join(root, "link"));
+    const main = join(bridge, "main.ts");
+    const stdio = (command: string, args: string[], cwd?: string) => ({
+      transport: "stdio" as const,
+      command,
+      args,
+      cwd,
+    });
+    const is = (command: string, args: string[], cwd?: string) =>
+      isBridgeEntry(stdio(command, args, cwd), { mainPath: main });
+
+    await t.step("the README entry: deno task --cwd <repo> start", () => {
+      assert(is("deno", ["task", "--cwd", bridge, "start"]));
+      assert(is("/usr/bin/deno", ["task", "--cwd", bridge, "start"]));
+      assert(is("deno", ["task", `--cwd=${bridge}`, "start"]));
+      assert(is("deno", ["task", "-q", "--cwd", bridge, "cli", "serve"]));
+      assert(is("deno", ["task", "--cwd", `${bridge}/`, "start"]), "a trailing slash");
+      assert(is("deno", ["task", "--cwd", "../bridge", "start"], other), "relative to cwd");
+      assert(is("deno", ["task", "--cwd", join(root, "link"), "start"]), "through a symlink");
+      assert(is("deno", ["task", "--cwd", join(bridge, "lib"), "start"]), "deno task looks up");
+    });
+    await t.step("deno task --config <repo>/deno.json", () => {
+      assert(is("deno", ["task", "--config", join(bridge, "deno.json"), "start"]));
+      assert(is("deno", ["task", `--config=${join(bridge, "deno.json")}`, "start"]));
+      assert(is("deno", ["task", "-c", "deno.json", "start"], bridge));
+    });
+    await t.step("deno task start with the entry's cwd in the repo", () => {
+      assert(is("deno", ["task", "start"], bridge));
+      assert(is("deno", ["task", "start"], join(bridge, "lib")));
+    });
+    await t.step("deno run <repo>/main.ts serve", () => {
+      assert(is("deno", ["run", "-P=bridge", "--no-prompt", main, "serve"]));
+      assert(is("deno", ["run", "-A", "./main.ts", "serve"], bridge));
+      assert(is("deno", ["run", "-A", join(root, "link", "main.ts"), "serve"]));
+    });
+    await t.step("a compiled binary named lmstudio-bridge", () => {
+      assert(is("/opt/bin/lmstudio-bridge", ["serve"]));
+      assert(is("lmstudio-bridge-x86_64-linux", ["serve"]));
+    });
+    await t.step("other projects, other tasks and other commands are not the bridge", () => {
+      assert(!is("deno", ["task", "--cwd", other, "start"]));
+      assert(!is("deno", ["task", "start"], other));
+      assert(!is("deno", ["task", "--cwd", join(bridge, "nested"), "start"]), "own deno.json");
+      assert(!is("deno", ["task", "--cwd", bridge, "test"]));
+      assert(!is("deno", ["task", "--config", join(other, "deno.json"), "start"], bridge));
+      assert(!is("npx", ["task", "--cwd", bridge, "start"]));
+      assert(!is("deno", ["run", "-A", join(other, "main.ts")], bridge));
+      assert(!is("deno", ["run", "-A", "npm:@modelcontextprotocol/server-memory"], bridge));
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("entryTarget shows the command line or the url", () => {
   assertEquals(
     entryTarget(only({ command: "npx", args: ["-y", "pkg", "a b"] })),
