@@ -47,6 +47,23 @@ import { recoverTextToolCalls, stripThinking } from "./text_tool_calls.ts";
 import { errorMessage } from "./tool_result.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
 
+/**
+ * Why a task ended after two empty replies cut off by the token limit, and what to do: usually a
+ * reasoning model that spends its tokens thinking.
+ */
+function emptyReplyCutOff(maxTokens: number | undefined, reasoning: string | undefined): string {
+  const limit = maxTokens !== undefined
+    ? `max_tokens (${maxTokens})`
+    : "the server's default max_tokens (or the end of the context window)";
+  const thought = reasoning?.trim()
+    ? ` The replies held only reasoning (${reasoning.trim().length} characters in the last).`
+    : "";
+  return `The model's reply hit ${limit} twice before it gave any answer text, so the task ` +
+    `stopped.${thought} Reasoning models often spend their tokens thinking before they answer. ` +
+    `Raise max_tokens${maxTokens !== undefined ? ` above ${maxTokens}` : ""} (the autonomous ` +
+    "tools' max_tokens parameter, or `run --max-tokens N`), or use a model that thinks less.";
+}
+
 /** Depth at which a bridge refuses autonomous tools. */
 const MAX_DEPTH = 2;
 
@@ -157,6 +174,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       models: deps.models,
       model: options.model,
       defaultModel: options.defaultModel,
+      contextLength: options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS,
       notes,
       signal,
     });
@@ -297,23 +315,31 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
 
       if (calls.length === 0) {
         if (text !== "") return finish("answer", text);
+        const cutOff = reply.finishReason === "length";
         if (!nudged) {
           nudged = true;
           messages.push({ role: "assistant", content: "" });
           messages.push({
             role: "user",
-            content: "Your last reply was empty. Give your final answer now, or call a tool.",
+            content: cutOff
+              ? "Your last reply ran out of tokens before it said anything. Answer briefly now, " +
+                "or call a tool."
+              : "Your last reply was empty. Give your final answer now, or call a tool.",
           });
           continue;
         }
-        const why = reply.finishReason === "length"
-          ? ` It ran out of tokens${
-            options.maxTokens ? ` (max_tokens=${options.maxTokens})` : ""
-          } before answering; allow more tokens.`
-          : "";
+        if (cutOff) {
+          return finish(
+            "error",
+            `${emptyReplyCutOff(options.maxTokens, reply.reasoning)}\n${
+              workSummary(records, lastText)
+            }`,
+            "reply cut off by max_tokens",
+          );
+        }
         return finish(
           "error",
-          `The model returned no answer text twice.${why}\n${workSummary(records, lastText)}`,
+          `The model returned no answer text twice.\n${workSummary(records, lastText)}`,
           "empty answer",
         );
       }
@@ -341,6 +367,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
         maxChars: resultChars(budget, pending.length),
         execute: { catalog, validator, host: deps.pool, signal, timeoutMs: options.toolTimeoutMs },
         progress,
+        heartbeatMs,
         trace,
         now,
       });

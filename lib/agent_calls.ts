@@ -9,7 +9,7 @@ import { raceAbort } from "./abort.ts";
 import { isAbort } from "./agent_errors.ts";
 import type { ProgressReporter } from "./agent_progress.ts";
 import { shortJson } from "./agent_text.ts";
-import type { ToolCallRecord, ToolHost } from "./agent_types.ts";
+import type { ToolCallRecord, ToolHost, ToolProgress } from "./agent_types.ts";
 import { stableStringify } from "./json.ts";
 import type { ChatMessage, RawToolCall } from "./lmstudio_types.ts";
 import type { CallToolResult } from "./sdk.ts";
@@ -133,10 +133,14 @@ export interface ExecuteContext {
   timeoutMs?: number;
 }
 
-/** Runs one call; every failure becomes text the model can act on. Only an abort rejects. */
+/**
+ * Runs one call; every failure becomes text the model can act on. Only an abort rejects. The
+ * tool's own progress notifications go to `onProgress`.
+ */
 async function executeCall(
   p: PendingCall,
   ctx: ExecuteContext,
+  onProgress: (p: ToolProgress) => void,
 ): Promise<{ text: string; ok: boolean; error?: string }> {
   if (!p.entry) {
     const error = `there is no tool named "${p.name}"`;
@@ -178,6 +182,7 @@ async function executeCall(
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
+      onProgress,
     });
   } catch (error: unknown) {
     if (isAbort(error, ctx.signal)) throw error;
@@ -195,6 +200,20 @@ async function executeCall(
   return { ok: true, text };
 }
 
+/** A number as progress text: at most two decimals. */
+function amount(value: number): string {
+  return String(Math.round(value * 100) / 100);
+}
+
+/** "3/6 message" (or "3 message") for a downstream tool's progress notification. */
+export function toolProgressText(p: ToolProgress): string {
+  const count = p.total !== undefined
+    ? `${amount(p.progress)}/${amount(p.total)}`
+    : amount(p.progress);
+  const message = p.message?.trim();
+  return message ? `${count} ${message}` : count;
+}
+
 /** What {@linkcode runCalls} returns: records, result texts, and why it stopped early. */
 export interface RoundOutcome {
   /** In call order; calls that did not finish are recorded as "cancelled". */
@@ -206,8 +225,11 @@ export interface RoundOutcome {
 }
 
 /**
- * Runs the calls of a round in parallel, each result cut to `maxChars`, reporting progress and
- * writing trace events. Never rejects: a round cut short by an abort says so in `failed`.
+ * Runs the calls of a round in parallel, each result cut to `maxChars`, writing trace events and
+ * reporting progress: each call as it starts, each progress notification of a tool as a small
+ * step ("round 2/9: filesystem__x: 3/6 copying"), and a heartbeat naming the calls still running
+ * whenever `heartbeatMs` pass without another event, so a caller that resets its timeout on
+ * progress waits for a long tool. Never rejects: a round cut short by an abort says so in `failed`.
  */
 export async function runCalls(
   pending: readonly PendingCall[],
@@ -219,19 +241,25 @@ export async function runCalls(
     maxChars: number;
     execute: ExecuteContext;
     progress: ProgressReporter;
+    /** Longest silence while tools run, in milliseconds. */
+    heartbeatMs: number;
     trace?: TraceSink;
     now: () => number;
   },
 ): Promise<RoundOutcome> {
   const { round, progress, trace, now } = o;
+  const prefix = `round ${round}/${o.maxRounds}:`;
   const outcomes = pending.map(() => undefined as ToolCallRecord | undefined);
   const contents: string[] = pending.map(() => "");
+  const running = new Map<number, string>();
+  const started = now();
   const runOne = async (p: PendingCall, index: number): Promise<void> => {
     const begun = now();
+    running.set(index, p.name);
     progress.report(
       round - 1 + (index + 1) / (pending.length + 1),
       round,
-      `round ${round}/${o.maxRounds}: calling ${p.name}`,
+      `${prefix} calling ${p.name}`,
       p.name,
     );
     trace?.write({
@@ -243,7 +271,19 @@ export async function runCalls(
       tool: p.entry?.tool,
       arguments: callArguments(p),
     });
-    const { text: content, ok, error } = await executeCall(p, o.execute);
+    const relay = (tp: ToolProgress) => {
+      // A notification that arrives after the call ended says nothing new.
+      if (running.has(index)) {
+        progress.bump(round, `${prefix} ${p.name}: ${toolProgressText(tp)}`, p.name);
+      }
+    };
+    let executed: Awaited<ReturnType<typeof executeCall>>;
+    try {
+      executed = await executeCall(p, o.execute, relay);
+    } finally {
+      running.delete(index);
+    }
+    const { text: content, ok, error } = executed;
     const cut = truncateText(content, o.maxChars);
     contents[index] = cut.text;
     const ms = Math.round(now() - begun);
@@ -258,6 +298,18 @@ export async function runCalls(
     });
     trace?.write({ type: "tool_result", round, id: p.id, ms, ok, error, content: cut.text });
   };
+  const stopHeartbeat = progress.heartbeat({
+    round,
+    everyMs: o.heartbeatMs,
+    describe: () => {
+      const names = [...running.values()];
+      const waited = ((now() - started) / 1000).toFixed(0);
+      const what = names.length === 1
+        ? names[0]
+        : `${names.length} tool calls (${names.join(", ")})`;
+      return `${prefix} still running ${what} (${waited} s)`;
+    },
+  });
   try {
     await raceAbort(Promise.all(pending.map(runOne)), o.execute.signal);
   } catch (error: unknown) {
@@ -266,6 +318,8 @@ export async function runCalls(
         callRecord(p, { round, ok: false, error: "cancelled", durationMs: 0, resultChars: 0 })
     );
     return { records, contents, failed: { error } };
+  } finally {
+    stopHeartbeat();
   }
   return { records: outcomes.map((r) => r!), contents };
 }

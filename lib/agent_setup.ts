@@ -1,8 +1,8 @@
 /**
  * What the autonomous loop does before its first round: resolve the servers asked for (or every
  * usable one), list their tools and build the catalog offered to the model, and pick the model,
- * check that the server has it, and pre-load it. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser ones
- * become notes for the caller.
+ * check that the server has it, and pre-load it with the context the loop assumes. Problems that
+ * leave nothing to work with throw {@linkcode AgentError}; lesser ones become notes for the caller.
  */
 import { AgentError, isAbort } from "./agent_errors.ts";
 import type {
@@ -181,6 +181,11 @@ export function buildCatalog(
 
 /** The model picked for a task, and the server's model list as read before loading it. */
 export interface PreparedModel {
+  /**
+   * The name to send: the model manager's answer when it made the model ready, else the id the
+   * server lists for the name given (`QWEN2.5-7B-Instruct` becomes `qwen2.5-7b-instruct`), else
+   * the name as given.
+   */
   id: string;
   listing: ModelListing;
 }
@@ -225,19 +230,23 @@ export function checkModelListed(o: {
 /**
  * The model to use (`model`, else `defaultModel`, else one the server has), checked against the
  * server's model list when it can be read ({@linkcode checkModelListed}: an unknown model fails
- * here, before any chat request), and, with a model manager, pre-loaded; a failed pre-load is a
- * note, since the chat request JIT-loads the model or fails with its own clear error.
+ * here, before any chat request), and, with a model manager, pre-loaded with `contextLength`
+ * tokens of context, the window the loop's budget assumes (a model already loaded keeps its
+ * own, which the budget then reads from the server). A failed pre-load is a note, since the chat
+ * request JIT-loads the model or fails with its own clear error.
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
   models?: AgentModels;
   model?: string;
   defaultModel?: string;
+  /** Context length for a model the bridge loads (settings.defaultContextLength). */
+  contextLength?: number;
   notes: string[];
   signal: AbortSignal;
 }): Promise<PreparedModel> {
   const { signal, notes } = o;
-  const id = await o.client.resolveModel(o.model, {
+  const asked = await o.client.resolveModel(o.model, {
     signal,
     kind: "llm",
     defaultModel: o.defaultModel,
@@ -250,17 +259,35 @@ export async function prepareModel(o: {
     // Without the list the chat request tells whether the model exists.
     listing = { error: errorMessage(error) };
   }
+  let id = asked;
+  let contextLength = o.contextLength;
   if ("list" in listing) {
     checkModelListed({
-      id,
+      id: asked,
       list: listing.list,
       baseUrl: o.client.baseUrl,
       fromDefault: !o.model?.trim() && !!o.defaultModel?.trim(),
     });
+    const info = findModel(asked, listing.list.models);
+    // An instance id (`qwen3-8b:2`) names one loaded instance: keep it.
+    if (info !== undefined && !(info.instanceIds ?? []).includes(asked)) id = info.id;
+    // A load asking for more than the model supports would fail.
+    if (contextLength !== undefined && info?.maxContextLength) {
+      contextLength = Math.min(contextLength, info.maxContextLength);
+    }
   }
   if (o.models) {
     try {
-      const ensured = await o.models.ensureLoaded(id, { signal });
+      const ensured = await o.models.ensureLoaded(id, {
+        signal,
+        ...(contextLength !== undefined ? { contextLength } : {}),
+      });
+      if (ensured.model?.trim()) id = ensured.model;
+      if ((ensured.via === "lms" || ensured.via === "rest") && contextLength !== undefined) {
+        notes.push(
+          `loaded ${id} with a context length of ${contextLength} tokens (LMSTUDIO_CONTEXT_LENGTH)`,
+        );
+      }
       if (ensured.note) notes.push(ensured.note);
     } catch (error: unknown) {
       if (isAbort(error, signal)) throw error;

@@ -20,8 +20,20 @@ export interface ToolHost {
     server: string,
     tool: string,
     args: Record<string, unknown>,
-    options?: { signal?: AbortSignal; timeoutMs?: number },
+    options?: {
+      signal?: AbortSignal;
+      timeoutMs?: number;
+      /** The tool's own progress notifications, relayed to the loop's caller. */
+      onProgress?: (p: ToolProgress) => void;
+    },
   ): Promise<CallToolResult>;
+}
+
+/** A progress notification of a running downstream tool. */
+export interface ToolProgress {
+  progress: number;
+  total?: number;
+  message?: string;
 }
 
 /** What the loop needs from the LM Studio client. */
@@ -35,7 +47,15 @@ export type ModelListing = { list: ModelList } | { error: string };
 export type AgentConfig = Pick<ConfigSource, "current" | "get">;
 /** What the loop needs from the model manager (optional); ModelManager satisfies it. */
 export interface AgentModels {
-  ensureLoaded(model: string, options?: { signal?: AbortSignal }): Promise<{ note?: string }>;
+  /**
+   * Makes sure `model` is loaded, loading it with `contextLength` when it is not; answers with
+   * the name to send in requests (`model`), how (`via`: "already-loaded", "lms", "rest" or
+   * "jit") and anything the caller should know (`note`).
+   */
+  ensureLoaded(
+    model: string,
+    options?: { signal?: AbortSignal; contextLength?: number },
+  ): Promise<{ model?: string; via?: string; note?: string }>;
 }
 
 /** Why the loop stopped. */
@@ -132,13 +152,19 @@ export interface AgentOptions {
   toolTimeoutMs?: number;
   /** Sent as `ttl` with each request so a JIT-loaded model stays loaded between rounds. */
   ttlSeconds?: number;
-  /** Context window assumed when the server does not tell (settings.defaultContextLength). */
+  /**
+   * Context length a model the bridge loads gets, and the window assumed when the server does not
+   * tell (settings.defaultContextLength; default 8192).
+   */
   defaultContextLength?: number;
   /** Nesting depth of this bridge (settings.depth); 2 or more refuses to run. */
   depth?: number;
   signal?: AbortSignal;
   onProgress?: (event: AgentProgress) => void;
-  /** Heartbeat interval during long model generations (default 10 s). */
+  /**
+   * Longest silence while the model generates or a tool runs: a heartbeat event goes out after
+   * this many milliseconds without another (default 10 s).
+   */
   heartbeatMs?: number;
   trace?: TraceSink;
   deps: AgentDeps;

@@ -40,9 +40,10 @@ function conversationTokens(messages: readonly ChatMessage[]): number {
 
 /**
  * The context window of `model` in tokens: the loaded context length, else the smaller of the
- * model's maximum and `fallback` (a JIT load uses the server's default), else `fallback`; a note
- * goes to `notes` whenever it had to be assumed, saying why (the list could not be read, the model
- * is not in it, or the server does not report context lengths). Reads the model list unless
+ * model's maximum and `fallback`, else `fallback`; a note goes to `notes` whenever it had to be
+ * assumed, saying why (the list could not be read, the model is not in it, the server does not
+ * report the context length, or the model is not loaded yet and will load on its first request
+ * with the server's default context length, which may be smaller). Reads the model list unless
  * `listing` is given. Only an abort rejects.
  */
 export async function contextWindow(o: {
@@ -63,9 +64,9 @@ export async function contextWindow(o: {
       listing = { error: errorMessage(error) };
     }
   }
-  const assumed = (why: string) => {
-    notes.push(`assumed a context window of ${fallback} tokens for ${model} (${why})`);
-    return fallback;
+  const assumed = (why: string, window = fallback) => {
+    notes.push(`assumed a context window of ${window} tokens for ${model} (${why})`);
+    return window;
   };
   if ("error" in listing) {
     return assumed(`could not read the model list: ${listing.error.trim().replace(/\.+$/, "")}`);
@@ -73,14 +74,23 @@ export async function contextWindow(o: {
   const info = findModel(model, listing.list.models);
   if (info === undefined) return assumed("it is not in the server's model list");
   if (info.loadedContextLength) return info.loadedContextLength;
-  if (info.maxContextLength) {
-    // Not loaded yet: a JIT load uses the server's default context, usually far below the maximum.
-    const window = Math.min(info.maxContextLength, fallback);
-    notes.push(
-      `assumed a context window of ${window} tokens for ${model} (not loaded yet; maximum ` +
-        `${info.maxContextLength})`,
+  const max = info.maxContextLength;
+  const window = max ? Math.min(max, fallback) : fallback;
+  const maximum = max ? `; its maximum is ${max}` : "";
+  if (info.state === "loaded") {
+    return assumed(
+      `it is loaded, but the server does not report its context length${maximum}`,
+      window,
     );
-    return window;
+  }
+  if (max) {
+    // Loaded on its first request (JIT), with whatever context the server's defaults give it.
+    return assumed(
+      `it is not loaded yet and loads on its first request with the server's default context ` +
+        `length, which may be smaller${maximum}; to be sure, load it first with ` +
+        `\`lms load ${info.id} --context-length ${window}\``,
+      window,
+    );
   }
   return assumed(
     listing.list.source === "openai"

@@ -65,9 +65,10 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** "round 2/100 · calling x · 3.1 s · 812 tokens" (or what a running tool last reported). */
 function statusLine(p: AgentProgress): string {
-  const tool = p.tool ? `calling ${p.tool}` : p.message.replace(/^round \d+\/\d+: /, "");
-  return `round ${p.round}/${p.total} · ${tool} · ${
+  const what = p.message.replace(/^round \d+\/\d+: /, "");
+  return `round ${p.round}/${p.total} · ${what} · ${
     seconds(p.elapsedMs)
   } · ${p.usage.total_tokens} tokens`;
 }

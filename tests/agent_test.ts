@@ -5,6 +5,7 @@
  */
 import { runAgent } from "../lib/agent.ts";
 import { AgentError } from "../lib/agent_errors.ts";
+import { ProgressReporter } from "../lib/agent_progress.ts";
 import type {
   AgentLmClient,
   AgentOptions,
@@ -16,6 +17,8 @@ import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
+import { Lms } from "../lib/lms.ts";
+import { ModelManager } from "../lib/models.ts";
 import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { memoryTrace, openTraceFile, TraceError } from "../lib/trace.ts";
@@ -38,6 +41,7 @@ import {
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
 const REF_VERSION = "2026.8.31";
+const REPO = new URL("..", import.meta.url).pathname;
 const quiet = createLogger({ level: "silent" });
 /** Measured figures go to stderr (visible in the test output). */
 const figures = createLogger({ level: "info", scope: "figure", color: false });
@@ -85,6 +89,8 @@ async function withHarness(
         fixture: { command: deno, args: ["run", "-A", "--no-lock", FIXTURE] },
         off: { command: deno, args: ["run", FIXTURE], disabled: true },
         bridge: { command: "lmstudio-bridge", args: ["serve"] },
+        // As the README configures the bridge in Claude Code: discover-all must skip it too.
+        lmstudio: { command: "deno", args: ["task", "--cwd", REPO, "start"] },
       },
     }),
   );
@@ -206,6 +212,7 @@ Deno.test("one server's tools keep their raw names and schemas are cleaned", asy
     const req = h.fake.requestsTo(CHAT)[0]!;
     assertEquals(toolNamesOf(req), [
       "sleep",
+      "progress",
       "cancellations",
       "huge",
       "mixed",
@@ -289,7 +296,7 @@ Deno.test("every class of model mistake goes back to the model as a tool result"
     assertStringIncludes(texts[1]!, "do not match its input schema");
     assertStringIncludes(texts[1]!, "arguments.count must be integer");
     assertStringIncludes(texts[2]!, 'there is no tool named "delete_everything"');
-    assertStringIncludes(texts[2]!, "Available tools: sleep, cancellations");
+    assertStringIncludes(texts[2]!, "Available tools: sleep, progress, cancellations");
     assertStringIncludes(texts[3]!, "The tool reported an error:\ndisk on fire");
     assertEquals(texts[4], 'typed got {"path":"b.txt","count":2}');
     assertStringIncludes(texts[5]!, "calling sleep failed");
@@ -574,6 +581,9 @@ Deno.test("discover-all uses every enabled server except disabled ones and the b
     const result = await h.run({ servers: "all" });
     assertEquals(result.servers, ["memory", "filesystem", "fixture"]);
     assert(result.notes.some((n) => n.includes('"bridge"') && n.includes("recursion")));
+    assert(result.notes.some((n) => n.includes('"lmstudio"') && n.includes("recursion")));
+    const status = await h.pool.status();
+    assertEquals(status.servers.find((s) => s.name === "lmstudio")?.state, "not-started");
     const names = toolNamesOf(h.fake.requestsTo(CHAT)[0]!);
     assert(names.includes("fixture__sleep"));
     assert(names.includes("memory__read_graph"));
@@ -647,6 +657,72 @@ Deno.test("progress increases strictly, covers rounds and tool calls, and beats 
   });
 });
 
+Deno.test("a tool's own progress is relayed as strictly increasing steps of its round", async () => {
+  await withHarness(async (h) => {
+    h.fake.script(CHAT, calls({ name: "progress", arguments: { steps: 3, ms: 30 } }), answer("ok"));
+    const events: AgentProgress[] = [];
+    const result = await h.run({
+      maxRounds: 5,
+      heartbeatMs: 60_000,
+      onProgress: (p) => events.push(p),
+    });
+    assertEquals(result.answer, "ok");
+    const relayed = events.filter((e) => e.message.startsWith("round 1/5: progress: "));
+    assertEquals(relayed.map((e) => e.message), [
+      "round 1/5: progress: 1/3 step 1",
+      "round 1/5: progress: 2/3 step 2",
+      "round 1/5: progress: 3/3 step 3",
+    ]);
+    assert(relayed.every((e) => e.tool === "progress" && e.round === 1));
+    for (let i = 1; i < events.length; i++) {
+      assert(events[i]!.progress > events[i - 1]!.progress, `event ${i} does not increase`);
+    }
+    // Round 1's events stay below 1, where round 2 starts.
+    assert(relayed.every((e) => e.progress < 1), JSON.stringify(relayed.map((e) => e.progress)));
+  });
+});
+
+Deno.test("a heartbeat names the tool calls still running when they are silent", async () => {
+  await withHarness(async (h) => {
+    h.fake.script(
+      CHAT,
+      calls({ name: "sleep", arguments: { ms: 400 } }, { name: "sleep", arguments: { ms: 1 } }),
+      answer("ok"),
+    );
+    const events: AgentProgress[] = [];
+    await h.run({ maxRounds: 5, heartbeatMs: 50, onProgress: (p) => events.push(p) });
+    const beats = events.filter((e) => e.message.includes("still running"));
+    assert(beats.length >= 3, `${beats.length} heartbeats in 400 ms at 50 ms`);
+    assertMatch(beats.at(-1)!.message, /^round 1\/5: still running sleep \(\d+ s\)$/);
+    assert(beats.every((e) => e.progress < 1));
+    for (let i = 1; i < events.length; i++) {
+      assert(events[i]!.progress > events[i - 1]!.progress, `event ${i} does not increase`);
+    }
+    // The heartbeat ends with the round: none while the model answers the last request.
+    const last = events.findIndex((e) => e.message.startsWith("round 2/5"));
+    assert(last > 0 && !events.slice(last).some((e) => e.message.includes("still running")));
+  });
+});
+
+Deno.test("small steps of a round never reach the next round, however many there are", () => {
+  const values: number[] = [];
+  const progress = new ProgressReporter({
+    sink: (e) => values.push(e.progress),
+    total: 3,
+    info: () => ({
+      elapsedMs: 0,
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    }),
+    log: quiet,
+  });
+  progress.report(0.5, 1, "calling x");
+  for (let i = 0; i < 5000; i++) progress.bump(1, "x: step");
+  for (let i = 1; i < values.length; i++) assert(values[i]! > values[i - 1]!, `value ${i}`);
+  assert(values.at(-1)! < 1.01, `drifted to ${values.at(-1)}`);
+  progress.report(1, 2, "round 2");
+  assert(values.at(-1)! > values.at(-2)!);
+});
+
 Deno.test("traces record requests, replies, tool calls, results and the stop as JSONL", async () => {
   await withHarness(async (h) => {
     h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 1 } }), answer("traced"));
@@ -685,7 +761,7 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
 
 async function connectTools(
   h: Harness,
-  o: { depth?: number; client?: AgentLmClient } = {},
+  o: { depth?: number; client?: AgentLmClient; heartbeatMs?: number } = {},
 ): Promise<{ client: Client; close: () => Promise<void> }> {
   const server = new McpServer({ name: "bridge-under-test", version: "0" });
   registerAutonomousTools(server, {
@@ -699,7 +775,7 @@ async function connectTools(
       depth: o.depth ?? 0,
     },
     log: quiet,
-    heartbeatMs: 50,
+    heartbeatMs: o.heartbeatMs ?? 50,
   });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   const client = new Client({ name: "test", version: "0" });
@@ -756,6 +832,51 @@ Deno.test("autonomous_with_mcp sends progress notifications to a real client and
     } finally {
       await close();
     }
+  });
+});
+
+Deno.test("a client that resets its timeout on progress waits for a long tool call", async (t) => {
+  await withHarness(async (h) => {
+    const callWithTimeout = async (client: Client) => {
+      const messages: string[] = [];
+      const result = await client.callTool(
+        { name: "autonomous_with_mcp", arguments: { mcp_name: "fixture", task: "t" } },
+        undefined,
+        {
+          timeout: 400,
+          resetTimeoutOnProgress: true,
+          onprogress: (p) => messages.push(p.message ?? ""),
+        },
+      );
+      return { result, messages };
+    };
+    await t.step("the tool reports progress: it is relayed", async () => {
+      h.fake.script(
+        CHAT,
+        calls({ name: "progress", arguments: { steps: 5, ms: 200 } }),
+        answer("ok"),
+      );
+      // No heartbeat within the test: only the relayed progress keeps the client waiting.
+      const { client, close } = await connectTools(h, { heartbeatMs: 60_000 });
+      try {
+        const { result, messages } = await callWithTimeout(client);
+        assertStringIncludes(resultText(result), "stopped_because: answer");
+        assert(messages.includes("round 1/100: progress: 5/5 step 5"), JSON.stringify(messages));
+      } finally {
+        await close();
+      }
+    });
+    await t.step("the tool is silent: heartbeats keep the client waiting", async () => {
+      h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 1000 } }), answer("ok"));
+      const { client, close } = await connectTools(h, { heartbeatMs: 100 });
+      try {
+        const { result, messages } = await callWithTimeout(client);
+        assertStringIncludes(resultText(result), "stopped_because: answer");
+        assert(messages.some((m) => m.includes("still running sleep")), JSON.stringify(messages));
+      } finally {
+        await close();
+      }
+    });
   });
 });
 
@@ -984,7 +1105,7 @@ Deno.test("a model the server does not list fails before any chat request, namin
   }
 });
 
-Deno.test("a model named loosely is found, with its real context window", async () => {
+Deno.test("a model named loosely is found and sent by its listed id, with its real context window", async () => {
   const models: FakeModel[] = [{
     id: "qwen/qwen3-8b",
     type: "llm",
@@ -996,10 +1117,164 @@ Deno.test("a model named loosely is found, with its real context window", async 
     for (const name of ["qwen3-8b", "Qwen/Qwen3-8B", "qwen/qwen3-8b:2"]) {
       h.fake.script(CHAT, answer("ok"));
       const result = await h.run({ model: name });
-      assertEquals([result.answer, result.model, result.context_tokens], ["ok", name, 16384]);
+      assertEquals([result.answer, result.model, result.context_tokens], [
+        "ok",
+        "qwen/qwen3-8b",
+        16384,
+      ]);
+      assertEquals(
+        (h.fake.requestsTo(CHAT).at(-1)!.body as { model: string }).model,
+        "qwen/qwen3-8b",
+      );
       assertEquals(result.notes.filter((n) => n.includes("context window")), []);
     }
   }, { models });
+  await withHarness(async (h) => {
+    h.fake.script(CHAT, answer("ok"));
+    const result = await h.run({ model: "QWEN2.5-7B-Instruct" });
+    assertEquals(result.model, "qwen2.5-7b-instruct");
+    assertEquals(
+      (h.fake.requestsTo(CHAT)[0]!.body as { model: string }).model,
+      "qwen2.5-7b-instruct",
+    );
+    // The name the model manager answers with (a loaded instance) wins.
+    h.fake.script(CHAT, answer("ok"));
+    const ensured = await h.run({
+      model: "QWEN2.5-7B-Instruct",
+      deps: {
+        client: h.client,
+        pool: h.pool,
+        config: h.config,
+        models: {
+          ensureLoaded: () =>
+            Promise.resolve({ model: "qwen2.5-7b-instruct:2", via: "already-loaded" }),
+        },
+      },
+    });
+    assertEquals(ensured.model, "qwen2.5-7b-instruct:2");
+    assertEquals(
+      (h.fake.requestsTo(CHAT).at(-1)!.body as { model: string }).model,
+      "qwen2.5-7b-instruct:2",
+    );
+  });
+});
+
+Deno.test("a model the bridge loads gets the context window the budget assumes", async (t) => {
+  const models: FakeModel[] = [
+    { id: "qwen2.5-7b-instruct", type: "llm", state: "not-loaded", maxContextLength: 32768 },
+    { id: "small-model", type: "llm", state: "not-loaded", maxContextLength: 6000 },
+    {
+      id: "loaded-small",
+      type: "llm",
+      state: "loaded",
+      maxContextLength: 32768,
+      loadedContextLength: 4096,
+    },
+  ];
+  // About 5000 tokens: more than a window of 4096 (the server's default load) can hold.
+  const task = `Summarise this: ${"word ".repeat(4000)}`;
+  await withHarness(async (h) => {
+    const home = await Deno.makeTempDir({ prefix: "agent_models_" });
+    // No `lms` on this machine as far as the manager knows: it loads over the REST API.
+    const lms = new Lms({ env: { PATH: "/nonexistent", HOME: home }, log: quiet });
+    const manager = new ModelManager({ client: h.client, lms, log: quiet });
+    const run = (o: Partial<AgentOptions>) =>
+      h.run({
+        task,
+        ...o,
+        deps: { client: h.client, pool: h.pool, config: h.config, models: manager },
+      });
+    const loads = () => h.fake.requestsTo("/api/v1/models/load").map((r) => r.body);
+    try {
+      await t.step("LMSTUDIO_CONTEXT_LENGTH's default, 8192", async () => {
+        h.fake.script(CHAT, answer("summarised"));
+        const result = await run({ model: "qwen2.5-7b-instruct" });
+        assertEquals(result.stopped_because, "answer");
+        assertEquals(result.context_tokens, 8192);
+        assertEquals(loads(), [{ model: "qwen2.5-7b-instruct", context_length: 8192 }]);
+        assert(
+          result.notes.includes(
+            "loaded qwen2.5-7b-instruct with a context length of 8192 tokens " +
+              "(LMSTUDIO_CONTEXT_LENGTH)",
+          ),
+          JSON.stringify(result.notes),
+        );
+        assertEquals(result.notes.filter((n) => n.includes("assumed")), []);
+      });
+      await t.step("no more than the model's maximum", async () => {
+        h.fake.script(CHAT, answer("ok"));
+        const result = await run({ model: "small-model", defaultContextLength: 16384 });
+        assertEquals(result.context_tokens, 6000);
+        assertEquals(loads().at(-1), { model: "small-model", context_length: 6000 });
+      });
+      await t.step(
+        "a model already loaded keeps its own window, and the notes say so",
+        async () => {
+          const result = await run({ model: "loaded-small" });
+          assertEquals(result.stopped_because, "context_overflow");
+          assertEquals(result.context_tokens, 4096);
+          assertEquals(loads().length, 2, "no load for a loaded model");
+          assert(
+            result.notes.some((n) => n.includes("context of 4096 tokens, less than the 8192")),
+            JSON.stringify(result.notes),
+          );
+        },
+      );
+    } finally {
+      await Deno.remove(home, { recursive: true });
+    }
+  }, { models });
+});
+
+Deno.test("a model that will load on its first request gets a truthful context note", async () => {
+  const models: FakeModel[] = [
+    { id: "qwen2.5-7b-instruct", type: "llm", state: "not-loaded", maxContextLength: 32768 },
+  ];
+  await withHarness(async (h) => {
+    h.fake.script(CHAT, answer("ok"));
+    const result = await h.run({ model: "qwen2.5-7b-instruct" });
+    assertEquals(result.context_tokens, 8192);
+    const note = result.notes.find((n) => n.includes("context window")) ?? "";
+    assertStringIncludes(note, "loads on its first request with the server's default context");
+    assertStringIncludes(note, "lms load qwen2.5-7b-instruct --context-length 8192");
+  }, { models, flavor: "lmstudio-v0" });
+});
+
+Deno.test("empty replies cut off by max_tokens say so and how to allow more", async (t) => {
+  await withHarness(async (h) => {
+    const cut = {
+      body: chatReply({
+        content: "",
+        reasoning_content: "Let me think about this. ".repeat(10),
+        finishReason: "length",
+      }),
+    };
+    await t.step("with max_tokens given", async () => {
+      h.fake.script(CHAT, cut, cut);
+      const result = await h.run({ maxTokens: 64 });
+      assertEquals(result.stopped_because, "error");
+      assertEquals(result.error, "reply cut off by max_tokens");
+      assertStringIncludes(result.answer, "hit max_tokens (64) twice before it gave any answer");
+      assertStringIncludes(result.answer, "The replies held only reasoning");
+      assertStringIncludes(result.answer, "Raise max_tokens above 64");
+      assertStringIncludes(result.answer, "`run --max-tokens N`");
+      assert(!result.answer.includes("no answer text twice"), result.answer);
+      const nudge = messagesOf(h.fake.requestsTo(CHAT).at(-1)!).at(-1)!;
+      assertStringIncludes(String(nudge.content), "ran out of tokens");
+    });
+    await t.step("with the server's default", async () => {
+      h.fake.script(CHAT, cut, cut);
+      const result = await h.run({});
+      assertStringIncludes(result.answer, "hit the server's default max_tokens");
+      assertStringIncludes(result.answer, "Raise max_tokens (the autonomous tools' max_tokens");
+    });
+    await t.step("an empty reply that was not cut off stays an empty answer", async () => {
+      h.fake.script(CHAT, answer(""), answer(""));
+      const result = await h.run({});
+      assertEquals(result.error, "empty answer");
+      assertStringIncludes(result.answer, "The model returned no answer text twice.");
+    });
+  });
 });
 
 Deno.test("the context note says why the window was assumed", async (t) => {

@@ -183,6 +183,37 @@ Deno.test("run shows a live status line on a terminal and clears it at the end",
   });
 });
 
+Deno.test("run's status line shows what a running tool reports", async () => {
+  await withEnv(async (env) => {
+    env.fake.script(
+      CHAT,
+      {
+        body: chatReply({
+          content: "",
+          toolCalls: [{ name: "progress", arguments: { steps: 2, ms: 20 } }],
+        }),
+      },
+      { body: chatReply({ content: "ok" }) },
+    );
+    const cap = captureOutput();
+    const statuses: string[] = [];
+    const out: Output = {
+      stdout: cap.stdout,
+      stderr: cap.stderr,
+      status: (line) => statuses.push(line),
+      stdoutIsTerminal: false,
+      stderrIsTerminal: true,
+    };
+    assertEquals(await runCommand(["--mcp", "fixture", "t"], env.ctx(out)), 0);
+    assert(
+      statuses.some((s) =>
+        /^round 1\/100 · progress: 2\/2 step 2 · \d+\.\d s · \d+ tokens$/.test(s)
+      ),
+      JSON.stringify(statuses),
+    );
+  });
+});
+
 Deno.test("run --trace writes a JSONL trace", async () => {
   await withEnv(async (env) => {
     env.fake.script(CHAT, { body: chatReply({ content: "ok" }) });
