@@ -68,7 +68,8 @@ const common = {
     `Most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS}).`,
   ),
   max_tokens: z.number().int().min(1).optional().describe(
-    "Length limit of each model reply in tokens (default: the server's).",
+    "Length limit of each model reply in tokens (default: the server's). Reasoning models spend " +
+      "part of it thinking: allow a few thousand.",
   ),
   allowed_tools: z.union([z.array(z.string()), z.string()]).optional().describe(
     "Only offer these tools: glob patterns with * and ?, over raw tool names (read_*) or " +
