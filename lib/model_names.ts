@@ -1,20 +1,22 @@
 /**
- * Whether a model name someone gave means a model LM Studio has: case, an instance suffix
- * (`qwen3-8b:2`) and a publisher prefix on only one side (`qwen/qwen3-8b`) do not matter. Used to
- * find the loaded instances (`lms ps`) or the listed model (REST) that a loose name stands for.
+ * Whether a model name someone gave means a model the server has: case, an instance suffix
+ * (`qwen3-8b:2`), Ollama's default tag (`llama3` is `llama3:latest`) and a publisher prefix on only
+ * one side (`qwen/qwen3-8b`) do not matter. Used to find the loaded instances (`lms ps`) or the
+ * listed model (REST, `/v1/models`) that a loose name stands for.
  */
 import type { LoadedInstance } from "./lms_output.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 
-/** Lower-case name without an instance suffix such as `:2`. */
+/** Lower-case name without an instance suffix such as `:2` or Ollama's default tag `:latest`. */
 export function normalizeModelName(name: string): string {
-  return name.trim().toLowerCase().replace(/:\d+$/, "");
+  return name.trim().toLowerCase().replace(/:(\d+|latest)$/, "");
 }
 
 /**
  * Whether `requested` names `candidate` (an identifier or model key): case-insensitive, ignoring
- * instance suffixes (`qwen3-8b:2`), and ignoring a publisher prefix present on only one side
- * (`qwen/qwen3-8b` matches `qwen3-8b`). Two different publishers never match.
+ * instance suffixes (`qwen3-8b:2`) and Ollama's `:latest` tag, and ignoring a publisher prefix
+ * present on only one side (`qwen/qwen3-8b` matches `qwen3-8b`). Two different publishers never
+ * match.
  */
 export function sameModel(requested: string, candidate: string): boolean {
   const a = normalizeModelName(requested);

@@ -7,6 +7,11 @@ Deno.test("model names match across case, instance suffixes and a one-sided publ
     assertEquals(normalizeModelName(" Qwen2.5-7B-Instruct:2 "), "qwen2.5-7b-instruct");
     assertEquals(normalizeModelName("llama3:8b"), "llama3:8b");
   });
+  await t.step("Ollama's default tag :latest is the untagged name", () => {
+    assert(sameModel("llama3", "llama3:latest"));
+    assert(sameModel("Llama3:latest", "llama3"));
+    assert(!sameModel("llama3", "llama3:8b"));
+  });
   await t.step("equal names, suffixes and publisher prefixes match", () => {
     assert(sameModel("qwen2.5-7b-instruct", "qwen2.5-7b-instruct:2"));
     assert(sameModel("QWEN/Qwen3-8B", "qwen3-8b"));
