@@ -11,8 +11,10 @@ import {
   UsageError,
 } from "./args.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
-import type { ModelManager } from "./models.ts";
+import { type Lms, lmsInstallAdvice } from "./lms.ts";
+import { plural, sourceLabel } from "./model_errors.ts";
+import type { EnsureResult, Management } from "./model_types.ts";
+import { ensureReport, type ModelManager } from "./models.ts";
 import type { Output } from "./output.ts";
 
 /** What `lms` commands need. */
@@ -53,8 +55,30 @@ function table(rows: string[][]): string {
     .join("\n") + "\n";
 }
 
-function size(bytes: number | undefined): string {
-  return bytes === undefined ? "" : `${(bytes / 1e9).toFixed(2)} GB`;
+function size(bytes: number | null): string {
+  return bytes === null ? "" : `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+/** What `lms status` prints after "models via:". */
+const MANAGEMENT: Record<Management, string> = {
+  lms: "lms",
+  rest: "LM Studio's REST API",
+  jit: "first request (JIT; the server loads models itself)",
+  none: "nothing (the server does not answer)",
+};
+
+/** The line `lms load` prints on stdout. */
+function loadLine(result: EnsureResult): string {
+  const seconds = (result.waitedMs / 1000).toFixed(1);
+  const context = result.contextLength === null ? "" : `, context ${result.contextLength}`;
+  return {
+    "already-loaded": `${result.model} is already loaded${
+      result.contextLength === null ? "" : ` (context ${result.contextLength})`
+    }.`,
+    lms: `Loaded ${result.model} (lms, ${seconds} s${context}).`,
+    rest: `Loaded ${result.model} (REST API, ${seconds} s${context}).`,
+    jit: `${result.model} will load on its first request (JIT).`,
+  }[result.via] + "\n";
 }
 
 /** Runs `lms SUBCOMMAND ...`; returns the exit code (errors other than misuse propagate to main). */
@@ -73,7 +97,7 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
       }
       if (current.models.length === 0) {
         // A server that cannot tell (Ollama, llama.cpp) explains that in the note instead.
-        if (!current.note) out.stderr(`No model is loaded (from ${current.source}).`);
+        if (!current.note) out.stderr(`No model is loaded (from ${sourceLabel(current.source)}).`);
       } else {
         out.stdout(table([
           ["ID", "TYPE", "STATUS", "CONTEXT"],
@@ -107,16 +131,17 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         json(list);
         return 0;
       }
-      if (list.models.length === 0) out.stderr(`No models found (from ${list.source}).`);
-      else {
+      if (list.models.length === 0) {
+        out.stderr(`No models found (from ${sourceLabel(list.source)}).`);
+      } else {
         out.stdout(table([
           ["ID", "TYPE", "SIZE", "MAX CONTEXT", "LOADED"],
           ...list.models.map((m) => [
             m.id,
-            m.type,
+            m.type ?? "?",
             size(m.sizeBytes),
             m.maxContextLength?.toString() ?? "",
-            m.loaded === undefined ? "?" : m.loaded ? "yes" : "",
+            m.loaded === null ? "?" : m.loaded ? "yes" : "",
           ]),
         ]));
       }
@@ -137,19 +162,11 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
         ...(contextLength !== undefined ? { contextLength } : {}),
       });
-      if (flag(args, "json")) json(result);
+      if (flag(args, "json")) json(ensureReport(result));
       else {
-        const seconds = (result.waitedMs / 1000).toFixed(1);
-        out.stdout(
-          {
-            "already-loaded": `${result.model} is already loaded.\n`,
-            lms: `Loaded ${result.model} (lms, ${seconds} s).\n`,
-            rest: `Loaded ${result.model} (REST API, ${seconds} s).\n`,
-            jit: `${result.model} will load on its first request (JIT).\n`,
-          }[result.via],
-        );
+        out.stdout(loadLine(result));
+        if (result.note) out.stderr(result.note);
       }
-      if (result.note && !flag(args, "json")) out.stderr(result.note);
       return 0;
     }
     case "unload": {
@@ -157,7 +174,13 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
       const model = one(args, "model name", "lms unload");
       const result = await models.unload(model, { signal });
       if (flag(args, "json")) json(result);
-      else out.stdout(`Unloaded ${result.unloaded.join(", ")} (${result.via}).\n`);
+      else {
+        out.stdout(
+          `Unloaded ${result.unloaded.join(", ")} (${
+            result.source === "lms" ? "lms" : "REST API"
+          }).\n`,
+        );
+      }
       return 0;
     }
     case "status": {
@@ -170,7 +193,9 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
           [
             `server:     ${s.baseUrl} ${
               s.reachable
-                ? `answering (${s.latencyMs} ms, ${s.modelCount ?? "?"} models)`
+                ? `answering (${s.latencyMs} ms, ${
+                  s.modelCount === null ? "? models" : plural(s.modelCount, "model")
+                })`
                 : "NOT answering"
             }`,
             `lms:        ${
@@ -184,13 +209,24 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
                 }`
                 : "not installed"
             }`,
-            `models via: ${s.management}`,
+            `models via: ${MANAGEMENT[s.management]}`,
             `model TTL:  ${s.ttlSeconds ? `${s.ttlSeconds} s` : "none"}`,
+            // Only lms and the REST API load with a context length the bridge chooses.
+            ...(s.management === "lms" || s.management === "rest"
+              ? [
+                `context:    ${
+                  s.defaultContextLength === null
+                    ? "LM Studio's default"
+                    : `${s.defaultContextLength} tokens`
+                } for loads that name none`,
+              ]
+              : []),
           ].join("\n") + "\n",
         );
         if (!s.reachable) out.stderr(`error: ${s.error ?? "the server does not answer"}`);
         if (s.lms.error) out.stderr(`lms: ${s.lms.error}`);
-        if (!s.lms.installed) out.stderr(LMS_INSTALL_HINT);
+        // `lms` manages only LM Studio: no advice to install it for Ollama and the like.
+        if (!s.lms.installed && s.source !== "openai") out.stderr(lmsInstallAdvice("cli"));
         // When the server is down the reason repeats the error above.
         if (s.reachable) out.stderr(s.managementReason);
       }

@@ -1,6 +1,5 @@
 /** Help texts of the program and of each command (printed by `--help` and on misuse). */
 import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
-import { LMS_INSTALL_HINT } from "./lms.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Help of `run`. */
@@ -65,21 +64,27 @@ Example:
 /** Help of `lms` and its subcommands. */
 export const LMS_HELP = `Usage: lmstudio-bridge lms <command> [options]
 
-Model management, through LM Studio's \`lms\` when it is installed, else LM Studio's REST API
-(LM Studio 0.4+). Other servers (Ollama, llama.cpp) load models on first use.
+Model management, through LM Studio's \`lms\` when it is installed and manages the configured
+server, else LM Studio's REST API (LM Studio 0.4+). Other servers (Ollama, llama.cpp) load
+models on their first request; a model their list does not have is an error.
 
 Commands:
   ps                         loaded models (status, context length)
   ls [--llm|--embedding]     downloaded models
   load MODEL [--ttl S] [--context-length N]
-                             load a model (nothing happens if it is loaded); --ttl 0 = no TTL
+                             load a model (nothing happens if it is loaded); --ttl 0 = no TTL;
+                             without --context-length: LMSTUDIO_CONTEXT_LENGTH (default 8192),
+                             capped at the model's maximum
   unload MODEL               unload every instance of MODEL (or one: MODEL:2)
   status                     server reachability, lms installation, how models are managed
 
 Options:
-  --json                     print one JSON document on stdout
+  --json                     print one JSON document on stdout (every key always present;
+                             null when not known)
 
-Without \`lms\`: ${LMS_INSTALL_HINT}
+If \`lms\` is not installed (the REST API is used meanwhile), install LM Studio's CLI with
+\`npx lmstudio install-cli\` or run \`~/.lmstudio/bin/lms bootstrap\` once, then open a new
+terminal so \`lms\` is on PATH.
 `;
 
 /** The top-level help. */

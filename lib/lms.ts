@@ -25,10 +25,21 @@ import {
 import { log as rootLog, type Logger } from "./log.ts";
 import { denoSpawn, type SpawnFn, type SpawnResult } from "./spawn.ts";
 
-/** How to get `lms`; shared by messages here and in the tools. */
+/** How to get `lms`, in words that fit every surface (errors from here reach the CLI and tools). */
 export const LMS_INSTALL_HINT =
   "Install LM Studio's CLI with `npx lmstudio install-cli`, or run `~/.lmstudio/bin/lms bootstrap` " +
-  "once (LM Studio puts `lms` there), then restart the bridge.";
+  "once (LM Studio puts `lms` there).";
+
+/**
+ * {@linkcode LMS_INSTALL_HINT} with the step after it for the program that says it: the running
+ * MCP server (`"server"`) only gets `lms` on its PATH when restarted; a CLI run (`"cli"`) when run
+ * from a new terminal.
+ */
+export function lmsInstallAdvice(surface: "server" | "cli"): string {
+  return surface === "server"
+    ? `${LMS_INSTALL_HINT} Then restart the bridge (reconnect the MCP server) so it finds \`lms\`.`
+    : `${LMS_INSTALL_HINT} Then open a new terminal so \`lms\` is on PATH.`;
+}
 
 /** Per-call options. */
 export interface LmsCallOptions {

@@ -1,7 +1,7 @@
 /**
  * Whether `lms` manages the server the bridge talks to: `lms` is installed, the base URL is on this
- * machine (loopback), and `lms server status` reports the same port. Only then do `lms ps` and
- * `lms load` speak about that server.
+ * machine (loopback), and `lms server status` reports a running server on the same port. Only then
+ * do `lms ps` and `lms load` speak about that server.
  */
 import type { Lms } from "./lms.ts";
 import { errorText } from "./model_errors.ts";
@@ -36,6 +36,15 @@ export async function lmsManages(
   const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
   try {
     const status = await lms.serverStatus({ timeoutMs: 15_000 });
+    if (!status.running) {
+      // `lms ps` / `lms load` would only fail or wake LM Studio without its server: the bridge's
+      // requests go to the server, so use its REST API once it answers.
+      return decide(
+        false,
+        "`lms` reports that LM Studio's server is not running, so `lms` is not used; start it " +
+          "with `lms server start`.",
+      );
+    }
     if (status.port !== undefined && status.port !== port) {
       return decide(
         false,

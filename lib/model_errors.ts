@@ -2,6 +2,8 @@
  * {@linkcode ModelError}, for what cannot be done about a model (not downloaded, not loaded, still
  * loading after the wait, not supported by the server), and the pieces of the manager's messages.
  */
+import { LmStudioError } from "./lmstudio_errors.ts";
+import type { ModelSource } from "./model_types.ts";
 
 /** Why something about models cannot be done; the message says what to do. */
 export class ModelError extends Error {
@@ -28,4 +30,35 @@ export function listNames(names: string[], max = 12): string {
 /** The message of an error, or the thing thrown as text. */
 export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Whether a failed model listing means "the server answers but gives no readable model list"
+ * (404, another HTTP error, a reply that is not a model list), as opposed to a server that does
+ * not answer, refuses the token, or a cancelled call.
+ */
+export function modelListUnreadable(error: unknown): boolean {
+  return error instanceof LmStudioError &&
+    (error.kind === "not_found" || error.kind === "http" || error.kind === "bad_response");
+}
+
+/** "1 model", "2 models". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** Where a report came from, in words: "lms", "LM Studio's REST API", "/v1/models". */
+export function sourceLabel(source: ModelSource | null): string {
+  switch (source) {
+    case "lms":
+      return "lms";
+    case "rest-v1":
+      return "LM Studio's REST API";
+    case "rest-v0":
+      return "LM Studio's REST API (v0)";
+    case "openai":
+      return "/v1/models";
+    case null:
+      return "no model list";
+  }
 }

@@ -3,13 +3,17 @@
  * instance, wait for one that is loading, else `lms load` the exact downloaded key with a TTL) and
  * with LM Studio's REST API (state from the model list, load over `/api/v1`, or rely on loading on
  * first request where the server cannot load on demand). Which way applies is the manager's call.
+ *
+ * A load asks for the caller's context length, else the manager's default (capped at the model's
+ * maximum when that is known), so the model is loaded with the window the bridge budgets for.
  */
 import { LmStudioError } from "./lmstudio_errors.ts";
+import type { ModelList } from "./lmstudio_types.ts";
 import type { Lms } from "./lms.ts";
-import { type LoadedInstance, statusAction } from "./lms_output.ts";
-import { listNames, ModelError } from "./model_errors.ts";
+import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
+import { errorText, listNames, ModelError, modelListUnreadable } from "./model_errors.ts";
 import { findInstances, findModel, sameModel } from "./model_names.ts";
-import type { EnsureResult, ModelClient } from "./model_types.ts";
+import type { EnsureResult, ModelClient, ModelSource } from "./model_types.ts";
 
 /** What loading needs from the manager: its client, `lms`, clock and limits. */
 export interface LoadContext {
@@ -19,6 +23,8 @@ export interface LoadContext {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Idle TTL in seconds for a request that names none; 0 means none. */
   ttlSeconds: number;
+  /** Context length for a load that names none; undefined: LM Studio's default for the model. */
+  defaultContextLength?: number;
   /** Longest wait for an instance that is still loading. */
   loadWaitMs: number;
   /** Interval between `lms ps` polls while waiting. */
@@ -31,9 +37,30 @@ export interface LoadRequest {
   /** When the manager started on it (by the context's clock), for `waitedMs`. */
   started: number;
   signal?: AbortSignal;
+  /** Context length to load with; default: the context's `defaultContextLength`. */
   contextLength?: number;
   /** Idle TTL in seconds for this load; default: the context's. */
   ttlSeconds?: number;
+}
+
+/** The report's word for where a model list came from. */
+export function listSource(source: ModelList["source"]): ModelSource {
+  return source === "api/v1" ? "rest-v1" : source === "api/v0" ? "rest-v0" : "openai";
+}
+
+/**
+ * The context length to load with: what the request asks for, else the default capped at the
+ * model's maximum (a default must never make a load fail); undefined leaves it to LM Studio.
+ */
+export function loadContextLength(
+  ctx: Pick<LoadContext, "defaultContextLength">,
+  o: Pick<LoadRequest, "contextLength">,
+  maxContextLength: number | undefined,
+): number | undefined {
+  if (o.contextLength !== undefined) return o.contextLength;
+  const fallback = ctx.defaultContextLength;
+  if (fallback === undefined || maxContextLength === undefined) return fallback;
+  return Math.min(fallback, maxContextLength);
 }
 
 /** Makes `model` ready with `lms`; failures of `lms` itself are `LmsError`s the caller may fall back on. */
@@ -49,6 +76,8 @@ export async function ensureWithLms(ctx: LoadContext, o: LoadRequest): Promise<E
       return {
         model: chosenName(model, usable),
         via: "already-loaded",
+        source: "lms",
+        contextLength: usable.contextLength ?? null,
         waitedMs: ctx.now() - started,
         ...(note ? { note } : waited ? { note: `Waited for ${usable.identifier} to load.` } : {}),
       };
@@ -67,30 +96,34 @@ export async function ensureWithLms(ctx: LoadContext, o: LoadRequest): Promise<E
     waited = true;
     await ctx.sleep(ctx.pollMs, o.signal);
   }
-  const key = await downloadedKey(ctx.lms, o);
+  const downloaded = await downloadedModel(ctx.lms, o);
+  const key = downloaded.modelKey;
   const ttlSeconds = o.ttlSeconds ?? ctx.ttlSeconds;
+  const contextLength = loadContextLength(ctx, o, downloaded.maxContextLength);
   const loaded = await ctx.lms.load(key, {
     signal: o.signal,
     ttlSeconds,
-    ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
+    ...(contextLength !== undefined ? { contextLength } : {}),
   });
   return {
     model: loaded.identifier ?? (key === model ? model : key),
     via: "lms",
+    source: "lms",
+    contextLength: contextLength ?? null,
     waitedMs: ctx.now() - started,
     ...(ttlSeconds > 0 ? {} : { note: "Loaded without a TTL: it stays until unloaded." }),
   };
 }
 
-/** The exact model key to give `lms load`, so its fuzzy matching never picks another model. */
-async function downloadedKey(
+/** The downloaded model to `lms load` by its exact key, so lms's fuzzy matching picks no other. */
+async function downloadedModel(
   lms: Lms,
   { model, signal }: Pick<LoadRequest, "model" | "signal">,
-): Promise<string> {
+): Promise<DownloadedModel> {
   const downloaded = await lms.ls({ signal });
   const exact = downloaded.find((m) => m.modelKey === model) ??
     downloaded.find((m) => sameModel(model, m.modelKey));
-  if (exact) return exact.modelKey;
+  if (exact) return exact;
   throw new ModelError(
     `"${model}" is not a downloaded model. Downloaded: ${
       listNames(downloaded.map((m) => m.modelKey))
@@ -99,42 +132,54 @@ async function downloadedKey(
   );
 }
 
-/** Makes `model` ready over LM Studio's REST API, or says it will load on its first request. */
+/**
+ * Makes `model` ready over LM Studio's REST API. On a server that loads models on demand (JIT) a
+ * listed model is left to its first request; a model the server's list does not have is a
+ * {@linkcode ModelError}. Only when the server gives no readable list is JIT assumed unchecked.
+ */
 export async function ensureWithRest(
-  ctx: Pick<LoadContext, "client" | "now" | "ttlSeconds">,
+  ctx: Pick<LoadContext, "client" | "now" | "ttlSeconds" | "defaultContextLength">,
   o: LoadRequest,
 ): Promise<EnsureResult> {
   const { model, started } = o;
-  const list = await ctx.client.listModels({ signal: o.signal });
-  const match = findModel(model, list.models);
-  const ttl = o.ttlSeconds ?? ctx.ttlSeconds;
-  if (list.source === "openai") {
-    const unlisted = match
-      ? ""
-      : ` "${model}" is not in its model list (${
-        listNames(list.models.map((m) => m.id))
-      }), so the request may fail.`;
+  const baseUrl = ctx.client.baseUrl;
+  let list: ModelList;
+  try {
+    list = await ctx.client.listModels({ signal: o.signal });
+  } catch (error: unknown) {
+    if (!modelListUnreadable(error)) throw error;
     return {
-      model: match?.id ?? model,
+      model,
       via: "jit",
+      source: null,
+      contextLength: null,
       waitedMs: ctx.now() - started,
-      note: `${ctx.client.baseUrl} has no model-management API (Ollama, llama.cpp, vLLM...): ` +
-        `the model loads when a request names it (JIT).${unlisted}`,
+      note: `${baseUrl} gave no readable model list (${errorText(error)}), so "${model}" could ` +
+        "not be checked: it loads on its first request (JIT), if the server has it.",
     };
   }
-  if (!match) {
-    throw new ModelError(
-      `LM Studio at ${ctx.client.baseUrl} has no model "${model}". Models: ${
-        listNames(list.models.map((m) => m.id))
-      }. Download it in LM Studio or with \`lms get ${model}\`.`,
-      { kind: "not_found", model },
-    );
+  const source = listSource(list.source);
+  const match = findModel(model, list.models);
+  const ttl = o.ttlSeconds ?? ctx.ttlSeconds;
+  if (!match) throw notListed({ model, baseUrl, list });
+  if (list.source === "openai") {
+    return {
+      model: match.id,
+      via: "jit",
+      source,
+      contextLength: null,
+      waitedMs: ctx.now() - started,
+      note: `${baseUrl} has no model-management API (Ollama, llama.cpp, vLLM...): ` +
+        `it loads ${match.id} when a request names it (JIT).`,
+    };
   }
   if (match.state === "loaded") {
     const note = contextNote(match.id, match.loadedContextLength, o.contextLength);
     return {
       model: match.id === model ? model : match.id,
       via: "already-loaded",
+      source,
+      contextLength: match.loadedContextLength ?? null,
       waitedMs: ctx.now() - started,
       ...(note ? { note } : {}),
     };
@@ -143,21 +188,27 @@ export async function ensureWithRest(
     return {
       model: match.id,
       via: "jit",
+      source,
+      contextLength: null,
       waitedMs: ctx.now() - started,
       note: `This LM Studio (before 0.4) has no load endpoint and \`lms\` is not usable: ` +
-        `${match.id} loads on its first request (JIT${ttl > 0 ? `, TTL ${ttl} s` : ""}).`,
+        `${match.id} loads on its first request (JIT${ttl > 0 ? `, TTL ${ttl} s` : ""}) with ` +
+        "LM Studio's own context length for it.",
     };
   }
+  const contextLength = loadContextLength(ctx, o, match.maxContextLength);
   try {
     await ctx.client.loadModel(match.id, {
       signal: o.signal,
-      ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
+      ...(contextLength !== undefined ? { contextLength } : {}),
     });
   } catch (error: unknown) {
     if (error instanceof LmStudioError && error.kind === "not_found" && !error.code) {
       return {
         model: match.id,
         via: "jit",
+        source,
+        contextLength: null,
         waitedMs: ctx.now() - started,
         note: `LM Studio's load endpoint is missing (${error.message}); ${match.id} loads on its ` +
           "first request (JIT).",
@@ -168,10 +219,32 @@ export async function ensureWithRest(
   return {
     model: match.id,
     via: "rest",
+    source,
+    contextLength: contextLength ?? null,
     waitedMs: ctx.now() - started,
-    note: "Loaded over LM Studio's REST API, which has no idle TTL: it stays loaded until " +
-      "unloaded (lms_unload_model) or LM Studio evicts it.",
+    note: "LM Studio's REST API has no idle TTL: the model stays loaded until it is unloaded or " +
+      "LM Studio evicts it.",
   };
+}
+
+/** The error for a model the server's list does not have, naming the ones it has. */
+function notListed(
+  { model, baseUrl, list }: { model: string; baseUrl: string; list: ModelList },
+): ModelError {
+  const names = listNames(list.models.map((m) => m.id));
+  if (list.source === "openai") {
+    return new ModelError(
+      `The server at ${baseUrl} has no model "${model}"; its model list (/v1/models) has: ` +
+        `${names}. Name one of these, or add the model to that server first (Ollama: ` +
+        `\`ollama pull ${model}\`).`,
+      { kind: "not_found", model },
+    );
+  }
+  return new ModelError(
+    `LM Studio at ${baseUrl} has no model "${model}". Models: ${names}. Download it in LM ` +
+      `Studio or with \`lms get ${model}\`.`,
+    { kind: "not_found", model },
+  );
 }
 
 /** The name to send: what was asked when it names the instance exactly, else the identifier. */

@@ -2,41 +2,90 @@
  * What the model manager reports: how a model was made ready, the loaded and downloaded models,
  * which mechanism manages models, the status of the server and `lms`; and the client calls it
  * needs. Types only.
+ *
+ * The reports that leave the bridge as JSON (`lms … --json`, the `structuredContent` of the
+ * `lms_*` tools) have a fixed set of keys: a value that is not known is `null`, never a missing
+ * key, so scripts can read them without guessing.
  */
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { LmsLocation } from "./lms_locate.ts";
+
+/**
+ * Where a report's model state came from, the same words in every report: `lms` (the CLI),
+ * `rest-v1` / `rest-v0` (LM Studio's REST API `/api/v1/models` or `/api/v0/models`), `openai` (only
+ * the OpenAI-compatible `/v1/models`, which lists ids: Ollama, llama.cpp, vLLM).
+ */
+export type ModelSource = "lms" | "rest-v1" | "rest-v0" | "openai";
 
 /** How `ModelManager.ensureLoaded` made sure a model is ready. */
 export interface EnsureResult {
   /** The name to send in requests (the loaded identifier when the request named it loosely). */
   model: string;
   via: "already-loaded" | "lms" | "rest" | "jit";
+  /** Where the model's state was read; null when the server's model list could not be read. */
+  source: ModelSource | null;
+  /** The context length it is loaded (or was asked to load) with; null when not known. */
+  contextLength: number | null;
   waitedMs: number;
   note?: string;
+}
+
+/** {@linkcode EnsureResult} as JSON: the same keys every time, `note` null when there is none. */
+export interface EnsureReport extends Omit<EnsureResult, "note"> {
+  note: string | null;
 }
 
 /** A loaded model as `ModelManager.currentModels` reports it. */
 export interface CurrentModel {
   id: string;
+  /** "llm", "vlm", "embedding" ("unknown" in the rare case a server does not say). */
   type: string;
-  status?: string;
-  contextLength?: number;
+  /** Processing status from `lms ps` (idle, loading, generating...); "loaded" from REST. */
+  status: string | null;
+  contextLength: number | null;
+}
+
+/** What `ModelManager.currentModels` reports. */
+export interface CurrentModels {
+  models: CurrentModel[];
+  source: ModelSource;
+  note: string | null;
 }
 
 /** A downloaded model as `ModelManager.downloadedModels` reports it. */
 export interface DownloadedSummary {
   id: string;
-  type: string;
-  loaded?: boolean;
-  displayName?: string;
-  sizeBytes?: number;
-  maxContextLength?: number;
-  vision?: boolean;
-  toolUse?: boolean;
+  /** "llm", "vlm", "embedding"; null when the server does not say. */
+  type: string | null;
+  loaded: boolean | null;
+  displayName: string | null;
+  sizeBytes: number | null;
+  maxContextLength: number | null;
+  vision: boolean | null;
+  toolUse: boolean | null;
 }
 
-/** Which mechanism manages models for the configured server. */
-export type Management = "lms" | "rest" | "jit";
+/** What `ModelManager.downloadedModels` reports. */
+export interface DownloadedModels {
+  models: DownloadedSummary[];
+  source: ModelSource;
+  note: string | null;
+}
+
+/** What `ModelManager.unload` reports. */
+export interface UnloadReport {
+  /** The name asked for. */
+  model: string;
+  /** The instance identifiers unloaded. */
+  unloaded: string[];
+  source: "lms" | "rest-v1";
+}
+
+/**
+ * Which mechanism manages models for the configured server: `lms`, LM Studio's REST API, loading
+ * on first request (`jit`), or nothing while the server does not answer (`none`).
+ */
+export type Management = "lms" | "rest" | "jit" | "none";
 
 /** The client calls the manager uses. */
 export type ModelClient = Pick<
@@ -49,16 +98,20 @@ export interface ServerStatusReport {
   baseUrl: string;
   reachable: boolean;
   latencyMs: number;
-  modelCount?: number;
-  error?: string;
+  modelCount: number | null;
+  error: string | null;
   lms: {
     installed: boolean;
-    path?: string;
-    foundVia?: LmsLocation["via"];
-    server?: { running: boolean; port?: number };
-    error?: string;
+    path: string | null;
+    foundVia: LmsLocation["via"] | null;
+    server: { running: boolean; port: number | null } | null;
+    error: string | null;
   };
   management: Management;
   managementReason: string;
+  /** Where model state is read from; null while the server does not answer. */
+  source: ModelSource | null;
   ttlSeconds: number;
+  /** The context length loads ask for when the caller names none; null: LM Studio's default. */
+  defaultContextLength: number | null;
 }

@@ -6,7 +6,7 @@
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import { listNames, ModelError } from "./model_errors.ts";
 import { findInstances, namesModel } from "./model_names.ts";
-import type { ModelClient } from "./model_types.ts";
+import type { ModelClient, UnloadReport } from "./model_types.ts";
 
 /** One model to unload. */
 export interface UnloadRequest {
@@ -18,7 +18,7 @@ export interface UnloadRequest {
 export async function unloadWithLms(
   lms: Lms,
   { model, signal }: UnloadRequest,
-): Promise<{ unloaded: string[]; via: "lms" }> {
+): Promise<UnloadReport> {
   const instances = await lms.ps({ signal });
   const targets = pickTargets(
     model,
@@ -27,21 +27,31 @@ export async function unloadWithLms(
   );
   if (targets.length === 0) throw notLoaded(model, instances.map((i) => i.identifier));
   for (const identifier of targets) await lms.unload(identifier, { signal });
-  return { unloaded: targets, via: "lms" };
+  return { model, unloaded: targets, source: "lms" };
 }
 
 /** Unloads over LM Studio's REST API (0.4+); older servers and other servers cannot. */
 export async function unloadWithRest(
   ctx: { client: ModelClient; ttlSeconds: number },
   { model, signal }: UnloadRequest,
-): Promise<{ unloaded: string[]; via: "rest" }> {
+): Promise<UnloadReport> {
   const list = await ctx.client.listModels({ signal });
-  if (list.source !== "api/v1") {
+  if (list.source === "openai") {
     throw new ModelError(
-      `Cannot unload "${model}": ${ctx.client.baseUrl} has no unload API (${
-        list.source === "api/v0" ? "LM Studio before 0.4" : "not LM Studio's REST API"
-      }) and \`lms\` is not usable. ${LMS_INSTALL_HINT} Or unload it in LM Studio's UI; ` +
-        `JIT-loaded models are unloaded after ${ctx.ttlSeconds || "their"} idle seconds anyway.`,
+      `Cannot unload "${model}": ${ctx.client.baseUrl} is not LM Studio (it has no ` +
+        "model-management API, and `lms` only manages LM Studio). Unload it with that server's " +
+        `own tools (Ollama: \`ollama stop ${model}\`); most such servers also unload idle models ` +
+        "by themselves.",
+      { kind: "unsupported", model },
+    );
+  }
+  if (list.source === "api/v0") {
+    throw new ModelError(
+      `Cannot unload "${model}": LM Studio at ${ctx.client.baseUrl} is older than 0.4 and has ` +
+        `no unload API, and \`lms\` is not usable here. Unload it in LM Studio's UI or with ` +
+        `\`lms unload ${model}\`; models loaded on first request are unloaded after ` +
+        `${ctx.ttlSeconds || "their"} idle seconds anyway. If \`lms\` is not installed: ` +
+        LMS_INSTALL_HINT,
       { kind: "unsupported", model },
     );
   }
@@ -54,7 +64,7 @@ export async function unloadWithRest(
     throw notLoaded(model, list.models.filter((m) => m.state === "loaded").map((m) => m.id));
   }
   for (const id of targets) await ctx.client.unloadModel(id, { signal });
-  return { unloaded: targets, via: "rest" };
+  return { model, unloaded: targets, source: "rest-v1" };
 }
 
 /** An exact identifier (e.g. `qwen:2`) names one instance; a model name names all of them. */

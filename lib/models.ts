@@ -7,7 +7,12 @@
  * 2. LM Studio's REST API: `/api/v1/models` (0.4+) for state and load/unload, `/api/v0/models`
  *    (0.3.6+) for state only.
  * 3. Just-in-time loading: servers without either (Ollama, llama.cpp, old LM Studio) load a model
- *    when a request names it; the callers send `ttl` with each request.
+ *    when a request names it; the callers send `ttl` with each request. A model the server's list
+ *    does not have is an error; only a server without a readable list is trusted unchecked.
+ *
+ * Loads ask for the caller's context length, else
+ * {@linkcode ModelManagerOptions.defaultContextLength}. Reports use the same
+ * {@linkcode ModelSource} words and keep every key (null when unknown).
  *
  * {@linkcode ModelManager.ensureLoaded} is called before every request that names a model, so it
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
@@ -19,18 +24,24 @@ import { abortableSleep, raceAbort } from "./abort.ts";
 import { Lms } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
 import { type LmsDecision, lmsManages } from "./lms_manages.ts";
+import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { errorText, listNames } from "./model_errors.ts";
-import { ensureWithLms, ensureWithRest, type LoadContext } from "./model_load.ts";
+import { errorText, listNames, modelListUnreadable } from "./model_errors.ts";
+import { ensureWithLms, ensureWithRest, listSource, type LoadContext } from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
 import type {
   CurrentModel,
+  CurrentModels,
+  DownloadedModels,
   DownloadedSummary,
+  EnsureReport,
   EnsureResult,
   Management,
   ModelClient,
+  ModelSource,
   ServerStatusReport,
+  UnloadReport,
 } from "./model_types.ts";
 import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
 
@@ -41,6 +52,13 @@ export interface ModelManagerOptions {
   lms?: Lms;
   /** Idle TTL for loads and JIT requests, in seconds; 0 means none. Default 600. */
   ttlSeconds?: number;
+  /**
+   * Context length (tokens) loads ask for when the caller names none, through `lms`
+   * (`--context-length`) and the REST API (`context_length`); capped at the model's maximum when
+   * that is known. The app passes LMSTUDIO_CONTEXT_LENGTH, the window the bridge budgets for.
+   * Default: none, so LM Studio picks (often 4096).
+   */
+  defaultContextLength?: number;
   log?: Logger;
   now?: () => number;
   /** How long an ensured model is trusted without checking again; default 5000 ms. */
@@ -68,6 +86,7 @@ export class ModelManager {
   readonly #client: ModelClient;
   readonly #lms: Lms;
   readonly #ttl: number;
+  readonly #defaultContextLength: number | undefined;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #cacheMs: number;
@@ -83,6 +102,7 @@ export class ModelManager {
     this.#client = options.client;
     this.#lms = options.lms ?? new Lms();
     this.#ttl = options.ttlSeconds ?? 600;
+    this.#defaultContextLength = options.defaultContextLength;
     this.#log = options.log ?? rootLog.child("models");
     this.#now = options.now ?? (() => Date.now());
     this.#cacheMs = options.cacheMs ?? 5000;
@@ -93,6 +113,9 @@ export class ModelManager {
       now: this.#now,
       sleep: options.sleep ?? abortableSleep,
       ttlSeconds: this.#ttl,
+      ...(this.#defaultContextLength !== undefined
+        ? { defaultContextLength: this.#defaultContextLength }
+        : {}),
       loadWaitMs: options.loadWaitMs ?? 120_000,
       pollMs: options.pollMs ?? 500,
     };
@@ -101,6 +124,11 @@ export class ModelManager {
   /** The idle TTL (seconds) requests should carry so JIT-loaded models stay between rounds; 0: none. */
   get ttlSeconds(): number {
     return this.#ttl;
+  }
+
+  /** The context length loads ask for when the caller names none; undefined: LM Studio's. */
+  get defaultContextLength(): number | undefined {
+    return this.#defaultContextLength;
   }
 
   /** Forgets cached state (after a load or unload made elsewhere). */
@@ -123,9 +151,13 @@ export class ModelManager {
     if (hit && this.#now() - hit.at < this.#cacheMs) {
       const { result } = hit;
       return Promise.resolve(
-        result.via === "jit"
-          ? { ...result, waitedMs: 0 }
-          : { model: result.model, via: "already-loaded", waitedMs: 0 },
+        result.via === "jit" ? { ...result, waitedMs: 0 } : {
+          model: result.model,
+          via: "already-loaded",
+          source: result.source,
+          contextLength: result.contextLength,
+          waitedMs: 0,
+        },
       );
     }
     const running = this.#inflight.get(key);
@@ -149,30 +181,49 @@ export class ModelManager {
     return result;
   }
 
-  /** Which mechanism manages models for the configured server, and why. */
-  async management(o: CallOpts = {}): Promise<{ via: Management; reason: string }> {
+  /**
+   * Which mechanism manages models for the configured server, why, and where model state comes
+   * from: what the calls will actually do, not just whether `lms` is installed.
+   */
+  async management(
+    o: CallOpts = {},
+  ): Promise<{ via: Management; reason: string; source: ModelSource | null }> {
     const decision = await this.#lmsDecision(o.signal);
-    if (decision.useLms) return { via: "lms", reason: decision.reason };
+    if (decision.useLms) return { via: "lms", reason: decision.reason, source: "lms" };
     try {
       const list = await this.#client.listModels({ signal: o.signal });
+      const source = listSource(list.source);
       if (list.source === "api/v1") {
         return {
           via: "rest",
           reason: `${decision.reason} LM Studio's REST API (/api/v1) answers.`,
+          source,
         };
       }
       return {
         via: "jit",
         reason: `${decision.reason} ${
           list.source === "api/v0"
-            ? "LM Studio before 0.4 has no load endpoint"
-            : "The server has no model-management API"
-        }; models load on first use.`,
+            ? "LM Studio before 0.4 has no load endpoint."
+            : "The server has no model-management API."
+        }`,
+        source,
       };
     } catch (error: unknown) {
+      if (error instanceof DOMException && error.name === "AbortError") throw error;
+      if (modelListUnreadable(error)) {
+        return {
+          via: "jit",
+          reason: `${decision.reason} The server gave no readable model list ` +
+            `(${errorText(error)}).`,
+          source: null,
+        };
+      }
       return {
-        via: "jit",
-        reason: `${decision.reason} The server did not answer: ${errorText(error)}`,
+        via: "none",
+        reason: `${decision.reason} The server did not answer (${errorText(error)}), so no ` +
+          "model can be loaded until it does.",
+        source: null,
       };
     }
   }
@@ -215,12 +266,13 @@ export class ModelManager {
    */
   async currentModels(
     o: CallOpts & { prefer?: "rest" | "lms" } = {},
-  ): Promise<{ models: CurrentModel[]; source: string; note?: string }> {
+  ): Promise<CurrentModels> {
     if (o.prefer === "lms" && (await this.#lmsDecision(o.signal)).useLms) {
       try {
         return {
           models: (await this.#lms.ps({ signal: o.signal })).map(toCurrent),
-          source: "lms ps",
+          source: "lms",
+          note: null,
         };
       } catch (error: unknown) {
         if (!(error instanceof LmsError) || !fallsBack(error)) throw error;
@@ -235,15 +287,16 @@ export class ModelManager {
             id: m.id,
             type: m.type,
             status: "loaded",
-            ...(m.loadedContextLength ? { contextLength: m.loadedContextLength } : {}),
+            contextLength: m.loadedContextLength ?? null,
           })),
-          source: list.source === "api/v1" ? "REST /api/v1/models" : "REST /api/v0/models",
+          source: listSource(list.source),
+          note: null,
         };
       }
       if (!(await this.#lmsDecision(o.signal)).useLms) {
         return {
           models: [],
-          source: "/v1/models",
+          source: "openai",
           note: `${this.#client.baseUrl} does not say which models are loaded (no LM Studio REST ` +
             `API); it loads them on demand (JIT). It serves: ${
               listNames(list.models.map((m) => m.id))
@@ -258,10 +311,8 @@ export class ModelManager {
     const instances = await this.#lms.ps({ signal: o.signal });
     return {
       models: instances.map(toCurrent),
-      source: "lms ps",
-      ...(restError
-        ? { note: `LM Studio's HTTP API did not answer: ${errorText(restError)}` }
-        : {}),
+      source: "lms",
+      note: restError ? `LM Studio's HTTP API did not answer: ${errorText(restError)}` : null,
     };
   }
 
@@ -269,10 +320,7 @@ export class ModelManager {
    * Unloads every loaded instance of `model` (only the named one when it carries an instance
    * suffix such as `:2`), with `lms` or the REST API.
    */
-  async unload(
-    model: string,
-    o: CallOpts = {},
-  ): Promise<{ unloaded: string[]; via: "lms" | "rest" }> {
+  async unload(model: string, o: CallOpts = {}): Promise<UnloadReport> {
     this.invalidate();
     try {
       if ((await this.#lmsDecision(o.signal)).useLms) {
@@ -291,14 +339,18 @@ export class ModelManager {
   /** Downloaded models from `lms ls`, else the REST model list, else `/v1/models`. */
   async downloadedModels(
     o: CallOpts & { kind?: "llm" | "embedding" } = {},
-  ): Promise<{ models: DownloadedSummary[]; source: string; note?: string }> {
+  ): Promise<DownloadedModels> {
     if ((await this.#lmsDecision(o.signal)).useLms) {
       try {
         const [downloaded, loaded] = await Promise.all([
           this.#lms.ls({ signal: o.signal, ...(o.kind ? { kind: o.kind } : {}) }),
           this.#lms.ps({ signal: o.signal }),
         ]);
-        return { models: downloaded.map((m) => fromLs(m, loaded)), source: "lms ls" };
+        return {
+          models: downloaded.map((m) => fromLs(m, loaded)),
+          source: "lms",
+          note: null,
+        };
       } catch (error: unknown) {
         if (!(error instanceof LmsError) || !fallsBack(error)) throw error;
       }
@@ -311,19 +363,19 @@ export class ModelManager {
     return {
       models: wanted.map((m) => ({
         id: m.id,
-        type: m.type,
-        ...(m.state ? { loaded: m.state === "loaded" } : {}),
-        ...(m.maxContextLength ? { maxContextLength: m.maxContextLength } : {}),
-        ...(m.vision !== undefined ? { vision: m.vision } : {}),
-        ...(m.toolUse !== undefined ? { toolUse: m.toolUse } : {}),
+        type: knownType(m.type),
+        loaded: m.state ? m.state === "loaded" : null,
+        displayName: null,
+        sizeBytes: null,
+        maxContextLength: m.maxContextLength ?? null,
+        vision: m.vision ?? null,
+        toolUse: m.toolUse ?? null,
       })),
-      source: list.source === "openai" ? "/v1/models" : `REST /${list.source}/models`,
-      ...(list.source === "openai"
-        ? {
-          note: "This server lists the models it can serve; it has no separate download list. " +
-            (list.notes[0] ?? ""),
-        }
-        : {}),
+      source: listSource(list.source),
+      note: list.source === "openai"
+        ? ("This server lists the models it can serve; it has no separate download list. " +
+          (list.notes[0] ?? "")).trim()
+        : null,
     };
   }
 
@@ -333,11 +385,12 @@ export class ModelManager {
       this.#client.health({ signal: o.signal, timeoutMs: 5000 }),
       this.#lms.locate(),
     ]);
-    let lmsServer: { running: boolean; port?: number } | undefined;
-    let lmsError: string | undefined;
+    let lmsServer: { running: boolean; port: number | null } | null = null;
+    let lmsError: string | null = null;
     if (location) {
       try {
-        lmsServer = await this.#lms.serverStatus({ signal: o.signal, timeoutMs: 15_000 });
+        const server = await this.#lms.serverStatus({ signal: o.signal, timeoutMs: 15_000 });
+        lmsServer = { running: server.running, port: server.port ?? null };
       } catch (error: unknown) {
         lmsError = errorText(error);
       }
@@ -347,17 +400,20 @@ export class ModelManager {
       baseUrl: health.baseUrl,
       reachable: health.ok,
       latencyMs: health.latencyMs,
-      ...(health.modelCount !== undefined ? { modelCount: health.modelCount } : {}),
-      ...(health.error ? { error: health.error } : {}),
+      modelCount: health.modelCount ?? null,
+      error: health.error ?? null,
       lms: {
         installed: location !== undefined,
-        ...(location ? { path: location.path, foundVia: location.via } : {}),
-        ...(lmsServer ? { server: lmsServer } : {}),
-        ...(lmsError ? { error: lmsError } : {}),
+        path: location?.path ?? null,
+        foundVia: location?.via ?? null,
+        server: lmsServer,
+        error: lmsError,
       },
       management: management.via,
       managementReason: management.reason,
+      source: management.source,
       ttlSeconds: this.#ttl,
+      defaultContextLength: this.#defaultContextLength ?? null,
     };
   }
 }
@@ -367,12 +423,29 @@ function fallsBack(error: LmsError): boolean {
   return ["not_installed", "not_permitted", "not_running", "bad_output"].includes(error.kind);
 }
 
+/** An {@linkcode EnsureResult} as JSON (`lms load --json`, tool results): fixed keys, null = none. */
+export function ensureReport(result: EnsureResult): EnsureReport {
+  return {
+    model: result.model,
+    via: result.via,
+    source: result.source,
+    contextLength: result.contextLength,
+    waitedMs: result.waitedMs,
+    note: result.note ?? null,
+  };
+}
+
+/** The REST model type, null when the server did not say. */
+function knownType(type: ModelInfo["type"]): string | null {
+  return type === "unknown" ? null : type;
+}
+
 function toCurrent(i: LoadedInstance): CurrentModel {
   return {
     id: i.identifier,
     type: i.type,
     status: i.status,
-    ...(i.contextLength !== undefined ? { contextLength: i.contextLength } : {}),
+    contextLength: i.contextLength ?? null,
   };
 }
 
@@ -381,10 +454,10 @@ function fromLs(m: DownloadedModel, loaded: LoadedInstance[]): DownloadedSummary
     id: m.modelKey,
     type: m.type,
     loaded: loaded.some((i) => i.modelKey === m.modelKey),
-    ...(m.displayName ? { displayName: m.displayName } : {}),
-    ...(m.sizeBytes !== undefined ? { sizeBytes: m.sizeBytes } : {}),
-    ...(m.maxContextLength !== undefined ? { maxContextLength: m.maxContextLength } : {}),
-    ...(m.vision !== undefined ? { vision: m.vision } : {}),
-    ...(m.toolUse !== undefined ? { toolUse: m.toolUse } : {}),
+    displayName: m.displayName ?? null,
+    sizeBytes: m.sizeBytes ?? null,
+    maxContextLength: m.maxContextLength ?? null,
+    vision: m.vision ?? null,
+    toolUse: m.toolUse ?? null,
   };
 }

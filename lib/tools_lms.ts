@@ -6,8 +6,10 @@
 import { z } from "zod";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
-import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
-import type { ModelManager } from "./models.ts";
+import { type Lms, lmsInstallAdvice } from "./lms.ts";
+import { plural, sourceLabel } from "./model_errors.ts";
+import type { EnsureResult, ServerStatusReport } from "./model_types.ts";
+import { ensureReport, type ModelManager } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { errorMessage, errorResult, textResult } from "./tool_result.ts";
 
@@ -42,17 +44,38 @@ async function guarded(
       const lms = await deps.lms.locate().catch(() => undefined);
       const advice = lms
         ? "Start the server with `lms server start` (or the Developer tab in LM Studio)."
-        : `Start LM Studio's server (Developer tab). To manage models without it, ${
-          LMS_INSTALL_HINT.charAt(0).toLowerCase()
-        }${LMS_INSTALL_HINT.slice(1)}`;
+        : "Start LM Studio's server (Developer tab). To start it and manage models from a " +
+          `terminal as well: ${lmsInstallAdvice("server")}`;
       return errorResult(`${errorMessage(error)} ${advice}`);
     }
     return errorResult(error);
   }
 }
 
-function gb(bytes: number | undefined): string {
-  return bytes === undefined ? "" : `, ${(bytes / 1e9).toFixed(2)} GB`;
+function gb(bytes: number | null): string {
+  return bytes === null ? "" : `, ${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+/** The `context_length` parameter, saying what a load without it uses. */
+function contextLengthParam(deps: LmsToolDeps, when: string) {
+  const fallback = deps.models.defaultContextLength;
+  return z.number().int().min(256).max(10_000_000).optional().describe(
+    `Context window in tokens to load it with, ${when}. Default: ${
+      fallback === undefined
+        ? "LM Studio's setting for the model"
+        : `${fallback} (the bridge's LMSTUDIO_CONTEXT_LENGTH), capped at the model's maximum`
+    }.`,
+  );
+}
+
+/** What a load or ensure did, in one sentence, then its note. */
+function ensureText(result: EnsureResult, what: Record<EnsureResult["via"], string>): string {
+  const context = result.contextLength !== null && result.via !== "jit"
+    ? ` Context: ${result.contextLength} tokens.`
+    : "";
+  const unload = result.via === "rest" ? " Unload it with lms_unload_model when done." : "";
+  return [`${what[result.via]}${context}`, ...(result.note ? [result.note] : [])].join(" ") +
+    unload;
 }
 
 function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
@@ -71,9 +94,12 @@ function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
           m.contextLength ? `, context ${m.contextLength}` : ""
         })`
       );
+      const from = sourceLabel(current.source);
       const head = lines.length
-        ? `${lines.length} loaded (from ${current.source}):`
-        : `No model is loaded (from ${current.source}). A request that names a downloaded ` +
+        ? `${lines.length} loaded (from ${from}):`
+        : current.note
+        ? `No loaded model known (from ${from}).`
+        : `No model is loaded (from ${from}). A request that names a downloaded ` +
           "model loads it on demand, or use lms_load_model.";
       return textResult([head, ...lines, ...(current.note ? [current.note] : [])].join("\n"), {
         ...current,
@@ -100,13 +126,14 @@ function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
         ...(kind ? { kind } : {}),
       });
       const lines = list.models.map((m) =>
-        `- ${m.id} (${m.type}${gb(m.sizeBytes)}${
+        `- ${m.id} (${m.type ?? "type unknown"}${gb(m.sizeBytes)}${
           m.maxContextLength ? `, max context ${m.maxContextLength}` : ""
         }${m.loaded ? ", loaded" : ""})`
       );
+      const from = sourceLabel(list.source);
       const head = lines.length
-        ? `${lines.length} models (from ${list.source}):`
-        : `No models found (from ${list.source}). Download one in LM Studio or with \`lms get <name>\`.`;
+        ? `${plural(lines.length, "model")} (from ${from}):`
+        : `No models found (from ${from}). Download one in LM Studio or with \`lms get <name>\`.`;
       return textResult([head, ...lines, ...(list.note ? [list.note] : [])].join("\n"), {
         ...list,
       });
@@ -119,15 +146,14 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
     description:
       "Loads a downloaded model into LM Studio's memory so requests do not wait for it. " +
       "Does nothing if it is already loaded. It is unloaded after `ttl` idle seconds (default " +
-      "from LMSTUDIO_MODEL_TTL). A model that does not fit in memory fails with the amount it needs.",
+      "from LMSTUDIO_MODEL_TTL). A model that does not fit in memory fails with the amount it " +
+      "needs; a model the server does not have fails with the models it has.",
     inputSchema: {
       model_name: modelName,
       ttl: z.number().int().min(0).max(604_800).optional().describe(
         "Idle seconds before LM Studio unloads it; 0 = never. Only `lms` honours it.",
       ),
-      context_length: z.number().int().min(256).max(10_000_000).optional().describe(
-        "Context window in tokens to load it with (default: LM Studio's setting for the model).",
-      ),
+      context_length: contextLengthParam(deps, "if it has to be loaded"),
     },
     annotations: {
       readOnlyHint: false,
@@ -143,13 +169,13 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
         ...(context_length !== undefined ? { contextLength: context_length } : {}),
       });
       const seconds = (result.waitedMs / 1000).toFixed(1);
-      const what = {
+      const text = ensureText(result, {
         "already-loaded": `${result.model} is already loaded.`,
         lms: `Loaded ${result.model} with lms in ${seconds} s.`,
         rest: `Loaded ${result.model} over LM Studio's REST API in ${seconds} s.`,
         jit: `${result.model} will load on its first request (this server loads models on demand).`,
-      }[result.via];
-      return textResult([what, ...(result.note ? [result.note] : [])].join(" "), { ...result });
+      });
+      return textResult(text, { ...ensureReport(result) });
     }));
 }
 
@@ -170,9 +196,9 @@ function registerUnload(server: McpServer, deps: LmsToolDeps): void {
     guarded(deps, async () => {
       const result = await deps.models.unload(model_name, { signal: extra.signal });
       return textResult(
-        `Unloaded ${result.unloaded.join(", ")} (via ${
-          result.via === "lms" ? "lms" : "LM Studio's REST API"
-        }).`,
+        `Unloaded ${result.unloaded.join(", ")} ${
+          result.source === "lms" ? "with lms" : "over LM Studio's REST API"
+        }.`,
         { ...result },
       );
     }));
@@ -183,12 +209,11 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
     title: "Ensure a model is loaded",
     description: "Makes sure a model is ready: returns at once if it is loaded, waits if it is " +
       "loading, loads it otherwise (with `lms` or LM Studio's REST API; servers without either " +
-      "load on first use). Tells which way was used and the name to send in requests.",
+      "load a model they list on its first request). A model the server does not have is an " +
+      "error naming the ones it has. Tells which way was used and the name to send in requests.",
     inputSchema: {
       model_name: modelName,
-      context_length: z.number().int().min(256).max(10_000_000).optional().describe(
-        "Context window in tokens, used only if the model has to be loaded.",
-      ),
+      context_length: contextLengthParam(deps, "used only if it has to be loaded"),
     },
     annotations: {
       readOnlyHint: false,
@@ -203,14 +228,14 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
         ...(context_length !== undefined ? { contextLength: context_length } : {}),
       });
       const seconds = (result.waitedMs / 1000).toFixed(1);
-      const what = {
+      const text = ensureText(result, {
         "already-loaded": `${result.model} is loaded and ready.`,
         lms: `${result.model} was not loaded; loaded it with lms in ${seconds} s.`,
         rest:
           `${result.model} was not loaded; loaded it over LM Studio's REST API in ${seconds} s.`,
         jit: `${result.model} will load on its first request (just-in-time loading).`,
-      }[result.via];
-      return textResult([what, ...(result.note ? [result.note] : [])].join(" "), { ...result });
+      });
+      return textResult(text, { ...ensureReport(result) });
     }));
 }
 
@@ -228,9 +253,11 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
       const s = await deps.models.status({ signal: extra.signal });
       const lines = [
         s.reachable
-          ? `LM Studio at ${s.baseUrl} is answering (${s.latencyMs} ms, ${
-            s.modelCount ?? "?"
-          } models).`
+          ? `${
+            s.source === "openai" ? "The server" : "LM Studio"
+          } at ${s.baseUrl} is answering (${s.latencyMs} ms, ${
+            s.modelCount === null ? "model count unknown" : plural(s.modelCount, "model")
+          }).`
           : `LM Studio at ${s.baseUrl} is not answering: ${s.error ?? "unknown error"}`,
         s.lms.installed
           ? `lms: ${s.lms.path}${
@@ -242,9 +269,20 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
               ? ` (error: ${s.lms.error})`
               : ""
           }`
-          : `lms: not installed. ${LMS_INSTALL_HINT}`,
-        `Models are managed via ${s.management}: ${s.managementReason}`,
+          : s.source === "openai"
+          ? "lms: not installed (it manages only LM Studio, so it would not help with this server)."
+          : `lms: not installed. ${lmsInstallAdvice("server")}`,
+        `${managementSentence(s)} ${s.managementReason}`,
       ];
+      if (s.management === "lms" || s.management === "rest") {
+        lines.push(
+          `Loads ask for ${
+            s.defaultContextLength === null
+              ? "LM Studio's default context length"
+              : `a context of ${s.defaultContextLength} tokens`
+          } unless told otherwise.`,
+        );
+      }
       if (!s.reachable) {
         lines.push(
           s.lms.installed
@@ -255,6 +293,20 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
       const result = textResult(lines.join("\n"), { ...s });
       return s.reachable ? result : { ...result, isError: true };
     }));
+}
+
+/** What the status's management means for calls, as the start of a sentence. */
+function managementSentence(s: ServerStatusReport): string {
+  switch (s.management) {
+    case "lms":
+      return "Models are listed and loaded with `lms`.";
+    case "rest":
+      return "Models are listed and loaded over LM Studio's REST API.";
+    case "jit":
+      return "Models load on their first request (just-in-time); the bridge cannot preload them.";
+    case "none":
+      return "No model can be listed or loaded until the server answers.";
+  }
 }
 
 /** Registers the six `lms_*` tools. */

@@ -5,11 +5,12 @@ import { LmStudioClient } from "../lib/lmstudio.ts";
 import { Lms } from "../lib/lms.ts";
 import { LmsError } from "../lib/lms_errors.ts";
 import { createLogger } from "../lib/log.ts";
-import { ModelManager } from "../lib/models.ts";
+import { ModelError } from "../lib/model_errors.ts";
+import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
 import { captureOutput } from "../lib/output.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
-import { FakeLmStudio } from "./fakes/lmstudio.ts";
+import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
 
 const quiet = createLogger({ level: "silent" });
 
@@ -19,8 +20,11 @@ async function withCli(
     run: (...argv: string[]) => Promise<{ code: number; out: string; err: string }>,
     fake: FakeLms,
   ) => Promise<void>,
+  o: { server?: FakeLmStudioOptions; closed?: boolean; manager?: Partial<ModelManagerOptions> } =
+    {},
 ): Promise<void> {
-  await using server = await FakeLmStudio.start();
+  await using server = await FakeLmStudio.start(o.server);
+  if (o.closed) await server.close();
   await using fake = await FakeLms.create({
     port: Number(new URL(server.baseUrl).port),
     ...scenario,
@@ -30,7 +34,7 @@ async function withCli(
     env: scenario === false ? { PATH: "/nonexistent" } : fake.env,
     log: quiet,
   });
-  const models = new ModelManager({ client, lms, log: quiet });
+  const models = new ModelManager({ client, lms, log: quiet, ...o.manager });
   await fn(async (...argv) => {
     const out = captureOutput();
     const code = await lmsCommand(argv, { lms, models, client, out });
@@ -56,7 +60,8 @@ Deno.test("lms ps prints a table, or one JSON document with --json", async () =>
     const json = await run("ps", "--json");
     assertEquals(JSON.parse(json.out), {
       models: [{ id: "qwen2.5-7b-instruct", type: "llm", status: "idle", contextLength: 8192 }],
-      source: "lms ps",
+      source: "lms",
+      note: null,
     });
   });
 });
@@ -76,15 +81,125 @@ Deno.test("lms load and unload change the state and report it", async () => {
   await withCli({}, async (run, fake) => {
     const load = await run("load", "qwen/qwen3-8b", "--ttl", "60", "-c", "4096");
     assertEquals(load.code, 0);
-    assertStringIncludes(load.out, "Loaded qwen/qwen3-8b (lms");
+    assertStringIncludes(load.out, "Loaded qwen/qwen3-8b (lms, ");
+    assertStringIncludes(load.out, "s, context 4096).");
     assert(
       (await fake.invocations()).some((a) =>
         a.join(" ") === "load qwen/qwen3-8b -y --ttl 60 --context-length 4096"
       ),
     );
     const unload = await run("unload", "qwen/qwen3-8b", "--json");
-    assertEquals(JSON.parse(unload.out), { unloaded: ["qwen/qwen3-8b"], via: "lms" });
+    assertEquals(JSON.parse(unload.out), {
+      model: "qwen/qwen3-8b",
+      unloaded: ["qwen/qwen3-8b"],
+      source: "lms",
+    });
   });
+});
+
+Deno.test("lms load without -c asks for the default context length", async () => {
+  await withCli({}, async (run, fake) => {
+    const load = await run("load", "qwen/qwen3-8b", "--json");
+    assertEquals(JSON.parse(load.out), {
+      model: "qwen/qwen3-8b",
+      via: "lms",
+      source: "lms",
+      contextLength: 8192,
+      waitedMs: (JSON.parse(load.out) as { waitedMs: number }).waitedMs,
+      note: null,
+    });
+    assert(
+      (await fake.invocations()).some((a) =>
+        a.join(" ") === "load qwen/qwen3-8b -y --ttl 600 --context-length 8192"
+      ),
+    );
+  }, { manager: { defaultContextLength: 8192 } });
+});
+
+Deno.test("load and unload over REST are reported alike, without naming MCP tools", async () => {
+  await withCli(false, async (run) => {
+    const load = await run("load", "text-embedding-nomic-embed-text-v1.5", "-c", "2048");
+    assertStringIncludes(load.out, "Loaded text-embedding-nomic-embed-text-v1.5 (REST API, ");
+    const unload = await run("unload", "text-embedding-nomic-embed-text-v1.5");
+    assertEquals(unload.out, "Unloaded text-embedding-nomic-embed-text-v1.5 (REST API).\n");
+    const status = await run("status");
+    for (const printed of [load, unload, status]) {
+      const all = printed.out + printed.err;
+      assert(!/lms_[a-z]/.test(all), `names an MCP tool: ${all}`);
+      assert(!all.includes("restart the bridge"), `tells a CLI user to restart: ${all}`);
+    }
+    assertStringIncludes(status.err, "open a new terminal");
+  });
+});
+
+Deno.test("lms load of a model an OpenAI-only server does not list fails, listing its models", async () => {
+  await withCli(false, async (run) => {
+    const error = await assertRejects(() => run("load", "llama3:8b"), ModelError);
+    assertEquals(error.kind, "not_found");
+    assertStringIncludes(error.message, "qwen2.5-7b-instruct");
+    assert(!error.message.includes("JIT"), error.message);
+    const listed = await run("load", "qwen2.5-7b-instruct");
+    assertEquals(listed.out, "qwen2.5-7b-instruct will load on its first request (JIT).\n");
+  }, { server: { flavor: "openai-only" } });
+});
+
+const DOWNLOADED_KEYS = [
+  "id",
+  "type",
+  "loaded",
+  "displayName",
+  "sizeBytes",
+  "maxContextLength",
+  "vision",
+  "toolUse",
+];
+
+Deno.test("lms ls --json has the same keys from lms, REST and an OpenAI-only server", async (t) => {
+  for (
+    const [name, scenario, server] of [
+      ["lms", {}, {}],
+      ["REST", false, {}],
+      ["openai-only", false, { flavor: "openai-only" }],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      await withCli(scenario, async (run) => {
+        const doc = JSON.parse((await run("ls", "--json")).out) as Record<string, unknown>;
+        assertEquals(Object.keys(doc), ["models", "source", "note"]);
+        const models = doc.models as Record<string, unknown>[];
+        assert(models.length > 0);
+        for (const m of models) assertEquals(Object.keys(m), DOWNLOADED_KEYS);
+      }, { server });
+    });
+  }
+});
+
+Deno.test("lms status --json keeps its keys when the server does not answer", async () => {
+  const keysOf = (text: string) => {
+    const doc = JSON.parse(text) as Record<string, unknown>;
+    return [Object.keys(doc), Object.keys(doc.lms as object)];
+  };
+  let up: string[][] = [];
+  await withCli({}, async (run) => {
+    const status = await run("status", "--json");
+    assertEquals(status.code, 0);
+    up = keysOf(status.out);
+  });
+  await withCli(false, async (run) => {
+    const status = await run("status", "--json");
+    assertEquals(status.code, 1);
+    assertEquals(keysOf(status.out), up);
+    const doc = JSON.parse(status.out) as Record<string, unknown>;
+    assertEquals([doc.modelCount, doc.management, doc.source], [null, "none", null]);
+    assertStringIncludes(String(doc.error), "Cannot reach");
+  }, { closed: true });
+});
+
+Deno.test("lms status counts one model in the singular", async () => {
+  await withCli({}, async (run) => {
+    const status = await run("status");
+    assertStringIncludes(status.out, "1 model)");
+  }, { server: { models: [{ id: "qwen2.5-7b-instruct", type: "llm", state: "loaded" }] } });
 });
 
 Deno.test("lms load of a model that does not fit fails with the memory figure", async () => {
@@ -99,7 +214,7 @@ Deno.test("lms status says when lms is missing and how to install it", async () 
     const status = await run("status");
     assertEquals(status.code, 0);
     assertStringIncludes(status.out, "lms:        not installed");
-    assertStringIncludes(status.out, "models via: rest");
+    assertStringIncludes(status.out, "models via: LM Studio's REST API");
     assertStringIncludes(status.err, "npx lmstudio install-cli");
   });
 });
@@ -117,6 +232,9 @@ Deno.test("lms misuse is a usage error naming the command", async () => {
   for (const word of ["ps", "ls", "load", "unload", "status", "--json", "install-cli"]) {
     assertStringIncludes(LMS_HELP, word);
   }
+  assertStringIncludes(LMS_HELP, "If `lms` is not installed");
+  assertStringIncludes(LMS_HELP, "LMSTUDIO_CONTEXT_LENGTH");
+  assert(!LMS_HELP.includes("restart the bridge"));
 });
 
 Deno.test("`main.ts lms ps --json` works in the bridge sandbox with lms on PATH", async () => {
@@ -140,5 +258,22 @@ Deno.test("`main.ts lms ps --json` works in the bridge sandbox with lms on PATH"
   const stderr = new TextDecoder().decode(output.stderr);
   assertEquals(output.code, 0, stderr);
   const doc = JSON.parse(new TextDecoder().decode(output.stdout)) as { source: string };
-  assertEquals(doc.source, "lms ps");
+  assertEquals(doc.source, "lms");
+});
+
+Deno.test("`main.ts lms load` of a model an OpenAI-only server lacks exits 1 naming its models", async () => {
+  await using server = await FakeLmStudio.start({ flavor: "openai-only" });
+  const root = new URL("..", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-P=bridge", "--no-prompt", "--no-lock", "main.ts", "lms", "load", "llama3:8b"],
+    cwd: root,
+    env: { PATH: "/nonexistent", LMSTUDIO_BASE_URL: server.baseUrl, LOG_LEVEL: "error" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 1, stderr);
+  assertEquals(new TextDecoder().decode(output.stdout), "");
+  assertStringIncludes(stderr, 'has no model "llama3:8b"');
+  assertStringIncludes(stderr, "qwen2.5-7b-instruct");
 });

@@ -117,6 +117,8 @@ Deno.test("a loose name finds the loaded instance and returns its identifier", a
     assertEquals(result, {
       model: "qwen/qwen3-8b:2",
       via: "already-loaded",
+      source: "lms",
+      contextLength: 4096,
       waitedMs: result.waitedMs,
     });
   });
@@ -290,32 +292,139 @@ Deno.test("LM Studio before 0.4 (no load endpoint) relies on JIT loading and say
   });
 });
 
-Deno.test("an Ollama-like server without model APIs relies on JIT loading and says so", async () => {
+Deno.test("an Ollama-like server without model APIs relies on JIT loading for the models it lists", async () => {
   await withRig({ lms: false, server: { flavor: "openai-only" } }, async (rig) => {
     const known = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
     assertEquals(known.via, "jit");
+    assertEquals(known.source, "openai");
     assertStringIncludes(known.note ?? "", "JIT");
-    const unknown = await rig.manager.ensureLoaded("llama3:8b");
-    assertEquals(unknown.via, "jit");
-    assertStringIncludes(unknown.note ?? "", "not in its model list");
     const current = await rig.manager.currentModels();
     assertEquals(current.models, []);
-    assertEquals(current.source, "/v1/models");
+    assertEquals(current.source, "openai");
     assertStringIncludes(current.note ?? "", "JIT");
     const error = await assertRejects(
       () => rig.manager.unload("qwen2.5-7b-instruct"),
       ModelError,
-      "npx lmstudio install-cli",
+      "not LM Studio",
     );
     assertEquals(error.kind, "unsupported");
+    assert(!error.message.includes("install-cli"), "lms cannot unload another server's models");
   });
 });
 
-Deno.test("when lms cannot reach LM Studio but the REST API answers, REST is used", async () => {
+Deno.test("a model an Ollama-like server does not list fails, naming the models it has", async (t) => {
+  await withRig({ lms: false, server: { flavor: "openai-only" } }, async (rig) => {
+    await t.step("ensure and load both fail instead of promising a JIT load", async () => {
+      for (
+        const call of [
+          () => rig.manager.ensureLoaded("llama3:8b"),
+          () => rig.manager.load("llama3:8b"),
+        ]
+      ) {
+        const error = await assertRejects(call, ModelError, 'has no model "llama3:8b"');
+        assertEquals(error.kind, "not_found");
+        assertStringIncludes(error.message, "qwen2.5-7b-instruct");
+        assertStringIncludes(error.message, "ollama pull llama3:8b");
+      }
+    });
+    await t.step("Ollama's :latest tag and loose names still match", async () => {
+      rig.server.models.push({ id: "llama3:latest", type: "llm" });
+      const result = await rig.manager.ensureLoaded("Llama3");
+      assertEquals([result.via, result.model], ["jit", "llama3:latest"]);
+    });
+  });
+});
+
+Deno.test("a server without a readable model list is left to JIT, saying the name was not checked", async () => {
+  await withRig({ lms: false, server: { flavor: "openai-only" } }, async (rig) => {
+    rig.server.script("/v1/models", { status: 500, body: { error: { message: "boom" } } });
+    const result = await rig.manager.load("llama3:8b");
+    assertEquals([result.via, result.source, result.model], ["jit", null, "llama3:8b"]);
+    assertStringIncludes(result.note ?? "", "could not be checked");
+  });
+});
+
+Deno.test("when lms says LM Studio's server is not running, lms is not used and REST is", async () => {
   await withRig({ lms: { running: false } }, async (rig) => {
     const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
     assertEquals(result.via, "rest");
+    assertEquals(await rig.runs(), ["server status --json"]);
+    const status = await rig.manager.status();
+    assertEquals([status.management, status.source], ["rest", "rest-v1"]);
+    assertStringIncludes(status.managementReason, "not running");
+  });
+});
+
+Deno.test("when lms cannot reach LM Studio after all, the REST API is used", async () => {
+  await withRig({
+    lms: {
+      fail: {
+        ps: { code: 1, stderr: "Failed to start or connect to local LM Studio API server." },
+      },
+    },
+  }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
+    assertEquals(result.via, "rest");
     assertEquals(await rig.runs(), ["server status --json", "ps --json"]);
+  });
+});
+
+Deno.test("loads ask for the default context length unless the caller names one", async (t) => {
+  const manager = { defaultContextLength: 8192 };
+  await t.step("through lms: --context-length, the caller's value winning", async () => {
+    await withRig({ lms: {}, manager }, async (rig) => {
+      const result = await rig.manager.ensureLoaded("qwen/qwen3-8b");
+      assertEquals([result.via, result.contextLength], ["lms", 8192]);
+      await rig.manager.load("qwen2.5-7b-instruct", { contextLength: 16384 });
+      const loads = (await rig.runs()).filter((r) => r.startsWith("load"));
+      assertEquals(loads, [
+        "load qwen/qwen3-8b -y --ttl 600 --context-length 8192",
+        "load qwen2.5-7b-instruct -y --ttl 600 --context-length 16384",
+      ]);
+      assertEquals((await rig.fake.scenario()).loaded?.[0]?.contextLength, 8192);
+    });
+  });
+  await t.step("through lms: capped at the model's maximum", async () => {
+    await withRig({ lms: {}, manager }, async (rig) => {
+      await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
+      assert(
+        (await rig.runs()).includes(
+          "load text-embedding-nomic-embed-text-v1.5 -y --ttl 600 --context-length 2048",
+        ),
+      );
+    });
+  });
+  await t.step("over REST: context_length, capped, the caller's value winning", async () => {
+    await withRig({
+      lms: false,
+      manager,
+      server: {
+        models: [
+          { id: "big", type: "llm", state: "not-loaded", maxContextLength: 32768 },
+          { id: "small", type: "llm", state: "not-loaded", maxContextLength: 4096 },
+          { id: "asked", type: "llm", state: "not-loaded", maxContextLength: 32768 },
+        ],
+      },
+    }, async (rig) => {
+      await rig.manager.ensureLoaded("big");
+      await rig.manager.ensureLoaded("small");
+      await rig.manager.load("asked", { contextLength: 12000 });
+      const bodies = rig.server.requests.filter((r) => r.path === "/api/v1/models/load")
+        .map((r) => r.body);
+      assertEquals(bodies, [
+        { model: "big", context_length: 8192 },
+        { model: "small", context_length: 4096 },
+        { model: "asked", context_length: 12000 },
+      ]);
+      assertEquals(rig.server.models.map((m) => m.loadedContextLength), [8192, 4096, 12000]);
+    });
+  });
+  await t.step("without a default, LM Studio picks", async () => {
+    await withRig({ lms: {} }, async (rig) => {
+      const result = await rig.manager.ensureLoaded("qwen/qwen3-8b");
+      assertEquals(result.contextLength, null);
+      assert((await rig.runs()).includes("load qwen/qwen3-8b -y --ttl 600"));
+    });
   });
 });
 
@@ -323,16 +432,17 @@ Deno.test("currentModels reads REST state first and lms ps when HTTP is down", a
   await t.step("REST state", async () => {
     await withRig({ lms: false }, async (rig) => {
       const current = await rig.manager.currentModels();
-      assertEquals(current.source, "REST /api/v1/models");
-      assertEquals(current.models, [
-        { id: "qwen2.5-7b-instruct", type: "llm", status: "loaded", contextLength: 8192 },
-      ]);
+      assertEquals(current, {
+        models: [{ id: "qwen2.5-7b-instruct", type: "llm", status: "loaded", contextLength: 8192 }],
+        source: "rest-v1",
+        note: null,
+      });
     });
   });
   await t.step("lms ps first when asked, with its processing status", async () => {
     await withRig({ lms: QWEN_LOADED }, async (rig) => {
       const current = await rig.manager.currentModels({ prefer: "lms" });
-      assertEquals(current.source, "lms ps");
+      assertEquals(current.source, "lms");
       assertEquals(current.models.map((m) => [m.id, m.status]), [["qwen2.5-7b-instruct", "idle"]]);
       assertEquals(rig.modelRequests(), []);
     });
@@ -351,7 +461,7 @@ Deno.test("currentModels reads REST state first and lms ps when HTTP is down", a
       log: quiet,
     });
     const current = await manager.currentModels();
-    assertEquals(current.source, "lms ps");
+    assertEquals(current.source, "lms");
     assertEquals(current.models.map((m) => [m.id, m.status]), [["qwen2.5-7b-instruct", "idle"]]);
     assertStringIncludes(current.note ?? "", "did not answer");
   });
@@ -380,12 +490,14 @@ Deno.test("unload removes every instance of a model, or just the one named", asy
       },
     }, async (rig) => {
       assertEquals(await rig.manager.unload("qwen2.5-7b-instruct:3"), {
+        model: "qwen2.5-7b-instruct:3",
         unloaded: ["qwen2.5-7b-instruct:3"],
-        via: "lms",
+        source: "lms",
       });
       assertEquals(await rig.manager.unload("QWEN2.5-7B-instruct"), {
+        model: "QWEN2.5-7B-instruct",
         unloaded: ["qwen2.5-7b-instruct", "qwen2.5-7b-instruct:2"],
-        via: "lms",
+        source: "lms",
       });
       assertEquals((await rig.fake.scenario()).loaded, []);
       const error = await assertRejects(
@@ -399,8 +511,9 @@ Deno.test("unload removes every instance of a model, or just the one named", asy
   await t.step("over REST", async () => {
     await withRig({ lms: false }, async (rig) => {
       assertEquals(await rig.manager.unload("qwen2.5-7b-instruct"), {
+        model: "qwen2.5-7b-instruct",
         unloaded: ["qwen2.5-7b-instruct"],
-        via: "rest",
+        source: "rest-v1",
       });
       assertEquals(rig.server.models[0]?.state, "not-loaded");
     });
@@ -415,24 +528,63 @@ Deno.test("unload removes every instance of a model, or just the one named", asy
   });
 });
 
-Deno.test("downloaded models come from lms ls, else from the REST model list", async (t) => {
+const DOWNLOADED_KEYS = [
+  "id",
+  "type",
+  "loaded",
+  "displayName",
+  "sizeBytes",
+  "maxContextLength",
+  "vision",
+  "toolUse",
+];
+
+Deno.test("downloaded models come from lms ls, else from the REST model list, with the same keys", async (t) => {
   await t.step("lms ls with loaded flags", async () => {
     await withRig({ lms: QWEN_LOADED }, async (rig) => {
       const list = await rig.manager.downloadedModels({ kind: "llm" });
-      assertEquals(list.source, "lms ls");
+      assertEquals([list.source, list.note], ["lms", null]);
       assertEquals(list.models.map((m) => [m.id, m.loaded]), [
         ["qwen2.5-7b-instruct", true],
         ["qwen/qwen3-8b", false],
       ]);
+      for (const m of list.models) assertEquals(Object.keys(m), DOWNLOADED_KEYS);
     });
   });
   await t.step("REST", async () => {
     await withRig({ lms: false }, async (rig) => {
       const list = await rig.manager.downloadedModels({ kind: "embedding" });
-      assertEquals(list.source, "REST /api/v1/models");
-      assertEquals(list.models.map((m) => [m.id, m.type, m.loaded]), [
-        ["text-embedding-nomic-embed-text-v1.5", "embedding", false],
-      ]);
+      assertEquals(list, {
+        models: [{
+          id: "text-embedding-nomic-embed-text-v1.5",
+          type: "embedding",
+          loaded: false,
+          displayName: null,
+          sizeBytes: null,
+          maxContextLength: 2048,
+          vision: null,
+          toolUse: null,
+        }],
+        source: "rest-v1",
+        note: null,
+      });
+    });
+  });
+  await t.step("an OpenAI-only server: ids, every other value null", async () => {
+    await withRig({ lms: false, server: { flavor: "openai-only" } }, async (rig) => {
+      const list = await rig.manager.downloadedModels();
+      assertEquals(list.source, "openai");
+      assertEquals(list.models[0], {
+        id: "qwen2.5-7b-instruct",
+        type: null,
+        loaded: null,
+        displayName: null,
+        sizeBytes: null,
+        maxContextLength: null,
+        vision: null,
+        toolUse: null,
+      });
+      assertStringIncludes(list.note ?? "", "no separate download list");
     });
   });
 });
@@ -445,6 +597,56 @@ Deno.test("status reports the server, lms and who manages models", async () => {
     assertEquals(status.lms.path, rig.fake.path);
     assertEquals(status.lms.server?.running, true);
     assertEquals(status.management, "lms");
+    assertEquals(status.source, "lms");
     assertEquals(status.ttlSeconds, 600);
   });
+});
+
+const STATUS_KEYS = [
+  "baseUrl",
+  "reachable",
+  "latencyMs",
+  "modelCount",
+  "error",
+  "lms",
+  "management",
+  "managementReason",
+  "source",
+  "ttlSeconds",
+  "defaultContextLength",
+];
+
+Deno.test("status has the same keys whether the server answers or not", async () => {
+  const answering = await (async () => {
+    let report: unknown;
+    await withRig({ lms: false, manager: { defaultContextLength: 8192 } }, async (rig) => {
+      report = await rig.manager.status();
+    });
+    return report as Record<string, unknown>;
+  })();
+  assertEquals(Object.keys(answering), STATUS_KEYS);
+  assertEquals([answering.error, answering.defaultContextLength], [null, 8192]);
+  assertEquals(answering.lms, {
+    installed: false,
+    path: null,
+    foundVia: null,
+    server: null,
+    error: null,
+  });
+  const closed = await FakeLmStudio.start();
+  await closed.close();
+  const manager = new ModelManager({
+    client: new LmStudioClient({ baseUrl: closed.baseUrl, retries: 0, log: quiet }),
+    lms: new Lms({ env: { PATH: "/nonexistent" }, log: quiet }),
+    log: quiet,
+  });
+  const down = await manager.status();
+  assertEquals(Object.keys(down), STATUS_KEYS);
+  assertEquals([down.reachable, down.modelCount, down.management, down.source], [
+    false,
+    null,
+    "none",
+    null,
+  ]);
+  assertStringIncludes(down.error ?? "", "Cannot reach");
 });
