@@ -54,6 +54,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     client,
     lms,
     ttlSeconds: settings.modelTtlSeconds,
+    defaultContextLength: settings.defaultContextLength,
     log: log.child("models"),
   });
   let pool: Promise<McpPool> | undefined;

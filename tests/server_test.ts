@@ -291,3 +291,13 @@ Deno.test("a server that requires a token: 401 says to set LM_API_TOKEN, the tok
   const ok = await withToken.call("chat_completion", { prompt: "hi" });
   assertEquals(ok.isError, undefined, text(ok));
 });
+
+Deno.test("a model the bridge loads gets LMSTUDIO_CONTEXT_LENGTH as its context length", async () => {
+  await using h = await harness({ LMSTUDIO_CONTEXT_LENGTH: "6000" }, {
+    models: [{ id: "big-model", type: "llm", state: "not-loaded", maxContextLength: 32768 }],
+  });
+  const r = await h.call("lms_ensure_model_loaded", { model_name: "big-model" });
+  assertEquals(r.isError, undefined, text(r));
+  const load = h.fake.requests.find((q) => q.path === "/api/v1/models/load");
+  assertEquals((load?.body as { context_length?: number }).context_length, 6000);
+});
