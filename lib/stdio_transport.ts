@@ -1,0 +1,264 @@
+/**
+ * The MCP stdio client transport the pool uses ({@linkcode StdioChildTransport}): it spawns the
+ * server with `Deno.Command`, speaks newline-delimited JSON-RPC over its stdin and stdout, and
+ * tells apart two events that the SDK's transport merges:
+ *
+ * - the spawned process exited ({@linkcode StdioChildOptions.onExit}, with its code or signal);
+ * - the connection closed (`onclose`): nothing can answer any more, because every process
+ *   holding its stdout is gone, or the bridge closed it.
+ *
+ * They differ when the spawned process is a launcher such as `npx`: if it dies, the server it
+ * started can still hold the pipes and answer. Closing ends stdin, waits, then sends SIGTERM and
+ * SIGKILL, like the SDK; when the server runs in its own process group
+ * ({@linkcode StdioChildOptions.signalGroup}), the signals go to the whole group, and whatever
+ * is left of the group after the spawned process exited is stopped too.
+ */
+// The SDK's own schema for one JSON-RPC message (lib/sdk.ts does not re-export it).
+// @ts-types="@modelcontextprotocol/sdk/types"
+import { JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js";
+import type { Transport } from "./sdk.ts";
+import type { GroupSignaller } from "./process_group.ts";
+import { type EndSignal, type ExitInfo, settleWithin } from "./stdio_child.ts";
+
+type Message = Parameters<Transport["send"]>[0];
+
+/** Default wait for the child after closing stdin, and again after SIGTERM (as in the SDK). */
+const CLOSE_GRACE_MS = 2000;
+/** Longest line accepted on stdout (the SDK's 10 MB); a longer one closes the connection. */
+const MAX_LINE_CHARS = 10 * 1024 * 1024;
+
+/** What {@linkcode StdioChildTransport} runs and whom it tells. */
+export interface StdioChildOptions {
+  command: string;
+  args: string[];
+  /** The child's whole environment (nothing else is inherited). */
+  env: Record<string, string>;
+  cwd?: string;
+  /** Each chunk the child writes to stderr. */
+  onStderr?: (chunk: Uint8Array) => void;
+  /** Called once when the spawned process exits (processes it started may live on). */
+  onExit?: (exit: ExitInfo) => void;
+  /**
+   * Signals a process group. When given, the child starts in its own process group and signals
+   * go to the whole group; otherwise the child stays in ours and only it is signalled.
+   */
+  signalGroup?: GroupSignaller;
+  /** Wait after closing stdin, and again after SIGTERM, before the next step. Default 2000. */
+  closeGraceMs?: number;
+}
+
+/** A stdio MCP client transport over a `Deno.Command` child; see the module docs. */
+export class StdioChildTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: Transport["onmessage"];
+
+  readonly #o: StdioChildOptions;
+  readonly #graceMs: number;
+  #child?: Deno.ChildProcess;
+  #writer?: WritableStreamDefaultWriter<Uint8Array>;
+  #stdout?: ReadableStreamDefaultReader<Uint8Array>;
+  #stderr?: ReadableStreamDefaultReader<Uint8Array>;
+  #exit?: ExitInfo;
+  #exited: Promise<ExitInfo> = Promise.resolve({ code: null, signal: null });
+  #stdoutEnded: Promise<void> = Promise.resolve();
+  #stderrEnded: Promise<void> = Promise.resolve();
+  #closing?: Promise<void>;
+  #notified = false;
+
+  constructor(options: StdioChildOptions) {
+    this.#o = options;
+    this.#graceMs = options.closeGraceMs ?? CLOSE_GRACE_MS;
+  }
+
+  /** The spawned process's id, once started. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** How the spawned process exited, once it has. */
+  get exit(): ExitInfo | undefined {
+    return this.#exit;
+  }
+
+  /** Resolves once the child's stderr has ended (everything it wrote was passed on). */
+  get stderrEnd(): EndSignal {
+    return { ended: this.#stderrEnded };
+  }
+
+  /** Spawns the server. Throws Deno's spawn errors (NotFound, NotCapable, PermissionDenied). */
+  start(): Promise<void> {
+    if (this.#child !== undefined) {
+      return Promise.reject(new Error("StdioChildTransport already started"));
+    }
+    const o = this.#o;
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(o.command, {
+        args: o.args,
+        env: o.env,
+        clearEnv: true,
+        cwd: o.cwd,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        detached: o.signalGroup !== undefined,
+      }).spawn();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#exited = child.status.then((status) => {
+      const exit = { code: status.signal === null ? status.code : null, signal: status.signal };
+      this.#exit = exit;
+      this.#o.onExit?.(exit);
+      return exit;
+    });
+    this.#stdout = child.stdout.getReader();
+    this.#stderr = child.stderr.getReader();
+    this.#stdoutEnded = this.#readStdout(this.#stdout);
+    this.#stderrEnded = this.#readStderr(this.#stderr);
+    this.#stdoutEnded.then(async () => {
+      if (this.#closing !== undefined) return;
+      // Nobody holds its stdout any more: the server is gone. Wait briefly for its exit status,
+      // so that whoever hears of the close can tell how it ended.
+      await settleWithin(this.#exited, 500);
+      this.#notifyClosed();
+    });
+    return Promise.resolve();
+  }
+
+  /** Writes one message as a line on the child's stdin. */
+  async send(message: Message): Promise<void> {
+    const writer = this.#writer;
+    if (writer === undefined || this.#closing !== undefined) throw new Error("Not connected");
+    await writer.write(new TextEncoder().encode(JSON.stringify(message) + "\n"));
+  }
+
+  /** Ends stdin, waits, then SIGTERM, SIGKILL; stops what is left of the group. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined) {
+      this.#notifyClosed();
+      return;
+    }
+    const writer = this.#writer;
+    // A child that reads nothing may never take the rest of its input: do not wait on that.
+    if (writer !== undefined) await settleWithin(writer.close(), this.#graceMs);
+    if (this.#exit === undefined && !(await this.#exitsWithin(this.#graceMs))) {
+      await this.#signal(child, "SIGTERM");
+      if (!(await this.#exitsWithin(this.#graceMs))) await this.#signal(child, "SIGKILL");
+    }
+    await this.#exited;
+    const signalGroup = this.#o.signalGroup;
+    if (signalGroup !== undefined && (await signalGroup(child.pid, "SIGTERM"))) {
+      // What it started outlived it (a launcher's server): give it a moment to end, then kill.
+      await settleWithin(this.#stdoutEnded, Math.min(this.#graceMs, 1000));
+      await signalGroup(child.pid, "SIGKILL");
+    }
+    // Without a group, a process it started may still hold the pipes; stop reading them.
+    await Promise.all([
+      this.#stdout?.cancel().catch(() => undefined),
+      this.#stderr?.cancel().catch(() => undefined),
+    ]);
+    await Promise.all([this.#stdoutEnded, this.#stderrEnded]);
+    this.#notifyClosed();
+  }
+
+  async #exitsWithin(ms: number): Promise<boolean> {
+    await settleWithin(this.#exited, ms);
+    return this.#exit !== undefined;
+  }
+
+  async #signal(child: Deno.ChildProcess, signal: Deno.Signal): Promise<void> {
+    if (this.#o.signalGroup !== undefined && (await this.#o.signalGroup(child.pid, signal))) {
+      return;
+    }
+    try {
+      child.kill(signal);
+    } catch {
+      // It exited in the meantime.
+    }
+  }
+
+  #notifyClosed(): void {
+    if (this.#notified) return;
+    this.#notified = true;
+    this.onclose?.();
+  }
+
+  async #readStdout(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    let pending: string[] = [];
+    let pendingLength = 0;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        let text = decoder.decode(value, { stream: true });
+        let newline = text.indexOf("\n");
+        while (newline !== -1) {
+          pending.push(text.slice(0, newline));
+          this.#deliver(pending.join(""));
+          pending = [];
+          pendingLength = 0;
+          text = text.slice(newline + 1);
+          newline = text.indexOf("\n");
+        }
+        if (text !== "") {
+          pending.push(text);
+          pendingLength += text.length;
+        }
+        if (pendingLength > MAX_LINE_CHARS) {
+          pending = [];
+          pendingLength = 0;
+          this.onerror?.(
+            new Error(`the server wrote a stdout line longer than ${MAX_LINE_CHARS} characters`),
+          );
+          this.close().catch(() => undefined);
+        }
+      }
+    } catch (error) {
+      // Cancelled by close(), or the pipe failed; either way nothing more comes.
+      if (this.#closing === undefined) this.onerror?.(asError(error));
+    }
+  }
+
+  #deliver(raw: string): void {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line.trim() === "") return;
+    let message: Message;
+    try {
+      message = JSONRPCMessageSchema.parse(JSON.parse(line));
+    } catch {
+      // Banners and logs printed to stdout: skip them, keep the connection.
+      this.onerror?.(
+        new Error(`skipped a stdout line that is not JSON-RPC: ${line.slice(0, 200)}`),
+      );
+      return;
+    }
+    this.onmessage?.(message);
+  }
+
+  async #readStderr(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        this.#o.onStderr?.(value);
+      }
+    } catch {
+      // Cancelled by close(), or the pipe failed: the tail so far is all there is.
+    }
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,83 @@
+/**
+ * The stdio transport on its own, against `cat` and `sh` (real processes): message framing,
+ * lines that are not JSON-RPC, and the difference between the spawned process exiting and the
+ * connection closing.
+ */
+import { StdioChildTransport } from "../lib/stdio_transport.ts";
+import type { ExitInfo } from "../lib/stdio_child.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+
+const ENV = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+
+type Message = Parameters<StdioChildTransport["send"]>[0];
+
+Deno.test("stdio transport frames big messages across pipe chunks and skips non-JSON lines", async () => {
+  // `cat` echoes every line back: first a banner, then whatever we send.
+  const transport = new StdioChildTransport({
+    command: "sh",
+    args: ["-c", "echo 'Server starting...'; exec cat"],
+    env: ENV,
+  });
+  const received: Message[] = [];
+  const errors: string[] = [];
+  let closes = 0;
+  transport.onmessage = (message) => received.push(message);
+  transport.onerror = (error) => errors.push(error.message);
+  transport.onclose = () => closes++;
+  await transport.start();
+  try {
+    const big = "x".repeat(300_000);
+    const message: Message = { jsonrpc: "2.0", method: "notifications/message", params: { big } };
+    await transport.send(message);
+    await transport.send({ jsonrpc: "2.0", id: 1, result: {} });
+    const deadline = Date.now() + 5000;
+    while (received.length < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assertEquals(received, [message, { jsonrpc: "2.0", id: 1, result: {} }]);
+    assertEquals(errors.length, 1);
+    assertMatch(errors[0] ?? "", /not JSON-RPC: Server starting\.\.\./);
+  } finally {
+    await transport.close();
+  }
+  assertEquals(closes, 1, "onclose once, after close()");
+  assertEquals(transport.exit, { code: 0, signal: null }, "cat ended with its input");
+});
+
+Deno.test("stdio transport reports the spawned process's exit apart from the connection closing", async () => {
+  // A launcher: sh runs `cat` as its child and waits; killing sh leaves cat holding the pipes.
+  const exits: ExitInfo[] = [];
+  const transport = new StdioChildTransport({
+    command: "sh",
+    args: ["-c", "cat; exit 0"],
+    env: ENV,
+    onExit: (exit) => exits.push(exit),
+  });
+  const received: Message[] = [];
+  let closes = 0;
+  transport.onmessage = (message) => received.push(message);
+  transport.onclose = () => closes++;
+  const deadline = Date.now() + 5000;
+  const until = async (condition: () => boolean) => {
+    while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  };
+  await transport.start();
+  try {
+    await transport.send({ jsonrpc: "2.0", id: 6, result: {} });
+    await until(() => received.length === 1); // cat runs
+    const pid = transport.pid;
+    assert(pid !== undefined);
+    Deno.kill(pid, "SIGKILL");
+    await until(() => exits.length > 0);
+    assertEquals(exits, [{ code: null, signal: "SIGKILL" }]);
+    // cat still answers: the connection is not closed.
+    await transport.send({ jsonrpc: "2.0", id: 7, result: {} });
+    await until(() => received.length === 2);
+    assertEquals(received.at(-1), { jsonrpc: "2.0", id: 7, result: {} });
+    assertEquals(closes, 0);
+  } finally {
+    // Ends cat's input: it exits, and the close completes.
+    await transport.close();
+  }
+  assertEquals(closes, 1);
+});
