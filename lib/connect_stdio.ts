@@ -23,14 +23,8 @@ import {
   McpServerError,
 } from "./pool_errors.ts";
 import type { ServerEntry } from "./server_entry.ts";
-import {
-  type ExitInfo,
-  ObservedStdioTransport,
-  type ProcessWatch,
-  settleWithin,
-  StderrTail,
-  streamEnd,
-} from "./stdio_child.ts";
+import { type ExitInfo, type ProcessWatch, settleWithin, StderrTail } from "./stdio_child.ts";
+import { StdioChildTransport } from "./stdio_transport.ts";
 
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
 export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
@@ -40,18 +34,21 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
   const serverLog = o.log.child(name);
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   const watch: ProcessWatch = {};
-  const transport = new ObservedStdioTransport({
+  // Until the connection exists, an exit is only recorded (and checked once it does).
+  let exited = (): void => {};
+  const transport = new StdioChildTransport({
     command,
     args: entry.args,
     env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
     cwd: entry.cwd,
-    stderr: "pipe",
-  }, (info) => {
-    watch.exit = info;
+    onStderr: (chunk) => stderr.push(chunk),
+    onExit: (info) => {
+      watch.exit = info;
+      exited();
+    },
+    signalGroup: o.signalGroup,
   });
-  const stream = transport.stderr;
-  stream?.on("data", (chunk: unknown) => stderr.push(chunk));
-  const stderrEnd = stream ? streamEnd(stream) : undefined;
+  const stderrEnd = transport.stderrEnd;
   const client = newClient(o.clientInfo);
   client.onerror = (error) => serverLog.debug(`transport: ${errorText(error)}`);
   const started = performance.now();
@@ -60,7 +57,7 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
   } catch (error) {
     const closed = client.close().catch(() => undefined);
     o.track(closed);
-    if (stderrEnd && watch.exit !== undefined) await settleWithin(stderrEnd.ended, 250);
+    if (watch.exit !== undefined) await settleWithin(stderrEnd.ended, 250);
     stderr.flush();
     const exit = watch.exit;
     throw await stdioConnectError({
@@ -78,16 +75,18 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
     stderr,
     stderrEnd,
     watch,
-    pid: transport.pid ?? undefined,
+    pid: transport.pid,
     onClosed: o.onClosed,
+    onExited: o.onExited,
   });
   o.log.debug("started", {
     server: name,
     pid: conn.pid,
     ms: Math.round(performance.now() - started),
   });
-  // It may have exited between the handshake and now; callers then retry with a new one.
-  if (watch.exit !== undefined) conn.closed = true;
+  exited = () => conn.processExited();
+  // It may have exited between the handshake and now: not usable, callers retry with a new one.
+  if (watch.exit !== undefined) conn.processExited();
   return conn;
 }
 
@@ -109,6 +108,14 @@ async function stdioConnectError(o: {
         `(${errorText(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
         `set in deno.json, or run/rebuild with --allow-run=${command}.`,
       { ...base, kind: "permission" },
+    );
+  }
+  if (errnoCode(error) === "EACCES") {
+    return new McpServerError(
+      `Cannot start MCP server "${name}": the system refused to run "${command}" ` +
+        `(${errorText(error)}). Check that it is an executable file (chmod +x) and that its ` +
+        `directory can be read.`,
+      { ...base, kind: "spawn" },
     );
   }
   if (errnoCode(error) === "ENOENT") {

@@ -16,6 +16,7 @@ import {
 } from "./sdk.ts";
 import type { Logger } from "./log.ts";
 import { McpServerError } from "./pool_errors.ts";
+import type { GroupSignaller } from "./process_group.ts";
 import type { RemoteWatch } from "./remote_watch.ts";
 import type { ServerEntry } from "./server_entry.ts";
 import {
@@ -50,6 +51,13 @@ export interface ConnectOptions {
   stderrLines: number;
   /** Called once when the connection closes, by the bridge or by the server. */
   onClosed: (conn: Connection) => void;
+  /**
+   * Called once when a stdio server's spawned process exits, which can come before the close:
+   * a launcher's child (`npx`) may still hold the pipes and answer calls already running.
+   */
+  onExited: (conn: Connection) => void;
+  /** Puts stdio servers in their own process group and signals it (see process_group.ts). */
+  signalGroup?: GroupSignaller;
   /** Cleanup still running after a failed connect (closing its client); the pool waits for it on close. */
   track: (cleanup: Promise<unknown>) => void;
 }
@@ -105,6 +113,8 @@ export class Connection {
   closed = false;
   /** True when we closed it (idle, config change, pool close), false when the server went away. */
   closedByUs = false;
+  /** The pool warned that the server went away (exit or lost connection); once is enough. */
+  goneReported = false;
   /** No new calls; close when in-flight calls finish. */
   retiring = false;
   /** Calls and listings running on it (kept by the pool). */
@@ -118,6 +128,8 @@ export class Connection {
   readonly #stderrEnd?: EndSignal;
   readonly #remote?: RemoteWatch;
   readonly #onClosed: (conn: Connection) => void;
+  readonly #onExited: (conn: Connection) => void;
+  #exitNoted = false;
   #tools?: Tool[];
   #toolsPromise?: Promise<Tool[]>;
   #toolsVersion = 0;
@@ -131,6 +143,7 @@ export class Connection {
     remote?: RemoteWatch;
     pid?: number;
     onClosed: (conn: Connection) => void;
+    onExited?: (conn: Connection) => void;
   }) {
     this.name = options.entry.name;
     this.entry = options.entry;
@@ -141,6 +154,7 @@ export class Connection {
     this.#remote = options.remote;
     this.pid = options.pid;
     this.#onClosed = options.onClosed;
+    this.#onExited = options.onExited ?? (() => {});
     this.connectedAt = Date.now();
     this.client.onclose = () => this.#markClosed();
     this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
@@ -170,9 +184,20 @@ export class Connection {
     return this.#tools?.find((t) => t.name === name);
   }
 
-  /** Open and not retiring: new calls may use it. */
+  /**
+   * Open, not retiring, and its process (for stdio) still running: new calls may use it. Once
+   * the spawned process exited, what is left of it only finishes the calls already running.
+   */
   get usable(): boolean {
-    return !this.closed && !this.retiring && this.closing === undefined;
+    return !this.closed && !this.retiring && this.closing === undefined &&
+      this.exit === undefined;
+  }
+
+  /** The spawned process exited (the transport says so); tells the pool once. */
+  processExited(): void {
+    if (this.#exitNoted) return;
+    this.#exitNoted = true;
+    this.#onExited(this);
   }
 
   /** Number of tools the bridge can call, once listed. */

@@ -7,17 +7,21 @@
  *   the old one closes once its in-flight calls finish; removed or disabled entries are closed.
  * - A server that exits or breaks its pipe fails its in-flight calls with an
  *   {@linkcode McpServerError} naming the server, its exit code and its last stderr lines; the
- *   next call starts it again. A remote (HTTP/SSE) server that goes away mid-call (its response
- *   or event stream ends or breaks before the answer) fails them at once too, saying the
- *   connection was lost; the next call reconnects.
+ *   next call starts it again. Once the spawned process has exited, its connection takes no new
+ *   calls even if a process it started (`npx`'s child) still answers: the calls already running
+ *   finish there, then the rest of its process group is stopped. A remote (HTTP/SSE) server
+ *   that goes away mid-call (its response or event stream ends or breaks before the answer)
+ *   fails them at once too, saying the connection was lost; the next call reconnects.
  * - Tools that can only run as MCP tasks are not offered ({@linkcode needsMcpTasks}); calling one
- *   fails with a message saying so.
+ *   fails with a message saying so. Calling a tool the server does not have fails with a message
+ *   that lists the tools it has.
  * - Start-up is bounded by `connectTimeoutMs`; a missing command, a Deno permission denial and a
  *   server that never answers `initialize` each get a message that says what to do.
  * - Idle connections close after `idleMs`; {@linkcode McpPool.close} closes everything.
  *
  * The pool keeps the keyed connections and their life cycle. One connection and its tool list
  * are in mcp_connection.ts; starting servers in connect_stdio.ts and connect_remote.ts (with
+ * stdio_transport.ts running the child, process_group.ts stopping what it started,
  * stdio_child.ts and remote_watch.ts watching the child and the remote streams); the messages
  * of failures in pool_errors.ts and pool_call_errors.ts.
  */
@@ -38,7 +42,13 @@ import { type Connection, type ConnectOptions, needsMcpTasks } from "./mcp_conne
 import { connectStdio } from "./connect_stdio.ts";
 import { connectRemote } from "./connect_remote.ts";
 import { describeTarget, errorText, exitText, formatTail, McpServerError } from "./pool_errors.ts";
-import { type CallErrorOptions, explainCallError, taskRequiredError } from "./pool_call_errors.ts";
+import {
+  type CallErrorOptions,
+  explainCallError,
+  taskRequiredError,
+  unknownToolError,
+} from "./pool_call_errors.ts";
+import { type GroupSignaller, groupSignaller } from "./process_group.ts";
 
 /** Options of {@linkcode McpPool.listTools}. */
 export interface ListToolsOptions {
@@ -68,6 +78,8 @@ export type ServerState =
   | "not-started"
   | "connecting"
   | "connected"
+  /** Its config changed; the old process or session is finishing the calls it was running. */
+  | "restarting"
   | "failed"
   | "disabled"
   | "invalid";
@@ -86,7 +98,7 @@ export interface ServerStatus {
   envNames: string[];
   /** Number of tools the bridge can call (not counting those that need MCP tasks), once listed. */
   toolCount?: number;
-  /** Process id of a connected stdio server. */
+  /** Process id of a connected stdio server (or of the old one, while restarting). */
   pid?: number;
 }
 
@@ -105,6 +117,11 @@ export interface McpPoolOptions {
   extraEnv?: Record<string, string>;
   /** Lines of each server's stderr kept for error messages. Default 20. */
   stderrLines?: number;
+  /**
+   * Signals a stdio server's process group, so closing it stops what it started too. Default:
+   * whatever the sandbox allows ({@linkcode groupSignaller}); null: no process groups.
+   */
+  signalGroup?: GroupSignaller | null;
 }
 
 const DEFAULT_IDLE_MS = 300_000;
@@ -134,6 +151,7 @@ export class McpPool {
   readonly #clientInfo: { name: string; version: string };
   readonly #extraEnv: Record<string, string>;
   readonly #stderrLines: number;
+  readonly #signalGroup?: GroupSignaller;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
   readonly #remarks = new Map<string, Remark>();
@@ -151,6 +169,9 @@ export class McpPool {
     this.#clientInfo = options.clientInfo ?? { name: "lmstudio-bridge", version: VERSION };
     this.#extraEnv = { ...options.extraEnv };
     this.#stderrLines = options.stderrLines ?? 20;
+    this.#signalGroup = options.signalGroup === undefined
+      ? groupSignaller()
+      : options.signalGroup ?? undefined;
   }
 
   /** The config source the pool reads (for callers that need the raw configuration). */
@@ -200,8 +221,10 @@ export class McpPool {
       const parsed = CallToolResultSchema.safeParse(result);
       if (parsed.success) {
         if (parsed.data.isError === true && known === undefined) {
-          // It may have failed because it needs MCP tasks; say so rather than "method not found".
-          if (await this.#requiresTasks(conn, tool)) throw taskRequiredError({ server, tool });
+          // It may have failed because the tool does not exist or needs MCP tasks: say so rather
+          // than pass on "Tool x not found" or "method not found".
+          const problem = await this.#toolProblem(conn, tool, textOf(parsed.data));
+          if (problem !== undefined) throw problem;
         }
         return parsed.data;
       }
@@ -210,19 +233,34 @@ export class McpPool {
     } catch (error) {
       const rejected = error instanceof McpError && !conn.closed && !o.signal?.aborted &&
         error.code !== ErrorCode.RequestTimeout && error.code !== ErrorCode.ConnectionClosed;
-      if (rejected && await this.#requiresTasks(conn, tool)) {
-        throw taskRequiredError({ server, tool, cause: error });
-      }
-      throw await this.#explain(conn, error, { signal: o.signal, tool, timeoutMs });
+      const problem = rejected
+        ? await this.#toolProblem(conn, tool, error.message, error)
+        : undefined;
+      throw problem ?? await this.#explain(conn, error, { signal: o.signal, tool, timeoutMs });
     } finally {
       this.#release(conn);
     }
   }
 
-  /** Whether the server lists `tool` as one that can only run as an MCP task. */
-  async #requiresTasks(conn: Connection, tool: string): Promise<boolean> {
-    const listed = await conn.tools(this.#connectTimeoutMs).catch(() => []);
-    return listed.some((t) => t.name === tool && needsMcpTasks(t));
+  /**
+   * Why a failed call of `tool` failed, if its tool list tells: the server does not list it, or
+   * lists it as needing MCP tasks. Uses the cached list, or fetches it (this is the failure path).
+   */
+  async #toolProblem(
+    conn: Connection,
+    tool: string,
+    answer: string,
+    cause?: unknown,
+  ): Promise<McpServerError | undefined> {
+    const listed = await conn.tools(this.#connectTimeoutMs).catch(() => undefined);
+    if (listed === undefined) return undefined;
+    const found = listed.find((t) => t.name === tool);
+    const server = conn.name;
+    if (found === undefined) {
+      const names = listed.filter((t) => !needsMcpTasks(t)).map((t) => t.name);
+      return unknownToolError({ server, tool, names, answer, cause });
+    }
+    return needsMcpTasks(found) ? taskRequiredError({ server, tool, cause }) : undefined;
   }
 
   /** Turns a failed request on `conn` into an McpServerError that says what happened. */
@@ -258,6 +296,8 @@ export class McpPool {
       if (this.#connecting.get(entry.name)?.fingerprint === entry.fingerprint) {
         return { ...base, state: "connecting" };
       }
+      const finishing = this.#finishing(entry);
+      if (finishing !== undefined) return { ...base, ...finishing };
       const remark = this.#remarks.get(entry.name);
       if (remark && remark.fingerprint === entry.fingerprint) {
         return { ...base, state: remark.state, reason: remark.reason };
@@ -265,6 +305,36 @@ export class McpPool {
       return { ...base, state: "not-started" };
     });
     return { config, servers };
+  }
+
+  /**
+   * The state of `entry` while an old connection of it is still finishing calls and no current
+   * one runs: restarting after a config change, or failed with its process gone.
+   */
+  #finishing(entry: ServerEntry): Pick<ServerStatus, "state" | "reason" | "pid"> | undefined {
+    const old = [...this.#retired].find((c) => c.name === entry.name && c.inFlight > 0);
+    if (old === undefined || old.closed) return undefined;
+    const calls = `${old.inFlight} call${old.inFlight === 1 ? "" : "s"}`;
+    const stdio = old.entry.transport === "stdio";
+    const remark = this.#remarks.get(entry.name);
+    if (old.exit !== undefined && remark?.fingerprint === entry.fingerprint) {
+      return {
+        state: "failed",
+        pid: old.pid,
+        reason: `${remark.reason}; ${calls} still running on the processes it started ` +
+          `(they finish there); the next call starts it again`,
+      };
+    }
+    if (old.fingerprint === entry.fingerprint) return undefined;
+    const where = stdio
+      ? `the old process${old.pid === undefined ? "" : ` (pid ${old.pid})`}`
+      : "the old connection";
+    return {
+      state: "restarting",
+      pid: old.pid,
+      reason: `its config changed; finishing ${calls} on ${where}, then it closes. The next ` +
+        `call ${stdio ? "starts it" : "connects"} with the new settings.`,
+    };
   }
 
   /** Closes every connection (waiting for nothing in flight) and refuses further calls. */
@@ -354,7 +424,7 @@ export class McpPool {
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
         const newer = (this.#connecting.get(name)?.seq ?? 0) > seq ||
           (this.#live.get(name)?.seq ?? 0) > seq;
-        if (this.#closed || newer) {
+        if (this.#closed || newer || !conn.usable) {
           // Waiting callers see it unusable and retry with the current entry.
           this.#retire(conn);
           return conn;
@@ -465,6 +535,27 @@ export class McpPool {
     clearTimeout(conn.idleTimer);
     if (this.#live.get(conn.name) === conn) this.#live.delete(conn.name);
     if (conn.closedByUs) return;
+    this.#reportGone(conn);
+    // Release the process and pipes (and stop what is left of its process group).
+    this.#closeConn(conn);
+  }
+
+  /**
+   * A stdio server's spawned process exited. The connection takes no new calls: the next call
+   * starts a new process. Calls already running finish on whatever still holds the pipes (a
+   * launcher's child); then it closes, which stops the rest of the process group.
+   */
+  #onExited(conn: Connection): void {
+    if (conn.closedByUs || conn.closing !== undefined) return; // We are closing it.
+    if (this.#live.get(conn.name) === conn) this.#live.delete(conn.name);
+    this.#reportGone(conn);
+    this.#retire(conn);
+  }
+
+  /** Warns once that a server went away and records why, for status(). */
+  #reportGone(conn: Connection): void {
+    if (conn.goneReported) return;
+    conn.goneReported = true;
     const stdio = conn.entry.transport === "stdio";
     const how = stdio
       ? exitText(conn.exit)
@@ -473,13 +564,15 @@ export class McpPool {
       `MCP server "${conn.name}" ${how}; the next call ${stdio ? "starts it again" : "reconnects"}`,
       { pid: conn.pid },
     );
-    this.#remarks.set(conn.name, {
-      fingerprint: conn.fingerprint,
-      state: "failed",
-      reason: `${how}${conn.stderr.lines.length > 0 ? `: ${conn.stderr.lines.at(-1)}` : ""}`,
-    });
-    // Release the process and pipes (the SDK already cleared its handle; this is cheap).
-    this.#closeConn(conn);
+    const remark: Remark = { fingerprint: conn.fingerprint, state: "failed", reason: how };
+    const withLastWords = () => {
+      const last = conn.stderr.lines.at(-1);
+      remark.reason = `${how}${last === undefined ? "" : `: ${last}`}`;
+    };
+    withLastWords();
+    this.#remarks.set(conn.name, remark);
+    // The process may have exited before its last stderr lines were read.
+    conn.settledStderr().then(withLastWords, () => undefined);
   }
 
   // -- connecting ---------------------------------------------------------------------------
@@ -492,6 +585,8 @@ export class McpPool {
       extraEnv: this.#extraEnv,
       stderrLines: this.#stderrLines,
       onClosed: (c) => this.#onClosed(c),
+      onExited: (c) => this.#onExited(c),
+      signalGroup: this.#signalGroup,
       track: (p) => this.#track(p),
     };
     return entry.transport === "stdio"
@@ -504,4 +599,9 @@ export class McpPool {
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
   }
+}
+
+/** The text parts of a result, joined (what the server said). */
+function textOf(result: CallToolResult): string {
+  return result.content.map((part) => part.type === "text" ? part.text : "").join(" ").trim();
 }

@@ -3,7 +3,7 @@
  * connection's state (closed by the bridge, exited with its stderr tail, lost mid-call) and the
  * SDK's error (timeout, JSON-RPC rejection, broken HTTP session) and says in one message what
  * happened and what the next call will do; {@linkcode taskRequiredError} explains a tool that
- * only runs as an MCP task.
+ * only runs as an MCP task, {@linkcode unknownToolError} a tool the server does not have.
  */
 import { ErrorCode, McpError } from "./sdk.ts";
 import type { Connection } from "./mcp_connection.ts";
@@ -119,4 +119,80 @@ export function taskRequiredError(
       `Use another tool of the server, or an MCP client that supports tasks.`,
     { server, tool, kind: "unsupported", cause },
   );
+}
+
+/** How many tool names {@linkcode unknownToolError} lists before "and N more". */
+const LISTED_TOOLS = 15;
+
+/**
+ * `tool` is not among the tools `server` lists (`names`, the callable ones): says so, suggests a
+ * close name, lists the tools (the first {@linkcode LISTED_TOOLS}) and the command that shows
+ * them. `answer` is what the server itself said, if anything.
+ */
+export function unknownToolError(o: {
+  server: string;
+  tool: string;
+  names: readonly string[];
+  answer?: string;
+  cause?: unknown;
+}): McpServerError {
+  const { server, tool, names, cause } = o;
+  // An McpError thrown by a server comes back wrapped in one more "MCP error -32602: ".
+  const answer = (o.answer ?? "").replace(/\s+/g, " ").trim().replace(
+    /^(MCP error -?\d+: )\1+/,
+    "$1",
+  );
+  const said = answer === "" ? "" : ` (it answered: ${clip(answer, 200)})`;
+  const near = closestName(tool, names);
+  const shown = names.slice(0, LISTED_TOOLS);
+  const more = names.length - shown.length;
+  const list = names.length === 0
+    ? "It lists no tools."
+    : `Its ${names.length === 1 ? "only tool is" : `${names.length} tools are`}: ` +
+      `${shown.join(", ")}${more > 0 ? `, and ${more} more` : ""}.`;
+  return new McpServerError(
+    `MCP server "${server}" has no tool "${tool}"${said}. ` +
+      `${near === undefined ? "" : `Did you mean "${near}"? `}${list} ` +
+      `Run \`lmstudio-bridge tools ${shellWord(server)}\` to see them with their parameters.`,
+    { server, tool, kind: "unknown_tool", cause },
+  );
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function shellWord(word: string): string {
+  return /^[\w.@:+-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** The listed name `name` was most likely meant as (same letters, or a typo or two away). */
+function closestName(name: string, names: readonly string[]): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_.\s]/g, "");
+  const wanted = plain(name);
+  const same = names.find((n) => plain(n) === wanted);
+  if (same !== undefined) return same;
+  if (wanted.length < 4) return undefined;
+  let best: { name: string; distance: number } | undefined;
+  for (const n of names) {
+    const distance = editDistance(wanted, plain(n));
+    if (distance <= 2 && (best === undefined || distance < best.distance)) {
+      best = { name: n, distance };
+    }
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance of two short strings. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
 }

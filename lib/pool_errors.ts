@@ -22,7 +22,8 @@ export type McpServerErrorKind =
   | "cancelled"
   | "protocol"
   | "closed"
-  | "unsupported";
+  | "unsupported"
+  | "unknown_tool";
 
 /** A downstream MCP server failed; the message says what failed, why and what to do. */
 export class McpServerError extends Error {
@@ -93,9 +94,13 @@ export function errnoCode(error: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-/** True when Deno's permission sandbox refused the operation. */
+/**
+ * True when Deno's permission sandbox refused the operation (not the operating system: its
+ * PermissionDenied carries an errno code such as EACCES).
+ */
 export function isPermissionDenial(error: unknown): boolean {
-  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
+  return error instanceof Deno.errors.NotCapable ||
+    (error instanceof Deno.errors.PermissionDenied && errnoCode(error) === undefined);
 }
 
 /** A short reason for a failed request or stream: "connection refused" rather than a stack of wrappers. */

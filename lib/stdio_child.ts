@@ -1,11 +1,10 @@
 /**
- * The child process of a stdio MCP server as the pool watches it: a `StdioClientTransport` that
- * also reports how the child exited ({@linkcode ObservedStdioTransport}), the last lines of its
- * stderr kept for error messages ({@linkcode StderrTail}), and the end of that stderr stream, so a
- * message about a crash can wait briefly for the child's last words ({@linkcode streamEnd},
- * {@linkcode settleWithin}).
+ * The child process of a stdio MCP server as the pool watches it: how it exited
+ * ({@linkcode ExitInfo}), the last lines of its stderr kept for error messages
+ * ({@linkcode StderrTail}), and the end of that stderr stream, so a message about a crash can
+ * wait briefly for the child's last words ({@linkcode EndSignal}, {@linkcode settleWithin}).
+ * The transport that runs the child is in stdio_transport.ts.
  */
-import { StdioClientTransport, type StdioServerParameters } from "./sdk.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -15,53 +14,14 @@ export interface ExitInfo {
   signal: string | null;
 }
 
-/** Filled in by the transport when the child exits. */
+/** Filled in when the child exits. */
 export interface ProcessWatch {
   exit?: ExitInfo;
-}
-
-interface ChildLike {
-  once(event: "exit", listener: (code: number | null, signal: string | null) => void): unknown;
-}
-
-/**
- * The SDK keeps its ChildProcess private; we read only its exit code and signal, for error
- * messages. Without it (a future SDK) messages say "exited" without a code.
- */
-function childOf(transport: StdioClientTransport): ChildLike | undefined {
-  const child: unknown = Reflect.get(transport, "_process");
-  if (typeof child !== "object" || child === null) return undefined;
-  return typeof Reflect.get(child, "once") === "function" ? child as ChildLike : undefined;
-}
-
-/** StdioClientTransport that also reports how its child exited. */
-export class ObservedStdioTransport extends StdioClientTransport {
-  readonly #onExit: (exit: ExitInfo) => void;
-  constructor(params: StdioServerParameters, onExit: (exit: ExitInfo) => void) {
-    super(params);
-    this.#onExit = onExit;
-  }
-  override async start(): Promise<void> {
-    await super.start();
-    childOf(this)?.once("exit", (code, signal) => this.#onExit({ code, signal }));
-  }
 }
 
 /** Resolves once a stream has ended or closed. */
 export interface EndSignal {
   readonly ended: Promise<void>;
-}
-
-/** The end of a Node-style stream (its "end" or "close" event, whichever comes first). */
-export function streamEnd(
-  stream: { once(event: string, listener: () => void): unknown },
-): EndSignal {
-  return {
-    ended: new Promise<void>((resolve) => {
-      stream.once("end", resolve);
-      stream.once("close", resolve);
-    }),
-  };
 }
 
 /** Waits for `promise` (never rejecting) at most `ms`. */

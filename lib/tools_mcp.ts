@@ -17,6 +17,7 @@ const STATE_LABEL: Record<ServerState, string> = {
   "not-started": "not started",
   connecting: "connecting",
   connected: "connected",
+  restarting: "restarting",
   failed: "failed",
   disabled: "disabled",
   invalid: "invalid",
@@ -90,8 +91,8 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
 
 const DESCRIPTION =
   "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
-  "transport (stdio/http/sse), command line or URL, state (not started, connected, failed with " +
-  "the reason, disabled, or invalid with the problem) and the names of its environment " +
+  "transport (stdio/http/sse), command line or URL, state (not started, connected, restarting " +
+  "after a config change, failed with the reason, disabled, or invalid with the problem) and the names of its environment " +
   "variables. Also tells which config file is in force and whether the newest edit failed to " +
   "parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
 

@@ -98,6 +98,33 @@ Deno.test("mcps lists each server with its state, target and env names, never en
   });
 });
 
+Deno.test("mcps shows a server whose config changed as restarting while its old process finishes a call", async () => {
+  await withPool({ fx: fixtureEntry(["--tag", "one"]) }, async ({ pool, path }) => {
+    assertEquals(await callCommand(["fx", "pid"], { pool, out: captureOutput() }), 0);
+    const oldPid = (await pool.status()).servers[0]?.pid;
+    assert(oldPid !== undefined);
+    const running = pool.callTool("fx", "slow", { ms: 400 });
+    await new Promise((r) => setTimeout(r, 50));
+    // A longer tag: the size changes even if the mtime does not.
+    Deno.writeTextFileSync(
+      path,
+      JSON.stringify({ mcpServers: { fx: fixtureEntry(["--tag", "second"]) } }),
+    );
+    const out = captureOutput();
+    assertEquals(await mcpsCommand([], { pool, out }), 0);
+    assertStringIncludes(out.out, `fx  [stdio, restarting, pid ${oldPid}]`);
+    assertStringIncludes(
+      out.out,
+      `note: its config changed; finishing 1 call on the old process (pid ${oldPid}), then it ` +
+        "closes. The next call starts it with the new settings.",
+    );
+    await running;
+    const after = captureOutput();
+    await mcpsCommand([], { pool, out: after });
+    assertStringIncludes(after.out, "fx  [stdio, not started]");
+  });
+});
+
 Deno.test("mcps explains a missing config file and a broken one", async (t) => {
   await t.step("no file", async () => {
     await withPool(undefined, async ({ pool, dir }) => {
@@ -247,6 +274,18 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
       assertStringIncludes(out.err, 'Tool "fail" on MCP server "fx" returned an error');
       assertStringIncludes(out.err, "deliberate failure");
     });
+    await t.step(
+      "a tool the server does not have fails with its tools and where to look",
+      async () => {
+        const error = await assertRejects(
+          () => callCommand(["fx", "nosuchtool"], { pool, out: captureOutput() }),
+          McpServerError,
+          'MCP server "fx" has no tool "nosuchtool"',
+        );
+        assertStringIncludes(error.message, "Its 10 tools are: echo, pid, env, tag, slow,");
+        assertStringIncludes(error.message, "Run `lmstudio-bridge tools fx` to see them");
+      },
+    );
     await t.step("--json prints the whole result", async () => {
       const out = captureOutput();
       assertEquals(await callCommand(["fx", "fail", "--json"], { pool, out }), 1);

@@ -227,6 +227,91 @@ Deno.test("pool reports a server that dies mid-call and starts it again on the n
   }
 });
 
+/** Kills `pid` if it still runs (cleanup after a failed assertion). */
+function killQuietly(pid: number | undefined): void {
+  if (pid === undefined || processGone(pid)) return;
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch {
+    // It exited in the meantime.
+  }
+}
+
+Deno.test("pool starts a fresh process when a launcher dies mid-call, and stops what it left behind", async () => {
+  // Like `npx`: a launcher (sh) runs the server as its child and waits. Killing the launcher
+  // leaves the server holding the pipes; it ignores end of input once orphaned.
+  const fx = fixtureEntry(["--linger-orphaned"]);
+  const cfg = new TempConfig({
+    fx: { command: "sh", args: ["-c", '"$0" "$@"; exit $?', fx.command, ...fx.args], env: fx.env },
+  });
+  const pool = cfg.pool();
+  let server: number | undefined;
+  try {
+    server = Number(await call(pool, "fx", "pid"));
+    const launcher = (await pool.status()).servers[0]?.pid;
+    assert(launcher !== undefined && launcher !== server, "the pool shows the launcher's pid");
+    const running = pool.callTool("fx", "slow", { ms: 900, steps: 3 });
+    await new Promise((r) => setTimeout(r, 100));
+    Deno.kill(launcher, "SIGKILL");
+    await waitFor("the pool to notice the exit", async () => {
+      const status = (await pool.status()).servers[0];
+      return status?.state === "failed";
+    });
+    const status = (await pool.status()).servers[0];
+    assertStringIncludes(status?.reason ?? "", "was killed by SIGKILL");
+    assertStringIncludes(status?.reason ?? "", "1 call still running");
+    const fresh = Number(await call(pool, "fx", "pid"));
+    assertNotEquals(fresh, server, "the next call runs on a new process");
+    assertEquals((await pool.status()).servers[0]?.state, "connected");
+    assertEquals(
+      textOf(await running),
+      "done after 3 steps",
+      "the call already running finishes on the launcher's surviving child",
+    );
+    await assertGone(server);
+  } finally {
+    await pool.close();
+    killQuietly(server);
+    cfg.remove();
+  }
+});
+
+Deno.test("pool explains a call of a tool the server does not have, listing its tools", async (t) => {
+  const cfg = new TempConfig({ fx: fixtureEntry(["--tools", "20"]) });
+  const pool = cfg.pool();
+  try {
+    await t.step("an isError answer, before the tool list is cached", async () => {
+      const error = await assertRejects(
+        () => pool.callTool("fx", "nosuchtool", {}),
+        McpServerError,
+        'MCP server "fx" has no tool "nosuchtool" (it answered: unknown tool nosuchtool).',
+      );
+      assertEquals(error.kind, "unknown_tool");
+      assertEquals(error.tool, "nosuchtool");
+      assertStringIncludes(error.message, "Its 30 tools are: echo, pid, env, tag, slow,");
+      assertStringIncludes(error.message, "filler_005, and 15 more.");
+      assertStringIncludes(error.message, "Run `lmstudio-bridge tools fx` to see them");
+    });
+    await t.step("a JSON-RPC error, with the cached list and a near name", async () => {
+      const error = await assertRejects(
+        () => pool.callTool("fx", "Echo", { rpcError: true }),
+        McpServerError,
+        'has no tool "Echo" (it answered: MCP error -32602: Tool Echo not found). ' +
+          'Did you mean "echo"?',
+      );
+      assertEquals(error.kind, "unknown_tool");
+    });
+    await t.step("a listed tool's isError result is passed on as it is", async () => {
+      const result = await pool.callTool("fx", "fail", {});
+      assertEquals(result.isError, true);
+      assertEquals(textOf(result), "deliberate failure");
+    });
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 const HTTP_SERVE = join(ROOT, "tests", "fixtures", "pool_http_serve.ts");
 
 /** Runs tests/fixtures/pool_http_serve.ts; resolves with its MCP URL and the child. */
@@ -434,7 +519,10 @@ Deno.test("pool hides tools that need MCP tasks and refuses to call them with a 
 });
 
 Deno.test("pool fails start-up problems within the connect timeout with a useful message", async (t) => {
-  const cfg = new TempConfig({
+  const cfg = new TempConfig({});
+  const script = join(cfg.dir, "server.sh");
+  Deno.writeTextFileSync(script, "#!/bin/sh\n", { mode: 0o644 });
+  cfg.write({
     silent: {
       command: "sh",
       args: ["-c", 'echo "pid $$ waiting for a licence key" >&2; exec sleep 30'],
@@ -443,6 +531,7 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
     missing: { command: "pool-test-no-such-command", args: [] },
     badcwd: { command: "sh", args: ["-c", "exit 0"], cwd: "/nonexistent/pool-test" },
     junk: fixtureEntry(["--junk"]),
+    noexec: { command: script },
   });
   const pool = cfg.pool({ connectTimeoutMs: 700 });
   let silentPid: number | undefined;
@@ -485,6 +574,15 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
     await t.step("a working directory that does not exist", async () => {
       const error = await assertRejects(() => call(pool, "badcwd", "x"), McpServerError);
       assertStringIncludes(error.message, '"/nonexistent/pool-test" does not exist');
+    });
+    await t.step("a command file that is not executable (not a sandbox denial)", async () => {
+      const error = await assertRejects(
+        () => call(pool, "noexec", "x"),
+        McpServerError,
+        `Cannot start MCP server "noexec": the system refused to run "${script}"`,
+      );
+      assertEquals(error.kind, "spawn");
+      assertStringIncludes(error.message, "chmod +x");
     });
     await t.step("a server that prints junk to stdout still works", async () => {
       const junkPool = cfg.pool();
@@ -611,7 +709,15 @@ Deno.test("pool follows config changes: changed entries restart after in-flight 
     const inFlight = pool.callTool("a", "slow", { ms: 600, steps: 2 });
     await new Promise((r) => setTimeout(r, 100));
     cfg.write({ a: fixtureEntry(["--tag", "a2"]), keep });
+    const restarting = (await pool.status()).servers.find((s) => s.name === "a");
+    assertEquals(restarting?.state, "restarting", "not 'not started': the old one still works");
+    assertEquals(restarting?.pid, pidA);
+    assertStringIncludes(
+      restarting?.reason ?? "",
+      `its config changed; finishing 1 call on the old process (pid ${pidA}), then it closes.`,
+    );
     assertEquals(await call(pool, "a", "tag"), "a2");
+    assertEquals((await pool.status()).servers.find((s) => s.name === "a")?.state, "connected");
     const pidA2 = Number(await call(pool, "a", "pid"));
     assertNotEquals(pidA2, pidA);
     assert(!processGone(pidA), "the old server keeps running while a call is in flight");
