@@ -39,6 +39,7 @@ export {
   CallToolRequestSchema,
   CallToolResultSchema,
   ErrorCode,
+  JSONRPCMessageSchema,
   ListToolsRequestSchema,
   LoggingMessageNotificationSchema,
   McpError,

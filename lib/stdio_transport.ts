@@ -14,11 +14,9 @@
  * is left of the group after the spawned process exited is stopped too.
  */
 // The SDK's own schema for one JSON-RPC message (lib/sdk.ts does not re-export it).
-// @ts-types="@modelcontextprotocol/sdk/types"
-import { JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js";
-import type { Transport } from "./sdk.ts";
 import type { GroupSignaller } from "./process_group.ts";
 import { type EndSignal, type ExitInfo, settleWithin } from "./stdio_child.ts";
+import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
 
 type Message = Parameters<Transport["send"]>[0];
 
