@@ -75,6 +75,7 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
     stderr,
     stderrEnd,
     watch,
+    transportReason: () => transport.closeReason,
     pid: transport.pid,
     onClosed: o.onClosed,
     onExited: o.onExited,

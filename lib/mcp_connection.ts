@@ -127,6 +127,7 @@ export class Connection {
   closing?: Promise<void>;
   readonly #stderrEnd?: EndSignal;
   readonly #remote?: RemoteWatch;
+  readonly #transportReason?: () => string | undefined;
   readonly #onClosed: (conn: Connection) => void;
   readonly #onExited: (conn: Connection) => void;
   #exitNoted = false;
@@ -141,6 +142,8 @@ export class Connection {
     stderrEnd?: EndSignal;
     watch?: ProcessWatch;
     remote?: RemoteWatch;
+    /** Why the transport itself gave up on the connection (a stdio server's oversized line). */
+    transportReason?: () => string | undefined;
     pid?: number;
     onClosed: (conn: Connection) => void;
     onExited?: (conn: Connection) => void;
@@ -152,6 +155,7 @@ export class Connection {
     this.#stderrEnd = options.stderrEnd;
     this.#watch = options.watch ?? {};
     this.#remote = options.remote;
+    this.#transportReason = options.transportReason;
     this.pid = options.pid;
     this.#onClosed = options.onClosed;
     this.#onExited = options.onExited ?? (() => {});
@@ -174,9 +178,12 @@ export class Connection {
     return this.entry.fingerprint;
   }
 
-  /** Why a remote server's connection was found lost (it went away mid-call), if it was. */
+  /**
+   * Why the connection was found lost, if it was: a remote server that went away mid-call, or a
+   * stdio server whose output the transport had to give up on.
+   */
   get lostReason(): string | undefined {
-    return this.#remote?.lostReason;
+    return this.#remote?.lostReason ?? this.#transportReason?.();
   }
 
   /** The tool named `name`, if the tool list is cached. */

@@ -60,6 +60,13 @@ export async function explainCallError(
       );
     }
     const tail = await conn.settledStderr();
+    if (conn.entry.transport === "stdio" && conn.lostReason !== undefined) {
+      return new McpServerError(
+        `MCP server "${name}" failed while running ${what}: ${conn.lostReason}. ` +
+          "The next call starts it again.",
+        { ...base, kind: "protocol", stderrTail: tail },
+      );
+    }
     if (conn.entry.transport === "stdio") {
       return new McpServerError(
         `MCP server "${name}" ${exitText(conn.exit)} while running ${what}.${formatTail(tail)}\n` +

@@ -111,11 +111,15 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
 
   const why = await stopped;
   log.debug("shutting down", { why });
+  // Close the downstream servers while the signal handlers are still installed: an MCP client
+  // ends our stdin, then sends SIGTERM 2 s later, and that must not cut the cleanup short and
+  // leave servers running.
+  await server.close();
+  await app.close();
   for (const sig of signals) Deno.removeSignalListener(sig, onSignal[sig]);
   stdin.off("end", onEnd);
   stdin.off("close", onEnd);
   globalThis.removeEventListener("unhandledrejection", onRejection);
-  await server.close();
 }
 
 /** One status line on stderr: version, LM Studio URL and whether it answers. */

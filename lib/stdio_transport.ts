@@ -21,9 +21,12 @@ import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
 type Message = Parameters<Transport["send"]>[0];
 
 /** Default wait for the child after closing stdin, and again after SIGTERM (as in the SDK). */
-const CLOSE_GRACE_MS = 2000;
+// Short enough that the whole close (end of input, SIGTERM, the group) fits in the time an MCP
+// client gives the bridge itself between ending its stdin and sending SIGKILL (2 s + 2 s).
+const CLOSE_GRACE_MS = 1000;
 /** Longest line accepted on stdout (the SDK's 10 MB); a longer one closes the connection. */
-const MAX_LINE_CHARS = 10 * 1024 * 1024;
+/** One JSON-RPC message may be at most this long (a 16 MB file's text, escaped and sent twice). */
+const MAX_LINE_CHARS = 64 * 1024 * 1024;
 
 /** What {@linkcode StdioChildTransport} runs and whom it tells. */
 export interface StdioChildOptions {
@@ -41,8 +44,10 @@ export interface StdioChildOptions {
    * go to the whole group; otherwise the child stays in ours and only it is signalled.
    */
   signalGroup?: GroupSignaller;
-  /** Wait after closing stdin, and again after SIGTERM, before the next step. Default 2000. */
+  /** Wait after closing stdin, and again after SIGTERM, before the next step. Default 1000. */
   closeGraceMs?: number;
+  /** Longest stdout line (one JSON-RPC message) accepted, in characters. Default 64 MiB. */
+  maxLineChars?: number;
 }
 
 /** A stdio MCP client transport over a `Deno.Command` child; see the module docs. */
@@ -53,6 +58,8 @@ export class StdioChildTransport implements Transport {
 
   readonly #o: StdioChildOptions;
   readonly #graceMs: number;
+  readonly #maxLineChars: number;
+  #closeReason: string | undefined;
   #child?: Deno.ChildProcess;
   #writer?: WritableStreamDefaultWriter<Uint8Array>;
   #stdout?: ReadableStreamDefaultReader<Uint8Array>;
@@ -67,6 +74,7 @@ export class StdioChildTransport implements Transport {
   constructor(options: StdioChildOptions) {
     this.#o = options;
     this.#graceMs = options.closeGraceMs ?? CLOSE_GRACE_MS;
+    this.#maxLineChars = options.maxLineChars ?? MAX_LINE_CHARS;
   }
 
   /** The spawned process's id, once started. */
@@ -127,6 +135,11 @@ export class StdioChildTransport implements Transport {
     return Promise.resolve();
   }
 
+  /** Why the transport gave up on the server, when it did (not set for an ordinary exit). */
+  get closeReason(): string | undefined {
+    return this.#closeReason;
+  }
+
   /** Writes one message as a line on the child's stdin. */
   async send(message: Message): Promise<void> {
     const writer = this.#writer;
@@ -148,8 +161,11 @@ export class StdioChildTransport implements Transport {
     }
     const writer = this.#writer;
     // A child that reads nothing may never take the rest of its input: do not wait on that.
+    // Ending stdin and the wait for the exit share one grace period.
+    const started = performance.now();
     if (writer !== undefined) await settleWithin(writer.close(), this.#graceMs);
-    if (this.#exit === undefined && !(await this.#exitsWithin(this.#graceMs))) {
+    const left = Math.max(0, this.#graceMs - (performance.now() - started));
+    if (this.#exit === undefined && !(await this.#exitsWithin(left))) {
       await this.#signal(child, "SIGTERM");
       if (!(await this.#exitsWithin(this.#graceMs))) await this.#signal(child, "SIGKILL");
     }
@@ -213,12 +229,13 @@ export class StdioChildTransport implements Transport {
           pending.push(text);
           pendingLength += text.length;
         }
-        if (pendingLength > MAX_LINE_CHARS) {
+        if (pendingLength > this.#maxLineChars) {
           pending = [];
           pendingLength = 0;
-          this.onerror?.(
-            new Error(`the server wrote a stdout line longer than ${MAX_LINE_CHARS} characters`),
-          );
+          this.#closeReason = `it sent a message larger than ${formatSize(this.#maxLineChars)} ` +
+            "(one JSON-RPC line, e.g. a huge tool result), so the bridge closed the connection. " +
+            "Ask the tool for less data (a smaller range, a filter, a page)";
+          this.onerror?.(new Error(this.#closeReason));
           this.close().catch(() => undefined);
         }
       }
@@ -259,4 +276,8 @@ export class StdioChildTransport implements Transport {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+function formatSize(chars: number): string {
+  return chars >= 1024 * 1024 ? `${Math.round(chars / 1024 / 1024)} MB` : `${chars} characters`;
 }

@@ -114,3 +114,50 @@ Deno.test("serve exits cleanly on SIGTERM", async () => {
   assertEquals(stdout, "");
   await Deno.remove(home, { recursive: true });
 });
+
+Deno.test("a client that disconnects leaves no downstream server running, even one that ignores end of input", async () => {
+  await using fake = await FakeLmStudio.start();
+  const home = await Deno.makeTempDir();
+  const starts = `${home}/starts.txt`;
+  const fixture = new URL("./fixtures/pool_fixture_server.ts", import.meta.url).pathname;
+  await Deno.writeTextFile(
+    `${home}/.mcp.json`,
+    JSON.stringify({
+      mcpServers: {
+        stubborn: {
+          command: "deno",
+          args: ["run", "-A", "--no-lock", fixture, "--ignore-eof", "--starts", starts],
+          // The test's HOME is a temp dir: point Deno at the warm module cache.
+          env: { DENO_DIR: baseEnv().DENO_DIR },
+        },
+      },
+    }),
+  );
+  const { command, args } = bridgeCommand(["serve"]);
+  const transport = new StdioClientTransport({
+    command,
+    args,
+    cwd: home,
+    env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home, LOG_LEVEL: "error" }),
+    stderr: "pipe",
+  });
+  const client = new Client({ name: "serve-test", version: "1" });
+  await client.connect(transport);
+  // The autonomous tool connects to the server (listing its tools) before asking the model.
+  const r = await client.callTool({
+    name: "autonomous_with_mcp",
+    arguments: { mcp_name: "stubborn", task: "say hi" },
+  }) as CallToolResult;
+  assertEquals(r.isError, undefined, JSON.stringify(r.content));
+  const pid = Number((await Deno.readTextFile(starts)).trim());
+  assert(pid > 0);
+  // The SDK client's close: end stdin, SIGTERM after 2 s, SIGKILL after 2 more.
+  await client.close();
+  let alive = true;
+  for (let i = 0; i < 60 && alive; i++) {
+    alive = await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
+    if (alive) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assertEquals(alive, false, `server ${pid} outlived the bridge`);
+  await Deno.remove(home, { recursive: true });
+});

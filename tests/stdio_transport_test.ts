@@ -5,7 +5,7 @@
  */
 import { StdioChildTransport } from "../lib/stdio_transport.ts";
 import type { ExitInfo } from "../lib/stdio_child.ts";
-import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 
 const ENV = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
 
@@ -80,4 +80,21 @@ Deno.test("stdio transport reports the spawned process's exit apart from the con
     await transport.close();
   }
   assertEquals(closes, 1);
+});
+
+Deno.test("a line longer than the limit closes the transport with a reason that says so", async () => {
+  const transport = new StdioChildTransport({
+    command: "sh",
+    args: ["-c", "head -c 5000 /dev/zero | tr '\\0' x; sleep 5"],
+    env: ENV,
+    maxLineChars: 1000,
+    closeGraceMs: 100,
+  });
+  const { promise: closed, resolve } = Promise.withResolvers<void>();
+  transport.onclose = () => resolve();
+  transport.onerror = () => {};
+  await transport.start();
+  await closed;
+  assertStringIncludes(transport.closeReason ?? "", "larger than 1000 characters");
+  assertStringIncludes(transport.closeReason ?? "", "Ask the tool for less data");
 });
