@@ -178,7 +178,9 @@ export class ModelManager {
     this.invalidate();
     const result = await this.#ensure(model, o);
     this.invalidate();
-    return result;
+    const unapplied = notApplied(result, o);
+    if (unapplied === undefined) return result;
+    return { ...result, note: result.note ? `${result.note} ${unapplied}` : unapplied };
   }
 
   /**
@@ -460,4 +462,25 @@ function fromLs(m: DownloadedModel, loaded: LoadedInstance[]): DownloadedSummary
     vision: m.vision ?? null,
     toolUse: m.toolUse ?? null,
   };
+}
+
+/**
+ * What an explicit load asked for but did not get because the model was already loaded (a
+ * loaded model keeps its context length and TTL until it is unloaded), or undefined.
+ */
+function notApplied(result: EnsureResult, o: EnsureOpts): string | undefined {
+  if (result.via !== "already-loaded") return undefined;
+  const asked: string[] = [];
+  // A smaller loaded context than asked is already explained by the load's own note.
+  const loaded = result.contextLength;
+  if (o.contextLength !== undefined && (loaded === null || loaded > o.contextLength)) {
+    asked.push(`context length ${o.contextLength}`);
+  }
+  if (o.ttlSeconds !== undefined) asked.push(`TTL ${o.ttlSeconds} s`);
+  if (asked.length === 0) return undefined;
+  const has = result.contextLength !== null
+    ? ` with a context of ${result.contextLength} tokens`
+    : "";
+  return `${result.model} was already loaded${has}, so the requested ${asked.join(" and ")} ` +
+    "did not apply: unload it first, then load it again with them.";
 }

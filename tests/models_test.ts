@@ -650,3 +650,31 @@ Deno.test("status has the same keys whether the server answers or not", async ()
   ]);
   assertStringIncludes(down.error ?? "", "Cannot reach");
 });
+
+Deno.test("an explicit load of a model already loaded says which requested settings did not apply", async (t) => {
+  await withRig({ lms: false }, async (rig) => {
+    await t.step("a smaller context length and a TTL", async () => {
+      const result = await rig.manager.load("qwen2.5-7b-instruct", {
+        contextLength: 4096,
+        ttlSeconds: 60,
+      });
+      assertEquals(result.via, "already-loaded");
+      assertStringIncludes(result.note ?? "", "context of 8192 tokens");
+      assertStringIncludes(result.note ?? "", "context length 4096 and TTL 60 s did not apply");
+      assertStringIncludes(result.note ?? "", "unload it first");
+    });
+    await t.step("nothing asked for: no note", async () => {
+      const result = await rig.manager.load("qwen2.5-7b-instruct");
+      assertEquals(result.note, undefined);
+    });
+    await t.step(
+      "ensureLoaded (before a chat) stays quiet about a larger loaded context",
+      async () => {
+        const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", {
+          contextLength: 4096,
+        });
+        assertEquals(result.note, undefined);
+      },
+    );
+  });
+});
