@@ -2,11 +2,6 @@
  * The `analyze_image` tool: one or more images (paths, data URIs, URLs) and a prompt go to a
  * vision-capable local model as one multimodal user message. Also the choice of that model.
  */
-// The SDK's "./*" export maps types of "x.js" to the missing "x.js.d.ts", which makes every
-// type imported from a ".js" subpath silently `any`; type-only imports of the extensionless
-// subpath get the real declarations (and are erased at run time).
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
 import { z } from "zod";
 import { type LoadedImage, SUPPORTED_IMAGE_TYPES } from "./image_type.ts";
 import { loadImages, type LoadImagesOptions, MAX_IMAGES } from "./images.ts";
@@ -16,6 +11,7 @@ import type { Logger } from "./log.ts";
 import { basename } from "./path.ts";
 import type { Settings } from "./settings.ts";
 import { errorMessage, errorResult } from "./tool_result.ts";
+import type { CallToolResult, McpServer } from "./sdk.ts";
 
 /** What `analyze_image` needs. */
 export interface AnalyzeImageDeps {
