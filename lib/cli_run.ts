@@ -2,15 +2,8 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
-import { runAgent } from "./agent.ts";
-import {
-  type AgentConfig,
-  type AgentLmClient,
-  type AgentModels,
-  type AgentProgress,
-  type AgentResult,
-  type ToolHost,
-} from "./agent_types.ts";
+import { agentOptionsFrom, runAgent } from "./agent.ts";
+import type { AgentProgress, AgentResult, AgentServices } from "./agent_types.ts";
 import {
   flag,
   integerOption,
@@ -19,29 +12,18 @@ import {
   stringOption,
   UsageError,
 } from "./args.ts";
-import type { Logger } from "./log.ts";
 import type { Output } from "./output.ts";
-import type { Settings } from "./settings.ts";
-import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+import { openTraceFile, type TraceSink } from "./trace.ts";
 import { resolve } from "./path.ts";
 import { agentResultJson } from "./agent_text.ts";
 
-/** What `run` needs. */
-export interface RunContext {
-  client: AgentLmClient;
-  pool: ToolHost;
-  config: AgentConfig;
-  models?: AgentModels;
-  settings:
-    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
-    & Partial<Pick<Settings, "workDir">>;
+/** What `run` needs: the loop's services and settings, the output, Ctrl-C, stdin and a clock. */
+export interface RunContext extends AgentServices {
   out: Output;
   /** Aborted by Ctrl-C. */
   signal: AbortSignal;
-  log?: Logger;
   /** Reads the whole of stdin (for TASK `-`). */
   readStdin?: () => Promise<string>;
-  queryWritePermission?: WritePermissionQuery;
   now?: () => number;
 }
 
@@ -139,27 +121,17 @@ export async function runCommand(argv: string[], ctx: RunContext): Promise<numbe
   let result: AgentResult;
   try {
     result = await runAgent({
+      ...agentOptionsFrom(ctx),
       task,
       servers: all ? "all" : servers,
       model: stringOption(args, "model"),
-      defaultModel: ctx.settings.defaultModel,
       maxRounds,
       maxTokens,
       allowedTools: stringListOption(args, "allow-tools"),
       timeBudgetMs,
-      ttlSeconds: ctx.settings.modelTtlSeconds,
-      defaultContextLength: ctx.settings.defaultContextLength,
-      depth: ctx.settings.depth,
       signal: ctx.signal,
       onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
       trace,
-      deps: {
-        client: ctx.client,
-        pool: ctx.pool,
-        config: ctx.config,
-        models: ctx.models,
-        log: ctx.log,
-      },
     });
   } finally {
     out.status("");

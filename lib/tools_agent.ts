@@ -4,17 +4,14 @@
  * a progressToken; a cancelled request aborts the model request and the downstream calls.
  */
 import { z } from "zod";
-import { runAgent } from "./agent.ts";
+import { agentOptionsFrom, runAgent } from "./agent.ts";
 import {
-  type AgentConfig,
-  type AgentLmClient,
-  type AgentModels,
   type AgentProgress,
   type AgentResult,
+  type AgentServices,
   DEFAULT_MAX_ROUNDS,
-  type ToolHost,
 } from "./agent_types.ts";
-import { log as rootLog, type Logger } from "./log.ts";
+import { log as rootLog } from "./log.ts";
 import type {
   CallToolResult,
   McpServer,
@@ -22,26 +19,15 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import type { Settings } from "./settings.ts";
 import { errorResult } from "./tool_result.ts";
-import { openTraceFile, type TraceSink, type WritePermissionQuery } from "./trace.ts";
+import { openTraceFile, type TraceSink } from "./trace.ts";
 import { resolve } from "./path.ts";
 import { agentResultJson } from "./agent_text.ts";
 
-/** What the autonomous tools need. */
-export interface AgentToolDeps {
-  client: AgentLmClient;
-  pool: ToolHost;
-  config: AgentConfig;
-  models?: AgentModels;
-  settings:
-    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
-    & Partial<Pick<Settings, "workDir">>;
-  log?: Logger;
+/** What the autonomous tools need: the loop's services and settings, and the heartbeat. */
+export interface AgentToolDeps extends AgentServices {
   /** Heartbeat interval during long generations (default 10 s; tests use less). */
   heartbeatMs?: number;
-  /** Write-permission lookup for `trace_path` (tests simulate a denial). */
-  queryWritePermission?: WritePermissionQuery;
 }
 
 const ANNOTATIONS = {
@@ -150,30 +136,20 @@ async function runTool(
       });
     }
     const result = await runAgent({
+      ...agentOptionsFrom(deps),
       task: args.task,
       servers,
       model: args.model,
-      defaultModel: deps.settings.defaultModel,
       maxRounds: args.max_rounds,
       maxTokens: args.max_tokens,
       allowedTools: allowedList(args.allowed_tools),
       timeBudgetMs: args.time_budget_seconds !== undefined
         ? Math.round(args.time_budget_seconds * 1000)
         : undefined,
-      ttlSeconds: deps.settings.modelTtlSeconds,
-      defaultContextLength: deps.settings.defaultContextLength,
-      depth: deps.settings.depth,
       signal: extra.signal,
       onProgress,
       heartbeatMs: deps.heartbeatMs,
       trace,
-      deps: {
-        client: deps.client,
-        pool: deps.pool,
-        config: deps.config,
-        models: deps.models,
-        log,
-      },
     });
     return agentToolResult(result);
   } catch (error: unknown) {
