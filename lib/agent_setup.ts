@@ -26,7 +26,7 @@ export interface ResolvedServers {
 }
 
 /** `text` without its final period, to be joined into a longer sentence. */
-function clause(text: string): string {
+export function clause(text: string): string {
   return text.trim().replace(/\.+$/, "");
 }
 
@@ -190,6 +190,19 @@ export interface PreparedModel {
   listing: ModelListing;
 }
 
+/** The server's model list, or why it could not be read; only an abort rejects. */
+export async function readModelListing(
+  client: AgentLmClient,
+  signal: AbortSignal,
+): Promise<ModelListing> {
+  try {
+    return { list: await client.listModels({ signal }) };
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) throw error;
+    return { error: errorMessage(error) };
+  }
+}
+
 /** How many model ids an error message lists before "and N more". */
 const MAX_LISTED_MODELS = 20;
 
@@ -251,14 +264,8 @@ export async function prepareModel(o: {
     kind: "llm",
     defaultModel: o.defaultModel,
   });
-  let listing: ModelListing;
-  try {
-    listing = { list: await o.client.listModels({ signal }) };
-  } catch (error: unknown) {
-    if (isAbort(error, signal)) throw error;
-    // Without the list the chat request tells whether the model exists.
-    listing = { error: errorMessage(error) };
-  }
+  // Without the list the chat request tells whether the model exists.
+  const listing = await readModelListing(o.client, signal);
   let id = asked;
   let contextLength = o.contextLength;
   if ("list" in listing) {

@@ -4,13 +4,12 @@
  * gets, and how the conversation is condensed to stay inside it. Tokens are estimated as
  * characters / 4.
  */
-import { isAbort } from "./agent_errors.ts";
+import { clause, readModelListing } from "./agent_setup.ts";
 import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_output.ts";
-import { errorMessage } from "./tool_result.ts";
 
 /** Context window assumed when neither the caller nor the server says. */
 export const DEFAULT_CONTEXT_TOKENS = 8192;
@@ -55,21 +54,13 @@ export async function contextWindow(o: {
   listing?: ModelListing;
 }): Promise<number> {
   const { model, fallback, notes, signal } = o;
-  let listing = o.listing;
-  if (listing === undefined) {
-    try {
-      listing = { list: await o.client.listModels({ signal }) };
-    } catch (error: unknown) {
-      if (isAbort(error, signal)) throw error;
-      listing = { error: errorMessage(error) };
-    }
-  }
+  const listing = o.listing ?? await readModelListing(o.client, signal);
   const assumed = (why: string, window = fallback) => {
     notes.push(`assumed a context window of ${window} tokens for ${model} (${why})`);
     return window;
   };
   if ("error" in listing) {
-    return assumed(`could not read the model list: ${listing.error.trim().replace(/\.+$/, "")}`);
+    return assumed(`could not read the model list: ${clause(listing.error)}`);
   }
   const info = findModel(model, listing.list.models);
   if (info === undefined) return assumed("it is not in the server's model list");
