@@ -5,6 +5,7 @@
 import type { App } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
 import type { CommandContext } from "./cli.ts";
+import { isFile, pathCandidates } from "./lms_locate.ts";
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { errorMessage } from "./tool_result.ts";
 
@@ -92,18 +93,10 @@ async function permission(descriptor: Deno.PermissionDescriptor): Promise<boolea
 }
 
 /** Whether `command` names an existing file directly or through PATH. */
-async function onPath(command: string, path = Deno.env.get("PATH") ?? ""): Promise<boolean> {
-  const candidates = command.includes("/")
-    ? [command]
-    : path.split(Deno.build.os === "windows" ? ";" : ":").filter(Boolean).map((dir) =>
-      `${dir}/${command}`
-    );
-  for (const candidate of candidates) {
-    try {
-      if ((await Deno.stat(candidate)).isFile) return true;
-    } catch {
-      // not here (or not readable): try the next directory
-    }
+async function onPath(command: string): Promise<boolean> {
+  if (command.includes("/")) return await isFile(command);
+  for (const candidate of pathCandidates(command)) {
+    if (await isFile(candidate)) return true;
   }
   return false;
 }

@@ -2,7 +2,8 @@
  * Where LM Studio's `lms` command is: an explicit path, else on PATH, else where LM Studio installs
  * it (`~/.lmstudio/bin/lms`, older versions `~/.cache/lm-studio/bin/lms`). The lookup is a few
  * `stat` calls, cached; a negative answer is re-checked after a while, and {@linkcode
- * LmsLocator.forget} makes the next call look again (after a spawn failure).
+ * LmsLocator.forget} makes the next call look again (after a spawn failure). The PATH lookup
+ * itself ({@linkcode pathCandidates}, {@linkcode isFile}) also tells `doctor` which launchers exist.
  */
 import { log as rootLog, type Logger } from "./log.ts";
 import { join } from "./path.ts";
@@ -28,15 +29,10 @@ export interface LmsLocation {
   via: "explicit" | "path" | "home";
 }
 
-function defaultIsFile(path: string): Promise<boolean> {
-  return Deno.stat(path).then((info) => info.isFile, (error: unknown) => {
-    if (error instanceof Deno.errors.NotFound) return false;
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      return false;
-    }
-    // Anything else (e.g. a malformed PATH entry) just means "not here".
-    return false;
-  });
+/** Whether `path` is an existing file; any failure (not found, not allowed to look) means no. */
+export function isFile(path: string): Promise<boolean> {
+  // Not found, a sandbox or OS denial, or a malformed PATH entry: all mean "not here".
+  return Deno.stat(path).then((info) => info.isFile, () => false);
 }
 
 function processEnv(): Record<string, string | undefined> {
@@ -46,6 +42,24 @@ function processEnv(): Record<string, string | undefined> {
     // Without --allow-env only the explicit command path can be used.
     return {};
   }
+}
+
+/** The names an executable may have: on Windows `NAME.exe`, `NAME.cmd` and `NAME`. */
+function executableNames(command: string): string[] {
+  return Deno.build.os === "windows" ? [`${command}.exe`, `${command}.cmd`, command] : [command];
+}
+
+/**
+ * `command` in every directory of PATH, in search order (on Windows also with `.exe` and `.cmd`).
+ * `env` defaults to the process environment (empty without --allow-env).
+ */
+export function pathCandidates(
+  command: string,
+  env: Record<string, string | undefined> = processEnv(),
+): string[] {
+  const sep = Deno.build.os === "windows" ? ";" : ":";
+  return (env.PATH ?? env.Path ?? "").split(sep).filter((dir) => dir.trim() !== "")
+    .flatMap((dir) => executableNames(command).map((name) => join(dir, name)));
 }
 
 /** Finds `lms` and remembers where. Constructing it does no I/O. */
@@ -58,7 +72,7 @@ export class LmsLocator {
 
   constructor(options: LmsLocateOptions = {}) {
     this.#options = options;
-    this.#isFile = options.isFile ?? defaultIsFile;
+    this.#isFile = options.isFile ?? isFile;
     this.#now = options.now ?? (() => Date.now());
     this.#log = options.log ?? rootLog.child("lms");
   }
@@ -67,20 +81,13 @@ export class LmsLocator {
   candidates(): LmsLocation[] {
     if (this.#options.command) return [{ path: this.#options.command, via: "explicit" }];
     const env = this.#options.env ?? processEnv();
-    const windows = Deno.build.os === "windows";
-    const names = windows ? ["lms.exe", "lms.cmd", "lms"] : ["lms"];
-    const sep = windows ? ";" : ":";
-    const out: LmsLocation[] = [];
-    for (const dir of (env.PATH ?? env.Path ?? "").split(sep)) {
-      if (dir.trim() === "") continue;
-      for (const name of names) out.push({ path: join(dir, name), via: "path" });
-    }
+    const out: LmsLocation[] = pathCandidates("lms", env).map((path) => ({ path, via: "path" }));
     const home = env.HOME ?? env.USERPROFILE;
     if (home) {
       for (
         const dir of [join(home, ".lmstudio", "bin"), join(home, ".cache", "lm-studio", "bin")]
       ) {
-        for (const name of names) out.push({ path: join(dir, name), via: "home" });
+        for (const name of executableNames("lms")) out.push({ path: join(dir, name), via: "home" });
       }
     }
     return out;
