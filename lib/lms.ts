@@ -82,11 +82,6 @@ export class Lms {
     this.#locator = new LmsLocator(options);
   }
 
-  /** The candidate paths, in search order. */
-  candidates(): LmsLocation[] {
-    return this.#locator.candidates();
-  }
-
   /** Where `lms` is, or undefined when it is not installed. Cached (see {@linkcode LmsOptions.recheckMs}). */
   locate(): Promise<LmsLocation | undefined> {
     return this.#locator.locate();
