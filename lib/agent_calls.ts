@@ -151,7 +151,9 @@ async function executeCall(
         "Call one of these by its exact name.",
     };
   }
-  const parameters = describeParameters(p.entry.inputSchema);
+  const schema = p.entry.inputSchema;
+  // Only the error texts below need the summary.
+  const parameters = () => describeParameters(schema);
   if (!p.parsed.ok) {
     const raw = typeof p.rawArguments === "string"
       ? p.rawArguments
@@ -163,18 +165,18 @@ async function executeCall(
       text:
         `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
           shortJson(raw, 500)
-        }\nSend the arguments as one JSON object. Parameters: ${parameters}. ` +
+        }\nSend the arguments as one JSON object. Parameters: ${parameters()}. ` +
         "Call the tool again with corrected arguments.",
     };
   }
-  const problems = ctx.validator.problems(p.entry.inputSchema, p.parsed.value);
+  const problems = ctx.validator.problems(schema, p.parsed.value);
   if (problems.length > 0) {
     return {
       ok: false,
       error: `arguments do not match the schema: ${problems.join("; ")}`,
       text: `Error: the arguments for ${p.name} do not match its input schema:\n${
         problems.map((m) => `- ${m}`).join("\n")
-      }\nParameters: ${parameters}. Call the tool again with corrected arguments.`,
+      }\nParameters: ${parameters()}. Call the tool again with corrected arguments.`,
     };
   }
   let result: CallToolResult;
