@@ -4,7 +4,7 @@
  * do `lms ps` and `lms load` speak about that server.
  */
 import type { Lms } from "./lms.ts";
-import { errorText } from "./model_errors.ts";
+import { errorMessage } from "./tool_result.ts";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
@@ -54,6 +54,6 @@ export async function lmsManages(
     }
     return decide(true, `\`lms\` (${location.path}) manages the server at ${url.origin}.`);
   } catch (error: unknown) {
-    return decide(false, `\`lms server status\` failed: ${errorText(error)}`);
+    return decide(false, `\`lms server status\` failed: ${errorMessage(error)}`);
   }
 }

@@ -27,11 +27,6 @@ export function listNames(names: string[], max = 12): string {
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
 
-/** The message of an error, or the thing thrown as text. */
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Whether a failed model listing means "the server answers but gives no readable model list"
  * (404, another HTTP error, a reply that is not a model list), as opposed to a server that does

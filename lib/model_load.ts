@@ -11,9 +11,10 @@ import { LmStudioError } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import type { Lms } from "./lms.ts";
 import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
-import { errorText, listNames, ModelError, modelListUnreadable } from "./model_errors.ts";
+import { listNames, ModelError, modelListUnreadable } from "./model_errors.ts";
 import { findInstances, findModel, sameModel } from "./model_names.ts";
 import type { EnsureResult, ModelClient, ModelSource } from "./model_types.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** What loading needs from the manager: its client, `lms`, clock and limits. */
 export interface LoadContext {
@@ -154,7 +155,8 @@ export async function ensureWithRest(
       source: null,
       contextLength: null,
       waitedMs: ctx.now() - started,
-      note: `${baseUrl} gave no readable model list (${errorText(error)}), so "${model}" could ` +
+      note:
+        `${baseUrl} gave no readable model list (${errorMessage(error)}), so "${model}" could ` +
         "not be checked: it loads on its first request (JIT), if the server has it.",
     };
   }

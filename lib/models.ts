@@ -27,7 +27,7 @@ import { type LmsDecision, lmsManages } from "./lms_manages.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { errorText, listNames, modelListUnreadable } from "./model_errors.ts";
+import { listNames, modelListUnreadable } from "./model_errors.ts";
 import { ensureWithLms, ensureWithRest, listSource, type LoadContext } from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
 import type {
@@ -44,6 +44,7 @@ import type {
   UnloadReport,
 } from "./model_types.ts";
 import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** Options of {@linkcode ModelManager}. */
 export interface ModelManagerOptions {
@@ -217,13 +218,13 @@ export class ModelManager {
         return {
           via: "jit",
           reason: `${decision.reason} The server gave no readable model list ` +
-            `(${errorText(error)}).`,
+            `(${errorMessage(error)}).`,
           source: null,
         };
       }
       return {
         via: "none",
-        reason: `${decision.reason} The server did not answer (${errorText(error)}), so no ` +
+        reason: `${decision.reason} The server did not answer (${errorMessage(error)}), so no ` +
           "model can be loaded until it does.",
         source: null,
       };
@@ -314,7 +315,7 @@ export class ModelManager {
     return {
       models: instances.map(toCurrent),
       source: "lms",
-      note: restError ? `LM Studio's HTTP API did not answer: ${errorText(restError)}` : null,
+      note: restError ? `LM Studio's HTTP API did not answer: ${errorMessage(restError)}` : null,
     };
   }
 
@@ -394,7 +395,7 @@ export class ModelManager {
         const server = await this.#lms.serverStatus({ signal: o.signal, timeoutMs: 15_000 });
         lmsServer = { running: server.running, port: server.port ?? null };
       } catch (error: unknown) {
-        lmsError = errorText(error);
+        lmsError = errorMessage(error);
       }
     }
     const management = await this.management(o);
