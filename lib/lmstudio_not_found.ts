@@ -5,6 +5,7 @@
  * that says what to do next.
  */
 import { carried, LmStudioError } from "./lmstudio_errors.ts";
+import { listNames } from "./model_errors.ts";
 
 /** How many model ids an error message lists before "and N more". */
 const MAX_LISTED_MODELS = 20;
@@ -31,15 +32,14 @@ export function unknownModelError(
   const path = new URL(error.url).pathname;
   const common = carried(error);
   if (!ids.includes(model)) {
-    const shown = ids.length > MAX_LISTED_MODELS
-      ? `${ids.slice(0, MAX_LISTED_MODELS).join(", ")} and ${ids.length - MAX_LISTED_MODELS} more`
-      : ids.join(", ");
     return new LmStudioError({
       kind: "not_found",
       ...common,
       message: `Model "${model}" was not found at ${baseUrl}. ` +
         (ids.length > 0
-          ? `Models available: ${shown}. Pass one of these (or set DEFAULT_MODEL).`
+          ? `Models available: ${
+            listNames(ids, MAX_LISTED_MODELS)
+          }. Pass one of these (or set DEFAULT_MODEL).`
           : "The server lists no models: download one in LM Studio or with `lms get <model>`."),
     });
   }
