@@ -208,7 +208,7 @@ function amount(value: number): string {
 }
 
 /** "3/6 message" (or "3 message") for a downstream tool's progress notification. */
-export function toolProgressText(p: ToolProgress): string {
+function toolProgressText(p: ToolProgress): string {
   const count = p.total !== undefined
     ? `${amount(p.progress)}/${amount(p.total)}`
     : amount(p.progress);

@@ -212,7 +212,7 @@ const MAX_LISTED_MODELS = 20;
  * the models it has. A server without LM Studio's REST API that lists no model at all is not
  * taken at its word (it may load models it does not list).
  */
-export function checkModelListed(o: {
+function checkModelListed(o: {
   id: string;
   list: ModelList;
   baseUrl: string;

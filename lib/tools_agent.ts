@@ -92,7 +92,7 @@ function allowedList(value: string[] | string | undefined): string[] | undefined
 }
 
 /** The tool result for an agent result: the answer, one status line, structured content. */
-export function agentToolResult(result: AgentResult): CallToolResult {
+function agentToolResult(result: AgentResult): CallToolResult {
   const failed = result.tool_calls.filter((c) => !c.ok).length;
   const status = [
     `stopped_because: ${result.stopped_because}`,
@@ -160,7 +160,7 @@ async function runTool(
 }
 
 /** `autonomous_with_mcp`: the local model works on a task with one server's tools. */
-export function registerAutonomousWithMcpTool(server: McpServer, deps: AgentToolDeps): void {
+function registerAutonomousWithMcpTool(server: McpServer, deps: AgentToolDeps): void {
   server.registerTool(
     "autonomous_with_mcp",
     {
@@ -182,7 +182,7 @@ export function registerAutonomousWithMcpTool(server: McpServer, deps: AgentTool
 }
 
 /** `autonomous_with_multiple_mcps`: the local model works with several servers' tools. */
-export function registerAutonomousWithMultipleMcpsTool(
+function registerAutonomousWithMultipleMcpsTool(
   server: McpServer,
   deps: AgentToolDeps,
 ): void {
@@ -206,7 +206,7 @@ export function registerAutonomousWithMultipleMcpsTool(
 }
 
 /** `autonomous_discover_and_execute`: the local model works with every usable server's tools. */
-export function registerAutonomousDiscoverAndExecuteTool(
+function registerAutonomousDiscoverAndExecuteTool(
   server: McpServer,
   deps: AgentToolDeps,
 ): void {
