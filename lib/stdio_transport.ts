@@ -67,7 +67,8 @@ export class StdioChildTransport implements Transport {
   #exit?: ExitInfo;
   #exited: Promise<ExitInfo> = Promise.resolve({ code: null, signal: null });
   #stdoutEnded: Promise<void> = Promise.resolve();
-  #stderrEnded: Promise<void> = Promise.resolve();
+  /** Settled once stderr has ended; the same promise before and after start. */
+  readonly #stderrEnded = Promise.withResolvers<void>();
   #closing?: Promise<void>;
   #notified = false;
 
@@ -87,9 +88,12 @@ export class StdioChildTransport implements Transport {
     return this.#exit;
   }
 
-  /** Resolves once the child's stderr has ended (everything it wrote was passed on). */
+  /**
+   * Resolves once the child's stderr has ended (everything it wrote was passed on); may be taken
+   * before {@linkcode start}.
+   */
   get stderrEnd(): EndSignal {
-    return { ended: this.#stderrEnded };
+    return { ended: this.#stderrEnded.promise };
   }
 
   /** Spawns the server. Throws Deno's spawn errors (NotFound, NotCapable, PermissionDenied). */
@@ -111,6 +115,7 @@ export class StdioChildTransport implements Transport {
         detached: o.signalGroup !== undefined,
       }).spawn();
     } catch (error) {
+      this.#stderrEnded.resolve(); // Nothing will be written.
       return Promise.reject(error);
     }
     this.#child = child;
@@ -124,7 +129,7 @@ export class StdioChildTransport implements Transport {
     this.#stdout = child.stdout.getReader();
     this.#stderr = child.stderr.getReader();
     this.#stdoutEnded = this.#readStdout(this.#stdout);
-    this.#stderrEnded = this.#readStderr(this.#stderr);
+    this.#readStderr(this.#stderr).then(this.#stderrEnded.resolve);
     this.#stdoutEnded.then(async () => {
       if (this.#closing !== undefined) return;
       // Nobody holds its stdout any more: the server is gone. Wait briefly for its exit status,
@@ -181,7 +186,7 @@ export class StdioChildTransport implements Transport {
       this.#stdout?.cancel().catch(() => undefined),
       this.#stderr?.cancel().catch(() => undefined),
     ]);
-    await Promise.all([this.#stdoutEnded, this.#stderrEnded]);
+    await Promise.all([this.#stdoutEnded, this.#stderrEnded.promise]);
     this.#notifyClosed();
   }
 

@@ -98,3 +98,22 @@ Deno.test("a line longer than the limit closes the transport with a reason that 
   assertStringIncludes(transport.closeReason ?? "", "larger than 1000 characters");
   assertStringIncludes(transport.closeReason ?? "", "Ask the tool for less data");
 });
+
+Deno.test("stdio transport's stderr end, taken before start, waits for the child's last words", async () => {
+  const decoder = new TextDecoder();
+  let stderr = "";
+  const transport = new StdioChildTransport({
+    command: "sh",
+    args: ["-c", "sleep 0.2; echo 'last words' >&2"],
+    env: ENV,
+    onStderr: (chunk) => stderr += decoder.decode(chunk, { stream: true }),
+  });
+  const { ended } = transport.stderrEnd;
+  await transport.start();
+  try {
+    await ended;
+    assertEquals(stderr, "last words\n");
+  } finally {
+    await transport.close();
+  }
+});
