@@ -10,6 +10,7 @@ import {
   type ParsedArgs,
   UsageError,
 } from "./args.ts";
+import { table } from "./cli.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { type Lms, lmsInstallAdvice } from "./lms.ts";
 import { plural, sourceLabel } from "./model_errors.ts";
@@ -44,15 +45,6 @@ function none(args: ParsedArgs, command: string): void {
       "lms",
     );
   }
-}
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, cell.length));
-  }
-  return rows.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd())
-    .join("\n") + "\n";
 }
 
 function size(bytes: number | null): string {
@@ -99,15 +91,15 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
         // A server that cannot tell (Ollama, llama.cpp) explains that in the note instead.
         if (!current.note) out.stderr(`No model is loaded (from ${sourceLabel(current.source)}).`);
       } else {
-        out.stdout(table([
+        out.stdout(table(
           ["ID", "TYPE", "STATUS", "CONTEXT"],
-          ...current.models.map((m) => [
+          current.models.map((m) => [
             m.id,
             m.type,
             m.status ?? "",
             m.contextLength?.toString() ?? "",
           ]),
-        ]));
+        ));
       }
       if (current.note) out.stderr(current.note);
       return 0;
@@ -134,16 +126,16 @@ export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promis
       if (list.models.length === 0) {
         out.stderr(`No models found (from ${sourceLabel(list.source)}).`);
       } else {
-        out.stdout(table([
+        out.stdout(table(
           ["ID", "TYPE", "SIZE", "MAX CONTEXT", "LOADED"],
-          ...list.models.map((m) => [
+          list.models.map((m) => [
             m.id,
             m.type ?? "?",
             size(m.sizeBytes),
             m.maxContextLength?.toString() ?? "",
             m.loaded === null ? "?" : m.loaded ? "yes" : "",
           ]),
-        ]));
+        ));
       }
       if (list.note) out.stderr(list.note);
       return 0;
