@@ -8,6 +8,7 @@ import { loadImages, type LoadImagesOptions, MAX_IMAGES } from "./images.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
+import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
 import type { Settings } from "./settings.ts";
 import { errorMessage, errorResult } from "./tool_result.ts";
@@ -58,10 +59,6 @@ export function isTextOnlyModel(m: ModelInfo): boolean {
   return !isVisionModel(m) && (m.vision === false || m.type === "embedding");
 }
 
-function findModel(list: ModelList | undefined, id: string): ModelInfo | undefined {
-  return list?.models.find((m) => m.id === id || (m.instanceIds ?? []).includes(id));
-}
-
 function visionHint(list: ModelList): string {
   const vision = list.models.filter(isVisionModel).map((m) =>
     `${m.id} (${m.state === "loaded" ? "loaded" : "not loaded"})`
@@ -103,7 +100,7 @@ export async function chooseVisionModel(
   }
   const visionModels = list?.models.filter(isVisionModel).map((m) => m.id) ?? [];
   if (explicit !== undefined) {
-    const info = findModel(list, explicit);
+    const info = list && findModel(explicit, list.models);
     if (list && info && isTextOnlyModel(info)) {
       throw new VisionModelError(textOnlyMessage(explicit, info, list), {
         model: explicit,
@@ -114,7 +111,7 @@ export async function chooseVisionModel(
   }
   let note: string | undefined;
   if (fallback !== undefined) {
-    const info = findModel(list, fallback);
+    const info = list && findModel(fallback, list.models);
     if (!(list && info && isTextOnlyModel(info))) return { model: fallback, via: "default" };
     note = `DEFAULT_MODEL ${fallback} is text-only, so a loaded vision model was used instead.`;
   }
