@@ -30,3 +30,14 @@ export function errorResult(error: unknown, context?: string): CallToolResult {
     isError: true,
   };
 }
+
+/**
+ * What a tool shows instead of a model's empty answer: that it ran out of max_tokens (spent on
+ * reasoning, when it reasoned) and to call again with more, or that the answer was just empty.
+ */
+export function emptyAnswerText(finishReason: string | undefined, reasoned: boolean): string {
+  return finishReason === "length"
+    ? "(The model produced no answer before reaching max_tokens" +
+      (reasoned ? "; it spent them on reasoning" : "") + ". Call again with a larger max_tokens.)"
+    : "(The model returned an empty answer.)";
+}

@@ -10,7 +10,7 @@ import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { ModelManager } from "./models.ts";
 import type { Settings } from "./settings.ts";
-import { errorResult, textResult } from "./tool_result.ts";
+import { emptyAnswerText, errorResult, textResult } from "./tool_result.ts";
 
 /** What the LM Studio tools need. */
 export interface LmStudioToolDeps {
@@ -80,14 +80,9 @@ function answerResult(
   answer: string,
   extra: { reasoning?: string; finishReason?: string; structured: Record<string, unknown> },
 ): CallToolResult {
-  let text = answer;
-  if (answer.trim() === "") {
-    text = extra.finishReason === "length"
-      ? "(The model produced no answer before reaching max_tokens" +
-        (extra.reasoning ? "; it spent them on reasoning" : "") +
-        ". Call again with a larger max_tokens.)"
-      : "(The model returned an empty answer.)";
-  }
+  const text = answer.trim() === ""
+    ? emptyAnswerText(extra.finishReason, Boolean(extra.reasoning))
+    : answer;
   const content: CallToolResult["content"] = [{ type: "text", text }];
   if (extra.reasoning) {
     content.push({

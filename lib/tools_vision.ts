@@ -11,7 +11,7 @@ import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
 import type { Settings } from "./settings.ts";
-import { errorMessage, errorResult } from "./tool_result.ts";
+import { emptyAnswerText, errorMessage, errorResult } from "./tool_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 
 /** What `analyze_image` needs. */
@@ -265,11 +265,7 @@ export async function analyzeImage(
     const answer = result.content;
     let text = answer;
     if (answer.trim() === "") {
-      text = result.finishReason === "length"
-        ? "(The model produced no answer before reaching max_tokens" +
-          (result.reasoning ? "; it spent them on reasoning" : "") +
-          ". Call again with a larger max_tokens.)"
-        : "(The model returned an empty answer.)";
+      text = emptyAnswerText(result.finishReason, Boolean(result.reasoning));
     } else if (result.finishReason === "length") {
       text += "\n\n(Answer cut off at max_tokens; call again with a larger max_tokens.)";
     }
