@@ -77,6 +77,20 @@ function toolRound() {
   };
 }
 
+/** Output whose stderr is a terminal, so `run` shows status lines; they are collected. */
+function terminalOutput(): { out: Output; statuses: string[] } {
+  const cap = captureOutput();
+  const statuses: string[] = [];
+  const out: Output = {
+    stdout: cap.stdout,
+    stderr: cap.stderr,
+    status: (line) => statuses.push(line),
+    stdoutIsTerminal: false,
+    stderrIsTerminal: true,
+  };
+  return { out, statuses };
+}
+
 Deno.test("run prints the answer on stdout and a summary on stderr", async () => {
   await withEnv(async (env) => {
     env.fake.script(CHAT, toolRound(), { body: chatReply({ content: "The answer." }) });
@@ -167,15 +181,7 @@ Deno.test("run fails before any model call for unknown or disabled servers", asy
 Deno.test("run shows a live status line on a terminal and clears it at the end", async () => {
   await withEnv(async (env) => {
     env.fake.script(CHAT, toolRound(), { body: chatReply({ content: "ok" }) });
-    const cap = captureOutput();
-    const statuses: string[] = [];
-    const out: Output = {
-      stdout: cap.stdout,
-      stderr: cap.stderr,
-      status: (line) => statuses.push(line),
-      stdoutIsTerminal: false,
-      stderrIsTerminal: true,
-    };
+    const { out, statuses } = terminalOutput();
     assertEquals(await runCommand(["--mcp", "fixture", "t"], env.ctx(out)), 0);
     assert(statuses.some((s) => /^round 1\/100 · calling sleep · \d+\.\d s · \d+ tokens$/.test(s)));
     assert(statuses.some((s) => s.startsWith("round 2/100 · asking")));
@@ -195,15 +201,7 @@ Deno.test("run's status line shows what a running tool reports", async () => {
       },
       { body: chatReply({ content: "ok" }) },
     );
-    const cap = captureOutput();
-    const statuses: string[] = [];
-    const out: Output = {
-      stdout: cap.stdout,
-      stderr: cap.stderr,
-      status: (line) => statuses.push(line),
-      stdoutIsTerminal: false,
-      stderrIsTerminal: true,
-    };
+    const { out, statuses } = terminalOutput();
     assertEquals(await runCommand(["--mcp", "fixture", "t"], env.ctx(out)), 0);
     assert(
       statuses.some((s) =>
