@@ -21,7 +21,7 @@ import { Lms } from "../lib/lms.ts";
 import { ModelManager } from "../lib/models.ts";
 import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
-import { memoryTrace, openTraceFile, TraceError } from "../lib/trace.ts";
+import { memoryTrace, openTraceFile, TraceError, type WritePermissionQuery } from "../lib/trace.ts";
 import { registerAutonomousTools } from "../lib/tools_agent.ts";
 import {
   assert,
@@ -761,7 +761,12 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
 
 async function connectTools(
   h: Harness,
-  o: { depth?: number; client?: AgentLmClient; heartbeatMs?: number } = {},
+  o: {
+    depth?: number;
+    client?: AgentLmClient;
+    heartbeatMs?: number;
+    queryWritePermission?: WritePermissionQuery;
+  } = {},
 ): Promise<{ client: Client; close: () => Promise<void> }> {
   const server = new McpServer({ name: "bridge-under-test", version: "0" });
   registerAutonomousTools(server, {
@@ -776,6 +781,7 @@ async function connectTools(
     },
     log: quiet,
     heartbeatMs: o.heartbeatMs ?? 50,
+    queryWritePermission: o.queryWritePermission,
   });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   const client = new Client({ name: "test", version: "0" });
@@ -954,23 +960,9 @@ Deno.test("autonomous tools explain failures as isError results", async (t) => {
       }
     });
     await t.step("a trace path without write permission names the flag", async () => {
-      const server = new McpServer({ name: "x", version: "0" });
-      registerAutonomousTools(server, {
-        client: h.client,
-        pool: h.pool,
-        config: h.config,
-        settings: {
-          defaultModel: undefined,
-          modelTtlSeconds: 0,
-          defaultContextLength: 8192,
-          depth: 0,
-        },
-        log: quiet,
+      const { client, close } = await connectTools(h, {
         queryWritePermission: () => Promise.resolve("denied"),
       });
-      const [a, b] = InMemoryTransport.createLinkedPair();
-      const client = new Client({ name: "test", version: "0" });
-      await Promise.all([server.connect(b), client.connect(a)]);
       try {
         const result = await client.callTool({
           name: "autonomous_with_mcp",
@@ -980,8 +972,7 @@ Deno.test("autonomous tools explain failures as isError results", async (t) => {
         assertStringIncludes(resultText(result), "--allow-write=/tmp/x.jsonl");
         assertEquals(h.fake.requestsTo(CHAT).length, 0);
       } finally {
-        await client.close();
-        await server.close();
+        await close();
       }
     });
   });
