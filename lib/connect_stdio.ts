@@ -23,7 +23,7 @@ import {
   McpServerError,
 } from "./pool_errors.ts";
 import type { ServerEntry } from "./server_entry.ts";
-import { type ExitInfo, type ProcessWatch, settleWithin, StderrTail } from "./stdio_child.ts";
+import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
 
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
@@ -33,7 +33,6 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
   const target = describeTarget(entry);
   const serverLog = o.log.child(name);
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
-  const watch: ProcessWatch = {};
   // Until the connection exists, an exit is only recorded (and checked once it does).
   let exited = (): void => {};
   const transport = new StdioChildTransport({
@@ -42,13 +41,9 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
     env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
     cwd: entry.cwd,
     onStderr: (chunk) => stderr.push(chunk),
-    onExit: (info) => {
-      watch.exit = info;
-      exited();
-    },
+    onExit: () => exited(),
     signalGroup: o.signalGroup,
   });
-  const stderrEnd = transport.stderrEnd;
   const client = newClient(o.clientInfo);
   client.onerror = (error) => serverLog.debug(`transport: ${errorText(error)}`);
   const started = performance.now();
@@ -57,13 +52,12 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
   } catch (error) {
     const closed = client.close().catch(() => undefined);
     o.track(closed);
-    if (watch.exit !== undefined) await settleWithin(stderrEnd.ended, 250);
+    if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
     stderr.flush();
-    const exit = watch.exit;
     throw await stdioConnectError({
       entry,
       error,
-      exit,
+      exit: transport.exit,
       stderr: stderr.lines,
       target,
       connectTimeoutMs: o.connectTimeoutMs,
@@ -73,10 +67,7 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
     entry,
     client,
     stderr,
-    stderrEnd,
-    watch,
-    transportReason: () => transport.closeReason,
-    pid: transport.pid,
+    child: transport,
     onClosed: o.onClosed,
     onExited: o.onExited,
   });
@@ -87,7 +78,7 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
   });
   exited = () => conn.processExited();
   // It may have exited between the handshake and now: not usable, callers retry with a new one.
-  if (watch.exit !== undefined) conn.processExited();
+  if (transport.exit !== undefined) conn.processExited();
   return conn;
 }
 

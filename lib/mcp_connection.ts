@@ -19,13 +19,7 @@ import { McpServerError } from "./pool_errors.ts";
 import type { GroupSignaller } from "./process_group.ts";
 import type { RemoteWatch } from "./remote_watch.ts";
 import type { ServerEntry } from "./server_entry.ts";
-import {
-  type EndSignal,
-  type ExitInfo,
-  type ProcessWatch,
-  settleWithin,
-  type StderrTail,
-} from "./stdio_child.ts";
+import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./stdio_child.ts";
 
 const MAX_TOOL_PAGES = 1000;
 
@@ -106,9 +100,6 @@ export class Connection {
   readonly entry: ServerEntry;
   readonly client: Client;
   readonly stderr: StderrTail;
-  readonly connectedAt: number;
-  pid?: number;
-  readonly #watch: ProcessWatch;
   /** Set once the transport closed, by us or by the server. */
   closed = false;
   /** True when we closed it (idle, config change, pool close), false when the server went away. */
@@ -125,9 +116,8 @@ export class Connection {
   idleTimer?: Timer;
   /** Set once closing started. */
   closing?: Promise<void>;
-  readonly #stderrEnd?: EndSignal;
+  readonly #child?: ChildState;
   readonly #remote?: RemoteWatch;
-  readonly #transportReason?: () => string | undefined;
   readonly #onClosed: (conn: Connection) => void;
   readonly #onExited: (conn: Connection) => void;
   #exitNoted = false;
@@ -139,12 +129,9 @@ export class Connection {
     entry: ServerEntry;
     client: Client;
     stderr: StderrTail;
-    stderrEnd?: EndSignal;
-    watch?: ProcessWatch;
+    /** A stdio server's child process, read live from its transport. */
+    child?: ChildState;
     remote?: RemoteWatch;
-    /** Why the transport itself gave up on the connection (a stdio server's oversized line). */
-    transportReason?: () => string | undefined;
-    pid?: number;
     onClosed: (conn: Connection) => void;
     onExited?: (conn: Connection) => void;
   }) {
@@ -152,14 +139,10 @@ export class Connection {
     this.entry = options.entry;
     this.client = options.client;
     this.stderr = options.stderr;
-    this.#stderrEnd = options.stderrEnd;
-    this.#watch = options.watch ?? {};
+    this.#child = options.child;
     this.#remote = options.remote;
-    this.#transportReason = options.transportReason;
-    this.pid = options.pid;
     this.#onClosed = options.onClosed;
     this.#onExited = options.onExited ?? (() => {});
-    this.connectedAt = Date.now();
     this.client.onclose = () => this.#markClosed();
     this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       this.#toolsVersion++;
@@ -168,9 +151,14 @@ export class Connection {
     });
   }
 
+  /** Process id of a stdio server's spawned process. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** How the process exited, once it has. */
   get exit(): ExitInfo | undefined {
-    return this.#watch.exit;
+    return this.#child?.exit;
   }
 
   /** The fingerprint of the config entry it was made from. */
@@ -183,7 +171,7 @@ export class Connection {
    * stdio server whose output the transport had to give up on.
    */
   get lostReason(): string | undefined {
-    return this.#remote?.lostReason ?? this.#transportReason?.();
+    return this.#remote?.lostReason ?? this.#child?.closeReason;
   }
 
   /** The tool named `name`, if the tool list is cached. */
@@ -220,7 +208,7 @@ export class Connection {
 
   /** Waits (briefly) until the child's last stderr output has been read. */
   async settledStderr(): Promise<string[]> {
-    if (this.#stderrEnd) await settleWithin(this.#stderrEnd.ended, 250);
+    if (this.#child) await settleWithin(this.#child.stderrEnded, 250);
     this.stderr.flush();
     return this.stderr.lines;
   }

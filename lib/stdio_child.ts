@@ -1,9 +1,9 @@
 /**
- * The child process of a stdio MCP server as the pool watches it: how it exited
- * ({@linkcode ExitInfo}), the last lines of its stderr kept for error messages
+ * The child process of a stdio MCP server as the pool watches it ({@linkcode ChildState}): how
+ * it exited ({@linkcode ExitInfo}), the last lines of its stderr kept for error messages
  * ({@linkcode StderrTail}), and the end of that stderr stream, so a message about a crash can
- * wait briefly for the child's last words ({@linkcode EndSignal}, {@linkcode settleWithin}).
- * The transport that runs the child is in stdio_transport.ts.
+ * wait briefly for the child's last words ({@linkcode settleWithin}). The transport that runs
+ * the child is in stdio_transport.ts.
  */
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -14,14 +14,16 @@ export interface ExitInfo {
   signal: string | null;
 }
 
-/** Filled in when the child exits. */
-export interface ProcessWatch {
-  exit?: ExitInfo;
-}
-
-/** Resolves once a stream has ended or closed. */
-export interface EndSignal {
-  readonly ended: Promise<void>;
+/** What the pool reads of a stdio server's child, as its transport knows it at the moment. */
+export interface ChildState {
+  /** The spawned process's id, once started. */
+  readonly pid: number | undefined;
+  /** How the spawned process exited, once it has. */
+  readonly exit: ExitInfo | undefined;
+  /** Why the transport gave up on the server, when it did (not set for an ordinary exit). */
+  readonly closeReason: string | undefined;
+  /** Resolves once the child's stderr has ended. */
+  readonly stderrEnded: Promise<void>;
 }
 
 /** Waits for `promise` (never rejecting) at most `ms`. */

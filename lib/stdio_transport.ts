@@ -15,7 +15,7 @@
  */
 // The SDK's own schema for one JSON-RPC message (lib/sdk.ts does not re-export it).
 import type { GroupSignaller } from "./process_group.ts";
-import { type EndSignal, type ExitInfo, settleWithin } from "./stdio_child.ts";
+import { type ChildState, type ExitInfo, settleWithin } from "./stdio_child.ts";
 import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
 
 type Message = Parameters<Transport["send"]>[0];
@@ -51,7 +51,7 @@ export interface StdioChildOptions {
 }
 
 /** A stdio MCP client transport over a `Deno.Command` child; see the module docs. */
-export class StdioChildTransport implements Transport {
+export class StdioChildTransport implements Transport, ChildState {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: Transport["onmessage"];
@@ -68,7 +68,7 @@ export class StdioChildTransport implements Transport {
   #exited: Promise<ExitInfo> = Promise.resolve({ code: null, signal: null });
   #stdoutEnded: Promise<void> = Promise.resolve();
   /** Settled once stderr has ended; the same promise before and after start. */
-  readonly #stderrEnded = Promise.withResolvers<void>();
+  readonly #stderrDone = Promise.withResolvers<void>();
   #closing?: Promise<void>;
   #notified = false;
 
@@ -92,8 +92,8 @@ export class StdioChildTransport implements Transport {
    * Resolves once the child's stderr has ended (everything it wrote was passed on); may be taken
    * before {@linkcode start}.
    */
-  get stderrEnd(): EndSignal {
-    return { ended: this.#stderrEnded.promise };
+  get stderrEnded(): Promise<void> {
+    return this.#stderrDone.promise;
   }
 
   /** Spawns the server. Throws Deno's spawn errors (NotFound, NotCapable, PermissionDenied). */
@@ -115,7 +115,7 @@ export class StdioChildTransport implements Transport {
         detached: o.signalGroup !== undefined,
       }).spawn();
     } catch (error) {
-      this.#stderrEnded.resolve(); // Nothing will be written.
+      this.#stderrDone.resolve(); // Nothing will be written.
       return Promise.reject(error);
     }
     this.#child = child;
@@ -129,7 +129,7 @@ export class StdioChildTransport implements Transport {
     this.#stdout = child.stdout.getReader();
     this.#stderr = child.stderr.getReader();
     this.#stdoutEnded = this.#readStdout(this.#stdout);
-    this.#readStderr(this.#stderr).then(this.#stderrEnded.resolve);
+    this.#readStderr(this.#stderr).then(this.#stderrDone.resolve);
     this.#stdoutEnded.then(async () => {
       if (this.#closing !== undefined) return;
       // Nobody holds its stdout any more: the server is gone. Wait briefly for its exit status,
@@ -186,7 +186,7 @@ export class StdioChildTransport implements Transport {
       this.#stdout?.cancel().catch(() => undefined),
       this.#stderr?.cancel().catch(() => undefined),
     ]);
-    await Promise.all([this.#stdoutEnded, this.#stderrEnded.promise]);
+    await Promise.all([this.#stdoutEnded, this.#stderrDone.promise]);
     this.#notifyClosed();
   }
 

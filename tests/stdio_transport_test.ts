@@ -108,7 +108,7 @@ Deno.test("stdio transport's stderr end, taken before start, waits for the child
     env: ENV,
     onStderr: (chunk) => stderr += decoder.decode(chunk, { stream: true }),
   });
-  const { ended } = transport.stderrEnd;
+  const ended = transport.stderrEnded;
   await transport.start();
   try {
     await ended;
