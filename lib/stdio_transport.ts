@@ -13,7 +13,6 @@
  * ({@linkcode StdioChildOptions.signalGroup}), the signals go to the whole group, and whatever
  * is left of the group after the spawned process exited is stopped too.
  */
-// The SDK's own schema for one JSON-RPC message (lib/sdk.ts does not re-export it).
 import type { GroupSignaller } from "./process_group.ts";
 import { type ChildState, type ExitInfo, settleWithin } from "./stdio_child.ts";
 import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
@@ -24,8 +23,10 @@ type Message = Parameters<Transport["send"]>[0];
 // Short enough that the whole close (end of input, SIGTERM, the group) fits in the time an MCP
 // client gives the bridge itself between ending its stdin and sending SIGKILL (2 s + 2 s).
 const CLOSE_GRACE_MS = 1000;
-/** Longest line accepted on stdout (the SDK's 10 MB); a longer one closes the connection. */
-/** One JSON-RPC message may be at most this long (a 16 MB file's text, escaped and sent twice). */
+/**
+ * Longest line accepted on stdout; a longer one closes the connection. One JSON-RPC message may
+ * be this long (a 16 MB file's text, escaped and sent twice).
+ */
 const MAX_LINE_CHARS = 64 * 1024 * 1024;
 
 /** What {@linkcode StdioChildTransport} runs and whom it tells. */
