@@ -144,36 +144,38 @@ export async function ensureWithRest(
 ): Promise<EnsureResult> {
   const { model, started } = o;
   const baseUrl = ctx.client.baseUrl;
+  // Left to the server to load on `name`'s first request, for the reason `note` gives.
+  const jit = (name: string, source: ModelSource | null, note: string): EnsureResult => ({
+    model: name,
+    via: "jit",
+    source,
+    contextLength: null,
+    waitedMs: ctx.now() - started,
+    note,
+  });
   let list: ModelList;
   try {
     list = await ctx.client.listModels({ signal: o.signal });
   } catch (error: unknown) {
     if (!modelListUnreadable(error)) throw error;
-    return {
+    return jit(
       model,
-      via: "jit",
-      source: null,
-      contextLength: null,
-      waitedMs: ctx.now() - started,
-      note:
-        `${baseUrl} gave no readable model list (${errorMessage(error)}), so "${model}" could ` +
+      null,
+      `${baseUrl} gave no readable model list (${errorMessage(error)}), so "${model}" could ` +
         "not be checked: it loads on its first request (JIT), if the server has it.",
-    };
+    );
   }
   const source = listSource(list.source);
   const match = findModel(model, list.models);
   const ttl = o.ttlSeconds ?? ctx.ttlSeconds;
   if (!match) throw notListed({ model, baseUrl, list });
   if (list.source === "openai") {
-    return {
-      model: match.id,
-      via: "jit",
+    return jit(
+      match.id,
       source,
-      contextLength: null,
-      waitedMs: ctx.now() - started,
-      note: `${baseUrl} has no model-management API (Ollama, llama.cpp, vLLM...): ` +
+      `${baseUrl} has no model-management API (Ollama, llama.cpp, vLLM...): ` +
         `it loads ${match.id} when a request names it (JIT).`,
-    };
+    );
   }
   if (match.state === "loaded") {
     const note = contextNote(match.id, match.loadedContextLength, o.contextLength);
@@ -187,16 +189,13 @@ export async function ensureWithRest(
     };
   }
   if (list.source === "api/v0") {
-    return {
-      model: match.id,
-      via: "jit",
+    return jit(
+      match.id,
       source,
-      contextLength: null,
-      waitedMs: ctx.now() - started,
-      note: `This LM Studio (before 0.4) has no load endpoint and \`lms\` is not usable: ` +
+      `This LM Studio (before 0.4) has no load endpoint and \`lms\` is not usable: ` +
         `${match.id} loads on its first request (JIT${ttl > 0 ? `, TTL ${ttl} s` : ""}) with ` +
         "LM Studio's own context length for it.",
-    };
+    );
   }
   const contextLength = loadContextLength(ctx, o, match.maxContextLength);
   try {
@@ -206,15 +205,12 @@ export async function ensureWithRest(
     });
   } catch (error: unknown) {
     if (error instanceof LmStudioError && error.kind === "not_found" && !error.code) {
-      return {
-        model: match.id,
-        via: "jit",
+      return jit(
+        match.id,
         source,
-        contextLength: null,
-        waitedMs: ctx.now() - started,
-        note: `LM Studio's load endpoint is missing (${error.message}); ${match.id} loads on its ` +
+        `LM Studio's load endpoint is missing (${error.message}); ${match.id} loads on its ` +
           "first request (JIT).",
-      };
+      );
     }
     throw error;
   }
