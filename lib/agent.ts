@@ -135,7 +135,9 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
   const notes: string[] = [];
   let rounds = 0;
   let model = options.model ?? options.defaultModel ?? "";
-  let contextTokens = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
+  // What a model the bridge loads gets, and the window assumed when the server does not tell.
+  const defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
+  let contextTokens = defaultContext;
   let servers: string[] = [];
   let lastText = "";
 
@@ -198,7 +200,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       models: deps.models,
       model: options.model,
       defaultModel: options.defaultModel,
-      contextLength: options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS,
+      contextLength: defaultContext,
       notes,
       signal,
     });
@@ -217,7 +219,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       contextWindow({
         client: deps.client,
         model,
-        fallback: options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS,
+        fallback: defaultContext,
         notes,
         signal,
         // A pre-load changes what the list says about the model: read it again then.
