@@ -173,7 +173,7 @@ async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): P
 }
 
 /** Runs every check; independent checks run in parallel. */
-export async function runChecks(app: App, signal: AbortSignal): Promise<Check[]> {
+async function runChecks(app: App, signal: AbortSignal): Promise<Check[]> {
   const config = await app.config.current();
   const configChecks: Check[] = [];
   if (config.path === undefined) {

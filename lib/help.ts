@@ -3,7 +3,7 @@ import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Help of `run`. */
-export const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
+const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
 
 Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
 (in parallel within a round), reads the results and continues until it has an answer.
@@ -30,7 +30,7 @@ Examples:
 `;
 
 /** Help of `mcps`. */
-export const MCPS_HELP = `Usage: ${NAME} mcps [--json]
+const MCPS_HELP = `Usage: ${NAME} mcps [--json]
 
 Lists the MCP servers of the config file in force: name, transport, command line or URL, state
 (not started, connected, failed with the reason, disabled, invalid with the problem) and the
@@ -40,7 +40,7 @@ searched, and shows the parse error when the newest edit of the file is broken. 
 `;
 
 /** Help of `tools`. */
-export const TOOLS_HELP = `Usage: ${NAME} tools NAME [--json]
+const TOOLS_HELP = `Usage: ${NAME} tools NAME [--json]
 
 Starts (or reuses) the MCP server NAME from the config and lists its tools: name, parameters
 (? marks optional ones) and the first line of the description.
@@ -48,7 +48,7 @@ Starts (or reuses) the MCP server NAME from the config and lists its tools: name
 `;
 
 /** Help of `call`. */
-export const CALL_HELP = `Usage: ${NAME} call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]
+const CALL_HELP = `Usage: ${NAME} call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]
 
 Calls TOOL on the MCP server NAME directly, without a model, and prints what it returns: text
 as text, other content (images, audio, resources) as a one-line summary.

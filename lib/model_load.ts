@@ -53,7 +53,7 @@ export function listSource(source: ModelList["source"]): ModelSource {
  * The context length to load with: what the request asks for, else the default capped at the
  * model's maximum (a default must never make a load fail); undefined leaves it to LM Studio.
  */
-export function loadContextLength(
+function loadContextLength(
   ctx: Pick<LoadContext, "defaultContextLength">,
   o: Pick<LoadRequest, "contextLength">,
   maxContextLength: number | undefined,

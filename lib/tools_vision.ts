@@ -42,7 +42,7 @@ export class VisionModelError extends Error {
 }
 
 /** The chosen model and why. */
-export interface VisionModelChoice {
+interface VisionModelChoice {
   model: string;
   via: "explicit" | "default" | "loaded-vision" | "downloaded-vision";
   /** Something the caller should know (e.g. DEFAULT_MODEL was skipped as text-only). */
@@ -50,12 +50,12 @@ export interface VisionModelChoice {
 }
 
 /** True when the server says the model reads images. Pure. */
-export function isVisionModel(m: ModelInfo): boolean {
+function isVisionModel(m: ModelInfo): boolean {
   return m.vision === true || m.type === "vlm";
 }
 
 /** True when the server says the model cannot read images. Pure. */
-export function isTextOnlyModel(m: ModelInfo): boolean {
+function isTextOnlyModel(m: ModelInfo): boolean {
   return !isVisionModel(m) && (m.vision === false || m.type === "embedding");
 }
 
@@ -82,7 +82,7 @@ function textOnlyMessage(id: string, m: ModelInfo, list: ModelList): string {
  * as unable to read images is refused before anything is sent. Throws
  * {@linkcode VisionModelError} naming the vision models that exist, or the listing's own error.
  */
-export async function chooseVisionModel(
+async function chooseVisionModel(
   client: Pick<LmStudioClient, "listModels" | "baseUrl">,
   o: { explicit?: string; defaultModel?: string; signal?: AbortSignal; log?: Logger } = {},
 ): Promise<VisionModelChoice> {
@@ -152,7 +152,7 @@ export async function chooseVisionModel(
 }
 
 /** The content parts of the one user message: the prompt, then each image (labelled when several). */
-export function imageMessageParts(
+function imageMessageParts(
   prompt: string,
   images: readonly LoadedImage[],
   detail?: "auto" | "low" | "high",
@@ -197,7 +197,7 @@ const DESCRIPTION =
   "loaded vision model (list_models shows which models have vision).";
 
 /** The input schema of `analyze_image` (a zod shape, as registerTool takes it). */
-export const analyzeImageInput = {
+const analyzeImageInput = {
   images: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).describe(
     "One image or a list: file path, data URI, or http(s) URL. Several images are sent in order.",
   ),
@@ -220,10 +220,10 @@ export const analyzeImageInput = {
 };
 
 /** The arguments of one `analyze_image` call, after validation. */
-export type AnalyzeImageArgs = z.infer<z.ZodObject<typeof analyzeImageInput>>;
+type AnalyzeImageArgs = z.infer<z.ZodObject<typeof analyzeImageInput>>;
 
 /** Runs one `analyze_image` call; never throws (failures are isError results). */
-export async function analyzeImage(
+async function analyzeImage(
   deps: AnalyzeImageDeps,
   args: AnalyzeImageArgs,
   signal?: AbortSignal,
