@@ -11,8 +11,6 @@ export interface Settings {
   readonly token: string | undefined;
   /** Model used when a call names none. */
   readonly defaultModel: string | undefined;
-  /** Explicit MCP config file (`MCP_JSON_PATH`). */
-  readonly mcpJsonPath: string | undefined;
   /** Per-request timeout for LM Studio HTTP calls. */
   readonly requestTimeoutMs: number;
   /** Retries on connection refused / 5xx / 429. */
@@ -123,7 +121,6 @@ export function resolveSettings(env: Env): Settings {
     baseUrl: resolveBaseUrl(env),
     token: nonEmpty(env, "LM_API_TOKEN"),
     defaultModel: nonEmpty(env, "DEFAULT_MODEL"),
-    mcpJsonPath: nonEmpty(env, "MCP_JSON_PATH"),
     requestTimeoutMs: integer(env, "LMSTUDIO_TIMEOUT_MS", 300_000, 100, 86_400_000),
     retries: integer(env, "LMSTUDIO_RETRIES", 2, 0, 10),
     modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", 600, 0, 604_800),
