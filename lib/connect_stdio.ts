@@ -14,7 +14,6 @@ import {
   newClient,
 } from "./mcp_connection.ts";
 import {
-  describeTarget,
   errnoCode,
   errorText,
   exitText,
@@ -22,7 +21,7 @@ import {
   isPermissionDenial,
   McpServerError,
 } from "./pool_errors.ts";
-import type { ServerEntry } from "./server_entry.ts";
+import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
 
@@ -30,7 +29,7 @@ import { StdioChildTransport } from "./stdio_transport.ts";
 export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
   const name = entry.name;
   const command = entry.command ?? "";
-  const target = describeTarget(entry);
+  const target = entryTarget(entry);
   const serverLog = o.log.child(name);
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   // Until the connection exists, an exit is only recorded (and checked once it does).

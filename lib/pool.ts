@@ -34,14 +34,14 @@ import {
 } from "./sdk.ts";
 import type { ConfigSource, McpConfig } from "./config.ts";
 import { ConfigError } from "./config_error.ts";
-import type { ServerEntry } from "./server_entry.ts";
+import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";
 import { type Connection, type ConnectOptions, needsMcpTasks } from "./mcp_connection.ts";
 import { connectStdio } from "./connect_stdio.ts";
 import { connectRemote } from "./connect_remote.ts";
-import { describeTarget, errorText, exitText, formatTail, McpServerError } from "./pool_errors.ts";
+import { errorText, exitText, formatTail, McpServerError } from "./pool_errors.ts";
 import {
   type CallErrorOptions,
   explainCallError,
@@ -283,7 +283,7 @@ export class McpPool {
       const base = {
         name: entry.name,
         transport: entry.transport,
-        target: describeTarget(entry),
+        target: entryTarget(entry),
         configPath: config.path,
         envNames: [...entry.envNames],
       };

@@ -1,11 +1,10 @@
 /**
  * The error a downstream MCP server's failure becomes ({@linkcode McpServerError}, with its
  * {@linkcode McpServerErrorKind}), and the pieces of text its messages are made of: the server's
- * command line or URL, its last stderr lines, how its process exited, and a short network reason
- * ("connection refused") dug out of a chain of wrapped errors.
+ * last stderr lines, how its process exited, and a short network reason ("connection refused")
+ * dug out of a chain of wrapped errors.
  */
 import { StreamableHTTPError } from "./sdk.ts";
-import type { ServerEntry } from "./server_entry.ts";
 import type { ExitInfo } from "./stdio_child.ts";
 
 /** What went wrong with a downstream server. */
@@ -55,18 +54,6 @@ export class McpServerError extends Error {
     this.exitCode = options.exitCode;
     this.tool = options.tool;
   }
-}
-
-function quoteArg(arg: string): string {
-  return arg === "" || /[\s"'$`\\]/.test(arg) ? JSON.stringify(arg) : arg;
-}
-
-/** The command line (stdio) or URL (http/sse) of an entry, for display. */
-export function describeTarget(entry: ServerEntry): string {
-  if (entry.transport === "stdio") {
-    return [entry.command ?? "", ...entry.args].map(quoteArg).join(" ").trim();
-  }
-  return entry.url ?? "";
 }
 
 /** The server's last stderr lines as the end of a message (or that it wrote none). */

@@ -56,7 +56,7 @@ export function formatPoolReport(report: PoolReport): string {
     if (s.pid !== undefined) facts.push(`pid ${s.pid}`);
     if (s.toolCount !== undefined) facts.push(`${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`);
     lines.push(`${s.name}  [${facts.join(", ")}]`);
-    lines.push(`  ${s.target || "(no command or url)"}`);
+    lines.push(`  ${s.target}`);
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
     if (s.reason !== undefined) {
       const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
