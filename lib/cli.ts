@@ -5,6 +5,7 @@
 import type { App } from "./app.ts";
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import type { ChatMessage } from "./lmstudio_types.ts";
+import { chooseModel } from "./models.ts";
 import type { Output } from "./output.ts";
 
 /** What a command gets from main.ts. */
@@ -53,14 +54,7 @@ export async function chatCommand(argv: string[], ctx: CommandContext): Promise<
   const prompt = await readPrompt(args.positionals, ctx.stdin, "chat");
   const { app, out, signal } = ctx;
 
-  const explicit = stringOption(args, "model");
-  let model = await app.client.resolveModel(explicit, {
-    defaultModel: app.settings.defaultModel,
-    signal,
-  });
-  if (explicit !== undefined || app.settings.defaultModel !== undefined) {
-    model = (await app.models.ensureLoaded(model, { signal })).model;
-  }
+  const model = await chooseModel(app, stringOption(args, "model"), { signal });
   const messages: ChatMessage[] = [];
   const system = stringOption(args, "system");
   if (system) messages.push({ role: "system", content: system });

@@ -18,12 +18,14 @@
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
  *
  * This module chooses and caches; the ways themselves are in lib/lms_manages.ts (whether `lms`
- * applies), lib/model_load.ts and lib/model_unload.ts.
+ * applies), lib/model_load.ts and lib/model_unload.ts. {@linkcode chooseModel} picks the model of a
+ * generation call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
 import { abortableSleep, raceAbort } from "./abort.ts";
 import { Lms } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
 import { type LmsDecision, lmsManages } from "./lms_manages.ts";
+import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
@@ -44,6 +46,7 @@ import type {
   UnloadReport,
 } from "./model_types.ts";
 import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
+import type { Settings } from "./settings.ts";
 import { errorMessage } from "./tool_result.ts";
 
 /** Options of {@linkcode ModelManager}. */
@@ -484,4 +487,34 @@ function notApplied(result: EnsureResult, o: EnsureOpts): string | undefined {
     : "";
   return `${result.model} was already loaded${has}, so the requested ${asked.join(" and ")} ` +
     "did not apply: unload it first, then load it again with them.";
+}
+
+/** What {@linkcode chooseModel} needs: the client, DEFAULT_MODEL and (optionally) the manager. */
+export interface ModelChoiceDeps {
+  client: Pick<LmStudioClient, "resolveModel">;
+  settings: Pick<Settings, "defaultModel">;
+  /** Makes sure a named model is loaded; without it the model is used as resolved. */
+  models?: Pick<ModelManager, "ensureLoaded">;
+}
+
+/**
+ * Picks the model for a generation call (`chat`, the LM Studio tools) and makes sure it is loaded
+ * when the caller (or DEFAULT_MODEL) named one; a model found loaded needs no check.
+ */
+export async function chooseModel(
+  deps: ModelChoiceDeps,
+  explicit: string | undefined,
+  opts: { kind?: "llm" | "embedding"; signal?: AbortSignal } = {},
+): Promise<string> {
+  const named = explicit ?? (opts.kind === "embedding" ? undefined : deps.settings.defaultModel);
+  const model = await deps.client.resolveModel(explicit, {
+    kind: opts.kind,
+    defaultModel: deps.settings.defaultModel,
+    signal: opts.signal,
+  });
+  if (named !== undefined && deps.models) {
+    // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
+    return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
+  }
+  return model;
 }

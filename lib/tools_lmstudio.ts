@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import type { ModelManager } from "./models.ts";
+import { chooseModel, type ModelManager } from "./models.ts";
 import type { Settings } from "./settings.ts";
 import { emptyAnswerText, errorResult, textResult } from "./tool_result.ts";
 
@@ -45,28 +45,6 @@ async function guarded(body: () => Promise<CallToolResult>): Promise<CallToolRes
   } catch (error: unknown) {
     return errorResult(error);
   }
-}
-
-/**
- * Picks the model for a generation call and makes sure it is loaded when the caller (or
- * DEFAULT_MODEL) named one; a model found loaded needs no check.
- */
-async function chooseModel(
-  deps: LmStudioToolDeps,
-  explicit: string | undefined,
-  opts: { kind?: "llm" | "embedding"; signal?: AbortSignal } = {},
-): Promise<string> {
-  const named = explicit ?? (opts.kind === "embedding" ? undefined : deps.settings.defaultModel);
-  const model = await deps.client.resolveModel(explicit, {
-    kind: opts.kind,
-    defaultModel: deps.settings.defaultModel,
-    signal: opts.signal,
-  });
-  if (named !== undefined && deps.models) {
-    // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
-    return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
-  }
-  return model;
 }
 
 function usageText(usage: Usage | undefined): string {
