@@ -24,6 +24,7 @@ import { parseJsonc } from "./jsonc.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { resolve } from "./path.ts";
 import type { ServerEntry } from "./server_entry.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** The configuration in force. */
 export interface McpConfig {
@@ -150,10 +151,6 @@ function processCwd(): string {
   } catch {
     return ".";
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function isNotFound(error: unknown): boolean {
@@ -349,7 +346,7 @@ export class ConfigSource {
           config: this.#failed(
             searched,
             candidate.path,
-            `Cannot read MCP config ${candidate.path}: ${errorText(error)}.`,
+            `Cannot read MCP config ${candidate.path}: ${errorMessage(error)}.`,
           ),
         });
       }
@@ -382,7 +379,7 @@ export class ConfigSource {
         "~/.lmstudio/mcp.json, ~/.mcp.json and ../.mcp.json.";
     }
     return `Cannot read MCP config ${candidate.path} (${SOURCE_LABEL[candidate.source]}): ${
-      errorText(error)
+      errorMessage(error)
     }. Check its permissions (the bridge needs read access).`;
   }
 

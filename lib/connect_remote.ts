@@ -17,7 +17,6 @@ import {
 import {
   causeChain,
   errnoCode,
-  errorText,
   httpStatusOf,
   isPermissionDenial,
   McpServerError,
@@ -26,6 +25,7 @@ import {
 import { RemoteWatch } from "./remote_watch.ts";
 import type { ServerEntry } from "./server_entry.ts";
 import { StderrTail } from "./stdio_child.ts";
+import { errorMessage } from "./tool_result.ts";
 
 interface Connected {
   client: Client;
@@ -58,7 +58,7 @@ export async function connectRemote(entry: ServerEntry, o: ConnectOptions): Prom
       transport.close().catch(() => undefined);
     });
     const client = newClient(o.clientInfo);
-    client.onerror = (error) => o.log.debug(`transport: ${errorText(error)}`, { server: name });
+    client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
     try {
       await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
       return { client, remote };
@@ -85,14 +85,16 @@ export async function connectRemote(entry: ServerEntry, o: ConnectOptions): Prom
         if (!shouldFallBackToSse(error)) throw error;
         o.log.debug("streamable HTTP refused; trying SSE", {
           server: name,
-          error: errorText(error),
+          error: errorMessage(error),
         });
         try {
           connected = await attempt("sse");
         } catch (sseError) {
           throw new McpServerError(
             `Cannot connect to MCP server "${name}" at ${url}: streamable HTTP failed ` +
-              `(${errorText(error)}) and so did the SSE fallback (${networkReason(sseError)}). ` +
+              `(${errorMessage(error)}) and so did the SSE fallback (${
+                networkReason(sseError)
+              }). ` +
               `Check the URL (many servers use /mcp for HTTP and /sse for SSE).`,
             { server: name, kind: "handshake", cause: sseError },
           );
@@ -131,7 +133,7 @@ function remoteConnectError(
     }
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
-        `access to ${host} (${errorText(denial)}). Add it to the "net" list of the "bridge" ` +
+        `access to ${host} (${errorMessage(denial)}). Add it to the "net" list of the "bridge" ` +
         `permission set in deno.json, or run/rebuild with --allow-net=${host}.`,
       { ...base, kind: "permission" },
     );
@@ -140,14 +142,14 @@ function remoteConnectError(
   if (status === 401 || status === 403) {
     return new McpServerError(
       `MCP server "${name}" at ${url} refused the connection with HTTP ${status}: ` +
-        `${errorText(error)}. Set the credentials it needs in the entry's "headers" ` +
+        `${errorMessage(error)}. Set the credentials it needs in the entry's "headers" ` +
         `(e.g. "Authorization": "Bearer \${TOKEN}").`,
       { ...base, kind: "handshake" },
     );
   }
   if (status !== undefined && status > 0) {
     return new McpServerError(
-      `MCP server "${name}" at ${url} answered HTTP ${status}: ${errorText(error)}. ` +
+      `MCP server "${name}" at ${url} answered HTTP ${status}: ${errorMessage(error)}. ` +
         `Check the URL and that the server speaks MCP there.`,
       { ...base, kind: "handshake" },
     );

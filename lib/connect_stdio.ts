@@ -15,7 +15,6 @@ import {
 } from "./mcp_connection.ts";
 import {
   errnoCode,
-  errorText,
   exitText,
   formatTail,
   isPermissionDenial,
@@ -24,6 +23,7 @@ import {
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
 export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
@@ -44,7 +44,7 @@ export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promi
     signalGroup: o.signalGroup,
   });
   const client = newClient(o.clientInfo);
-  client.onerror = (error) => serverLog.debug(`transport: ${errorText(error)}`);
+  client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
     await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
@@ -96,7 +96,7 @@ async function stdioConnectError(o: {
   if (isPermissionDenial(error)) {
     return new McpServerError(
       `Cannot start MCP server "${name}": Deno's sandbox does not allow running "${command}" ` +
-        `(${errorText(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
+        `(${errorMessage(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
         `set in deno.json, or run/rebuild with --allow-run=${command}.`,
       { ...base, kind: "permission" },
     );
@@ -104,7 +104,7 @@ async function stdioConnectError(o: {
   if (errnoCode(error) === "EACCES") {
     return new McpServerError(
       `Cannot start MCP server "${name}": the system refused to run "${command}" ` +
-        `(${errorText(error)}). Check that it is an executable file (chmod +x) and that its ` +
+        `(${errorMessage(error)}). Check that it is an executable file (chmod +x) and that its ` +
         `directory can be read.`,
       { ...base, kind: "spawn" },
     );
@@ -143,7 +143,7 @@ async function stdioConnectError(o: {
   }
   const code = errnoCode(error);
   return new McpServerError(
-    `Cannot start MCP server "${name}" (${target}): ${errorText(error)}` +
+    `Cannot start MCP server "${name}" (${target}): ${errorMessage(error)}` +
       `${code ? ` [${code}]` : ""}.${formatTail(stderr)}`,
     { ...base, kind: "spawn" },
   );

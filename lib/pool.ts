@@ -41,7 +41,7 @@ import { raceAbort } from "./abort.ts";
 import { type Connection, type ConnectOptions, needsMcpTasks } from "./mcp_connection.ts";
 import { connectStdio } from "./connect_stdio.ts";
 import { connectRemote } from "./connect_remote.ts";
-import { errorText, exitText, formatTail, McpServerError } from "./pool_errors.ts";
+import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
 import {
   type CallErrorOptions,
   explainCallError,
@@ -49,6 +49,7 @@ import {
   unknownToolError,
 } from "./pool_call_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./process_group.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** Options of {@linkcode McpPool.listTools}. */
 export interface ListToolsOptions {
@@ -442,9 +443,9 @@ export class McpPool {
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
-          reason: errorText(error),
+          reason: errorMessage(error),
         });
-        this.#log.debug("connect failed", { server: name, error: errorText(error) });
+        this.#log.debug("connect failed", { server: name, error: errorMessage(error) });
         throw error;
       },
     );

@@ -8,13 +8,13 @@
 import { ErrorCode, McpError } from "./sdk.ts";
 import type { Connection } from "./mcp_connection.ts";
 import {
-  errorText,
   exitText,
   formatTail,
   httpStatusOf,
   McpServerError,
   networkReason,
 } from "./pool_errors.ts";
+import { errorMessage } from "./tool_result.ts";
 
 /** What {@linkcode explainCallError} needs to know about the failed request. */
 export interface CallErrorOptions {
@@ -110,7 +110,7 @@ export async function explainCallError(
     );
   }
   return new McpServerError(
-    `MCP server "${name}" failed ${what}: ${errorText(error)}`,
+    `MCP server "${name}" failed ${what}: ${errorMessage(error)}`,
     { ...base, kind: "protocol" },
   );
 }

@@ -69,11 +69,6 @@ export function exitText(exit: ExitInfo | undefined): string {
   return exit.signal ? `was killed by ${exit.signal}` : "exited";
 }
 
-/** The message of an error, or the text of anything else thrown. */
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** The string `code` of a Node-style system error ("ENOENT"), if it has one. */
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
@@ -92,7 +87,7 @@ export function isPermissionDenial(error: unknown): boolean {
 
 /** A short reason for a failed request or stream: "connection refused" rather than a stack of wrappers. */
 export function networkReason(error: unknown): string {
-  const text = causeChain(error).map(errorText).join(": ");
+  const text = causeChain(error).map((e) => e instanceof Error ? e.message : String(e)).join(": ");
   if (/connection refused|ECONNREFUSED/i.test(text)) return "connection refused";
   if (/connection reset|reset by peer|ECONNRESET/i.test(text)) return "the connection was reset";
   if (/dns error|failed to lookup|name or service not known|ENOTFOUND/i.test(text)) {

@@ -5,8 +5,9 @@
  * in a fetch wrapper that follows each POST's response stream, and reports it once.
  */
 import { SSEClientTransport, SseError, type Transport } from "./sdk.ts";
-import { errorText, networkReason } from "./pool_errors.ts";
+import { networkReason } from "./pool_errors.ts";
 import { observeBody, SseScan } from "./sse_scan.ts";
+import { errorMessage } from "./tool_result.ts";
 import { z } from "zod";
 
 type RequestId = string | number;
@@ -60,7 +61,7 @@ export class RemoteWatch {
     this.#onLost = onLost;
     const sse = transport instanceof SSEClientTransport;
     transport.onerror = (error: Error) => {
-      const message = errorText(error);
+      const message = errorMessage(error);
       if (sse && error instanceof SseError && typeof error.code !== "number") {
         this.#lost(`its event stream dropped (${networkReason(error)})`);
       } else if (message.startsWith("Failed to reconnect SSE stream: ")) {
