@@ -26,12 +26,13 @@ function callFromJson(value: unknown): RawToolCall | undefined {
   return { name: name.trim(), arguments: args };
 }
 
+/** The calls in a JSON text: one object or a list; almost-JSON is repaired as for arguments. */
 function callsFromJsonText(text: string): RawToolCall[] | undefined {
-  const parsed = parseToolArguments(text.trim());
   const direct = tryParseJson(text.trim());
-  const value: unknown = direct.ok ? direct.value : parsed.ok ? parsed.value : undefined;
-  if (value === undefined) return undefined;
-  const list = Array.isArray(value) ? value : [value];
+  // Repaired only when it does not parse as it stands.
+  const parsed = direct.ok ? direct : parseToolArguments(text.trim());
+  if (!parsed.ok) return undefined;
+  const list = Array.isArray(parsed.value) ? parsed.value : [parsed.value];
   const calls = list.map(callFromJson);
   return calls.length > 0 && calls.every((c) => c !== undefined)
     ? calls as RawToolCall[]
