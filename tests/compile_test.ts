@@ -99,7 +99,7 @@ async function buildBinary(dir: string): Promise<Build> {
 }
 
 /** Runs a program to completion with a clean environment plus `env`, bounded in time. */
-async function runProgram(
+async function runBinary(
   command: string,
   args: string[],
   options: { env?: Record<string, string>; cwd?: string } = {},
@@ -116,14 +116,6 @@ async function runProgram(
   }).output();
   const decoder = new TextDecoder();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-function runBinary(
-  binary: string,
-  args: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
-): Promise<CliRun> {
-  return runProgram(binary, args, options);
 }
 
 /** Runs the program under test (the binary, or main.ts under the permission set). */
