@@ -37,11 +37,11 @@ import {
   type FakeModel,
   type RecordedRequest,
 } from "./fakes/lmstudio.ts";
+import { REPO } from "./helpers.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
 const REF_VERSION = "2026.8.31";
-const REPO = new URL("..", import.meta.url).pathname;
 const quiet = createLogger({ level: "silent" });
 /** Measured figures go to stderr (visible in the test output). */
 const figures = createLogger({ level: "info", scope: "figure", color: false });
