@@ -311,25 +311,19 @@ export class ConfigSource {
         });
       }
       const { candidate } = found;
-      if ("error" in found) {
-        return this.#settle({
+      const fail = (message: string) =>
+        this.#settle({
           signature,
           racy: false,
-          config: this.#failed(searched, candidate.path, this.#statMessage(candidate, found.error)),
+          config: this.#failed(searched, candidate.path, message),
         });
-      }
+      if ("error" in found) return fail(this.#statMessage(candidate, found.error));
       if (!found.info.isFile) {
-        return this.#settle({
-          signature,
-          racy: false,
-          config: this.#failed(
-            searched,
-            candidate.path,
-            `MCP config ${candidate.path} (${
-              SOURCE_LABEL[candidate.source]
-            }) is not a file. Point it at a JSON file.`,
-          ),
-        });
+        return fail(
+          `MCP config ${candidate.path} (${
+            SOURCE_LABEL[candidate.source]
+          }) is not a file. Point it at a JSON file.`,
+        );
       }
       const mtime = found.info.mtime?.getTime();
       const racy = mtime === undefined || this.#now() - mtime < RACY_MS;
@@ -340,15 +334,7 @@ export class ConfigSource {
         // Deleted or replaced between stat and read: look again (a rename-replace is atomic, so
         // the second look finds the new file).
         if (isNotFound(error) && attempt < 3) continue;
-        return this.#settle({
-          signature,
-          racy: false,
-          config: this.#failed(
-            searched,
-            candidate.path,
-            `Cannot read MCP config ${candidate.path}: ${errorMessage(error)}.`,
-          ),
-        });
+        return fail(`Cannot read MCP config ${candidate.path}: ${errorMessage(error)}.`);
       }
       if (previous && previous.signature === signature && previous.text === text) {
         // Same stat and same bytes: nothing changed; keep the same config object.
