@@ -90,6 +90,58 @@ export function parseConfigText(
   );
 }
 
+/**
+ * The usable entry `name` of `config`, or ConfigError naming the valid servers, saying it is
+ * disabled or giving its problem.
+ */
+export function usableEntry(config: McpConfig, name: string): ServerEntry {
+  const entry = config.servers.find((s) => s.name === name);
+  const where = config.path ?? "the MCP config";
+  const fileError = config.error ? ` (Also: ${config.error})` : "";
+  if (entry === undefined) {
+    if (config.path === undefined && config.servers.length === 0) {
+      throw new ConfigError(
+        config.error ??
+          `No MCP server "${name}": no MCP config file found (searched ${
+              config.searched.join(", ")
+            }). Create .mcp.json with {"mcpServers": {"${name}": {"command": "...", "args": []}}}, ` +
+            "or point MCP_JSON_PATH / --config at your file.",
+        { server: name, path: config.errorPath },
+      );
+    }
+    const usable = config.servers.filter((s) => !s.disabled && s.problem === undefined);
+    const others = config.servers.filter((s) => s.disabled || s.problem !== undefined);
+    const near = config.servers.find((s) => s.name.toLowerCase() === name.toLowerCase());
+    const hint = near ? ` Did you mean "${near.name}"?` : "";
+    const list = usable.length > 0
+      ? `Available servers: ${usable.map((s) => s.name).join(", ")}`
+      : "No usable servers are configured";
+    const unusable = others.length > 0
+      ? ` (unusable: ${
+        others.map((s) => `${s.name} ${s.disabled ? "disabled" : "has a problem"}`).join(", ")
+      })`
+      : "";
+    throw new ConfigError(
+      `No MCP server named "${name}" in ${where}.${hint} ${list}${unusable}.${fileError}`,
+      { server: name, path: config.path },
+    );
+  }
+  if (entry.disabled) {
+    throw new ConfigError(
+      `MCP server "${name}" is disabled in ${where} ("disabled": true). Remove that line or set ` +
+        "it to false to use it.",
+      { server: name, path: config.path },
+    );
+  }
+  if (entry.problem !== undefined) {
+    throw new ConfigError(`${entry.problem} Fix it in ${where}.`, {
+      server: name,
+      path: config.path,
+    });
+  }
+  return entry;
+}
+
 /** File access used by {@linkcode ConfigSource}; tests wrap the real one to count reads. */
 export interface ConfigFs {
   stat(path: string): Promise<Deno.FileInfo>;
@@ -233,52 +285,7 @@ export class ConfigSource {
 
   /** A usable entry, or ConfigError naming the valid servers / saying it is disabled / giving its problem. */
   async get(name: string): Promise<ServerEntry> {
-    const config = await this.current();
-    const entry = config.servers.find((s) => s.name === name);
-    const where = config.path ?? "the MCP config";
-    const fileError = config.error ? ` (Also: ${config.error})` : "";
-    if (entry === undefined) {
-      if (config.path === undefined && config.servers.length === 0) {
-        throw new ConfigError(
-          config.error ??
-            `No MCP server "${name}": no MCP config file found (searched ${
-                config.searched.join(", ")
-              }). Create .mcp.json with {"mcpServers": {"${name}": {"command": "...", "args": []}}}, ` +
-              "or point MCP_JSON_PATH / --config at your file.",
-          { server: name, path: config.errorPath },
-        );
-      }
-      const usable = config.servers.filter((s) => !s.disabled && s.problem === undefined);
-      const others = config.servers.filter((s) => s.disabled || s.problem !== undefined);
-      const near = config.servers.find((s) => s.name.toLowerCase() === name.toLowerCase());
-      const hint = near ? ` Did you mean "${near.name}"?` : "";
-      const list = usable.length > 0
-        ? `Available servers: ${usable.map((s) => s.name).join(", ")}`
-        : "No usable servers are configured";
-      const unusable = others.length > 0
-        ? ` (unusable: ${
-          others.map((s) => `${s.name} ${s.disabled ? "disabled" : "has a problem"}`).join(", ")
-        })`
-        : "";
-      throw new ConfigError(
-        `No MCP server named "${name}" in ${where}.${hint} ${list}${unusable}.${fileError}`,
-        { server: name, path: config.path },
-      );
-    }
-    if (entry.disabled) {
-      throw new ConfigError(
-        `MCP server "${name}" is disabled in ${where} ("disabled": true). Remove that line or set ` +
-          "it to false to use it.",
-        { server: name, path: config.path },
-      );
-    }
-    if (entry.problem !== undefined) {
-      throw new ConfigError(`${entry.problem} Fix it in ${where}.`, {
-        server: name,
-        path: config.path,
-      });
-    }
-    return entry;
+    return usableEntry(await this.current(), name);
   }
 
   async #find(candidates: Candidate[]): Promise<Found | undefined> {

@@ -32,7 +32,7 @@ import {
   McpError,
   type Tool,
 } from "./sdk.ts";
-import type { ConfigSource, McpConfig } from "./config.ts";
+import { type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
 import { ConfigError } from "./config_error.ts";
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
@@ -364,7 +364,7 @@ export class McpPool {
       this.#reconcile(config);
       let entry: ServerEntry;
       try {
-        entry = await this.#config.get(name);
+        entry = usableEntry(config, name);
       } catch (error) {
         if (error instanceof ConfigError) {
           throw new McpServerError(error.message, { server: name, kind: "config", cause: error });

@@ -172,6 +172,34 @@ Deno.test("pool starts a server once and reuses it for concurrent and later call
   }
 });
 
+Deno.test("pool checks the config with one stat per call", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry() });
+  let stats = 0;
+  const config = new ConfigSource({
+    explicitPath: cfg.path,
+    env: {},
+    log: silent,
+    now: () => Date.now() + 60_000,
+    fs: {
+      stat: (path) => {
+        stats++;
+        return Deno.stat(path);
+      },
+      readTextFile: (path) => Deno.readTextFile(path),
+    },
+  });
+  const pool = new McpPool({ config, log: silent, connectTimeoutMs: 20_000 });
+  try {
+    await call(pool, "fx", "pid");
+    const before = stats;
+    for (let i = 0; i < 5; i++) await call(pool, "fx", "pid");
+    assertEquals(stats - before, 5);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool gives children only the SDK default environment, extraEnv and the entry's env", async () => {
   Deno.env.set("POOL_TEST_SECRET", "must-not-leak");
   const cfg = new TempConfig({ fx: fixtureEntry([], { FROM_ENTRY: "entry-value" }) });
