@@ -3,6 +3,7 @@
  * `tools NAME` (what a server offers) and `call NAME TOOL` (one direct call, no LLM).
  */
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
+import { isRecord, tryParseJson } from "./json.ts";
 import type { Output } from "./output.ts";
 import { needsMcpTasks } from "./mcp_connection.ts";
 import type { McpPool } from "./pool.ts";
@@ -152,23 +153,21 @@ export function renderContent(result: CallToolResult): string {
 
 function parseToolArgs(raw: string | undefined): Record<string, unknown> {
   if (raw === undefined) return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch (error: unknown) {
+  const parsed = tryParseJson(raw);
+  if (!parsed.ok) {
     throw new UsageError(
-      `--args is not valid JSON (${error instanceof Error ? error.message : String(error)}). ` +
+      `--args is not valid JSON (${parsed.error}). ` +
         `Quote it for the shell, e.g. --args '{"path": "/tmp"}'.`,
       "call",
     );
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  if (!isRecord(parsed.value)) {
     throw new UsageError(
       `--args must be a JSON object like '{"key": "value"}', got ${raw.slice(0, 80)}.`,
       "call",
     );
   }
-  return Object.fromEntries(Object.entries(value));
+  return parsed.value;
 }
 
 /** `call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]` */
