@@ -124,7 +124,7 @@ function sizeOfBase64(data: string): string {
 }
 
 /** One line per non-text part, text parts as they are. */
-export function renderContent(result: CallToolResult): string {
+function renderContent(result: CallToolResult): string {
   const parts = result.content.map((part) => {
     switch (part.type) {
       case "text":
