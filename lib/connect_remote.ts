@@ -102,9 +102,12 @@ export async function connectRemote(entry: ServerEntry, o: ConnectOptions): Prom
       }
     }
   } catch (error) {
-    throw error instanceof McpServerError
-      ? error
-      : remoteConnectError({ entry, error, connectTimeoutMs: o.connectTimeoutMs });
+    throw error instanceof McpServerError ? error : remoteConnectError({
+      entry,
+      host: parsed.host,
+      error,
+      connectTimeoutMs: o.connectTimeoutMs,
+    });
   }
   return new Connection({
     entry,
@@ -116,21 +119,15 @@ export async function connectRemote(entry: ServerEntry, o: ConnectOptions): Prom
 }
 
 function remoteConnectError(
-  o: { entry: ServerEntry; error: unknown; connectTimeoutMs: number },
+  o: { entry: ServerEntry; host: string; error: unknown; connectTimeoutMs: number },
 ): McpServerError {
-  const { entry, error } = o;
+  const { entry, host, error } = o;
   const name = entry.name;
   const url = entry.url ?? "";
   const base = { server: name, cause: error };
   const chain = causeChain(error);
   const denial = chain.find(isPermissionDenial);
   if (denial !== undefined) {
-    let host = url;
-    try {
-      host = new URL(url).host;
-    } catch {
-      // keep the raw url in the message
-    }
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
         `access to ${host} (${errorMessage(denial)}). Add it to the "net" list of the "bridge" ` +
