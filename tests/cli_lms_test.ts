@@ -1,18 +1,14 @@
 import { UsageError } from "../lib/args.ts";
 import { lmsCommand } from "../lib/cli_lms.ts";
 import { LMS_HELP } from "../lib/help.ts";
-import { LmStudioClient } from "../lib/lmstudio.ts";
-import { Lms } from "../lib/lms.ts";
 import { LmsError } from "../lib/lms_errors.ts";
-import { createLogger } from "../lib/log.ts";
 import { ModelError } from "../lib/model_errors.ts";
-import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
 import { captureOutput } from "../lib/output.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
-import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
-
-const quiet = createLogger({ level: "silent" });
+import { FakeLmStudio } from "./fakes/lmstudio.ts";
+import { runCli } from "./helpers.ts";
+import { modelStack, type ModelStackOptions } from "./rigs.ts";
 
 async function withCli(
   scenario: FakeLmsScenario | false,
@@ -20,26 +16,14 @@ async function withCli(
     run: (...argv: string[]) => Promise<{ code: number; out: string; err: string }>,
     fake: FakeLms,
   ) => Promise<void>,
-  o: { server?: FakeLmStudioOptions; closed?: boolean; manager?: Partial<ModelManagerOptions> } =
-    {},
+  o: Omit<ModelStackOptions, "lms"> = {},
 ): Promise<void> {
-  await using server = await FakeLmStudio.start(o.server);
-  if (o.closed) await server.close();
-  await using fake = await FakeLms.create({
-    port: Number(new URL(server.baseUrl).port),
-    ...scenario,
-  });
-  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
-  const lms = new Lms({
-    env: scenario === false ? { PATH: "/nonexistent" } : fake.env,
-    log: quiet,
-  });
-  const models = new ModelManager({ client, lms, log: quiet, ...o.manager });
+  await using stack = await modelStack({ ...o, lms: scenario });
   await fn(async (...argv) => {
     const out = captureOutput();
-    const code = await lmsCommand(argv, { lms, models, client, out });
+    const code = await lmsCommand(argv, { ...stack, out });
     return { code, out: out.out, err: out.err };
-  }, fake);
+  }, stack.fake);
 }
 
 const LOADED: FakeLmsScenario = {
@@ -238,42 +222,27 @@ Deno.test("lms misuse is a usage error naming the command", async () => {
 });
 
 Deno.test("`main.ts lms ps --json` works in the bridge sandbox with lms on PATH", async () => {
-  await using server = await FakeLmStudio.start();
-  await using fake = await FakeLms.create({
-    port: Number(new URL(server.baseUrl).port),
-    ...LOADED,
-  });
-  const root = new URL("..", import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=bridge", "--no-prompt", "--no-lock", "main.ts", "lms", "ps", "--json"],
-    cwd: root,
+  await using stack = await modelStack({ lms: LOADED });
+  const output = await runCli(["lms", "ps", "--json"], {
     env: {
-      PATH: `${fake.binDir}:${Deno.env.get("PATH") ?? ""}`,
-      LMSTUDIO_BASE_URL: server.baseUrl,
+      PATH: `${stack.fake.binDir}:${Deno.env.get("PATH") ?? ""}`,
+      LMSTUDIO_BASE_URL: stack.server.baseUrl,
       LOG_LEVEL: "error",
     },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 0, stderr);
-  const doc = JSON.parse(new TextDecoder().decode(output.stdout)) as { source: string };
+  });
+  assertEquals(output.code, 0, output.stderr);
+  const doc = JSON.parse(output.stdout) as { source: string };
   assertEquals(doc.source, "lms");
 });
 
 Deno.test("`main.ts lms load` of a model an OpenAI-only server lacks exits 1 naming its models", async () => {
   await using server = await FakeLmStudio.start({ flavor: "openai-only" });
-  const root = new URL("..", import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=bridge", "--no-prompt", "--no-lock", "main.ts", "lms", "load", "llama3:8b"],
-    cwd: root,
+  const output = await runCli(["lms", "load", "llama3:8b"], {
     env: { PATH: "/nonexistent", LMSTUDIO_BASE_URL: server.baseUrl, LOG_LEVEL: "error" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
+  });
+  const stderr = output.stderr;
   assertEquals(output.code, 1, stderr);
-  assertEquals(new TextDecoder().decode(output.stdout), "");
+  assertEquals(output.stdout, "");
   assertStringIncludes(stderr, 'has no model "llama3:8b"');
   assertStringIncludes(stderr, "qwen2.5-7b-instruct");
 });

@@ -1,68 +1,25 @@
-import { LmStudioClient } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
-import { Lms } from "../lib/lms.ts";
 import { LmsError } from "../lib/lms_errors.ts";
-import { createLogger } from "../lib/log.ts";
 import { ModelError } from "../lib/model_errors.ts";
-import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
+import type { ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
-import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
-import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+import { type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
 
-const quiet = createLogger({ level: "silent" });
-
-interface Rig {
-  server: FakeLmStudio;
-  fake: FakeLms;
-  lms: Lms;
-  client: LmStudioClient;
+type Rig = ModelStack & {
   manager: ModelManager;
   /** argv of every `lms` run, joined with spaces. */
   runs(): Promise<string[]>;
   /** "METHOD path" of every HTTP request to the model endpoints. */
   modelRequests(): string[];
-}
+};
 
-/**
- * A fake LM Studio plus a fake `lms` on PATH (or none with `lms: false`), wired into a
- * ModelManager. `lmsPort: "same"` makes `lms server status` report the fake server's port.
- */
-async function withRig(
-  options: {
-    server?: FakeLmStudioOptions;
-    lms?: FakeLmsScenario | false;
-    lmsPort?: "same" | number;
-    manager?: Partial<ModelManagerOptions>;
-  },
-  fn: (rig: Rig) => Promise<void>,
-): Promise<void> {
-  await using server = await FakeLmStudio.start(options.server);
-  await using fake = await FakeLms.create({});
-  const port = Number(new URL(server.baseUrl).port);
-  if (options.lms !== false) {
-    await fake.setScenario({
-      port: options.lmsPort === undefined || options.lmsPort === "same" ? port : options.lmsPort,
-      ...options.lms,
-    });
-  }
-  const lms = new Lms({
-    env: options.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
-    log: quiet,
-  });
-  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
-  const manager = new ModelManager({
-    client,
-    lms,
-    log: quiet,
-    pollMs: 10,
-    ...options.manager,
-  });
+/** A model stack (tests/rigs.ts) with its ModelManager as `manager`, and what it ran and asked. */
+async function withRig(options: ModelStackOptions, fn: (rig: Rig) => Promise<void>): Promise<void> {
+  await using stack = await modelStack(options);
+  const { server, fake } = stack;
   await fn({
-    server,
-    fake,
-    lms,
-    client,
-    manager,
+    ...stack,
+    manager: stack.models,
     runs: async () => (await fake.invocations()).map((a) => a.join(" ")),
     modelRequests: () =>
       server.requests.filter((r) => r.path.includes("models")).map((r) => `${r.method} ${r.path}`),
@@ -234,7 +191,7 @@ Deno.test("a model too big for memory fails with the amount it needs", async () 
 });
 
 Deno.test("lms managing another port is not used; the REST API loads the model", async () => {
-  await withRig({ lms: {}, lmsPort: 9 }, async (rig) => {
+  await withRig({ lms: { port: 9 } }, async (rig) => {
     const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5", {
       contextLength: 2048,
     });
@@ -448,32 +405,15 @@ Deno.test("currentModels reads REST state first and lms ps when HTTP is down", a
     });
   });
   await t.step("lms ps when the server does not answer", async () => {
-    const closed = await FakeLmStudio.start();
-    const baseUrl = closed.baseUrl;
-    await closed.close();
-    await using fake = await FakeLms.create({
-      port: Number(new URL(baseUrl).port),
-      ...QWEN_LOADED,
-    });
-    const manager = new ModelManager({
-      client: new LmStudioClient({ baseUrl, retries: 0, log: quiet }),
-      lms: new Lms({ env: fake.env, log: quiet }),
-      log: quiet,
-    });
-    const current = await manager.currentModels();
+    await using stack = await modelStack({ lms: QWEN_LOADED, closed: true });
+    const current = await stack.models.currentModels();
     assertEquals(current.source, "lms");
     assertEquals(current.models.map((m) => [m.id, m.status]), [["qwen2.5-7b-instruct", "idle"]]);
     assertStringIncludes(current.note ?? "", "did not answer");
   });
   await t.step("an unreachable server without lms is the client's error", async () => {
-    const closed = await FakeLmStudio.start();
-    await closed.close();
-    const manager = new ModelManager({
-      client: new LmStudioClient({ baseUrl: closed.baseUrl, retries: 0, log: quiet }),
-      lms: new Lms({ env: { PATH: "/nonexistent" }, log: quiet }),
-      log: quiet,
-    });
-    const error = await assertRejects(() => manager.currentModels(), LmStudioError);
+    await using stack = await modelStack({ lms: false, closed: true });
+    const error = await assertRejects(() => stack.models.currentModels(), LmStudioError);
     assertEquals(error.kind, "unreachable");
   });
 });
@@ -617,13 +557,8 @@ const STATUS_KEYS = [
 ];
 
 Deno.test("status has the same keys whether the server answers or not", async () => {
-  const answering = await (async () => {
-    let report: unknown;
-    await withRig({ lms: false, manager: { defaultContextLength: 8192 } }, async (rig) => {
-      report = await rig.manager.status();
-    });
-    return report as Record<string, unknown>;
-  })();
+  await using up = await modelStack({ lms: false, manager: { defaultContextLength: 8192 } });
+  const answering: Record<string, unknown> = { ...await up.models.status() };
   assertEquals(Object.keys(answering), STATUS_KEYS);
   assertEquals([answering.error, answering.defaultContextLength], [null, 8192]);
   assertEquals(answering.lms, {
@@ -633,14 +568,8 @@ Deno.test("status has the same keys whether the server answers or not", async ()
     server: null,
     error: null,
   });
-  const closed = await FakeLmStudio.start();
-  await closed.close();
-  const manager = new ModelManager({
-    client: new LmStudioClient({ baseUrl: closed.baseUrl, retries: 0, log: quiet }),
-    lms: new Lms({ env: { PATH: "/nonexistent" }, log: quiet }),
-    log: quiet,
-  });
-  const down = await manager.status();
+  await using closed = await modelStack({ lms: false, closed: true });
+  const down = await closed.models.status();
   assertEquals(Object.keys(down), STATUS_KEYS);
   assertEquals([down.reachable, down.modelCount, down.management, down.source], [
     false,

@@ -1,15 +1,12 @@
 /**
  * The MCP server through a real SDK Client (in-memory transport) against the fake LM Studio.
  */
-import { Client } from "../lib/sdk.ts";
-import { InMemoryTransport } from "../lib/sdk.ts";
-import type { CallToolResult } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
 import { createApp } from "../lib/app.ts";
 import { createServer } from "../lib/server.ts";
 import { resolveSettings } from "../lib/settings.ts";
-import { createLogger } from "../lib/log.ts";
+import { connectInMemory, type InMemoryClient, quiet, resultText as text } from "./rigs.ts";
 
 const ALL_TOOLS = [
   "analyze_image",
@@ -32,10 +29,8 @@ const ALL_TOOLS = [
   "text_completion",
 ];
 
-interface Harness extends AsyncDisposable {
-  client: Client;
+interface Harness extends InMemoryClient {
   fake: FakeLmStudio;
-  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
 }
 
 async function harness(
@@ -53,30 +48,20 @@ async function harness(
   });
   const app = createApp(settings, {
     configPath,
-    log: createLogger({ level: "silent" }),
+    log: quiet,
   });
-  const server = await createServer(app);
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await server.connect(serverSide);
-  const client = new Client({ name: "test", version: "1" });
-  await client.connect(clientSide);
+  const connection = await connectInMemory(await createServer(app));
   return {
-    client,
+    client: connection.client,
     fake,
-    call: async (name, args = {}) =>
-      await client.callTool({ name, arguments: args }) as CallToolResult,
+    call: connection.call,
     async [Symbol.asyncDispose]() {
-      await client.close();
-      await server.close();
+      await connection[Symbol.asyncDispose]();
       await app.close();
       await fake.close();
       await Deno.remove(dir, { recursive: true });
     },
   };
-}
-
-function text(result: CallToolResult): string {
-  return result.content.map((c) => c.type === "text" ? c.text : `[${c.type}]`).join("\n");
 }
 
 function chatRequests(fake: FakeLmStudio): Record<string, unknown>[] {

@@ -1,63 +1,33 @@
-import { LmStudioClient } from "../lib/lmstudio.ts";
-import { Lms } from "../lib/lms.ts";
-import { createLogger } from "../lib/log.ts";
-import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
-import { type CallToolResult, Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
+import { McpServer } from "../lib/sdk.ts";
 import { registerLmsTools } from "../lib/tools_lms.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
-import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+import {
+  connectInMemory,
+  type InMemoryClient,
+  type ModelStack,
+  modelStack,
+  type ModelStackOptions,
+  resultText as text,
+} from "./rigs.ts";
 
-const quiet = createLogger({ level: "silent" });
-
-interface Harness {
-  fake: FakeLms;
-  server: FakeLmStudio;
-  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
-  client: Client;
-  [Symbol.asyncDispose](): Promise<void>;
-}
+type Harness = Pick<ModelStack, "fake" | "server"> & InMemoryClient;
 
 /** A real SDK client, in memory, against an McpServer with the lms tools over fakes. */
-async function harness(
-  o: {
-    lms?: FakeLmsScenario | false;
-    server?: FakeLmStudioOptions;
-    closed?: boolean;
-    manager?: Partial<ModelManagerOptions>;
-  } = {},
-): Promise<Harness> {
-  const server = await FakeLmStudio.start(o.server);
-  const fake = await FakeLms.create({ port: Number(new URL(server.baseUrl).port), ...o.lms });
-  if (o.closed) await server.close();
-  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
-  const lms = new Lms({
-    env: o.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
-    log: quiet,
-  });
-  const models = new ModelManager({ client, lms, log: quiet, pollMs: 10, ...o.manager });
+async function harness(o: ModelStackOptions = {}): Promise<Harness> {
+  const stack = await modelStack(o);
   const mcp = new McpServer({ name: "lms-tools-test", version: "0" });
-  registerLmsTools(mcp, { lms, models, client });
-  const sdk = new Client({ name: "test", version: "0" });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await Promise.all([mcp.connect(serverSide), sdk.connect(clientSide)]);
+  registerLmsTools(mcp, stack);
+  const connection = await connectInMemory(mcp);
   return {
-    fake,
-    server,
-    client: sdk,
-    call: async (name, args = {}) =>
-      (await sdk.callTool({ name, arguments: args })) as CallToolResult,
+    fake: stack.fake,
+    server: stack.server,
+    client: connection.client,
+    call: connection.call,
     async [Symbol.asyncDispose]() {
-      await sdk.close();
-      await mcp.close();
-      if (!o.closed) await server.close();
-      await fake.cleanup();
+      await connection[Symbol.asyncDispose]();
+      await stack[Symbol.asyncDispose]();
     },
   };
-}
-
-function text(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : `<${c.type}>`)).join("\n");
 }
 
 Deno.test("the six lms tools are listed with parameters and honest annotations", async () => {

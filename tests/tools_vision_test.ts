@@ -1,17 +1,10 @@
-// The SDK's ".js" subpaths type as `any` under Deno (its "./*" export maps types to "x.js.d.ts");
-// @ts-types points the checker at the real declarations.
-// @ts-types="@modelcontextprotocol/sdk/client/index"
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-// @ts-types="@modelcontextprotocol/sdk/inMemory"
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-// @ts-types="@modelcontextprotocol/sdk/server/mcp"
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
+import { type CallToolResult, McpServer } from "../lib/sdk.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { join, resolve } from "../lib/path.ts";
 import { type AnalyzeImageDeps, registerAnalyzeImageTool } from "../lib/tools_vision.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio, type FakeModel } from "./fakes/lmstudio.ts";
+import { connectInMemory, type InMemoryClient } from "./rigs.ts";
 
 const FIXTURES = resolve(import.meta.dirname ?? ".", "fixtures/images");
 const fixture = (name: string) => join(FIXTURES, name);
@@ -26,12 +19,11 @@ const VISION: FakeModel = {
 const TEXT: FakeModel = { id: "qwen2.5-7b-instruct", type: "llm", state: "loaded" };
 const EMBED: FakeModel = { id: "text-embedding-nomic-embed-text-v1.5", type: "embeddings" };
 
-interface Harness {
+interface Harness extends AsyncDisposable {
   fake: FakeLmStudio;
-  client: Client;
+  client: InMemoryClient["client"];
   call(args: Record<string, unknown>): Promise<CallToolResult>;
   chats(): Record<string, unknown>[];
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** A real SDK client talking in memory to an McpServer with analyze_image, over a fake LM Studio. */
@@ -54,19 +46,15 @@ async function harness(
     settings: { defaultModel: o.defaultModel, modelTtlSeconds: 600 },
     ...o.deps,
   });
-  const client = new Client({ name: "test", version: "0" });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+  const connection = await connectInMemory(server);
   return {
     fake,
-    client,
-    call: async (args) =>
-      (await client.callTool({ name: "analyze_image", arguments: args })) as CallToolResult,
+    client: connection.client,
+    call: (args) => connection.call("analyze_image", args),
     chats: () =>
       fake.requestsTo("/v1/chat/completions").map((r) => r.body as Record<string, unknown>),
     async [Symbol.asyncDispose]() {
-      await client.close();
-      await server.close();
+      await connection[Symbol.asyncDispose]();
       await fake.close();
     },
   };

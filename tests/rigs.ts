@@ -1,0 +1,93 @@
+/**
+ * In-process rigs shared by tests: the model stack (a fake LM Studio and a fake `lms` wired into
+ * the real LmStudioClient, Lms and ModelManager) and a real SDK client connected in memory to an
+ * McpServer. Both are `await using` resources that close what they started.
+ */
+import { LmStudioClient } from "../lib/lmstudio.ts";
+import { Lms } from "../lib/lms.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
+import { type CallToolResult, Client, InMemoryTransport, type McpServer } from "../lib/sdk.ts";
+import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
+import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+
+/** A logger that writes nothing. */
+export const quiet: Logger = createLogger({ level: "silent" });
+
+/** Options of {@linkcode modelStack}. */
+export interface ModelStackOptions {
+  server?: FakeLmStudioOptions;
+  /**
+   * The fake `lms`'s scenario (its `server status` reports the fake LM Studio's port unless the
+   * scenario sets `port`); false: `lms` is not installed.
+   */
+  lms?: FakeLmsScenario | false;
+  /** Close the fake LM Studio at once, so nothing answers at its address. */
+  closed?: boolean;
+  /** ModelManager options over the rig's own (silent log, 10 ms polls). */
+  manager?: Partial<ModelManagerOptions>;
+}
+
+/** A fake LM Studio and a fake `lms` behind the real client, `Lms` and ModelManager. */
+export interface ModelStack extends AsyncDisposable {
+  server: FakeLmStudio;
+  fake: FakeLms;
+  lms: Lms;
+  client: LmStudioClient;
+  models: ModelManager;
+}
+
+/** Starts a {@linkcode ModelStack}; disposing it stops the fake server and removes the fake `lms`. */
+export async function modelStack(o: ModelStackOptions = {}): Promise<ModelStack> {
+  const server = await FakeLmStudio.start(o.server);
+  const fake = await FakeLms.create({
+    port: Number(new URL(server.baseUrl).port),
+    ...(o.lms === false ? {} : o.lms),
+  });
+  if (o.closed) await server.close();
+  const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
+  const lms = new Lms({
+    env: o.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
+    log: quiet,
+  });
+  const models = new ModelManager({ client, lms, log: quiet, pollMs: 10, ...o.manager });
+  return {
+    server,
+    fake,
+    lms,
+    client,
+    models,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      await fake.cleanup();
+    },
+  };
+}
+
+/** A real SDK client connected in memory to an McpServer. */
+export interface InMemoryClient extends AsyncDisposable {
+  client: Client;
+  /** Calls a tool of the server. */
+  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+}
+
+/** Connects a real SDK client to `server` in memory; disposing it closes both. */
+export async function connectInMemory(server: McpServer): Promise<InMemoryClient> {
+  const client = new Client({ name: "test", version: "0" });
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await Promise.all([server.connect(serverSide), client.connect(clientSide)]);
+  return {
+    client,
+    call: async (name, args = {}) =>
+      (await client.callTool({ name, arguments: args })) as CallToolResult,
+    async [Symbol.asyncDispose]() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+/** The text of a tool result, one line per content item (`<image>` etc. for the others). */
+export function resultText(result: CallToolResult): string {
+  return result.content.map((c) => (c.type === "text" ? c.text : `<${c.type}>`)).join("\n");
+}
