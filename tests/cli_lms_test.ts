@@ -8,7 +8,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./ass
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
 import { runCli } from "./helpers.ts";
-import { modelStack, type ModelStackOptions } from "./rigs.ts";
+import { DOWNLOADED_KEYS, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 async function withCli(
   scenario: FakeLmsScenario | false,
@@ -126,17 +126,6 @@ Deno.test("lms load of a model an OpenAI-only server does not list fails, listin
     assertEquals(listed.out, "qwen2.5-7b-instruct will load on its first request (JIT).\n");
   }, { server: { flavor: "openai-only" } });
 });
-
-const DOWNLOADED_KEYS = [
-  "id",
-  "type",
-  "loaded",
-  "displayName",
-  "sizeBytes",
-  "maxContextLength",
-  "vision",
-  "toolUse",
-];
 
 Deno.test("lms ls --json has the same keys from lms, REST and an OpenAI-only server", async (t) => {
   for (

@@ -3,7 +3,7 @@ import { LmsError } from "../lib/lms_errors.ts";
 import { ModelError } from "../lib/model_errors.ts";
 import type { ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
-import { type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
+import { DOWNLOADED_KEYS, type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 type Rig = ModelStack & {
   manager: ModelManager;
@@ -467,17 +467,6 @@ Deno.test("unload removes every instance of a model, or just the one named", asy
     });
   });
 });
-
-const DOWNLOADED_KEYS = [
-  "id",
-  "type",
-  "loaded",
-  "displayName",
-  "sizeBytes",
-  "maxContextLength",
-  "vision",
-  "toolUse",
-];
 
 Deno.test("downloaded models come from lms ls, else from the REST model list, with the same keys", async (t) => {
   await t.step("lms ls with loaded flags", async () => {

@@ -28,6 +28,18 @@ export interface ModelStackOptions {
   manager?: Partial<ModelManagerOptions>;
 }
 
+/** The keys of every downloaded model the manager reports, in order, whatever the source. */
+export const DOWNLOADED_KEYS: string[] = [
+  "id",
+  "type",
+  "loaded",
+  "displayName",
+  "sizeBytes",
+  "maxContextLength",
+  "vision",
+  "toolUse",
+];
+
 /** A fake LM Studio and a fake `lms` behind the real client, `Lms` and ModelManager. */
 export interface ModelStack extends AsyncDisposable {
   server: FakeLmStudio;

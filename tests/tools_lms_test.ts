@@ -3,6 +3,7 @@ import { registerLmsTools } from "../lib/tools_lms.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import {
   connectInMemory,
+  DOWNLOADED_KEYS,
   type InMemoryClient,
   type ModelStack,
   modelStack,
@@ -175,16 +176,7 @@ Deno.test("on a server without model APIs, listed models load on first use and o
   }
   const downloaded = await h.call("lms_list_downloaded_models");
   const models = downloaded.structuredContent?.models as Record<string, unknown>[];
-  assertEquals(Object.keys(models[0] ?? {}), [
-    "id",
-    "type",
-    "loaded",
-    "displayName",
-    "sizeBytes",
-    "maxContextLength",
-    "vision",
-    "toolUse",
-  ]);
+  assertEquals(Object.keys(models[0] ?? {}), DOWNLOADED_KEYS);
   assertEquals(downloaded.structuredContent?.source, "openai");
 });
 
