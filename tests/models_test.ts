@@ -3,6 +3,7 @@ import { LmsError } from "../lib/lms_errors.ts";
 import { ModelError } from "../lib/model_errors.ts";
 import type { ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import type { FakeLmsScenario, FakeLoaded } from "./fakes/lms.ts";
 import { DOWNLOADED_KEYS, type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 type Rig = ModelStack & {
@@ -26,9 +27,14 @@ async function withRig(options: ModelStackOptions, fn: (rig: Rig) => Promise<voi
   });
 }
 
-const QWEN_LOADED = {
-  loaded: [{ identifier: "qwen2.5-7b-instruct", modelKey: "qwen2.5-7b-instruct", status: "idle" }],
-};
+/** An `lms` scenario with one instance of qwen2.5-7b-instruct, as `instance` describes it. */
+function qwenLoaded(instance: Omit<FakeLoaded, "identifier" | "modelKey">): FakeLmsScenario {
+  return {
+    loaded: [{ identifier: "qwen2.5-7b-instruct", modelKey: "qwen2.5-7b-instruct", ...instance }],
+  };
+}
+
+const QWEN_LOADED = qwenLoaded({ status: "idle" });
 
 Deno.test("ensureLoaded with lms checks once, then answers from its cache without spawning", async () => {
   let now = 1_000_000;
@@ -83,13 +89,7 @@ Deno.test("a loose name finds the loaded instance and returns its identifier", a
 
 Deno.test("an instance that is still loading is waited for, not loaded twice", async () => {
   await withRig({
-    lms: {
-      loaded: [{
-        identifier: "qwen2.5-7b-instruct",
-        modelKey: "qwen2.5-7b-instruct",
-        loadingPolls: 2,
-      }],
-    },
+    lms: qwenLoaded({ loadingPolls: 2 }),
   }, async (rig) => {
     const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
     assertEquals(result.via, "already-loaded");
@@ -102,13 +102,7 @@ Deno.test("an instance that is still loading is waited for, not loaded twice", a
 
 Deno.test("a load that never finishes is reported after the bounded wait", async () => {
   await withRig({
-    lms: {
-      loaded: [{
-        identifier: "qwen2.5-7b-instruct",
-        modelKey: "qwen2.5-7b-instruct",
-        loadingPolls: 10_000,
-      }],
-    },
+    lms: qwenLoaded({ loadingPolls: 10_000 }),
     manager: { loadWaitMs: 100 },
   }, async (rig) => {
     const error = await assertRejects(
@@ -122,13 +116,7 @@ Deno.test("a load that never finishes is reported after the bounded wait", async
 
 Deno.test("a cancelled ensure stops waiting at once", async () => {
   await withRig({
-    lms: {
-      loaded: [{
-        identifier: "qwen2.5-7b-instruct",
-        modelKey: "qwen2.5-7b-instruct",
-        loadingPolls: 10_000,
-      }],
-    },
+    lms: qwenLoaded({ loadingPolls: 10_000 }),
     manager: { pollMs: 20 },
   }, async (rig) => {
     const controller = new AbortController();
@@ -144,13 +132,7 @@ Deno.test("a cancelled ensure stops waiting at once", async () => {
 
 Deno.test("an instance in an unusable state is loaded again", async () => {
   await withRig({
-    lms: {
-      loaded: [{
-        identifier: "qwen2.5-7b-instruct",
-        modelKey: "qwen2.5-7b-instruct",
-        status: "unloading",
-      }],
-    },
+    lms: qwenLoaded({ status: "unloading" }),
   }, async (rig) => {
     const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { contextLength: 16384 });
     assertEquals(result.via, "lms");
