@@ -17,6 +17,15 @@ import {
   assertStringIncludes,
 } from "./assert.ts";
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
+import {
+  assertGone,
+  denoChildEnv,
+  processGone,
+  processTree,
+  REFERENCE_VERSION,
+  textOf,
+  waitFor,
+} from "./fixtures/pool_support.ts";
 
 const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 const DENO_JSON = join(ROOT, "deno.json");
@@ -24,16 +33,6 @@ const FIXTURE = join(ROOT, "tests", "fixtures", "pool_fixture_server.ts");
 const PROBE = join(ROOT, "tests", "fixtures", "pool_permission_probe.ts");
 const DENO = Deno.execPath();
 const silent = createLogger({ level: "silent" });
-
-/** Variables a child deno needs to find its cache and certificates on this machine. */
-function denoChildEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const name of ["DENO_DIR", "DENO_CERT", "DENO_TLS_CA_STORE"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
 
 /** A config entry that runs our stdio fixture with `flags`. */
 function fixtureEntry(flags: string[] = [], env: Record<string, string> = {}) {
@@ -75,58 +74,8 @@ class TempConfig {
   }
 }
 
-function textOf(result: { content: unknown[] }): string {
-  return result.content
-    .map((part) =>
-      typeof part === "object" && part !== null && Reflect.get(part, "type") === "text"
-        ? String(Reflect.get(part, "text"))
-        : ""
-    )
-    .join("");
-}
-
 async function call(pool: McpPool, server: string, tool: string, args = {}): Promise<string> {
   return textOf(await pool.callTool(server, tool, args));
-}
-
-/** True once `pid` no longer runs (gone or a zombie). Linux only (/proc). */
-function processGone(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
-}
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, ms = 8000) {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-async function assertGone(pid: number): Promise<void> {
-  await waitFor(`process ${pid} to exit`, () => processGone(pid));
-}
-
-/** `pid` and every process below it (Linux /proc). */
-function processTree(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
-    } catch {
-      // The process exited while we looked.
-    }
-  }
-  const tree = [pid];
-  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
-  return tree;
 }
 
 function startsIn(file: string): number {
@@ -908,7 +857,6 @@ Deno.test("pool explains a Deno permission denial with the flag that would allow
   }
 });
 
-const REFERENCE_VERSION = "2026.8.31";
 const MEMORY = `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`;
 const FILESYSTEM = `npm:@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`;
 const EVERYTHING = `npm:@modelcontextprotocol/server-everything@${REFERENCE_VERSION}`;

@@ -9,6 +9,7 @@ import {
   killCommandGroup,
 } from "../lib/process_group.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { assertGone, processGone } from "./fixtures/pool_support.ts";
 
 /** A sandbox that allows running exactly `granted` ("*" = unrestricted). */
 const only = (...granted: string[]) => (command?: string) => granted.includes(command ?? "*");
@@ -19,24 +20,6 @@ Deno.test("groupSignaller uses Deno.kill with full run access, else the kill com
   assertEquals(groupSignaller({ mayRun: only("npx", "node"), os: "linux" }), undefined);
   assertEquals(groupSignaller({ mayRun: only("*"), os: "windows" }), undefined);
 });
-
-/** True once `pid` no longer runs (gone or a zombie). */
-function processGone(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
-}
-
-async function waitGone(pid: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!processGone(pid)) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} still runs`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 for (const [name, signal] of [["Deno.kill", denoKillGroup], ["kill", killCommandGroup]] as const) {
   Deno.test(`${name} stops every process of a group, including one whose parent died`, async () => {
@@ -64,7 +47,7 @@ async function stopsTheGroup(signalGroup: GroupSignaller): Promise<void> {
     await child.status;
     assert(!processGone(sleeper), "the orphaned sleep still runs");
     assertEquals(await signalGroup(child.pid, "SIGTERM"), true);
-    await waitGone(sleeper);
+    await assertGone(sleeper);
   } finally {
     if (sleeper !== undefined && !processGone(sleeper)) Deno.kill(sleeper, "SIGKILL");
     await reader.cancel();

@@ -11,26 +11,17 @@
  */
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { join } from "../../lib/path.ts";
+import { processTree } from "../fixtures/pool_support.ts";
+
+export { denoChildEnv, REFERENCE_VERSION, textOf } from "../fixtures/pool_support.ts";
 
 /** The repository root. */
 export const ROOT: string = decodeURIComponent(new URL("../..", import.meta.url).pathname)
   .replace(/\/$/, "");
 /** The project's deno.json (its import map and the "bridge" permission set). */
 export const DENO_JSON: string = join(ROOT, "deno.json");
-/** The version of the reference MCP servers the tests use. */
-export const REFERENCE_VERSION = "2026.8.31";
 /** A logger that prints nothing: benchmarks measure work, not logging. */
 export const quiet: Logger = createLogger({ level: "silent" });
-
-/** Variables a child deno needs to find its cache and certificates on this machine. */
-export function denoChildEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const name of ["DENO_DIR", "DENO_CERT", "DENO_TLS_CA_STORE"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
 
 /** What a {@linkcode Shared} factory returns. */
 export interface Resource<T> {
@@ -90,41 +81,13 @@ export class Shared<T> {
 
 /** Kills `pid` and everything below it (Linux /proc); for exit-time cleanup only. */
 export function killTree(pid: number): void {
-  const children = new Map<number, number[]>();
-  try {
-    for (const entry of Deno.readDirSync("/proc")) {
-      if (!/^\d+$/.test(entry.name)) continue;
-      try {
-        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-        children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
-      } catch {
-        // The process exited while we looked.
-      }
-    }
-  } catch {
-    // No /proc (not Linux): only the process itself is killed.
-  }
-  const tree = [pid];
-  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
-  for (const p of tree.reverse()) {
+  for (const p of processTree(pid).reverse()) {
     try {
       Deno.kill(p, "SIGKILL");
     } catch {
       // Already gone.
     }
   }
-}
-
-/** Text of an MCP tool result's text parts. */
-export function textOf(result: { content: unknown[] }): string {
-  return result.content
-    .map((part) =>
-      typeof part === "object" && part !== null && Reflect.get(part, "type") === "text"
-        ? String(Reflect.get(part, "text"))
-        : ""
-    )
-    .join("");
 }
 
 /** Throws when `condition` is false: a bench that measures a failure measures nothing. */
