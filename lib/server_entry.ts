@@ -61,15 +61,10 @@ export function fingerprintOf(
   ]));
 }
 
+/** This bridge's main.ts, when it runs from files (not from a remote URL). */
 function bridgeMainPath(): string | undefined {
-  try {
-    const url = new URL("../main.ts", import.meta.url);
-    if (url.protocol !== "file:") return undefined;
-    const path = decodeURIComponent(url.pathname);
-    return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
-  } catch {
-    return undefined;
-  }
+  const url = new URL("../main.ts", import.meta.url);
+  return url.protocol === "file:" ? filePath(url.href) : undefined;
 }
 
 const BRIDGE_NAME = /lmstudio[-_]bridge/i;
@@ -98,11 +93,15 @@ function exists(path: string): boolean {
   }
 }
 
-/** A file argument as a path (`file://` URLs decoded). */
+/** A file argument as a path (`file://` URLs decoded; one that does not decode stays as written). */
 function filePath(arg: string): string {
   if (!arg.startsWith("file://")) return arg;
-  const path = decodeURIComponent(new URL(arg).pathname);
-  return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
+  try {
+    const path = decodeURIComponent(new URL(arg).pathname);
+    return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
+  } catch {
+    return arg;
+  }
 }
 
 /** Whether `command` is Deno itself (`deno`, `/usr/bin/deno`, `deno.exe`). */

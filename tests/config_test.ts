@@ -582,6 +582,10 @@ Deno.test("isBridgeEntry recognises entries that would start this bridge again",
     !isBridgeEntry(stdio("npx", ["-y", "@modelcontextprotocol/server-memory"]), { mainPath: main }),
   );
   assert(!isBridgeEntry(stdio("deno", ["run", "/other/main.ts"]), { mainPath: main }));
+  assert(
+    !isBridgeEntry(stdio("deno", ["run", "file:///other/%E0main.ts"]), { mainPath: main }),
+    "a file URL that does not decode is no match, not an exception",
+  );
   assert(!isBridgeEntry({ transport: "http", args: [], cwd: undefined }, { mainPath: main }));
   // With the default main path: this repository's own main.ts.
   const ownMain = new URL("../main.ts", import.meta.url).pathname;
