@@ -160,18 +160,18 @@ export function resolveEntry(
     }
   }
 
-  const declared = fields.type ?? fields.transportType ?? undefined;
-  let transport: ServerEntry["transport"];
-  if (declared === undefined) {
-    transport = fields.command === undefined && fields.url !== undefined ? "http" : "stdio";
-  } else {
+  const declared = fields.type ?? fields.transportType;
+  // Without a (known) type: a url alone means a remote server.
+  let transport: ServerEntry["transport"] = fields.command === undefined && fields.url !== undefined
+    ? "http"
+    : "stdio";
+  if (declared !== undefined) {
     const t = declared.trim().toLowerCase();
     if (t === "stdio") transport = "stdio";
     else if (t === "sse") transport = "sse";
     else if (HTTP_TYPES.has(t)) transport = "http";
     else {
       problems.push(`unknown "type": ${JSON.stringify(declared)} (use "stdio", "http" or "sse")`);
-      transport = fields.command === undefined && fields.url !== undefined ? "http" : "stdio";
     }
   }
 
