@@ -259,9 +259,9 @@ export class ModelManager {
   }
 
   async #decide(): Promise<LmsDecision> {
-    const { useLms, reason } = await lmsManages({ lms: this.#lms, baseUrl: this.#client.baseUrl });
-    this.#decision = { at: this.#now(), useLms, reason };
-    this.#log.debug("model management", { useLms, reason });
+    const decision = await lmsManages({ lms: this.#lms, baseUrl: this.#client.baseUrl });
+    this.#decision = { at: this.#now(), ...decision };
+    this.#log.debug("model management", { useLms: decision.useLms, reason: decision.reason });
     return this.#decision;
   }
 
@@ -387,20 +387,24 @@ export class ModelManager {
 
   /** Reachability of the server, whether `lms` is installed and what it says, and who manages models. */
   async status(o: CallOpts = {}): Promise<ServerStatusReport> {
-    const [health, location] = await Promise.all([
+    // A report reads `lms` afresh, once: the decision made here is the one `management` uses.
+    this.#decision = undefined;
+    const [health, location, decision] = await Promise.all([
       this.#client.health({ signal: o.signal, timeoutMs: 5000 }),
       this.#lms.locate(),
+      this.#lmsDecision(o.signal),
     ]);
-    let lmsServer: { running: boolean; port: number | null } | null = null;
-    let lmsError: string | null = null;
-    if (location) {
+    let server = decision.server;
+    let lmsError = decision.serverError ?? null;
+    if (location && server === undefined && lmsError === null) {
+      // `lms` does not apply to this base URL, so the decision did not ask it; the report does.
       try {
-        const server = await this.#lms.serverStatus({ signal: o.signal, timeoutMs: 15_000 });
-        lmsServer = { running: server.running, port: server.port ?? null };
+        server = await this.#lms.serverStatus({ signal: o.signal, timeoutMs: 15_000 });
       } catch (error: unknown) {
         lmsError = errorMessage(error);
       }
     }
+    const lmsServer = server ? { running: server.running, port: server.port ?? null } : null;
     const management = await this.management(o);
     return {
       baseUrl: health.baseUrl,
