@@ -497,8 +497,8 @@ function notApplied(result: EnsureResult, o: EnsureOpts): string | undefined {
 export interface ModelChoiceDeps {
   client: Pick<LmStudioClient, "resolveModel">;
   settings: Pick<Settings, "defaultModel">;
-  /** Makes sure a named model is loaded; without it the model is used as resolved. */
-  models?: Pick<ModelManager, "ensureLoaded">;
+  /** Makes sure a named model is loaded. */
+  models: Pick<ModelManager, "ensureLoaded">;
 }
 
 /**
@@ -516,7 +516,7 @@ export async function chooseModel(
     defaultModel: deps.settings.defaultModel,
     signal: opts.signal,
   });
-  if (named !== undefined && deps.models) {
+  if (named !== undefined) {
     // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
     return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
   }

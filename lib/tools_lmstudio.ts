@@ -16,8 +16,8 @@ import { emptyAnswerText, errorResult, textResult } from "./tool_result.ts";
 export interface LmStudioToolDeps {
   client: LmStudioClient;
   settings: Settings;
-  /** Makes sure a named model is loaded before use; omitted in tests that do not care. */
-  models?: Pick<ModelManager, "ensureLoaded" | "currentModels">;
+  /** Makes sure a named model is loaded before use, and tells which models are loaded. */
+  models: Pick<ModelManager, "ensureLoaded" | "currentModels">;
   log?: Logger;
 }
 
@@ -138,32 +138,22 @@ function registerGetCurrentModel(server: McpServer, deps: LmStudioToolDeps): voi
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
-      if (deps.models) {
-        const current = await deps.models.currentModels({ signal: extra.signal });
-        const lines = current.models.map((m) =>
-          `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
-            m.contextLength ? `, context ${m.contextLength}` : ""
-          })`
-        );
-        const head = lines.length
-          ? `Loaded models (from ${current.source}):`
-          : `No model is loaded (from ${current.source}).`;
-        const fallback = deps.settings.defaultModel
-          ? `Calls without \`model\` use DEFAULT_MODEL=${deps.settings.defaultModel}.`
-          : lines.length
-          ? `Calls without \`model\` use the first loaded LLM.`
-          : "A call that names a downloaded model loads it on demand (JIT).";
-        const text = [head, ...lines, ...(current.note ? [current.note] : []), fallback].join("\n");
-        return textResult(text, { ...current, defaultModel: deps.settings.defaultModel ?? null });
-      }
-      const list = await deps.client.listModels({ signal: extra.signal });
-      const loaded = list.models.filter((m) => m.state === "loaded");
-      return textResult(
-        loaded.length
-          ? `Loaded: ${loaded.map((m) => m.id).join(", ")}`
-          : `No loaded model reported (${list.notes.join(" ") || list.source}).`,
-        { models: loaded, source: list.source },
+      const current = await deps.models.currentModels({ signal: extra.signal });
+      const lines = current.models.map((m) =>
+        `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
+          m.contextLength ? `, context ${m.contextLength}` : ""
+        })`
       );
+      const head = lines.length
+        ? `Loaded models (from ${current.source}):`
+        : `No model is loaded (from ${current.source}).`;
+      const fallback = deps.settings.defaultModel
+        ? `Calls without \`model\` use DEFAULT_MODEL=${deps.settings.defaultModel}.`
+        : lines.length
+        ? `Calls without \`model\` use the first loaded LLM.`
+        : "A call that names a downloaded model loads it on demand (JIT).";
+      const text = [head, ...lines, ...(current.note ? [current.note] : []), fallback].join("\n");
+      return textResult(text, { ...current, defaultModel: deps.settings.defaultModel ?? null });
     }));
 }
 
