@@ -5,6 +5,7 @@
  * in a fetch wrapper that follows each POST's response stream, and reports it once.
  */
 import { SSEClientTransport, SseError, type Transport } from "./sdk.ts";
+import { tryParseJson } from "./json.ts";
 import { networkReason } from "./pool_errors.ts";
 import { observeBody, SseScan } from "./sse_scan.ts";
 import { errorMessage } from "./tool_result.ts";
@@ -21,12 +22,9 @@ const RpcMessageSchema = z.object({
 });
 
 function rpcMessages(json: string): z.infer<typeof RpcMessageSchema>[] {
-  let data: unknown;
-  try {
-    data = JSON.parse(json);
-  } catch {
-    return [];
-  }
+  const parsed = tryParseJson(json);
+  if (!parsed.ok) return [];
+  const data = parsed.value;
   return (Array.isArray(data) ? data : [data]).flatMap((item: unknown) => {
     const parsed = RpcMessageSchema.safeParse(item);
     return parsed.success ? [parsed.data] : [];
