@@ -175,11 +175,6 @@ export class McpPool {
       : options.signalGroup ?? undefined;
   }
 
-  /** The config source the pool reads (for callers that need the raw configuration). */
-  get config(): ConfigSource {
-    return this.#config;
-  }
-
   /**
    * The tools of `server` (every page), cached per connection, refreshed on list_changed.
    * Tools that can only run as MCP tasks ({@linkcode needsMcpTasks}) are left out unless
