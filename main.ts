@@ -56,38 +56,28 @@ function splitGlobal(argv: string[]): {
   help: boolean;
   version: boolean;
 } {
+  let command: string | undefined;
+  const rest: string[] = [];
   let configPath: string | undefined;
   let help = false;
   let version = false;
-  let i = 0;
-  for (; i < argv.length; i++) {
+  // `--config` and `--help` count before and after the command name, `--version` only before it.
+  for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "--help" || arg === "-h") help = true;
-    else if (arg === "--version" || arg === "-V") version = true;
-    else if (arg === "--config") {
-      configPath = argv[++i];
-      if (configPath === undefined) throw new UsageError("--config needs a file path.");
-    } else if (arg.startsWith("--config=")) configPath = arg.slice("--config=".length);
-    else break;
-  }
-  const command = argv[i];
-  const rest = argv.slice(i + 1);
-  // `--config` is also accepted after the command name.
-  const cleaned: string[] = [];
-  for (let j = 0; j < rest.length; j++) {
-    const arg = rest[j]!;
-    if (arg === "--") {
-      cleaned.push(...rest.slice(j));
+    if (command !== undefined && arg === "--") {
+      rest.push(...argv.slice(i));
       break;
     }
-    if (arg === "--config") {
-      configPath = rest[++j];
+    if (arg === "--help" || arg === "-h") help = true;
+    else if (command === undefined && (arg === "--version" || arg === "-V")) version = true;
+    else if (arg === "--config") {
+      configPath = argv[++i];
       if (configPath === undefined) throw new UsageError("--config needs a file path.", command);
     } else if (arg.startsWith("--config=")) configPath = arg.slice("--config=".length);
-    else if (arg === "--help" || arg === "-h") help = true;
-    else cleaned.push(arg);
+    else if (command === undefined) command = arg;
+    else rest.push(arg);
   }
-  return { command, rest: cleaned, configPath, help, version };
+  return { command, rest, configPath, help, version };
 }
 
 /** Runs the program; returns the exit code. */
