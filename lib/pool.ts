@@ -94,7 +94,6 @@ export interface ServerStatus {
   state: ServerState;
   /** Why it failed, is invalid, or was closed. */
   reason?: string;
-  configPath?: string;
   /** Names of the entry's env variables, never their values. */
   envNames: string[];
   /** Number of tools the bridge can call (not counting those that need MCP tasks), once listed. */
@@ -280,7 +279,6 @@ export class McpPool {
         name: entry.name,
         transport: entry.transport,
         target: entryTarget(entry),
-        configPath: config.path,
         envNames: [...entry.envNames],
       };
       if (entry.disabled) return { ...base, state: "disabled" };
