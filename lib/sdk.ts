@@ -21,7 +21,6 @@ export { Client } from "@modelcontextprotocol/sdk/client/index.js";
 export {
   getDefaultEnvironment,
   StdioClientTransport,
-  type StdioServerParameters,
 } from "@modelcontextprotocol/sdk/client/stdio.js";
 // @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
 export {
@@ -41,14 +40,12 @@ export {
   ErrorCode,
   JSONRPCMessageSchema,
   ListToolsRequestSchema,
-  LoggingMessageNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 export type {
   CallToolResult,
-  ContentBlock,
   ServerNotification,
   ServerRequest,
   Tool,
