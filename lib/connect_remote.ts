@@ -14,18 +14,12 @@ import {
   isHandshakeTimeout,
   newClient,
 } from "./mcp_connection.ts";
-import {
-  causeChain,
-  errnoCode,
-  httpStatusOf,
-  isPermissionDenial,
-  McpServerError,
-  networkReason,
-} from "./pool_errors.ts";
+import { causeChain, httpStatusOf, McpServerError, networkReason } from "./pool_errors.ts";
 import { RemoteWatch } from "./remote_watch.ts";
 import type { ServerEntry } from "./server_entry.ts";
 import { StderrTail } from "./stdio_child.ts";
 import { errorMessage } from "./tool_result.ts";
+import { errnoCode, isSandboxDenial } from "./sandbox.ts";
 
 interface Connected {
   client: Client;
@@ -126,7 +120,7 @@ function remoteConnectError(
   const url = entry.url ?? "";
   const base = { server: name, cause: error };
   const chain = causeChain(error);
-  const denial = chain.find(isPermissionDenial);
+  const denial = chain.find(isSandboxDenial);
   if (denial !== undefined) {
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +

@@ -13,17 +13,12 @@ import {
   isHandshakeTimeout,
   newClient,
 } from "./mcp_connection.ts";
-import {
-  errnoCode,
-  exitText,
-  formatTail,
-  isPermissionDenial,
-  McpServerError,
-} from "./pool_errors.ts";
+import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
 import { errorMessage } from "./tool_result.ts";
+import { errnoCode, isSandboxDenial } from "./sandbox.ts";
 
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
 export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
@@ -93,7 +88,7 @@ async function stdioConnectError(o: {
   const name = entry.name;
   const command = entry.command ?? "";
   const base = { server: name, stderrTail: stderr, cause: error };
-  if (isPermissionDenial(error)) {
+  if (isSandboxDenial(error)) {
     return new McpServerError(
       `Cannot start MCP server "${name}": Deno's sandbox does not allow running "${command}" ` +
         `(${errorMessage(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +

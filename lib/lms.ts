@@ -24,6 +24,7 @@ import {
 } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { denoSpawn, type SpawnFn, type SpawnResult } from "./spawn.ts";
+import { isSandboxDenial } from "./sandbox.ts";
 
 /** How to get `lms`, in words that fit every surface (errors from here reach the CLI and tools). */
 export const LMS_INSTALL_HINT =
@@ -171,7 +172,7 @@ export class Lms {
         { kind: "not_installed", command, cause: error },
       );
     }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    if (isSandboxDenial(error)) {
       this.forget();
       const advice = location.via === "path"
         ? `Allow it with --allow-run=${location.path} (the bridge permission set allows \`lms\` only ` +

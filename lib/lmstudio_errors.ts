@@ -5,6 +5,7 @@
  * do next. What a 404 means for a particular call is explained in lmstudio_not_found.ts.
  */
 import { z } from "zod";
+import { isSandboxDenial } from "./sandbox.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -141,10 +142,6 @@ function isConnectionDropped(error: unknown): boolean {
   return false;
 }
 
-function isPermissionDenied(error: unknown): boolean {
-  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
-}
-
 const START_HINT = "Start the server in LM Studio (Developer tab) or run `lms server start`. " +
   "Using Ollama, llama.cpp or another OpenAI-compatible server? Set LMSTUDIO_BASE_URL " +
   "(e.g. http://127.0.0.1:11434 for Ollama).";
@@ -157,7 +154,7 @@ export function networkError(
   o: RequestSite & { cause: unknown },
 ): { error: LmStudioError; transient: boolean } {
   const { baseUrl, url, what, cause } = o;
-  if (isPermissionDenied(cause)) {
+  if (isSandboxDenial(cause)) {
     const host = new URL(url).host;
     return {
       transient: false,

@@ -69,22 +69,6 @@ export function exitText(exit: ExitInfo | undefined): string {
   return exit.signal ? `was killed by ${exit.signal}` : "exited";
 }
 
-/** The string `code` of a Node-style system error ("ENOENT"), if it has one. */
-export function errnoCode(error: unknown): string | undefined {
-  if (typeof error !== "object" || error === null) return undefined;
-  const code: unknown = Reflect.get(error, "code");
-  return typeof code === "string" ? code : undefined;
-}
-
-/**
- * True when Deno's permission sandbox refused the operation (not the operating system: its
- * PermissionDenied carries an errno code such as EACCES).
- */
-export function isPermissionDenial(error: unknown): boolean {
-  return error instanceof Deno.errors.NotCapable ||
-    (error instanceof Deno.errors.PermissionDenied && errnoCode(error) === undefined);
-}
-
 /** A short reason for a failed request or stream: "connection refused" rather than a stack of wrappers. */
 export function networkReason(error: unknown): string {
   const text = causeChain(error).map((e) => e instanceof Error ? e.message : String(e)).join(": ");
