@@ -18,6 +18,8 @@ import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";
 import { errorMessage } from "./tool_result.ts";
+import { usableEntry } from "./config.ts";
+import { listNames } from "./model_errors.ts";
 
 /** The servers to use, and notes on those skipped. */
 export interface ResolvedServers {
@@ -108,7 +110,8 @@ export async function resolveServers(
   const problems: string[] = [];
   for (const name of names) {
     try {
-      await config.get(name);
+      // The configuration read above: one stat for the whole selection, not one per name.
+      usableEntry(current, name);
     } catch (error: unknown) {
       problems.push(errorMessage(error));
     }
@@ -224,9 +227,7 @@ function checkModelListed(o: {
   if (list.source === "openai" && list.models.length === 0) return;
   const who = o.fromDefault ? `The default model "${id}" (DEFAULT_MODEL)` : `Model "${id}"`;
   const chat = list.models.filter((m) => m.type !== "embedding").map((m) => m.id);
-  const shown = chat.length > MAX_LISTED_MODELS
-    ? `${chat.slice(0, MAX_LISTED_MODELS).join(", ")} and ${chat.length - MAX_LISTED_MODELS} more`
-    : chat.join(", ");
+  const shown = listNames(chat, MAX_LISTED_MODELS);
   const fix = o.fromDefault
     ? "Set DEFAULT_MODEL to one of these (or name one for this task)"
     : "Use one of these";

@@ -45,7 +45,7 @@ export type AgentLmClient = Pick<
 /** The server's model list, or why it could not be read. */
 export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
-export type AgentConfig = Pick<ConfigSource, "current" | "get">;
+export type AgentConfig = Pick<ConfigSource, "current">;
 /** What the loop needs from the model manager (optional); ModelManager satisfies it. */
 export interface AgentModels {
   /**
