@@ -38,10 +38,10 @@ import {
   type RecordedRequest,
 } from "./fakes/lmstudio.ts";
 import { REPO } from "./helpers.ts";
+import { REFERENCE_VERSION } from "./fixtures/pool_support.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
-const REF_VERSION = "2026.8.31";
 const quiet = createLogger({ level: "silent" });
 /** Measured figures go to stderr (visible in the test output). */
 const figures = createLogger({ level: "info", scope: "figure", color: false });
@@ -72,7 +72,7 @@ async function withHarness(
             "run",
             "-A",
             "--no-lock",
-            `npm:@modelcontextprotocol/server-memory@${REF_VERSION}`,
+            `npm:@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`,
           ],
           env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
         },
@@ -82,7 +82,7 @@ async function withHarness(
             "run",
             "-A",
             "--no-lock",
-            `npm:@modelcontextprotocol/server-filesystem@${REF_VERSION}`,
+            `npm:@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`,
             dir,
           ],
         },
