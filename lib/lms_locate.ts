@@ -10,7 +10,7 @@ import { join } from "./path.ts";
 
 /** Options for {@linkcode LmsLocator}; every field has a production default. */
 export interface LmsLocateOptions {
-  /** Path to `lms`, skipping the lookup (e.g. from a `LMS_PATH` setting). */
+  /** Path to `lms`, skipping the lookup (tests point it at a fake). */
   command?: string;
   /** Where PATH and HOME are read for the lookup; default: the process environment. */
   env?: Record<string, string | undefined>;
