@@ -86,7 +86,10 @@ async function withHarness(
             dir,
           ],
         },
-        fixture: { command: deno, args: ["run", "-A", "--no-lock", FIXTURE] },
+        fixture: {
+          command: deno,
+          args: ["run", "-A", "--frozen", "--config", `${REPO}/deno.json`, FIXTURE],
+        },
         off: { command: deno, args: ["run", FIXTURE], disabled: true },
         bridge: { command: "lmstudio-bridge", args: ["serve"] },
         // As the README configures the bridge in Claude Code: discover-all must skip it too.
@@ -1055,7 +1058,12 @@ Deno.test("a broken, missing or empty MCP config stops the task with what is wro
         await Deno.writeTextFile(
           path,
           JSON.stringify({
-            mcpServers: { fixture: { command: deno, args: ["run", "-A", "--no-lock", FIXTURE] } },
+            mcpServers: {
+              fixture: {
+                command: deno,
+                args: ["run", "-A", "--frozen", "--config", `${REPO}/deno.json`, FIXTURE],
+              },
+            },
           }),
         );
         fake.script(CHAT, answer("ok"));

@@ -30,7 +30,7 @@ function fixtureEntry(flags: string[] = []) {
   if (denoDir !== undefined) env.DENO_DIR = denoDir;
   return {
     command: Deno.execPath(),
-    args: ["run", "-A", "--no-lock", "--config", join(ROOT, "deno.json"), FIXTURE, ...flags],
+    args: ["run", "-A", "--frozen", "--config", join(ROOT, "deno.json"), FIXTURE, ...flags],
     env,
   };
 }

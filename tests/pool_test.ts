@@ -38,7 +38,7 @@ const silent = createLogger({ level: "silent" });
 function fixtureEntry(flags: string[] = [], env: Record<string, string> = {}) {
   return {
     command: DENO,
-    args: ["run", "-A", "--no-lock", "--config", DENO_JSON, FIXTURE, ...flags],
+    args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE, ...flags],
     env: { ...denoChildEnv(), ...env },
   };
 }
@@ -294,7 +294,7 @@ const HTTP_SERVE = join(ROOT, "tests", "fixtures", "pool_http_serve.ts");
 /** Runs tests/fixtures/pool_http_serve.ts; resolves with its MCP URL and the child. */
 async function serveHttpFixture(flags: string[] = []) {
   const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--no-lock", "--config", DENO_JSON, HTTP_SERVE, ...flags],
+    args: ["run", "-A", "--frozen", "--config", DENO_JSON, HTTP_SERVE, ...flags],
     stdout: "piped",
     stderr: "null",
     env: denoChildEnv(),
@@ -822,7 +822,7 @@ Deno.test("pool explains a Deno permission denial with the flag that would allow
           "run",
           "-P=bridge",
           "--no-prompt",
-          "--no-lock",
+          "--frozen",
           "--config",
           DENO_JSON,
           PROBE,

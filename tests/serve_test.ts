@@ -6,7 +6,7 @@ import { Client, StdioClientTransport } from "../lib/sdk.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
-import { baseEnv, bridgeCommand } from "./helpers.ts";
+import { baseEnv, bridgeCommand, REPO } from "./helpers.ts";
 
 /** `main.ts serve` with piped stdio, LM Studio pointed at a closed port, HOME and cwd in `home`. */
 function spawnServe(home: string): Deno.ChildProcess {
@@ -126,7 +126,17 @@ Deno.test("a client that disconnects leaves no downstream server running, even o
       mcpServers: {
         stubborn: {
           command: "deno",
-          args: ["run", "-A", "--no-lock", fixture, "--ignore-eof", "--starts", starts],
+          args: [
+            "run",
+            "-A",
+            "--frozen",
+            "--config",
+            `${REPO}/deno.json`,
+            fixture,
+            "--ignore-eof",
+            "--starts",
+            starts,
+          ],
           // The test's HOME is a temp dir: point Deno at the warm module cache.
           env: { DENO_DIR: baseEnv().DENO_DIR },
         },

@@ -11,7 +11,7 @@ import { LmStudioClient } from "../../lib/lmstudio.ts";
 import { join } from "../../lib/path.ts";
 import { McpPool } from "../../lib/pool.ts";
 import { chatReply, FakeLmStudio } from "../fakes/lmstudio.ts";
-import { check, killTree, quiet, ROOT, Shared } from "./support.ts";
+import { check, DENO_JSON, killTree, quiet, ROOT, Shared } from "./support.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = join(ROOT, "tests", "fixtures", "agent_server.ts");
@@ -24,7 +24,10 @@ const harness = new Shared(async () => {
     path,
     JSON.stringify({
       mcpServers: {
-        fixture: { command: Deno.execPath(), args: ["run", "-A", "--no-lock", FIXTURE] },
+        fixture: {
+          command: Deno.execPath(),
+          args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE],
+        },
       },
     }),
   );

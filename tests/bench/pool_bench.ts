@@ -34,7 +34,7 @@ function writeConfig(): { dir: string; source: ConfigSource } {
     },
     fixture: {
       command: Deno.execPath(),
-      args: ["run", "-A", "--no-lock", "--config", DENO_JSON, FIXTURE],
+      args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE],
       env: denoChildEnv(),
     },
   };
