@@ -38,7 +38,7 @@ import {
   type RecordedRequest,
 } from "./fakes/lmstudio.ts";
 import { REPO } from "./helpers.ts";
-import { REFERENCE_VERSION } from "./fixtures/pool_support.ts";
+import { cachedEntry, REFERENCE_SERVERS } from "./fixtures/pool_support.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
@@ -66,30 +66,11 @@ async function withHarness(
     join(dir, ".mcp.json"),
     JSON.stringify({
       mcpServers: {
-        memory: {
-          command: deno,
-          args: [
-            "run",
-            "-A",
-            "--no-lock",
-            `npm:@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`,
-          ],
-          env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
-        },
-        filesystem: {
-          command: deno,
-          args: [
-            "run",
-            "-A",
-            "--no-lock",
-            `npm:@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`,
-            dir,
-          ],
-        },
-        fixture: {
-          command: deno,
-          args: ["run", "-A", "--frozen", "--config", `${REPO}/deno.json`, FIXTURE],
-        },
+        memory: cachedEntry([REFERENCE_SERVERS.memory], {
+          MEMORY_FILE_PATH: join(dir, "memory.jsonl"),
+        }),
+        filesystem: cachedEntry([REFERENCE_SERVERS.filesystem, dir]),
+        fixture: cachedEntry([FIXTURE]),
         off: { command: deno, args: ["run", FIXTURE], disabled: true },
         bridge: { command: "lmstudio-bridge", args: ["serve"] },
         // As the README configures the bridge in Claude Code: discover-all must skip it too.
@@ -846,13 +827,17 @@ Deno.test("autonomous_with_mcp sends progress notifications to a real client and
 
 Deno.test("a client that resets its timeout on progress waits for a long tool call", async (t) => {
   await withHarness(async (h) => {
+    // The fixture server is started before the clock runs: only the task's own silences count.
+    await h.pool.listTools("fixture");
+    // Each task takes well over the timeout, and each silence between messages well under it.
+    const timeout = 1000;
     const callWithTimeout = async (client: Client) => {
       const messages: string[] = [];
       const result = await client.callTool(
         { name: "autonomous_with_mcp", arguments: { mcp_name: "fixture", task: "t" } },
         undefined,
         {
-          timeout: 400,
+          timeout,
           resetTimeoutOnProgress: true,
           onprogress: (p) => messages.push(p.message ?? ""),
         },
@@ -862,7 +847,7 @@ Deno.test("a client that resets its timeout on progress waits for a long tool ca
     await t.step("the tool reports progress: it is relayed", async () => {
       h.fake.script(
         CHAT,
-        calls({ name: "progress", arguments: { steps: 5, ms: 200 } }),
+        calls({ name: "progress", arguments: { steps: 8, ms: 250 } }),
         answer("ok"),
       );
       // No heartbeat within the test: only the relayed progress keeps the client waiting.
@@ -870,13 +855,13 @@ Deno.test("a client that resets its timeout on progress waits for a long tool ca
       try {
         const { result, messages } = await callWithTimeout(client);
         assertStringIncludes(resultText(result), "stopped_because: answer");
-        assert(messages.includes("round 1/100: progress: 5/5 step 5"), JSON.stringify(messages));
+        assert(messages.includes("round 1/100: progress: 8/8 step 8"), JSON.stringify(messages));
       } finally {
         await close();
       }
     });
     await t.step("the tool is silent: heartbeats keep the client waiting", async () => {
-      h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 1000 } }), answer("ok"));
+      h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 2 * timeout } }), answer("ok"));
       const { client, close } = await connectTools(h, { heartbeatMs: 100 });
       try {
         const { result, messages } = await callWithTimeout(client);
@@ -985,7 +970,6 @@ Deno.test("a broken, missing or empty MCP config stops the task with what is wro
   const dir = await Deno.makeTempDir({ prefix: "agent_config_test_" });
   const fake = await FakeLmStudio.start();
   const client = new LmStudioClient({ baseUrl: fake.baseUrl, retries: 0, log: quiet });
-  const deno = Deno.execPath();
   const run = async (
     path: string,
     prepare?: (config: ConfigSource) => Promise<void>,
@@ -1059,10 +1043,7 @@ Deno.test("a broken, missing or empty MCP config stops the task with what is wro
           path,
           JSON.stringify({
             mcpServers: {
-              fixture: {
-                command: deno,
-                args: ["run", "-A", "--frozen", "--config", `${REPO}/deno.json`, FIXTURE],
-              },
+              fixture: cachedEntry([FIXTURE]),
             },
           }),
         );

@@ -12,6 +12,7 @@ import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
+import { cachedRun } from "./fixtures/pool_support.ts";
 import {
   assert,
   assertEquals,
@@ -30,7 +31,7 @@ function fixtureEntry(flags: string[] = []) {
   if (denoDir !== undefined) env.DENO_DIR = denoDir;
   return {
     command: Deno.execPath(),
-    args: ["run", "-A", "--frozen", "--config", join(ROOT, "deno.json"), FIXTURE, ...flags],
+    args: cachedRun([FIXTURE, ...flags]),
     env,
   };
 }

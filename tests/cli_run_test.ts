@@ -12,6 +12,7 @@ import { join } from "../lib/path.ts";
 import { McpPool } from "../lib/pool.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
+import { cachedRun, denoChildEnv } from "./fixtures/pool_support.ts";
 import { runCli } from "./helpers.ts";
 
 const CHAT = "/v1/chat/completions";
@@ -33,7 +34,7 @@ async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
     JSON.stringify({
       mcpServers: {
         // "deno" by name, as users write it: the bridge permission set allows running it from PATH.
-        fixture: { command: "deno", args: ["run", "-A", "--no-lock", FIXTURE] },
+        fixture: { command: "deno", args: cachedRun([FIXTURE]), env: denoChildEnv() },
         off: { command: "deno", args: ["run", FIXTURE], disabled: true },
       },
     }),

@@ -3,6 +3,11 @@
  * and the compiled binary, so a test fails when the sandbox would block a user.
  */
 
+import { childrenCached } from "./fixtures/pool_support.ts";
+
+// A child runs from the cache only: fill it first, with this process's full environment.
+await childrenCached();
+
 export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const MAIN = `${REPO}/main.ts`;
 
@@ -15,6 +20,8 @@ export function bridgeCommand(args: string[]): { command: string; args: string[]
       "-P=bridge",
       "--no-prompt",
       "--quiet",
+      "--cached-only",
+      "--frozen",
       `--config=${REPO}/deno.json`,
       MAIN,
       ...args,

@@ -494,7 +494,16 @@ Deno.test("the bridge's real sandbox blocks public image URLs with an explanatio
     );
     const config = new URL("../deno.json", import.meta.url).pathname;
     const { stdout, code } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--config", config, "-P=bridge", "--no-prompt", "--no-lock", script],
+      args: [
+        "run",
+        "--config",
+        config,
+        "-P=bridge",
+        "--no-prompt",
+        "--cached-only",
+        "--frozen",
+        script,
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();

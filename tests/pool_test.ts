@@ -19,9 +19,12 @@ import {
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
 import {
   assertGone,
+  cachedEntry,
+  cachedRun,
   denoChildEnv,
   processGone,
   processTree,
+  REFERENCE_SERVERS,
   REFERENCE_VERSION,
   textOf,
   waitFor,
@@ -38,7 +41,7 @@ const silent = createLogger({ level: "silent" });
 function fixtureEntry(flags: string[] = [], env: Record<string, string> = {}) {
   return {
     command: DENO,
-    args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE, ...flags],
+    args: cachedRun([FIXTURE, ...flags]),
     env: { ...denoChildEnv(), ...env },
   };
 }
@@ -294,7 +297,7 @@ const HTTP_SERVE = join(ROOT, "tests", "fixtures", "pool_http_serve.ts");
 /** Runs tests/fixtures/pool_http_serve.ts; resolves with its MCP URL and the child. */
 async function serveHttpFixture(flags: string[] = []) {
   const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--frozen", "--config", DENO_JSON, HTTP_SERVE, ...flags],
+    args: cachedRun([HTTP_SERVE, ...flags]),
     stdout: "piped",
     stderr: "null",
     env: denoChildEnv(),
@@ -822,6 +825,7 @@ Deno.test("pool explains a Deno permission denial with the flag that would allow
           "run",
           "-P=bridge",
           "--no-prompt",
+          "--cached-only",
           "--frozen",
           "--config",
           DENO_JSON,
@@ -849,18 +853,10 @@ Deno.test("pool explains a Deno permission denial with the flag that would allow
 });
 
 const MEMORY = `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`;
-const FILESYSTEM = `npm:@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`;
-const EVERYTHING = `npm:@modelcontextprotocol/server-everything@${REFERENCE_VERSION}`;
 
 Deno.test("pool works with the reference MCP servers from npm", async (t) => {
-  // Fetch the deno-run servers into the cache first, with our full environment (proxies, CA
-  // certificates): a cold download must not count against a connect timeout.
-  const warm = await new Deno.Command(DENO, {
-    args: ["cache", "--no-lock", FILESYSTEM, EVERYTHING],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assertEquals(warm.code, 0, new TextDecoder().decode(warm.stderr));
+  // The deno-run servers come from the cache, filled by childrenCached() with our full
+  // environment (proxies, CA certificates); npx downloads as users see it.
   const cfg = new TempConfig({});
   const files = join(cfg.dir, "files");
   Deno.mkdirSync(files);
@@ -872,8 +868,8 @@ Deno.test("pool works with the reference MCP servers from npm", async (t) => {
       args: ["-y", MEMORY],
       env: { MEMORY_FILE_PATH: join(cfg.dir, "memory.jsonl") },
     },
-    filesystem: { command: DENO, args: ["run", "-A", "--no-lock", FILESYSTEM, files] },
-    everything: { command: DENO, args: ["run", "-A", "--no-lock", EVERYTHING, "stdio"] },
+    filesystem: cachedEntry([REFERENCE_SERVERS.filesystem, files]),
+    everything: cachedEntry([REFERENCE_SERVERS.everything, "stdio"]),
   });
   Deno.env.set("POOL_TEST_SECRET", "must-not-leak");
   const pool = cfg.pool({ connectTimeoutMs: 90_000 });

@@ -129,6 +129,7 @@ Deno.test("a client that disconnects leaves no downstream server running, even o
           args: [
             "run",
             "-A",
+            "--cached-only",
             "--frozen",
             "--config",
             `${REPO}/deno.json`,

@@ -367,7 +367,7 @@ export class FakeLms {
       "#!/bin/sh",
       `LMS_FAKE_SCENARIO="\${LMS_FAKE_SCENARIO:-${fake.scenarioPath}}"`,
       "export LMS_FAKE_SCENARIO",
-      `exec "${Deno.execPath()}" run -A --no-config --no-lock --quiet "${program}" "$@"`,
+      `exec "${Deno.execPath()}" run -A --no-config --no-lock --cached-only --quiet "${program}" "$@"`,
       "",
     ].join("\n");
     await Deno.writeTextFile(fake.path, script, { mode: 0o755 });

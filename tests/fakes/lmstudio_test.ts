@@ -155,7 +155,8 @@ Deno.test("fake runs standalone and prints its URL on stderr", async () => {
     args: [
       "run",
       "-A",
-      "--no-lock",
+      "--cached-only",
+      "--frozen",
       "--no-check",
       new URL("./lmstudio.ts", import.meta.url).pathname,
       "--port",
