@@ -7,9 +7,9 @@ import { type App, createApp } from "./lib/app.ts";
 import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
 import { type Output, processOutput } from "./lib/output.ts";
-import { SettingsError, settingsFromEnv } from "./lib/settings.ts";
-import { errorMessage } from "./lib/tool_result.ts";
+import { settingsFromEnv } from "./lib/settings.ts";
 import { NAME, VERSION } from "./lib/version.ts";
+import { BridgeError, errorMessage } from "./lib/errors.ts";
 
 type Command = (argv: string[], app: App, out: Output, signal: AbortSignal) => Promise<number>;
 
@@ -80,6 +80,13 @@ function splitGlobal(argv: string[]): {
   return { command, rest, configPath, help, version };
 }
 
+/** The exit code for a failure: 2 for misuse (the command line, the settings), else 1. */
+function exitCode(error: unknown): number {
+  return error instanceof BridgeError && (error.kind === "usage" || error.kind === "settings")
+    ? 2
+    : 1;
+}
+
 /** Runs the program; returns the exit code. */
 export async function main(argv: string[], out: Output = processOutput()): Promise<number> {
   let app: App | undefined;
@@ -133,19 +140,16 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       Deno.removeSignalListener("SIGINT", onSignal);
     }
   } catch (error: unknown) {
+    const code = exitCode(error);
     if (error instanceof UsageError) {
       const topic = error.command ?? command;
       out.stderr(`error: ${error.message}\n`);
       out.stderr((topic ? commandHelp(topic) : undefined) ?? MAIN_HELP);
-      return 2;
+    } else out.stderr(`error: ${errorMessage(error)}`);
+    if (code === 1) {
+      log.debug("command failed", { error: error instanceof Error ? error.stack : String(error) });
     }
-    if (error instanceof SettingsError) {
-      out.stderr(`error: ${error.message}`);
-      return 2;
-    }
-    out.stderr(`error: ${errorMessage(error)}`);
-    log.debug("command failed", { error: error instanceof Error ? error.stack : String(error) });
-    return 1;
+    return code;
   } finally {
     await app?.close();
   }

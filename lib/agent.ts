@@ -25,7 +25,7 @@ import {
 import { AgentError, isAbort } from "./agent_errors.ts";
 import { DEFAULT_HEARTBEAT_MS, ProgressReporter } from "./agent_progress.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
-import { shortJson, systemPrompt, workSummary } from "./agent_text.ts";
+import { systemPrompt, workSummary } from "./agent_text.ts";
 import {
   type AgentOptions,
   type AgentResult,
@@ -44,9 +44,10 @@ import {
 } from "./budget.ts";
 import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
 import { log as rootLog } from "./log.ts";
-import { recoverTextToolCalls, stripThinking } from "./text_tool_calls.ts";
-import { errorMessage } from "./tool_result.ts";
+import { recoverTextToolCalls } from "./text_tool_calls.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
+import { errorMessage } from "./errors.ts";
+import { shortJson } from "./text.ts";
 
 /**
  * Why a task ended after two empty replies cut off by the token limit, and what to do: usually a
@@ -325,7 +326,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
         usage.total_tokens += reply.usage.total_tokens;
       }
 
-      let text = stripThinking(reply.content).text;
+      let text = reply.content;
       let calls = reply.toolCalls;
       let recovered = false;
       if (calls.length === 0 && text !== "") {

@@ -8,7 +8,6 @@
 import { raceAbort } from "./abort.ts";
 import { isAbort } from "./agent_errors.ts";
 import type { ProgressReporter } from "./agent_progress.ts";
-import { shortJson } from "./agent_text.ts";
 import type { ToolCallRecord, ToolHost, ToolProgress } from "./agent_types.ts";
 import { stableStringify } from "./json.ts";
 import type { ChatMessage, RawToolCall } from "./lmstudio_types.ts";
@@ -16,9 +15,10 @@ import type { CallToolResult } from "./sdk.ts";
 import { parseToolArguments } from "./tool_arguments.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
-import { errorMessage } from "./tool_result.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./trace.ts";
+import { errorMessage } from "./errors.ts";
+import { shortJson } from "./text.ts";
 
 /** The same call with the same arguments this many times in a row stops the loop. */
 export const REPEAT_LIMIT = 3;

@@ -3,18 +3,14 @@
  * guard, unknown servers, no tools, a model the server does not have), and {@linkcode isAbort} to
  * tell a cancellation or an exhausted time budget from a real failure.
  */
+import { BridgeError } from "./errors.ts";
 
 /**
  * Why a task could not start: recursion, unknown servers, no tools, unknown model. The message says
  * what to do.
  */
-export class AgentError extends Error {
+export class AgentError extends BridgeError<"recursion" | "servers" | "tools" | "model"> {
   override name = "AgentError";
-  readonly kind: "recursion" | "servers" | "tools" | "model";
-  constructor(kind: AgentError["kind"], message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.kind = kind;
-  }
 }
 
 /** True when `signal` fired or `error` is an abort (an AbortError, or of kind "aborted"). */

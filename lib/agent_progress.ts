@@ -7,7 +7,7 @@
 import type { AgentProgress } from "./agent_types.ts";
 import type { Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
 
 /**
  * Longest silence, in milliseconds, while the model generates or a tool runs, when the caller

@@ -17,19 +17,15 @@ import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";
-import { errorMessage } from "./tool_result.ts";
-import { usableEntry } from "./config.ts";
-import { listNames } from "./model_errors.ts";
+import { noConfigFile, usableEntry } from "./config.ts";
+import { errorMessage } from "./errors.ts";
+import { clause, listNames } from "./text.ts";
+import { MAX_LISTED_MODELS } from "./lmstudio_not_found.ts";
 
 /** The servers to use, and notes on those skipped. */
 export interface ResolvedServers {
   names: string[];
   notes: string[];
-}
-
-/** `text` without its final period, to be joined into a longer sentence. */
-export function clause(text: string): string {
-  return text.trim().replace(/\.+$/, "");
 }
 
 /**
@@ -67,12 +63,8 @@ export async function resolveServers(
     }
     if (usable.length > 0) return { names: usable.map((e) => e.name), notes };
     if (current.path === undefined) {
-      throw new AgentError(
-        "servers",
-        `No MCP config file found (searched ${current.searched.join(", ")}). Create .mcp.json ` +
-          'with {"mcpServers": {"NAME": {"command": "...", "args": []}}}, or point ' +
-          "MCP_JSON_PATH / --config at your file.",
-      );
+      const text = noConfigFile(current.searched);
+      throw new AgentError("servers", `${text[0]!.toUpperCase()}${text.slice(1)}`);
     }
     if (current.error !== undefined) {
       throw new AgentError(
@@ -121,14 +113,14 @@ export async function resolveServers(
 }
 
 /** The tools of one server, or why they could not be listed. */
-export type ServerTools = { server: string; tools: Tool[] } | { server: string; error: unknown };
+export type ListedTools = { server: string; tools: Tool[] } | { server: string; error: unknown };
 
 /** Lists the tools of every server in parallel; a failure is kept per server, an abort rejects. */
 export function listServerTools(
   host: ToolHost,
   servers: readonly string[],
   signal: AbortSignal,
-): Promise<ServerTools[]> {
+): Promise<ListedTools[]> {
   return Promise.all(servers.map(async (server) => {
     try {
       return { server, tools: await host.listTools(server, { signal }) };
@@ -145,7 +137,7 @@ export function listServerTools(
  * tool is left after `allowedTools`, it throws {@linkcode AgentError}.
  */
 export function buildCatalog(
-  listed: readonly ServerTools[],
+  listed: readonly ListedTools[],
   o: { discover: boolean; allowedTools?: readonly string[]; notes: string[] },
 ): { servers: string[]; catalog: ToolCatalog } {
   const failed = listed.filter((l): l is { server: string; error: unknown } => "error" in l);
@@ -205,9 +197,6 @@ export async function readModelListing(
     return { error: errorMessage(error) };
   }
 }
-
-/** How many model ids an error message lists before "and N more". */
-const MAX_LISTED_MODELS = 20;
 
 /**
  * Throws {@linkcode AgentError} "model" when the server's `list` is known and has no model that

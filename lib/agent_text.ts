@@ -4,7 +4,7 @@
  * not give itself (unfinished, cancelled, failed).
  */
 import type { AgentResult, ToolCallRecord } from "./agent_types.ts";
-import { stableStringify } from "./json.ts";
+import { shortJson } from "./text.ts";
 
 /** The system message: the servers whose tools the model may call and how to work with them. */
 export function systemPrompt(servers: readonly string[]): string {
@@ -18,12 +18,6 @@ export function systemPrompt(servers: readonly string[]): string {
     "When the task is done, reply with the final answer as plain text without calling a tool. " +
     "The caller sees only that answer, not the tool results, so make it complete.",
   ].join("\n");
-}
-
-/** `value` as compact JSON (strings as they are), cut to `max` characters. */
-export function shortJson(value: unknown, max = 200): string {
-  const text = typeof value === "string" ? value : stableStringify(value);
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 /** "N tool calls: 1. name {args} -> ok ..." for answers that end without the model's own. */

@@ -3,13 +3,13 @@
  * `@std/cli` is a one-file change.
  */
 import { parseArgs as nodeParseArgs } from "node:util";
+import { BridgeError } from "./errors.ts";
 
 /** Misuse of the command line; main.ts prints help and exits 2. */
-export class UsageError extends Error {
+export class UsageError extends BridgeError<"usage"> {
   override name = "UsageError";
-  readonly exitCode = 2;
   constructor(message: string, readonly command?: string) {
-    super(message);
+    super("usage", message);
   }
 }
 

@@ -4,12 +4,13 @@
  * gets, and how the conversation is condensed to stay inside it. Tokens are estimated as
  * characters / 4.
  */
-import { clause, readModelListing } from "./agent_setup.ts";
+import { readModelListing } from "./agent_setup.ts";
 import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_output.ts";
+import { clause } from "./text.ts";
 
 /** Context window assumed when neither the caller nor the server says. */
 export const DEFAULT_CONTEXT_TOKENS = 8192;

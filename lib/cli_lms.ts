@@ -13,10 +13,11 @@ import {
 import { table } from "./cli.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { type Lms, lmsInstallAdvice } from "./lms.ts";
-import { plural, sourceLabel } from "./model_errors.ts";
+import { sourceLabel } from "./model_errors.ts";
 import type { EnsureResult, Management } from "./model_types.ts";
 import { ensureReport, type ModelManager } from "./models.ts";
 import type { Output } from "./output.ts";
+import { formatBytes, plural } from "./text.ts";
 
 /** What `lms` commands need. */
 export interface LmsCommandContext {
@@ -48,7 +49,7 @@ function none(args: ParsedArgs, command: string): void {
 }
 
 function size(bytes: number | null): string {
-  return bytes === null ? "" : `${(bytes / 1e9).toFixed(2)} GB`;
+  return bytes === null ? "" : formatBytes(bytes);
 }
 
 /** What `lms status` prints after "models via:". */

@@ -7,8 +7,10 @@ import { isRecord, tryParseJson } from "./json.ts";
 import type { Output } from "./output.ts";
 import { needsMcpTasks } from "./mcp_connection.ts";
 import type { McpPool } from "./pool.ts";
-import type { CallToolResult, Tool } from "./sdk.ts";
+import type { Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
+import { firstLine, plural } from "./text.ts";
+import { contentText } from "./tool_output.ts";
 
 /** What the MCP commands need. */
 export interface McpCommandContext {
@@ -76,11 +78,6 @@ export function paramsSummary(tool: Pick<Tool, "inputSchema">): string {
     .join(", ");
 }
 
-function firstLine(text: string | undefined, max = 160): string {
-  const line = (text ?? "").trim().split(/\r?\n/)[0]?.trim() ?? "";
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
-
 const TASK_NOTE = "(needs MCP tasks; not callable through the bridge)";
 
 /**
@@ -106,7 +103,7 @@ export async function toolsCommand(argv: string[], ctx: McpCommandContext): Prom
   const more = taskTools.length === 0
     ? ""
     : ` (and ${taskTools.length} that need${taskTools.length === 1 ? "s" : ""} MCP tasks)`;
-  const lines = [`${name}: ${tools.length} tool${tools.length === 1 ? "" : "s"}${more}`];
+  const lines = [`${name}: ${plural(tools.length, "tool")}${more}`];
   for (const tool of [...tools, ...taskTools]) {
     const note = needsMcpTasks(tool) ? `  ${TASK_NOTE}` : "";
     lines.push("", `${tool.name}(${paramsSummary(tool)})${note}`);
@@ -115,40 +112,6 @@ export async function toolsCommand(argv: string[], ctx: McpCommandContext): Prom
   }
   ctx.out.stdout(lines.join("\n") + "\n");
   return 0;
-}
-
-function sizeOfBase64(data: string): string {
-  const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
-  const bytes = Math.floor(data.length * 3 / 4) - padding;
-  return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KB`;
-}
-
-/** One line per non-text part, text parts as they are. */
-function renderContent(result: CallToolResult): string {
-  const parts = result.content.map((part) => {
-    switch (part.type) {
-      case "text":
-        return part.text;
-      case "image":
-        return `[image: ${part.mimeType}, ${sizeOfBase64(part.data)}]`;
-      case "audio":
-        return `[audio: ${part.mimeType}, ${sizeOfBase64(part.data)}]`;
-      case "resource_link":
-        return `[resource link: ${part.uri}${part.name ? ` (${part.name})` : ""}]`;
-      case "resource": {
-        const r = part.resource;
-        if ("text" in r && typeof r.text === "string") return `[resource: ${r.uri}]\n${r.text}`;
-        const blob = "blob" in r && typeof r.blob === "string" ? `, ${sizeOfBase64(r.blob)}` : "";
-        return `[resource: ${r.uri}${r.mimeType ? `, ${r.mimeType}` : ""}${blob}]`;
-      }
-      default:
-        return `[${String((part as { type: unknown }).type)} content]`;
-    }
-  });
-  if (parts.length === 0 && result.structuredContent !== undefined) {
-    return JSON.stringify(result.structuredContent, null, 2);
-  }
-  return parts.join("\n");
 }
 
 function parseToolArgs(raw: string | undefined): Record<string, unknown> {
@@ -201,7 +164,7 @@ export async function callCommand(argv: string[], ctx: McpCommandContext): Promi
     out.stdout(JSON.stringify(result, null, 2) + "\n");
     return result.isError === true ? 1 : 0;
   }
-  const text = renderContent(result);
+  const text = contentText(result);
   if (result.isError === true) {
     out.stderr(`Tool "${tool}" on MCP server "${server}" returned an error:`);
     out.stderr(text === "" ? "(no details)" : text);

@@ -24,7 +24,8 @@ import { parseJsonc } from "./jsonc.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { resolve } from "./path.ts";
 import type { ServerEntry } from "./server_entry.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
+import { closestName, plural } from "./text.ts";
 
 /** The configuration in force. */
 export interface McpConfig {
@@ -90,6 +91,13 @@ export function parseConfigText(
   );
 }
 
+/** "no MCP config file found (searched ...)" and how to create one, as a sentence. */
+export function noConfigFile(searched: readonly string[], name = "NAME"): string {
+  return `no MCP config file found (searched ${searched.join(", ")}). Create .mcp.json with ` +
+    `{"mcpServers": {"${name}": {"command": "...", "args": []}}}, or point MCP_JSON_PATH / ` +
+    "--config at your file.";
+}
+
 /**
  * The usable entry `name` of `config`, or ConfigError naming the valid servers, saying it is
  * disabled or giving its problem.
@@ -102,17 +110,14 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
     if (config.path === undefined && config.servers.length === 0) {
       throw new ConfigError(
         config.error ??
-          `No MCP server "${name}": no MCP config file found (searched ${
-              config.searched.join(", ")
-            }). Create .mcp.json with {"mcpServers": {"${name}": {"command": "...", "args": []}}}, ` +
-            "or point MCP_JSON_PATH / --config at your file.",
+          `No MCP server "${name}": ${noConfigFile(config.searched, name)}`,
         { server: name, path: config.errorPath },
       );
     }
     const usable = config.servers.filter((s) => !s.disabled && s.problem === undefined);
     const others = config.servers.filter((s) => s.disabled || s.problem !== undefined);
-    const near = config.servers.find((s) => s.name.toLowerCase() === name.toLowerCase());
-    const hint = near ? ` Did you mean "${near.name}"?` : "";
+    const near = closestName(name, config.servers.map((s) => s.name));
+    const hint = near ? ` Did you mean "${near}"?` : "";
     const list = usable.length > 0
       ? `Available servers: ${usable.map((s) => s.name).join(", ")}`
       : "No usable servers are configured";
@@ -390,7 +395,7 @@ export class ConfigSource {
         searched,
         servers: good.servers,
         error: `${message} Still using the last good configuration from ${good.path} ` +
-          `(${n} server${n === 1 ? "" : "s"}).`,
+          `(${plural(n, "server")}).`,
         errorPath,
       };
     }

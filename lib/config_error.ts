@@ -4,9 +4,10 @@
  * so the JSONC parser, the entry resolver and the reader can all throw it without importing each
  * other.
  */
+import { BridgeError } from "./errors.ts";
 
 /** A configuration problem: bad file, unknown server, disabled or unusable entry. */
-export class ConfigError extends Error {
+export class ConfigError extends BridgeError<"config"> {
   override name = "ConfigError";
   /** The config file concerned, if any. */
   readonly path?: string;
@@ -20,7 +21,7 @@ export class ConfigError extends Error {
     options: { path?: string; server?: string; line?: number; column?: number; cause?: unknown } =
       {},
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super("config", message, options);
     this.path = options.path;
     this.server = options.server;
     this.line = options.line;

@@ -14,12 +14,11 @@ import {
   isHandshakeTimeout,
   newClient,
 } from "./mcp_connection.ts";
-import { causeChain, httpStatusOf, McpServerError, networkReason } from "./pool_errors.ts";
+import { httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./remote_watch.ts";
 import type { ServerEntry } from "./server_entry.ts";
 import { StderrTail } from "./stdio_child.ts";
-import { errorMessage } from "./tool_result.ts";
-import { errnoCode, isSandboxDenial } from "./sandbox.ts";
+import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
 
 interface Connected {
   client: Client;
@@ -87,7 +86,7 @@ export async function connectRemote(entry: ServerEntry, o: ConnectOptions): Prom
           throw new McpServerError(
             `Cannot connect to MCP server "${name}" at ${url}: streamable HTTP failed ` +
               `(${errorMessage(error)}) and so did the SSE fallback (${
-                networkReason(sseError)
+                networkFailure(sseError).reason
               }). ` +
               `Check the URL (many servers use /mcp for HTTP and /sse for SSE).`,
             { server: name, kind: "handshake", cause: sseError },
@@ -158,13 +157,13 @@ function remoteConnectError(
   );
   if (network) {
     return new McpServerError(
-      `Cannot connect to MCP server "${name}" at ${url}: ${networkReason(error)}. ` +
+      `Cannot connect to MCP server "${name}" at ${url}: ${networkFailure(error).reason}. ` +
         `Start the server or fix the URL in the config.`,
       { ...base, kind: "unreachable" },
     );
   }
   return new McpServerError(
-    `Cannot connect to MCP server "${name}" at ${url}: ${networkReason(error)}.`,
+    `Cannot connect to MCP server "${name}" at ${url}: ${networkFailure(error).reason}.`,
     { ...base, kind: "handshake" },
   );
 }

@@ -17,8 +17,7 @@ import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
 import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
-import { errorMessage } from "./tool_result.ts";
-import { errnoCode, isSandboxDenial } from "./sandbox.ts";
+import { errnoCode, errorMessage, isSandboxDenial } from "./errors.ts";
 
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
 export async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {

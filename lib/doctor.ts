@@ -7,7 +7,7 @@ import { flag, parseArgs, UsageError } from "./args.ts";
 import type { CommandContext } from "./cli.ts";
 import { isFile, pathCandidates } from "./lms_locate.ts";
 import { entryTarget, type ServerEntry } from "./server_entry.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";

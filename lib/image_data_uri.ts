@@ -4,7 +4,7 @@
  * Standard and URL-safe base64 are accepted, line breaks tolerated; the decoded bytes decide the
  * type, whatever the URI declares. Pure (no I/O).
  */
-import { formatBytes, ImageError, shorten } from "./image_error.ts";
+import { ImageError } from "./image_error.ts";
 import {
   conversionHint,
   describeContent,
@@ -15,6 +15,7 @@ import {
   SUPPORTED_IMAGE_TYPES,
   toDataUri,
 } from "./image_type.ts";
+import { formatBytes, shorten } from "./text.ts";
 
 /** Options of the inline loaders. */
 export interface InlineImageOptions {

@@ -3,6 +3,8 @@
  * message that names the input and what to do), and the small helpers those messages share:
  * shortening long inputs, formatting sizes, and recognising a sandbox (permission) denial.
  */
+import { shorten } from "./text.ts";
+import { BridgeError } from "./errors.ts";
 
 /** Why an image could not be loaded. */
 export type ImageErrorKind =
@@ -24,10 +26,8 @@ export type ImageErrorKind =
   | "too_many_images";
 
 /** An image input that cannot be used; the message names the input and what to do. */
-export class ImageError extends Error {
+export class ImageError extends BridgeError<ImageErrorKind> {
   override name = "ImageError";
-  /** What went wrong. */
-  readonly kind: ImageErrorKind;
   /** The input as given (shortened when long, e.g. a data URI). */
   readonly input: string;
   /** HTTP status for kind "http". */
@@ -40,27 +40,9 @@ export class ImageError extends Error {
     message: string,
     options?: { cause?: unknown; status?: number; failures?: ImageError[] },
   ) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.kind = kind;
+    super(kind, message, options);
     this.input = shorten(input);
     if (options?.status !== undefined) this.status = options.status;
     this.failures = options?.failures ?? [];
   }
-}
-
-/** `input` as is when short, else its start and its length (data URIs can be megabytes). */
-export function shorten(input: string, max = 80): string {
-  return input.length <= max ? input : `${input.slice(0, max - 20)}… (${input.length} chars)`;
-}
-
-/** A byte count for messages: "512 B", "3.5 KiB", "10.0 MiB". */
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-/** True when Deno's sandbox (NotCapable) or the operating system (PermissionDenied) refused. */
-export function isSandboxError(error: unknown): boolean {
-  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
 }

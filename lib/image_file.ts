@@ -3,7 +3,7 @@
  * or a `file://` URL ({@linkcode loadFile}). The size is checked by stat before anything is read,
  * and the type by the first bytes before the rest is read.
  */
-import { formatBytes, ImageError, isSandboxError, shorten } from "./image_error.ts";
+import { ImageError } from "./image_error.ts";
 import {
   conversionHint,
   describeContent,
@@ -17,6 +17,8 @@ import {
   TYPE_NAMES,
 } from "./image_type.ts";
 import { homeDir, isAbsolute, resolve } from "./path.ts";
+import { formatBytes, shorten } from "./text.ts";
+import { isSandboxDenial } from "./errors.ts";
 
 /** Options of {@linkcode loadFile}; every field has a production default. */
 export interface ImageFileOptions {
@@ -92,14 +94,19 @@ export async function loadFile(input: string, o: ImageFileOptions): Promise<Load
         { cause: error },
       );
     }
-    if (isSandboxError(error)) {
-      const sandbox = error instanceof Deno.errors.NotCapable;
+    if (isSandboxDenial(error)) {
       throw new ImageError(
-        sandbox ? "sandbox" : "permission",
+        "sandbox",
         input,
-        sandbox
-          ? `Reading ${path} was blocked by the bridge's sandbox. Run it with --allow-read for that path, or pass the image as a data URI.`
-          : `Cannot read ${path}: permission denied by the operating system. Check the file's permissions.`,
+        `Reading ${path} was blocked by the bridge's sandbox. Run it with --allow-read for that path, or pass the image as a data URI.`,
+        { cause: error },
+      );
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new ImageError(
+        "permission",
+        input,
+        `Cannot read ${path}: permission denied by the operating system. Check the file's permissions.`,
         { cause: error },
       );
     }

@@ -6,7 +6,7 @@
  * time limit covers redirects and body.
  */
 import { isIpLiteral, nonPublicAddressReason, nonPublicHostReason } from "./addresses.ts";
-import { formatBytes, ImageError, isSandboxError, shorten } from "./image_error.ts";
+import { ImageError } from "./image_error.ts";
 import {
   conversionHint,
   describeContent,
@@ -16,6 +16,8 @@ import {
   SUPPORTED_IMAGE_TYPES,
   toDataUri,
 } from "./image_type.ts";
+import { formatBytes, shorten } from "./text.ts";
+import { isSandboxDenial } from "./errors.ts";
 
 /** Default time limit for fetching one URL, redirects included. */
 const DEFAULT_FETCH_TIMEOUT_MS = 20_000;
@@ -79,7 +81,7 @@ async function checkHost(input: string, url: URL, o: ImageUrlOptions, signal: Ab
     if (r.status === "fulfilled") addresses.push(...r.value);
     else errors.push(r.reason);
   }
-  const denied = errors.find(isSandboxError);
+  const denied = errors.find(isSandboxDenial);
   if (denied !== undefined) {
     throw sandboxUrlError(input, url, "Looking up the host of", denied);
   }
@@ -186,7 +188,7 @@ export async function loadUrl(input: string, o: ImageUrlOptions): Promise<Loaded
           },
         });
       } catch (error: unknown) {
-        if (isSandboxError(error)) throw sandboxUrlError(input, url, "Fetching", error);
+        if (isSandboxDenial(error)) throw sandboxUrlError(input, url, "Fetching", error);
         if (signal.aborted) throw abortError(input, url, signal);
         throw new ImageError(
           "network",

@@ -11,10 +11,11 @@
  * image_data_uri.ts, image_url.ts) and loads several at once.
  */
 import { loadBareBase64, loadDataUri } from "./image_data_uri.ts";
-import { ImageError, shorten } from "./image_error.ts";
+import { ImageError } from "./image_error.ts";
 import { type ImageFileOptions, loadFile } from "./image_file.ts";
 import type { LoadedImage } from "./image_type.ts";
 import { type ImageUrlOptions, loadUrl } from "./image_url.ts";
+import { shorten } from "./text.ts";
 
 /** The most images one call may carry. */
 export const MAX_IMAGES = 10;

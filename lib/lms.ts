@@ -24,7 +24,7 @@ import {
 } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { denoSpawn, type SpawnFn, type SpawnResult } from "./spawn.ts";
-import { isSandboxDenial } from "./sandbox.ts";
+import { isSandboxDenial } from "./errors.ts";
 
 /** How to get `lms`, in words that fit every surface (errors from here reach the CLI and tools). */
 export const LMS_INSTALL_HINT =

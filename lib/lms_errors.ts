@@ -5,6 +5,7 @@
  */
 import { stripAnsi, tail } from "./lms_output.ts";
 import type { SpawnResult } from "./spawn.ts";
+import { BridgeError } from "./errors.ts";
 
 /** What went wrong with an `lms` command. */
 export type LmsErrorKind =
@@ -32,17 +33,15 @@ export interface LmsErrorDetails {
 }
 
 /** A failed `lms` command; the message says what failed, why, and what to do. */
-export class LmsError extends Error {
+export class LmsError extends BridgeError<LmsErrorKind> {
   override name = "LmsError";
-  readonly kind: LmsErrorKind;
   readonly command: string[];
   readonly exitCode?: number;
   readonly stderrTail: string[];
   readonly memoryRequired?: string;
 
   constructor(message: string, details: LmsErrorDetails) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.kind = details.kind;
+    super(details.kind, message, details);
     this.command = details.command;
     this.exitCode = details.exitCode;
     this.stderrTail = details.stderrTail ?? [];

@@ -5,7 +5,7 @@
  */
 import type { Lms } from "./lms.ts";
 import type { LmsServerStatus } from "./lms_output.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 

@@ -5,7 +5,8 @@
  * do next. What a 404 means for a particular call is explained in lmstudio_not_found.ts.
  */
 import { z } from "zod";
-import { isSandboxDenial } from "./sandbox.ts";
+import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
+import { clip } from "./text.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -18,10 +19,8 @@ export type LmErrorKind =
   | "bad_response";
 
 /** A failed LM Studio request; the message says what failed and what to do next. */
-export class LmStudioError extends Error {
+export class LmStudioError extends BridgeError<LmErrorKind> {
   override name = "LmStudioError";
-  /** The category of the failure. */
-  readonly kind: LmErrorKind;
   /** The full URL of the request that failed. */
   readonly url: string;
   /** HTTP status, when the server answered. */
@@ -40,8 +39,7 @@ export class LmStudioError extends Error {
     code?: string;
     cause?: unknown;
   }) {
-    super(options.message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.kind = options.kind;
+    super(options.kind, options.message, options);
     this.url = options.url;
     if (options.status !== undefined) this.status = options.status;
     if (options.serverMessage !== undefined) this.serverMessage = options.serverMessage;
@@ -101,46 +99,8 @@ export function parseErrorBody(text: string): { message?: string; code?: string 
   return { message: clip(trimmed, 300) };
 }
 
-/** Cuts server text quoted in a message to `max` characters, ending in "…" when cut. */
-export function clip(s: string, max: number): string {
-  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Network failures
-
-function isConnectionRefused(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e !== undefined && depth < 5; depth++) {
-    if (e instanceof Deno.errors.ConnectionRefused) return true;
-    if (e instanceof Error) {
-      if (
-        /connection refused|ECONNREFUSED|os error 111|os error 61\b|os error 10061/i.test(e.message)
-      ) {
-        return true;
-      }
-      e = e.cause;
-    } else break;
-  }
-  return false;
-}
-
-function isConnectionDropped(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e !== undefined && depth < 5; depth++) {
-    if (e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.ConnectionAborted) {
-      return true;
-    }
-    if (e instanceof Error) {
-      if (
-        /connection (reset|closed|aborted)|broken pipe|IncompleteMessage|error reading a body/i
-          .test(e.message)
-      ) {
-        return true;
-      }
-      e = e.cause;
-    } else break;
-  }
-  return false;
-}
 
 const START_HINT = "Start the server in LM Studio (Developer tab) or run `lms server start`. " +
   "Using Ollama, llama.cpp or another OpenAI-compatible server? Set LMSTUDIO_BASE_URL " +
@@ -169,7 +129,8 @@ export function networkError(
       }),
     };
   }
-  if (isConnectionRefused(cause)) {
+  const failure = networkFailure(cause);
+  if (failure.kind === "refused") {
     return {
       transient: true,
       error: new LmStudioError({
@@ -182,7 +143,7 @@ export function networkError(
   }
   const detail = cause instanceof Error ? cause.message : String(cause);
   return {
-    transient: isConnectionDropped(cause),
+    transient: failure.kind === "reset" || failure.kind === "dropped",
     error: new LmStudioError({
       kind: "unreachable",
       url,

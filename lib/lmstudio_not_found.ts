@@ -5,10 +5,10 @@
  * that says what to do next.
  */
 import { carried, LmStudioError } from "./lmstudio_errors.ts";
-import { listNames } from "./model_errors.ts";
+import { listNames } from "./text.ts";
 
 /** How many model ids an error message lists before "and N more". */
-const MAX_LISTED_MODELS = 20;
+export const MAX_LISTED_MODELS = 20;
 
 /** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
 export function mayBeUnknownModel(error: LmStudioError): boolean {

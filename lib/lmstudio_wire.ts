@@ -6,7 +6,7 @@
  * tool calls left raw, usage filled in).
  */
 import { z } from "zod";
-import { badResponseError, clip, type RequestSite } from "./lmstudio_errors.ts";
+import { badResponseError, type RequestSite } from "./lmstudio_errors.ts";
 import type {
   ChatResult,
   CompletionResult,
@@ -15,6 +15,7 @@ import type {
   ResponseResult,
   Usage,
 } from "./lmstudio_types.ts";
+import { clip } from "./text.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
@@ -140,26 +141,44 @@ export function parseReply<T>(text: string, schema: z.ZodType<T>, site: RequestS
  */
 export function splitReasoning(text: string): { content: string; reasoning?: string } {
   const thoughts: string[] = [];
-  let rest = text;
+  const kept: string[] = [];
+  // One forward scan (every search starts where the last ended), so the time is linear in the
+  // text even for thousands of unclosed tags.
+  const find = (tag: RegExp, from: number): number => {
+    tag.lastIndex = from;
+    return tag.exec(text)?.index ?? -1;
+  };
+  const open = /<think>/gi;
+  const close = /<\/think>/gi;
+  let at = 0;
   // Opening tag in the prompt template: "reasoning...</think>answer".
-  const firstClose = rest.search(/<\/think>/i);
-  const firstOpen = rest.search(/<think>/i);
-  if (firstClose !== -1 && (firstOpen === -1 || firstOpen > firstClose)) {
-    thoughts.push(rest.slice(0, firstClose));
-    rest = rest.slice(firstClose + "</think>".length);
+  const firstClose = find(close, 0);
+  if (firstClose !== -1) {
+    const firstOpen = find(open, 0);
+    if (firstOpen === -1 || firstOpen > firstClose) {
+      thoughts.push(text.slice(0, firstClose));
+      at = firstClose + "</think>".length;
+    }
   }
-  rest = rest.replace(/<think>([\s\S]*?)<\/think>/gi, (_match, inner: string) => {
-    thoughts.push(inner);
-    return "";
-  });
-  const open = rest.search(/<think>/i);
-  if (open !== -1) {
-    // Unterminated: the model ran out of tokens while thinking.
-    thoughts.push(rest.slice(open + "<think>".length));
-    rest = rest.slice(0, open);
+  while (at < text.length) {
+    const start = find(open, at);
+    if (start === -1) {
+      kept.push(text.slice(at));
+      break;
+    }
+    kept.push(text.slice(at, start));
+    const end = find(close, start + "<think>".length);
+    if (end === -1) {
+      // Unterminated: the model ran out of tokens while thinking.
+      thoughts.push(text.slice(start + "<think>".length));
+      break;
+    }
+    thoughts.push(text.slice(start + "<think>".length, end));
+    at = end + "</think>".length;
   }
+  const content = kept.join("").trim();
   const reasoning = thoughts.map((t) => t.trim()).filter((t) => t !== "").join("\n\n");
-  return reasoning === "" ? { content: rest.trim() } : { content: rest.trim(), reasoning };
+  return reasoning === "" ? { content } : { content, reasoning };
 }
 
 function textOf(content: string | unknown[] | null | undefined): string {

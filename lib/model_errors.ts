@@ -4,27 +4,20 @@
  */
 import { LmStudioError } from "./lmstudio_errors.ts";
 import type { ModelSource } from "./model_types.ts";
+import { BridgeError } from "./errors.ts";
 
 /** Why something about models cannot be done; the message says what to do. */
-export class ModelError extends Error {
+export class ModelError
+  extends BridgeError<"not_found" | "not_loaded" | "timeout" | "unsupported"> {
   override name = "ModelError";
-  readonly kind: "not_found" | "not_loaded" | "timeout" | "unsupported";
   readonly model: string;
   constructor(
     message: string,
     details: { kind: ModelError["kind"]; model: string; cause?: unknown },
   ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.kind = details.kind;
+    super(details.kind, message, details);
     this.model = details.model;
   }
-}
-
-/** `names` for a message: the first `max`, and how many more there are; "none" for none. */
-export function listNames(names: string[], max = 12): string {
-  if (names.length === 0) return "none";
-  const shown = names.slice(0, max).join(", ");
-  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
 
 /**
@@ -35,11 +28,6 @@ export function listNames(names: string[], max = 12): string {
 export function modelListUnreadable(error: unknown): boolean {
   return error instanceof LmStudioError &&
     (error.kind === "not_found" || error.kind === "http" || error.kind === "bad_response");
-}
-
-/** "1 model", "2 models". */
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /** Where a report came from, in words: "lms", "LM Studio's REST API", "/v1/models". */

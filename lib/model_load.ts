@@ -11,10 +11,11 @@ import { LmStudioError } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import type { Lms } from "./lms.ts";
 import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
-import { listNames, ModelError, modelListUnreadable } from "./model_errors.ts";
+import { ModelError, modelListUnreadable } from "./model_errors.ts";
 import { findInstances, findModel, sameModel } from "./model_names.ts";
 import type { EnsureResult, ModelClient, ModelSource } from "./model_types.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
+import { listNames } from "./text.ts";
 
 /** What loading needs from the manager: its client, `lms`, clock and limits. */
 export interface LoadContext {

@@ -4,9 +4,10 @@
  * {@linkcode ModelError} naming the ones that are.
  */
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
-import { listNames, ModelError } from "./model_errors.ts";
+import { ModelError } from "./model_errors.ts";
 import { findInstances, namesModel } from "./model_names.ts";
 import type { ModelClient, UnloadReport } from "./model_types.ts";
+import { listNames } from "./text.ts";
 
 /** One model to unload. */
 export interface UnloadRequest {

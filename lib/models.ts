@@ -29,7 +29,7 @@ import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { listNames, modelListUnreadable } from "./model_errors.ts";
+import { modelListUnreadable } from "./model_errors.ts";
 import { ensureWithLms, ensureWithRest, listSource, type LoadContext } from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
 import type {
@@ -47,7 +47,8 @@ import type {
 } from "./model_types.ts";
 import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
 import type { Settings } from "./settings.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
+import { listNames } from "./text.ts";
 
 /** Options of {@linkcode ModelManager}. */
 export interface ModelManagerOptions {

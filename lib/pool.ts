@@ -49,20 +49,15 @@ import {
   unknownToolError,
 } from "./pool_call_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./process_group.ts";
-import { errorMessage } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
+import type { ToolProgress } from "./agent_types.ts";
+import { plural } from "./text.ts";
 
 /** Options of {@linkcode McpPool.listTools}. */
 export interface ListToolsOptions {
   signal?: AbortSignal;
   /** Also return the tools that can only run as MCP tasks (the bridge cannot call them). */
   includeTaskRequired?: boolean;
-}
-
-/** A progress notification of a running tool. */
-export interface ToolProgress {
-  progress: number;
-  total?: number;
-  message?: string;
 }
 
 /** Per-call options of {@linkcode McpPool.callTool}. */
@@ -308,7 +303,7 @@ export class McpPool {
   #finishing(entry: ServerEntry): Pick<ServerStatus, "state" | "reason" | "pid"> | undefined {
     const old = [...this.#retired].find((c) => c.name === entry.name && c.inFlight > 0);
     if (old === undefined || old.closed) return undefined;
-    const calls = `${old.inFlight} call${old.inFlight === 1 ? "" : "s"}`;
+    const calls = plural(old.inFlight, "call");
     const stdio = old.entry.transport === "stdio";
     const remark = this.#remarks.get(entry.name);
     if (old.exit !== undefined && remark?.fingerprint === entry.fingerprint) {

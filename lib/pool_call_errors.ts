@@ -7,14 +7,9 @@
  */
 import { ErrorCode, McpError } from "./sdk.ts";
 import type { Connection } from "./mcp_connection.ts";
-import {
-  exitText,
-  formatTail,
-  httpStatusOf,
-  McpServerError,
-  networkReason,
-} from "./pool_errors.ts";
-import { errorMessage } from "./tool_result.ts";
+import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
+import { errorMessage, networkFailure } from "./errors.ts";
+import { clip, closestName, shellWord } from "./text.ts";
 
 /** What {@linkcode explainCallError} needs to know about the failed request. */
 export interface CallErrorOptions {
@@ -85,8 +80,8 @@ export async function explainCallError(
     // The HTTP session broke (server restarted or went away): start a fresh one next time.
     const status = httpStatusOf(error);
     const reason = status === undefined
-      ? networkReason(error)
-      : `it answered HTTP ${status} (${networkReason(error)})`;
+      ? networkFailure(error).reason
+      : `it answered HTTP ${status} (${networkFailure(error).reason})`;
     o.onBroken(reason);
     return new McpServerError(
       `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${reason}. ` +
@@ -163,43 +158,4 @@ export function unknownToolError(o: {
       `Run \`lmstudio-bridge tools ${shellWord(server)}\` to see them with their parameters.`,
     { server, tool, kind: "unknown_tool", cause },
   );
-}
-
-function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-function shellWord(word: string): string {
-  return /^[\w.@:+-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
-}
-
-/** The listed name `name` was most likely meant as (same letters, or a typo or two away). */
-function closestName(name: string, names: readonly string[]): string | undefined {
-  const plain = (s: string) => s.toLowerCase().replace(/[-_.\s]/g, "");
-  const wanted = plain(name);
-  const same = names.find((n) => plain(n) === wanted);
-  if (same !== undefined) return same;
-  if (wanted.length < 4) return undefined;
-  let best: { name: string; distance: number } | undefined;
-  for (const n of names) {
-    const distance = editDistance(wanted, plain(n));
-    if (distance <= 2 && (best === undefined || distance < best.distance)) {
-      best = { name: n, distance };
-    }
-  }
-  return best?.name;
-}
-
-/** Levenshtein distance of two short strings. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
 }

@@ -6,6 +6,7 @@
  */
 import { StreamableHTTPError } from "./sdk.ts";
 import type { ExitInfo } from "./stdio_child.ts";
+import { BridgeError, causeChain } from "./errors.ts";
 
 /** What went wrong with a downstream server. */
 export type McpServerErrorKind =
@@ -25,13 +26,12 @@ export type McpServerErrorKind =
   | "unknown_tool";
 
 /** A downstream MCP server failed; the message says what failed, why and what to do. */
-export class McpServerError extends Error {
+export class McpServerError extends BridgeError<McpServerErrorKind> {
   override name = "McpServerError";
   /** The server's name in the config. */
   readonly server: string;
   /** The last lines the server wrote to stderr (stdio only), oldest first. */
   readonly stderrTail: string[];
-  readonly kind: McpServerErrorKind;
   /** Exit code of a stdio server that exited (null when killed by a signal). */
   readonly exitCode?: number | null;
   /** The tool being called, if any. */
@@ -47,9 +47,8 @@ export class McpServerError extends Error {
       cause?: unknown;
     },
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(options.kind, message, options);
     this.server = options.server;
-    this.kind = options.kind;
     this.stderrTail = options.stderrTail ?? [];
     this.exitCode = options.exitCode;
     this.tool = options.tool;
@@ -69,23 +68,6 @@ export function exitText(exit: ExitInfo | undefined): string {
   return exit.signal ? `was killed by ${exit.signal}` : "exited";
 }
 
-/** A short reason for a failed request or stream: "connection refused" rather than a stack of wrappers. */
-export function networkReason(error: unknown): string {
-  const text = causeChain(error).map((e) => e instanceof Error ? e.message : String(e)).join(": ");
-  if (/connection refused|ECONNREFUSED/i.test(text)) return "connection refused";
-  if (/connection reset|reset by peer|ECONNRESET/i.test(text)) return "the connection was reset";
-  if (/dns error|failed to lookup|name or service not known|ENOTFOUND/i.test(text)) {
-    return "its host name could not be resolved";
-  }
-  if (/timed out|ETIMEDOUT/i.test(text)) return "the connection timed out";
-  if (/unexpected eof|incomplete|end of file|broken pipe|error reading a body/i.test(text)) {
-    return "the connection closed in the middle of a response";
-  }
-  if (/fetch failed|error sending request/i.test(text)) return "the server could not be reached";
-  const cleaned = text.replace(/\b(?:TypeError|SSE error|Error): /g, "").trim();
-  return cleaned === "" || cleaned === "undefined" ? "the server closed the connection" : cleaned;
-}
-
 /** The HTTP status a remote server answered with, found anywhere in the error's cause chain. */
 export function httpStatusOf(error: unknown): number | undefined {
   for (const e of causeChain(error)) {
@@ -96,15 +78,4 @@ export function httpStatusOf(error: unknown): number | undefined {
     }
   }
   return undefined;
-}
-
-/** `error` and its causes, outermost first (at most 10). */
-export function causeChain(error: unknown): unknown[] {
-  const chain: unknown[] = [];
-  let current: unknown = error;
-  while (current !== undefined && current !== null && chain.length < 10) {
-    chain.push(current);
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return chain;
 }

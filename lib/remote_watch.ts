@@ -6,10 +6,10 @@
  */
 import { SSEClientTransport, SseError, type Transport } from "./sdk.ts";
 import { tryParseJson } from "./json.ts";
-import { networkReason } from "./pool_errors.ts";
+
 import { observeBody, SseScan } from "./sse_scan.ts";
-import { errorMessage } from "./tool_result.ts";
 import { z } from "zod";
+import { errorMessage, networkFailure } from "./errors.ts";
 
 type RequestId = string | number;
 
@@ -61,14 +61,14 @@ export class RemoteWatch {
     transport.onerror = (error: Error) => {
       const message = errorMessage(error);
       if (sse && error instanceof SseError && typeof error.code !== "number") {
-        this.#lost(`its event stream dropped (${networkReason(error)})`);
+        this.#lost(`its event stream dropped (${networkFailure(error).reason})`);
       } else if (message.startsWith("Failed to reconnect SSE stream: ")) {
         this.#lastReconnectError = message.slice("Failed to reconnect SSE stream: ".length);
       } else if (message.startsWith("Maximum reconnection attempts")) {
         const last = this.#lastReconnectError;
         this.#lost(
           `its event stream dropped and reconnecting failed${
-            last === undefined ? "" : ` (${networkReason(new Error(last))})`
+            last === undefined ? "" : ` (${networkFailure(new Error(last)).reason})`
           }`,
         );
       }
@@ -111,7 +111,7 @@ export class RemoteWatch {
         this.#lost(
           error === undefined
             ? "the server ended its response stream without answering"
-            : `its response stream broke (${networkReason(error)})`,
+            : `its response stream broke (${networkFailure(error).reason})`,
         );
       },
     });

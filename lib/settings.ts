@@ -2,6 +2,7 @@
  * Environment -> one immutable Settings object, resolved once at start-up. Invalid values are a
  * clear start-up error ({@linkcode SettingsError}) rather than a surprise later.
  */
+import { BridgeError } from "./errors.ts";
 
 /** Everything the bridge reads from its environment. */
 export interface Settings {
@@ -36,10 +37,10 @@ export interface Settings {
 }
 
 /** A setting that cannot be used; the message names the variable and what would be valid. */
-export class SettingsError extends Error {
+export class SettingsError extends BridgeError<"settings"> {
   override name = "SettingsError";
   constructor(readonly variable: string, message: string) {
-    super(message);
+    super("settings", message);
   }
 }
 

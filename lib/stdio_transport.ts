@@ -238,7 +238,7 @@ export class StdioChildTransport implements Transport, ChildState {
         if (pendingLength > this.#maxLineChars) {
           pending = [];
           pendingLength = 0;
-          this.#closeReason = `it sent a message larger than ${formatSize(this.#maxLineChars)} ` +
+          this.#closeReason = `it sent a message larger than ${charCount(this.#maxLineChars)} ` +
             "(one JSON-RPC line, e.g. a huge tool result), so the bridge closed the connection. " +
             "Ask the tool for less data (a smaller range, a filter, a page)";
           this.onerror?.(new Error(this.#closeReason));
@@ -284,6 +284,9 @@ function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
-function formatSize(chars: number): string {
-  return chars >= 1024 * 1024 ? `${Math.round(chars / 1024 / 1024)} MB` : `${chars} characters`;
+/** A message length in characters: "64 Mi characters" for the 64 MiB limit, else the count. */
+function charCount(chars: number): string {
+  return chars >= 1024 * 1024
+    ? `${Math.round(chars / 1024 / 1024)} Mi characters`
+    : `${chars} characters`;
 }

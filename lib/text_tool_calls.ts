@@ -129,24 +129,3 @@ export function recoverTextToolCalls(
     text: rest.replace(/\n{3,}/g, "\n\n").trim(),
   };
 }
-
-/** Removes `<think>...</think>` blocks (and an unclosed trailing one); returns text and reasoning. */
-export function stripThinking(text: string): { text: string; reasoning: string } {
-  const reasoning: string[] = [];
-  let rest = text.replace(/<think>([\s\S]*?)<\/think>/g, (_m, inner: string) => {
-    reasoning.push(inner.trim());
-    return "";
-  });
-  const open = rest.indexOf("<think>");
-  if (open >= 0) {
-    reasoning.push(rest.slice(open + "<think>".length).trim());
-    rest = rest.slice(0, open);
-  }
-  // Some templates emit only the closing tag (the opening one is in the prompt).
-  const close = rest.indexOf("</think>");
-  if (close >= 0) {
-    reasoning.push(rest.slice(0, close).trim());
-    rest = rest.slice(close + "</think>".length);
-  }
-  return { text: rest.trim(), reasoning: reasoning.filter((r) => r !== "").join("\n\n") };
-}

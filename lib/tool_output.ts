@@ -4,19 +4,7 @@
  */
 import { isRecord } from "./json.ts";
 import type { CallToolResult } from "./sdk.ts";
-
-/** Approximate size of base64 data in bytes. */
-function base64Bytes(data: string): number {
-  const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
-  return Math.max(0, Math.floor(data.length * 3 / 4) - padding);
-}
-
-/** `1.2 KB` style sizes. */
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
-}
+import { base64Bytes, formatBytes } from "./text.ts";
 
 function describePart(part: Record<string, unknown>): string {
   const mime = typeof part.mimeType === "string" ? part.mimeType : "unknown type";
@@ -48,11 +36,11 @@ function describePart(part: Record<string, unknown>): string {
 }
 
 /**
- * An MCP tool result as text for the model: every content part (texts joined, images and audio
- * summarised by type and size, embedded resource text included), `structuredContent` as JSON when
- * there is no text, and a clear prefix when the tool reported an error.
+ * The content parts of an MCP result as text, one part per line: texts as they are, images and
+ * audio summarised by type and size, embedded resource text included; `structuredContent` as JSON
+ * when there is no text. What `call` prints and what the model reads.
  */
-export function formatToolResult(result: CallToolResult): string {
+export function contentText(result: Pick<CallToolResult, "content" | "structuredContent">): string {
   const content: unknown = result.content;
   const parts = (Array.isArray(content) ? content : []).filter(isRecord);
   const texts = parts.map(describePart).filter((t) => t !== "");
@@ -62,7 +50,16 @@ export function formatToolResult(result: CallToolResult): string {
   if (!hasText && isRecord(result.structuredContent)) {
     texts.push(JSON.stringify(result.structuredContent));
   }
-  const body = texts.join("\n").trim();
+  return texts.join("\n");
+}
+
+/**
+ * An MCP tool result as text for the model: every content part (texts joined, images and audio
+ * summarised by type and size, embedded resource text included), `structuredContent` as JSON when
+ * there is no text, and a clear prefix when the tool reported an error.
+ */
+export function formatToolResult(result: CallToolResult): string {
+  const body = contentText(result).trim();
   if (result.isError === true) {
     return `The tool reported an error:\n${body || "(no details given)"}`;
   }

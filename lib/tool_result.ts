@@ -3,23 +3,13 @@
  * optional structured content, and failures as `isError` results (never thrown at the client).
  */
 import type { CallToolResult } from "./sdk.ts";
+import { errorMessage } from "./errors.ts";
 
 /** A successful result: human/model-readable text plus optional structured content. */
 export function textResult(text: string, structured?: Record<string, unknown>): CallToolResult {
   return structured === undefined
     ? { content: [{ type: "text", text }] }
     : { content: [{ type: "text", text }], structuredContent: structured };
-}
-
-/** The message of anything thrown, without a stack. */
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  if (typeof error === "string") return error;
-  try {
-    return JSON.stringify(error) ?? String(error);
-  } catch {
-    return String(error);
-  }
 }
 
 /** A failed result the calling model can read and act on. */
@@ -40,4 +30,27 @@ export function emptyAnswerText(finishReason: string | undefined, reasoned: bool
     ? "(The model produced no answer before reaching max_tokens" +
       (reasoned ? "; it spent them on reasoning" : "") + ". Call again with a larger max_tokens.)"
     : "(The model returned an empty answer.)";
+}
+
+/** Annotations of a tool that only reads (lists, reports). */
+export const READ_ONLY = {
+  readOnlyHint: true,
+  destructiveHint: false,
+  idempotentHint: true,
+  openWorldHint: false,
+} as const;
+
+/**
+ * Runs a tool body; a failure becomes an isError result, with `explain` given the first say on
+ * what to tell the caller (it returns undefined to use the error's own message).
+ */
+export async function guarded(
+  body: () => Promise<CallToolResult>,
+  explain?: (error: unknown) => Promise<CallToolResult | undefined>,
+): Promise<CallToolResult> {
+  try {
+    return await body();
+  } catch (error: unknown) {
+    return (await explain?.(error)) ?? errorResult(error);
+  }
 }

@@ -7,11 +7,13 @@ import { z } from "zod";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
 import { type Lms, lmsInstallAdvice } from "./lms.ts";
-import { plural, sourceLabel } from "./model_errors.ts";
+import { sourceLabel } from "./model_errors.ts";
 import type { EnsureResult, ServerStatusReport } from "./model_types.ts";
 import { ensureReport, type ModelManager } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
-import { errorMessage, errorResult, textResult } from "./tool_result.ts";
+import { errorResult, guarded, READ_ONLY, textResult } from "./tool_result.ts";
+import { errorMessage } from "./errors.ts";
+import { formatBytes, plural } from "./text.ts";
 
 /** What the lms tools need. */
 export interface LmsToolDeps {
@@ -20,40 +22,26 @@ export interface LmsToolDeps {
   client: LmStudioClient;
 }
 
-const READ_ONLY = {
-  readOnlyHint: true,
-  destructiveHint: false,
-  idempotentHint: true,
-  openWorldHint: false,
-} as const;
-
 const modelName = z.string().trim().min(1).describe(
   'Model key or identifier, e.g. "qwen2.5-7b-instruct" or "qwen/qwen3-8b" (see ' +
     "lms_list_downloaded_models / lms_list_loaded_models). Case and a publisher prefix do not matter.",
 );
 
-/** Runs a tool body; failures become isError results, with setup advice when nothing can manage models. */
-async function guarded(
-  deps: LmsToolDeps,
-  body: () => Promise<CallToolResult>,
-): Promise<CallToolResult> {
-  try {
-    return await body();
-  } catch (error: unknown) {
-    if (error instanceof LmStudioError && error.kind === "unreachable") {
-      const lms = await deps.lms.locate().catch(() => undefined);
-      const advice = lms
-        ? "Start the server with `lms server start` (or the Developer tab in LM Studio)."
-        : "Start LM Studio's server (Developer tab). To start it and manage models from a " +
-          `terminal as well: ${lmsInstallAdvice("server")}`;
-      return errorResult(`${errorMessage(error)} ${advice}`);
-    }
-    return errorResult(error);
-  }
+/** With no server to manage models through, says how to start one (and get `lms`). */
+function setupAdvice(deps: LmsToolDeps): (error: unknown) => Promise<CallToolResult | undefined> {
+  return async (error) => {
+    if (!(error instanceof LmStudioError && error.kind === "unreachable")) return undefined;
+    const lms = await deps.lms.locate().catch(() => undefined);
+    const advice = lms
+      ? "Start the server with `lms server start` (or the Developer tab in LM Studio)."
+      : "Start LM Studio's server (Developer tab). To start it and manage models from a " +
+        `terminal as well: ${lmsInstallAdvice("server")}`;
+    return errorResult(`${errorMessage(error)} ${advice}`);
+  };
 }
 
 function gb(bytes: number | null): string {
-  return bytes === null ? "" : `, ${(bytes / 1e9).toFixed(2)} GB`;
+  return bytes === null ? "" : `, ${formatBytes(bytes)}`;
 }
 
 /** The `context_length` parameter, saying what a load without it uses. */
@@ -87,7 +75,7 @@ function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
     inputSchema: {},
     annotations: READ_ONLY,
   }, (_args, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const current = await deps.models.currentModels({ signal: extra.signal, prefer: "lms" });
       const lines = current.models.map((m) =>
         `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
@@ -104,7 +92,7 @@ function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
       return textResult([head, ...lines, ...(current.note ? [current.note] : [])].join("\n"), {
         ...current,
       });
-    }));
+    }, setupAdvice(deps)));
 }
 
 function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
@@ -120,7 +108,7 @@ function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
     },
     annotations: READ_ONLY,
   }, ({ kind }, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const list = await deps.models.downloadedModels({
         signal: extra.signal,
         ...(kind ? { kind } : {}),
@@ -137,7 +125,7 @@ function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
       return textResult([head, ...lines, ...(list.note ? [list.note] : [])].join("\n"), {
         ...list,
       });
-    }));
+    }, setupAdvice(deps)));
 }
 
 function registerLoad(server: McpServer, deps: LmsToolDeps): void {
@@ -162,7 +150,7 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
       openWorldHint: false,
     },
   }, ({ model_name, ttl, context_length }, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const result = await deps.models.load(model_name, {
         signal: extra.signal,
         ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
@@ -176,7 +164,7 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
         jit: `${result.model} will load on its first request (this server loads models on demand).`,
       });
       return textResult(text, { ...ensureReport(result) });
-    }));
+    }, setupAdvice(deps)));
 }
 
 function registerUnload(server: McpServer, deps: LmsToolDeps): void {
@@ -193,7 +181,7 @@ function registerUnload(server: McpServer, deps: LmsToolDeps): void {
       openWorldHint: false,
     },
   }, ({ model_name }, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const result = await deps.models.unload(model_name, { signal: extra.signal });
       return textResult(
         `Unloaded ${result.unloaded.join(", ")} ${
@@ -201,7 +189,7 @@ function registerUnload(server: McpServer, deps: LmsToolDeps): void {
         }.`,
         { ...result },
       );
-    }));
+    }, setupAdvice(deps)));
 }
 
 function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
@@ -222,7 +210,7 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
       openWorldHint: false,
     },
   }, ({ model_name, context_length }, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const result = await deps.models.ensureLoaded(model_name, {
         signal: extra.signal,
         ...(context_length !== undefined ? { contextLength: context_length } : {}),
@@ -236,7 +224,7 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
         jit: `${result.model} will load on its first request (just-in-time loading).`,
       });
       return textResult(text, { ...ensureReport(result) });
-    }));
+    }, setupAdvice(deps)));
 }
 
 function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
@@ -249,7 +237,7 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
     inputSchema: {},
     annotations: READ_ONLY,
   }, (_args, extra) =>
-    guarded(deps, async () => {
+    guarded(async () => {
       const s = await deps.models.status({ signal: extra.signal });
       const lines = [
         s.reachable
@@ -292,7 +280,7 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
       }
       const result = textResult(lines.join("\n"), { ...s });
       return s.reachable ? result : { ...result, isError: true };
-    }));
+    }, setupAdvice(deps)));
 }
 
 /** What the status's management means for calls, as the start of a sentence. */

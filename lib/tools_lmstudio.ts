@@ -10,7 +10,7 @@ import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { chooseModel, type ModelManager } from "./models.ts";
 import type { Settings } from "./settings.ts";
-import { emptyAnswerText, errorResult, textResult } from "./tool_result.ts";
+import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./tool_result.ts";
 
 /** What the LM Studio tools need. */
 export interface LmStudioToolDeps {
@@ -21,12 +21,6 @@ export interface LmStudioToolDeps {
   log?: Logger;
 }
 
-const READ_ONLY = {
-  readOnlyHint: true,
-  destructiveHint: false,
-  idempotentHint: true,
-  openWorldHint: false,
-};
 const GENERATES = {
   readOnlyHint: true,
   destructiveHint: false,
@@ -37,15 +31,6 @@ const GENERATES = {
 const modelParam = z.string().min(1).optional().describe(
   "Model id as listed by list_models. Omit to use DEFAULT_MODEL or the model that is loaded.",
 );
-
-/** Runs a tool body, turning any failure into an isError result with an actionable message. */
-async function guarded(body: () => Promise<CallToolResult>): Promise<CallToolResult> {
-  try {
-    return await body();
-  } catch (error: unknown) {
-    return errorResult(error);
-  }
-}
 
 function usageText(usage: Usage | undefined): string {
   return usage

@@ -6,6 +6,7 @@ import type { McpConfig } from "./config.ts";
 import type { McpPool, ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
 import { errorResult, textResult } from "./tool_result.ts";
+import { plural } from "./text.ts";
 
 /** What {@linkcode McpPool.status} returns. */
 export interface PoolReport {
@@ -50,11 +51,11 @@ export function formatPoolReport(report: PoolReport): string {
     return lines.join("\n");
   }
   const usable = servers.filter((s) => s.state !== "disabled" && s.state !== "invalid").length;
-  lines.push(`${servers.length} server${servers.length === 1 ? "" : "s"} (${usable} usable):`, "");
+  lines.push(`${plural(servers.length, "server")} (${usable} usable):`, "");
   for (const s of servers) {
     const facts = [s.transport, STATE_LABEL[s.state]];
     if (s.pid !== undefined) facts.push(`pid ${s.pid}`);
-    if (s.toolCount !== undefined) facts.push(`${s.toolCount} tool${s.toolCount === 1 ? "" : "s"}`);
+    if (s.toolCount !== undefined) facts.push(plural(s.toolCount, "tool"));
     lines.push(`${s.name}  [${facts.join(", ")}]`);
     lines.push(`  ${s.target}`);
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);

@@ -11,8 +11,10 @@ import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
 import type { Settings } from "./settings.ts";
-import { emptyAnswerText, errorMessage, errorResult } from "./tool_result.ts";
+import { emptyAnswerText, errorResult } from "./tool_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
+import { BridgeError, errorMessage } from "./errors.ts";
+import { plural } from "./text.ts";
 
 /** What `analyze_image` needs. */
 export interface AnalyzeImageDeps {
@@ -28,14 +30,14 @@ export interface AnalyzeImageDeps {
 }
 
 /** A vision model could not be chosen; the message names the vision models that exist. */
-export class VisionModelError extends Error {
+export class VisionModelError extends BridgeError<"vision_model"> {
   override name = "VisionModelError";
   /** The model that was asked for, when one was. */
   readonly model?: string;
   /** Vision-capable models the server lists (loaded or not). */
   readonly visionModels: string[];
   constructor(message: string, options: { model?: string; visionModels: string[] }) {
-    super(message);
+    super("vision_model", message);
     if (options.model !== undefined) this.model = options.model;
     this.visionModels = options.visionModels;
   }
@@ -293,9 +295,7 @@ async function analyzeImage(
   } catch (error: unknown) {
     return errorResult(
       error,
-      `analyze_image with model ${model} (${images.length} image${
-        images.length === 1 ? "" : "s"
-      }) failed`,
+      `analyze_image with model ${model} (${plural(images.length, "image")}) failed`,
     );
   }
 }

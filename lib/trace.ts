@@ -3,6 +3,7 @@
  * tool call and result, with timings. Written only when asked (`--trace FILE` / `trace_path`), and
  * only when the process may write there: the default "bridge" permission set grants no writes.
  */
+import { BridgeError } from "./errors.ts";
 
 /** Receives trace events; `close` flushes and releases the file. */
 export interface TraceSink {
@@ -11,11 +12,11 @@ export interface TraceSink {
 }
 
 /** The trace file cannot be opened (permission denied, missing directory, ...). */
-export class TraceError extends Error {
+export class TraceError extends BridgeError<"trace"> {
   override name = "TraceError";
   readonly path: string;
-  constructor(path: string, message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super("trace", message, options);
     this.path = path;
   }
 }

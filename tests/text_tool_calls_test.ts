@@ -1,4 +1,4 @@
-import { recoverTextToolCalls, stripThinking } from "../lib/text_tool_calls.ts";
+import { recoverTextToolCalls } from "../lib/text_tool_calls.ts";
 import { assertEquals } from "./assert.ts";
 
 Deno.test("recoverTextToolCalls", async (t) => {
@@ -84,13 +84,4 @@ Deno.test("recoverTextToolCalls", async (t) => {
       assertEquals(r.text, text);
     }
   });
-});
-
-Deno.test("stripThinking separates reasoning from the answer", () => {
-  assertEquals(stripThinking("<think>hmm</think>\nThe answer."), {
-    text: "The answer.",
-    reasoning: "hmm",
-  });
-  assertEquals(stripThinking("pondering</think>Done"), { text: "Done", reasoning: "pondering" });
-  assertEquals(stripThinking("Done<think>unfinished"), { text: "Done", reasoning: "unfinished" });
 });

@@ -19,7 +19,7 @@ Deno.test("formatToolResult includes every content part", () => {
     text,
     [
       "first",
-      "[image: image/png, 3.0 KB]",
+      "[image: image/png, 3.0 KiB]",
       "[resource file:///a.txt, text/plain]\nbody",
       "[resource file:///b.bin, 3 B (binary, not shown)]",
       "[resource link c file:///c]",

@@ -80,7 +80,7 @@ Deno.test("loaded and downloaded models are listed through lms", async () => {
   assertStringIncludes(text(downloaded), "1 model (from lms):");
   assertStringIncludes(
     text(downloaded),
-    "text-embedding-nomic-embed-text-v1.5 (embedding, 0.08 GB",
+    "text-embedding-nomic-embed-text-v1.5 (embedding, 80.2 MiB",
   );
   assertEquals(downloaded.structuredContent?.source, "lms");
   assertEquals(downloaded.structuredContent?.note, null);

@@ -1,0 +1,95 @@
+/**
+ * Small text helpers every message builder shares: cutting long text, counting nouns, listing
+ * names, sizes, quoting a shell word and guessing the name that was meant.
+ */
+import { stableStringify } from "./json.ts";
+
+/** `s` cut to `max` characters, ending in "…" when cut. */
+export function clip(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/** `input` as is when short, else its start and its length (data URIs can be megabytes). */
+export function shorten(input: string, max = 80): string {
+  return input.length <= max ? input : `${input.slice(0, max - 20)}… (${input.length} chars)`;
+}
+
+/** `value` as compact JSON (strings as they are), cut to `max` characters. */
+export function shortJson(value: unknown, max = 200): string {
+  return clip(typeof value === "string" ? value : stableStringify(value), max);
+}
+
+/** The first line of `text`, trimmed and cut to `max` characters. */
+export function firstLine(text: string | undefined, max = 160): string {
+  return clip((text ?? "").trim().split(/\r?\n/)[0]?.trim() ?? "", max);
+}
+
+/** `text` without its final period, to be joined into a longer sentence. */
+export function clause(text: string): string {
+  return text.trim().replace(/\.+$/, "");
+}
+
+/** "1 model", "2 models". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** `names` for a message: the first `max`, and how many more there are; "none" for none. */
+export function listNames(names: readonly string[], max = 12): string {
+  if (names.length === 0) return "none";
+  const shown = names.slice(0, max).join(", ");
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
+/** A byte count: "512 B", "3.5 KiB", "10.0 MiB", "4.37 GiB". */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** How many bytes base64 `data` decodes to. */
+export function base64Bytes(data: string): number {
+  const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
+  return Math.max(0, Math.floor(data.length * 3 / 4) - padding);
+}
+
+/** `word` as one POSIX shell word: as is when safe, else single-quoted. */
+export function shellWord(word: string): string {
+  return /^[\w.@:+/=-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * The listed name `name` was most likely meant as: the same letters ignoring case and `-_. `, or
+ * (for names of 4 letters or more) one a typo or two away.
+ */
+export function closestName(name: string, names: readonly string[]): string | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_.\s]/g, "");
+  const wanted = plain(name);
+  const same = names.find((n) => plain(n) === wanted);
+  if (same !== undefined) return same;
+  if (wanted.length < 4) return undefined;
+  let best: { name: string; distance: number } | undefined;
+  for (const n of names) {
+    const distance = editDistance(wanted, plain(n));
+    if (distance <= 2 && (best === undefined || distance < best.distance)) {
+      best = { name: n, distance };
+    }
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance of two short strings. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
