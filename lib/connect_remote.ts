@@ -16,7 +16,7 @@ import {
 } from "./mcp_connection.ts";
 import { httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./remote_watch.ts";
-import type { ServerEntry } from "./server_entry.ts";
+import type { ServerEntry } from "./config_entry.ts";
 import { StderrTail } from "./stdio_child.ts";
 import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
 

@@ -14,7 +14,7 @@ import {
   newClient,
 } from "./mcp_connection.ts";
 import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
-import { entryTarget, type ServerEntry } from "./server_entry.ts";
+import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { type ExitInfo, settleWithin, StderrTail } from "./stdio_child.ts";
 import { StdioChildTransport } from "./stdio_transport.ts";
 import { errnoCode, errorMessage, isSandboxDenial } from "./errors.ts";

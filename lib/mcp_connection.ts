@@ -18,7 +18,7 @@ import type { Logger } from "./log.ts";
 import { McpServerError } from "./pool_errors.ts";
 import type { GroupSignaller } from "./process_group.ts";
 import type { RemoteWatch } from "./remote_watch.ts";
-import type { ServerEntry } from "./server_entry.ts";
+import type { ServerEntry } from "./config_entry.ts";
 import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./stdio_child.ts";
 
 const MAX_TOOL_PAGES = 1000;

@@ -32,9 +32,8 @@ import {
   McpError,
   type Tool,
 } from "./sdk.ts";
-import { type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
-import { ConfigError } from "./config_error.ts";
-import { entryTarget, type ServerEntry } from "./server_entry.ts";
+import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
+import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";
