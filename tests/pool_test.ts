@@ -5,7 +5,7 @@
 import { ConfigSource } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
-import { needsMcpTasks } from "../lib/mcp_connection.ts";
+import { needsMcpTasks } from "../lib/pool_connection.ts";
 import type { ToolProgress } from "../lib/agent_types.ts";
 import { McpPool, type McpPoolOptions } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
