@@ -15,7 +15,7 @@ import type {
 import type { ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
-import { isBridgeEntry, type ServerEntry } from "./server_entry.ts";
+import { isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";
 import { noConfigFile, usableEntry } from "./config.ts";
 import { errorMessage } from "./errors.ts";

@@ -5,7 +5,7 @@
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import { isRecord, tryParseJson } from "./json.ts";
 import type { Output } from "./output.ts";
-import { needsMcpTasks } from "./mcp_connection.ts";
+import { needsMcpTasks } from "./pool_connection.ts";
 import type { McpPool } from "./pool.ts";
 import type { Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";

@@ -1,30 +1,25 @@
 /**
  * MCP client configuration: which `.mcp.json` is in force, what it says, and whether it changed.
  *
- * - Discovery is a generator of candidate paths (`candidatePaths` in config_discovery.ts) plus a
- *   reader ({@linkcode ConfigSource}); the first existing candidate wins.
+ * - Discovery is a generator of candidate paths ({@linkcode candidatePaths}) plus a reader
+ *   ({@linkcode ConfigSource}); the first existing candidate wins.
  * - Parsing accepts JSON with comments and trailing commas (JSONC, as VS Code writes it; see
  *   jsonc.ts), both the `mcpServers` (Claude Code/Desktop, Cursor, LM Studio) and the `servers`
  *   (VS Code) layouts, and reports syntax errors with line and column
  *   ({@linkcode parseConfigText}).
  * - Each entry is validated on its own (config_entry.ts): one bad entry gets a `problem` and the
- *   others still work.
- * - `${VAR}` / `${VAR:-default}` expand in command, args, env values, cwd, url and header values
- *   (config_vars.ts).
+ *   others still work. `${VAR}` / `${VAR:-default}` expand in command, args, env values, cwd, url
+ *   and header values.
  * - Change detection is a `stat` per call (path, mtime, ctime, size, inode); the file is re-read
  *   only when that changes, and a broken edit keeps the last good configuration in force.
+ * - Every problem is a {@linkcode ConfigError}.
  */
-import { z } from "zod";
-import { type Candidate, candidatePaths, type CandidateSource } from "./config_discovery.ts";
-import { resolveEntry, typeName } from "./config_entry.ts";
+import { type Env, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
 import { isRecord } from "./json.ts";
-import { ConfigError } from "./config_error.ts";
-import type { Env } from "./config_vars.ts";
-import { parseJsonc } from "./jsonc.ts";
+import { JsoncSyntaxError, parseJsonc } from "./jsonc.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
-import { resolve } from "./path.ts";
-import type { ServerEntry } from "./server_entry.ts";
-import { errorMessage } from "./errors.ts";
+import { dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
+import { BridgeError, errorMessage } from "./errors.ts";
 import { closestName, plural } from "./text.ts";
 
 /** The configuration in force. */
@@ -44,10 +39,94 @@ export interface McpConfig {
   errorPath?: string;
 }
 
-const FileSchema = z.object({
-  mcpServers: z.unknown().optional(),
-  servers: z.unknown().optional(),
-});
+/** A configuration problem: bad file, unknown server, disabled or unusable entry. */
+export class ConfigError extends BridgeError<"config"> {
+  override name = "ConfigError";
+  /** The config file concerned, if any. */
+  readonly path?: string;
+  /** The server entry concerned, if any. */
+  readonly server?: string;
+  /** 1-based position of a syntax error. */
+  readonly line?: number;
+  readonly column?: number;
+  constructor(
+    message: string,
+    options: { path?: string; server?: string; line?: number; column?: number; cause?: unknown } =
+      {},
+  ) {
+    super("config", message, options);
+    this.path = options.path;
+    this.server = options.server;
+    this.line = options.line;
+    this.column = options.column;
+  }
+}
+
+// -- where the file may be ------------------------------------------------------------------------
+
+/** Where a candidate path came from. */
+export type CandidateSource =
+  | "--config"
+  | "MCP_JSON_PATH"
+  | "project"
+  | "lmstudio"
+  | "home"
+  | "parent";
+
+/** A place a config file may be. Explicit candidates must exist; the others are skipped if absent. */
+export interface Candidate {
+  path: string;
+  source: CandidateSource;
+  explicit: boolean;
+}
+
+/** Inputs of {@linkcode candidatePaths}. */
+export interface CandidateOptions {
+  /** `--config FILE`; wins over `MCP_JSON_PATH`. */
+  explicitPath?: string;
+  /** The value of `$MCP_JSON_PATH`. */
+  mcpJsonPath?: string;
+  cwd: string;
+  home?: string;
+}
+
+/**
+ * The config search order. `--config` or `$MCP_JSON_PATH` alone when given (they must exist);
+ * otherwise `./.mcp.json`, `~/.lmstudio/mcp.json`, `~/.mcp.json`, `../.mcp.json` (duplicates
+ * removed). The project file deliberately wins over LM Studio's own file.
+ */
+export function* candidatePaths(options: CandidateOptions): Generator<Candidate> {
+  const { cwd, home } = options;
+  const explicit = options.explicitPath?.trim();
+  const fromEnv = options.mcpJsonPath?.trim();
+  if (explicit) {
+    yield { path: resolve(cwd, expandTilde(explicit, home)), source: "--config", explicit: true };
+    return;
+  }
+  if (fromEnv) {
+    yield {
+      path: resolve(cwd, expandTilde(fromEnv, home)),
+      source: "MCP_JSON_PATH",
+      explicit: true,
+    };
+    return;
+  }
+  const seen = new Set<string>();
+  const all: Candidate[] = [{ path: join(cwd, ".mcp.json"), source: "project", explicit: false }];
+  if (home !== undefined) {
+    all.push({ path: join(home, ".lmstudio", "mcp.json"), source: "lmstudio", explicit: false });
+    all.push({ path: join(home, ".mcp.json"), source: "home", explicit: false });
+  }
+  all.push({ path: join(dirname(cwd), ".mcp.json"), source: "parent", explicit: false });
+  for (const candidate of all) {
+    const path = resolve(candidate.path);
+    if (seen.has(path)) continue;
+    seen.add(path);
+    yield { ...candidate, path };
+  }
+}
+
+// -- what the file says ---------------------------------------------------------------------------
 
 /**
  * Parses a config file's text into its entries. Throws {@linkcode ConfigError} for file-level
@@ -59,7 +138,19 @@ export function parseConfigText(
   options: { path: string; env: Env; home?: string },
 ): ServerEntry[] {
   const { path } = options;
-  const data = parseJsonc(text, path);
+  let data: unknown;
+  try {
+    data = parseJsonc(text);
+  } catch (error) {
+    if (!(error instanceof JsoncSyntaxError)) throw error;
+    const { line, column } = error;
+    throw new ConfigError(
+      `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
+        (error.fix ?? "Fix the file; it is re-read on the next use."),
+      // The engine's own SyntaxError, when there is one.
+      { path, line, column, cause: error.cause },
+    );
+  }
   const layout = 'Expected {"mcpServers": {"name": {...}}} (Claude Code, Claude Desktop, Cursor, ' +
     'LM Studio) or {"servers": {...}} (VS Code).';
   if (!isRecord(data)) {
@@ -67,9 +158,8 @@ export function parseConfigText(
       path,
     });
   }
-  const top = FileSchema.parse(data);
-  const key = top.mcpServers !== undefined ? "mcpServers" : "servers";
-  const servers = top.mcpServers ?? top.servers;
+  const key = data["mcpServers"] !== undefined ? "mcpServers" : "servers";
+  const servers = data["mcpServers"] ?? data["servers"];
   if (servers === undefined) {
     throw new ConfigError(
       `${path}: no "mcpServers" or "servers" object (top-level keys: ${
@@ -147,6 +237,8 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
   return entry;
 }
 
+// -- the reader -----------------------------------------------------------------------------------
+
 /** File access used by {@linkcode ConfigSource}; tests wrap the real one to count reads. */
 export interface ConfigFs {
   stat(path: string): Promise<Deno.FileInfo>;
@@ -162,11 +254,17 @@ const realFs: ConfigFs = {
 export interface ConfigSourceOptions {
   /** `--config FILE`: the only candidate, and it must exist. */
   explicitPath?: string;
-  /** Variables for `MCP_JSON_PATH`, `HOME` and `${VAR}` expansion. Default: the process env. */
+  /**
+   * `$MCP_JSON_PATH`: the only candidate when there is no `explicitPath`, and it must exist.
+   * Default: `MCP_JSON_PATH` of `env` (the one environment read left here; the app should pass
+   * its settings' value instead).
+   */
+  mcpJsonPath?: string;
+  /** Variables for `${VAR}` expansion. Default: the process env. */
   env?: Record<string, string | undefined>;
   /** Default: Deno.cwd(). */
   cwd?: string;
-  /** Default: env HOME / USERPROFILE. */
+  /** Default: the user's home directory ($HOME, $USERPROFILE). */
   home?: string;
   log?: Logger;
   fs?: ConfigFs;
@@ -247,6 +345,7 @@ const SOURCE_LABEL: Record<CandidateSource, string> = {
  */
 export class ConfigSource {
   readonly #explicitPath?: string;
+  readonly #mcpJsonPath?: string;
   readonly #env: Env;
   readonly #cwd: string;
   readonly #home?: string;
@@ -260,8 +359,9 @@ export class ConfigSource {
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
     this.#env = options.env ?? processEnv();
+    this.#mcpJsonPath = options.mcpJsonPath ?? this.#env["MCP_JSON_PATH"];
     this.#cwd = resolve(options.cwd ?? processCwd());
-    this.#home = options.home ?? this.#env["HOME"] ?? this.#env["USERPROFILE"];
+    this.#home = options.home ?? homeDir();
     this.#log = options.log ?? defaultLog.child("config");
     this.#fs = options.fs ?? realFs;
     this.#now = options.now ?? Date.now;
@@ -272,7 +372,7 @@ export class ConfigSource {
     return [
       ...candidatePaths({
         explicitPath: this.#explicitPath,
-        env: this.#env,
+        mcpJsonPath: this.#mcpJsonPath,
         cwd: this.#cwd,
         home: this.#home,
       }),
@@ -286,11 +386,6 @@ export class ConfigSource {
       this.#pending = undefined;
     });
     return this.#pending;
-  }
-
-  /** A usable entry, or ConfigError naming the valid servers / saying it is disabled / giving its problem. */
-  async get(name: string): Promise<ServerEntry> {
-    return usableEntry(await this.current(), name);
   }
 
   async #find(candidates: Candidate[]): Promise<Found | undefined> {

@@ -1,16 +1,142 @@
 /**
- * Validation and resolution of one server entry of an MCP config file
- * ({@linkcode resolveEntry}): the fields are checked with zod, the transport is worked out
- * (`type`, Cline's `transportType`, or command vs url), `${VAR}` references are expanded and a
- * relative `cwd` is made absolute. Nothing here throws: whatever is wrong becomes the entry's
- * `problem`, so one bad entry never hides the others.
+ * An entry of the MCP config, from what the file says to what the rest of the bridge uses
+ * ({@linkcode ServerEntry}):
+ *
+ * - parse and validate ({@linkcode resolveEntry}): the fields are checked with zod, the transport
+ *   is worked out (`type`, Cline's `transportType`, or command vs url) and a relative `cwd` is made
+ *   absolute. Nothing here throws: whatever is wrong becomes the entry's `problem`, so one bad
+ *   entry never hides the others;
+ * - expand `${VAR}`, `${VAR:-default}` and VS Code's `${env:VAR}`, with VS Code's
+ *   `${workspaceFolder}` and `${userHome}` as fallbacks when the environment does not set them.
+ *   Unset variables and `${input:...}` prompts become the entry's problem;
+ * - identify: its fingerprint ({@linkcode fingerprintOf}), its command line or URL for display
+ *   ({@linkcode entryTarget}), and whether it would start this bridge again
+ *   ({@linkcode isBridgeEntry}).
  */
 import { z } from "zod";
-import { expandTilde } from "./config_discovery.ts";
-import { type Env, expand, expandContext, expandMap, expansionProblems } from "./config_vars.ts";
-import { dirname, isAbsolute, resolve } from "./path.ts";
-import { fingerprintOf, type ServerEntry } from "./server_entry.ts";
 import { isRecord } from "./json.ts";
+import { basename, dirname, expandTilde, isAbsolute, join, resolve } from "./path.ts";
+
+/** One server of the config file, resolved (variables expanded, cwd absolute). */
+export interface ServerEntry {
+  name: string;
+  transport: "stdio" | "http" | "sse";
+  /** stdio: the program to start, after `${VAR}` expansion. */
+  command?: string;
+  args: string[];
+  /** stdio: exactly the variables the file gives (after expansion); the pool adds the SDK defaults. */
+  env: Record<string, string>;
+  /** stdio: absolute working directory (a relative `cwd` resolves against the config file's directory). */
+  cwd?: string;
+  /** http / sse: the endpoint, after expansion. */
+  url?: string;
+  headers: Record<string, string>;
+  /** `"disabled": true` in the file. */
+  disabled: boolean;
+  /** Why this entry is unusable (unset `${VAR}`, invalid field...); undefined when usable. */
+  problem?: string;
+  /** env keys (never values), for display. */
+  envNames: string[];
+  /** Stable hash of the resolved entry; changes iff transport, command, args, env, cwd, url or headers change. */
+  fingerprint: string;
+}
+
+// -- ${VAR} expansion -----------------------------------------------------------------------------
+
+/** Environment variables as read (an unset variable is absent or undefined). */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Variables with a meaning in VS Code configs, used when the environment does not set them. */
+function builtinVariables(configPath: string, home: string | undefined): Record<string, string> {
+  const dir = dirname(configPath);
+  const workspace = basename(dir) === ".vscode" ? dirname(dir) : dir;
+  const vars: Record<string, string> = { workspaceFolder: workspace };
+  if (home !== undefined) vars["userHome"] = home;
+  return vars;
+}
+
+/** What expansion of one entry reads, and what it found missing. */
+interface ExpandContext {
+  /** The environment; it wins over the builtins. */
+  env: Env;
+  /** VS Code's `workspaceFolder` and `userHome`. */
+  builtins: Record<string, string>;
+  /** Unset variable -> the fields that use it. */
+  unset: Map<string, string[]>;
+  /** Names of `${input:...}` prompts met. */
+  inputs: Set<string>;
+}
+
+/** A fresh context for expanding the entries of the config file at `configPath`. */
+function expandContext(
+  options: { configPath: string; env: Env; home?: string },
+): ExpandContext {
+  return {
+    env: options.env,
+    builtins: builtinVariables(options.configPath, options.home),
+    unset: new Map(),
+    inputs: new Set(),
+  };
+}
+
+const VARIABLE = /\$\{([^}]*)\}/g;
+const NAME_WITH_DEFAULT = /^(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
+
+/**
+ * Expands `${VAR}`, `${VAR:-default}` and VS Code's `${env:VAR}` in one value; `where` names the
+ * field for the problem message. An unset variable or an `${input:...}` is left as written and
+ * recorded in `ctx`.
+ */
+function expand(value: string, where: string, ctx: ExpandContext): string {
+  return value.replace(VARIABLE, (whole, inner: string) => {
+    if (inner.startsWith("input:")) {
+      ctx.inputs.add(inner.slice("input:".length));
+      return whole;
+    }
+    const m = NAME_WITH_DEFAULT.exec(inner);
+    if (!m) return whole;
+    const name = m[1]!;
+    const fallback = m[2];
+    const set = ctx.env[name] ?? ctx.builtins[name];
+    if (fallback !== undefined) return set === undefined || set === "" ? fallback : set;
+    if (set !== undefined) return set;
+    const places = ctx.unset.get(name) ?? [];
+    places.push(where);
+    ctx.unset.set(name, places);
+    return whole;
+  });
+}
+
+/** {@linkcode expand} on every value of a map (`env`, `headers`); keys stay as written. */
+function expandMap(
+  map: Record<string, string>,
+  field: string,
+  ctx: ExpandContext,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(map)) out[key] = expand(value, `${field}.${key}`, ctx);
+  return out;
+}
+
+/** One problem per unset variable and per `${input:...}` prompt met, saying what to do. */
+function expansionProblems(ctx: ExpandContext): string[] {
+  const problems: string[] = [];
+  for (const [variable, places] of ctx.unset) {
+    problems.push(
+      `environment variable ${variable} is not set (used in ${places.join(", ")}); set it before ` +
+        `starting the bridge, or give a default with \${${variable}:-value}`,
+    );
+  }
+  for (const input of ctx.inputs) {
+    problems.push(
+      `\${input:${input}} is a VS Code prompt the bridge cannot answer; put the value or an ` +
+        `environment variable (\${NAME}) there instead`,
+    );
+  }
+  return problems;
+}
+
+// -- parse and validate ---------------------------------------------------------------------------
 
 const StringMap = z.record(z.string(), z.string());
 
@@ -244,4 +370,171 @@ export function resolveEntry(
   };
   if (problems.length > 0) entry.problem = `MCP server "${name}": ${problems.join("; ")}.`;
   return entry;
+}
+
+// -- identify -------------------------------------------------------------------------------------
+
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const MASK64 = (1n << 64n) - 1n;
+const encoder = new TextEncoder();
+
+/** FNV-1a 64-bit of a string, as 16 hex digits. */
+function fnv1a64(text: string): string {
+  let hash = FNV_OFFSET;
+  for (const byte of encoder.encode(text)) hash = ((hash ^ BigInt(byte)) * FNV_PRIME) & MASK64;
+  return hash.toString(16).padStart(16, "0");
+}
+
+function sortedEntries(map: Record<string, string>): [string, string][] {
+  return Object.entries(map).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The fingerprint of a resolved entry: what a connection depends on, and nothing else. */
+export function fingerprintOf(
+  entry: Pick<ServerEntry, "transport" | "command" | "args" | "env" | "cwd" | "url" | "headers">,
+): string {
+  return fnv1a64(JSON.stringify([
+    entry.transport,
+    entry.command ?? null,
+    entry.args,
+    sortedEntries(entry.env),
+    entry.cwd ?? null,
+    entry.url ?? null,
+    sortedEntries(entry.headers),
+  ]));
+}
+
+/** This bridge's main.ts, when it runs from files (not from a remote URL). */
+function bridgeMainPath(): string | undefined {
+  const url = new URL("../main.ts", import.meta.url);
+  return url.protocol === "file:" ? filePath(url.href) : undefined;
+}
+
+const BRIDGE_NAME = /lmstudio[-_]bridge/i;
+/** The tasks of this project's deno.json that start the bridge (`start` serves, `cli serve`). */
+const BRIDGE_TASKS = new Set(["start", "cli"]);
+/** Config files `deno task` looks for in a directory. */
+const DENO_CONFIGS = ["deno.json", "deno.jsonc"];
+
+/** `path` with symbolic links resolved when it exists, else just made absolute. */
+function canonical(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    // Missing, or not readable: compare the plain absolute path.
+    return resolve(path);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    // Missing or not readable: as far as `deno task` is concerned, not there.
+    return false;
+  }
+}
+
+/** A file argument as a path (`file://` URLs decoded; one that does not decode stays as written). */
+function filePath(arg: string): string {
+  if (!arg.startsWith("file://")) return arg;
+  try {
+    const path = decodeURIComponent(new URL(arg).pathname);
+    return /^\/[A-Za-z]:\//.test(path) ? path.slice(1) : path;
+  } catch {
+    return arg;
+  }
+}
+
+/** Whether `command` is Deno itself (`deno`, `/usr/bin/deno`, `deno.exe`). */
+function isDeno(command: string | undefined): boolean {
+  if (command === undefined) return false;
+  return /^deno(\.exe)?$/i.test(basename(command));
+}
+
+/** What `deno task [--cwd DIR] [--config FILE] NAME ...` names; undefined for other commands. */
+function denoTask(
+  args: readonly string[],
+): { name: string; cwd?: string; config?: string } | undefined {
+  let i = 0;
+  while (i < args.length && args[i]!.startsWith("-")) i++;
+  if (args[i] !== "task") return undefined;
+  let cwd: string | undefined;
+  let config: string | undefined;
+  for (i++; i < args.length; i++) {
+    const arg = args[i]!;
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = () => inline ?? args[++i];
+    if (flag === "--cwd") cwd = value();
+    else if (flag === "--config" || flag === "-c") config = value();
+    else if (flag === "--filter" || flag === "-f") value();
+    else if (!arg.startsWith("-")) return { name: arg, cwd, config };
+  }
+  return undefined;
+}
+
+/**
+ * Whether `deno task` run in `dir` uses the deno.json of `bridgeDir`: the nearest directory, from
+ * `dir` up, that is `bridgeDir` or has a deno.json of its own decides.
+ */
+function findsBridgeConfig(dir: string, bridgeDir: string): boolean {
+  for (let current = resolve(dir);;) {
+    if (canonical(current) === bridgeDir) return true;
+    if (DENO_CONFIGS.some((name) => exists(join(current, name)))) return false;
+    const parent = dirname(current);
+    if (parent === current) return false;
+    current = parent;
+  }
+}
+
+/**
+ * True when a stdio entry launches lmstudio-bridge itself, so discover-all does not recurse into
+ * it. Recognised:
+ *
+ * - the command or any argument mentions `lmstudio-bridge` (or `lmstudio_bridge`): the compiled
+ *   binary (`/usr/local/bin/lmstudio-bridge serve`), a package or a checkout of that name;
+ * - an argument that is this bridge's own `main.ts` (resolved against the entry's `cwd`), as in
+ *   `deno run -P=bridge /path/to/repo/main.ts serve`;
+ * - `deno task start` or `deno task cli ...` run with this project's deno.json: through
+ *   `--cwd DIR` (or `--cwd=DIR`), `--config DIR/deno.json`, or the entry's `cwd` (a directory
+ *   inside the project without a deno.json of its own counts, as `deno task` searches upwards).
+ *
+ * Paths are compared after resolving symbolic links; `mainPath` (this bridge's main.ts by
+ * default) is for tests.
+ */
+export function isBridgeEntry(
+  entry: Pick<ServerEntry, "transport" | "command" | "args" | "cwd">,
+  options: { mainPath?: string } = {},
+): boolean {
+  if (entry.transport !== "stdio") return false;
+  if (entry.command !== undefined && BRIDGE_NAME.test(entry.command)) return true;
+  if (entry.args.some((a) => BRIDGE_NAME.test(a))) return true;
+  const main = options.mainPath ?? bridgeMainPath();
+  if (main === undefined) return false;
+  const target = canonical(main);
+  const bridgeDir = canonical(dirname(resolve(main)));
+  const cwd = resolve(entry.cwd ?? ".");
+  if (
+    entry.args.some((a) => a.endsWith("main.ts") && canonical(resolve(cwd, filePath(a))) === target)
+  ) {
+    return true;
+  }
+  if (!isDeno(entry.command)) return false;
+  const task = denoTask(entry.args);
+  if (task === undefined || !BRIDGE_TASKS.has(task.name)) return false;
+  if (task.config !== undefined) {
+    return canonical(dirname(resolve(cwd, filePath(task.config)))) === bridgeDir;
+  }
+  return findsBridgeConfig(resolve(cwd, task.cwd ?? "."), bridgeDir);
+}
+
+/** The command line (stdio) or URL (http/sse) of an entry, for display. */
+export function entryTarget(entry: ServerEntry): string {
+  if (entry.transport !== "stdio") return entry.url ?? "(no url)";
+  const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : JSON.stringify(s));
+  return [entry.command ?? "(no command)", ...entry.args].map(quote).join(" ");
 }

@@ -6,7 +6,7 @@ import type { App } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
 import type { CommandContext } from "./cli.ts";
 import { isFile, pathCandidates } from "./lms_locate.ts";
-import { entryTarget, type ServerEntry } from "./server_entry.ts";
+import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */

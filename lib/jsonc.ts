@@ -1,17 +1,40 @@
 /**
  * JSON with comments and trailing commas (JSONC, as VS Code writes it): {@linkcode stripJsonc}
  * blanks comments and trailing commas in place, and {@linkcode parseJsonc} parses the result and,
- * on a syntax error, reports line, column and what was expected. The position comes from a small
- * scanner ({@linkcode locateJsonError}) because the engine's message often has none.
+ * on a syntax error, throws a {@linkcode JsoncSyntaxError} with line, column and what was
+ * expected. The position comes from a small scanner ({@linkcode locateJsonError}) because the
+ * engine's message often has none.
  */
-import { ConfigError } from "./config_error.ts";
+import { BridgeError } from "./errors.ts";
+
+/** A syntax error in JSONC text, at a 1-based line and column. */
+export class JsoncSyntaxError extends BridgeError<"syntax"> {
+  override name = "JsoncSyntaxError";
+  readonly line: number;
+  readonly column: number;
+  /** What is wrong there: what was expected and what was found (no final period). */
+  readonly detail: string;
+  /** How to fix it, when the error itself tells ("Close it with *\/ or remove it."). */
+  readonly fix?: string;
+  constructor(
+    detail: string,
+    options: { line: number; column: number; fix?: string; cause?: unknown },
+  ) {
+    const { line, column, fix } = options;
+    super("syntax", `${line}:${column}: invalid JSON: ${detail}.${fix ? ` ${fix}` : ""}`, options);
+    this.line = line;
+    this.column = column;
+    this.detail = detail;
+    this.fix = fix;
+  }
+}
 
 /**
  * Blanks out `//` and `/* *\/` comments and trailing commas, keeping every other character at its
- * offset (so JSON.parse positions still point into the original text). Throws ConfigError on an
- * unterminated block comment.
+ * offset (so JSON.parse positions still point into the original text). Throws
+ * {@linkcode JsoncSyntaxError} on an unterminated block comment.
  */
-export function stripJsonc(text: string, path?: string): string {
+export function stripJsonc(text: string): string {
   const out = text.split("");
   if (out[0] === "\uFEFF") out[0] = " ";
   let i = 0;
@@ -39,12 +62,10 @@ export function stripJsonc(text: string, path?: string): string {
     if (c === "/" && text[i + 1] === "*") {
       const end = text.indexOf("*/", i + 2);
       if (end === -1) {
-        const { line, column } = lineColumn(text, i);
-        throw new ConfigError(
-          `${path ?? "config"}:${line}:${column}: invalid JSON: a /* comment is never closed. ` +
-            "Close it with */ or remove it.",
-          { path, line, column },
-        );
+        throw new JsoncSyntaxError("a /* comment is never closed", {
+          ...lineColumn(text, i),
+          fix: "Close it with */ or remove it.",
+        });
       }
       blank(i, end + 2);
       i = end + 2;
@@ -235,11 +256,11 @@ function describeAt(text: string, offset: number): string {
 }
 
 /**
- * Parses JSONC text. Throws {@linkcode ConfigError} with `path:line:column`, what was expected and
+ * Parses JSONC text. Throws {@linkcode JsoncSyntaxError} with line, column, what was expected and
  * what was found on a syntax error (the engine's SyntaxError chained as `cause`).
  */
-export function parseJsonc(text: string, path: string): unknown {
-  const stripped = stripJsonc(text, path);
+export function parseJsonc(text: string): unknown {
+  const stripped = stripJsonc(text);
   try {
     return JSON.parse(stripped);
   } catch (error) {
@@ -260,9 +281,6 @@ export function parseJsonc(text: string, path: string): unknown {
       column = 1;
       detail = error.message;
     }
-    throw new ConfigError(
-      `${path}:${line}:${column}: invalid JSON: ${detail}. Fix the file; it is re-read on the next use.`,
-      { path, line, column, cause: error },
-    );
+    throw new JsoncSyntaxError(detail, { line, column, cause: error });
   }
 }

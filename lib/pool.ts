@@ -19,11 +19,11 @@
  *   server that never answers `initialize` each get a message that says what to do.
  * - Idle connections close after `idleMs`; {@linkcode McpPool.close} closes everything.
  *
- * The pool keeps the keyed connections and their life cycle. One connection and its tool list
- * are in mcp_connection.ts; starting servers in connect_stdio.ts and connect_remote.ts (with
- * stdio_transport.ts running the child, process_group.ts stopping what it started,
- * stdio_child.ts and remote_watch.ts watching the child and the remote streams); the messages
- * of failures in pool_errors.ts and pool_call_errors.ts.
+ * The pool keeps the keyed connections and their life cycle. One connection, its tool list and
+ * the message of a failed call on it are in pool_connection.ts; starting servers (stdio, HTTP,
+ * SSE) in pool_connect.ts, with pool_stdio.ts running a stdio child (and stopping what it
+ * started) and pool_remote.ts watching a remote server's streams; the error type and the pieces
+ * of its messages in pool_errors.ts.
  */
 import {
   type CallToolResult,
@@ -32,23 +32,22 @@ import {
   McpError,
   type Tool,
 } from "./sdk.ts";
-import { type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
-import { ConfigError } from "./config_error.ts";
-import { entryTarget, type ServerEntry } from "./server_entry.ts";
+import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
+import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";
-import { type Connection, type ConnectOptions, needsMcpTasks } from "./mcp_connection.ts";
-import { connectStdio } from "./connect_stdio.ts";
-import { connectRemote } from "./connect_remote.ts";
-import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
 import {
   type CallErrorOptions,
+  type Connection,
   explainCallError,
+  needsMcpTasks,
   taskRequiredError,
   unknownToolError,
-} from "./pool_call_errors.ts";
-import { type GroupSignaller, groupSignaller } from "./process_group.ts";
+} from "./pool_connection.ts";
+import { type ConnectOptions, connectServer } from "./pool_connect.ts";
+import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
+import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
 import { errorMessage } from "./errors.ts";
 import type { ToolProgress } from "./agent_types.ts";
 import { plural } from "./text.ts";
@@ -119,6 +118,8 @@ export interface McpPoolOptions {
   signalGroup?: GroupSignaller | null;
 }
 
+// The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
+// it does not export them. Import them from there once it does.
 const DEFAULT_IDLE_MS = 300_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
@@ -335,11 +336,6 @@ export class McpPool {
     this.#live.clear();
     this.#retired.clear();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
-  }
-
-  /** Same as {@linkcode close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 
   // -- connection lifecycle ---------------------------------------------------------------
@@ -578,9 +574,7 @@ export class McpPool {
       signalGroup: this.#signalGroup,
       track: (p) => this.#track(p),
     };
-    return entry.transport === "stdio"
-      ? connectStdio(entry, options)
-      : connectRemote(entry, options);
+    return connectServer(entry, options);
   }
 
   #track(promise: Promise<unknown>): void {

@@ -5,7 +5,7 @@
  * dug out of a chain of wrapped errors.
  */
 import { StreamableHTTPError } from "./sdk.ts";
-import type { ExitInfo } from "./stdio_child.ts";
+import type { ExitInfo } from "./pool_stdio.ts";
 import { BridgeError, causeChain } from "./errors.ts";
 
 /** What went wrong with a downstream server. */

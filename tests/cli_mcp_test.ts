@@ -12,7 +12,7 @@ import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
-import { cachedRun } from "./fixtures/pool_support.ts";
+import { cachedRun, fileExists, waitFor } from "./fixtures/pool_support.ts";
 import {
   assert,
   assertEquals,
@@ -100,12 +100,14 @@ Deno.test("mcps lists each server with its state, target and env names, never en
 });
 
 Deno.test("mcps shows a server whose config changed as restarting while its old process finishes a call", async () => {
-  await withPool({ fx: fixtureEntry(["--tag", "one"]) }, async ({ pool, path }) => {
+  await withPool({ fx: fixtureEntry(["--tag", "one"]) }, async ({ pool, dir, path }) => {
     assertEquals(await callCommand(["fx", "pid"], { pool, out: captureOutput() }), 0);
     const oldPid = (await pool.status()).servers[0]?.pid;
     assert(oldPid !== undefined);
-    const running = pool.callTool("fx", "slow", { ms: 400 });
-    await new Promise((r) => setTimeout(r, 50));
+    const started = join(dir, "started");
+    const release = join(dir, "release");
+    const running = pool.callTool("fx", "slow", { ms: 400, started, release });
+    await waitFor("the call to reach the server", () => fileExists(started));
     // A longer tag: the size changes even if the mtime does not.
     Deno.writeTextFileSync(
       path,
@@ -119,6 +121,7 @@ Deno.test("mcps shows a server whose config changed as restarting while its old 
       `note: its config changed; finishing 1 call on the old process (pid ${oldPid}), then it ` +
         "closes. The next call starts it with the new settings.",
     );
+    Deno.writeTextFileSync(release, "");
     await running;
     const after = captureOutput();
     await mcpsCommand([], { pool, out: after });

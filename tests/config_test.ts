@@ -8,19 +8,24 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "./assert.ts";
-import { type ConfigFs, ConfigSource, parseConfigText } from "../lib/config.ts";
-import { candidatePaths } from "../lib/config_discovery.ts";
-import { resolveEntry } from "../lib/config_entry.ts";
-import { ConfigError } from "../lib/config_error.ts";
-import { jsonErrorPosition, lineColumn, locateJsonError, stripJsonc } from "../lib/jsonc.ts";
+import {
+  candidatePaths,
+  ConfigError,
+  type ConfigFs,
+  ConfigSource,
+  parseConfigText,
+  usableEntry,
+} from "../lib/config.ts";
 import {
   entryTarget,
   fingerprintOf,
   isBridgeEntry,
+  resolveEntry,
   type ServerEntry,
-} from "../lib/server_entry.ts";
+} from "../lib/config_entry.ts";
+import { jsonErrorPosition, lineColumn, locateJsonError, stripJsonc } from "../lib/jsonc.ts";
 import { createLogger } from "../lib/log.ts";
-import { dirname, join } from "../lib/path.ts";
+import { dirname, homeDir, join } from "../lib/path.ts";
 
 const silent = createLogger({ level: "silent" });
 
@@ -483,7 +488,9 @@ Deno.test("config reads both forms of the engine's JSON error position", async (
     );
   });
   await t.step("the engine's position agrees with the scanner's on real errors", () => {
-    for (const bad of [text, '{"a": [1, 2}', '{\n\n  "x": tru }', "[1,\n 2,,]"]) {
+    // Errors the engine gives a position for; others ('{"x": tru }', "[1,,]") it does not, and
+    // the scanner alone places them (see the syntax error positions above).
+    for (const bad of [text, '{"a": [1, 2}', '{"a": 1,}', '{\n  "a" 1}']) {
       let message = "";
       try {
         JSON.parse(bad);
@@ -493,7 +500,8 @@ Deno.test("config reads both forms of the engine's JSON error position", async (
       const engine = jsonErrorPosition(message, bad);
       const located = locateJsonError(bad);
       assert(located !== undefined, bad);
-      if (engine?.offset !== undefined) assertEquals(engine.offset, located.offset, bad);
+      assert(engine?.offset !== undefined, `no position read from the engine's "${message}"`);
+      assertEquals(engine.offset, located.offset, bad);
     }
   });
   await t.step("lineColumn counts from 1 and handles CRLF", () => {
@@ -682,7 +690,7 @@ Deno.test("config search order: first existing file wins", async (t) => {
 
   await t.step("the candidates, in order", () => {
     assertEquals(
-      [...candidatePaths({ env: {}, cwd: tr.cwd, home: tr.home })].map((c) => c.path),
+      [...candidatePaths({ cwd: tr.cwd, home: tr.home })].map((c) => c.path),
       [project, lmstudio, homeFile, parentFile],
     );
   });
@@ -715,20 +723,20 @@ Deno.test("config search order: first existing file wins", async (t) => {
   await t.step("$MCP_JSON_PATH beats them all, relative to cwd, ~ expanded", async () => {
     await tr.write(join(tr.root, "custom.json"), file("custom"));
     for (const value of [join(tr.root, "custom.json"), "../../custom.json"]) {
-      const c = await source(tr, { env: { HOME: tr.home, MCP_JSON_PATH: value } }).current();
+      const c = await source(tr, { mcpJsonPath: value }).current();
       assertEquals([c.path, names(c.servers), c.searched], [join(tr.root, "custom.json"), [
         "custom",
       ], [join(tr.root, "custom.json")]]);
     }
     await tr.write(join(tr.home, "mine.json"), file("mine"));
-    const c = await source(tr, { env: { HOME: tr.home, MCP_JSON_PATH: "~/mine.json" } }).current();
+    const c = await source(tr, { mcpJsonPath: "~/mine.json" }).current();
     assertEquals(names(c.servers), ["mine"]);
   });
   await t.step("--config beats $MCP_JSON_PATH", async () => {
     await tr.write(join(tr.root, "flag.json"), file("flag"));
     const c = await source(tr, {
       explicitPath: join(tr.root, "flag.json"),
-      env: { HOME: tr.home, MCP_JSON_PATH: join(tr.root, "custom.json") },
+      mcpJsonPath: join(tr.root, "custom.json"),
     }).current();
     assertEquals(names(c.servers), ["flag"]);
   });
@@ -738,21 +746,23 @@ Deno.test("config search order: first existing file wins", async (t) => {
     assertEquals(viaFlag.servers, []);
     assertEquals(viaFlag.errorPath, missing);
     assertStringIncludes(viaFlag.error ?? "", `${missing} (given with --config) does not exist`);
-    const viaEnv = await source(tr, { env: { HOME: tr.home, MCP_JSON_PATH: missing } }).current();
+    const viaEnv = await source(tr, { mcpJsonPath: missing }).current();
     assertStringIncludes(viaEnv.error ?? "", "(given by MCP_JSON_PATH) does not exist");
     const e = await assertRejects(
-      () => source(tr, { explicitPath: missing }).get("project"),
+      async () => usableEntry(await source(tr, { explicitPath: missing }).current(), "project"),
       ConfigError,
     );
     assertStringIncludes(e.message, "does not exist");
   });
-  await t.step("home is taken from HOME in the env when not given", () => {
-    const s = new ConfigSource({ cwd: tr.cwd, env: { HOME: tr.home }, log: silent });
+  await t.step("home is the user's home directory when not given", () => {
+    const home = homeDir();
+    assert(home !== undefined, "the test needs HOME");
+    const s = new ConfigSource({ cwd: tr.cwd, env: {}, log: silent });
     assertEquals(s.candidates().map((c) => c.source), ["project", "lmstudio", "home", "parent"]);
-    assertEquals(s.candidates()[1]!.path, lmstudio);
+    assertEquals(s.candidates()[1]!.path, join(home, ".lmstudio", "mcp.json"));
   });
   await t.step("duplicate candidates are searched once (cwd is home)", () => {
-    const paths = [...candidatePaths({ env: {}, cwd: tr.home, home: tr.home })].map((c) => c.path);
+    const paths = [...candidatePaths({ cwd: tr.home, home: tr.home })].map((c) => c.path);
     assertEquals(paths, [
       homeFile,
       join(tr.home, ".lmstudio", "mcp.json"),
@@ -762,9 +772,9 @@ Deno.test("config search order: first existing file wins", async (t) => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// get()
+// usableEntry()
 
-Deno.test("ConfigSource.get returns usable entries and explains the rest", async (t) => {
+Deno.test("usableEntry returns usable entries of the current config and explains the rest", async (t) => {
   await using tr = await tree();
   await tr.write(join(tr.cwd, ".mcp.json"), {
     mcpServers: {
@@ -775,13 +785,14 @@ Deno.test("ConfigSource.get returns usable entries and explains the rest", async
     },
   });
   const s = source(tr);
+  const get = async (name: string) => usableEntry(await s.current(), name);
   await t.step("a usable entry", async () => {
-    assertEquals((await s.get("memory")).command, "npx");
+    assertEquals((await get("memory")).command, "npx");
   });
   await t.step(
     "an unknown name lists the available servers and suggests a near match",
     async () => {
-      const e = await assertRejects(() => s.get("files"), ConfigError);
+      const e = await assertRejects(() => get("files"), ConfigError);
       assertStringIncludes(
         e.message,
         `No MCP server named "files" in ${join(tr.cwd, ".mcp.json")}`,
@@ -793,14 +804,14 @@ Deno.test("ConfigSource.get returns usable entries and explains the rest", async
     },
   );
   await t.step("a disabled entry says so", async () => {
-    await assertRejects(() => s.get("old"), ConfigError, '"old" is disabled');
+    await assertRejects(() => get("old"), ConfigError, '"old" is disabled');
   });
   await t.step("an entry with a problem gives the problem", async () => {
-    await assertRejects(() => s.get("gh"), ConfigError, "GH_TOKEN is not set");
+    await assertRejects(() => get("gh"), ConfigError, "GH_TOKEN is not set");
   });
   await t.step("with no config at all, the message says where it looked", async () => {
     await Deno.remove(join(tr.cwd, ".mcp.json"));
-    const e = await assertRejects(() => s.get("memory"), ConfigError, "no MCP config file found");
+    const e = await assertRejects(() => get("memory"), ConfigError, "no MCP config file found");
     assertStringIncludes(e.message, join(tr.cwd, ".mcp.json"));
     assertStringIncludes(e.message, "MCP_JSON_PATH");
   });
@@ -867,7 +878,11 @@ Deno.test("config hot reload sees every kind of change on the next call", async 
       `Still using the last good configuration from ${homeFile} (1 server)`,
     );
     assertEquals(c.errorPath, homeFile);
-    assertEquals((await s.get("renamed")).command, "r", "the last good entry stays usable");
+    assertEquals(
+      usableEntry(await s.current(), "renamed").command,
+      "r",
+      "the last good entry stays usable",
+    );
   });
   await t.step("a shape error is kept the same way", async () => {
     await tr.write(homeFile, '{"mcpServer": {}}');

@@ -5,7 +5,7 @@
 import { ConfigSource } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
-import { needsMcpTasks } from "../lib/mcp_connection.ts";
+import { needsMcpTasks } from "../lib/pool_connection.ts";
 import type { ToolProgress } from "../lib/agent_types.ts";
 import { McpPool, type McpPoolOptions } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
@@ -23,6 +23,7 @@ import {
   cachedEntry,
   cachedRun,
   denoChildEnv,
+  fileExists,
   processGone,
   processTree,
   REFERENCE_SERVERS,
@@ -113,8 +114,9 @@ Deno.test("pool starts a server once and reuses it for concurrent and later call
     assertEquals(servers[0]?.state, "connected");
     assertEquals(servers[0]?.pid, pid);
     assertEquals(servers[0]?.toolCount, 10);
-    const inFlight = pool.callTool("fx", "slow", { ms: 5000 });
-    await new Promise((r) => setTimeout(r, 50));
+    const started = join(cfg.dir, "started");
+    const inFlight = pool.callTool("fx", "slow", { ms: 5000, started });
+    await waitFor("the call to reach the server", () => fileExists(started));
     await pool.close();
     await assertRejects(() => inFlight, McpServerError, "closed by the bridge");
     await assertGone(pid);
@@ -231,8 +233,10 @@ Deno.test("pool starts a fresh process when a launcher dies mid-call, and stops 
     server = Number(await call(pool, "fx", "pid"));
     const launcher = (await pool.status()).servers[0]?.pid;
     assert(launcher !== undefined && launcher !== server, "the pool shows the launcher's pid");
-    const running = pool.callTool("fx", "slow", { ms: 900, steps: 3 });
-    await new Promise((r) => setTimeout(r, 100));
+    const started = join(cfg.dir, "started");
+    const release = join(cfg.dir, "release");
+    const running = pool.callTool("fx", "slow", { ms: 900, steps: 3, started, release });
+    await waitFor("the call to reach the server", () => fileExists(started));
     Deno.kill(launcher, "SIGKILL");
     await waitFor("the pool to notice the exit", async () => {
       const status = (await pool.status()).servers[0];
@@ -244,6 +248,7 @@ Deno.test("pool starts a fresh process when a launcher dies mid-call, and stops 
     const fresh = Number(await call(pool, "fx", "pid"));
     assertNotEquals(fresh, server, "the next call runs on a new process");
     assertEquals((await pool.status()).servers[0]?.state, "connected");
+    Deno.writeTextFileSync(release, "");
     assertEquals(
       textOf(await running),
       "done after 3 steps",
@@ -327,7 +332,8 @@ async function serveHttpFixture(flags: string[] = []) {
 
 /**
  * After a first call of `server` answered, its `crash` tool takes the server or its connection
- * away; the call must fail as a lost connection with `expected`, well within its 30 s timeout.
+ * away; the call must fail as a lost connection with `expected` (kind "closed"), not by its 30 s
+ * timeout (kind "timeout").
  */
 async function crashMidCall(
   pool: McpPool,
@@ -335,13 +341,11 @@ async function crashMidCall(
   expected: string,
 ): Promise<McpServerError> {
   assertEquals(await call(pool, server, "echo", { text: "up" }), "up");
-  const started = Date.now();
   const error = await assertRejects(
     () => pool.callTool(server, "crash", {}),
     McpServerError,
     expected,
   );
-  assert(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   assertEquals(error.kind, "closed");
   return error;
 }
@@ -509,14 +513,12 @@ Deno.test("pool fails start-up problems within the connect timeout with a useful
   let silentPid: number | undefined;
   try {
     await t.step("a server that never answers initialize", async () => {
-      const started = Date.now();
+      // It sleeps 30 s: failing by the 700 ms bound is what the message and the kind show.
       const error = await assertRejects(
         () => pool.listTools("silent"),
         McpServerError,
         'MCP server "silent" did not complete the MCP handshake within 700 ms',
       );
-      const took = Date.now() - started;
-      assert(took < 3000, `took ${took} ms`);
       assertEquals(error.kind, "connect_timeout");
       assertStringIncludes(error.message, "waiting for a licence key");
       silentPid = Number(/pid (\d+)/.exec(error.stderrTail.join("\n"))?.[1]);
@@ -652,14 +654,12 @@ Deno.test("pool passes progress, timeouts and cancellation through to the server
     await t.step("aborting cancels the call on the server", async () => {
       const before = Number(await call(pool, "fx", "cancelled"));
       const controller = new AbortController();
-      const started = Date.now();
       const pending = pool.callTool("fx", "slow", { ms: 10_000, steps: 100 }, {
         signal: controller.signal,
         onProgress: () => controller.abort(),
       });
       const error = await assertRejects(() => pending, McpServerError, "was cancelled");
       assertEquals(error.kind, "cancelled");
-      assert(Date.now() - started < 2000);
       await waitFor("the server to see the cancellation", async () => {
         return Number(await call(pool, "fx", "cancelled")) > before;
       }, 3000);
@@ -678,8 +678,10 @@ Deno.test("pool follows config changes: changed entries restart after in-flight 
   try {
     const pidA = Number(await call(pool, "a", "pid"));
     const pidKeep = Number(await call(pool, "keep", "pid"));
-    const inFlight = pool.callTool("a", "slow", { ms: 600, steps: 2 });
-    await new Promise((r) => setTimeout(r, 100));
+    const started = join(cfg.dir, "started");
+    const release = join(cfg.dir, "release");
+    const inFlight = pool.callTool("a", "slow", { ms: 600, steps: 2, started, release });
+    await waitFor("the call to reach the server", () => fileExists(started));
     cfg.write({ a: fixtureEntry(["--tag", "a2"]), keep });
     const restarting = (await pool.status()).servers.find((s) => s.name === "a");
     assertEquals(restarting?.state, "restarting", "not 'not started': the old one still works");
@@ -693,6 +695,7 @@ Deno.test("pool follows config changes: changed entries restart after in-flight 
     const pidA2 = Number(await call(pool, "a", "pid"));
     assertNotEquals(pidA2, pidA);
     assert(!processGone(pidA), "the old server keeps running while a call is in flight");
+    Deno.writeTextFileSync(release, "");
     assertEquals(textOf(await inFlight), "done after 2 steps");
     await assertGone(pidA);
     assertEquals(Number(await call(pool, "keep", "pid")), pidKeep, "unchanged entry untouched");
@@ -708,11 +711,13 @@ Deno.test("pool follows config changes: changed entries restart after in-flight 
 });
 
 Deno.test("pool never lets a slow connect for an old entry replace the current one", async () => {
-  const cfg = new TempConfig({ fx: fixtureEntry(["--tag", "old", "--delay-start", "600"]) });
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  cfg.write({ fx: fixtureEntry(["--tag", "old", "--delay-start", "600", "--starts", starts]) });
   const pool = cfg.pool();
   try {
     const slow = call(pool, "fx", "tag");
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor("the old server to be starting", () => startsIn(starts) === 1);
     cfg.write({ fx: fixtureEntry(["--tag", "new"]) });
     assertEquals(await call(pool, "fx", "tag"), "new");
     assertEquals(await slow, "new", "the waiting caller retries with the current entry");
@@ -877,18 +882,17 @@ Deno.test("pool works with the reference MCP servers from npm", async (t) => {
   const pids: number[] = [];
   try {
     await t.step("server-memory through npx: first call spawns, later calls reuse", async () => {
-      const t0 = performance.now();
       const created = await pool.callTool("memory", "create_entities", {
         entities: [{ name: "pool", entityType: "module", observations: ["keeps connections"] }],
       });
-      const first = performance.now() - t0;
       assert(!created.isError, textOf(created));
-      const t1 = performance.now();
+      const memory = async () => (await pool.status()).servers.find((s) => s.name === "memory");
+      const spawned = (await memory())?.pid;
+      assert(spawned !== undefined, "the first call started the server");
       const graph = await call(pool, "memory", "read_graph");
-      const second = performance.now() - t1;
       assertStringIncludes(graph, "keeps connections");
-      assert(second < first, `second call ${second} ms vs first ${first} ms`);
-      const status = (await pool.status()).servers.find((s) => s.name === "memory");
+      const status = await memory();
+      assertEquals(status?.pid, spawned, "the second call reused the running server");
       assertEquals(status?.state, "connected");
       pids.push(...processTree(status?.pid ?? -1));
       assertStringIncludes(

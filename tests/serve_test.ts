@@ -6,6 +6,7 @@ import { Client, StdioClientTransport } from "../lib/sdk.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
+import { waitFor } from "./fixtures/pool_support.ts";
 import { baseEnv, bridgeCommand, REPO } from "./helpers.ts";
 
 /** `main.ts serve` with piped stdio, LM Studio pointed at a closed port, HOME and cwd in `home`. */
@@ -33,8 +34,12 @@ Deno.test("serve answers a real MCP client over stdio and closes when the client
     env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home, LOG_LEVEL: "info" }),
     stderr: "pipe",
   });
+  const stderrStream = transport.stderr;
+  assert(stderrStream !== null, "stderr is piped");
   let stderr = "";
-  transport.stderr?.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
+  stderrStream.on("data", (chunk: Uint8Array) => stderr += new TextDecoder().decode(chunk));
+  let stderrEnded = false;
+  stderrStream.on("end", () => stderrEnded = true);
   const client = new Client({ name: "serve-test", version: "1" });
   await client.connect(transport);
   try {
@@ -52,10 +57,8 @@ Deno.test("serve answers a real MCP client over stdio and closes when the client
   } finally {
     await client.close();
   }
-  // The banner went to stderr: version, URL and state.
-  for (let i = 0; i < 50 && !stderr.includes("serving MCP"); i++) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  // The banner went to stderr: version, URL and state (all of it is read once the server is gone).
+  await waitFor("the server's stderr to end", () => stderrEnded);
   assertMatch(
     stderr,
     /lmstudio-bridge \S+ serving MCP on stdio; LM Studio at http:\/\/127\.0\.0\.1:\d+ answering/,

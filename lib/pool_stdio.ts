@@ -1,5 +1,8 @@
 /**
- * The MCP stdio client transport the pool uses ({@linkcode StdioChildTransport}): it spawns the
+ * The child process of a stdio MCP server, its whole life cycle: spawn, pipes, stderr tail, exit,
+ * process-group signalling and the close sequence.
+ *
+ * {@linkcode StdioChildTransport} is the MCP stdio client transport the pool uses: it spawns the
  * server with `Deno.Command`, speaks newline-delimited JSON-RPC over its stdin and stdout, and
  * tells apart two events that the SDK's transport merges:
  *
@@ -12,10 +15,160 @@
  * SIGKILL, like the SDK; when the server runs in its own process group
  * ({@linkcode StdioChildOptions.signalGroup}), the signals go to the whole group, and whatever
  * is left of the group after the spawned process exited is stopped too.
+ *
+ * The pool watches the child through {@linkcode ChildState}: how it exited
+ * ({@linkcode ExitInfo}), the last lines of its stderr kept for error messages
+ * ({@linkcode StderrTail}), and the end of that stderr stream, so a message about a crash can
+ * wait briefly for the child's last words ({@linkcode settleWithin}).
+ *
+ * Signalling a whole group stops what a server started (`npx` runs the server as its child; a
+ * killed `npx` leaves that child behind). Deno lets a program signal processes other than its own
+ * children only with unrestricted `--allow-run` (`Deno.kill`), or by running `kill` when the
+ * sandbox allows that command. {@linkcode groupSignaller} picks whichever is allowed, or none: a
+ * server is only put in its own process group when the bridge can signal that group.
  */
-import type { GroupSignaller } from "./process_group.ts";
-import { type ChildState, type ExitInfo, settleWithin } from "./stdio_child.ts";
 import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
+
+// -- what the pool reads of the child -------------------------------------------------------------
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** How a child process ended: its exit code, or the signal that killed it. */
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+}
+
+/** What the pool reads of a stdio server's child, as its transport knows it at the moment. */
+export interface ChildState {
+  /** The spawned process's id, once started. */
+  readonly pid: number | undefined;
+  /** How the spawned process exited, once it has. */
+  readonly exit: ExitInfo | undefined;
+  /** Why the transport gave up on the server, when it did (not set for an ordinary exit). */
+  readonly closeReason: string | undefined;
+  /** Resolves once the child's stderr has ended. */
+  readonly stderrEnded: Promise<void>;
+}
+
+/** Waits for `promise` (never rejecting) at most `ms`. */
+export async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: Timer | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
+
+/** Keeps the last lines of a child's stderr and logs each line at debug level. */
+export class StderrTail {
+  readonly #max: number;
+  readonly #lines: string[] = [];
+  readonly #onLine: (line: string) => void;
+  readonly #decoder = new TextDecoder();
+  #partial = "";
+
+  constructor(max: number, onLine: (line: string) => void) {
+    this.#max = max;
+    this.#onLine = onLine;
+  }
+
+  /** Adds a chunk of stderr output (bytes or text); complete lines are kept and logged. */
+  push(chunk: unknown): void {
+    const text = typeof chunk === "string"
+      ? chunk
+      : chunk instanceof Uint8Array
+      ? this.#decoder.decode(chunk, { stream: true })
+      : String(chunk);
+    const parts = (this.#partial + text).split(/\r?\n/);
+    this.#partial = parts.pop() ?? "";
+    if (this.#partial.length > 4000) {
+      parts.push(this.#partial);
+      this.#partial = "";
+    }
+    for (const part of parts) this.#add(part);
+  }
+
+  /** Keeps the last, unterminated line too (the stream ended). */
+  flush(): void {
+    if (this.#partial !== "") this.#add(this.#partial);
+    this.#partial = "";
+  }
+
+  #add(raw: string): void {
+    // deno-lint-ignore no-control-regex
+    const line = raw.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").trimEnd();
+    if (line === "") return;
+    const clipped = line.length > 500 ? `${line.slice(0, 500)}…` : line;
+    this.#onLine(clipped);
+    this.#lines.push(clipped);
+    if (this.#lines.length > this.#max) this.#lines.shift();
+  }
+
+  /** The kept lines, oldest first (a copy). */
+  get lines(): string[] {
+    return [...this.#lines];
+  }
+}
+
+// -- process groups -------------------------------------------------------------------------------
+
+/**
+ * Sends `signal` to every process in the group `pgid`. Resolves true when it was delivered,
+ * false when no process of the group is left (or the signal could not be sent).
+ */
+export type GroupSignaller = (pgid: number, signal: Deno.Signal) => Promise<boolean>;
+
+/** `Deno.kill(-pgid)`: needs unrestricted `--allow-run`. */
+export function denoKillGroup(pgid: number, signal: Deno.Signal): Promise<boolean> {
+  try {
+    Deno.kill(-pgid, signal);
+    return Promise.resolve(true);
+  } catch {
+    // No such process group (all gone) or not allowed: nothing was delivered either way.
+    return Promise.resolve(false);
+  }
+}
+
+/** Runs `kill -s SIGNAL -- -PGID`: needs `kill` in the sandbox's run list. */
+export async function killCommandGroup(pgid: number, signal: Deno.Signal): Promise<boolean> {
+  try {
+    const { code } = await new Deno.Command("kill", {
+      args: ["-s", signal.replace(/^SIG/, ""), "--", `-${pgid}`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return code === 0;
+  } catch {
+    // `kill` is missing or not allowed: nothing was delivered.
+    return false;
+  }
+}
+
+/** Whether the sandbox lets this process run `command` (any command when undefined). */
+function mayRun(command?: string): boolean {
+  const descriptor: Deno.RunPermissionDescriptor = command === undefined
+    ? { name: "run" }
+    : { name: "run", command };
+  return Deno.permissions.querySync(descriptor).state === "granted";
+}
+
+/**
+ * How this process may signal process groups: `Deno.kill` with unrestricted `--allow-run`, the
+ * `kill` command when the sandbox allows running it, otherwise (and on Windows) not at all.
+ */
+export function groupSignaller(
+  o: { mayRun?: (command?: string) => boolean; os?: typeof Deno.build.os } = {},
+): GroupSignaller | undefined {
+  const allowed = o.mayRun ?? mayRun;
+  if ((o.os ?? Deno.build.os) === "windows") return undefined;
+  if (allowed()) return denoKillGroup;
+  return allowed("kill") ? killCommandGroup : undefined;
+}
+
+// -- the transport --------------------------------------------------------------------------------
 
 type Message = Parameters<Transport["send"]>[0];
 

@@ -1,11 +1,20 @@
 /**
- * The stdio transport on its own, against `cat` and `sh` (real processes): message framing,
- * lines that are not JSON-RPC, and the difference between the spawned process exiting and the
- * connection closing.
+ * A stdio server's child process on its own, against `cat` and `sh` (real processes): the
+ * transport's message framing, lines that are not JSON-RPC, the difference between the spawned
+ * process exiting and the connection closing; and signalling process groups: which way the
+ * sandbox allows, and that both ways stop every process of a real group (Linux: /proc tells
+ * whether a process still runs).
  */
-import { StdioChildTransport } from "../lib/stdio_transport.ts";
-import type { ExitInfo } from "../lib/stdio_child.ts";
+import {
+  denoKillGroup,
+  type ExitInfo,
+  type GroupSignaller,
+  groupSignaller,
+  killCommandGroup,
+  StdioChildTransport,
+} from "../lib/pool_stdio.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { assertGone, processGone, waitFor } from "./fixtures/pool_support.ts";
 
 const ENV = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
 
@@ -30,10 +39,7 @@ Deno.test("stdio transport frames big messages across pipe chunks and skips non-
     const message: Message = { jsonrpc: "2.0", method: "notifications/message", params: { big } };
     await transport.send(message);
     await transport.send({ jsonrpc: "2.0", id: 1, result: {} });
-    const deadline = Date.now() + 5000;
-    while (received.length < 2 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor("both messages back", () => received.length >= 2);
     assertEquals(received, [message, { jsonrpc: "2.0", id: 1, result: {} }]);
     assertEquals(errors.length, 1);
     assertMatch(errors[0] ?? "", /not JSON-RPC: Server starting\.\.\./);
@@ -57,22 +63,18 @@ Deno.test("stdio transport reports the spawned process's exit apart from the con
   let closes = 0;
   transport.onmessage = (message) => received.push(message);
   transport.onclose = () => closes++;
-  const deadline = Date.now() + 5000;
-  const until = async (condition: () => boolean) => {
-    while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  };
   await transport.start();
   try {
     await transport.send({ jsonrpc: "2.0", id: 6, result: {} });
-    await until(() => received.length === 1); // cat runs
+    await waitFor("cat to answer", () => received.length === 1);
     const pid = transport.pid;
     assert(pid !== undefined);
     Deno.kill(pid, "SIGKILL");
-    await until(() => exits.length > 0);
+    await waitFor("the launcher's exit", () => exits.length > 0);
     assertEquals(exits, [{ code: null, signal: "SIGKILL" }]);
     // cat still answers: the connection is not closed.
     await transport.send({ jsonrpc: "2.0", id: 7, result: {} });
-    await until(() => received.length === 2);
+    await waitFor("cat to answer again", () => received.length === 2);
     assertEquals(received.at(-1), { jsonrpc: "2.0", id: 7, result: {} });
     assertEquals(closes, 0);
   } finally {
@@ -117,3 +119,47 @@ Deno.test("stdio transport's stderr end, taken before start, waits for the child
     await transport.close();
   }
 });
+
+/** A sandbox that allows running exactly `granted` ("*" = unrestricted). */
+const only = (...granted: string[]) => (command?: string) => granted.includes(command ?? "*");
+
+Deno.test("groupSignaller uses Deno.kill with full run access, else the kill command, else nothing", () => {
+  assertEquals(groupSignaller({ mayRun: only("*"), os: "linux" }), denoKillGroup);
+  assertEquals(groupSignaller({ mayRun: only("kill"), os: "darwin" }), killCommandGroup);
+  assertEquals(groupSignaller({ mayRun: only("npx", "node"), os: "linux" }), undefined);
+  assertEquals(groupSignaller({ mayRun: only("*"), os: "windows" }), undefined);
+});
+
+for (const [name, signal] of [["Deno.kill", denoKillGroup], ["kill", killCommandGroup]] as const) {
+  Deno.test(`${name} stops every process of a group, including one whose parent died`, async () => {
+    await stopsTheGroup(signal);
+  });
+}
+
+async function stopsTheGroup(signalGroup: GroupSignaller): Promise<void> {
+  // sh starts a background sleep (its child, same group), prints its pid, then waits.
+  const child = new Deno.Command("sh", {
+    args: ["-c", "sleep 30 & echo $!; wait"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let sleeper: number | undefined;
+  try {
+    const { value } = await reader.read();
+    sleeper = Number(value?.trim());
+    assert(sleeper > 0, `pid of the background sleep: ${value}`);
+    // The parent dies first, as when a user kills `npx`: its child lives on in the group.
+    child.kill("SIGKILL");
+    await child.status;
+    assert(!processGone(sleeper), "the orphaned sleep still runs");
+    assertEquals(await signalGroup(child.pid, "SIGTERM"), true);
+    await assertGone(sleeper);
+  } finally {
+    if (sleeper !== undefined && !processGone(sleeper)) Deno.kill(sleeper, "SIGKILL");
+    await reader.cancel();
+    await child.status;
+  }
+}

@@ -1,0 +1,395 @@
+/**
+ * Starting a connection to a downstream MCP server ({@linkcode connectServer}), within the
+ * connect timeout, with an error that says why in the user's terms when it fails.
+ *
+ * - stdio: spawn its command with the SDK's default environment plus the pool's and the entry's
+ *   variables, keep its stderr tail, and do the MCP handshake. A failed start says whether the
+ *   sandbox does not allow the command, the command or the working directory does not exist, or
+ *   the server exited (with its exit code and last stderr lines) or never answered `initialize`.
+ * - remote: streamable HTTP, falling back to the older SSE transport when the server refuses HTTP
+ *   with a 4xx other than 401/403, or SSE directly. Each connection gets a
+ *   {@linkcode RemoteWatch} so a server that goes away mid-call fails its calls at once. A failed
+ *   connect says whether the sandbox does not allow the host, the server wants credentials,
+ *   answered an HTTP error, cannot be reached, or never completed the handshake.
+ */
+import {
+  Client,
+  ErrorCode,
+  getDefaultEnvironment,
+  McpError,
+  SSEClientTransport,
+  SseError,
+  StreamableHTTPClientTransport,
+  type Transport,
+} from "./sdk.ts";
+import { entryTarget, type ServerEntry } from "./config_entry.ts";
+import type { Logger } from "./log.ts";
+import { Connection } from "./pool_connection.ts";
+import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
+import { RemoteWatch } from "./pool_remote.ts";
+import {
+  type ExitInfo,
+  type GroupSignaller,
+  settleWithin,
+  StderrTail,
+  StdioChildTransport,
+} from "./pool_stdio.ts";
+import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** What connecting to a server takes from the pool. */
+export interface ConnectOptions {
+  clientInfo: { name: string; version: string };
+  /** Bound on spawn + MCP handshake. */
+  connectTimeoutMs: number;
+  log: Logger;
+  /** Added to a stdio child's environment. */
+  extraEnv: Record<string, string>;
+  /** Lines of a stdio server's stderr kept for error messages. */
+  stderrLines: number;
+  /** Called once when the connection closes, by the bridge or by the server. */
+  onClosed: (conn: Connection) => void;
+  /**
+   * Called once when a stdio server's spawned process exits, which can come before the close:
+   * a launcher's child (`npx`) may still hold the pipes and answer calls already running.
+   */
+  onExited: (conn: Connection) => void;
+  /** Puts stdio servers in their own process group and signals it (see pool_stdio.ts). */
+  signalGroup?: GroupSignaller;
+  /** Cleanup still running after a failed connect (closing its client); the pool waits for it on close. */
+  track: (cleanup: Promise<unknown>) => void;
+}
+
+/** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
+function newClient(clientInfo: { name: string; version: string }): Client {
+  return new Client(clientInfo, { capabilities: {} });
+}
+
+/**
+ * Connects `client` over `transport` (starting it and doing the MCP handshake), bounded by
+ * `timeoutMs` for the handshake request plus a second for the transport to start; past that it
+ * rejects with an error that {@linkcode isHandshakeTimeout} recognises.
+ */
+function handshake(
+  client: Client,
+  transport: Transport,
+  options: { timeoutMs: number },
+): Promise<void> {
+  const { timeoutMs } = options;
+  return withTimeout(
+    client.connect(transport, { timeout: timeoutMs }),
+    timeoutMs + 1000,
+    () => new Error("timeout"),
+  );
+}
+
+/** True when {@linkcode handshake} failed because the server did not answer in time. */
+function isHandshakeTimeout(error: unknown): boolean {
+  return (error instanceof McpError && error.code === ErrorCode.RequestTimeout) ||
+    (error instanceof Error && error.message === "timeout");
+}
+
+/** Rejects with `onTimeout()` after `ms` unless `promise` settles first. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Starts `entry`'s server (stdio) or connects to it (http, sse); a failure throws an McpServerError. */
+export function connectServer(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
+  return entry.transport === "stdio" ? connectStdio(entry, o) : connectRemote(entry, o);
+}
+
+// -- stdio ----------------------------------------------------------------------------------------
+
+/** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
+async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
+  const name = entry.name;
+  const command = entry.command ?? "";
+  const target = entryTarget(entry);
+  const serverLog = o.log.child(name);
+  const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
+  // Until the connection exists, an exit is only recorded (and checked once it does).
+  let exited = (): void => {};
+  const transport = new StdioChildTransport({
+    command,
+    args: entry.args,
+    env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
+    cwd: entry.cwd,
+    onStderr: (chunk) => stderr.push(chunk),
+    onExit: () => exited(),
+    signalGroup: o.signalGroup,
+  });
+  const client = newClient(o.clientInfo);
+  client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
+  const started = performance.now();
+  try {
+    await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+  } catch (error) {
+    const closed = client.close().catch(() => undefined);
+    o.track(closed);
+    if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
+    stderr.flush();
+    throw await stdioConnectError({
+      entry,
+      error,
+      exit: transport.exit,
+      stderr: stderr.lines,
+      target,
+      connectTimeoutMs: o.connectTimeoutMs,
+    });
+  }
+  const conn = new Connection({
+    entry,
+    client,
+    stderr,
+    child: transport,
+    onClosed: o.onClosed,
+    onExited: o.onExited,
+  });
+  o.log.debug("started", {
+    server: name,
+    pid: conn.pid,
+    ms: Math.round(performance.now() - started),
+  });
+  exited = () => conn.processExited();
+  // It may have exited between the handshake and now: not usable, callers retry with a new one.
+  if (transport.exit !== undefined) conn.processExited();
+  return conn;
+}
+
+async function stdioConnectError(o: {
+  entry: ServerEntry;
+  error: unknown;
+  exit: ExitInfo | undefined;
+  stderr: string[];
+  target: string;
+  connectTimeoutMs: number;
+}): Promise<McpServerError> {
+  const { entry, error, exit, stderr, target } = o;
+  const name = entry.name;
+  const command = entry.command ?? "";
+  const base = { server: name, stderrTail: stderr, cause: error };
+  if (isSandboxDenial(error)) {
+    return new McpServerError(
+      `Cannot start MCP server "${name}": Deno's sandbox does not allow running "${command}" ` +
+        `(${errorMessage(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
+        `set in deno.json, or run/rebuild with --allow-run=${command}.`,
+      { ...base, kind: "permission" },
+    );
+  }
+  if (errnoCode(error) === "EACCES") {
+    return new McpServerError(
+      `Cannot start MCP server "${name}": the system refused to run "${command}" ` +
+        `(${errorMessage(error)}). Check that it is an executable file (chmod +x) and that its ` +
+        `directory can be read.`,
+      { ...base, kind: "spawn" },
+    );
+  }
+  if (errnoCode(error) === "ENOENT") {
+    const cwdMissing = entry.cwd !== undefined && !(await isDirectory(entry.cwd));
+    if (cwdMissing) {
+      return new McpServerError(
+        `Cannot start MCP server "${name}": its working directory "${entry.cwd}" does not ` +
+          `exist. Fix "cwd" in the config.`,
+        { ...base, kind: "spawn" },
+      );
+    }
+    return new McpServerError(
+      `Cannot start MCP server "${name}": command "${command}" was not found. Install it, ` +
+        `or put its full path in the config, and check that it is on the PATH the bridge ` +
+        `sees (children get PATH, HOME, USER, SHELL, TERM, LOGNAME and the entry's env).`,
+      { ...base, kind: "not_found" },
+    );
+  }
+  if (exit !== undefined) {
+    return new McpServerError(
+      `MCP server "${name}" ${exitText(exit)} before completing the MCP handshake. ` +
+        `Command: ${target}.${formatTail(stderr)}\nRun the command by hand to see why.`,
+      { ...base, kind: "exited", exitCode: exit.code },
+    );
+  }
+  if (isHandshakeTimeout(error)) {
+    return new McpServerError(
+      `MCP server "${name}" did not complete the MCP handshake within ` +
+        `${o.connectTimeoutMs} ms. Command: ${target}.${formatTail(stderr)}\n` +
+        `If it downloads on first start (npx -y, uvx), run the command once by hand, or raise ` +
+        `MCP_CONNECT_TIMEOUT_MS; otherwise check that it speaks MCP over stdio.`,
+      { ...base, kind: "connect_timeout" },
+    );
+  }
+  const code = errnoCode(error);
+  return new McpServerError(
+    `Cannot start MCP server "${name}" (${target}): ${errorMessage(error)}` +
+      `${code ? ` [${code}]` : ""}.${formatTail(stderr)}`,
+    { ...base, kind: "spawn" },
+  );
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+// -- remote: streamable HTTP, SSE, the fallback ---------------------------------------------------
+
+interface Connected {
+  client: Client;
+  remote: RemoteWatch;
+}
+
+/** Connects to `entry`'s URL; a failed connect throws an McpServerError. */
+async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
+  const name = entry.name;
+  const url = entry.url ?? "";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new McpServerError(
+      `MCP server "${name}" has an invalid url ${JSON.stringify(url)}. Fix it in the config.`,
+      { server: name, kind: "config", cause: error },
+    );
+  }
+  const requestInit: RequestInit = { headers: { ...entry.headers } };
+  const stderr = new StderrTail(0, () => {});
+  const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
+    const remote = new RemoteWatch();
+    const transport = kind === "sse"
+      ? new SSEClientTransport(parsed, { requestInit })
+      : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
+    remote.attach(transport, (reason) => {
+      o.log.debug("connection lost", { server: name, reason });
+      // Closing the transport fails every request still waiting on it.
+      transport.close().catch(() => undefined);
+    });
+    const client = newClient(o.clientInfo);
+    client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
+    try {
+      await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+      return { client, remote };
+    } catch (error) {
+      o.track(client.close().catch(() => undefined));
+      if (remote.lostReason !== undefined && !(error instanceof SseError)) {
+        throw new McpServerError(
+          `Cannot connect to MCP server "${name}" at ${url}: ${remote.lostReason} during ` +
+            `the MCP handshake. Check that the server is up and speaks MCP at that URL.`,
+          { server: name, kind: "handshake", cause: error },
+        );
+      }
+      throw error;
+    }
+  };
+  let connected: Connected;
+  try {
+    if (entry.transport === "sse") {
+      connected = await attempt("sse");
+    } else {
+      try {
+        connected = await attempt("http");
+      } catch (error) {
+        if (!shouldFallBackToSse(error)) throw error;
+        o.log.debug("streamable HTTP refused; trying SSE", {
+          server: name,
+          error: errorMessage(error),
+        });
+        try {
+          connected = await attempt("sse");
+        } catch (sseError) {
+          throw new McpServerError(
+            `Cannot connect to MCP server "${name}" at ${url}: streamable HTTP failed ` +
+              `(${errorMessage(error)}) and so did the SSE fallback (${
+                networkFailure(sseError).reason
+              }). ` +
+              `Check the URL (many servers use /mcp for HTTP and /sse for SSE).`,
+            { server: name, kind: "handshake", cause: sseError },
+          );
+        }
+      }
+    }
+  } catch (error) {
+    throw error instanceof McpServerError ? error : remoteConnectError({
+      entry,
+      host: parsed.host,
+      error,
+      connectTimeoutMs: o.connectTimeoutMs,
+    });
+  }
+  return new Connection({
+    entry,
+    client: connected.client,
+    remote: connected.remote,
+    stderr,
+    onClosed: o.onClosed,
+  });
+}
+
+function remoteConnectError(
+  o: { entry: ServerEntry; host: string; error: unknown; connectTimeoutMs: number },
+): McpServerError {
+  const { entry, host, error } = o;
+  const name = entry.name;
+  const url = entry.url ?? "";
+  const base = { server: name, cause: error };
+  const chain = causeChain(error);
+  const denial = chain.find(isSandboxDenial);
+  if (denial !== undefined) {
+    return new McpServerError(
+      `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
+        `access to ${host} (${errorMessage(denial)}). Add it to the "net" list of the "bridge" ` +
+        `permission set in deno.json, or run/rebuild with --allow-net=${host}.`,
+      { ...base, kind: "permission" },
+    );
+  }
+  const status = httpStatusOf(error);
+  if (status === 401 || status === 403) {
+    return new McpServerError(
+      `MCP server "${name}" at ${url} refused the connection with HTTP ${status}: ` +
+        `${errorMessage(error)}. Set the credentials it needs in the entry's "headers" ` +
+        `(e.g. "Authorization": "Bearer \${TOKEN}").`,
+      { ...base, kind: "handshake" },
+    );
+  }
+  if (status !== undefined && status > 0) {
+    return new McpServerError(
+      `MCP server "${name}" at ${url} answered HTTP ${status}: ${errorMessage(error)}. ` +
+        `Check the URL and that the server speaks MCP there.`,
+      { ...base, kind: "handshake" },
+    );
+  }
+  if (isHandshakeTimeout(error)) {
+    return new McpServerError(
+      `MCP server "${name}" at ${url} did not complete the MCP handshake within ` +
+        `${o.connectTimeoutMs} ms. Check that the server is up and speaks MCP at that URL.`,
+      { ...base, kind: "connect_timeout" },
+    );
+  }
+  const network = chain.some((e) =>
+    e instanceof TypeError || errnoCode(e) === "ECONNREFUSED" ||
+    (e instanceof SseError && typeof e.code !== "number")
+  );
+  if (network) {
+    return new McpServerError(
+      `Cannot connect to MCP server "${name}" at ${url}: ${networkFailure(error).reason}. ` +
+        `Start the server or fix the URL in the config.`,
+      { ...base, kind: "unreachable" },
+    );
+  }
+  return new McpServerError(
+    `Cannot connect to MCP server "${name}" at ${url}: ${networkFailure(error).reason}.`,
+    { ...base, kind: "handshake" },
+  );
+}
+
+function shouldFallBackToSse(error: unknown): boolean {
+  const status = httpStatusOf(error);
+  return status !== undefined && status >= 400 && status < 500 && status !== 401 &&
+    status !== 403;
+}
