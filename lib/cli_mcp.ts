@@ -8,7 +8,7 @@ import type { Output } from "./output.ts";
 import { needsMcpTasks } from "./mcp_connection.ts";
 import type { McpPool } from "./pool.ts";
 import type { Tool } from "./sdk.ts";
-import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
+import { formatPoolReport, poolReportJson } from "./server_mcp.ts";
 import { firstLine, plural } from "./text.ts";
 import { contentText } from "./tool_output.ts";
 

@@ -8,11 +8,11 @@ import { McpServer } from "./sdk.ts";
 import { StdioServerTransport } from "./sdk.ts";
 import type { App } from "./app.ts";
 import type { McpPool } from "./pool.ts";
-import { registerAutonomousTools } from "./tools_agent.ts";
-import { registerLmsTools } from "./tools_lms.ts";
-import { registerLmStudioTools } from "./tools_lmstudio.ts";
-import { registerListAvailableMcpsTool } from "./tools_mcp.ts";
-import { registerAnalyzeImageTool } from "./tools_vision.ts";
+import { registerAutonomousTools } from "./server_agent.ts";
+import { registerLmsTools } from "./server_lms.ts";
+import { registerLmStudioTools } from "./server_lmstudio.ts";
+import { registerListAvailableMcpsTool } from "./server_mcp.ts";
+import { registerAnalyzeImageTool } from "./server_vision.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const INSTRUCTIONS =

@@ -22,7 +22,7 @@ import { ModelManager } from "../lib/models.ts";
 import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { memoryTrace, openTraceFile, TraceError, type WritePermissionQuery } from "../lib/trace.ts";
-import { registerAutonomousTools } from "../lib/tools_agent.ts";
+import { registerAutonomousTools } from "../lib/server_agent.ts";
 import {
   assert,
   assertEquals,

@@ -11,7 +11,7 @@ import { join } from "../lib/path.ts";
 import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
-import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
+import { registerListAvailableMcpsTool } from "../lib/server_mcp.ts";
 import { cachedRun } from "./fixtures/pool_support.ts";
 import {
   assert,

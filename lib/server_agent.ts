@@ -19,7 +19,7 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import { errorResult } from "./tool_result.ts";
+import { errorResult } from "./server_result.ts";
 import { openTraceFile, type TraceSink } from "./trace.ts";
 import { resolve } from "./path.ts";
 import { agentResultJson } from "./agent_text.ts";

@@ -11,7 +11,7 @@ import { sourceLabel } from "./model_errors.ts";
 import type { EnsureResult, ServerStatusReport } from "./model_types.ts";
 import { ensureReport, type ModelManager } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
-import { errorResult, guarded, READ_ONLY, textResult } from "./tool_result.ts";
+import { errorResult, guarded, READ_ONLY, textResult } from "./server_result.ts";
 import { errorMessage } from "./errors.ts";
 import { formatBytes, plural } from "./text.ts";
 

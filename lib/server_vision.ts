@@ -11,7 +11,7 @@ import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
 import type { Settings } from "./settings.ts";
-import { emptyAnswerText, errorResult } from "./tool_result.ts";
+import { emptyAnswerText, errorResult } from "./server_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";

@@ -1,7 +1,7 @@
 import { type CallToolResult, McpServer } from "../lib/sdk.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { join, resolve } from "../lib/path.ts";
-import { type AnalyzeImageDeps, registerAnalyzeImageTool } from "../lib/tools_vision.ts";
+import { type AnalyzeImageDeps, registerAnalyzeImageTool } from "../lib/server_vision.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio, type FakeModel } from "./fakes/lmstudio.ts";
 import { connectInMemory, type InMemoryClient } from "./rigs.ts";

@@ -5,7 +5,7 @@
 import type { McpConfig } from "./config.ts";
 import type { McpPool, ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
-import { errorResult, textResult } from "./tool_result.ts";
+import { errorResult, textResult } from "./server_result.ts";
 import { plural } from "./text.ts";
 
 /** What {@linkcode McpPool.status} returns. */

@@ -10,7 +10,7 @@ import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { chooseModel, type ModelManager } from "./models.ts";
 import type { Settings } from "./settings.ts";
-import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./tool_result.ts";
+import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./server_result.ts";
 
 /** What the LM Studio tools need. */
 export interface LmStudioToolDeps {
