@@ -755,7 +755,7 @@ async function connectTools(
   const server = new McpServer({ name: "bridge-under-test", version: "0" });
   registerAutonomousTools(server, {
     client: o.client ?? h.client,
-    pool: h.pool,
+    pool: () => Promise.resolve(h.pool),
     config: h.config,
     settings: {
       defaultModel: undefined,
@@ -764,6 +764,7 @@ async function connectTools(
       depth: o.depth ?? 0,
     },
     log: quiet,
+  }, {
     heartbeatMs: o.heartbeatMs ?? 50,
     queryWritePermission: o.queryWritePermission,
   });
