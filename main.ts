@@ -3,7 +3,7 @@
  * (0 success, 1 the work failed, 2 usage error). Results go to stdout, everything else to stderr.
  */
 import { UsageError } from "./lib/args.ts";
-import { type App, createApp } from "./lib/app.ts";
+import { type App, type CommandContext, createApp } from "./lib/app.ts";
 import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
 import { type Output, processOutput } from "./lib/output.ts";
@@ -11,41 +11,20 @@ import { settingsFromEnv } from "./lib/settings.ts";
 import { NAME, VERSION } from "./lib/version.ts";
 import { BridgeError, errorMessage } from "./lib/errors.ts";
 
-type Command = (argv: string[], app: App, out: Output, signal: AbortSignal) => Promise<number>;
+/** A CLI command: its arguments and context in, the exit code out. */
+type Command = (argv: string[], ctx: CommandContext) => Promise<number>;
 
-// Each command module is loaded only when its command runs: `--version`, `chat` or `models`
+// Each command's module is loaded only when the command runs: `--version`, `chat` or `models`
 // never pay for loading the MCP SDK.
-const COMMANDS: Record<string, Command> = {
-  chat: async (argv, app, out, signal) =>
-    (await import("./lib/cli.ts")).chatCommand(argv, { app, out, signal }),
-  models: async (argv, app, out, signal) =>
-    (await import("./lib/cli.ts")).modelsCommand(argv, { app, out, signal }),
-  doctor: async (argv, app, out, signal) =>
-    (await import("./lib/doctor.ts")).doctorCommand(argv, { app, out, signal }),
-  mcps: async (argv, app, out, signal) =>
-    (await import("./lib/cli_mcp.ts")).mcpsCommand(argv, { pool: await app.pool(), out, signal }),
-  tools: async (argv, app, out, signal) =>
-    (await import("./lib/cli_mcp.ts")).toolsCommand(argv, { pool: await app.pool(), out, signal }),
-  call: async (argv, app, out, signal) =>
-    (await import("./lib/cli_mcp.ts")).callCommand(argv, { pool: await app.pool(), out, signal }),
-  lms: async (argv, app, out, signal) =>
-    (await import("./lib/cli_lms.ts")).lmsCommand(argv, {
-      lms: app.lms,
-      models: app.models,
-      client: app.client,
-      out,
-      signal,
-    }),
-  run: async (argv, app, out, signal) =>
-    (await import("./lib/cli_run.ts")).runCommand(argv, {
-      client: app.client,
-      pool: await app.pool(),
-      config: app.config,
-      models: app.models,
-      settings: app.settings,
-      out,
-      signal,
-    }),
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  chat: async () => (await import("./lib/cli.ts")).chatCommand,
+  models: async () => (await import("./lib/cli.ts")).modelsCommand,
+  doctor: async () => (await import("./lib/doctor.ts")).doctorCommand,
+  mcps: async () => (await import("./lib/cli_mcp.ts")).mcpsCommand,
+  tools: async () => (await import("./lib/cli_mcp.ts")).toolsCommand,
+  call: async () => (await import("./lib/cli_mcp.ts")).callCommand,
+  lms: async () => (await import("./lib/cli_lms.ts")).lmsCommand,
+  run: async () => (await import("./lib/cli_run.ts")).runCommand,
 };
 
 /** Splits global options (`--config FILE`, `--help`, `--version`) from the command and its args. */
@@ -131,11 +110,12 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       await serveStdio(app);
       return 0;
     }
-    const run = COMMANDS[command];
-    if (!run) throw new UsageError(`Unknown command "${command}".`);
+    const load = COMMANDS[command];
+    if (!load) throw new UsageError(`Unknown command "${command}".`);
     Deno.addSignalListener("SIGINT", onSignal);
     try {
-      return await run(global.rest, app, out, controller.signal);
+      const run = await load();
+      return await run(global.rest, { app, out, signal: controller.signal });
     } finally {
       Deno.removeSignalListener("SIGINT", onSignal);
     }

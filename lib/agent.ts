@@ -29,7 +29,6 @@ import { systemPrompt, workSummary } from "./agent_text.ts";
 import {
   type AgentOptions,
   type AgentResult,
-  type AgentServices,
   DEFAULT_MAX_ROUNDS,
   type StopReason,
   type ToolCallRecord,
@@ -64,29 +63,6 @@ function emptyReplyCutOff(maxTokens: number | undefined, reasoning: string | und
     `stopped.${thought} Reasoning models often spend their tokens thinking before they answer. ` +
     `Raise max_tokens${maxTokens !== undefined ? ` above ${maxTokens}` : ""} (the autonomous ` +
     "tools' max_tokens parameter, or `run --max-tokens N`), or use a model that thinks less.";
-}
-
-/**
- * The options of {@linkcode runAgent} that come from the caller's services and settings: the
- * default model, the model TTL, the context length, the nesting depth and the services.
- */
-export function agentOptionsFrom(
-  services: AgentServices,
-): Pick<AgentOptions, "defaultModel" | "ttlSeconds" | "defaultContextLength" | "depth" | "deps"> {
-  const { settings } = services;
-  return {
-    defaultModel: settings.defaultModel,
-    ttlSeconds: settings.modelTtlSeconds,
-    defaultContextLength: settings.defaultContextLength,
-    depth: settings.depth,
-    deps: {
-      client: services.client,
-      pool: services.pool,
-      config: services.config,
-      models: services.models,
-      log: services.log,
-    },
-  };
 }
 
 /** Depth at which a bridge refuses autonomous tools. */

@@ -8,8 +8,7 @@ import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelList, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
-import type { Settings } from "./settings.ts";
-import type { TraceSink, WritePermissionQuery } from "./trace.ts";
+import type { TraceSink } from "./trace.ts";
 
 /** Rounds allowed when the caller does not say. */
 export const DEFAULT_MAX_ROUNDS = 100;
@@ -169,21 +168,4 @@ export interface AgentOptions {
   heartbeatMs?: number;
   trace?: TraceSink;
   deps: AgentDeps;
-}
-
-/**
- * What the callers of the loop (`run` and the autonomous tools) hold: the services and the settings
- * that {@linkcode agentOptionsFrom} (agent.ts) turns into the common part of {@linkcode AgentOptions}.
- */
-export interface AgentServices {
-  client: AgentLmClient;
-  pool: ToolHost;
-  config: AgentConfig;
-  models?: AgentModels;
-  settings:
-    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
-    & Partial<Pick<Settings, "workDir">>;
-  log?: Logger;
-  /** Write-permission lookup for a trace file (tests simulate a denial). */
-  queryWritePermission?: WritePermissionQuery;
 }

@@ -8,11 +8,16 @@ import { LmStudioClient } from "./lmstudio.ts";
 import { Lms } from "./lms.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { ModelManager } from "./models.ts";
+import type { Output } from "./output.ts";
 import type { McpPool } from "./pool.ts";
 import { DEPTH_VARIABLE, type Settings } from "./settings.ts";
 import { NAME, VERSION } from "./version.ts";
 
-/** Everything a command or tool may use. */
+/**
+ * Everything a command or tool may use: the one services type. Each command and tool group takes
+ * it whole and narrows it in its own signature to what it uses (`Pick<App, "client" | "models">`),
+ * so a test builds only that.
+ */
 export interface App {
   readonly settings: Settings;
   readonly log: Logger;
@@ -24,6 +29,17 @@ export interface App {
   pool(): Promise<McpPool>;
   /** Closes downstream connections; safe to call more than once. */
   close(): Promise<void>;
+}
+
+/**
+ * What main.ts hands every command, `(argv, ctx) => exit code`: the services (`A`, the part of
+ * {@linkcode App} the command uses), where its output goes, and Ctrl-C.
+ */
+export interface CommandContext<A = App> {
+  readonly app: A;
+  readonly out: Output;
+  /** Aborted by Ctrl-C. */
+  readonly signal: AbortSignal;
 }
 
 /** Options that come from the command line rather than the environment. */

@@ -2,26 +2,16 @@
  * CLI commands that talk to LM Studio directly: `chat` and `models`. (`doctor` lives in
  * doctor.ts; MCP, lms and run commands in their own modules.)
  */
-import type { App } from "./app.ts";
+import type { App, CommandContext } from "./app.ts";
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import type { ChatMessage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
-import type { Output } from "./output.ts";
-
-/** What a command gets from main.ts. */
-export interface CommandContext {
-  app: App;
-  out: Output;
-  signal: AbortSignal;
-  /** Standard input, for `-` as the prompt; injectable for tests. */
-  stdin?: ReadableStream<Uint8Array>;
-}
 
 /** Joins positionals into a prompt; `-` reads standard input. */
 export async function readPrompt(
   positionals: string[],
-  stdin: ReadableStream<Uint8Array> = Deno.stdin.readable,
   command: string,
+  stdin: ReadableStream<Uint8Array> = Deno.stdin.readable,
 ): Promise<string> {
   if (positionals.length === 1 && positionals[0] === "-") {
     const text = (await new Response(stdin).text()).trim();
@@ -34,7 +24,10 @@ export async function readPrompt(
 }
 
 /** `chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT` */
-export async function chatCommand(argv: string[], ctx: CommandContext): Promise<number> {
+export async function chatCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "client" | "models" | "settings">>,
+): Promise<number> {
   const args = parseArgs(argv, {
     model: { type: "string", short: "m" },
     system: { type: "string", short: "s" },
@@ -51,7 +44,7 @@ export async function chatCommand(argv: string[], ctx: CommandContext): Promise<
     );
   }
   const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 1_000_000 }) ?? 1024;
-  const prompt = await readPrompt(args.positionals, ctx.stdin, "chat");
+  const prompt = await readPrompt(args.positionals, "chat");
   const { app, out, signal } = ctx;
 
   const model = await chooseModel(app, stringOption(args, "model"), { signal });
@@ -97,7 +90,10 @@ export async function chatCommand(argv: string[], ctx: CommandContext): Promise<
 }
 
 /** `models [--json]` */
-export async function modelsCommand(argv: string[], ctx: CommandContext): Promise<number> {
+export async function modelsCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "client" | "settings">>,
+): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "models");
   if (args.positionals.length > 0) {
     throw new UsageError(`models takes no arguments, got ${args.positionals.join(" ")}.`, "models");

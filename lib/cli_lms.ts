@@ -10,23 +10,13 @@ import {
   type ParsedArgs,
   UsageError,
 } from "./args.ts";
+import type { App, CommandContext } from "./app.ts";
 import { table } from "./cli.ts";
-import type { LmStudioClient } from "./lmstudio.ts";
-import { type Lms, lmsInstallAdvice } from "./lms.ts";
+import { lmsInstallAdvice } from "./lms.ts";
 import { sourceLabel } from "./model_errors.ts";
 import type { EnsureResult, Management } from "./model_types.ts";
-import { ensureReport, type ModelManager } from "./models.ts";
-import type { Output } from "./output.ts";
+import { ensureReport } from "./models.ts";
 import { formatBytes, plural } from "./text.ts";
-
-/** What `lms` commands need. */
-export interface LmsCommandContext {
-  lms: Lms;
-  models: ModelManager;
-  client: LmStudioClient;
-  out: Output;
-  signal?: AbortSignal;
-}
 
 const COMMON: Record<string, OptionSpec> = { json: { type: "boolean" } };
 
@@ -75,9 +65,12 @@ function loadLine(result: EnsureResult): string {
 }
 
 /** Runs `lms SUBCOMMAND ...`; returns the exit code (errors other than misuse propagate to main). */
-export async function lmsCommand(argv: string[], ctx: LmsCommandContext): Promise<number> {
+export async function lmsCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "models">>,
+): Promise<number> {
   const [sub, ...rest] = argv;
-  const { models, out, signal } = ctx;
+  const { app: { models }, out, signal } = ctx;
   const json = (value: unknown) => out.stdout(JSON.stringify(value, null, 2) + "\n");
   switch (sub) {
     case "ps": {

@@ -2,23 +2,14 @@
  * CLI commands for the downstream MCP servers: `mcps` (what is configured and its state),
  * `tools NAME` (what a server offers) and `call NAME TOOL` (one direct call, no LLM).
  */
+import type { App, CommandContext } from "./app.ts";
 import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
 import { isRecord, tryParseJson } from "./json.ts";
-import type { Output } from "./output.ts";
 import { needsMcpTasks } from "./pool_connection.ts";
-import type { McpPool } from "./pool.ts";
 import type { Tool } from "./sdk.ts";
-import { formatPoolReport, poolReportJson } from "./tools_mcp.ts";
+import { formatPoolReport, poolReportJson } from "./server_mcp.ts";
 import { firstLine, plural } from "./text.ts";
 import { contentText } from "./tool_output.ts";
-
-/** What the MCP commands need. */
-export interface McpCommandContext {
-  pool: Pick<McpPool, "status" | "listTools" | "callTool">;
-  out: Output;
-  /** Cancels a running `call` (Ctrl-C). */
-  signal?: AbortSignal;
-}
 
 function noExtraPositionals(positionals: string[], expected: number, command: string): void {
   if (positionals.length > expected) {
@@ -35,10 +26,13 @@ function noExtraPositionals(positionals: string[], expected: number, command: st
  * `mcps [--json]`. Exits 1 when the config file in question is missing, unreadable or broken
  * (the report still shows what is known, e.g. the last good configuration still in force).
  */
-export async function mcpsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+export async function mcpsCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "pool">>,
+): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "mcps");
   noExtraPositionals(args.positionals, 0, "mcps");
-  const report = await ctx.pool.status();
+  const report = await (await ctx.app.pool()).status();
   if (flag(args, "json")) {
     ctx.out.stdout(JSON.stringify(poolReportJson(report), null, 2) + "\n");
   } else {
@@ -84,14 +78,18 @@ const TASK_NOTE = "(needs MCP tasks; not callable through the bridge)";
  * `tools NAME [--json]`. Tools that can only run as MCP tasks are listed last, marked as not
  * callable; `--json` puts them under `taskRequiredTools`, apart from the callable `tools`.
  */
-export async function toolsCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+export async function toolsCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "pool">>,
+): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "tools");
   const name = args.positionals[0];
   if (name === undefined) {
     throw new UsageError("which server? Give its name (see `mcps`).", "tools");
   }
   noExtraPositionals(args.positionals, 1, "tools");
-  const all = await ctx.pool.listTools(name, { signal: ctx.signal, includeTaskRequired: true });
+  const pool = await ctx.app.pool();
+  const all = await pool.listTools(name, { signal: ctx.signal, includeTaskRequired: true });
   const tools = all.filter((t) => !needsMcpTasks(t));
   const taskTools = all.filter(needsMcpTasks);
   if (flag(args, "json")) {
@@ -134,7 +132,10 @@ function parseToolArgs(raw: string | undefined): Record<string, unknown> {
 }
 
 /** `call NAME TOOL [--args JSON] [--timeout SECONDS] [--json]` */
-export async function callCommand(argv: string[], ctx: McpCommandContext): Promise<number> {
+export async function callCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "pool">>,
+): Promise<number> {
   const args = parseArgs(argv, {
     args: { type: "string", short: "a" },
     timeout: { type: "string" },
@@ -151,7 +152,8 @@ export async function callCommand(argv: string[], ctx: McpCommandContext): Promi
   const toolArgs = parseToolArgs(stringOption(args, "args"));
   const timeoutS = integerOption(args, "timeout", { min: 1, max: 86_400 });
   const { out } = ctx;
-  const result = await ctx.pool.callTool(server, tool, toolArgs, {
+  const pool = await ctx.app.pool();
+  const result = await pool.callTool(server, tool, toolArgs, {
     signal: ctx.signal,
     timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
     onProgress: (p) => {

@@ -2,8 +2,8 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
-import { agentOptionsFrom, runAgent } from "./agent.ts";
-import type { AgentProgress, AgentResult, AgentServices } from "./agent_types.ts";
+import type { AgentProgress, AgentResult } from "./agent_types.ts";
+import type { CommandContext } from "./app.ts";
 import {
   flag,
   integerOption,
@@ -12,20 +12,8 @@ import {
   stringOption,
   UsageError,
 } from "./args.ts";
-import type { Output } from "./output.ts";
-import { openTraceFile, type TraceSink } from "./trace.ts";
-import { resolve } from "./path.ts";
 import { agentResultJson } from "./agent_text.ts";
-
-/** What `run` needs: the loop's services and settings, the output, Ctrl-C, stdin and a clock. */
-export interface RunContext extends AgentServices {
-  out: Output;
-  /** Aborted by Ctrl-C. */
-  signal: AbortSignal;
-  /** Reads the whole of stdin (for TASK `-`). */
-  readStdin?: () => Promise<string>;
-  now?: () => number;
-}
+import { type AgentApp, runTask } from "./server_agent.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -67,7 +55,16 @@ function summaryLine(result: AgentResult, ms: number): string {
  * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
  * not reachable, trace not writable) throw with a message that says what to do.
  */
-export async function runCommand(argv: string[], ctx: RunContext): Promise<number> {
+export async function runCommand(
+  argv: string[],
+  ctx: CommandContext<AgentApp>,
+  seams: {
+    /** Reads the whole of stdin (for TASK `-`). */
+    readStdin?: () => Promise<string>;
+    /** Clock in milliseconds (default performance.now). */
+    now?: () => number;
+  } = {},
+): Promise<number> {
   const args = parseArgs(argv, OPTIONS, "run");
   const servers = stringListOption(args, "mcp");
   const all = flag(args, "all");
@@ -96,7 +93,7 @@ export async function runCommand(argv: string[], ctx: RunContext): Promise<numbe
     timeBudgetMs = Math.round(value * 1000);
   }
   let task = args.positionals.join(" ").trim();
-  if (task === "-") task = (await (ctx.readStdin ?? readAllStdin)()).trim();
+  if (task === "-") task = (await (seams.readStdin ?? readAllStdin)()).trim();
   if (task === "") {
     throw new UsageError(
       args.positionals.join(" ").trim() === "-"
@@ -107,36 +104,20 @@ export async function runCommand(argv: string[], ctx: RunContext): Promise<numbe
   }
 
   const { out } = ctx;
-  const now = ctx.now ?? (() => performance.now());
+  const now = seams.now ?? (() => performance.now());
   const started = now();
-  // Relative to where the user ran the command (under `deno task`, INIT_CWD, not the repository).
-  const traceOption = stringOption(args, "trace");
-  const tracePath = traceOption === undefined
-    ? undefined
-    : resolve(ctx.settings.workDir ?? Deno.cwd(), traceOption);
-  let trace: TraceSink | undefined;
-  if (tracePath !== undefined) {
-    trace = await openTraceFile(tracePath, { queryPermission: ctx.queryWritePermission });
-  }
-  let result: AgentResult;
-  try {
-    result = await runAgent({
-      ...agentOptionsFrom(ctx),
-      task,
-      servers: all ? "all" : servers,
-      model: stringOption(args, "model"),
-      maxRounds,
-      maxTokens,
-      allowedTools: stringListOption(args, "allow-tools"),
-      timeBudgetMs,
-      signal: ctx.signal,
-      onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
-      trace,
-    });
-  } finally {
-    out.status("");
-    await trace?.close();
-  }
+  const { result, tracePath } = await runTask(ctx.app, {
+    task,
+    servers: all ? "all" : servers,
+    model: stringOption(args, "model"),
+    maxRounds,
+    maxTokens,
+    allowedTools: stringListOption(args, "allow-tools"),
+    timeBudgetMs,
+    signal: ctx.signal,
+    onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
+    tracePath: stringOption(args, "trace"),
+  }).finally(() => out.status(""));
 
   const ms = now() - started;
   if (flag(args, "json")) {

@@ -2,9 +2,8 @@
  * `doctor`: checks LM Studio, `lms`, the MCP config, every configured server and the sandbox
  * permissions, in parallel, and says what to do about each problem.
  */
-import type { App } from "./app.ts";
+import type { App, CommandContext } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
-import type { CommandContext } from "./cli.ts";
 import { isFile, pathCandidates } from "./lms_locate.ts";
 import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";

@@ -1,9 +1,13 @@
 /**
  * What an image is to the bridge: the supported types ({@linkcode ImageMime}), recognised by their
  * magic bytes ({@linkcode sniffImageType}) rather than by name or header, a description of content
- * that is not one ({@linkcode describeContent}), the size limit, and the loaded form sent to LM
- * Studio ({@linkcode LoadedImage}, a base64 data URI). Pure.
+ * that is not one ({@linkcode describeContent}), the size limit, the loaded form sent to LM Studio
+ * ({@linkcode LoadedImage}, a base64 data URI), and the error every image loader throws
+ * ({@linkcode ImageError}, with a machine-readable `kind` and a message that names the input and
+ * what to do). Pure.
  */
+import { BridgeError } from "./errors.ts";
+import { shorten } from "./text.ts";
 
 /** The largest image accepted, in bytes (10 MiB). */
 export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
@@ -25,6 +29,47 @@ export interface LoadedImage {
   source: "file" | "data-uri" | "url";
   /** A short human name: the resolved path, the URL, or `data:<mime>`. */
   label: string;
+}
+
+/** Why an image could not be loaded. */
+export type ImageErrorKind =
+  | "invalid_input"
+  | "not_found"
+  | "not_a_file"
+  | "permission"
+  | "sandbox"
+  | "too_large"
+  | "unsupported_type"
+  | "invalid_data_uri"
+  | "private_address"
+  | "dns"
+  | "http"
+  | "network"
+  | "timeout"
+  | "aborted"
+  | "too_many_redirects"
+  | "too_many_images";
+
+/** An image input that cannot be used; the message names the input and what to do. */
+export class ImageError extends BridgeError<ImageErrorKind> {
+  override name = "ImageError";
+  /** The input as given (shortened when long, e.g. a data URI). */
+  readonly input: string;
+  /** HTTP status for kind "http". */
+  readonly status?: number;
+  /** Every failure when several images failed at once. */
+  readonly failures: ImageError[];
+  constructor(
+    kind: ImageErrorKind,
+    input: string,
+    message: string,
+    options?: { cause?: unknown; status?: number; failures?: ImageError[] },
+  ) {
+    super(kind, message, options);
+    this.input = shorten(input);
+    if (options?.status !== undefined) this.status = options.status;
+    this.failures = options?.failures ?? [];
+  }
 }
 
 /** Short names of the supported types ("PNG", "JPEG"...), for messages. */

@@ -4,16 +4,14 @@
  *
  * Every input is checked before it is sent: the type by its magic bytes (PNG, JPEG, GIF, WebP,
  * BMP; image_type.ts), the size (at most `MAX_IMAGE_BYTES`, checked by stat before a file is read
- * and while a download streams), and for URLs the address (image_url.ts, addresses.ts): private,
- * loopback and link-local hosts are refused, both as literals and after resolving the name (so a
- * public name that points inside the network is refused too), and every redirect target is
- * checked the same way. This module picks the loader for each input (image_file.ts,
- * image_data_uri.ts, image_url.ts) and loads several at once.
+ * and while a download streams), and for URLs the address (image_url.ts): private, loopback and
+ * link-local hosts are refused, both as literals and after resolving the name (so a public name
+ * that points inside the network is refused too), and every redirect target is checked the same
+ * way. This module picks the loader for each input (image_file.ts for files, data
+ * URIs and bare base64; image_url.ts for URLs) and loads several at once.
  */
-import { loadBareBase64, loadDataUri } from "./image_data_uri.ts";
-import { ImageError } from "./image_error.ts";
-import { type ImageFileOptions, loadFile } from "./image_file.ts";
-import type { LoadedImage } from "./image_type.ts";
+import { type ImageFileOptions, loadBareBase64, loadDataUri, loadFile } from "./image_file.ts";
+import { ImageError, type LoadedImage } from "./image_type.ts";
 import { type ImageUrlOptions, loadUrl } from "./image_url.ts";
 import { shorten } from "./text.ts";
 

@@ -7,12 +7,11 @@ import type { Readable, Writable } from "node:stream";
 import { McpServer } from "./sdk.ts";
 import { StdioServerTransport } from "./sdk.ts";
 import type { App } from "./app.ts";
-import type { McpPool } from "./pool.ts";
-import { registerAutonomousTools } from "./tools_agent.ts";
-import { registerLmsTools } from "./tools_lms.ts";
-import { registerLmStudioTools } from "./tools_lmstudio.ts";
-import { registerListAvailableMcpsTool } from "./tools_mcp.ts";
-import { registerAnalyzeImageTool } from "./tools_vision.ts";
+import { registerAutonomousTools } from "./server_agent.ts";
+import { registerLmsTools } from "./server_lms.ts";
+import { registerLmStudioTools } from "./server_lmstudio.ts";
+import { registerListAvailableMcpsTool } from "./server_mcp.ts";
+import { registerAnalyzeImageTool } from "./server_vision.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const INSTRUCTIONS =
@@ -21,51 +20,26 @@ const INSTRUCTIONS =
   "autonomous_* tools (the local model runs the tool loop itself), ask it directly with " +
   "chat_completion, and manage models with the lms_* tools. Start with health_check if a call fails.";
 
-/** The services the tools use: the app with its pool already created. */
-interface ToolServices {
-  app: App;
-  pool: McpPool;
-}
-
-/** The table of tool groups; each registers its tools with their schemas and annotations. */
-const TOOL_GROUPS: ReadonlyArray<(server: McpServer, services: ToolServices) => void> = [
-  (server, { app }) =>
-    registerLmStudioTools(server, {
-      client: app.client,
-      settings: app.settings,
-      models: app.models,
-      log: app.log.child("tools"),
-    }),
-  (server, { app }) =>
-    registerAnalyzeImageTool(server, {
-      client: app.client,
-      models: app.models,
-      settings: app.settings,
-      imageOptions: app.settings.workDir ? { cwd: app.settings.workDir } : undefined,
-      log: app.log.child("vision"),
-    }),
-  (server, { pool }) => registerListAvailableMcpsTool(server, { pool }),
-  (server, { app, pool }) =>
-    registerAutonomousTools(server, {
-      client: app.client,
-      pool,
-      config: app.config,
-      models: app.models,
-      settings: app.settings,
-      log: app.log.child("agent"),
-    }),
-  (server, { app }) =>
-    registerLmsTools(server, { lms: app.lms, models: app.models, client: app.client }),
+/**
+ * The table of tool groups; each registers its tools with their schemas and annotations, and takes
+ * from the app what it uses (the pool on first use, so the tools that never touch a downstream
+ * server never create it).
+ */
+const TOOL_GROUPS: ReadonlyArray<(server: McpServer, app: App) => void> = [
+  registerLmStudioTools,
+  registerAnalyzeImageTool,
+  registerListAvailableMcpsTool,
+  registerAutonomousTools,
+  registerLmsTools,
 ];
 
 /** Builds the MCP server with every tool registered. */
-export async function createServer(app: App): Promise<McpServer> {
-  const services = { app, pool: await app.pool() };
+export function createServer(app: App): McpServer {
   const server = new McpServer(
     { name: NAME, version: VERSION },
     { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS },
   );
-  for (const register of TOOL_GROUPS) register(server, services);
+  for (const register of TOOL_GROUPS) register(server, app);
   return server;
 }
 
@@ -85,7 +59,7 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   const stdin = options.stdin ?? process.stdin;
   const stdout = options.stdout ?? process.stdout;
   const log = app.log;
-  const server = await createServer(app);
+  const server = createServer(app);
   const transport = new StdioServerTransport(stdin, stdout);
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();

@@ -22,7 +22,7 @@ import { ModelManager } from "../lib/models.ts";
 import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { memoryTrace, openTraceFile, TraceError, type WritePermissionQuery } from "../lib/trace.ts";
-import { registerAutonomousTools } from "../lib/tools_agent.ts";
+import { registerAutonomousTools } from "../lib/server_agent.ts";
 import {
   assert,
   assertEquals,
@@ -755,7 +755,7 @@ async function connectTools(
   const server = new McpServer({ name: "bridge-under-test", version: "0" });
   registerAutonomousTools(server, {
     client: o.client ?? h.client,
-    pool: h.pool,
+    pool: () => Promise.resolve(h.pool),
     config: h.config,
     settings: {
       defaultModel: undefined,
@@ -764,6 +764,7 @@ async function connectTools(
       depth: o.depth ?? 0,
     },
     log: quiet,
+  }, {
     heartbeatMs: o.heartbeatMs ?? 50,
     queryWritePermission: o.queryWritePermission,
   });

@@ -8,7 +8,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./ass
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
 import { runCli } from "./helpers.ts";
-import { DOWNLOADED_KEYS, modelStack, type ModelStackOptions } from "./rigs.ts";
+import { commandContext, DOWNLOADED_KEYS, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 async function withCli(
   scenario: FakeLmsScenario | false,
@@ -21,7 +21,7 @@ async function withCli(
   await using stack = await modelStack({ ...o, lms: scenario });
   await fn(async (...argv) => {
     const out = captureOutput();
-    const code = await lmsCommand(argv, { ...stack, out });
+    const code = await lmsCommand(argv, commandContext(stack, out));
     return { code, out: out.out, err: out.err };
   }, stack.fake);
 }

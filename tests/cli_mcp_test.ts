@@ -11,8 +11,9 @@ import { join } from "../lib/path.ts";
 import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
-import { registerListAvailableMcpsTool } from "../lib/tools_mcp.ts";
+import { registerListAvailableMcpsTool } from "../lib/server_mcp.ts";
 import { cachedRun, fileExists, waitFor } from "./fixtures/pool_support.ts";
+import { poolApp, poolContext } from "./rigs.ts";
 import {
   assert,
   assertEquals,
@@ -68,7 +69,7 @@ Deno.test("mcps lists each server with its state, target and env names, never en
   }, async ({ pool, path }) => {
     assertEquals((await pool.listTools("fx")).length, 10);
     const out = captureOutput();
-    assertEquals(await mcpsCommand([], { pool, out }), 0);
+    assertEquals(await mcpsCommand([], poolContext(pool, out)), 0);
     assertStringIncludes(out.out, `Config: ${path}`);
     assertMatch(out.out, /fx {2}\[stdio, connected, pid \d+, 10 tools\]/);
     assertStringIncludes(out.out, "env: SECRET_TOKEN");
@@ -79,7 +80,7 @@ Deno.test("mcps lists each server with its state, target and env names, never en
     assertEquals(out.err, "");
 
     const json = captureOutput();
-    assertEquals(await mcpsCommand(["--json"], { pool, out: json }), 0);
+    assertEquals(await mcpsCommand(["--json"], poolContext(pool, json)), 0);
     const doc: unknown = JSON.parse(json.out);
     assert(typeof doc === "object" && doc !== null);
     assert(!json.out.includes("value-that-must-not-be-shown"));
@@ -101,7 +102,7 @@ Deno.test("mcps lists each server with its state, target and env names, never en
 
 Deno.test("mcps shows a server whose config changed as restarting while its old process finishes a call", async () => {
   await withPool({ fx: fixtureEntry(["--tag", "one"]) }, async ({ pool, dir, path }) => {
-    assertEquals(await callCommand(["fx", "pid"], { pool, out: captureOutput() }), 0);
+    assertEquals(await callCommand(["fx", "pid"], poolContext(pool, captureOutput())), 0);
     const oldPid = (await pool.status()).servers[0]?.pid;
     assert(oldPid !== undefined);
     const started = join(dir, "started");
@@ -114,7 +115,7 @@ Deno.test("mcps shows a server whose config changed as restarting while its old 
       JSON.stringify({ mcpServers: { fx: fixtureEntry(["--tag", "second"]) } }),
     );
     const out = captureOutput();
-    assertEquals(await mcpsCommand([], { pool, out }), 0);
+    assertEquals(await mcpsCommand([], poolContext(pool, out)), 0);
     assertStringIncludes(out.out, `fx  [stdio, restarting, pid ${oldPid}]`);
     assertStringIncludes(
       out.out,
@@ -124,7 +125,7 @@ Deno.test("mcps shows a server whose config changed as restarting while its old 
     Deno.writeTextFileSync(release, "");
     await running;
     const after = captureOutput();
-    await mcpsCommand([], { pool, out: after });
+    await mcpsCommand([], poolContext(pool, after));
     assertStringIncludes(after.out, "fx  [stdio, not started]");
   });
 });
@@ -133,17 +134,17 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
   await t.step("no file", async () => {
     await withPool(undefined, async ({ pool, dir }) => {
       const out = captureOutput();
-      assertEquals(await mcpsCommand([], { pool, out }), 0);
+      assertEquals(await mcpsCommand([], poolContext(pool, out)), 0);
       assertStringIncludes(out.out, "No MCP config file found");
       assertStringIncludes(out.out, join(dir, ".mcp.json"));
     });
   });
   await t.step("a broken edit keeps the last good config and shows the error", async () => {
     await withPool({ fx: fixtureEntry() }, async ({ pool, path }) => {
-      await mcpsCommand([], { pool, out: captureOutput() });
+      await mcpsCommand([], poolContext(pool, captureOutput()));
       Deno.writeTextFileSync(path, '{"mcpServers": {"fx": {"command": "deno",,}}}');
       const out = captureOutput();
-      assertEquals(await mcpsCommand([], { pool, out }), 1, "a config error exits 1");
+      assertEquals(await mcpsCommand([], poolContext(pool, out)), 1, "a config error exits 1");
       assertStringIncludes(out.out, `Config error: ${path}:1:43: invalid JSON`);
       assertStringIncludes(out.out, "last good configuration");
       assertStringIncludes(out.out, "fx  [stdio, not started]");
@@ -169,13 +170,13 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
         const pool = new McpPool({ config, log: silent });
         try {
           const out = captureOutput();
-          assertEquals(await mcpsCommand([], { pool, out }), 1);
+          assertEquals(await mcpsCommand([], poolContext(pool, out)), 1);
           assertStringIncludes(out.out, `Config error: `);
           assertStringIncludes(out.out, path);
           assertStringIncludes(out.out, says);
           assert(!out.out.includes("No servers are configured in it"), out.out);
           const json = captureOutput();
-          assertEquals(await mcpsCommand(["--json"], { pool, out: json }), 1);
+          assertEquals(await mcpsCommand(["--json"], poolContext(pool, json)), 1);
           const doc: unknown = JSON.parse(json.out);
           assert(typeof doc === "object" && doc !== null);
           assertStringIncludes(String(Reflect.get(Reflect.get(doc, "config"), "error")), says);
@@ -189,7 +190,10 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
   });
   await t.step("mcps takes no arguments", async () => {
     await withPool({}, async ({ pool }) => {
-      await assertRejects(() => mcpsCommand(["extra"], { pool, out: captureOutput() }), UsageError);
+      await assertRejects(
+        () => mcpsCommand(["extra"], poolContext(pool, captureOutput())),
+        UsageError,
+      );
     });
   });
 });
@@ -197,7 +201,7 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
 Deno.test("tools lists a server's tools with parameters and descriptions", async () => {
   await withPool({ fx: fixtureEntry(["--page-size", "4", "--task-tool"]) }, async ({ pool }) => {
     const out = captureOutput();
-    assertEquals(await toolsCommand(["fx"], { pool, out }), 0);
+    assertEquals(await toolsCommand(["fx"], poolContext(pool, out)), 0);
     assertStringIncludes(out.out, "fx: 10 tools (and 1 that needs MCP tasks)\n");
     assertStringIncludes(
       out.out,
@@ -210,7 +214,7 @@ Deno.test("tools lists a server's tools with parameters and descriptions", async
     assertStringIncludes(out.out, "pid()");
 
     const json = captureOutput();
-    assertEquals(await toolsCommand(["fx", "--json"], { pool, out: json }), 0);
+    assertEquals(await toolsCommand(["fx", "--json"], poolContext(pool, json)), 0);
     const doc: unknown = JSON.parse(json.out);
     assert(typeof doc === "object" && doc !== null);
     const tools: unknown = Reflect.get(doc, "tools");
@@ -226,14 +230,17 @@ Deno.test("tools lists a server's tools with parameters and descriptions", async
 
     await assertRejects(
       () =>
-        callCommand(["fx", "research", "--args", '{"topic":"x"}'], { pool, out: captureOutput() }),
+        callCommand(
+          ["fx", "research", "--args", '{"topic":"x"}'],
+          poolContext(pool, captureOutput()),
+        ),
       McpServerError,
       'Tool "research" of MCP server "fx" can only run as an MCP task',
     );
 
-    await assertRejects(() => toolsCommand([], { pool, out: captureOutput() }), UsageError);
+    await assertRejects(() => toolsCommand([], poolContext(pool, captureOutput())), UsageError);
     await assertRejects(
-      () => toolsCommand(["nope"], { pool, out: captureOutput() }),
+      () => toolsCommand(["nope"], poolContext(pool, captureOutput())),
       McpServerError,
       'No MCP server named "nope"',
     );
@@ -262,18 +269,21 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
   await withPool({ fx: fixtureEntry() }, async ({ pool }) => {
     await t.step("text result", async () => {
       const out = captureOutput();
-      const code = await callCommand(["fx", "echo", "--args", '{"text":"hello"}'], { pool, out });
+      const code = await callCommand(
+        ["fx", "echo", "--args", '{"text":"hello"}'],
+        poolContext(pool, out),
+      );
       assertEquals(code, 0);
       assertEquals(out.out, "hello\n");
     });
     await t.step("image parts are summarised", async () => {
       const out = captureOutput();
-      assertEquals(await callCommand(["fx", "image"], { pool, out }), 0);
+      assertEquals(await callCommand(["fx", "image"], poolContext(pool, out)), 0);
       assertEquals(out.out, "a red pixel\n[image: image/png, 70 B]\n");
     });
     await t.step("isError exits 1 with the tool's message on stderr", async () => {
       const out = captureOutput();
-      assertEquals(await callCommand(["fx", "fail"], { pool, out }), 1);
+      assertEquals(await callCommand(["fx", "fail"], poolContext(pool, out)), 1);
       assertEquals(out.out, "");
       assertStringIncludes(out.err, 'Tool "fail" on MCP server "fx" returned an error');
       assertStringIncludes(out.err, "deliberate failure");
@@ -282,7 +292,7 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
       "a tool the server does not have fails with its tools and where to look",
       async () => {
         const error = await assertRejects(
-          () => callCommand(["fx", "nosuchtool"], { pool, out: captureOutput() }),
+          () => callCommand(["fx", "nosuchtool"], poolContext(pool, captureOutput())),
           McpServerError,
           'MCP server "fx" has no tool "nosuchtool"',
         );
@@ -292,7 +302,7 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
     );
     await t.step("--json prints the whole result", async () => {
       const out = captureOutput();
-      assertEquals(await callCommand(["fx", "fail", "--json"], { pool, out }), 1);
+      assertEquals(await callCommand(["fx", "fail", "--json"], poolContext(pool, out)), 1);
       const doc: unknown = JSON.parse(out.out);
       assert(typeof doc === "object" && doc !== null);
       assertEquals(Reflect.get(doc, "isError"), true);
@@ -300,10 +310,10 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
     await t.step("--timeout bounds a silent tool", async () => {
       await assertRejects(
         () =>
-          callCommand(["fx", "slow", "--args", '{"ms": 5000}', "--timeout", "1"], {
-            pool,
-            out: captureOutput(),
-          }),
+          callCommand(
+            ["fx", "slow", "--args", '{"ms": 5000}', "--timeout", "1"],
+            poolContext(pool, captureOutput()),
+          ),
         McpServerError,
         "within 1000 ms",
       );
@@ -311,16 +321,16 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
     await t.step("bad --args and missing names are usage errors", async () => {
       const out = captureOutput();
       await assertRejects(
-        () => callCommand(["fx", "echo", "--args", "{text: hi}"], { pool, out }),
+        () => callCommand(["fx", "echo", "--args", "{text: hi}"], poolContext(pool, out)),
         UsageError,
         "--args is not valid JSON",
       );
       await assertRejects(
-        () => callCommand(["fx", "echo", "--args", "[1]"], { pool, out }),
+        () => callCommand(["fx", "echo", "--args", "[1]"], poolContext(pool, out)),
         UsageError,
         "must be a JSON object",
       );
-      await assertRejects(() => callCommand(["fx"], { pool, out }), UsageError);
+      await assertRejects(() => callCommand(["fx"], poolContext(pool, out)), UsageError);
     });
   });
 });
@@ -331,7 +341,7 @@ Deno.test("list_available_mcps answers a real MCP client with text and structure
     off: { command: "npx", args: ["x"], disabled: true },
   }, async ({ pool, path }) => {
     const server = new McpServer({ name: "test", version: "1.0.0" });
-    registerListAvailableMcpsTool(server, { pool });
+    registerListAvailableMcpsTool(server, poolApp(pool));
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     const client = new Client({ name: "test-client", version: "1.0.0" });
     await Promise.all([server.connect(serverSide), client.connect(clientSide)]);

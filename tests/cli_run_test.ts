@@ -3,7 +3,8 @@
  * permission set), against the fake LM Studio and the fixture MCP server.
  */
 import { UsageError } from "../lib/args.ts";
-import { runCommand, type RunContext } from "../lib/cli_run.ts";
+import type { CommandContext } from "../lib/app.ts";
+import { runCommand } from "../lib/cli_run.ts";
 import { ConfigSource } from "../lib/config.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { createLogger } from "../lib/log.ts";
@@ -14,6 +15,8 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./ass
 import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
 import { cachedRun, denoChildEnv } from "./fixtures/pool_support.ts";
 import { runCli } from "./helpers.ts";
+import { commandContext } from "./rigs.ts";
+import type { AgentApp } from "../lib/server_agent.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
@@ -23,7 +26,8 @@ interface Env {
   dir: string;
   configPath: string;
   fake: FakeLmStudio;
-  ctx(out: Output, extra?: Partial<RunContext>): RunContext;
+  /** The context `run` gets from main.ts; `signal` stands for Ctrl-C. */
+  ctx(out: Output, signal?: AbortSignal): CommandContext<AgentApp>;
 }
 
 async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
@@ -54,16 +58,12 @@ async function withEnv(fn: (env: Env) => Promise<void>): Promise<void> {
       dir,
       configPath,
       fake,
-      ctx: (out, extra = {}) => ({
-        client,
-        pool,
-        config,
-        settings,
-        out,
-        signal: new AbortController().signal,
-        log: quiet,
-        ...extra,
-      }),
+      ctx: (out, signal) =>
+        commandContext(
+          { client, pool: () => Promise.resolve(pool), config, settings, log: quiet },
+          out,
+          signal,
+        ),
     });
   } finally {
     await pool.close();
@@ -131,7 +131,8 @@ Deno.test("run reads the task from stdin with -", async () => {
     const out = captureOutput();
     const code = await runCommand(
       ["--all", "-"],
-      env.ctx(out, { readStdin: () => Promise.resolve("  task from stdin\n") }),
+      env.ctx(out),
+      { readStdin: () => Promise.resolve("  task from stdin\n") },
     );
     assertEquals(code, 0);
     const first = env.fake.requestsTo(CHAT)[0]!.body as { messages: { content: string }[] };
@@ -232,7 +233,7 @@ Deno.test("Ctrl-C stops run with stopped_because cancelled", async () => {
     const out = captureOutput();
     const running = runCommand(
       ["--mcp", "fixture", "--json", "t"],
-      env.ctx(out, { signal: controller.signal }),
+      env.ctx(out, controller.signal),
     );
     while (env.fake.requestsTo(CHAT).length === 0) await new Promise((r) => setTimeout(r, 10));
     controller.abort();

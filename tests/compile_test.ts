@@ -3,18 +3,22 @@
  * into a temp dir, then run as a user runs it.
  *
  * `deno compile` needs Deno's runtime binary (denort). It downloads it unless `DENORT_BIN` names
- * a local one; where it can do neither (no route to Deno's download host), the binary tests are
- * registered as ignored and one line on stderr says why. A compile failure for any other reason
- * is a failing test.
+ * a local one. Without `DENORT_BIN`, where the download fails (no route to Deno's download host),
+ * the binary tests are registered as ignored and one line on stderr says why. A `DENORT_BIN` that
+ * cannot be used (no such file, not executable, the build fails with it, the binary built with it
+ * is not ours) fails every binary test with a message that says so and why; so does a compile
+ * failure for any other reason.
  *
  * The sandbox checks run through `deno run -P=bridge` too (same permission set), except the
  * non-loopback LM Studio one, which tests/cli_test.ts already covers for `deno run`.
  */
+import { errorMessage } from "../lib/errors.ts";
 import { join } from "../lib/path.ts";
+import { firstLine } from "../lib/text.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { Client, StdioClientTransport } from "../lib/sdk.ts";
 import { NAME, VERSION } from "../lib/version.ts";
-import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";
 import { baseEnv, type CliRun, REPO, runCli } from "./helpers.ts";
 
@@ -24,7 +28,8 @@ const RUN_TIMEOUT_MS = 30_000;
 type Build =
   | { kind: "built"; binary: string }
   | { kind: "unavailable"; reason: string }
-  | { kind: "failed"; reason: string };
+  /** `reason` is one paragraph for every binary test; `detail` is the compiler's whole stderr. */
+  | { kind: "failed"; reason: string; detail?: string };
 
 /** The compiler's most telling line: the failed download URL, else the deepest cause, else the error. */
 function tellingLine(stderr: string): string {
@@ -38,10 +43,43 @@ function tellingLine(stderr: string): string {
   return text.length > 240 ? `${text.slice(0, 240)}...` : text;
 }
 
-/** Runs `deno task compile`'s command with the output in `dir`; says what came of it. */
-async function buildBinary(dir: string): Promise<Build> {
+/** Why the file `denort` names cannot be a runtime for `deno compile`, or undefined. */
+async function denortProblem(denort: string): Promise<string | undefined> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(denort);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "there is no such file";
+    return `it cannot be read (${errorMessage(error)})`;
+  }
+  if (!info.isFile) return info.isDirectory ? "it is a directory" : "it is not a regular file";
+  if (info.mode !== null && (info.mode & 0o111) === 0) return "it is not executable";
+  return undefined;
+}
+
+/** The failure for a `DENORT_BIN` that cannot be used, saying why and what to do. */
+function unusableDenort(denort: string, why: string, detail?: string): Build {
+  return {
+    kind: "failed",
+    reason: `DENORT_BIN=${denort} is unusable: ${why}. Point DENORT_BIN at the denort binary of ` +
+      `this Deno version (${Deno.version.deno}), or unset it to let deno compile download one.`,
+    ...(detail === undefined ? {} : { detail }),
+  };
+}
+
+/**
+ * Runs `deno task compile`'s command with the output in `dir` and `denort` (default: the
+ * `DENORT_BIN` of this process) as the runtime; says what came of it.
+ */
+async function buildBinary(
+  dir: string,
+  denort: string | undefined = Deno.env.get("DENORT_BIN"),
+): Promise<Build> {
   const binary = join(dir, NAME);
-  const denort = Deno.env.get("DENORT_BIN");
+  if (denort !== undefined) {
+    const problem = await denortProblem(denort);
+    if (problem !== undefined) return unusableDenort(denort, problem);
+  }
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(Deno.execPath(), {
@@ -55,24 +93,30 @@ async function buildBinary(dir: string): Promise<Build> {
         `${REPO}/main.ts`,
       ],
       cwd: REPO,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...(denort === undefined ? {} : { DENORT_BIN: denort }) },
       stdout: "piped",
       stderr: "piped",
       signal: AbortSignal.timeout(COMPILE_TIMEOUT_MS),
     }).output();
   } catch (error) {
     if (error instanceof DOMException && error.name === "TimeoutError") {
-      return {
-        kind: "unavailable",
-        reason: `deno compile did not finish within ${COMPILE_TIMEOUT_MS / 1000} s`,
-      };
+      const why = `deno compile did not finish within ${COMPILE_TIMEOUT_MS / 1000} s`;
+      return denort === undefined
+        ? { kind: "unavailable", reason: why }
+        : unusableDenort(denort, `with it, ${why}`);
     }
     throw error;
   }
   const stderr = new TextDecoder().decode(out.stderr);
   if (out.code !== 0) {
-    const download = /error sending request|dl\.deno\.land|download/i.test(stderr);
-    if (download && denort === undefined) {
+    if (denort !== undefined) {
+      return unusableDenort(
+        denort,
+        `deno compile failed with it (exit ${out.code}: ${tellingLine(stderr)})`,
+        stderr,
+      );
+    }
+    if (/error sending request|dl\.deno\.land|download/i.test(stderr)) {
       return {
         kind: "unavailable",
         reason: `deno compile could not download denort (${tellingLine(stderr)}); ` +
@@ -81,19 +125,30 @@ async function buildBinary(dir: string): Promise<Build> {
     }
     return {
       kind: "failed",
-      reason: `deno compile failed (exit ${out.code}${
-        denort === undefined ? "" : `, DENORT_BIN=${denort}`
-      }):\n${stderr}`,
+      reason: `deno compile failed (exit ${out.code}): ${tellingLine(stderr)}`,
+      detail: stderr,
     };
   }
-  // A DENORT_BIN that is the deno CLI builds a file that runs as plain deno.
-  const version = await runBinary(binary, ["--version"]);
-  if (version.stdout.startsWith("deno ")) {
-    return {
-      kind: "unavailable",
-      reason: `DENORT_BIN=${denort} is the deno CLI, not denort (the built file runs as plain ` +
-        "deno); set DENORT_BIN to the denort binary of this Deno version to run them",
-    };
+  if (denort !== undefined) {
+    // A runtime that is not denort (the deno CLI, any other program) still builds a file; it
+    // does not run as the bridge.
+    let version: CliRun;
+    try {
+      version = await runBinary(binary, ["--version"]);
+    } catch (error) {
+      return unusableDenort(
+        denort,
+        `the binary built with it does not run (${errorMessage(error)})`,
+      );
+    }
+    if (version.stdout !== `${NAME} ${VERSION}\n`) {
+      const answer = JSON.stringify(firstLine(version.stdout) || firstLine(version.stderr));
+      const what = version.stdout.startsWith("deno ") ? " (it is the deno CLI, not denort)" : "";
+      return unusableDenort(
+        denort,
+        `the binary built with it answers --version with ${answer}, not "${NAME} ${VERSION}"${what}`,
+      );
+    }
   }
   return { kind: "built", binary };
 }
@@ -164,15 +219,26 @@ if (build.kind === "unavailable") {
   // deno-lint-ignore no-console
   console.error(`compiled-binary tests skipped: ${build.reason}`);
 }
-const ignore = build.kind !== "built";
-const binary = build.kind === "built" ? build.binary : "";
-const runCompiled: Runner = (args, options) => runBinary(binary, args, options);
+/** Only a runtime that cannot be had skips the binary tests; every other failure fails them. */
+const ignore = build.kind === "unavailable";
+
+/** The built binary; throws why there is none. */
+function builtBinary(): string {
+  if (build.kind === "built") return build.binary;
+  throw new Error(`The compiled binary was not built: ${build.reason}`);
+}
+
+const runCompiled: Runner = (args, options) => runBinary(builtBinary(), args, options);
 
 Deno.test({
   name: "deno task compile builds the binary",
-  ignore: build.kind === "unavailable",
+  ignore,
   fn() {
-    if (build.kind === "failed") throw new Error(build.reason);
+    if (build.kind === "failed") {
+      throw new Error(
+        build.detail === undefined ? build.reason : `${build.reason}\n${build.detail}`,
+      );
+    }
   },
 });
 
@@ -192,7 +258,7 @@ Deno.test({
     await using fake = await FakeLmStudio.start();
     const home = await Deno.makeTempDir({ prefix: "compile_test_home_" });
     const transport = new StdioClientTransport({
-      command: binary,
+      command: builtBinary(),
       args: ["serve"],
       cwd: home,
       env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home }),
@@ -258,3 +324,28 @@ Deno.test(
   "deno run -P=bridge refuses a server command outside the allowed launchers, naming the server and --allow-run",
   () => checkForeignCommandRefused((args, options) => runCli(args, options)),
 );
+
+Deno.test("a DENORT_BIN that cannot be used fails the build, saying so and why", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "compile_test_denort_" });
+  try {
+    const plain = join(dir, "denort");
+    await Deno.writeTextFile(plain, "not a program");
+    await Deno.chmod(plain, 0o644);
+    const cases = [
+      { denort: "/nonexistent", why: "there is no such file" },
+      { denort: dir, why: "it is a directory" },
+      { denort: plain, why: "it is not executable" },
+    ];
+    for (const { denort, why } of cases) {
+      await t.step(why, async () => {
+        const result = await buildBinary(join(dir, "out"), denort);
+        assertEquals(result.kind, "failed");
+        assert(result.kind === "failed");
+        assertStringIncludes(result.reason, `DENORT_BIN=${denort} is unusable: ${why}.`);
+        assertMatch(result.reason, /Point DENORT_BIN at the denort binary of this Deno version/);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

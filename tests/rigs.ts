@@ -1,12 +1,16 @@
 /**
  * In-process rigs shared by tests: the model stack (a fake LM Studio and a fake `lms` wired into
- * the real LmStudioClient, Lms and ModelManager) and a real SDK client connected in memory to an
- * McpServer. Both are `await using` resources that close what they started.
+ * the real LmStudioClient, Lms and ModelManager), a real SDK client connected in memory to an
+ * McpServer (both `await using` resources that close what they started), and the context a
+ * command gets from main.ts.
  */
+import type { App, CommandContext } from "../lib/app.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { Lms } from "../lib/lms.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
+import type { Output } from "../lib/output.ts";
+import type { McpPool } from "../lib/pool.ts";
 import { type CallToolResult, Client, InMemoryTransport, type McpServer } from "../lib/sdk.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
 import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
@@ -102,4 +106,23 @@ export async function connectInMemory(server: McpServer): Promise<InMemoryClient
 /** The text of a tool result, one line per content item (`<image>` etc. for the others). */
 export function resultText(result: CallToolResult): string {
   return result.content.map((c) => (c.type === "text" ? c.text : `<${c.type}>`)).join("\n");
+}
+
+/** The context main.ts hands a command, over the part of the app the command uses. */
+export function commandContext<A>(
+  app: A,
+  out: Output,
+  signal: AbortSignal = new AbortController().signal,
+): CommandContext<A> {
+  return { app, out, signal };
+}
+
+/** The part of the app that holds only `pool` (what the MCP commands and list_available_mcps use). */
+export function poolApp(pool: McpPool): Pick<App, "pool"> {
+  return { pool: () => Promise.resolve(pool) };
+}
+
+/** The context of an MCP command over `pool`. */
+export function poolContext(pool: McpPool, out: Output): CommandContext<Pick<App, "pool">> {
+  return commandContext(poolApp(pool), out);
 }

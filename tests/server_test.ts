@@ -50,7 +50,7 @@ async function harness(
     configPath,
     log: quiet,
   });
-  const connection = await connectInMemory(await createServer(app));
+  const connection = await connectInMemory(createServer(app));
   return {
     client: connection.client,
     fake,

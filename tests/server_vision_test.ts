@@ -1,10 +1,11 @@
 import { type CallToolResult, McpServer } from "../lib/sdk.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import { join, resolve } from "../lib/path.ts";
-import { type AnalyzeImageDeps, registerAnalyzeImageTool } from "../lib/tools_vision.ts";
+import { registerAnalyzeImageTool, type VisionApp } from "../lib/server_vision.ts";
+import { resolveSettings } from "../lib/settings.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { chatReply, FakeLmStudio, type FakeModel } from "./fakes/lmstudio.ts";
-import { connectInMemory, type InMemoryClient } from "./rigs.ts";
+import { connectInMemory, type InMemoryClient, quiet } from "./rigs.ts";
 
 const FIXTURES = resolve(import.meta.dirname ?? ".", "fixtures/images");
 const fixture = (name: string) => join(FIXTURES, name);
@@ -32,7 +33,8 @@ async function harness(
     models?: FakeModel[];
     flavor?: "lmstudio" | "lmstudio-v0" | "openai-only";
     defaultModel?: string;
-    deps?: Partial<AnalyzeImageDeps>;
+    /** The model manager's part analyze_image uses; none by default. */
+    manager?: VisionApp["models"];
   } = {},
 ): Promise<Harness> {
   const fake = await FakeLmStudio.start({
@@ -43,8 +45,9 @@ async function harness(
   const server = new McpServer({ name: "vision-test", version: "0" });
   registerAnalyzeImageTool(server, {
     client: lm,
-    settings: { defaultModel: o.defaultModel, modelTtlSeconds: 600 },
-    ...o.deps,
+    settings: resolveSettings(o.defaultModel ? { DEFAULT_MODEL: o.defaultModel } : {}),
+    log: quiet,
+    ...(o.manager ? { models: o.manager } : {}),
   });
   const connection = await connectInMemory(server);
   return {
@@ -283,11 +286,9 @@ Deno.test("analyze_image passes on LM Studio's own refusal with the model named"
 Deno.test("analyze_image loads a named model through the model manager first", async (t) => {
   await t.step("a load failure stops the call with its message", async () => {
     await using h = await harness({
-      deps: {
-        models: {
-          ensureLoaded: (model) =>
-            Promise.reject(new Error(`Not enough memory to load ${model}: needs 9 GB.`)),
-        },
+      manager: {
+        ensureLoaded: (model) =>
+          Promise.reject(new Error(`Not enough memory to load ${model}: needs 9 GB.`)),
       },
     });
     const result = await h.call({ images: fixture("red.png"), prompt: "Hi", model: VISION.id });
@@ -299,7 +300,7 @@ Deno.test("analyze_image loads a named model through the model manager first", a
   await t.step("a model found loaded is used without another load", async () => {
     const loads: string[] = [];
     await using h = await harness({
-      deps: { models: { ensureLoaded: (model) => Promise.resolve(void loads.push(model)) } },
+      manager: { ensureLoaded: (model) => Promise.resolve(void loads.push(model)) },
     });
     await h.call({ images: fixture("red.png"), prompt: "Hi" });
     await h.call({ images: fixture("red.png"), prompt: "Hi", model: VISION.id });

@@ -4,29 +4,27 @@
  */
 import { z } from "zod";
 import { type LoadedImage, SUPPORTED_IMAGE_TYPES } from "./image_type.ts";
-import { loadImages, type LoadImagesOptions, MAX_IMAGES } from "./images.ts";
+import { loadImages, MAX_IMAGES } from "./images.ts";
+import type { App } from "./app.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
-import type { Settings } from "./settings.ts";
-import { emptyAnswerText, errorResult } from "./tool_result.ts";
+import { emptyAnswerText, errorResult } from "./server_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";
 
-/** What `analyze_image` needs. */
-export interface AnalyzeImageDeps {
-  client: Pick<LmStudioClient, "chat" | "listModels" | "baseUrl">;
-  settings: Pick<Settings, "defaultModel" | "modelTtlSeconds">;
-  /** Makes sure a named model is loaded before use (ModelManager); optional. */
-  models?: {
+/**
+ * What `analyze_image` uses of the app: the client, the settings (relative image paths start at
+ * `workDir`) and the log as they are, and the model manager's `ensureLoaded` (optional: without it
+ * the server loads the model on demand). {@linkcode App} satisfies it.
+ */
+export interface VisionApp extends Pick<App, "client" | "settings" | "log"> {
+  readonly models?: {
     ensureLoaded(model: string, o?: { signal?: AbortSignal }): Promise<unknown>;
   };
-  /** How images are loaded (cwd, fetch, DNS resolver, limits); production defaults otherwise. */
-  imageOptions?: Omit<LoadImagesOptions, "signal">;
-  log?: Logger;
 }
 
 /** A vision model could not be chosen; the message names the vision models that exist. */
@@ -226,17 +224,19 @@ type AnalyzeImageArgs = z.infer<z.ZodObject<typeof analyzeImageInput>>;
 
 /** Runs one `analyze_image` call; never throws (failures are isError results). */
 async function analyzeImage(
-  deps: AnalyzeImageDeps,
+  app: VisionApp,
   args: AnalyzeImageArgs,
   signal?: AbortSignal,
 ): Promise<CallToolResult> {
+  const log = app.log.child("vision");
+  const { workDir } = app.settings;
   const [loaded, chosen] = await Promise.allSettled([
-    loadImages(imageList(args.images), { ...deps.imageOptions, signal }),
-    chooseVisionModel(deps.client, {
+    loadImages(imageList(args.images), { ...(workDir ? { cwd: workDir } : {}), signal }),
+    chooseVisionModel(app.client, {
       explicit: args.model,
-      defaultModel: deps.settings.defaultModel,
+      defaultModel: app.settings.defaultModel,
       signal,
-      log: deps.log,
+      log,
     }),
   ]);
   const problems = [loaded, chosen].flatMap((r) =>
@@ -248,18 +248,18 @@ async function analyzeImage(
   const images = loaded.value;
   const { model, via, note } = chosen.value;
   try {
-    if (via !== "loaded-vision" && deps.models) {
-      await deps.models.ensureLoaded(model, { signal });
+    if (via !== "loaded-vision" && app.models) {
+      await app.models.ensureLoaded(model, { signal });
     }
     const started = performance.now();
-    const result = await deps.client.chat({
+    const result = await app.client.chat({
       model,
       messages: [{ role: "user", content: imageMessageParts(args.prompt, images, args.detail) }],
       max_tokens: args.max_tokens,
       ...(args.temperature === undefined ? {} : { temperature: args.temperature }),
-      ttl: deps.settings.modelTtlSeconds || undefined,
+      ttl: app.settings.modelTtlSeconds || undefined,
     }, { signal });
-    deps.log?.debug("analyze_image done", {
+    log.debug("analyze_image done", {
       model,
       images: images.length,
       ms: Math.round(performance.now() - started),
@@ -301,7 +301,7 @@ async function analyzeImage(
 }
 
 /** Registers `analyze_image` on the server. */
-export function registerAnalyzeImageTool(server: McpServer, deps: AnalyzeImageDeps): void {
+export function registerAnalyzeImageTool(server: McpServer, app: VisionApp): void {
   server.registerTool("analyze_image", {
     title: "Analyze images with a local vision model",
     description: DESCRIPTION,
@@ -312,5 +312,5 @@ export function registerAnalyzeImageTool(server: McpServer, deps: AnalyzeImageDe
       idempotentHint: false,
       openWorldHint: true,
     },
-  }, (args, extra) => analyzeImage(deps, args, extra.signal));
+  }, (args, extra) => analyzeImage(app, args, extra.signal));
 }

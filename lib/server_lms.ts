@@ -4,23 +4,19 @@
  * parameters match the original Python bridge.
  */
 import { z } from "zod";
-import type { LmStudioClient } from "./lmstudio.ts";
+import type { App } from "./app.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
-import { type Lms, lmsInstallAdvice } from "./lms.ts";
+import { lmsInstallAdvice } from "./lms.ts";
 import { sourceLabel } from "./model_errors.ts";
 import type { EnsureResult, ServerStatusReport } from "./model_types.ts";
-import { ensureReport, type ModelManager } from "./models.ts";
+import { ensureReport } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
-import { errorResult, guarded, READ_ONLY, textResult } from "./tool_result.ts";
+import { errorResult, guarded, READ_ONLY, textResult } from "./server_result.ts";
 import { errorMessage } from "./errors.ts";
 import { formatBytes, plural } from "./text.ts";
 
-/** What the lms tools need. */
-export interface LmsToolDeps {
-  lms: Lms;
-  models: ModelManager;
-  client: LmStudioClient;
-}
+/** What the lms tools use of the app: `lms` (to advise on setup) and the model manager. */
+type LmsApp = Pick<App, "lms" | "models">;
 
 const modelName = z.string().trim().min(1).describe(
   'Model key or identifier, e.g. "qwen2.5-7b-instruct" or "qwen/qwen3-8b" (see ' +
@@ -28,10 +24,10 @@ const modelName = z.string().trim().min(1).describe(
 );
 
 /** With no server to manage models through, says how to start one (and get `lms`). */
-function setupAdvice(deps: LmsToolDeps): (error: unknown) => Promise<CallToolResult | undefined> {
+function setupAdvice(app: LmsApp): (error: unknown) => Promise<CallToolResult | undefined> {
   return async (error) => {
     if (!(error instanceof LmStudioError && error.kind === "unreachable")) return undefined;
-    const lms = await deps.lms.locate().catch(() => undefined);
+    const lms = await app.lms.locate().catch(() => undefined);
     const advice = lms
       ? "Start the server with `lms server start` (or the Developer tab in LM Studio)."
       : "Start LM Studio's server (Developer tab). To start it and manage models from a " +
@@ -45,8 +41,8 @@ function gb(bytes: number | null): string {
 }
 
 /** The `context_length` parameter, saying what a load without it uses. */
-function contextLengthParam(deps: LmsToolDeps, when: string) {
-  const fallback = deps.models.defaultContextLength;
+function contextLengthParam(app: LmsApp, when: string) {
+  const fallback = app.models.defaultContextLength;
   return z.number().int().min(256).max(10_000_000).optional().describe(
     `Context window in tokens to load it with, ${when}. Default: ${
       fallback === undefined
@@ -66,7 +62,7 @@ function ensureText(result: EnsureResult, what: Record<EnsureResult["via"], stri
     unload;
 }
 
-function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
+function registerListLoaded(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_list_loaded_models", {
     title: "Loaded models",
     description: "Lists the models loaded in LM Studio's memory right now, with status (idle, " +
@@ -76,7 +72,7 @@ function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
     annotations: READ_ONLY,
   }, (_args, extra) =>
     guarded(async () => {
-      const current = await deps.models.currentModels({ signal: extra.signal, prefer: "lms" });
+      const current = await app.models.currentModels({ signal: extra.signal, prefer: "lms" });
       const lines = current.models.map((m) =>
         `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
           m.contextLength ? `, context ${m.contextLength}` : ""
@@ -92,10 +88,10 @@ function registerListLoaded(server: McpServer, deps: LmsToolDeps): void {
       return textResult([head, ...lines, ...(current.note ? [current.note] : [])].join("\n"), {
         ...current,
       });
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
-function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
+function registerListDownloaded(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_list_downloaded_models", {
     title: "Downloaded models",
     description: "Lists the models downloaded to this machine (from `lms ls`, else LM Studio's " +
@@ -109,7 +105,7 @@ function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
     annotations: READ_ONLY,
   }, ({ kind }, extra) =>
     guarded(async () => {
-      const list = await deps.models.downloadedModels({
+      const list = await app.models.downloadedModels({
         signal: extra.signal,
         ...(kind ? { kind } : {}),
       });
@@ -125,10 +121,10 @@ function registerListDownloaded(server: McpServer, deps: LmsToolDeps): void {
       return textResult([head, ...lines, ...(list.note ? [list.note] : [])].join("\n"), {
         ...list,
       });
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
-function registerLoad(server: McpServer, deps: LmsToolDeps): void {
+function registerLoad(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_load_model", {
     title: "Load a model",
     description:
@@ -141,7 +137,7 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
       ttl: z.number().int().min(0).max(604_800).optional().describe(
         "Idle seconds before LM Studio unloads it; 0 = never. Only `lms` honours it.",
       ),
-      context_length: contextLengthParam(deps, "if it has to be loaded"),
+      context_length: contextLengthParam(app, "if it has to be loaded"),
     },
     annotations: {
       readOnlyHint: false,
@@ -151,7 +147,7 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
     },
   }, ({ model_name, ttl, context_length }, extra) =>
     guarded(async () => {
-      const result = await deps.models.load(model_name, {
+      const result = await app.models.load(model_name, {
         signal: extra.signal,
         ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
         ...(context_length !== undefined ? { contextLength: context_length } : {}),
@@ -164,10 +160,10 @@ function registerLoad(server: McpServer, deps: LmsToolDeps): void {
         jit: `${result.model} will load on its first request (this server loads models on demand).`,
       });
       return textResult(text, { ...ensureReport(result) });
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
-function registerUnload(server: McpServer, deps: LmsToolDeps): void {
+function registerUnload(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_unload_model", {
     title: "Unload a model",
     description: "Unloads a model from LM Studio's memory (every loaded instance of it, or only " +
@@ -182,17 +178,17 @@ function registerUnload(server: McpServer, deps: LmsToolDeps): void {
     },
   }, ({ model_name }, extra) =>
     guarded(async () => {
-      const result = await deps.models.unload(model_name, { signal: extra.signal });
+      const result = await app.models.unload(model_name, { signal: extra.signal });
       return textResult(
         `Unloaded ${result.unloaded.join(", ")} ${
           result.source === "lms" ? "with lms" : "over LM Studio's REST API"
         }.`,
         { ...result },
       );
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
-function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
+function registerEnsure(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_ensure_model_loaded", {
     title: "Ensure a model is loaded",
     description: "Makes sure a model is ready: returns at once if it is loaded, waits if it is " +
@@ -201,7 +197,7 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
       "error naming the ones it has. Tells which way was used and the name to send in requests.",
     inputSchema: {
       model_name: modelName,
-      context_length: contextLengthParam(deps, "used only if it has to be loaded"),
+      context_length: contextLengthParam(app, "used only if it has to be loaded"),
     },
     annotations: {
       readOnlyHint: false,
@@ -211,7 +207,7 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
     },
   }, ({ model_name, context_length }, extra) =>
     guarded(async () => {
-      const result = await deps.models.ensureLoaded(model_name, {
+      const result = await app.models.ensureLoaded(model_name, {
         signal: extra.signal,
         ...(context_length !== undefined ? { contextLength: context_length } : {}),
       });
@@ -224,10 +220,10 @@ function registerEnsure(server: McpServer, deps: LmsToolDeps): void {
         jit: `${result.model} will load on its first request (just-in-time loading).`,
       });
       return textResult(text, { ...ensureReport(result) });
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
-function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
+function registerServerStatus(server: McpServer, app: LmsApp): void {
   server.registerTool("lms_server_status", {
     title: "LM Studio server status",
     description:
@@ -238,7 +234,7 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
     annotations: READ_ONLY,
   }, (_args, extra) =>
     guarded(async () => {
-      const s = await deps.models.status({ signal: extra.signal });
+      const s = await app.models.status({ signal: extra.signal });
       const lines = [
         s.reachable
           ? `${
@@ -280,7 +276,7 @@ function registerServerStatus(server: McpServer, deps: LmsToolDeps): void {
       }
       const result = textResult(lines.join("\n"), { ...s });
       return s.reachable ? result : { ...result, isError: true };
-    }, setupAdvice(deps)));
+    }, setupAdvice(app)));
 }
 
 /** What the status's management means for calls, as the start of a sentence. */
@@ -298,11 +294,11 @@ function managementSentence(s: ServerStatusReport): string {
 }
 
 /** Registers the six `lms_*` tools. */
-export function registerLmsTools(server: McpServer, deps: LmsToolDeps): void {
-  registerListLoaded(server, deps);
-  registerListDownloaded(server, deps);
-  registerLoad(server, deps);
-  registerUnload(server, deps);
-  registerEnsure(server, deps);
-  registerServerStatus(server, deps);
+export function registerLmsTools(server: McpServer, app: LmsApp): void {
+  registerListLoaded(server, app);
+  registerListDownloaded(server, app);
+  registerLoad(server, app);
+  registerUnload(server, app);
+  registerEnsure(server, app);
+  registerServerStatus(server, app);
 }

@@ -1,17 +1,21 @@
 /**
  * The autonomous MCP tools: hand a task to the local model together with the tools of one, several
  * or all configured MCP servers (see lib/agent.ts for the loop). Progress goes to callers that sent
- * a progressToken; a cancelled request aborts the model request and the downstream calls.
+ * a progressToken; a cancelled request aborts the model request and the downstream calls. Also
+ * {@linkcode runTask}, the way from the app into the loop that the `run` command shares.
  */
 import { z } from "zod";
-import { agentOptionsFrom, runAgent } from "./agent.ts";
+import { runAgent } from "./agent.ts";
 import {
+  type AgentLmClient,
+  type AgentModels,
+  type AgentOptions,
   type AgentProgress,
   type AgentResult,
-  type AgentServices,
   DEFAULT_MAX_ROUNDS,
 } from "./agent_types.ts";
-import { log as rootLog } from "./log.ts";
+import { agentResultJson } from "./agent_text.ts";
+import type { App } from "./app.ts";
 import type {
   CallToolResult,
   McpServer,
@@ -19,16 +23,83 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import { errorResult } from "./tool_result.ts";
-import { openTraceFile, type TraceSink } from "./trace.ts";
+import { errorResult } from "./server_result.ts";
+import type { Settings } from "./settings.ts";
+import { openTraceFile, type WritePermissionQuery } from "./trace.ts";
 import { resolve } from "./path.ts";
-import { agentResultJson } from "./agent_text.ts";
 
-/** What the autonomous tools need: the loop's services and settings, and the heartbeat. */
-export interface AgentToolDeps extends AgentServices {
-  /** Heartbeat interval during long generations (default 10 s; tests use less). */
-  heartbeatMs?: number;
+/**
+ * What the loop uses of the app: the pool, the config and the log as they are, the client and the
+ * model manager only as far as the loop calls them, and four settings. {@linkcode App} satisfies it;
+ * tests pass their own client, models or settings.
+ */
+export interface AgentApp extends Pick<App, "config" | "log" | "pool"> {
+  readonly client: AgentLmClient;
+  /** Loads a named model first; without it the server loads models on demand (JIT). */
+  readonly models?: AgentModels;
+  readonly settings:
+    & Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength" | "depth">
+    & Partial<Pick<Settings, "workDir">>;
 }
+
+/**
+ * One task as `run` and the autonomous tools hand it over: the loop's options except those the app
+ * supplies, and the trace file by path.
+ */
+export type AgentTask =
+  & Omit<
+    AgentOptions,
+    "deps" | "trace" | "defaultModel" | "ttlSeconds" | "defaultContextLength" | "depth"
+  >
+  & {
+    /** A JSONL trace file, relative to the directory the user runs the bridge from. */
+    tracePath?: string;
+    /** Write-permission lookup for the trace file (tests simulate a denial). */
+    queryWritePermission?: WritePermissionQuery;
+  };
+
+/**
+ * Runs one task of the loop with the app's services and settings, writing the trace when asked
+ * (opened before the first request, closed at the end). Answers the result and the trace's full
+ * path; throws what the loop throws, or why the trace cannot be written.
+ */
+export async function runTask(
+  app: AgentApp,
+  task: AgentTask,
+): Promise<{ result: AgentResult; tracePath?: string }> {
+  const { tracePath: given, queryWritePermission, ...options } = task;
+  const { settings } = app;
+  // Relative to where the user ran the bridge (under `deno task`, INIT_CWD, not the repository).
+  const tracePath = given === undefined
+    ? undefined
+    : resolve(settings.workDir ?? Deno.cwd(), given);
+  const trace = tracePath === undefined
+    ? undefined
+    : await openTraceFile(tracePath, { queryPermission: queryWritePermission });
+  try {
+    const result = await runAgent({
+      ...options,
+      defaultModel: settings.defaultModel,
+      ttlSeconds: settings.modelTtlSeconds,
+      defaultContextLength: settings.defaultContextLength,
+      depth: settings.depth,
+      trace,
+      deps: {
+        client: app.client,
+        pool: await app.pool(),
+        config: app.config,
+        models: app.models,
+        log: app.log.child("agent"),
+      },
+    });
+    return tracePath === undefined ? { result } : { result, tracePath };
+  } finally {
+    await trace?.close();
+  }
+}
+
+/** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
+type AgentToolSeams = Pick<AgentTask, "heartbeatMs" | "queryWritePermission">;
 
 const ANNOTATIONS = {
   readOnlyHint: false,
@@ -112,12 +183,12 @@ function agentToolResult(result: AgentResult): CallToolResult {
 }
 
 async function runTool(
-  deps: AgentToolDeps,
+  app: AgentApp,
+  seams: AgentToolSeams,
   servers: readonly string[] | "all",
   args: CommonArgs,
   extra: Extra,
 ): Promise<CallToolResult> {
-  const log = deps.log ?? rootLog.child("agent");
   const token = extra._meta?.progressToken;
   const onProgress = token === undefined ? undefined : (p: AgentProgress) => {
     extra.sendNotification({
@@ -125,18 +196,11 @@ async function runTool(
       params: { progressToken: token, progress: p.progress, total: p.total, message: p.message },
     }).catch((error: unknown) => {
       // The client went away; the abort signal ends the task.
-      log.debug("progress notification failed", { error: String(error) });
+      app.log.child("agent").debug("progress notification failed", { error: String(error) });
     });
   };
-  let trace: TraceSink | undefined;
   try {
-    if (args.trace_path !== undefined) {
-      trace = await openTraceFile(resolve(deps.settings.workDir ?? Deno.cwd(), args.trace_path), {
-        queryPermission: deps.queryWritePermission,
-      });
-    }
-    const result = await runAgent({
-      ...agentOptionsFrom(deps),
+    const { result } = await runTask(app, {
       task: args.task,
       servers,
       model: args.model,
@@ -148,19 +212,22 @@ async function runTool(
         : undefined,
       signal: extra.signal,
       onProgress,
-      heartbeatMs: deps.heartbeatMs,
-      trace,
+      heartbeatMs: seams.heartbeatMs,
+      tracePath: args.trace_path,
+      queryWritePermission: seams.queryWritePermission,
     });
     return agentToolResult(result);
   } catch (error: unknown) {
     return errorResult(error);
-  } finally {
-    await trace?.close();
   }
 }
 
 /** `autonomous_with_mcp`: the local model works on a task with one server's tools. */
-function registerAutonomousWithMcpTool(server: McpServer, deps: AgentToolDeps): void {
+function registerAutonomousWithMcpTool(
+  server: McpServer,
+  app: AgentApp,
+  seams: AgentToolSeams,
+): void {
   server.registerTool(
     "autonomous_with_mcp",
     {
@@ -177,14 +244,15 @@ function registerAutonomousWithMcpTool(server: McpServer, deps: AgentToolDeps): 
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(deps, [args.mcp_name], args, extra),
+    (args, extra) => runTool(app, seams, [args.mcp_name], args, extra),
   );
 }
 
 /** `autonomous_with_multiple_mcps`: the local model works with several servers' tools. */
 function registerAutonomousWithMultipleMcpsTool(
   server: McpServer,
-  deps: AgentToolDeps,
+  app: AgentApp,
+  seams: AgentToolSeams,
 ): void {
   server.registerTool(
     "autonomous_with_multiple_mcps",
@@ -201,14 +269,15 @@ function registerAutonomousWithMultipleMcpsTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(deps, args.mcp_names, args, extra),
+    (args, extra) => runTool(app, seams, args.mcp_names, args, extra),
   );
 }
 
 /** `autonomous_discover_and_execute`: the local model works with every usable server's tools. */
 function registerAutonomousDiscoverAndExecuteTool(
   server: McpServer,
-  deps: AgentToolDeps,
+  app: AgentApp,
+  seams: AgentToolSeams,
 ): void {
   server.registerTool("autonomous_discover_and_execute", {
     title: "Local model task with all MCP servers",
@@ -220,12 +289,16 @@ function registerAutonomousDiscoverAndExecuteTool(
       STOP_REASONS,
     inputSchema: common,
     annotations: ANNOTATIONS,
-  }, (args, extra) => runTool(deps, "all", args, extra));
+  }, (args, extra) => runTool(app, seams, "all", args, extra));
 }
 
 /** Registers the three autonomous tools. */
-export function registerAutonomousTools(server: McpServer, deps: AgentToolDeps): void {
-  registerAutonomousWithMcpTool(server, deps);
-  registerAutonomousWithMultipleMcpsTool(server, deps);
-  registerAutonomousDiscoverAndExecuteTool(server, deps);
+export function registerAutonomousTools(
+  server: McpServer,
+  app: AgentApp,
+  seams: AgentToolSeams = {},
+): void {
+  registerAutonomousWithMcpTool(server, app, seams);
+  registerAutonomousWithMultipleMcpsTool(server, app, seams);
+  registerAutonomousDiscoverAndExecuteTool(server, app, seams);
 }

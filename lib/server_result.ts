@@ -1,6 +1,7 @@
 /**
- * Shapes of MCP tool results shared by every tool module: a text summary for the reading model,
- * optional structured content, and failures as `isError` results (never thrown at the client).
+ * Shapes of the results of the bridge's own MCP tools, shared by every tool group (server_*.ts): a
+ * text summary for the reading model, optional structured content, and failures as `isError`
+ * results (never thrown at the client).
  */
 import type { CallToolResult } from "./sdk.ts";
 import { errorMessage } from "./errors.ts";

@@ -1,5 +1,5 @@
 import { McpServer } from "../lib/sdk.ts";
-import { registerLmsTools } from "../lib/tools_lms.ts";
+import { registerLmsTools } from "../lib/server_lms.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import {
   connectInMemory,

@@ -2,24 +2,18 @@
  * The MCP tools that expose LM Studio itself: health, models, chat, completion, embeddings and
  * stateful responses. One registration function per tool, schema beside it.
  */
-import type { McpServer } from "./sdk.ts";
-import type { CallToolResult } from "./sdk.ts";
+import type { CallToolResult, McpServer } from "./sdk.ts";
 import { z } from "zod";
-import type { LmStudioClient } from "./lmstudio.ts";
+import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
-import type { Logger } from "./log.ts";
-import { chooseModel, type ModelManager } from "./models.ts";
-import type { Settings } from "./settings.ts";
-import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./tool_result.ts";
+import { chooseModel } from "./models.ts";
+import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./server_result.ts";
 
-/** What the LM Studio tools need. */
-export interface LmStudioToolDeps {
-  client: LmStudioClient;
-  settings: Settings;
-  /** Makes sure a named model is loaded before use, and tells which models are loaded. */
-  models: Pick<ModelManager, "ensureLoaded" | "currentModels">;
-  log?: Logger;
-}
+/**
+ * What the LM Studio tools use of the app: the client, the model manager (it loads a named model
+ * before use and tells which models are loaded), the settings and the log.
+ */
+type LmStudioApp = Pick<App, "client" | "models" | "settings" | "log">;
 
 const GENERATES = {
   readOnlyHint: true,
@@ -56,7 +50,7 @@ function answerResult(
   return { content, structuredContent: extra.structured };
 }
 
-function registerHealthCheck(server: McpServer, deps: LmStudioToolDeps): void {
+function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
   server.registerTool("health_check", {
     title: "Check LM Studio",
     description:
@@ -65,7 +59,7 @@ function registerHealthCheck(server: McpServer, deps: LmStudioToolDeps): void {
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
-      const h = await deps.client.health({ signal: extra.signal });
+      const h = await app.client.health({ signal: extra.signal });
       const structured = { ...h };
       if (!h.ok) {
         return {
@@ -85,7 +79,7 @@ function registerHealthCheck(server: McpServer, deps: LmStudioToolDeps): void {
     }));
 }
 
-function registerListModels(server: McpServer, deps: LmStudioToolDeps): void {
+function registerListModels(server: McpServer, app: LmStudioApp): void {
   server.registerTool("list_models", {
     title: "List models",
     description:
@@ -95,7 +89,7 @@ function registerListModels(server: McpServer, deps: LmStudioToolDeps): void {
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
-      const list = await deps.client.listModels({ signal: extra.signal });
+      const list = await app.client.listModels({ signal: extra.signal });
       const lines = list.models.map((m) => {
         const parts: string[] = [m.type];
         if (m.state) parts.push(m.state);
@@ -114,7 +108,7 @@ function registerListModels(server: McpServer, deps: LmStudioToolDeps): void {
     }));
 }
 
-function registerGetCurrentModel(server: McpServer, deps: LmStudioToolDeps): void {
+function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
   server.registerTool("get_current_model", {
     title: "Current model",
     description:
@@ -123,7 +117,7 @@ function registerGetCurrentModel(server: McpServer, deps: LmStudioToolDeps): voi
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
-      const current = await deps.models.currentModels({ signal: extra.signal });
+      const current = await app.models.currentModels({ signal: extra.signal });
       const lines = current.models.map((m) =>
         `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
           m.contextLength ? `, context ${m.contextLength}` : ""
@@ -132,13 +126,13 @@ function registerGetCurrentModel(server: McpServer, deps: LmStudioToolDeps): voi
       const head = lines.length
         ? `Loaded models (from ${current.source}):`
         : `No model is loaded (from ${current.source}).`;
-      const fallback = deps.settings.defaultModel
-        ? `Calls without \`model\` use DEFAULT_MODEL=${deps.settings.defaultModel}.`
+      const fallback = app.settings.defaultModel
+        ? `Calls without \`model\` use DEFAULT_MODEL=${app.settings.defaultModel}.`
         : lines.length
         ? `Calls without \`model\` use the first loaded LLM.`
         : "A call that names a downloaded model loads it on demand (JIT).";
       const text = [head, ...lines, ...(current.note ? [current.note] : []), fallback].join("\n");
-      return textResult(text, { ...current, defaultModel: deps.settings.defaultModel ?? null });
+      return textResult(text, { ...current, defaultModel: app.settings.defaultModel ?? null });
     }));
 }
 
@@ -157,7 +151,8 @@ const responseFormat = z.union([
     '{"name":"x","schema":{...JSON Schema...}}} for output that follows a schema.',
 );
 
-function registerChatCompletion(server: McpServer, deps: LmStudioToolDeps): void {
+function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
+  const log = app.log.child("tools");
   server.registerTool("chat_completion", {
     title: "Chat with the local model",
     description:
@@ -177,22 +172,22 @@ function registerChatCompletion(server: McpServer, deps: LmStudioToolDeps): void
     annotations: GENERATES,
   }, (args, extra) =>
     guarded(async () => {
-      const model = await chooseModel(deps, args.model, { signal: extra.signal });
+      const model = await chooseModel(app, args.model, { signal: extra.signal });
       const messages: ChatMessage[] = [];
       if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
       messages.push({ role: "user", content: args.prompt });
       const format = typeof args.response_format === "string"
         ? (args.response_format === "text" ? undefined : { type: args.response_format })
         : args.response_format;
-      const result = await deps.client.chat({
+      const result = await app.client.chat({
         model,
         messages,
         temperature: args.temperature,
         max_tokens: args.max_tokens,
         response_format: format,
-        ttl: deps.settings.modelTtlSeconds || undefined,
+        ttl: app.settings.modelTtlSeconds || undefined,
       }, { signal: extra.signal });
-      deps.log?.debug("chat_completion done", { model, usage: usageText(result.usage) });
+      log.debug("chat_completion done", { model, usage: usageText(result.usage) });
       return answerResult(result.content, {
         reasoning: result.reasoning,
         finishReason: result.finishReason,
@@ -207,7 +202,7 @@ function registerChatCompletion(server: McpServer, deps: LmStudioToolDeps): void
     }));
 }
 
-function registerTextCompletion(server: McpServer, deps: LmStudioToolDeps): void {
+function registerTextCompletion(server: McpServer, app: LmStudioApp): void {
   server.registerTool("text_completion", {
     title: "Raw text completion",
     description:
@@ -225,14 +220,14 @@ function registerTextCompletion(server: McpServer, deps: LmStudioToolDeps): void
     annotations: GENERATES,
   }, (args, extra) =>
     guarded(async () => {
-      const model = await chooseModel(deps, args.model, { signal: extra.signal });
-      const result = await deps.client.complete({
+      const model = await chooseModel(app, args.model, { signal: extra.signal });
+      const result = await app.client.complete({
         model,
         prompt: args.prompt,
         temperature: args.temperature,
         max_tokens: args.max_tokens,
         stop: args.stop_sequences,
-        ttl: deps.settings.modelTtlSeconds || undefined,
+        ttl: app.settings.modelTtlSeconds || undefined,
       }, { signal: extra.signal });
       return textResult(result.text, {
         text: result.text,
@@ -243,7 +238,7 @@ function registerTextCompletion(server: McpServer, deps: LmStudioToolDeps): void
     }));
 }
 
-function registerGenerateEmbeddings(server: McpServer, deps: LmStudioToolDeps): void {
+function registerGenerateEmbeddings(server: McpServer, app: LmStudioApp): void {
   server.registerTool("generate_embeddings", {
     title: "Embeddings",
     description:
@@ -260,11 +255,11 @@ function registerGenerateEmbeddings(server: McpServer, deps: LmStudioToolDeps): 
     annotations: READ_ONLY,
   }, (args, extra) =>
     guarded(async () => {
-      const model = await chooseModel(deps, args.model, {
+      const model = await chooseModel(app, args.model, {
         kind: "embedding",
         signal: extra.signal,
       });
-      const result = await deps.client.embed({ model, input: args.text }, { signal: extra.signal });
+      const result = await app.client.embed({ model, input: args.text }, { signal: extra.signal });
       const dims = result.embeddings[0]?.length ?? 0;
       const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
         result.model ?? model
@@ -278,7 +273,7 @@ function registerGenerateEmbeddings(server: McpServer, deps: LmStudioToolDeps): 
     }));
 }
 
-function registerCreateResponse(server: McpServer, deps: LmStudioToolDeps): void {
+function registerCreateResponse(server: McpServer, app: LmStudioApp): void {
   server.registerTool("create_response", {
     title: "Stateful response",
     description:
@@ -295,12 +290,12 @@ function registerCreateResponse(server: McpServer, deps: LmStudioToolDeps): void
     annotations: GENERATES,
   }, (args, extra) =>
     guarded(async () => {
-      const model = await chooseModel(deps, args.model, { signal: extra.signal });
-      const r = await deps.client.respond({
+      const model = await chooseModel(app, args.model, { signal: extra.signal });
+      const r = await app.client.respond({
         model,
         input: args.input_text,
         previous_response_id: args.previous_response_id,
-        ttl: deps.settings.modelTtlSeconds || undefined,
+        ttl: app.settings.modelTtlSeconds || undefined,
       }, { signal: extra.signal });
       const result = answerResult(r.text, {
         reasoning: r.reasoning,
@@ -323,12 +318,12 @@ function registerCreateResponse(server: McpServer, deps: LmStudioToolDeps): void
 }
 
 /** Registers every LM Studio tool. */
-export function registerLmStudioTools(server: McpServer, deps: LmStudioToolDeps): void {
-  registerHealthCheck(server, deps);
-  registerListModels(server, deps);
-  registerGetCurrentModel(server, deps);
-  registerChatCompletion(server, deps);
-  registerTextCompletion(server, deps);
-  registerGenerateEmbeddings(server, deps);
-  registerCreateResponse(server, deps);
+export function registerLmStudioTools(server: McpServer, app: LmStudioApp): void {
+  registerHealthCheck(server, app);
+  registerListModels(server, app);
+  registerGetCurrentModel(server, app);
+  registerChatCompletion(server, app);
+  registerTextCompletion(server, app);
+  registerGenerateEmbeddings(server, app);
+  registerCreateResponse(server, app);
 }

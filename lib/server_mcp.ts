@@ -2,13 +2,14 @@
  * The `list_available_mcps` MCP tool, and the one rendering of the configured servers that both
  * it and the `mcps` CLI command use.
  */
+import type { App } from "./app.ts";
 import type { McpConfig } from "./config.ts";
-import type { McpPool, ServerState, ServerStatus } from "./pool.ts";
+import type { ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
-import { errorResult, textResult } from "./tool_result.ts";
+import { errorResult, textResult } from "./server_result.ts";
 import { plural } from "./text.ts";
 
-/** What {@linkcode McpPool.status} returns. */
+/** What `McpPool.status` returns. */
 export interface PoolReport {
   config: McpConfig;
   servers: ServerStatus[];
@@ -98,10 +99,7 @@ const DESCRIPTION =
   "parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
 
 /** Registers `list_available_mcps`. */
-export function registerListAvailableMcpsTool(
-  server: McpServer,
-  deps: { pool: Pick<McpPool, "status"> },
-): void {
+export function registerListAvailableMcpsTool(server: McpServer, app: Pick<App, "pool">): void {
   server.registerTool("list_available_mcps", {
     title: "List configured MCP servers",
     description: DESCRIPTION,
@@ -114,7 +112,7 @@ export function registerListAvailableMcpsTool(
     },
   }, async () => {
     try {
-      const report = await deps.pool.status();
+      const report = await (await app.pool()).status();
       return textResult(formatPoolReport(report), poolReportJson(report));
     } catch (error: unknown) {
       return errorResult(error, "Could not read the MCP configuration");
