@@ -2,8 +2,8 @@
  * The LM Studio HTTP client: the one request function for every call to LM Studio (or any
  * OpenAI-compatible server), and typed calls on top of it. Every reply is parsed as `unknown` and
  * validated with zod, leniently, because LM Studio versions, Ollama and llama.cpp differ (schemas
- * and normalisation in lmstudio_wire.ts and lmstudio_model_list.ts, errors in lmstudio_errors.ts
- * and lmstudio_not_found.ts, request and result types in lmstudio_types.ts).
+ * and normalisation in lmstudio_wire.ts, errors in lmstudio_errors.ts, request and result types in
+ * lmstudio_types.ts).
  */
 import type { z } from "zod";
 import { log as defaultLog, type Logger } from "./log.ts";
@@ -14,16 +14,14 @@ import {
   gaveUpError,
   httpError,
   LmStudioError,
-  networkError,
-  type RequestSite,
-  timeoutError,
-} from "./lmstudio_errors.ts";
-import {
   mayBeUnknownModel,
+  networkError,
   previousResponseError,
+  type RequestSite,
   restNotFoundError,
+  timeoutError,
   unknownModelError,
-} from "./lmstudio_not_found.ts";
+} from "./lmstudio_errors.ts";
 import { mergeModelLists, V0ModelsWire, V1ModelsWire } from "./lmstudio_model_list.ts";
 import type {
   ChatRequest,
