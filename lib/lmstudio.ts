@@ -22,7 +22,6 @@ import {
   timeoutError,
   unknownModelError,
 } from "./lmstudio_errors.ts";
-import { mergeModelLists, V0ModelsWire, V1ModelsWire } from "./lmstudio_model_list.ts";
 import type {
   ChatRequest,
   ChatResult,
@@ -43,10 +42,13 @@ import {
   embeddingResult,
   EmbeddingWire,
   LoadWire,
+  mergeModelLists,
   ModelsWire,
   parseReply,
   responseResult,
   ResponseWire,
+  V0ModelsWire,
+  V1ModelsWire,
 } from "./lmstudio_wire.ts";
 
 /** Per-call options. */
