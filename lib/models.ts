@@ -18,7 +18,7 @@
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
  *
  * This module chooses and caches; the ways themselves are in lib/lms_manages.ts (whether `lms`
- * applies), lib/model_load.ts and lib/model_unload.ts. {@linkcode chooseModel} picks the model of a
+ * applies) and lib/model_load.ts. {@linkcode chooseModel} picks the model of a
  * generation call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
 import { abortableSleep, raceAbort } from "./abort.ts";
@@ -30,7 +30,14 @@ import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { modelListUnreadable } from "./model_errors.ts";
-import { ensureWithLms, ensureWithRest, listSource, type LoadContext } from "./model_load.ts";
+import {
+  ensureWithLms,
+  ensureWithRest,
+  listSource,
+  type LoadContext,
+  unloadWithLms,
+  unloadWithRest,
+} from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
 import type {
   CurrentModel,
@@ -45,7 +52,6 @@ import type {
   ServerStatusReport,
   UnloadReport,
 } from "./model_types.ts";
-import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
 import type { Settings } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
 import { listNames } from "./text.ts";
