@@ -13,8 +13,7 @@ import {
 import { table } from "./cli.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { type Lms, lmsInstallAdvice } from "./lms.ts";
-import { sourceLabel } from "./model_errors.ts";
-import type { EnsureResult, Management } from "./model_types.ts";
+import { type EnsureResult, type Management, sourceLabel } from "./model_types.ts";
 import { ensureReport, type ModelManager } from "./models.ts";
 import type { Output } from "./output.ts";
 import { formatBytes, plural } from "./text.ts";

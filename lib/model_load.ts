@@ -15,9 +15,15 @@ import { LmStudioError } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
-import { ModelError, modelListUnreadable } from "./model_errors.ts";
 import { findInstances, findModel, namesModel, sameModel } from "./model_names.ts";
-import type { EnsureResult, ModelClient, ModelSource, UnloadReport } from "./model_types.ts";
+import {
+  type EnsureResult,
+  type ModelClient,
+  ModelError,
+  modelListUnreadable,
+  type ModelSource,
+  type UnloadReport,
+} from "./model_types.ts";
 import { errorMessage } from "./errors.ts";
 import { listNames } from "./text.ts";
 

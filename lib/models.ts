@@ -29,7 +29,6 @@ import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { modelListUnreadable } from "./model_errors.ts";
 import {
   ensureWithLms,
   ensureWithRest,
@@ -39,18 +38,19 @@ import {
   unloadWithRest,
 } from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
-import type {
-  CurrentModel,
-  CurrentModels,
-  DownloadedModels,
-  DownloadedSummary,
-  EnsureReport,
-  EnsureResult,
-  Management,
-  ModelClient,
-  ModelSource,
-  ServerStatusReport,
-  UnloadReport,
+import {
+  type CurrentModel,
+  type CurrentModels,
+  type DownloadedModels,
+  type DownloadedSummary,
+  type EnsureReport,
+  type EnsureResult,
+  type Management,
+  type ModelClient,
+  modelListUnreadable,
+  type ModelSource,
+  type ServerStatusReport,
+  type UnloadReport,
 } from "./model_types.ts";
 import type { Settings } from "./settings.ts";
 import { errorMessage } from "./errors.ts";

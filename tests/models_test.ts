@@ -1,6 +1,6 @@
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { LmsError } from "../lib/lms_errors.ts";
-import { ModelError } from "../lib/model_errors.ts";
+import { ModelError } from "../lib/model_types.ts";
 import type { ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import type { FakeLmsScenario, FakeLoaded } from "./fakes/lms.ts";
