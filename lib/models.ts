@@ -17,14 +17,13 @@
  * {@linkcode ModelManager.ensureLoaded} is called before every request that names a model, so it
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
  *
- * This module chooses and caches; the ways themselves are in lib/lms_manages.ts (whether `lms`
- * applies) and lib/model_load.ts. {@linkcode chooseModel} picks the model of a
- * generation call (`chat`, the LM Studio tools) and ensures it through the manager.
+ * This module chooses and caches; whether `lms` applies is decided in lib/lms.ts, and the ways
+ * themselves are in lib/model_load.ts. {@linkcode chooseModel} picks the model of a generation
+ * call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
 import { abortableSleep, raceAbort } from "./abort.ts";
-import { Lms } from "./lms.ts";
+import { Lms, type LmsDecision, lmsManages } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
-import { type LmsDecision, lmsManages } from "./lms_manages.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
