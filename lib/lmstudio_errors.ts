@@ -275,6 +275,41 @@ export function gaveUpError(error: LmStudioError, attempts: number): LmStudioErr
 /** How many model ids an error message lists before "and N more". */
 export const MAX_LISTED_MODELS = 20;
 
+/**
+ * The message for a model that is not there, naming the ones that are: one phrasing for every
+ * place that looks a model up (the client after a 404, the model manager in a server's model list
+ * or in `lms ls`). `WHERE has no WHAT "MODEL". WHATs available: A, B. ADVICE`, or, when there are
+ * none, `WHERE has no WHAT "MODEL": it lists no WHATs. ADVICE`.
+ */
+export function unknownModelMessage(o: {
+  /** The name asked for. */
+  model: string;
+  /** Who does not have it, as the sentence's subject: "LM Studio at http://127.0.0.1:1234". */
+  where: string;
+  /** The names it has. */
+  available: readonly string[];
+  /** What to do next when `available` names some ("Pass one of these."). */
+  advice: string;
+  /** What to do next when it names none; default `advice`. */
+  adviceWhenNone?: string;
+  /** The kind of model looked for: "model" (default), "downloaded model", "chat model"... */
+  what?: string;
+  /** Where the name came from when the caller did not give it, e.g. "DEFAULT_MODEL". */
+  namedBy?: string;
+}): string {
+  const what = o.what ?? "model";
+  const missing = `${o.where} has no ${what} "${o.model}"${
+    o.namedBy ? ` (named by ${o.namedBy})` : ""
+  }`;
+  if (o.available.length === 0) {
+    return `${missing}: it lists no ${what}s. ${o.adviceWhenNone ?? o.advice}`;
+  }
+  const kinds = `${what.charAt(0).toUpperCase()}${what.slice(1)}s`;
+  return `${missing}. ${kinds} available: ${
+    listNames(o.available, MAX_LISTED_MODELS)
+  }. ${o.advice}`;
+}
+
 /** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
 export function mayBeUnknownModel(error: LmStudioError): boolean {
   if (error.kind === "not_found") return true;
@@ -300,12 +335,13 @@ export function unknownModelError(
     return new LmStudioError({
       kind: "not_found",
       ...common,
-      message: `Model "${model}" was not found at ${baseUrl}. ` +
-        (ids.length > 0
-          ? `Models available: ${
-            listNames(ids, MAX_LISTED_MODELS)
-          }. Pass one of these (or set DEFAULT_MODEL).`
-          : "The server lists no models: download one in LM Studio or with `lms get <model>`."),
+      message: unknownModelMessage({
+        model,
+        where: `The server at ${baseUrl}`,
+        available: ids,
+        advice: "Pass one of these (or set DEFAULT_MODEL).",
+        adviceWhenNone: "Download one in LM Studio or with `lms get <model>`.",
+      }),
     });
   }
   // The model exists, so a 400 was about something else: the server's own message says what.

@@ -11,7 +11,7 @@
  * (`qwen3-8b:2`) names; a model that is not loaded is a {@linkcode ModelError} naming the ones that
  * are.
  */
-import { LmStudioError } from "./lmstudio_errors.ts";
+import { LmStudioError, unknownModelMessage } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
@@ -137,9 +137,14 @@ async function downloadedModel(
     downloaded.find((m) => sameModel(model, m.modelKey));
   if (exact) return exact;
   throw new ModelError(
-    `"${model}" is not a downloaded model. Downloaded: ${
-      listNames(downloaded.map((m) => m.modelKey))
-    }. Download it with \`lms get ${model}\`, or name one of these.`,
+    unknownModelMessage({
+      model,
+      where: "LM Studio on this machine",
+      what: "downloaded model",
+      available: downloaded.map((m) => m.modelKey),
+      advice: `Download it with \`lms get ${model}\`, or name one of these.`,
+      adviceWhenNone: `Download it with \`lms get ${model}\`.`,
+    }),
     { kind: "not_found", model },
   );
 }
@@ -240,20 +245,23 @@ export async function ensureWithRest(
 function notListed(
   { model, baseUrl, list }: { model: string; baseUrl: string; list: ModelList },
 ): ModelError {
-  const names = listNames(list.models.map((m) => m.id));
-  if (list.source === "openai") {
-    return new ModelError(
-      `The server at ${baseUrl} has no model "${model}"; its model list (/v1/models) has: ` +
-        `${names}. Name one of these, or add the model to that server first (Ollama: ` +
+  const available = list.models.map((m) => m.id);
+  const message = list.source === "openai"
+    ? unknownModelMessage({
+      model,
+      where: `The server at ${baseUrl}`,
+      available,
+      advice: "Name one of these, or add the model to that server first (Ollama: " +
         `\`ollama pull ${model}\`).`,
-      { kind: "not_found", model },
-    );
-  }
-  return new ModelError(
-    `LM Studio at ${baseUrl} has no model "${model}". Models: ${names}. Download it in LM ` +
-      `Studio or with \`lms get ${model}\`.`,
-    { kind: "not_found", model },
-  );
+      adviceWhenNone: `Add the model to that server first (Ollama: \`ollama pull ${model}\`).`,
+    })
+    : unknownModelMessage({
+      model,
+      where: `LM Studio at ${baseUrl}`,
+      available,
+      advice: `Download it in LM Studio or with \`lms get ${model}\`.`,
+    });
+  return new ModelError(message, { kind: "not_found", model });
 }
 
 /** The name to send: what was asked when it names the instance exactly, else the identifier. */

@@ -698,7 +698,7 @@ Deno.test("404 for a model names the models that exist", async () => {
       404,
       "model_not_found",
     ]);
-    assertStringIncludes(error.message, 'Model "gpt-4o" was not found');
+    assertStringIncludes(error.message, `The server at ${fake.baseUrl} has no model "gpt-4o"`);
     assertStringIncludes(error.message, `Models available: ${QWEN}, ${NOMIC}`);
   }
 });
