@@ -50,6 +50,7 @@ import {
   V0ModelsWire,
   V1ModelsWire,
 } from "./lmstudio_wire.ts";
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -63,9 +64,9 @@ export interface LmStudioClientOptions {
   baseUrl: string;
   /** Bearer token (LM_API_TOKEN). */
   token?: string;
-  /** Per-attempt timeout; default 300_000 ms. */
+  /** Per-attempt timeout; default {@linkcode DEFAULT_REQUEST_TIMEOUT_MS} (300 s). */
   timeoutMs?: number;
-  /** Retries on connection refused / 5xx / 429; default 2. */
+  /** Retries on connection refused / 5xx / 429; default {@linkcode DEFAULT_RETRIES} (2). */
   retries?: number;
   fetch?: typeof fetch;
   /** Sleeps between retries; must reject when `signal` aborts. */
@@ -115,8 +116,8 @@ export class LmStudioClient {
   constructor(options: LmStudioClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "").replace(/\/v1$/, "");
     this.#token = options.token === "" ? undefined : options.token;
-    this.#timeoutMs = options.timeoutMs ?? 300_000;
-    this.#retries = options.retries ?? 2;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;

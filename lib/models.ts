@@ -51,7 +51,7 @@ import {
   type ServerStatusReport,
   type UnloadReport,
 } from "./model_types.ts";
-import type { Settings } from "./settings.ts";
+import { DEFAULT_MODEL_TTL_SECONDS, type Settings } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
 import { listNames } from "./text.ts";
 
@@ -60,7 +60,10 @@ export interface ModelManagerOptions {
   client: ModelClient;
   /** `lms`; default: a new {@linkcode Lms} with production defaults. */
   lms?: Lms;
-  /** Idle TTL for loads and JIT requests, in seconds; 0 means none. Default 600. */
+  /**
+   * Idle TTL for loads and JIT requests, in seconds; 0 means none. Default
+   * {@linkcode DEFAULT_MODEL_TTL_SECONDS} (600).
+   */
   ttlSeconds?: number;
   /**
    * Context length (tokens) loads ask for when the caller names none, through `lms`
@@ -111,7 +114,7 @@ export class ModelManager {
   constructor(options: ModelManagerOptions) {
     this.#client = options.client;
     this.#lms = options.lms ?? new Lms();
-    this.#ttl = options.ttlSeconds ?? 600;
+    this.#ttl = options.ttlSeconds ?? DEFAULT_MODEL_TTL_SECONDS;
     this.#defaultContextLength = options.defaultContextLength;
     this.#log = options.log ?? rootLog.child("models");
     this.#now = options.now ?? (() => Date.now());

@@ -17,13 +17,13 @@ async function withFake(
   fn: (fake: FakeLms, lms: Lms) => Promise<void>,
 ): Promise<void> {
   await using fake = await FakeLms.create(scenario);
-  await fn(fake, new Lms({ env: fake.env, log: quiet }));
+  await fn(fake, new Lms({ ...fake.lookup, log: quiet }));
 }
 
 Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reported missing", async (t) => {
   await using fake = await FakeLms.create({});
   await t.step("on PATH", async () => {
-    const lms = new Lms({ env: fake.env, log: quiet });
+    const lms = new Lms({ ...fake.lookup, log: quiet });
     assertEquals(await lms.locate(), { path: fake.path, via: "path" });
   });
   await t.step("in ~/.lmstudio/bin when PATH has none", async () => {
@@ -32,7 +32,7 @@ Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reporte
       await Deno.mkdir(`${home}/.lmstudio/bin`, { recursive: true });
       await Deno.copyFile(fake.path, `${home}/.lmstudio/bin/lms`);
       await Deno.chmod(`${home}/.lmstudio/bin/lms`, 0o755);
-      const lms = new Lms({ env: { PATH: "/nonexistent", HOME: home }, log: quiet });
+      const lms = new Lms({ searchPath: "/nonexistent", home, log: quiet });
       assertEquals(await lms.locate(), { path: `${home}/.lmstudio/bin/lms`, via: "home" });
       const status = await lms.serverStatus();
       assertEquals(status.running, true);
@@ -46,7 +46,8 @@ Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reporte
       let now = 0;
       let lookups = 0;
       const lms = new Lms({
-        env: { PATH: "/nonexistent", HOME: "/nonexistent-home" },
+        searchPath: "/nonexistent",
+        home: "/nonexistent-home",
         isFile: (path) => {
           lookups++;
           return Promise.resolve(path === "/nonexistent/lms" && now > 60_000);
@@ -224,8 +225,8 @@ Deno.test("a sandbox denial names the --allow-run flag that would allow lms", as
       await Deno.writeTextFile(
         probe,
         `import { Lms } from ${JSON.stringify(lmsModule)};\n` +
-          `const env = { PATH: "/nonexistent", HOME: ${JSON.stringify(home)} };\n` +
-          `try { await new Lms({ env }).ps(); console.log("ran"); }\n` +
+          `const lookup = { searchPath: "/nonexistent", home: ${JSON.stringify(home)} };\n` +
+          `try { await new Lms(lookup).ps(); console.log("ran"); }\n` +
           `catch (e) { console.log(JSON.stringify({ kind: e.kind, message: e.message })); }\n`,
       );
       const output = await new Deno.Command(Deno.execPath(), {
