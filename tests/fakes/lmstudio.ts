@@ -20,20 +20,15 @@
  * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
  */
 
-/** A model the fake knows about. */
-export interface FakeModel {
-  id: string;
+import type { ModelInfo } from "../../lib/lmstudio_types.ts";
+
+/**
+ * A model the fake knows about: what the client reads of a model ({@linkcode ModelInfo}), with
+ * LM Studio's own word for an embedding model; a loaded model has one instance, named by its id.
+ */
+export type FakeModel = Omit<ModelInfo, "type" | "instanceIds"> & {
   type?: "llm" | "vlm" | "embeddings";
-  state?: "loaded" | "not-loaded";
-  maxContextLength?: number;
-  loadedContextLength?: number;
-  vision?: boolean;
-  toolUse?: boolean;
-  reasoning?: boolean;
-  publisher?: string;
-  arch?: string;
-  quantization?: string;
-}
+};
 
 /** One request as the fake received it. Header names are lower case; body is parsed JSON, the raw text when it is not JSON, or undefined when empty. */
 export interface RecordedRequest {
