@@ -1,10 +1,12 @@
 import { Lms } from "../lib/lms.ts";
 import { LmsError } from "../lib/lms_errors.ts";
 import { createLogger } from "../lib/log.ts";
+import { denoSpawn, type SpawnFn } from "../lib/spawn.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
+  assertNotEquals,
   assertRejects,
   assertStringIncludes,
 } from "./assert.ts";
@@ -172,17 +174,27 @@ Deno.test("when LM Studio is not running, lms's stderr and advice are reported",
 });
 
 Deno.test("a slow lms is stopped at the timeout and a cancelled call stops at once", async () => {
-  await withFake({ delayMs: { ps: 20_000 } }, async (_f, lms) => {
-    const started = performance.now();
-    const error = await assertRejects(() => lms.ps({ timeoutMs: 300 }), LmsError, "did not finish");
-    assertEquals(error.kind, "timeout");
-    assert(performance.now() - started < 5000, "the child was killed, not waited for");
+  await using fake = await FakeLms.create({ delayMs: { ps: 60_000 } });
+  // The real spawn, recording how each child ended; `started` runs once the child is running.
+  const exits: number[] = [];
+  let started = () => {};
+  const spawn: SpawnFn = async (request) => {
+    const running = denoSpawn(request);
+    started();
+    const result = await running;
+    exits.push(result.code);
+    return result;
+  };
+  const lms = new Lms({ ...fake.lookup, spawn, log: quiet });
+  const error = await assertRejects(() => lms.ps({ timeoutMs: 300 }), LmsError, "did not finish");
+  assertEquals(error.kind, "timeout");
+  assertNotEquals(exits[0], 0, "the child was killed, not waited for");
 
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 100);
-    const cancelled = await assertRejects(() => lms.ps({ signal: controller.signal }), LmsError);
-    assertEquals(cancelled.kind, "aborted");
-  });
+  const controller = new AbortController();
+  started = () => controller.abort();
+  const cancelled = await assertRejects(() => lms.ps({ signal: controller.signal }), LmsError);
+  assertEquals(cancelled.kind, "aborted");
+  assertNotEquals(exits[1], 0, "the child was killed, not waited for");
 });
 
 Deno.test("output that is not the expected JSON is a bad_output error", async () => {
