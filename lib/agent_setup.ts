@@ -20,7 +20,7 @@ import { ToolCatalog } from "./tool_catalog.ts";
 import { noConfigFile, usableEntry } from "./config.ts";
 import { errorMessage } from "./errors.ts";
 import { clause, listNames } from "./text.ts";
-import { MAX_LISTED_MODELS } from "./lmstudio_not_found.ts";
+import { MAX_LISTED_MODELS } from "./lmstudio_errors.ts";
 
 /** The servers to use, and notes on those skipped. */
 export interface ResolvedServers {

@@ -13,8 +13,7 @@ import {
 import type { App, CommandContext } from "./app.ts";
 import { table } from "./cli.ts";
 import { lmsInstallAdvice } from "./lms.ts";
-import { sourceLabel } from "./model_errors.ts";
-import type { EnsureResult, Management } from "./model_types.ts";
+import { type EnsureResult, type Management, sourceLabel } from "./model_types.ts";
 import { ensureReport } from "./models.ts";
 import { formatBytes, plural } from "./text.ts";
 

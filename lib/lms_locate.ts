@@ -6,14 +6,16 @@
  * itself ({@linkcode pathCandidates}, {@linkcode isFile}) also tells `doctor` which launchers exist.
  */
 import { log as rootLog, type Logger } from "./log.ts";
-import { join } from "./path.ts";
+import { homeDir, join } from "./path.ts";
 
 /** Options for {@linkcode LmsLocator}; every field has a production default. */
 export interface LmsLocateOptions {
   /** Path to `lms`, skipping the lookup (tests point it at a fake). */
   command?: string;
-  /** Where PATH and HOME are read for the lookup; default: the process environment. */
-  env?: Record<string, string | undefined>;
+  /** The PATH to search; default: the process's PATH (none without --allow-env). */
+  searchPath?: string;
+  /** The home directory LM Studio installs `lms` under; default {@linkcode homeDir}. */
+  home?: string;
   /** Whether a path is an existing file; default `Deno.stat`. */
   isFile?: (path: string) => Promise<boolean>;
   /** How long a "not installed" answer is trusted before looking again; default 30 s. */
@@ -35,12 +37,12 @@ export function isFile(path: string): Promise<boolean> {
   return Deno.stat(path).then((info) => info.isFile, () => false);
 }
 
-function processEnv(): Record<string, string | undefined> {
+/** The process's PATH; undefined without --allow-env (then only the home directory is searched). */
+function processPath(): string | undefined {
   try {
-    return Deno.env.toObject();
+    return Deno.env.get("PATH");
   } catch {
-    // Without --allow-env only the explicit command path can be used.
-    return {};
+    return undefined;
   }
 }
 
@@ -50,15 +52,15 @@ function executableNames(command: string): string[] {
 }
 
 /**
- * `command` in every directory of PATH, in search order (on Windows also with `.exe` and `.cmd`).
- * `env` defaults to the process environment (empty without --allow-env).
+ * `command` in every directory of `searchPath`, in search order (on Windows also with `.exe` and
+ * `.cmd`). `searchPath` defaults to the process's PATH (none without --allow-env).
  */
 export function pathCandidates(
   command: string,
-  env: Record<string, string | undefined> = processEnv(),
+  searchPath: string | undefined = processPath(),
 ): string[] {
   const sep = Deno.build.os === "windows" ? ";" : ":";
-  return (env.PATH ?? env.Path ?? "").split(sep).filter((dir) => dir.trim() !== "")
+  return (searchPath ?? "").split(sep).filter((dir) => dir.trim() !== "")
     .flatMap((dir) => executableNames(command).map((name) => join(dir, name)));
 }
 
@@ -80,9 +82,9 @@ export class LmsLocator {
   /** The candidate paths, in search order. */
   candidates(): LmsLocation[] {
     if (this.#options.command) return [{ path: this.#options.command, via: "explicit" }];
-    const env = this.#options.env ?? processEnv();
-    const out: LmsLocation[] = pathCandidates("lms", env).map((path) => ({ path, via: "path" }));
-    const home = env.HOME ?? env.USERPROFILE;
+    const out: LmsLocation[] = pathCandidates("lms", this.#options.searchPath)
+      .map((path) => ({ path, via: "path" }));
+    const home = this.#options.home ?? homeDir();
     if (home) {
       for (
         const dir of [join(home, ".lmstudio", "bin"), join(home, ".cache", "lm-studio", "bin")]

@@ -43,36 +43,29 @@ export interface LmsServerStatus {
   port?: number;
 }
 
-const num = z.number().finite().optional().nullable().catch(undefined);
-const bool = z.boolean().optional().nullable().catch(undefined);
-const str = z.string().optional().nullable().catch(undefined);
+// Lenient fields: absent, null or of another type all read as undefined.
+const num = z.number().finite().nullish().catch(undefined).transform((v) => v ?? undefined);
+const bool = z.boolean().nullish().catch(undefined).transform((v) => v ?? undefined);
+const str = z.string().nullish().catch(undefined).transform((v) => v ?? undefined);
 
-const psEntry = z.object({
-  identifier: z.string().optional(),
+/** The fields a row of `lms ps` and of `lms ls` share. */
+const modelRow = z.object({
   modelKey: z.string().optional(),
   path: str,
   type: str,
-  status: str,
   displayName: str,
-  contextLength: num,
-  maxContextLength: num,
   sizeBytes: num,
+  maxContextLength: num,
   vision: bool,
   trainedForToolUse: bool,
+});
+const psEntry = modelRow.extend({
+  identifier: z.string().optional(),
+  status: str,
+  contextLength: num,
   ttlMs: num,
 });
-const lsEntry = z.object({
-  modelKey: z.string().optional(),
-  path: str,
-  type: str,
-  displayName: str,
-  sizeBytes: num,
-  maxContextLength: num,
-  paramsString: str,
-  architecture: str,
-  vision: bool,
-  trainedForToolUse: bool,
-});
+const lsEntry = modelRow.extend({ paramsString: str, architecture: str });
 const statusSchema = z.object({ running: z.boolean(), port: num });
 
 /** Drops undefined fields so results compare and serialise cleanly. */
@@ -97,6 +90,19 @@ function rows<S extends z.ZodType, T extends object>(
   );
 }
 
+/** What a row of either list says about its model: the type ("llm" when not said) and details. */
+function modelDetails(row: z.output<typeof modelRow>) {
+  const { type, displayName, sizeBytes, maxContextLength, vision, trainedForToolUse } = row;
+  return {
+    type: type ?? "llm",
+    displayName,
+    sizeBytes,
+    maxContextLength,
+    vision,
+    toolUse: trainedForToolUse,
+  };
+}
+
 /** `lms ps --json`: loaded instances. Entries without an identifier or model key are skipped. */
 export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
   const identifier = d.identifier ?? d.modelKey;
@@ -105,38 +111,28 @@ export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
   return {
     identifier,
     modelKey,
-    type: d.type ?? "llm",
+    ...modelDetails(d),
     status: (d.status ?? "loaded").toLowerCase(),
-    displayName: d.displayName ?? undefined,
-    contextLength: d.contextLength ?? undefined,
-    maxContextLength: d.maxContextLength ?? undefined,
-    sizeBytes: d.sizeBytes ?? undefined,
-    vision: d.vision ?? undefined,
-    toolUse: d.trainedForToolUse ?? undefined,
-    ttlMs: d.ttlMs ?? undefined,
+    contextLength: d.contextLength,
+    ttlMs: d.ttlMs,
   };
 });
 
 /** `lms ls --json`: downloaded models. Entries without a model key or path are skipped. */
 export const lsOutput: z.ZodType<DownloadedModel[]> = rows(lsEntry, (d) => {
-  const modelKey = d.modelKey ?? d.path ?? undefined;
+  const modelKey = d.modelKey ?? d.path;
   if (modelKey === undefined) return undefined;
   return {
     modelKey,
-    type: d.type ?? "llm",
-    displayName: d.displayName ?? undefined,
-    sizeBytes: d.sizeBytes ?? undefined,
-    maxContextLength: d.maxContextLength ?? undefined,
-    paramsString: d.paramsString ?? undefined,
-    architecture: d.architecture ?? undefined,
-    vision: d.vision ?? undefined,
-    toolUse: d.trainedForToolUse ?? undefined,
+    ...modelDetails(d),
+    paramsString: d.paramsString,
+    architecture: d.architecture,
   };
 });
 
 /** `lms server status --json`. */
 export const serverStatusOutput: z.ZodType<LmsServerStatus> = statusSchema.transform((status) =>
-  clean({ running: status.running, port: status.port ?? undefined })
+  clean({ running: status.running, port: status.port })
 );
 
 const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;?]*[A-Za-z]", "g");

@@ -2,8 +2,8 @@
  * The LM Studio HTTP client: the one request function for every call to LM Studio (or any
  * OpenAI-compatible server), and typed calls on top of it. Every reply is parsed as `unknown` and
  * validated with zod, leniently, because LM Studio versions, Ollama and llama.cpp differ (schemas
- * and normalisation in lmstudio_wire.ts and lmstudio_model_list.ts, errors in lmstudio_errors.ts
- * and lmstudio_not_found.ts, request and result types in lmstudio_types.ts).
+ * and normalisation in lmstudio_wire.ts, errors in lmstudio_errors.ts, request and result types in
+ * lmstudio_types.ts).
  */
 import type { z } from "zod";
 import { log as defaultLog, type Logger } from "./log.ts";
@@ -14,17 +14,14 @@ import {
   gaveUpError,
   httpError,
   LmStudioError,
-  networkError,
-  type RequestSite,
-  timeoutError,
-} from "./lmstudio_errors.ts";
-import {
   mayBeUnknownModel,
+  networkError,
   previousResponseError,
+  type RequestSite,
   restNotFoundError,
+  timeoutError,
   unknownModelError,
-} from "./lmstudio_not_found.ts";
-import { mergeModelLists, V0ModelsWire, V1ModelsWire } from "./lmstudio_model_list.ts";
+} from "./lmstudio_errors.ts";
 import type {
   ChatRequest,
   ChatResult,
@@ -45,11 +42,15 @@ import {
   embeddingResult,
   EmbeddingWire,
   LoadWire,
+  mergeModelLists,
   ModelsWire,
   parseReply,
   responseResult,
   ResponseWire,
+  V0ModelsWire,
+  V1ModelsWire,
 } from "./lmstudio_wire.ts";
+import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -63,9 +64,9 @@ export interface LmStudioClientOptions {
   baseUrl: string;
   /** Bearer token (LM_API_TOKEN). */
   token?: string;
-  /** Per-attempt timeout; default 300_000 ms. */
+  /** Per-attempt timeout; default {@linkcode DEFAULT_REQUEST_TIMEOUT_MS} (300 s). */
   timeoutMs?: number;
-  /** Retries on connection refused / 5xx / 429; default 2. */
+  /** Retries on connection refused / 5xx / 429; default {@linkcode DEFAULT_RETRIES} (2). */
   retries?: number;
   fetch?: typeof fetch;
   /** Sleeps between retries; must reject when `signal` aborts. */
@@ -115,8 +116,8 @@ export class LmStudioClient {
   constructor(options: LmStudioClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "").replace(/\/v1$/, "");
     this.#token = options.token === "" ? undefined : options.token;
-    this.#timeoutMs = options.timeoutMs ?? 300_000;
-    this.#retries = options.retries ?? 2;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;

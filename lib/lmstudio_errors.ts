@@ -1,12 +1,14 @@
 /**
  * Errors of the LM Studio client: the {@linkcode LmStudioError} class, the reading of the error
- * bodies servers send, the classification of network failures, and the messages for requests that
- * fail (unreachable, timed out, cancelled, refused, bad reply), each saying what failed and what to
- * do next. What a 404 means for a particular call is explained in lmstudio_not_found.ts.
+ * bodies servers send, the classification of network failures, the messages for requests that fail
+ * (unreachable, timed out, cancelled, refused, bad reply), and what a 404 (or a 400 blaming the
+ * model) means for the call that got it: a model the server does not know (the message names the
+ * ones it has), an endpoint or REST API the server lacks, or a `previous_response_id` it forgot.
+ * Each message says what failed and what to do next.
  */
 import { z } from "zod";
 import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
-import { clip } from "./text.ts";
+import { clip, listNames } from "./text.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -265,4 +267,143 @@ export function gaveUpError(error: LmStudioError, attempts: number): LmStudioErr
     ...carried(error),
     message: `${error.message} (gave up after ${attempts} attempts)`,
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a 404 means for the call
+
+/** How many model ids an error message lists before "and N more". */
+export const MAX_LISTED_MODELS = 20;
+
+/**
+ * The message for a model that is not there, naming the ones that are: one phrasing for every
+ * place that looks a model up (the client after a 404, the model manager in a server's model list
+ * or in `lms ls`). `WHERE has no WHAT "MODEL". WHATs available: A, B. ADVICE`, or, when there are
+ * none, `WHERE has no WHAT "MODEL": it lists no WHATs. ADVICE`.
+ */
+export function unknownModelMessage(o: {
+  /** The name asked for. */
+  model: string;
+  /** Who does not have it, as the sentence's subject: "LM Studio at http://127.0.0.1:1234". */
+  where: string;
+  /** The names it has. */
+  available: readonly string[];
+  /** What to do next when `available` names some ("Pass one of these."). */
+  advice: string;
+  /** What to do next when it names none; default `advice`. */
+  adviceWhenNone?: string;
+  /** The kind of model looked for: "model" (default), "downloaded model", "chat model"... */
+  what?: string;
+  /** Where the name came from when the caller did not give it, e.g. "DEFAULT_MODEL". */
+  namedBy?: string;
+}): string {
+  const what = o.what ?? "model";
+  const missing = `${o.where} has no ${what} "${o.model}"${
+    o.namedBy ? ` (named by ${o.namedBy})` : ""
+  }`;
+  if (o.available.length === 0) {
+    return `${missing}: it lists no ${what}s. ${o.adviceWhenNone ?? o.advice}`;
+  }
+  const kinds = `${what.charAt(0).toUpperCase()}${what.slice(1)}s`;
+  return `${missing}. ${kinds} available: ${
+    listNames(o.available, MAX_LISTED_MODELS)
+  }. ${o.advice}`;
+}
+
+/** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
+export function mayBeUnknownModel(error: LmStudioError): boolean {
+  if (error.kind === "not_found") return true;
+  const said = error.serverMessage ?? "";
+  return error.status === 400 && /model/i.test(said) &&
+    /not (found|exist)|invalid|unknown|no such/i.test(said);
+}
+
+/**
+ * What a call naming `model` should throw after `error` (see {@linkcode mayBeUnknownModel}),
+ * knowing the model `ids` the server lists: an error naming the models that exist, `error` itself
+ * when the model exists and the failure was about something else, or an error saying the server
+ * lacks the endpoint.
+ */
+export function unknownModelError(
+  error: LmStudioError,
+  o: { baseUrl: string; model: string; ids: string[] },
+): LmStudioError {
+  const { baseUrl, model, ids } = o;
+  const path = new URL(error.url).pathname;
+  const common = carried(error);
+  if (!ids.includes(model)) {
+    return new LmStudioError({
+      kind: "not_found",
+      ...common,
+      message: unknownModelMessage({
+        model,
+        where: `The server at ${baseUrl}`,
+        available: ids,
+        advice: "Pass one of these (or set DEFAULT_MODEL).",
+        adviceWhenNone: "Download one in LM Studio or with `lms get <model>`.",
+      }),
+    });
+  }
+  // The model exists, so a 400 was about something else: the server's own message says what.
+  if (error.kind !== "not_found") return error;
+  return new LmStudioError({
+    kind: "not_found",
+    ...common,
+    message:
+      `${baseUrl} has no ${path} endpoint (404${
+        error.serverMessage ? `: ${error.serverMessage}` : ""
+      }). It may be an older LM Studio or a server that does not offer it; update LM Studio ` +
+      `or use another tool.`,
+  });
+}
+
+/**
+ * A REST 404 is either "no such model/instance" or "no REST API here"; returns an error saying
+ * which (`what` is "METHOD /path", `name` the model or instance asked for), or `error` unchanged
+ * when it is not a 404.
+ */
+export function restNotFoundError(
+  error: unknown,
+  o: { baseUrl: string; what: string; name: string },
+): unknown {
+  if (!(error instanceof LmStudioError) || error.kind !== "not_found") return error;
+  const { baseUrl, what, name } = o;
+  const common = { kind: "not_found" as const, ...carried(error) };
+  const aboutModel = error.code === "model_not_found" ||
+    (error.serverMessage !== undefined && error.serverMessage.includes(name));
+  if (aboutModel) {
+    return new LmStudioError({
+      ...common,
+      message: `LM Studio at ${baseUrl} does not know "${name}"${
+        error.serverMessage ? ` (${error.serverMessage})` : ""
+      }. List models with \`lmstudio-bridge models\` or \`lms ls\`.`,
+    });
+  }
+  return new LmStudioError({
+    ...common,
+    message: `${baseUrl} does not offer LM Studio's REST API (${what} answered 404). ` +
+      "Loading models over HTTP needs LM Studio 0.4 or later; use `lms load` instead, " +
+      "or rely on just-in-time loading (name the model in a request).",
+  });
+}
+
+/**
+ * For a `/v1/responses` call that continued `previousResponseId`: an error explaining that the
+ * server does not know that id when `error` says so, else `error` unchanged.
+ */
+export function previousResponseError(error: unknown, previousResponseId?: string): unknown {
+  if (
+    error instanceof LmStudioError && previousResponseId !== undefined &&
+    (error.code === "previous_response_not_found" ||
+      /previous.?response/i.test(error.serverMessage ?? ""))
+  ) {
+    return new LmStudioError({
+      kind: error.kind,
+      ...carried(error),
+      message: `LM Studio does not know previous_response_id "${previousResponseId}" ` +
+        `(it forgets responses when it restarts, and ids from another server never match). ` +
+        `Start a new conversation by leaving previous_response_id out.`,
+    });
+  }
+  return error;
 }

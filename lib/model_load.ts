@@ -1,23 +1,33 @@
 /**
- * Making one model ready to answer, the two ways the manager has: with `lms` (use a loaded
- * instance, wait for one that is loading, else `lms load` the exact downloaded key with a TTL) and
- * with LM Studio's REST API (state from the model list, load over `/api/v1`, or rely on loading on
- * first request where the server cannot load on demand). Which way applies is the manager's call.
+ * Making one model ready to answer, and unloading it, the two ways the manager has: with `lms` (use
+ * a loaded instance, wait for one that is loading, else `lms load` the exact downloaded key with a
+ * TTL; `lms unload` each instance) and with LM Studio's REST API (state from the model list, load
+ * and unload over `/api/v1`, or rely on loading on first request where the server cannot load on
+ * demand). Which way applies is the manager's call.
  *
  * A load asks for the caller's context length, else the manager's default (capped at the model's
- * maximum when that is known), so the model is loaded with the window the bridge budgets for.
+ * maximum when that is known), so the model is loaded with the window the bridge budgets for. An
+ * unload takes every loaded instance of the model, or only the one an exact instance identifier
+ * (`qwen3-8b:2`) names; a model that is not loaded is a {@linkcode ModelError} naming the ones that
+ * are.
  */
-import { LmStudioError } from "./lmstudio_errors.ts";
+import { LmStudioError, unknownModelMessage } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
-import type { Lms } from "./lms.ts";
+import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
 import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
-import { ModelError, modelListUnreadable } from "./model_errors.ts";
-import { findInstances, findModel, sameModel } from "./model_names.ts";
-import type { EnsureResult, ModelClient, ModelSource } from "./model_types.ts";
+import { findInstances, findModel, namesModel, sameModel } from "./model_names.ts";
+import {
+  type EnsureResult,
+  type ModelClient,
+  ModelError,
+  modelListUnreadable,
+  type ModelSource,
+  type UnloadReport,
+} from "./model_types.ts";
 import { errorMessage } from "./errors.ts";
 import { listNames } from "./text.ts";
 
-/** What loading needs from the manager: its client, `lms`, clock and limits. */
+/** What loading and unloading need from the manager: its client, `lms`, clock and limits. */
 export interface LoadContext {
   client: ModelClient;
   lms: Lms;
@@ -127,9 +137,14 @@ async function downloadedModel(
     downloaded.find((m) => sameModel(model, m.modelKey));
   if (exact) return exact;
   throw new ModelError(
-    `"${model}" is not a downloaded model. Downloaded: ${
-      listNames(downloaded.map((m) => m.modelKey))
-    }. Download it with \`lms get ${model}\`, or name one of these.`,
+    unknownModelMessage({
+      model,
+      where: "LM Studio on this machine",
+      what: "downloaded model",
+      available: downloaded.map((m) => m.modelKey),
+      advice: `Download it with \`lms get ${model}\`, or name one of these.`,
+      adviceWhenNone: `Download it with \`lms get ${model}\`.`,
+    }),
     { kind: "not_found", model },
   );
 }
@@ -230,20 +245,23 @@ export async function ensureWithRest(
 function notListed(
   { model, baseUrl, list }: { model: string; baseUrl: string; list: ModelList },
 ): ModelError {
-  const names = listNames(list.models.map((m) => m.id));
-  if (list.source === "openai") {
-    return new ModelError(
-      `The server at ${baseUrl} has no model "${model}"; its model list (/v1/models) has: ` +
-        `${names}. Name one of these, or add the model to that server first (Ollama: ` +
+  const available = list.models.map((m) => m.id);
+  const message = list.source === "openai"
+    ? unknownModelMessage({
+      model,
+      where: `The server at ${baseUrl}`,
+      available,
+      advice: "Name one of these, or add the model to that server first (Ollama: " +
         `\`ollama pull ${model}\`).`,
-      { kind: "not_found", model },
-    );
-  }
-  return new ModelError(
-    `LM Studio at ${baseUrl} has no model "${model}". Models: ${names}. Download it in LM ` +
-      `Studio or with \`lms get ${model}\`.`,
-    { kind: "not_found", model },
-  );
+      adviceWhenNone: `Add the model to that server first (Ollama: \`ollama pull ${model}\`).`,
+    })
+    : unknownModelMessage({
+      model,
+      where: `LM Studio at ${baseUrl}`,
+      available,
+      advice: `Download it in LM Studio or with \`lms get ${model}\`.`,
+    });
+  return new ModelError(message, { kind: "not_found", model });
 }
 
 /** The name to send: what was asked when it names the instance exactly, else the identifier. */
@@ -255,4 +273,76 @@ function contextNote(id: string, loaded: number | undefined, wanted: number | un
   if (wanted === undefined || loaded === undefined || loaded >= wanted) return undefined;
   return `${id} is loaded with a context of ${loaded} tokens, less than the ${wanted} asked for; ` +
     "unload it and load it again to change that.";
+}
+
+/** One model to unload. */
+export interface UnloadRequest {
+  model: string;
+  signal?: AbortSignal;
+}
+
+/** Unloads with `lms unload`, one instance at a time. */
+export async function unloadWithLms(
+  lms: Lms,
+  { model, signal }: UnloadRequest,
+): Promise<UnloadReport> {
+  const instances = await lms.ps({ signal });
+  const targets = pickTargets(
+    model,
+    instances.map((i) => i.identifier),
+    findInstances(model, instances).map((i) => i.identifier),
+  );
+  if (targets.length === 0) throw notLoaded(model, instances.map((i) => i.identifier));
+  for (const identifier of targets) await lms.unload(identifier, { signal });
+  return { model, unloaded: targets, source: "lms" };
+}
+
+/** Unloads over LM Studio's REST API (0.4+); older servers and other servers cannot. */
+export async function unloadWithRest(
+  ctx: Pick<LoadContext, "client" | "ttlSeconds">,
+  { model, signal }: UnloadRequest,
+): Promise<UnloadReport> {
+  const list = await ctx.client.listModels({ signal });
+  if (list.source === "openai") {
+    throw new ModelError(
+      `Cannot unload "${model}": ${ctx.client.baseUrl} is not LM Studio (it has no ` +
+        "model-management API, and `lms` only manages LM Studio). Unload it with that server's " +
+        `own tools (Ollama: \`ollama stop ${model}\`); most such servers also unload idle models ` +
+        "by themselves.",
+      { kind: "unsupported", model },
+    );
+  }
+  if (list.source === "api/v0") {
+    throw new ModelError(
+      `Cannot unload "${model}": LM Studio at ${ctx.client.baseUrl} is older than 0.4 and has ` +
+        `no unload API, and \`lms\` is not usable here. Unload it in LM Studio's UI or with ` +
+        `\`lms unload ${model}\`; models loaded on first request are unloaded after ` +
+        `${ctx.ttlSeconds || "their"} idle seconds anyway. If \`lms\` is not installed: ` +
+        LMS_INSTALL_HINT,
+      { kind: "unsupported", model },
+    );
+  }
+  const allIds = list.models.flatMap((m) => m.instanceIds ?? []);
+  const loose = list.models.filter((m) => m.state === "loaded" && namesModel(model, m)).flatMap((
+    m,
+  ) => m.instanceIds?.length ? m.instanceIds : [m.id]);
+  const targets = pickTargets(model, allIds, loose);
+  if (targets.length === 0) {
+    throw notLoaded(model, list.models.filter((m) => m.state === "loaded").map((m) => m.id));
+  }
+  for (const id of targets) await ctx.client.unloadModel(id, { signal });
+  return { model, unloaded: targets, source: "rest-v1" };
+}
+
+/** An exact identifier (e.g. `qwen:2`) names one instance; a model name names all of them. */
+function pickTargets(model: string, allIds: string[], loose: string[]): string[] {
+  if (allIds.includes(model) && /:\d+$/.test(model)) return [model];
+  return [...new Set(loose)];
+}
+
+function notLoaded(model: string, loaded: string[]): ModelError {
+  return new ModelError(
+    `"${model}" is not loaded, so there is nothing to unload. Loaded: ${listNames(loaded)}.`,
+    { kind: "not_loaded", model },
+  );
 }

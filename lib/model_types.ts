@@ -1,13 +1,17 @@
 /**
- * What the model manager reports: how a model was made ready, the loaded and downloaded models,
- * which mechanism manages models, the status of the server and `lms`; and the client calls it
- * needs. Types only.
+ * What the model manager speaks in: how a model was made ready, the loaded and downloaded models,
+ * which mechanism manages models, the status of the server and `lms`, and the client calls it
+ * needs; {@linkcode ModelError} for what cannot be done about a model (not downloaded, not loaded,
+ * still loading after the wait, not supported by the server); and the words its reports share
+ * (where model state came from, whether a failed listing means an unreadable list).
  *
  * The reports that leave the bridge as JSON (`lms … --json`, the `structuredContent` of the
  * `lms_*` tools) have a fixed set of keys: a value that is not known is `null`, never a missing
  * key, so scripts can read them without guessing.
  */
+import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
+import { LmStudioError } from "./lmstudio_errors.ts";
 import type { LmsLocation } from "./lms_locate.ts";
 
 /**
@@ -114,4 +118,44 @@ export interface ServerStatusReport {
   ttlSeconds: number;
   /** The context length loads ask for when the caller names none; null: LM Studio's default. */
   defaultContextLength: number | null;
+}
+
+/** Why something about models cannot be done; the message says what to do. */
+export class ModelError
+  extends BridgeError<"not_found" | "not_loaded" | "timeout" | "unsupported"> {
+  override name = "ModelError";
+  readonly model: string;
+  constructor(
+    message: string,
+    details: { kind: ModelError["kind"]; model: string; cause?: unknown },
+  ) {
+    super(details.kind, message, details);
+    this.model = details.model;
+  }
+}
+
+/**
+ * Whether a failed model listing means "the server answers but gives no readable model list"
+ * (404, another HTTP error, a reply that is not a model list), as opposed to a server that does
+ * not answer, refuses the token, or a cancelled call.
+ */
+export function modelListUnreadable(error: unknown): boolean {
+  return error instanceof LmStudioError &&
+    (error.kind === "not_found" || error.kind === "http" || error.kind === "bad_response");
+}
+
+/** Where a report came from, in words: "lms", "LM Studio's REST API", "/v1/models". */
+export function sourceLabel(source: ModelSource | null): string {
+  switch (source) {
+    case "lms":
+      return "lms";
+    case "rest-v1":
+      return "LM Studio's REST API";
+    case "rest-v0":
+      return "LM Studio's REST API (v0)";
+    case "openai":
+      return "/v1/models";
+    case null:
+      return "no model list";
+  }
 }

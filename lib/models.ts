@@ -17,36 +17,41 @@
  * {@linkcode ModelManager.ensureLoaded} is called before every request that names a model, so it
  * is cheap when nothing changed: results are cached briefly and concurrent calls share one load.
  *
- * This module chooses and caches; the ways themselves are in lib/lms_manages.ts (whether `lms`
- * applies), lib/model_load.ts and lib/model_unload.ts. {@linkcode chooseModel} picks the model of a
- * generation call (`chat`, the LM Studio tools) and ensures it through the manager.
+ * This module chooses and caches; whether `lms` applies is decided in lib/lms.ts, and the ways
+ * themselves are in lib/model_load.ts. {@linkcode chooseModel} picks the model of a generation
+ * call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
 import { abortableSleep, raceAbort } from "./abort.ts";
-import { Lms } from "./lms.ts";
+import { Lms, type LmsDecision, lmsManages } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
-import { type LmsDecision, lmsManages } from "./lms_manages.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelInfo } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { modelListUnreadable } from "./model_errors.ts";
-import { ensureWithLms, ensureWithRest, listSource, type LoadContext } from "./model_load.ts";
+import {
+  ensureWithLms,
+  ensureWithRest,
+  listSource,
+  type LoadContext,
+  unloadWithLms,
+  unloadWithRest,
+} from "./model_load.ts";
 import { normalizeModelName } from "./model_names.ts";
-import type {
-  CurrentModel,
-  CurrentModels,
-  DownloadedModels,
-  DownloadedSummary,
-  EnsureReport,
-  EnsureResult,
-  Management,
-  ModelClient,
-  ModelSource,
-  ServerStatusReport,
-  UnloadReport,
+import {
+  type CurrentModel,
+  type CurrentModels,
+  type DownloadedModels,
+  type DownloadedSummary,
+  type EnsureReport,
+  type EnsureResult,
+  type Management,
+  type ModelClient,
+  modelListUnreadable,
+  type ModelSource,
+  type ServerStatusReport,
+  type UnloadReport,
 } from "./model_types.ts";
-import { unloadWithLms, unloadWithRest } from "./model_unload.ts";
-import type { Settings } from "./settings.ts";
+import { DEFAULT_MODEL_TTL_SECONDS, type Settings } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
 import { listNames } from "./text.ts";
 
@@ -55,7 +60,10 @@ export interface ModelManagerOptions {
   client: ModelClient;
   /** `lms`; default: a new {@linkcode Lms} with production defaults. */
   lms?: Lms;
-  /** Idle TTL for loads and JIT requests, in seconds; 0 means none. Default 600. */
+  /**
+   * Idle TTL for loads and JIT requests, in seconds; 0 means none. Default
+   * {@linkcode DEFAULT_MODEL_TTL_SECONDS} (600).
+   */
   ttlSeconds?: number;
   /**
    * Context length (tokens) loads ask for when the caller names none, through `lms`
@@ -106,7 +114,7 @@ export class ModelManager {
   constructor(options: ModelManagerOptions) {
     this.#client = options.client;
     this.#lms = options.lms ?? new Lms();
-    this.#ttl = options.ttlSeconds ?? 600;
+    this.#ttl = options.ttlSeconds ?? DEFAULT_MODEL_TTL_SECONDS;
     this.#defaultContextLength = options.defaultContextLength;
     this.#log = options.log ?? rootLog.child("models");
     this.#now = options.now ?? (() => Date.now());

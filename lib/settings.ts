@@ -44,6 +44,15 @@ export class SettingsError extends BridgeError<"settings"> {
   }
 }
 
+/** Per-request timeout of LM Studio HTTP calls when LMSTUDIO_TIMEOUT_MS is not set. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
+
+/** Retries of an LM Studio request when LMSTUDIO_RETRIES is not set. */
+export const DEFAULT_RETRIES = 2;
+
+/** Idle TTL (seconds) of loaded models when LMSTUDIO_MODEL_TTL is not set. */
+export const DEFAULT_MODEL_TTL_SECONDS = 600;
+
 /** The environment variable that carries the bridge's nesting depth to its children. */
 export const DEPTH_VARIABLE = "LMSTUDIO_BRIDGE_DEPTH";
 
@@ -122,9 +131,15 @@ export function resolveSettings(env: Env): Settings {
     baseUrl: resolveBaseUrl(env),
     token: nonEmpty(env, "LM_API_TOKEN"),
     defaultModel: nonEmpty(env, "DEFAULT_MODEL"),
-    requestTimeoutMs: integer(env, "LMSTUDIO_TIMEOUT_MS", 300_000, 100, 86_400_000),
-    retries: integer(env, "LMSTUDIO_RETRIES", 2, 0, 10),
-    modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", 600, 0, 604_800),
+    requestTimeoutMs: integer(
+      env,
+      "LMSTUDIO_TIMEOUT_MS",
+      DEFAULT_REQUEST_TIMEOUT_MS,
+      100,
+      86_400_000,
+    ),
+    retries: integer(env, "LMSTUDIO_RETRIES", DEFAULT_RETRIES, 0, 10),
+    modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", DEFAULT_MODEL_TTL_SECONDS, 0, 604_800),
     defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),
     mcpConnectTimeoutMs: integer(env, "MCP_CONNECT_TIMEOUT_MS", 30_000, 100, 3_600_000),

@@ -1157,7 +1157,7 @@ Deno.test("a model the bridge loads gets the context window the budget assumes",
   await withHarness(async (h) => {
     const home = await Deno.makeTempDir({ prefix: "agent_models_" });
     // No `lms` on this machine as far as the manager knows: it loads over the REST API.
-    const lms = new Lms({ env: { PATH: "/nonexistent", HOME: home }, log: quiet });
+    const lms = new Lms({ searchPath: "/nonexistent", home, log: quiet });
     const manager = new ModelManager({ client: h.client, lms, log: quiet });
     const run = (o: Partial<AgentOptions>) =>
       h.run({

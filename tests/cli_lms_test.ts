@@ -2,7 +2,7 @@ import { UsageError } from "../lib/args.ts";
 import { lmsCommand } from "../lib/cli_lms.ts";
 import { LMS_HELP } from "../lib/help.ts";
 import { LmsError } from "../lib/lms_errors.ts";
-import { ModelError } from "../lib/model_errors.ts";
+import { ModelError } from "../lib/model_types.ts";
 import { captureOutput } from "../lib/output.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";

@@ -1,10 +1,12 @@
 import { Lms } from "../lib/lms.ts";
 import { LmsError } from "../lib/lms_errors.ts";
 import { createLogger } from "../lib/log.ts";
+import { denoSpawn, type SpawnFn } from "../lib/spawn.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
+  assertNotEquals,
   assertRejects,
   assertStringIncludes,
 } from "./assert.ts";
@@ -17,13 +19,13 @@ async function withFake(
   fn: (fake: FakeLms, lms: Lms) => Promise<void>,
 ): Promise<void> {
   await using fake = await FakeLms.create(scenario);
-  await fn(fake, new Lms({ env: fake.env, log: quiet }));
+  await fn(fake, new Lms({ ...fake.lookup, log: quiet }));
 }
 
 Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reported missing", async (t) => {
   await using fake = await FakeLms.create({});
   await t.step("on PATH", async () => {
-    const lms = new Lms({ env: fake.env, log: quiet });
+    const lms = new Lms({ ...fake.lookup, log: quiet });
     assertEquals(await lms.locate(), { path: fake.path, via: "path" });
   });
   await t.step("in ~/.lmstudio/bin when PATH has none", async () => {
@@ -32,7 +34,7 @@ Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reporte
       await Deno.mkdir(`${home}/.lmstudio/bin`, { recursive: true });
       await Deno.copyFile(fake.path, `${home}/.lmstudio/bin/lms`);
       await Deno.chmod(`${home}/.lmstudio/bin/lms`, 0o755);
-      const lms = new Lms({ env: { PATH: "/nonexistent", HOME: home }, log: quiet });
+      const lms = new Lms({ searchPath: "/nonexistent", home, log: quiet });
       assertEquals(await lms.locate(), { path: `${home}/.lmstudio/bin/lms`, via: "home" });
       const status = await lms.serverStatus();
       assertEquals(status.running, true);
@@ -46,7 +48,8 @@ Deno.test("lms is found on PATH, then in LM Studio's bin directory, else reporte
       let now = 0;
       let lookups = 0;
       const lms = new Lms({
-        env: { PATH: "/nonexistent", HOME: "/nonexistent-home" },
+        searchPath: "/nonexistent",
+        home: "/nonexistent-home",
         isFile: (path) => {
           lookups++;
           return Promise.resolve(path === "/nonexistent/lms" && now > 60_000);
@@ -171,17 +174,27 @@ Deno.test("when LM Studio is not running, lms's stderr and advice are reported",
 });
 
 Deno.test("a slow lms is stopped at the timeout and a cancelled call stops at once", async () => {
-  await withFake({ delayMs: { ps: 20_000 } }, async (_f, lms) => {
-    const started = performance.now();
-    const error = await assertRejects(() => lms.ps({ timeoutMs: 300 }), LmsError, "did not finish");
-    assertEquals(error.kind, "timeout");
-    assert(performance.now() - started < 5000, "the child was killed, not waited for");
+  await using fake = await FakeLms.create({ delayMs: { ps: 60_000 } });
+  // The real spawn, recording how each child ended; `started` runs once the child is running.
+  const exits: number[] = [];
+  let started = () => {};
+  const spawn: SpawnFn = async (request) => {
+    const running = denoSpawn(request);
+    started();
+    const result = await running;
+    exits.push(result.code);
+    return result;
+  };
+  const lms = new Lms({ ...fake.lookup, spawn, log: quiet });
+  const error = await assertRejects(() => lms.ps({ timeoutMs: 300 }), LmsError, "did not finish");
+  assertEquals(error.kind, "timeout");
+  assertNotEquals(exits[0], 0, "the child was killed, not waited for");
 
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 100);
-    const cancelled = await assertRejects(() => lms.ps({ signal: controller.signal }), LmsError);
-    assertEquals(cancelled.kind, "aborted");
-  });
+  const controller = new AbortController();
+  started = () => controller.abort();
+  const cancelled = await assertRejects(() => lms.ps({ signal: controller.signal }), LmsError);
+  assertEquals(cancelled.kind, "aborted");
+  assertNotEquals(exits[1], 0, "the child was killed, not waited for");
 });
 
 Deno.test("output that is not the expected JSON is a bad_output error", async () => {
@@ -224,8 +237,8 @@ Deno.test("a sandbox denial names the --allow-run flag that would allow lms", as
       await Deno.writeTextFile(
         probe,
         `import { Lms } from ${JSON.stringify(lmsModule)};\n` +
-          `const env = { PATH: "/nonexistent", HOME: ${JSON.stringify(home)} };\n` +
-          `try { await new Lms({ env }).ps(); console.log("ran"); }\n` +
+          `const lookup = { searchPath: "/nonexistent", home: ${JSON.stringify(home)} };\n` +
+          `try { await new Lms(lookup).ps(); console.log("ran"); }\n` +
           `catch (e) { console.log(JSON.stringify({ kind: e.kind, message: e.message })); }\n`,
       );
       const output = await new Deno.Command(Deno.execPath(), {

@@ -63,7 +63,7 @@ export async function modelStack(o: ModelStackOptions = {}): Promise<ModelStack>
   if (o.closed) await server.close();
   const client = new LmStudioClient({ baseUrl: server.baseUrl, retries: 0, log: quiet });
   const lms = new Lms({
-    env: o.lms === false ? { PATH: "/nonexistent", HOME: fake.dir } : fake.env,
+    ...(o.lms === false ? { searchPath: "/nonexistent", home: fake.dir } : fake.lookup),
     log: quiet,
   });
   const models = new ModelManager({ client, lms, log: quiet, pollMs: 10, ...o.manager });

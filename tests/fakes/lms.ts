@@ -375,9 +375,9 @@ export class FakeLms {
     return fake;
   }
 
-  /** An environment for `new Lms({ env })` that finds this fake first. */
-  get env(): Record<string, string> {
-    return { PATH: `${this.binDir}:/nonexistent-bin`, HOME: this.dir };
+  /** Where `new Lms({ ...fake.lookup })` looks for `lms`, so that it finds this fake first. */
+  get lookup(): { searchPath: string; home: string } {
+    return { searchPath: `${this.binDir}:/nonexistent-bin`, home: this.dir };
   }
 
   /** Replaces the scenario (the state the next invocation sees). */

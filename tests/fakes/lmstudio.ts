@@ -20,20 +20,15 @@
  * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
  */
 
-/** A model the fake knows about. */
-export interface FakeModel {
-  id: string;
+import type { ModelInfo } from "../../lib/lmstudio_types.ts";
+
+/**
+ * A model the fake knows about: what the client reads of a model ({@linkcode ModelInfo}), with
+ * LM Studio's own word for an embedding model; a loaded model has one instance, named by its id.
+ */
+export type FakeModel = Omit<ModelInfo, "type" | "instanceIds"> & {
   type?: "llm" | "vlm" | "embeddings";
-  state?: "loaded" | "not-loaded";
-  maxContextLength?: number;
-  loadedContextLength?: number;
-  vision?: boolean;
-  toolUse?: boolean;
-  reasoning?: boolean;
-  publisher?: string;
-  arch?: string;
-  quantization?: string;
-}
+};
 
 /** One request as the fake received it. Header names are lower case; body is parsed JSON, the raw text when it is not JSON, or undefined when empty. */
 export interface RecordedRequest {
@@ -42,6 +37,12 @@ export interface RecordedRequest {
   headers: Record<string, string>;
   body: unknown;
 }
+
+/**
+ * How a delayed reply ended: its body was "sent", the client went away before it ("abandoned"), or
+ * the fake closed before it ("closed").
+ */
+export type DelayedEnd = "sent" | "abandoned" | "closed";
 
 /** A reply to play: JSON `body` (or `raw` text) with `status` (default 200), after `delayMs` (cut short when the client goes away). */
 export interface ScriptedReplyValue {
@@ -122,6 +123,7 @@ export class FakeLmStudio {
   readonly #token: string | undefined;
   readonly #queues = new Map<string, ScriptedReply[]>();
   readonly #responses = new Map<string, StoredResponse>();
+  readonly #delayedEnds = new Map<RecordedRequest, PromiseWithResolvers<DelayedEnd>>();
   readonly #closing = new AbortController();
   #responseCounter = 0;
   #chatCounter = 0;
@@ -163,6 +165,23 @@ export class FakeLmStudio {
   /** Requests received for one path. */
   requestsTo(path: string): RecordedRequest[] {
     return this.requests.filter((r) => r.path === path);
+  }
+
+  /**
+   * How the delayed reply to `request` (one of {@linkcode requests}, scripted with `delayMs`)
+   * ended; settles when it has. A client that gives up on the reply shows here as "abandoned".
+   */
+  delayedEnd(request: RecordedRequest): Promise<DelayedEnd> {
+    return this.#delayedEndOf(request).promise;
+  }
+
+  #delayedEndOf(request: RecordedRequest): PromiseWithResolvers<DelayedEnd> {
+    let end = this.#delayedEnds.get(request);
+    if (end === undefined) {
+      end = Promise.withResolvers<DelayedEnd>();
+      this.#delayedEnds.set(request, end);
+    }
+    return end;
   }
 
   /** Stops the server; delayed replies still waiting are cut short. */
@@ -228,7 +247,11 @@ export class FakeLmStudio {
     if (value.delayMs === undefined || value.delayMs <= 0) {
       return new Response(text, { status, headers });
     }
-    return new Response(this.#delayedBody(text ?? "", value.delayMs), { status, headers });
+    const end = this.#delayedEndOf(req);
+    return new Response(this.#delayedBody(text ?? "", value.delayMs, end.resolve), {
+      status,
+      headers,
+    });
   }
 
   /**
@@ -236,7 +259,11 @@ export class FakeLmStudio {
    * client that goes away cancels the stream (and its timer) without the handler having to watch
    * `request.signal`, which Deno.serve's legacy abort semantics warn about.
    */
-  #delayedBody(text: string, ms: number): ReadableStream<Uint8Array> {
+  #delayedBody(
+    text: string,
+    ms: number,
+    ended: (how: DelayedEnd) => void,
+  ): ReadableStream<Uint8Array> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let onClose: (() => void) | undefined;
     const closing = this.#closing.signal;
@@ -250,6 +277,7 @@ export class FakeLmStudio {
           stop();
           // The fake is closing: end the reply (truncated) so shutdown need not wait for the timer.
           controller.close();
+          ended("closed");
         };
         if (closing.aborted) return onClose();
         closing.addEventListener("abort", onClose, { once: true });
@@ -257,9 +285,13 @@ export class FakeLmStudio {
           stop();
           if (text !== "") controller.enqueue(new TextEncoder().encode(text));
           controller.close();
+          ended("sent");
         }, ms);
       },
-      cancel: stop,
+      cancel: () => {
+        stop();
+        ended("abandoned");
+      },
     });
   }
 

@@ -136,18 +136,19 @@ Deno.test("fake REST load and unload change model state", async () => {
 
 Deno.test("fake cuts a delayed reply short when the client goes away or the fake closes", async () => {
   const fake = await FakeLmStudio.start();
-  fake.script("/v1/models", { delayMs: 10_000, body: {} }, { delayMs: 10_000, body: {} });
+  fake.script("/v1/models", { delayMs: 60_000, body: {} }, { delayMs: 60_000, body: {} });
   const controller = new AbortController();
-  const aborted = fetch(`${fake.baseUrl}/v1/models`, { signal: controller.signal })
-    .then((r) => r.text()).catch((e: unknown) => e);
-  const waiting = fetch(`${fake.baseUrl}/v1/models`).then((r) => r.text()).catch((e: unknown) => e);
-  await new Promise((r) => setTimeout(r, 50));
+  // Each fetch resolves once its headers are in, so the fake is then holding back the body.
+  const aborted = await fetch(`${fake.baseUrl}/v1/models`, { signal: controller.signal });
+  const waiting = await fetch(`${fake.baseUrl}/v1/models`);
+  const [first, second] = fake.requestsTo("/v1/models");
+  assert(first !== undefined && second !== undefined, "both requests reached the fake");
   controller.abort();
-  await aborted;
-  const started = performance.now();
+  await aborted.text().catch((e: unknown) => e);
+  assertEquals(await fake.delayedEnd(first), "abandoned");
   await fake.close();
-  await waiting;
-  assert(performance.now() - started < 1_000, "close did not wait for the delayed reply");
+  assertEquals(await waiting.text(), "", "the reply was cut short");
+  assertEquals(await fake.delayedEnd(second), "closed");
 });
 
 Deno.test("fake runs standalone and prints its URL on stderr", async () => {
