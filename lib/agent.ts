@@ -9,28 +9,33 @@
  * crashes the loop. The conversation is kept inside the model's context window by truncating large
  * tool results and condensing the oldest ones first (tokens estimated as characters / 4).
  *
- * The loop's options and result are in agent_types.ts; its setup (servers, tools, model) in
- * agent_setup.ts, the context budget in budget.ts, the tool calls in agent_calls.ts, progress in
- * agent_progress.ts.
+ * The texts the loop writes are here too: the system prompt that tells the model how to work, and
+ * the summary of the work done that ends every answer the model did not give itself (unfinished,
+ * cancelled, failed).
+ *
+ * The loop's options, result and errors are in agent_types.ts; its setup (servers, tools, model,
+ * context window) in agent_setup.ts, the context budget in agent_budget.ts, the tool calls and
+ * progress in agent_calls.ts, traces in agent_trace.ts.
  */
 import { raceAbort } from "./abort.ts";
 import {
   assistantMessage,
   callArguments,
+  DEFAULT_HEARTBEAT_MS,
   pendingCalls,
+  ProgressReporter,
   REPEAT_LIMIT,
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
-import { AgentError, isAbort } from "./agent_errors.ts";
-import { DEFAULT_HEARTBEAT_MS, ProgressReporter } from "./agent_progress.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
-import { systemPrompt, workSummary } from "./agent_text.ts";
 import {
+  AgentError,
   type AgentOptions,
   type AgentResult,
   type AgentServices,
   DEFAULT_MAX_ROUNDS,
+  isAbort,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
@@ -41,13 +46,62 @@ import {
   planBudget,
   resultChars,
   toolOverflowMessage,
-} from "./budget.ts";
+} from "./agent_budget.ts";
 import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
 import { log as rootLog } from "./log.ts";
 import { recoverTextToolCalls } from "./text_tool_calls.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { shortJson } from "./text.ts";
+
+/** The system message: the servers whose tools the model may call and how to work with them. */
+export function systemPrompt(servers: readonly string[]): string {
+  return [
+    `You are an autonomous assistant working on a task. You can call tools of these MCP servers: ${
+      servers.join(", ")
+    }. The tools run locally on the user's machine.`,
+    "Work step by step: call tools to gather information or make changes, read their results, " +
+    "and continue until the task is done. If a tool returns an error, read it, fix the arguments " +
+    "or try another way; do not repeat a failing call unchanged.",
+    "When the task is done, reply with the final answer as plain text without calling a tool. " +
+    "The caller sees only that answer, not the tool results, so make it complete.",
+  ].join("\n");
+}
+
+/** "N tool calls: 1. name {args} -> ok ..." for answers that end without the model's own. */
+export function workSummary(records: readonly ToolCallRecord[], lastText: string): string {
+  const lines: string[] = [];
+  if (records.length === 0) lines.push("No tool calls were made.");
+  else {
+    lines.push(`Tool calls made (${records.length}):`);
+    const shown = records.slice(-30);
+    if (records.length > shown.length) {
+      lines.push(`  ... ${records.length - shown.length} earlier calls not listed`);
+    }
+    shown.forEach((r, i) => {
+      const n = records.length - shown.length + i + 1;
+      const outcome = r.ok ? "ok" : `failed: ${shortJson(r.error ?? "error", 160)}`;
+      lines.push(`  ${n}. [round ${r.round}] ${r.name} ${shortJson(r.arguments)} -> ${outcome}`);
+    });
+  }
+  if (lastText.trim() !== "") lines.push(`Last message from the model:\n${lastText.trim()}`);
+  return lines.join("\n");
+}
+
+/** The result as the `run --json` document and the autonomous tools' structured content share it. */
+export function agentResultJson(result: AgentResult): Record<string, unknown> {
+  return {
+    answer: result.answer,
+    rounds: result.rounds,
+    tool_calls: result.tool_calls,
+    usage: result.usage,
+    stopped_because: result.stopped_because,
+    model: result.model,
+    servers: result.servers,
+    notes: result.notes,
+    ...(result.error !== undefined ? { error: result.error } : {}),
+  };
+}
 
 /**
  * Why a task ended after two empty replies cut off by the token limit, and what to do: usually a

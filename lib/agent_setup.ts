@@ -4,13 +4,14 @@
  * check that the server has it, and pre-load it with the context the loop assumes. Problems that
  * leave nothing to work with throw {@linkcode AgentError}; lesser ones become notes for the caller.
  */
-import { AgentError, isAbort } from "./agent_errors.ts";
-import type {
-  AgentConfig,
-  AgentLmClient,
-  AgentModels,
-  ModelListing,
-  ToolHost,
+import {
+  type AgentConfig,
+  AgentError,
+  type AgentLmClient,
+  type AgentModels,
+  isAbort,
+  type ModelListing,
+  type ToolHost,
 } from "./agent_types.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";

@@ -2,7 +2,7 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
-import { agentOptionsFrom, runAgent } from "./agent.ts";
+import { agentOptionsFrom, agentResultJson, runAgent } from "./agent.ts";
 import type { AgentProgress, AgentResult, AgentServices } from "./agent_types.ts";
 import {
   flag,
@@ -13,9 +13,8 @@ import {
   UsageError,
 } from "./args.ts";
 import type { Output } from "./output.ts";
-import { openTraceFile, type TraceSink } from "./trace.ts";
+import { openTraceFile, type TraceSink } from "./agent_trace.ts";
 import { resolve } from "./path.ts";
-import { agentResultJson } from "./agent_text.ts";
 
 /** What `run` needs: the loop's services and settings, the output, Ctrl-C, stdin and a clock. */
 export interface RunContext extends AgentServices {

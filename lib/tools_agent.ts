@@ -4,7 +4,7 @@
  * a progressToken; a cancelled request aborts the model request and the downstream calls.
  */
 import { z } from "zod";
-import { agentOptionsFrom, runAgent } from "./agent.ts";
+import { agentOptionsFrom, agentResultJson, runAgent } from "./agent.ts";
 import {
   type AgentProgress,
   type AgentResult,
@@ -20,9 +20,8 @@ import type {
   ServerRequest,
 } from "./sdk.ts";
 import { errorResult } from "./tool_result.ts";
-import { openTraceFile, type TraceSink } from "./trace.ts";
+import { openTraceFile, type TraceSink } from "./agent_trace.ts";
 import { resolve } from "./path.ts";
-import { agentResultJson } from "./agent_text.ts";
 
 /** What the autonomous tools need: the loop's services and settings, and the heartbeat. */
 export interface AgentToolDeps extends AgentServices {

@@ -4,13 +4,19 @@
  * tools are exercised through a real SDK Client over an in-memory transport.
  */
 import { runAgent } from "../lib/agent.ts";
-import { AgentError } from "../lib/agent_errors.ts";
-import { ProgressReporter } from "../lib/agent_progress.ts";
-import type {
-  AgentLmClient,
-  AgentOptions,
-  AgentProgress,
-  AgentResult,
+import { ProgressReporter } from "../lib/agent_calls.ts";
+import {
+  memoryTrace,
+  openTraceFile,
+  TraceError,
+  type WritePermissionQuery,
+} from "../lib/agent_trace.ts";
+import {
+  AgentError,
+  type AgentLmClient,
+  type AgentOptions,
+  type AgentProgress,
+  type AgentResult,
 } from "../lib/agent_types.ts";
 import { ConfigSource } from "../lib/config.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
@@ -21,7 +27,6 @@ import { Lms } from "../lib/lms.ts";
 import { ModelManager } from "../lib/models.ts";
 import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
-import { memoryTrace, openTraceFile, TraceError, type WritePermissionQuery } from "../lib/trace.ts";
 import { registerAutonomousTools } from "../lib/tools_agent.ts";
 import {
   assert,
