@@ -49,7 +49,7 @@ import {
 } from "./agent_budget.ts";
 import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
 import { log as rootLog } from "./log.ts";
-import { recoverTextToolCalls } from "./text_tool_calls.ts";
+import { recoverTextToolCalls } from "./tool_calls.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { shortJson } from "./text.ts";

@@ -23,7 +23,7 @@ import { stableStringify } from "./json.ts";
 import type { ChatMessage, RawToolCall, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
-import { parseToolArguments } from "./tool_arguments.ts";
+import { parseToolArguments } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
