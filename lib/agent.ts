@@ -28,7 +28,13 @@ import {
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
-import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
+import {
+  buildCatalog,
+  contextWindow,
+  listServerTools,
+  prepareModel,
+  resolveServers,
+} from "./agent_setup.ts";
 import {
   AgentError,
   type AgentOptions,
@@ -40,7 +46,6 @@ import {
   type ToolCallRecord,
 } from "./agent_types.ts";
 import {
-  contextWindow,
   DEFAULT_CONTEXT_TOKENS,
   fitConversation,
   planBudget,

@@ -1,8 +1,9 @@
 /**
  * What the autonomous loop does before its first round: resolve the servers asked for (or every
- * usable one), list their tools and build the catalog offered to the model, and pick the model,
- * check that the server has it, and pre-load it with the context the loop assumes. Problems that
- * leave nothing to work with throw {@linkcode AgentError}; lesser ones become notes for the caller.
+ * usable one), list their tools and build the catalog offered to the model, pick the model, check
+ * that the server has it, pre-load it with the context the loop assumes, and find out how large its
+ * context window is. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser
+ * ones become notes for the caller.
  */
 import {
   type AgentConfig,
@@ -294,4 +295,57 @@ export async function prepareModel(o: {
     }
   }
   return { id, listing };
+}
+
+/**
+ * The context window of `model` in tokens: the loaded context length, else the smaller of the
+ * model's maximum and `fallback`, else `fallback`; a note goes to `notes` whenever it had to be
+ * assumed, saying why (the list could not be read, the model is not in it, the server does not
+ * report the context length, or the model is not loaded yet and will load on its first request
+ * with the server's default context length, which may be smaller). Reads the model list unless
+ * `listing` is given. Only an abort rejects.
+ */
+export async function contextWindow(o: {
+  client: AgentLmClient;
+  model: string;
+  fallback: number;
+  notes: string[];
+  signal: AbortSignal;
+  listing?: ModelListing;
+}): Promise<number> {
+  const { model, fallback, notes, signal } = o;
+  const listing = o.listing ?? await readModelListing(o.client, signal);
+  const assumed = (why: string, window = fallback) => {
+    notes.push(`assumed a context window of ${window} tokens for ${model} (${why})`);
+    return window;
+  };
+  if ("error" in listing) {
+    return assumed(`could not read the model list: ${clause(listing.error)}`);
+  }
+  const info = findModel(model, listing.list.models);
+  if (info === undefined) return assumed("it is not in the server's model list");
+  if (info.loadedContextLength) return info.loadedContextLength;
+  const max = info.maxContextLength;
+  const window = max ? Math.min(max, fallback) : fallback;
+  const maximum = max ? `; its maximum is ${max}` : "";
+  if (info.state === "loaded") {
+    return assumed(
+      `it is loaded, but the server does not report its context length${maximum}`,
+      window,
+    );
+  }
+  if (max) {
+    // Loaded on its first request (JIT), with whatever context the server's defaults give it.
+    return assumed(
+      `it is not loaded yet and loads on its first request with the server's default context ` +
+        `length, which may be smaller${maximum}; to be sure, load it first with ` +
+        `\`lms load ${info.id} --context-length ${window}\``,
+      window,
+    );
+  }
+  return assumed(
+    listing.list.source === "openai"
+      ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
+      : "the server does not report its context length",
+  );
 }
