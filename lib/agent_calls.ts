@@ -11,7 +11,6 @@
  * model generates or a tool runs. A consumer that throws is logged and ignored; it never stops the
  * task.
  */
-import { raceAbort } from "./abort.ts";
 import {
   type AgentProgress,
   isAbort,
@@ -324,7 +323,8 @@ export async function runCalls(
     },
   });
   try {
-    await raceAbort(Promise.all(pending.map(runOne)), o.execute.signal);
+    // The host stops a call on the signal: an abort rejects here as soon as a call sees it.
+    await Promise.all(pending.map(runOne));
   } catch (error: unknown) {
     const records = pending.map((p, i) =>
       outcomes[i] ??

@@ -5,6 +5,7 @@
  * context window is. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser
  * ones become notes for the caller.
  */
+import { raceAbort } from "./abort.ts";
 import {
   type AgentConfig,
   AgentError,
@@ -176,7 +177,7 @@ export function buildCatalog(
   return { servers, catalog };
 }
 
-/** The model picked for a task, and the server's model list as read before loading it. */
+/** The model picked for a task, the server's model list, and the model's context window. */
 export interface PreparedModel {
   /**
    * The name to send: the model manager's answer when it made the model ready, else the id the
@@ -184,7 +185,10 @@ export interface PreparedModel {
    * the name as given.
    */
   id: string;
+  /** The list as read before loading the model. */
   listing: ModelListing;
+  /** The context window the budget works with ({@linkcode contextWindow}). */
+  contextTokens: number;
 }
 
 /** The server's model list, or why it could not be read; only an abort rejects. */
@@ -238,15 +242,20 @@ function checkModelListed(o: {
  * here, before any chat request), and, with a model manager, pre-loaded with `contextLength`
  * tokens of context, the window the loop's budget assumes (a model already loaded keeps its
  * own, which the budget then reads from the server). A failed pre-load is a note, since the chat
- * request JIT-loads the model or fails with its own clear error.
+ * request JIT-loads the model or fails with its own clear error. The list is read once; only a
+ * model the manager actually loaded makes {@linkcode contextWindow} read it again, since the load
+ * changes what it says about the model.
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
   models?: AgentModels;
   model?: string;
   defaultModel?: string;
-  /** Context length for a model the bridge loads (settings.defaultContextLength). */
-  contextLength?: number;
+  /**
+   * Context length for a model the bridge loads, and the window assumed when the server does not
+   * tell (settings.defaultContextLength).
+   */
+  contextLength: number;
   notes: string[];
   signal: AbortSignal;
 }): Promise<PreparedModel> {
@@ -271,18 +280,17 @@ export async function prepareModel(o: {
     // An instance id (`qwen3-8b:2`) names one loaded instance: keep it.
     if (info !== undefined && !(info.instanceIds ?? []).includes(asked)) id = info.id;
     // A load asking for more than the model supports would fail.
-    if (contextLength !== undefined && info?.maxContextLength) {
-      contextLength = Math.min(contextLength, info.maxContextLength);
-    }
+    if (info?.maxContextLength) contextLength = Math.min(contextLength, info.maxContextLength);
   }
+  let loaded = false;
   if (o.models) {
     try {
-      const ensured = await o.models.ensureLoaded(id, {
-        signal,
-        ...(contextLength !== undefined ? { contextLength } : {}),
-      });
+      // A caller that joins a load already running for another task is not stopped by its own
+      // signal (the manager shares one load between callers): the race ends its wait.
+      const ensured = await raceAbort(o.models.ensureLoaded(id, { signal, contextLength }), signal);
       if (ensured.model?.trim()) id = ensured.model;
-      if ((ensured.via === "lms" || ensured.via === "rest") && contextLength !== undefined) {
+      loaded = ensured.via === "lms" || ensured.via === "rest";
+      if (loaded) {
         notes.push(
           `loaded ${id} with a context length of ${contextLength} tokens (LMSTUDIO_CONTEXT_LENGTH)`,
         );
@@ -294,7 +302,16 @@ export async function prepareModel(o: {
       notes.push(`could not pre-load ${id}: ${errorMessage(error)}`);
     }
   }
-  return { id, listing };
+  const contextTokens = await contextWindow({
+    client: o.client,
+    model: id,
+    fallback: o.contextLength,
+    notes,
+    signal,
+    // A load changes what the list says about the model: read it again then.
+    ...(loaded ? {} : { listing }),
+  });
+  return { id, listing, contextTokens };
 }
 
 /**

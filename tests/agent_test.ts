@@ -43,7 +43,7 @@ import {
   type RecordedRequest,
 } from "./fakes/lmstudio.ts";
 import { REPO } from "./helpers.ts";
-import { cachedEntry, REFERENCE_SERVERS } from "./fixtures/pool_support.ts";
+import { cachedEntry, REFERENCE_SERVERS, waitFor } from "./fixtures/pool_support.ts";
 
 const CHAT = "/v1/chat/completions";
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
@@ -63,7 +63,12 @@ interface Harness {
 /** A temp dir with .mcp.json (memory, filesystem, fixture, a disabled entry, the bridge itself). */
 async function withHarness(
   fn: (h: Harness) => Promise<void>,
-  o: { models?: FakeModel[]; flavor?: FakeLmStudioOptions["flavor"] } = {},
+  o: {
+    models?: FakeModel[];
+    flavor?: FakeLmStudioOptions["flavor"];
+    /** More entries for the .mcp.json. */
+    servers?: Record<string, unknown>;
+  } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
   const deno = Deno.execPath();
@@ -80,6 +85,7 @@ async function withHarness(
         bridge: { command: "lmstudio-bridge", args: ["serve"] },
         // As the README configures the bridge in Claude Code: discover-all must skip it too.
         lmstudio: { command: "deno", args: ["task", "--cwd", REPO, "start"] },
+        ...o.servers,
       },
     }),
   );
@@ -111,6 +117,22 @@ async function withHarness(
     await pool.close();
     await fake.close();
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * `promise`, or a failure naming `what` when it has not settled after 10 s: what it waits for
+ * takes milliseconds, so only a hang trips it.
+ */
+async function settlesWithin<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10_000);
+  });
+  try {
+    return await Promise.race([promise, hang]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -515,7 +537,7 @@ Deno.test("cancellation aborts the model request within 200 ms", async () => {
     while (h.fake.requestsTo(CHAT).length === 0) await new Promise((r) => setTimeout(r, 10));
     const t0 = performance.now();
     controller.abort();
-    const result = await running;
+    const result = await settlesWithin(running, "the cancelled task to end");
     const latency = performance.now() - t0;
     assertEquals(result.stopped_because, "cancelled");
     assert(latency < 200, `cancellation took ${latency.toFixed(1)} ms`);
@@ -1209,6 +1231,84 @@ Deno.test("a model the bridge loads gets the context window the budget assumes",
       await Deno.remove(home, { recursive: true });
     }
   }, { models });
+});
+
+Deno.test("the loop reads the model list once before the first chat, again only after a load", async (t) => {
+  await withHarness(async (h) => {
+    // Every read of the list asks /api/v1/models once; naming the model spares resolveModel's.
+    const reads = () => h.fake.requestsTo("/api/v1/models").length;
+    const withManager = (via: string) => ({
+      client: h.client,
+      pool: h.pool,
+      config: h.config,
+      models: { ensureLoaded: () => Promise.resolve({ via }) },
+    });
+    const cases: [string, Partial<AgentOptions>, number][] = [
+      ["without a model manager", {}, 1],
+      ["with a model manager that found it loaded", { deps: withManager("already-loaded") }, 1],
+      ["with a model manager that loaded it", { deps: withManager("rest") }, 2],
+    ];
+    for (const [label, options, expected] of cases) {
+      await t.step(label, async () => {
+        const before = reads();
+        h.fake.script(CHAT, answer("ok"));
+        const result = await h.run({ model: "qwen2.5-7b-instruct", ...options });
+        assertEquals(result.answer, "ok");
+        assertEquals(result.context_tokens, 8192);
+        assertEquals(reads() - before, expected);
+      });
+    }
+  });
+});
+
+Deno.test("cancelling before the first round stops the task at once, before any chat", async (t) => {
+  // A server that does not answer the MCP handshake until the gate file exists.
+  const gateDir = await Deno.makeTempDir({ prefix: "agent_gate_" });
+  const gate = join(gateDir, "open");
+  const silent = { command: "sh", args: ["-c", `until [ -e '${gate}' ]; do sleep 0.05; done`] };
+  await withHarness(async (h) => {
+    const cancelledRun = async (options: Partial<AgentOptions>, started: () => Promise<void>) => {
+      const controller = new AbortController();
+      const running = h.run({
+        model: "qwen2.5-7b-instruct",
+        ...options,
+        signal: controller.signal,
+      });
+      await started();
+      controller.abort();
+      const result = await settlesWithin(running, "the cancelled task to end");
+      assertEquals(result.stopped_because, "cancelled");
+      assertEquals(result.rounds, 0);
+      assertStringIncludes(result.answer, "Cancelled after 0 round(s)");
+      assertEquals(h.fake.requestsTo(CHAT).length, 0);
+    };
+    await t.step("while the model list is read", async () => {
+      await h.pool.listTools("fixture");
+      const listRequested = Promise.withResolvers<void>();
+      const listCancelled = Promise.withResolvers<void>();
+      // A model list that never arrives.
+      h.fake.script("/v1/models", () => {
+        listRequested.resolve();
+        return new Response(new ReadableStream({ cancel: () => listCancelled.resolve() }));
+      });
+      await cancelledRun({}, () => listRequested.promise);
+      // The request was given up, not left to run.
+      await settlesWithin(listCancelled.promise, "the model list request to be given up");
+    });
+    await t.step("while a server starts", async () => {
+      await cancelledRun(
+        { servers: ["silent"] },
+        () =>
+          waitFor("the silent server to be starting", async () => {
+            const { servers } = await h.pool.status();
+            return servers.find((s) => s.name === "silent")?.state === "connecting";
+          }),
+      );
+      // The server exits, so that closing the pool need not wait for its connect timeout.
+      await Deno.writeTextFile(gate, "");
+    });
+  }, { servers: { silent } });
+  await Deno.remove(gateDir, { recursive: true });
 });
 
 Deno.test("a model that will load on its first request gets a truthful context note", async () => {
