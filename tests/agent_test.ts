@@ -455,7 +455,7 @@ Deno.test("a client that resets its timeout on progress waits for a long tool ca
   await withHarness(async (h) => {
     // The fixture server is started before the clock runs: only the task's own silences count.
     await h.pool.listTools("fixture");
-    // Each task takes well over the timeout, and each silence between messages well under it.
+    // Each task takes well over the timeout, and each silence between messages a tenth of it.
     const timeout = 1000;
     const callWithTimeout = async (client: Client) => {
       const messages: string[] = [];
@@ -473,7 +473,7 @@ Deno.test("a client that resets its timeout on progress waits for a long tool ca
     await t.step("the tool reports progress: it is relayed", async () => {
       h.fake.script(
         CHAT,
-        calls({ name: "progress", arguments: { steps: 8, ms: 250 } }),
+        calls({ name: "progress", arguments: { steps: 15, ms: 100 } }),
         answer("ok"),
       );
       // No heartbeat within the test: only the relayed progress keeps the client waiting.
@@ -481,7 +481,7 @@ Deno.test("a client that resets its timeout on progress waits for a long tool ca
       try {
         const { result, messages } = await callWithTimeout(client);
         assertStringIncludes(resultText(result), "stopped_because: answer");
-        assert(messages.includes("round 1/100: progress: 8/8 step 8"), JSON.stringify(messages));
+        assert(messages.includes("round 1/100: progress: 15/15 step 15"), JSON.stringify(messages));
       } finally {
         await close();
       }
