@@ -9,44 +9,162 @@
  * crashes the loop. The conversation is kept inside the model's context window by truncating large
  * tool results and condensing the oldest ones first (tokens estimated as characters / 4).
  *
- * The loop's options and result are in agent_types.ts; its setup (servers, tools, model) in
- * agent_setup.ts, the context budget in budget.ts, the tool calls in agent_calls.ts, progress in
- * agent_progress.ts.
+ * {@linkcode runAgent} reads as its steps: `prepareTask` (servers, tools, model, context window,
+ * budget), then `runRound` (one model request and the tool calls it asks for) until a round ends
+ * the task; `TaskRun` holds what the result reports, however the task ends.
+ *
+ * The texts the loop writes are here too: the system prompt that tells the model how to work, and
+ * the summary of the work done that ends every answer the model did not give itself (unfinished,
+ * cancelled, failed).
+ *
+ * The loop's options, result and errors are in agent_types.ts; its setup (servers, tools, model,
+ * context window) in agent_setup.ts, the context budget in agent_budget.ts, the tool calls and
+ * progress in agent_calls.ts, traces in agent_trace.ts.
  */
 import { raceAbort } from "./abort.ts";
 import {
   assistantMessage,
   callArguments,
+  DEFAULT_HEARTBEAT_MS,
+  type PendingCall,
   pendingCalls,
+  ProgressReporter,
   REPEAT_LIMIT,
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
-import { AgentError, isAbort } from "./agent_errors.ts";
-import { DEFAULT_HEARTBEAT_MS, ProgressReporter } from "./agent_progress.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
-import { systemPrompt, workSummary } from "./agent_text.ts";
+import type { TraceSink } from "./agent_trace.ts";
 import {
+  AgentError,
   type AgentOptions,
   type AgentResult,
   DEFAULT_MAX_ROUNDS,
+  isAbort,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
 import {
-  contextWindow,
+  type Budget,
   DEFAULT_CONTEXT_TOKENS,
   fitConversation,
   planBudget,
   resultChars,
   toolOverflowMessage,
-} from "./budget.ts";
-import type { ChatMessage, ChatRequest, ChatResult, Usage } from "./lmstudio_types.ts";
-import { log as rootLog } from "./log.ts";
-import { recoverTextToolCalls } from "./text_tool_calls.ts";
+} from "./agent_budget.ts";
+import type {
+  ChatMessage,
+  ChatRequest,
+  ChatResult,
+  OpenAiTool,
+  RawToolCall,
+  Usage,
+} from "./lmstudio_types.ts";
+import { log as rootLog, type Logger } from "./log.ts";
+import { recoverTextToolCalls } from "./tool_calls.ts";
+import type { ToolCatalog } from "./tool_catalog.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { shortJson } from "./text.ts";
+
+/** The system message: the servers whose tools the model may call and how to work with them. */
+export function systemPrompt(servers: readonly string[]): string {
+  return [
+    `You are an autonomous assistant working on a task. You can call tools of these MCP servers: ${
+      servers.join(", ")
+    }. The tools run locally on the user's machine.`,
+    "Work step by step: call tools to gather information or make changes, read their results, " +
+    "and continue until the task is done. If a tool returns an error, read it, fix the arguments " +
+    "or try another way; do not repeat a failing call unchanged.",
+    "When the task is done, reply with the final answer as plain text without calling a tool. " +
+    "The caller sees only that answer, not the tool results, so make it complete.",
+  ].join("\n");
+}
+
+/** "N tool calls: 1. name {args} -> ok ..." for answers that end without the model's own. */
+export function workSummary(records: readonly ToolCallRecord[], lastText: string): string {
+  const lines: string[] = [];
+  if (records.length === 0) lines.push("No tool calls were made.");
+  else {
+    lines.push(`Tool calls made (${records.length}):`);
+    const shown = records.slice(-30);
+    if (records.length > shown.length) {
+      lines.push(`  ... ${records.length - shown.length} earlier calls not listed`);
+    }
+    shown.forEach((r, i) => {
+      const n = records.length - shown.length + i + 1;
+      const outcome = r.ok ? "ok" : `failed: ${shortJson(r.error ?? "error", 160)}`;
+      lines.push(`  ${n}. [round ${r.round}] ${r.name} ${shortJson(r.arguments)} -> ${outcome}`);
+    });
+  }
+  if (lastText.trim() !== "") lines.push(`Last message from the model:\n${lastText.trim()}`);
+  return lines.join("\n");
+}
+
+/** The result as the `run --json` document and the autonomous tools' structured content share it. */
+export function agentResultJson(result: AgentResult): Record<string, unknown> {
+  return {
+    answer: result.answer,
+    rounds: result.rounds,
+    tool_calls: result.tool_calls,
+    usage: result.usage,
+    stopped_because: result.stopped_because,
+    model: result.model,
+    servers: result.servers,
+    notes: result.notes,
+    ...(result.error !== undefined ? { error: result.error } : {}),
+  };
+}
+
+/** Depth at which a bridge refuses autonomous tools. */
+const MAX_DEPTH = 2;
+
+function emptyUsage(): Usage {
+  return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+}
+
+/** Throws {@linkcode AgentError} "recursion" when this bridge runs too deep to start a task. */
+function refuseNested(depth: number): void {
+  if (depth < MAX_DEPTH) return;
+  throw new AgentError(
+    "recursion",
+    `Refusing to run an autonomous task: this bridge runs at nesting depth ${depth} ` +
+      `(LMSTUDIO_BRIDGE_DEPTH=${depth}), i.e. it was started by another bridge's autonomous ` +
+      "task, which was itself started by a bridge. Run the task from the outer bridge, or " +
+      "remove the bridge from the MCP config it gives to its local model.",
+  );
+}
+
+// ---- The texts of the stops the model did not choose. Each is followed by the work summary.
+
+function maxRoundsText(rounds: number, maxRounds: number): string {
+  return `The task is unfinished: it stopped after ${rounds} rounds (max_rounds=${maxRounds}) ` +
+    "without a final answer.";
+}
+
+function timeBudgetText(budgetMs: number, rounds: number): string {
+  return `The task is unfinished: the time budget of ${(budgetMs / 1000).toFixed(1)} s ran out ` +
+    `after ${rounds} round(s).`;
+}
+
+function cancelledText(rounds: number, elapsedMs: number): string {
+  return `Cancelled after ${rounds} round(s) (${(elapsedMs / 1000).toFixed(1)} s).`;
+}
+
+function conversationOverflowText(rounds: number, contextTokens: number): string {
+  return `The task is unfinished: after ${rounds} rounds the conversation no longer fits the ` +
+    `model's context window (${contextTokens} tokens) even with earlier tool results ` +
+    "condensed. Use a model loaded with a larger context, or split the task.";
+}
+
+function modelFailedText(round: number, error: string): string {
+  return `The task failed in round ${round}: the model request failed: ${error}`;
+}
+
+function repeatedCallText(p: PendingCall): string {
+  return `Stopped: the model called ${p.name} with the same arguments ${REPEAT_LIMIT} times in ` +
+    `a row (${shortJson(callArguments(p))}), so it was not making progress.`;
+}
 
 /**
  * Why a task ended after two empty replies cut off by the token limit, and what to do: usually a
@@ -65,11 +183,400 @@ function emptyReplyCutOff(maxTokens: number | undefined, reasoning: string | und
     "tools' max_tokens parameter, or `run --max-tokens N`), or use a model that thinks less.";
 }
 
-/** Depth at which a bridge refuses autonomous tools. */
-const MAX_DEPTH = 2;
+/** What the model is told after its first empty reply. */
+function nudgeText(cutOff: boolean): string {
+  return cutOff
+    ? "Your last reply ran out of tokens before it said anything. Answer briefly now, " +
+      "or call a tool."
+    : "Your last reply was empty. Give your final answer now, or call a tool.";
+}
 
-function emptyUsage(): Usage {
-  return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+/**
+ * One task as it runs: its options, clock, signal (the caller's, or the time budget running
+ * out), progress and trace, and what its result reports however it ends; `finish`, `unfinished`
+ * and `stoppedByAbort` end it.
+ */
+class TaskRun {
+  readonly options: AgentOptions;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly started: number;
+  readonly trace: TraceSink | undefined;
+  readonly maxRounds: number;
+  readonly heartbeatMs: number;
+  /** What a model the bridge loads gets, and the window assumed when the server does not tell. */
+  readonly defaultContext: number;
+  /** Aborts on the caller's signal or when the time budget runs out. */
+  readonly signal: AbortSignal;
+  readonly progress: ProgressReporter;
+  readonly usage: Usage = emptyUsage();
+  readonly records: ToolCallRecord[] = [];
+  readonly notes: string[] = [];
+  rounds = 0;
+  model: string;
+  servers: string[] = [];
+  contextTokens: number;
+  /** The model's last non-empty text, quoted in the work summary. */
+  lastText = "";
+  readonly #userSignal: AbortSignal;
+  readonly #timeBudget = new AbortController();
+  readonly #budgetTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: AgentOptions) {
+    this.options = options;
+    this.log = options.deps.log ?? rootLog.child("agent");
+    this.now = options.deps.now ?? (() => performance.now());
+    this.started = this.now();
+    this.trace = options.trace;
+    this.maxRounds = Math.max(1, Math.floor(options.maxRounds ?? DEFAULT_MAX_ROUNDS));
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
+    this.contextTokens = this.defaultContext;
+    this.model = options.model ?? options.defaultModel ?? "";
+    this.#userSignal = options.signal ?? new AbortController().signal;
+    // The overall time budget aborts like a cancellation, but is reported as "time_budget".
+    this.#budgetTimer = options.timeBudgetMs !== undefined
+      ? setTimeout(
+        () => this.#timeBudget.abort(new DOMException("time budget exhausted", "TimeoutError")),
+        options.timeBudgetMs,
+      )
+      : undefined;
+    this.signal = AbortSignal.any([this.#userSignal, this.#timeBudget.signal]);
+    this.progress = new ProgressReporter({
+      sink: options.onProgress,
+      total: this.maxRounds,
+      info: () => ({ elapsedMs: Math.round(this.now() - this.started), usage: { ...this.usage } }),
+      log: this.log,
+    });
+  }
+
+  /** Ends the task: the result, the trace's stop event and the last progress event. */
+  finish(stopped: StopReason, answer: string, error?: string): AgentResult {
+    const result: AgentResult = {
+      answer,
+      rounds: this.rounds,
+      tool_calls: this.records,
+      usage: { ...this.usage },
+      stopped_because: stopped,
+      model: this.model,
+      servers: this.servers,
+      context_tokens: this.contextTokens,
+      notes: this.notes,
+      ...(error !== undefined ? { error } : {}),
+    };
+    this.trace?.write({
+      type: "stop",
+      stopped_because: stopped,
+      answer,
+      rounds: this.rounds,
+      usage: this.usage,
+      error,
+    });
+    this.progress.report(this.maxRounds, this.rounds, `done: ${stopped}`);
+    this.log.debug("task finished", {
+      stopped,
+      rounds: this.rounds,
+      ms: Math.round(this.now() - this.started),
+    });
+    return result;
+  }
+
+  /** Ends a task without the model's own answer: `text`, then what was done. */
+  unfinished(stopped: StopReason, text: string, error?: string): AgentResult {
+    return this.finish(stopped, `${text}\n${workSummary(this.records, this.lastText)}`, error);
+  }
+
+  /** Ends an aborted task: "time_budget" when the budget ran out, else "cancelled". */
+  stoppedByAbort(): AgentResult {
+    if (!this.#userSignal.aborted && this.#timeBudget.signal.aborted) {
+      return this.unfinished(
+        "time_budget",
+        timeBudgetText(this.options.timeBudgetMs ?? 0, this.rounds),
+      );
+    }
+    return this.unfinished("cancelled", cancelledText(this.rounds, this.now() - this.started));
+  }
+
+  /** Stops the time budget's clock. */
+  dispose(): void {
+    if (this.#budgetTimer !== undefined) clearTimeout(this.#budgetTimer);
+  }
+}
+
+/** What every round works on: the tools offered, the budget, the messages so far. */
+interface Conversation {
+  catalog: ToolCatalog;
+  tools: OpenAiTool[];
+  budget: Budget;
+  messages: ChatMessage[];
+  validator: ArgumentValidator;
+  /** Tool call ids given so far: each is unique in the conversation. */
+  usedIds: Set<string>;
+  repeats: RepeatGuard;
+  /** The model was already asked once to answer after an empty reply. */
+  nudged: boolean;
+}
+
+/**
+ * Everything before the first round: the servers, their tools and the model (both at once, so an
+ * unknown model fails the task without waiting for the servers to start), the context window,
+ * the first messages and the budget. Records servers, model, window and notes in `run`.
+ */
+async function prepareTask(run: TaskRun): Promise<Conversation> {
+  const { options, signal, notes } = run;
+  const { deps } = options;
+  // The config takes no signal: the race ends the wait on a cancellation.
+  const resolved = await raceAbort(resolveServers(options.servers, deps.config), signal);
+  run.servers = resolved.names;
+  notes.push(...resolved.notes);
+  // Both honour the signal: a cancellation rejects here at once.
+  const [listed, prepared] = await Promise.all([
+    listServerTools(deps.pool, run.servers, signal),
+    prepareModel({
+      client: deps.client,
+      models: deps.models,
+      model: options.model,
+      defaultModel: options.defaultModel,
+      contextLength: run.defaultContext,
+      notes,
+      signal,
+    }),
+  ]);
+  const { servers, catalog } = buildCatalog(listed, {
+    discover: options.servers === "all",
+    allowedTools: options.allowedTools,
+    notes,
+  });
+  run.servers = servers;
+  run.model = prepared.id;
+  run.contextTokens = prepared.contextTokens;
+
+  const tools = catalog.openaiTools;
+  const messages: ChatMessage[] = [
+    { role: "system", content: systemPrompt(servers) },
+    { role: "user", content: options.task },
+  ];
+  const budget = planBudget({
+    contextTokens: run.contextTokens,
+    maxTokens: options.maxTokens,
+    tools,
+    messages,
+  });
+  run.trace?.write({
+    type: "start",
+    task: options.task,
+    servers,
+    model: run.model,
+    context_tokens: run.contextTokens,
+    tool_tokens: budget.toolTokens,
+    tools: catalog.names,
+    notes,
+  });
+  return {
+    catalog,
+    tools,
+    budget,
+    messages,
+    validator: new ArgumentValidator(),
+    usedIds: new Set(),
+    repeats: new RepeatGuard(),
+    nudged: false,
+  };
+}
+
+/** The chat request of a round: the conversation so far and the tools. */
+function chatRequest(run: TaskRun, conversation: Conversation): ChatRequest {
+  const { options } = run;
+  return {
+    model: run.model,
+    messages: conversation.messages.map((m) => ({ ...m })),
+    tools: conversation.tools,
+    tool_choice: "auto",
+    ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
+    ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
+    ...(options.ttlSeconds !== undefined && options.ttlSeconds > 0
+      ? { ttl: options.ttlSeconds }
+      : {}),
+  };
+}
+
+/**
+ * Asks the model, with a heartbeat while it generates: its reply, or how the task ends when the
+ * request fails or is aborted.
+ */
+async function askModel(
+  run: TaskRun,
+  conversation: Conversation,
+  round: number,
+): Promise<{ reply: ChatResult } | { stopped: AgentResult }> {
+  const { trace, signal } = run;
+  run.progress.report(round - 1, round, `round ${round}/${run.maxRounds}: asking ${run.model}`);
+  const request = chatRequest(run, conversation);
+  trace?.write({ type: "request", round, body: request });
+  const asked = run.now();
+  const stopHeartbeat = run.progress.heartbeat({
+    round,
+    everyMs: run.heartbeatMs,
+    describe: () => {
+      const waited = ((run.now() - asked) / 1000).toFixed(0);
+      return `round ${round}/${run.maxRounds}: ${run.model} still generating (${waited} s)`;
+    },
+  });
+  let reply: ChatResult;
+  try {
+    reply = await run.options.deps.client.chat(request, { signal });
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) return { stopped: run.stoppedByAbort() };
+    const message = errorMessage(error);
+    trace?.write({ type: "error", round, error: message });
+    return { stopped: run.unfinished("error", modelFailedText(round, message), message) };
+  } finally {
+    stopHeartbeat();
+  }
+  trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
+  if (reply.usage) {
+    run.usage.prompt_tokens += reply.usage.prompt_tokens;
+    run.usage.completion_tokens += reply.usage.completion_tokens;
+    run.usage.total_tokens += reply.usage.total_tokens;
+  }
+  return { reply };
+}
+
+/**
+ * The text and the tool calls of a reply: the calls of the tool-call API, else calls the model
+ * printed as text (`recovered`), taken out of the text.
+ */
+function readReply(
+  reply: ChatResult,
+  catalog: ToolCatalog,
+): { text: string; calls: RawToolCall[]; recovered: boolean } {
+  if (reply.toolCalls.length > 0 || reply.content === "") {
+    return { text: reply.content, calls: reply.toolCalls, recovered: false };
+  }
+  const found = recoverTextToolCalls(reply.content, (name) => catalog.resolve(name) !== undefined);
+  if (found.calls.length === 0) return { text: reply.content, calls: [], recovered: false };
+  return { text: found.text, calls: found.calls, recovered: true };
+}
+
+/**
+ * A reply without tool calls: the answer when it has text; an empty one gets one nudge (undefined:
+ * the task goes on), a second ends the task.
+ */
+function endOrNudge(
+  run: TaskRun,
+  conversation: Conversation,
+  reply: ChatResult,
+  text: string,
+): AgentResult | undefined {
+  if (text !== "") return run.finish("answer", text);
+  const cutOff = reply.finishReason === "length";
+  if (!conversation.nudged) {
+    conversation.nudged = true;
+    conversation.messages.push({ role: "assistant", content: "" });
+    conversation.messages.push({ role: "user", content: nudgeText(cutOff) });
+    return undefined;
+  }
+  if (cutOff) {
+    return run.unfinished(
+      "error",
+      emptyReplyCutOff(run.options.maxTokens, reply.reasoning),
+      "reply cut off by max_tokens",
+    );
+  }
+  return run.unfinished("error", "The model returned no answer text twice.", "empty answer");
+}
+
+/**
+ * One round: the checks before it (abort, max_rounds, the conversation fits), one model request,
+ * and the tool calls it asks for ({@linkcode callTools}). Returns the result when the task ends in
+ * this round, undefined when it goes on.
+ */
+async function runRound(
+  run: TaskRun,
+  conversation: Conversation,
+): Promise<AgentResult | undefined> {
+  const { budget, messages, catalog } = conversation;
+  if (run.signal.aborted) return run.stoppedByAbort();
+  if (run.rounds >= run.maxRounds) {
+    return run.unfinished("max_rounds", maxRoundsText(run.rounds, run.maxRounds));
+  }
+  run.rounds += 1;
+  const round = run.rounds;
+  if (
+    !fitConversation(messages, { budget: budget.promptBudget - budget.toolTokens, log: run.log })
+  ) {
+    return run.unfinished(
+      "context_overflow",
+      conversationOverflowText(round - 1, run.contextTokens),
+    );
+  }
+
+  const asked = await askModel(run, conversation, round);
+  if ("stopped" in asked) return asked.stopped;
+  const { reply } = asked;
+  const { text, calls, recovered } = readReply(reply, catalog);
+  if (recovered) {
+    run.log.debug("recovered tool calls printed as text", { round, count: calls.length });
+  }
+  if (text !== "") run.lastText = text;
+  if (calls.length === 0) return endOrNudge(run, conversation, reply, text);
+
+  return await callTools(run, conversation, { round, text, calls, recovered });
+}
+
+/**
+ * The tool calls of a round: echoed in the conversation, checked for a model that repeats itself,
+ * run in parallel, and their results appended. Returns the result when they end the task
+ * (a repeated call, an abort), undefined when it goes on.
+ */
+async function callTools(
+  run: TaskRun,
+  conversation: Conversation,
+  o: { round: number; text: string; calls: RawToolCall[]; recovered: boolean },
+): Promise<AgentResult | undefined> {
+  const { signal, options } = run;
+  const { budget, messages, catalog } = conversation;
+  const { round, text, calls, recovered } = o;
+  const pending = pendingCalls(calls, { round, usedIds: conversation.usedIds, catalog });
+  messages.push(assistantMessage(text, pending));
+  // A model that repeats itself is not making progress.
+  for (const p of pending) {
+    if (conversation.repeats.repeated(p)) {
+      return run.unfinished("repeated_call", repeatedCallText(p));
+    }
+  }
+
+  const outcome = await runCalls(pending, {
+    round,
+    maxRounds: run.maxRounds,
+    recovered,
+    maxChars: resultChars(budget, pending.length),
+    execute: {
+      catalog,
+      validator: conversation.validator,
+      host: options.deps.pool,
+      signal,
+      timeoutMs: options.toolTimeoutMs,
+    },
+    progress: run.progress,
+    heartbeatMs: run.heartbeatMs,
+    trace: run.trace,
+    now: run.now,
+  });
+  run.records.push(...outcome.records);
+  if (outcome.failed) {
+    if (isAbort(outcome.failed.error, signal)) return run.stoppedByAbort();
+    throw outcome.failed.error;
+  }
+  pending.forEach((p, i) => {
+    messages.push({
+      role: "tool",
+      tool_call_id: p.id,
+      name: p.name,
+      content: outcome.contents[i]!,
+    });
+  });
+  return undefined;
 }
 
 /**
@@ -79,319 +586,22 @@ function emptyUsage(): Usage {
  * `stopped_because` says why it ended.
  */
 export async function runAgent(options: AgentOptions): Promise<AgentResult> {
-  const { deps } = options;
-  const log = deps.log ?? rootLog.child("agent");
-  const now = deps.now ?? (() => performance.now());
-  const started = now();
-  const trace = options.trace;
-  const maxRounds = Math.max(1, Math.floor(options.maxRounds ?? DEFAULT_MAX_ROUNDS));
-  const depth = options.depth ?? 0;
-  const userSignal = options.signal ?? new AbortController().signal;
-
-  if (depth >= MAX_DEPTH) {
-    throw new AgentError(
-      "recursion",
-      `Refusing to run an autonomous task: this bridge runs at nesting depth ${depth} ` +
-        `(LMSTUDIO_BRIDGE_DEPTH=${depth}), i.e. it was started by another bridge's autonomous ` +
-        "task, which was itself started by a bridge. Run the task from the outer bridge, or " +
-        "remove the bridge from the MCP config it gives to its local model.",
-    );
-  }
-
-  // The overall time budget aborts like a cancellation, but is reported as "time_budget".
-  const timeBudget = new AbortController();
-  const budgetTimer = options.timeBudgetMs !== undefined
-    ? setTimeout(
-      () => timeBudget.abort(new DOMException("time budget exhausted", "TimeoutError")),
-      options.timeBudgetMs,
-    )
-    : undefined;
-  const signal = AbortSignal.any([userSignal, timeBudget.signal]);
-  const usage = emptyUsage();
-  const records: ToolCallRecord[] = [];
-  const notes: string[] = [];
-  let rounds = 0;
-  let model = options.model ?? options.defaultModel ?? "";
-  // What a model the bridge loads gets, and the window assumed when the server does not tell.
-  const defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
-  let contextTokens = defaultContext;
-  let servers: string[] = [];
-  let lastText = "";
-
-  const progress = new ProgressReporter({
-    sink: options.onProgress,
-    total: maxRounds,
-    info: () => ({ elapsedMs: Math.round(now() - started), usage: { ...usage } }),
-    log,
-  });
-
-  const finish = (
-    stopped: StopReason,
-    answer: string,
-    error?: string,
-  ): AgentResult => {
-    const result: AgentResult = {
-      answer,
-      rounds,
-      tool_calls: records,
-      usage: { ...usage },
-      stopped_because: stopped,
-      model,
-      servers,
-      context_tokens: contextTokens,
-      notes,
-      ...(error !== undefined ? { error } : {}),
-    };
-    trace?.write({ type: "stop", stopped_because: stopped, answer, rounds, usage, error });
-    progress.report(maxRounds, rounds, `done: ${stopped}`);
-    log.debug("task finished", { stopped, rounds, ms: Math.round(now() - started) });
-    return result;
-  };
-
-  const stoppedByAbort = (): AgentResult => {
-    const elapsed = ((now() - started) / 1000).toFixed(1);
-    if (!userSignal.aborted && timeBudget.signal.aborted) {
-      return finish(
-        "time_budget",
-        `The task is unfinished: the time budget of ${
-          ((options.timeBudgetMs ?? 0) / 1000).toFixed(1)
-        } s ran out after ${rounds} round(s).\n${workSummary(records, lastText)}`,
-      );
-    }
-    return finish(
-      "cancelled",
-      `Cancelled after ${rounds} round(s) (${elapsed} s).\n${workSummary(records, lastText)}`,
-    );
-  };
-
+  refuseNested(options.depth ?? 0);
+  const run = new TaskRun(options);
   try {
-    // ---- Before the first round: servers, tools, model, context window.
-    const resolved = await raceAbort(resolveServers(options.servers, deps.config), signal);
-    servers = resolved.names;
-    notes.push(...resolved.notes);
-    const discover = options.servers === "all";
-
-    const toolsPromise = listServerTools(deps.pool, servers, signal);
-    const modelPromise = prepareModel({
-      client: deps.client,
-      models: deps.models,
-      model: options.model,
-      defaultModel: options.defaultModel,
-      contextLength: defaultContext,
-      notes,
-      signal,
-    });
-    // Both at once; an unknown model fails the task without waiting for the servers to start.
-    const [listed, prepared] = await raceAbort(Promise.all([toolsPromise, modelPromise]), signal);
-    const built = buildCatalog(listed, {
-      discover,
-      allowedTools: options.allowedTools,
-      notes,
-    });
-    servers = built.servers;
-    const catalog = built.catalog;
-
-    model = prepared.id;
-    contextTokens = await raceAbort(
-      contextWindow({
-        client: deps.client,
-        model,
-        fallback: defaultContext,
-        notes,
-        signal,
-        // A pre-load changes what the list says about the model: read it again then.
-        ...(deps.models ? {} : { listing: prepared.listing }),
-      }),
-      signal,
-    );
-
-    // ---- Budget.
-    const tools = catalog.openaiTools;
-    const messages: ChatMessage[] = [
-      { role: "system", content: systemPrompt(servers) },
-      { role: "user", content: options.task },
-    ];
-    const budget = planBudget({ contextTokens, maxTokens: options.maxTokens, tools, messages });
-    trace?.write({
-      type: "start",
-      task: options.task,
-      servers,
-      model,
-      context_tokens: contextTokens,
-      tool_tokens: budget.toolTokens,
-      tools: catalog.names,
-      notes,
-    });
+    const conversation = await prepareTask(run);
+    const { budget, tools } = conversation;
     if (budget.fixedTokens > budget.promptBudget) {
-      return finish("context_overflow", toolOverflowMessage(budget, tools));
+      return run.finish("context_overflow", toolOverflowMessage(budget, tools));
     }
-
-    // ---- The loop.
-    const validator = new ArgumentValidator();
-    const usedIds = new Set<string>();
-    const repeats = new RepeatGuard();
-    let nudged = false;
-    const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-
     while (true) {
-      if (signal.aborted) return stoppedByAbort();
-      if (rounds >= maxRounds) {
-        return finish(
-          "max_rounds",
-          `The task is unfinished: it stopped after ${rounds} rounds (max_rounds=${maxRounds}) ` +
-            `without a final answer.\n${workSummary(records, lastText)}`,
-        );
-      }
-      rounds += 1;
-      const round = rounds;
-
-      if (!fitConversation(messages, { budget: budget.promptBudget - budget.toolTokens, log })) {
-        return finish(
-          "context_overflow",
-          `The task is unfinished: after ${round - 1} rounds the conversation no longer fits the ` +
-            `model's context window (${contextTokens} tokens) even with earlier tool results ` +
-            `condensed. Use a model loaded with a larger context, or split the task.\n${
-              workSummary(records, lastText)
-            }`,
-        );
-      }
-
-      progress.report(round - 1, round, `round ${round}/${maxRounds}: asking ${model}`);
-      const request: ChatRequest = {
-        model,
-        messages: messages.map((m) => ({ ...m })),
-        tools,
-        tool_choice: "auto",
-        ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
-        ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
-        ...(options.ttlSeconds !== undefined && options.ttlSeconds > 0
-          ? { ttl: options.ttlSeconds }
-          : {}),
-      };
-      trace?.write({ type: "request", round, body: request });
-      const asked = now();
-      const stopHeartbeat = progress.heartbeat({
-        round,
-        everyMs: heartbeatMs,
-        describe: () => {
-          const waited = ((now() - asked) / 1000).toFixed(0);
-          return `round ${round}/${maxRounds}: ${model} still generating (${waited} s)`;
-        },
-      });
-      let reply: ChatResult;
-      try {
-        reply = await raceAbort(deps.client.chat(request, { signal }), signal);
-      } catch (error: unknown) {
-        if (isAbort(error, signal)) return stoppedByAbort();
-        trace?.write({ type: "error", round, error: errorMessage(error) });
-        return finish(
-          "error",
-          `The task failed in round ${round}: the model request failed: ${errorMessage(error)}\n${
-            workSummary(records, lastText)
-          }`,
-          errorMessage(error),
-        );
-      } finally {
-        stopHeartbeat();
-      }
-      const modelMs = Math.round(now() - asked);
-      trace?.write({ type: "response", round, ms: modelMs, body: reply });
-      if (reply.usage) {
-        usage.prompt_tokens += reply.usage.prompt_tokens;
-        usage.completion_tokens += reply.usage.completion_tokens;
-        usage.total_tokens += reply.usage.total_tokens;
-      }
-
-      let text = reply.content;
-      let calls = reply.toolCalls;
-      let recovered = false;
-      if (calls.length === 0 && text !== "") {
-        const found = recoverTextToolCalls(text, (name) => catalog.resolve(name) !== undefined);
-        if (found.calls.length > 0) {
-          calls = found.calls;
-          text = found.text;
-          recovered = true;
-          log.debug("recovered tool calls printed as text", { round, count: calls.length });
-        }
-      }
-      if (text !== "") lastText = text;
-
-      if (calls.length === 0) {
-        if (text !== "") return finish("answer", text);
-        const cutOff = reply.finishReason === "length";
-        if (!nudged) {
-          nudged = true;
-          messages.push({ role: "assistant", content: "" });
-          messages.push({
-            role: "user",
-            content: cutOff
-              ? "Your last reply ran out of tokens before it said anything. Answer briefly now, " +
-                "or call a tool."
-              : "Your last reply was empty. Give your final answer now, or call a tool.",
-          });
-          continue;
-        }
-        if (cutOff) {
-          return finish(
-            "error",
-            `${emptyReplyCutOff(options.maxTokens, reply.reasoning)}\n${
-              workSummary(records, lastText)
-            }`,
-            "reply cut off by max_tokens",
-          );
-        }
-        return finish(
-          "error",
-          `The model returned no answer text twice.\n${workSummary(records, lastText)}`,
-          "empty answer",
-        );
-      }
-
-      const pending = pendingCalls(calls, { round, usedIds, catalog });
-      messages.push(assistantMessage(text, pending));
-
-      // A model that repeats itself is not making progress.
-      for (const p of pending) {
-        if (repeats.repeated(p)) {
-          return finish(
-            "repeated_call",
-            `Stopped: the model called ${p.name} with the same arguments ${REPEAT_LIMIT} times in ` +
-              `a row (${shortJson(callArguments(p))}), so it was not making progress.\n${
-                workSummary(records, lastText)
-              }`,
-          );
-        }
-      }
-
-      const run = await runCalls(pending, {
-        round,
-        maxRounds,
-        recovered,
-        maxChars: resultChars(budget, pending.length),
-        execute: { catalog, validator, host: deps.pool, signal, timeoutMs: options.toolTimeoutMs },
-        progress,
-        heartbeatMs,
-        trace,
-        now,
-      });
-      records.push(...run.records);
-      if (run.failed) {
-        if (isAbort(run.failed.error, signal)) return stoppedByAbort();
-        throw run.failed.error;
-      }
-      pending.forEach((p, i) => {
-        messages.push({
-          role: "tool",
-          tool_call_id: p.id,
-          name: p.name,
-          content: run.contents[i]!,
-        });
-      });
+      const result = await runRound(run, conversation);
+      if (result !== undefined) return result;
     }
   } catch (error: unknown) {
-    if (isAbort(error, signal) && !(error instanceof AgentError)) return stoppedByAbort();
+    if (isAbort(error, run.signal) && !(error instanceof AgentError)) return run.stoppedByAbort();
     throw error;
   } finally {
-    if (budgetTimer !== undefined) clearTimeout(budgetTimer);
+    run.dispose();
   }
 }

@@ -4,19 +4,29 @@
  * calls in parallel (with progress and trace events), and recording their outcomes. Every failure
  * (unknown tool, unreadable arguments, arguments that do not match the schema, tool errors) becomes
  * text the model can act on.
+ *
+ * Also the loop's progress ({@linkcode ProgressReporter}): events whose `progress` increases
+ * strictly (as MCP progress notifications require), the progress of downstream tools relayed as
+ * small steps, and heartbeats that keep a caller informed (and its request timer reset) while the
+ * model generates or a tool runs. A consumer that throws is logged and ignored; it never stops the
+ * task.
  */
-import { raceAbort } from "./abort.ts";
-import { isAbort } from "./agent_errors.ts";
-import type { ProgressReporter } from "./agent_progress.ts";
-import type { ToolCallRecord, ToolHost, ToolProgress } from "./agent_types.ts";
+import {
+  type AgentProgress,
+  isAbort,
+  type ToolCallRecord,
+  type ToolHost,
+  type ToolProgress,
+} from "./agent_types.ts";
 import { stableStringify } from "./json.ts";
-import type { ChatMessage, RawToolCall } from "./lmstudio_types.ts";
+import type { ChatMessage, RawToolCall, Usage } from "./lmstudio_types.ts";
+import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
-import { parseToolArguments } from "./tool_arguments.ts";
+import { parseToolArguments } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
-import type { TraceSink } from "./trace.ts";
+import type { TraceSink } from "./agent_trace.ts";
 import { errorMessage } from "./errors.ts";
 import { shortJson } from "./text.ts";
 
@@ -313,7 +323,8 @@ export async function runCalls(
     },
   });
   try {
-    await raceAbort(Promise.all(pending.map(runOne)), o.execute.signal);
+    // The host stops a call on the signal: an abort rejects here as soon as a call sees it.
+    await Promise.all(pending.map(runOne));
   } catch (error: unknown) {
     const records = pending.map((p, i) =>
       outcomes[i] ??
@@ -324,4 +335,95 @@ export async function runCalls(
     stopHeartbeat();
   }
   return { records: outcomes.map((r) => r!), contents };
+}
+
+/**
+ * Longest silence, in milliseconds, while the model generates or a tool runs, when the caller
+ * does not say: a heartbeat goes out after this long without any other event.
+ */
+export const DEFAULT_HEARTBEAT_MS = 10_000;
+
+/** Values are rounded to this many decimals: small enough for a million steps per round. */
+const SCALE = 1_000_000;
+const MIN_STEP = 1 / SCALE;
+/** The usual size of a small step (heartbeats, relayed progress). */
+const STEP = 0.001;
+
+function rounded(value: number): number {
+  return Math.round(value * SCALE) / SCALE;
+}
+
+/** A heartbeat's timer, restarted by every event. */
+interface Beat {
+  restart(): void;
+}
+
+/** Monotonic progress: every value is larger than the one before. */
+export class ProgressReporter {
+  #last = -1;
+  #sink: ((event: AgentProgress) => void) | undefined;
+  #total: number;
+  #info: () => { elapsedMs: number; usage: Usage };
+  #log: Logger;
+  #beats = new Set<Beat>();
+
+  /** `sink` gets the events (none are made without one); `info` adds elapsed time and usage. */
+  constructor(options: {
+    sink: ((event: AgentProgress) => void) | undefined;
+    total: number;
+    info: () => { elapsedMs: number; usage: Usage };
+    log: Logger;
+  }) {
+    this.#sink = options.sink;
+    this.#total = options.total;
+    this.#info = options.info;
+    this.#log = options.log;
+  }
+
+  /** Reports `target`, or a little more than the last value when `target` is not larger. */
+  report(target: number, round: number, message: string, tool?: string): void {
+    if (!this.#sink) return;
+    // Targets read well with three decimals; small steps need the finer scale.
+    const value = rounded(Math.max(Math.round(target * 1000) / 1000, this.#last + MIN_STEP));
+    this.#last = value;
+    for (const beat of this.#beats) beat.restart();
+    try {
+      this.#sink({ progress: value, total: this.#total, message, round, tool, ...this.#info() });
+    } catch (error: unknown) {
+      // A broken progress consumer must not stop the task.
+      this.#log.debug("progress callback failed", { error: errorMessage(error) });
+    }
+  }
+
+  /**
+   * A small step forward (heartbeats, a downstream tool's progress). Steps of round `round` stay
+   * below `round`, where the next round starts, by shrinking as they approach it.
+   */
+  bump(round: number, message: string, tool?: string): void {
+    const gap = round - this.#last;
+    const step = gap > 2 * STEP ? STEP : Math.max(MIN_STEP, gap / 2);
+    this.report(this.#last + step, round, message, tool);
+  }
+
+  /**
+   * Bumps with `describe()` as message whenever `everyMs` pass without any event, until the
+   * returned function is called. Events of any kind (a tool's own progress, other calls) restart
+   * the wait, so a caller hears something at least every `everyMs`.
+   */
+  heartbeat(o: { round: number; everyMs: number; describe: () => string }): () => void {
+    if (!this.#sink) return () => {};
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const beat: Beat = {
+      restart: () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => this.bump(o.round, o.describe()), o.everyMs);
+      },
+    };
+    this.#beats.add(beat);
+    beat.restart();
+    return () => {
+      this.#beats.delete(beat);
+      clearTimeout(timer);
+    };
+  }
 }

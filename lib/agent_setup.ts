@@ -1,16 +1,19 @@
 /**
  * What the autonomous loop does before its first round: resolve the servers asked for (or every
- * usable one), list their tools and build the catalog offered to the model, and pick the model,
- * check that the server has it, and pre-load it with the context the loop assumes. Problems that
- * leave nothing to work with throw {@linkcode AgentError}; lesser ones become notes for the caller.
+ * usable one), list their tools and build the catalog offered to the model, pick the model, check
+ * that the server has it, pre-load it with the context the loop assumes, and find out how large its
+ * context window is. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser
+ * ones become notes for the caller.
  */
-import { AgentError, isAbort } from "./agent_errors.ts";
-import type {
-  AgentConfig,
-  AgentLmClient,
-  AgentModels,
-  ModelListing,
-  ToolHost,
+import { raceAbort } from "./abort.ts";
+import {
+  type AgentConfig,
+  AgentError,
+  type AgentLmClient,
+  type AgentModels,
+  isAbort,
+  type ModelListing,
+  type ToolHost,
 } from "./agent_types.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
@@ -174,7 +177,7 @@ export function buildCatalog(
   return { servers, catalog };
 }
 
-/** The model picked for a task, and the server's model list as read before loading it. */
+/** The model picked for a task, the server's model list, and the model's context window. */
 export interface PreparedModel {
   /**
    * The name to send: the model manager's answer when it made the model ready, else the id the
@@ -182,7 +185,10 @@ export interface PreparedModel {
    * the name as given.
    */
   id: string;
+  /** The list as read before loading the model. */
   listing: ModelListing;
+  /** The context window the budget works with ({@linkcode contextWindow}). */
+  contextTokens: number;
 }
 
 /** The server's model list, or why it could not be read; only an abort rejects. */
@@ -236,15 +242,20 @@ function checkModelListed(o: {
  * here, before any chat request), and, with a model manager, pre-loaded with `contextLength`
  * tokens of context, the window the loop's budget assumes (a model already loaded keeps its
  * own, which the budget then reads from the server). A failed pre-load is a note, since the chat
- * request JIT-loads the model or fails with its own clear error.
+ * request JIT-loads the model or fails with its own clear error. The list is read once; only a
+ * model the manager actually loaded makes {@linkcode contextWindow} read it again, since the load
+ * changes what it says about the model.
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
   models?: AgentModels;
   model?: string;
   defaultModel?: string;
-  /** Context length for a model the bridge loads (settings.defaultContextLength). */
-  contextLength?: number;
+  /**
+   * Context length for a model the bridge loads, and the window assumed when the server does not
+   * tell (settings.defaultContextLength).
+   */
+  contextLength: number;
   notes: string[];
   signal: AbortSignal;
 }): Promise<PreparedModel> {
@@ -269,18 +280,17 @@ export async function prepareModel(o: {
     // An instance id (`qwen3-8b:2`) names one loaded instance: keep it.
     if (info !== undefined && !(info.instanceIds ?? []).includes(asked)) id = info.id;
     // A load asking for more than the model supports would fail.
-    if (contextLength !== undefined && info?.maxContextLength) {
-      contextLength = Math.min(contextLength, info.maxContextLength);
-    }
+    if (info?.maxContextLength) contextLength = Math.min(contextLength, info.maxContextLength);
   }
+  let loaded = false;
   if (o.models) {
     try {
-      const ensured = await o.models.ensureLoaded(id, {
-        signal,
-        ...(contextLength !== undefined ? { contextLength } : {}),
-      });
+      // A caller that joins a load already running for another task is not stopped by its own
+      // signal (the manager shares one load between callers): the race ends its wait.
+      const ensured = await raceAbort(o.models.ensureLoaded(id, { signal, contextLength }), signal);
       if (ensured.model?.trim()) id = ensured.model;
-      if ((ensured.via === "lms" || ensured.via === "rest") && contextLength !== undefined) {
+      loaded = ensured.via === "lms" || ensured.via === "rest";
+      if (loaded) {
         notes.push(
           `loaded ${id} with a context length of ${contextLength} tokens (LMSTUDIO_CONTEXT_LENGTH)`,
         );
@@ -292,5 +302,67 @@ export async function prepareModel(o: {
       notes.push(`could not pre-load ${id}: ${errorMessage(error)}`);
     }
   }
-  return { id, listing };
+  const contextTokens = await contextWindow({
+    client: o.client,
+    model: id,
+    fallback: o.contextLength,
+    notes,
+    signal,
+    // A load changes what the list says about the model: read it again then.
+    ...(loaded ? {} : { listing }),
+  });
+  return { id, listing, contextTokens };
+}
+
+/**
+ * The context window of `model` in tokens: the loaded context length, else the smaller of the
+ * model's maximum and `fallback`, else `fallback`; a note goes to `notes` whenever it had to be
+ * assumed, saying why (the list could not be read, the model is not in it, the server does not
+ * report the context length, or the model is not loaded yet and will load on its first request
+ * with the server's default context length, which may be smaller). Reads the model list unless
+ * `listing` is given. Only an abort rejects.
+ */
+export async function contextWindow(o: {
+  client: AgentLmClient;
+  model: string;
+  fallback: number;
+  notes: string[];
+  signal: AbortSignal;
+  listing?: ModelListing;
+}): Promise<number> {
+  const { model, fallback, notes, signal } = o;
+  const listing = o.listing ?? await readModelListing(o.client, signal);
+  const assumed = (why: string, window = fallback) => {
+    notes.push(`assumed a context window of ${window} tokens for ${model} (${why})`);
+    return window;
+  };
+  if ("error" in listing) {
+    return assumed(`could not read the model list: ${clause(listing.error)}`);
+  }
+  const info = findModel(model, listing.list.models);
+  if (info === undefined) return assumed("it is not in the server's model list");
+  if (info.loadedContextLength) return info.loadedContextLength;
+  const max = info.maxContextLength;
+  const window = max ? Math.min(max, fallback) : fallback;
+  const maximum = max ? `; its maximum is ${max}` : "";
+  if (info.state === "loaded") {
+    return assumed(
+      `it is loaded, but the server does not report its context length${maximum}`,
+      window,
+    );
+  }
+  if (max) {
+    // Loaded on its first request (JIT), with whatever context the server's defaults give it.
+    return assumed(
+      `it is not loaded yet and loads on its first request with the server's default context ` +
+        `length, which may be smaller${maximum}; to be sure, load it first with ` +
+        `\`lms load ${info.id} --context-length ${window}\``,
+      window,
+    );
+  }
+  return assumed(
+    listing.list.source === "openai"
+      ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
+      : "the server does not report its context length",
+  );
 }

@@ -1,17 +1,36 @@
 /**
  * The contract of the autonomous loop ({@linkcode runAgent} in agent.ts): what it needs from the
  * MCP pool, the LM Studio client, the config and the model manager; its options and their
- * defaults; the progress events it sends; and the result that says how and why it stopped.
+ * defaults; the progress events it sends; the result that says how and why it stopped; and how it
+ * fails: {@linkcode AgentError} for a task that cannot start (recursion guard, unknown servers, no
+ * tools, a model the server does not have), and {@linkcode isAbort} to tell a cancellation or an
+ * exhausted time budget from a real failure.
  */
 import type { ConfigSource } from "./config.ts";
+import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ModelList, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
-import type { TraceSink } from "./trace.ts";
+import type { TraceSink } from "./agent_trace.ts";
 
 /** Rounds allowed when the caller does not say. */
 export const DEFAULT_MAX_ROUNDS = 100;
+
+/**
+ * Why a task could not start: recursion, unknown servers, no tools, unknown model. The message says
+ * what to do.
+ */
+export class AgentError extends BridgeError<"recursion" | "servers" | "tools" | "model"> {
+  override name = "AgentError";
+}
+
+/** True when `signal` fired or `error` is an abort (an AbortError, or of kind "aborted"). */
+export function isAbort(error: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted) return true;
+  return error instanceof Error && (error.name === "AbortError" ||
+    (error as { kind?: unknown }).kind === "aborted");
+}
 
 /** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */
 export interface ToolHost {

@@ -12,7 +12,7 @@ import {
   stringOption,
   UsageError,
 } from "./args.ts";
-import { agentResultJson } from "./agent_text.ts";
+import { agentResultJson } from "./agent.ts";
 import { type AgentApp, runTask } from "./server_agent.ts";
 
 const OPTIONS = {

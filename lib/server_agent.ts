@@ -5,7 +5,7 @@
  * {@linkcode runTask}, the way from the app into the loop that the `run` command shares.
  */
 import { z } from "zod";
-import { runAgent } from "./agent.ts";
+import { agentResultJson, runAgent } from "./agent.ts";
 import {
   type AgentLmClient,
   type AgentModels,
@@ -14,7 +14,6 @@ import {
   type AgentResult,
   DEFAULT_MAX_ROUNDS,
 } from "./agent_types.ts";
-import { agentResultJson } from "./agent_text.ts";
 import type { App } from "./app.ts";
 import type {
   CallToolResult,
@@ -25,7 +24,7 @@ import type {
 } from "./sdk.ts";
 import { errorResult } from "./server_result.ts";
 import type { Settings } from "./settings.ts";
-import { openTraceFile, type WritePermissionQuery } from "./trace.ts";
+import { openTraceFile, type WritePermissionQuery } from "./agent_trace.ts";
 import { resolve } from "./path.ts";
 
 /**

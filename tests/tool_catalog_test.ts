@@ -1,6 +1,10 @@
 import type { Tool } from "../lib/sdk.ts";
-import { ToolCatalog } from "../lib/tool_catalog.ts";
-import { globToRegExp, sanitizeToolName, TOOL_NAME_PATTERN } from "../lib/tool_names.ts";
+import {
+  globToRegExp,
+  sanitizeToolName,
+  TOOL_NAME_PATTERN,
+  ToolCatalog,
+} from "../lib/tool_catalog.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 
 function tool(name: string, inputSchema: Record<string, unknown> = {}, description = ""): Tool {

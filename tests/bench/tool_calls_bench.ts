@@ -4,7 +4,7 @@
  * printed as text, including the common case of an answer that holds none.
  */
 import type { Tool } from "../../lib/sdk.ts";
-import { recoverTextToolCalls } from "../../lib/text_tool_calls.ts";
+import { recoverTextToolCalls } from "../../lib/tool_calls.ts";
 import { ToolCatalog } from "../../lib/tool_catalog.ts";
 import { cleanToolSchema } from "../../lib/tool_schema.ts";
 import { check } from "./support.ts";

@@ -1,4 +1,4 @@
-import { fitConversation } from "../lib/budget.ts";
+import { fitConversation } from "../lib/agent_budget.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import { assertEquals, assertStringIncludes } from "./assert.ts";
 

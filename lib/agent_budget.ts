@@ -1,16 +1,12 @@
 /**
- * The context budget of the autonomous loop: how large the model's context window is, how it is
- * shared between tool definitions, the conversation and the reply, how much room each tool result
- * gets, and how the conversation is condensed to stay inside it. Tokens are estimated as
- * characters / 4.
+ * The context budget of the autonomous loop: how the model's context window (read in
+ * agent_setup.ts) is shared between tool definitions, the conversation and the reply, how much room
+ * each tool result gets, and how the conversation is condensed to stay inside it. Pure arithmetic:
+ * no I/O. Tokens are estimated as characters / 4.
  */
-import { readModelListing } from "./agent_setup.ts";
-import type { AgentLmClient, ModelListing } from "./agent_types.ts";
 import type { ChatMessage, OpenAiTool } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import { findModel } from "./model_names.ts";
 import { CHARS_PER_TOKEN, estimateTokens, truncateText } from "./tool_output.ts";
-import { clause } from "./text.ts";
 
 /** Context window assumed when neither the caller nor the server says. */
 export const DEFAULT_CONTEXT_TOKENS = 8192;
@@ -36,59 +32,6 @@ function messageTokens(message: ChatMessage): number {
 /** Estimated tokens of a conversation, message overhead included. */
 function conversationTokens(messages: readonly ChatMessage[]): number {
   return messages.reduce((sum, m) => sum + messageTokens(m), 0);
-}
-
-/**
- * The context window of `model` in tokens: the loaded context length, else the smaller of the
- * model's maximum and `fallback`, else `fallback`; a note goes to `notes` whenever it had to be
- * assumed, saying why (the list could not be read, the model is not in it, the server does not
- * report the context length, or the model is not loaded yet and will load on its first request
- * with the server's default context length, which may be smaller). Reads the model list unless
- * `listing` is given. Only an abort rejects.
- */
-export async function contextWindow(o: {
-  client: AgentLmClient;
-  model: string;
-  fallback: number;
-  notes: string[];
-  signal: AbortSignal;
-  listing?: ModelListing;
-}): Promise<number> {
-  const { model, fallback, notes, signal } = o;
-  const listing = o.listing ?? await readModelListing(o.client, signal);
-  const assumed = (why: string, window = fallback) => {
-    notes.push(`assumed a context window of ${window} tokens for ${model} (${why})`);
-    return window;
-  };
-  if ("error" in listing) {
-    return assumed(`could not read the model list: ${clause(listing.error)}`);
-  }
-  const info = findModel(model, listing.list.models);
-  if (info === undefined) return assumed("it is not in the server's model list");
-  if (info.loadedContextLength) return info.loadedContextLength;
-  const max = info.maxContextLength;
-  const window = max ? Math.min(max, fallback) : fallback;
-  const maximum = max ? `; its maximum is ${max}` : "";
-  if (info.state === "loaded") {
-    return assumed(
-      `it is loaded, but the server does not report its context length${maximum}`,
-      window,
-    );
-  }
-  if (max) {
-    // Loaded on its first request (JIT), with whatever context the server's defaults give it.
-    return assumed(
-      `it is not loaded yet and loads on its first request with the server's default context ` +
-        `length, which may be smaller${maximum}; to be sure, load it first with ` +
-        `\`lms load ${info.id} --context-length ${window}\``,
-      window,
-    );
-  }
-  return assumed(
-    listing.list.source === "openai"
-      ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
-      : "the server does not report its context length",
-  );
 }
 
 /** How a context window is shared, in tokens. */
@@ -206,7 +149,10 @@ export function fitConversation(
       const over = total - options.budget;
       for (const { m, i } of tail) {
         const content = m.content as string;
-        const keep = Math.max(400, content.length - Math.ceil(over * 4 / tail.length) - 200);
+        const keep = Math.max(
+          400,
+          content.length - Math.ceil(over * CHARS_PER_TOKEN / tail.length) - 200,
+        );
         condense(i, truncateText(content, keep).text);
       }
     }
