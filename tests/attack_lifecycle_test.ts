@@ -4,8 +4,7 @@
  * process left behind.
  */
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import type { RecordedRequest } from "./fakes/lmstudio.ts";
-import { answer, ProgrammableModel, toolCalls } from "./fixtures/attack_model.ts";
+import { answer, lastToolMessage, ProgrammableModel, toolCalls } from "./fixtures/attack_model.ts";
 import {
   attackEntry,
   commandLine,
@@ -21,10 +20,6 @@ import {
 } from "./fixtures/attack_support.ts";
 import { waitFor } from "./fixtures/pool_support.ts";
 
-const toolTold = (req: RecordedRequest): string | undefined =>
-  ((req.body as { messages?: { role: string; content: unknown }[] }).messages ?? [])
-    .filter((m) => m.role === "tool").map((m) => String(m.content)).at(-1);
-
 Deno.test("an idle close (MCP_IDLE_MS=100) never closes a server under a running 1.5 s call", async () => {
   await using model = await ProgrammableModel.start();
   await using project = await tempProject();
@@ -32,7 +27,7 @@ Deno.test("an idle close (MCP_IDLE_MS=100) never closes a server under a running
   await project.write({ a: attackEntry(["--starts", starts]) });
   await using serve = await startServe(project.dir, model.baseUrl, { MCP_IDLE_MS: "100" });
   model.play((req) => {
-    const told = toolTold(req);
+    const told = lastToolMessage(req);
     return told === undefined
       ? toolCalls({ name: "slow", arguments: { ms: 1500 } })
       : answer(`told: ${told}`);

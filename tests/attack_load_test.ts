@@ -4,8 +4,13 @@
  * crashing tool interleaved.
  */
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import type { RecordedRequest } from "./fakes/lmstudio.ts";
-import { answer, ProgrammableModel, toolCalls } from "./fixtures/attack_model.ts";
+import {
+  answer,
+  lastToolMessage as lastTool,
+  ProgrammableModel,
+  taskOf,
+  toolCalls,
+} from "./fixtures/attack_model.ts";
 import {
   attackEntry,
   descendants,
@@ -18,26 +23,6 @@ import {
   survivors,
   tempProject,
 } from "./fixtures/attack_support.ts";
-
-interface Message {
-  role: string;
-  content: unknown;
-}
-
-function messagesOf(req: RecordedRequest): Message[] {
-  return (req.body as { messages?: Message[] }).messages ?? [];
-}
-
-/** The user's task text of a chat request. */
-function taskOf(req: RecordedRequest): string {
-  return String(messagesOf(req).find((m) => m.role === "user")?.content ?? "");
-}
-
-/** The last tool message of a chat request, if any. */
-function lastTool(req: RecordedRequest): string | undefined {
-  const tools = messagesOf(req).filter((m) => m.role === "tool");
-  return tools.length > 0 ? String(tools.at(-1)!.content) : undefined;
-}
 
 /** A model that calls `marker` with its task's text, then answers with what the tool said. */
 function markerModel(model: ProgrammableModel): void {

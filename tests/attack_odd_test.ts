@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "./assert.ts";
 import type { RecordedRequest } from "./fakes/lmstudio.ts";
-import { answer, ProgrammableModel, toolCalls } from "./fixtures/attack_model.ts";
+import { answer, ProgrammableModel, toolCalls, toolMessages } from "./fixtures/attack_model.ts";
 import { ODD_NAMES } from "./fixtures/attack_server.ts";
 import {
   attackEntry,
@@ -22,10 +22,6 @@ interface OfferedTool {
 }
 const offered = (req: RecordedRequest): OfferedTool[] =>
   (req.body as { tools?: OfferedTool[] }).tools ?? [];
-const toolContents = (req: RecordedRequest): string[] =>
-  ((req.body as { messages?: { role: string; content: unknown }[] }).messages ?? [])
-    .filter((m) => m.role === "tool").map((m) => String(m.content));
-
 Deno.test("odd but valid tools: all 11 odd names and schemas are offered and callable, duplicates and a burst of 200 notifications, logs and requests break nothing", async () => {
   // The 200 kB description alone is ~52,000 tokens: a model loaded with a 256k context.
   await using model = await ProgrammableModel.start({
@@ -53,11 +49,11 @@ Deno.test("odd but valid tools: all 11 odd names and schemas are offered and cal
       return toolCalls(...names.map((name) => ({ name, arguments: {} })));
     }
     if (n === 1) {
-      told = toolContents(req);
+      told = toolMessages(req);
       return toolCalls({ name: "burst", arguments: { n: 200 } });
     }
     if (n === 2) return toolCalls({ name: "echo", arguments: { text: "still fine" } });
-    return answer(`last: ${toolContents(req).at(-1)}`);
+    return answer(`last: ${toolMessages(req).at(-1)}`);
   });
   const r = await serve.call("autonomous_with_mcp", { mcp_name: "odd", task: "call them all" });
   const ran = (await Deno.readTextFile(calls).catch(() => "")).trim().split("\n");
@@ -101,9 +97,9 @@ Deno.test({
     await using project = await tempProject({ bad: attackEntry(["--bad-schema"]) });
     await using serve = await startServe(project.dir, model.baseUrl);
     model.play((req) =>
-      toolContents(req).length === 0
+      toolMessages(req).length === 0
         ? toolCalls({ name: "echo", arguments: { text: "usable" } })
-        : answer(`got ${toolContents(req)[0]}`)
+        : answer(`got ${toolMessages(req)[0]}`)
     );
     const r = await serve.call("autonomous_with_mcp", { mcp_name: "bad", task: "echo" });
     assertEquals(resultText(r).split("\n")[0], "got usable");
@@ -111,6 +107,7 @@ Deno.test({
 });
 
 /** ESC, BEL and the C1 CSI (raw, or escaped in JSON text): what makes a terminal act. */
+// deno-lint-ignore no-control-regex
 const CONTROL = /[\x1b\x07\x9b]|\\u001b|\\u0007|\\u009b/i;
 
 Deno.test({

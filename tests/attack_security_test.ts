@@ -6,9 +6,14 @@
  * spelling, and files that are not images; `allowed_tools` holds against every trick a model has.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import type { RecordedRequest } from "./fakes/lmstudio.ts";
 import { defaultFakeModels } from "./fakes/lmstudio.ts";
-import { answer, ProgrammableModel, toolCalls } from "./fixtures/attack_model.ts";
+import {
+  answer,
+  lastToolMessage as lastTool,
+  ProgrammableModel,
+  taskOf,
+  toolCalls,
+} from "./fixtures/attack_model.ts";
 import {
   attackEntry,
   descendants,
@@ -19,17 +24,6 @@ import {
   tempProject,
 } from "./fixtures/attack_support.ts";
 import { baseEnv, bridgeCommand, runCli } from "./helpers.ts";
-
-interface Message {
-  role: string;
-  content: unknown;
-}
-const messagesOf = (req: RecordedRequest): Message[] =>
-  (req.body as { messages?: Message[] }).messages ?? [];
-const taskOf = (req: RecordedRequest) =>
-  String(messagesOf(req).find((m) => m.role === "user")?.content ?? "");
-const lastTool = (req: RecordedRequest): string | undefined =>
-  messagesOf(req).filter((m) => m.role === "tool").map((m) => String(m.content)).at(-1);
 
 Deno.test("a secret in the bridge's environment never reaches a downstream server", async () => {
   await using model = await ProgrammableModel.start({ token: "lm-token-SECRET-0001" });
