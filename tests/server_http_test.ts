@@ -34,6 +34,7 @@ import {
   toolCalls,
   toolMessages,
 } from "./fixtures/attack_model.ts";
+import { pidsIn } from "./fixtures/attack_support.ts";
 import { assertGone, fileExists, textOf, waitFor } from "./fixtures/pool_support.ts";
 import {
   connectHttp,
@@ -265,10 +266,7 @@ async function fixtureProject() {
     dir,
     file: (name: string) => `${dir}/${name}`,
     /** The pids of every start of the fixture so far. */
-    starts: async () =>
-      fileExists(starts)
-        ? (await Deno.readTextFile(starts)).trim().split("\n").filter((l) => l !== "").map(Number)
-        : [],
+    starts: () => pidsIn(starts),
     async [Symbol.asyncDispose]() {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
