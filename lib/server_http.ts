@@ -81,9 +81,9 @@ export interface HttpBridge {
  * {@linkcode ListenError} when the address cannot be used.
  */
 export async function serveHttp(app: App, access: HttpAccess): Promise<void> {
-  const bridge = await startHttpBridge(app, access);
   const stop = stopRequests(app.log);
   try {
+    const bridge = await startHttpBridge(app, access);
     void printBanner(app, bridge, access);
     const why = await stop.requested;
     app.log.info(`shutting down (${why})`);
