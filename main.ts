@@ -104,7 +104,10 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
     app = createApp(settings, { configPath: global.configPath });
     if (command === "serve") {
       if (global.rest.length > 0) {
-        throw new UsageError(`serve takes no arguments, got ${global.rest.join(" ")}`, "serve");
+        // `serve --http [HOST:]PORT [--token-file FILE]`; anything else is a usage error there.
+        const { httpAccess, serveHttp } = await import("./lib/server_http.ts");
+        await serveHttp(app, await httpAccess(global.rest));
+        return 0;
       }
       const { serveStdio } = await import("./lib/server.ts");
       await serveStdio(app);

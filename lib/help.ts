@@ -93,6 +93,7 @@ A bridge between local LLMs (LM Studio, Ollama, llama.cpp) and the Model Context
 
 Usage:
   ${NAME} serve                         stdio MCP server (what Claude Code runs)
+  ${NAME} serve --http [HOST:]PORT      one MCP server over HTTP for every client
   ${NAME} run [options] TASK            let the local model do TASK with MCP tools
   ${NAME} chat [options] PROMPT         one chat completion
   ${NAME} models [--json]               models the server knows, with type and state
@@ -112,6 +113,7 @@ Environment:
   LM_API_TOKEN       bearer token when LM Studio requires authentication
   DEFAULT_MODEL      model used when none is named
   MCP_JSON_PATH      MCP config file
+  LMSTUDIO_BRIDGE_TOKEN  bearer token clients of serve --http must send
   LOG_LEVEL          debug | info | warn | error | silent (default info)
 
 Exit codes: 0 success, 1 the work failed, 2 usage error.
@@ -123,11 +125,27 @@ const HELP: Readonly<Record<string, string>> = {
   tools: TOOLS_HELP,
   call: CALL_HELP,
   lms: LMS_HELP,
-  serve: `Usage: ${NAME} serve
+  serve: `Usage: ${NAME} serve [--http [HOST:]PORT [--token-file FILE]]
 
-Runs the stdio MCP server: JSON-RPC on stdin/stdout, diagnostics on stderr.
-Add it to Claude Code with:
+Runs the MCP server. Without options: on stdio (JSON-RPC on stdin/stdout, diagnostics on
+stderr), one bridge per client. Add it to Claude Code with:
   claude mcp add lmstudio -- deno task --cwd /path/to/lmstudio-bridge start
+
+With --http, one bridge serves every client over MCP streamable HTTP at /mcp, each in its own
+session, sharing one pool of downstream servers (each starts once for all clients), one config
+and one model manager. GET /health answers version, uptime, LM Studio and pool state (JSON).
+  --http [HOST:]PORT   listen address; PORT alone is 127.0.0.1:PORT (loopback, no token
+                       needed). Any other address needs a bearer token, and the sandbox
+                       widened for that address only:
+                       -P=bridge --allow-net=127.0.0.1,localhost,[::1],HOST:PORT
+  --token-file FILE    the bearer token (else LMSTUDIO_BRIDGE_TOKEN); when set, every request
+                       to /mcp (and beyond loopback to /health) needs
+                       "Authorization: Bearer TOKEN"
+Host and Origin headers are checked against DNS rebinding. SIGINT/SIGTERM cancel what is in
+flight (the clients are told why) and close the downstream servers.
+Examples:
+  deno task start --http 8765
+  claude mcp add --transport http lmstudio http://127.0.0.1:8765/mcp
 `,
   chat:
     `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT

@@ -38,6 +38,11 @@ export {
   CallToolRequestSchema,
   CallToolResultSchema,
   ErrorCode,
+  isInitializeRequest,
+  isJSONRPCErrorResponse,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
   JSONRPCMessageSchema,
   ListToolsRequestSchema,
   McpError,
@@ -46,10 +51,13 @@ export {
 
 export type {
   CallToolResult,
+  JSONRPCMessage,
+  MessageExtraInfo,
+  RequestId,
   ServerNotification,
   ServerRequest,
   Tool,
 } from "@modelcontextprotocol/sdk/types";
-export type { Transport } from "@modelcontextprotocol/sdk/shared/transport";
+export type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport";
 export type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol";
 export type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types";

@@ -98,11 +98,14 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
 
 /** One status line on stderr: version, LM Studio URL and whether it answers. */
 async function printBanner(app: App): Promise<void> {
+  app.log.info(`${NAME} ${VERSION} serving MCP on stdio; ${await lmStudioState(app)}`);
+}
+
+/** "LM Studio at URL answering (N models, T ms)" or "... not answering: why", for banners. */
+export async function lmStudioState(app: Pick<App, "client" | "settings">): Promise<string> {
   const health = await app.client.health({ timeoutMs: 2000 });
   const state = health.ok
     ? `answering (${health.modelCount ?? "?"} models, ${health.latencyMs} ms)`
     : `not answering: ${health.error ?? "unknown error"}`;
-  app.log.info(
-    `${NAME} ${VERSION} serving MCP on stdio; LM Studio at ${app.settings.baseUrl} ${state}`,
-  );
+  return `LM Studio at ${app.settings.baseUrl} ${state}`;
 }
