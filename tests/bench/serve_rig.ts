@@ -6,9 +6,9 @@
  */
 import { join } from "../../lib/path.ts";
 import { type CallToolResult, Client, StdioClientTransport } from "../../lib/sdk.ts";
-import { baseEnv, bridgeCommand } from "../helpers.ts";
+import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
 import { processGone, processTree } from "../fixtures/pool_support.ts";
-import { check, DENO_JSON, denoChildEnv, killTree, ROOT, textOf } from "./support.ts";
+import { check, denoChildEnv, killTree, ROOT, textOf } from "./support.ts";
 
 /** A program to spawn: argv and how to name it in the rows. */
 export interface Launch {
@@ -32,15 +32,21 @@ export function bridgeRunLaunch(): Launch {
   return { label: "deno run main.ts serve", command, args };
 }
 
-/** The installed `lmstudio-bridge` on PATH, if there is one. */
+/**
+ * The installed command: `lmstudio-bridge` on PATH, else the binary `deno task compile` leaves in
+ * dist/; undefined when there is neither.
+ */
 export function installedLaunch(): Launch | undefined {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");
+  for (
+    const [dir, label] of [
+      ...dirs.map((d) => [d, "installed lmstudio-bridge"] as const),
+      [join(ROOT, "dist"), "compiled dist/lmstudio-bridge"] as const,
+    ]
+  ) {
     const path = join(dir, "lmstudio-bridge");
     try {
-      if (Deno.statSync(path).isFile) {
-        return { label: "installed lmstudio-bridge", command: path, args: ["serve"] };
-      }
+      if (Deno.statSync(path).isFile) return { label, command: path, args: ["serve"] };
     } catch {
       // Not in this directory.
     }
@@ -50,20 +56,9 @@ export function installedLaunch(): Launch | undefined {
 
 /** A bench server beside this file (floor_server.ts, minimal_server.ts), run like the bridge. */
 export function benchServerLaunch(label: string, file: string): Launch {
-  return {
-    label,
-    command: Deno.execPath(),
-    args: [
-      "run",
-      "-P=bridge",
-      "--no-prompt",
-      "--quiet",
-      "--cached-only",
-      "--frozen",
-      `--config=${DENO_JSON}`,
-      join(ROOT, "tests", "bench", file),
-    ],
-  };
+  const { command, args } = bridgeCommand([]);
+  const path = join(ROOT, "tests", "bench", file);
+  return { label, command, args: args.map((a) => a === MAIN ? path : a) };
 }
 
 /** A running server and the client connected to it. */

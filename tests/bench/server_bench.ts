@@ -75,31 +75,25 @@ Deno.bench({
   },
 });
 
-Deno.bench({
-  name: "tools/call chat_completion through serve (stdio)",
-  group,
-  async fn(b) {
-    const { fake, bridge } = await served.get();
-    fake.requests.length = 0;
-    b.start();
-    const text = await bridge.call("chat_completion", { prompt: "ping", model: MODEL });
-    b.end();
-    check(text === "Echo: ping", `echo answer, got ${text}`);
-  },
-});
+const overStdio = [
+  ["tools/call chat_completion through serve (stdio)", "bridge", "chat_completion"],
+  ["hand-written chat tool through its serve (stdio)", "floor", "chat"],
+] as const;
 
-Deno.bench({
-  name: "hand-written chat tool through its serve (stdio)",
-  group,
-  async fn(b) {
-    const { fake, floor } = await served.get();
-    fake.requests.length = 0;
-    b.start();
-    const text = await floor.call("chat", { prompt: "ping", model: MODEL });
-    b.end();
-    check(text === "Echo: ping", `echo answer, got ${text}`);
-  },
-});
+for (const [name, who, tool] of overStdio) {
+  Deno.bench({
+    name,
+    group,
+    async fn(b) {
+      const resources = await served.get();
+      resources.fake.requests.length = 0;
+      b.start();
+      const text = await resources[who].call(tool, { prompt: "ping", model: MODEL });
+      b.end();
+      check(text === "Echo: ping", `echo answer, got ${text}`);
+    },
+  });
+}
 
 Deno.bench({
   name: "tools/call chat_completion in-process (in-memory transport)",

@@ -246,7 +246,7 @@ async function startRows(baseUrl: string): Promise<Row[]> {
     ...(installed ? row(installed.label, 1.2) : [
       notMeasured(
         "spawn to initialize answered: installed command",
-        "no lmstudio-bridge on PATH",
+        "no lmstudio-bridge on PATH nor in dist/",
         "<= 1.2x",
       ),
     ]),
