@@ -83,6 +83,11 @@ export function notMeasured(measure: string, why: string, goal?: string): Row {
   return { measure, value: "-", against: "-", goal, verdict: `not measured: ${why}` };
 }
 
+function ratioText(ratio: number): string {
+  if (ratio >= 10) return ratio.toFixed(1);
+  return ratio >= 0.01 ? ratio.toFixed(2) : ratio.toPrecision(2);
+}
+
 /** The rows as a Markdown table (what the README's Performance section quotes). */
 export function table(rows: readonly Row[]): string {
   const head = ["measure", "bridge", "compared with", "ratio", "goal", "verdict"];
@@ -90,7 +95,7 @@ export function table(rows: readonly Row[]): string {
     r.measure,
     r.value,
     r.against,
-    r.ratio === undefined ? "" : `${r.ratio.toFixed(r.ratio >= 10 ? 1 : 2)}x`,
+    r.ratio === undefined ? "" : `${ratioText(r.ratio)}x`,
     r.goal ?? "",
     r.verdict ?? "",
   ]);

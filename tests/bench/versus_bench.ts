@@ -464,26 +464,32 @@ async function summary(): Promise<Row[]> {
   return rows;
 }
 
-/** The 1-minute load average and the number of cores (Linux), for the header. */
-function load(): string {
+/** The 1-minute load average (Linux), NaN when unknown. */
+function loadAverage(): number {
   try {
-    const avg = Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
-    const cores = navigator.hardwareConcurrency;
-    const busy = Number(avg) > cores ? " (busy: other work shares the cores, figures scatter)" : "";
-    return `load ${avg} on ${cores} cores${busy}`;
+    return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
   } catch {
-    return "load unknown";
+    return NaN;
   }
 }
 
 /** Measures and prints the summary; once per process, however often deno bench calls the bench. */
 async function report(): Promise<void> {
   const t0 = performance.now();
-  const before = load();
+  const before = loadAverage();
   const rows = await summary();
+  const after = loadAverage();
+  const cores = navigator.hardwareConcurrency;
   const scale = Object.entries(SCALE).map(([k, v]) => `${k} ${v}`).join(", ");
   print(`\nSummary${QUICK ? " (quick)" : ""}: ${scale}.`);
-  print(`Measured in ${ms(performance.now() - t0)}; ${before} at the start, ${load()} at the end.`);
+  print(
+    `Measured in ${ms(performance.now() - t0)} on ${cores} cores, load ${before} at the start ` +
+      `and ${after} at the end${
+        Math.max(before, after) > cores
+          ? " (busy: other work shared the cores, figures scatter)"
+          : ""
+      }.`,
+  );
   print(table(rows));
   const missed = rows.filter((r) => r.verdict === "MISS").length;
   const passed = rows.filter((r) => r.verdict === "PASS").length;
