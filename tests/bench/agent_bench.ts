@@ -1,102 +1,75 @@
 /**
- * The autonomous loop's own cost per round: a scripted fake model that answers at once (the
- * floor: server and model resolution, tool listing, one chat) against one that first asks for
- * the fixture's `typed` tool for 10 rounds. The model and the tool take no time, so
- * (10 rounds - floor) / 10 is the loop's overhead per round: a chat request over HTTP, argument
- * parsing and validation, a tool call over stdio to a live server, bookkeeping.
+ * The autonomous loop as an MCP client pays for it: `autonomous_with_mcp` called over stdio on
+ * the bridge started as users start it (`deno task start`: the model manager resolves and checks
+ * the model, the pool keeps the connection to the real server-memory), against the hand-written
+ * floor (floor_server.ts: the same SDK, the same process boundary, nothing but the loop). The
+ * model and the tool take no time (model.ts), so the difference is the bridge's own cost.
+ * The summary (versus_bench.ts) turns these into ratios against the goals.
  */
-import { runAgent } from "../../lib/agent.ts";
-import { ConfigSource } from "../../lib/config.ts";
-import { LmStudioClient } from "../../lib/lmstudio.ts";
+import { benchServerLaunch, bridgeTaskLaunch, serve } from "./serve_rig.ts";
+import { bridgeRunner, floorRunner, type TaskRunner } from "./loops.ts";
+import { ScriptedModel } from "./model.ts";
+import { FakeLmStudio } from "../fakes/lmstudio.ts";
+import { benchChildrenCached, memoryEntry, QUICK, Shared } from "./support.ts";
 import { join } from "../../lib/path.ts";
-import { McpPool } from "../../lib/pool.ts";
-import { chatReply, FakeLmStudio } from "../fakes/lmstudio.ts";
-import { check, DENO_JSON, killTree, quiet, ROOT, Shared } from "./support.ts";
 
-const CHAT = "/v1/chat/completions";
-const FIXTURE = join(ROOT, "tests", "fixtures", "agent_server.ts");
 const ROUNDS = 10;
 
-const harness = new Shared(async () => {
+const rig = new Shared(async () => {
+  await benchChildrenCached();
   const dir = await Deno.makeTempDir({ prefix: "agent_bench_" });
-  const path = join(dir, ".mcp.json");
-  await Deno.writeTextFile(
-    path,
-    JSON.stringify({
-      mcpServers: {
-        fixture: {
-          command: Deno.execPath(),
-          args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE],
-        },
-      },
-    }),
-  );
+  const memory = memoryEntry(join(dir, "memory.jsonl"));
+  await Deno.writeTextFile(join(dir, ".mcp.json"), JSON.stringify({ mcpServers: { memory } }));
   const fake = await FakeLmStudio.start();
-  const client = new LmStudioClient({ baseUrl: fake.baseUrl, retries: 0, log: quiet });
-  const config = new ConfigSource({ explicitPath: path, log: quiet });
-  const pool = new McpPool({ config, log: quiet, idleMs: 0 });
-  // Start the server now: the benches measure rounds, not the spawn (see pool_bench.ts).
-  await pool.listTools("fixture");
-  const pid = (await pool.status()).servers[0]?.pid;
+  const env = { LMSTUDIO_BASE_URL: fake.baseUrl };
+  const bridge = await serve(bridgeTaskLaunch(), { cwd: dir, env });
+  const floor = await serve(benchServerLaunch("floor", "floor_server.ts"), {
+    cwd: dir,
+    env: { ...env, FLOOR_MODEL: "qwen2.5-7b-instruct", FLOOR_SERVER: JSON.stringify(memory) },
+  });
+  const model = new ScriptedModel(fake);
+  const runners: Record<"bridge" | "floor", TaskRunner> = {
+    bridge: bridgeRunner(bridge, "memory"),
+    floor: floorRunner(floor),
+  };
+  // Connect both to server-memory now: the benches measure tasks, not the spawn.
+  for (const run of Object.values(runners)) {
+    model.expect(1);
+    await run(1);
+  }
   return {
-    value: { fake, client, config, pool },
+    value: { model, runners },
     async close() {
-      await pool.close();
+      await bridge.close();
+      await floor.close();
       await fake.close();
       await Deno.remove(dir, { recursive: true });
     },
-    abandon() {
-      if (pid !== undefined) killTree(pid);
-      Deno.removeSync(dir, { recursive: true });
-    },
+    abandon: () => Deno.removeSync(dir, { recursive: true }),
   };
 });
 
-/** Queues `rounds` tool-call replies (distinct arguments, so no repeat guard) and an answer. */
-function script(fake: FakeLmStudio, rounds: number): void {
-  fake.requests.length = 0;
-  for (let i = 1; i <= rounds; i++) {
-    fake.script(CHAT, {
-      body: chatReply({
-        toolCalls: [{ name: "typed", arguments: JSON.stringify({ path: `f${i}.txt`, count: i }) }],
-      }),
+const n = QUICK ? 10 : 30;
+
+for (const rounds of [0, ROUNDS]) {
+  const group = rounds === 0
+    ? "loop through serve: answer at once"
+    : `loop through serve: ${rounds} tool rounds + answer`;
+  for (const who of ["floor", "bridge"] as const) {
+    Deno.bench({
+      name: who === "floor" ? "hand-written floor (run_task)" : "bridge (autonomous_with_mcp)",
+      group,
+      baseline: who === "floor",
+      n,
+      warmup: 3,
+      async fn(b) {
+        const { model, runners } = await rig.get();
+        model.expect(rounds);
+        b.start();
+        await runners[who](rounds);
+        b.end();
+        model.drained(`${who}, ${rounds} rounds`);
+      },
     });
   }
-  fake.script(CHAT, { body: chatReply({ content: "done" }) });
 }
-
-async function run(rounds: number, b: Deno.BenchContext): Promise<void> {
-  const { fake, client, config, pool } = await harness.get();
-  script(fake, rounds);
-  b.start();
-  const result = await runAgent({
-    task: "Call typed with each file in turn.",
-    servers: ["fixture"],
-    model: "qwen2.5-7b-instruct",
-    deps: { client, pool, config, log: quiet },
-  });
-  b.end();
-  check(result.stopped_because === "answer", `answer, got ${result.stopped_because}`);
-  check(result.rounds === rounds + 1, `${rounds + 1} rounds, got ${result.rounds}`);
-  check(result.tool_calls.every((c) => c.ok), "every tool call succeeded");
-  check(fake.pending(CHAT) === 0, "every scripted reply used");
-}
-
-const group = "agent loop (zero-time model and tool)";
-
-Deno.bench({
-  name: "answer at once (1 round, tools listed)",
-  group,
-  baseline: true,
-  async fn(b) {
-    await run(0, b);
-  },
-});
-
-Deno.bench({
-  name: `${ROUNDS} tool rounds + answer`,
-  group,
-  async fn(b) {
-    await run(ROUNDS, b);
-  },
-});

@@ -1,13 +1,12 @@
 /**
  * CLI start-up, as a user or Claude Code pays it: wall time of spawning
  * `deno run -P=bridge main.ts ...` until it exits, against the floor of starting Deno at all.
- * `models` talks to the fake LM Studio (three requests); `serve` is timed until an SDK client
- * has completed the MCP handshake, which is what Claude Code waits for. Few iterations: each one
- * is a process.
+ * `models` talks to the fake LM Studio (three requests). Few iterations: each one is a process.
+ * `serve`'s start-up (until `initialize` is answered, what Claude Code waits for) is in the
+ * summary (versus_bench.ts), against a minimal server on the same SDK and as `deno task start`.
  */
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
-import { Client, StdioClientTransport } from "../../lib/sdk.ts";
-import { baseEnv, bridgeCommand, runCli } from "../helpers.ts";
+import { runCli } from "../helpers.ts";
 import { check, Shared } from "./support.ts";
 
 const lmstudio = new Shared(async () => {
@@ -65,32 +64,5 @@ Deno.bench({
     const r = await runCli(["models"], { env: { LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home } });
     b.end();
     check(r.code === 0 && r.stdout.includes("qwen2.5-7b-instruct"), `models: ${r.stderr}`);
-  },
-});
-
-Deno.bench({
-  name: "lmstudio-bridge serve until the MCP handshake completes",
-  group,
-  n,
-  warmup: 1,
-  async fn(b) {
-    const { fake, home } = await lmstudio.get();
-    const { command, args } = bridgeCommand(["serve"]);
-    const transport = new StdioClientTransport({
-      command,
-      args,
-      cwd: home,
-      env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: home }),
-      stderr: "ignore",
-    });
-    const client = new Client({ name: "bench", version: "1" });
-    try {
-      b.start();
-      await client.connect(transport);
-      b.end();
-      check(client.getServerVersion()?.name === "lmstudio-bridge", "handshake with the bridge");
-    } finally {
-      await client.close();
-    }
   },
 });

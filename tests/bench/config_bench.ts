@@ -1,7 +1,10 @@
 /**
  * Hot reload of the MCP config: every tool call asks ConfigSource.current(), which only stats the
- * file when nothing changed; after an edit it reads and parses it again. Measured on a 50-server
- * file (stdio entries with `${VAR}` expansion and env, HTTP and SSE entries with headers).
+ * file when nothing changed; after an edit it reads and parses it again, and for the next 2 s
+ * (while the file's timestamp cannot be trusted) it re-reads it on every call to compare.
+ * Measured on a 50-server file (stdio entries with `${VAR}` expansion and env, HTTP and SSE
+ * entries with headers), found as ./.mcp.json (the first candidate) and as ~/.mcp.json (after
+ * two candidates that do not exist).
  */
 import { ConfigSource, parseConfigText } from "../../lib/config.ts";
 import { join } from "../../lib/path.ts";
@@ -42,6 +45,10 @@ interface ConfigFixture {
   dir: string;
   path: string;
   source: ConfigSource;
+  /** Finds the file as ~/.mcp.json: its cwd has no .mcp.json, nor its parent. */
+  inHome: ConfigSource;
+  /** A clock that keeps the file "just edited" (half a second old) for every call. */
+  justEdited: ConfigSource;
 }
 
 const fixture = new Shared<ConfigFixture>(async () => {
@@ -53,9 +60,22 @@ const fixture = new Shared<ConfigFixture>(async () => {
   const past = new Date(Date.now() - 60_000);
   await Deno.utime(path, past, past);
   const source = newSource(dir);
-  check((await source.current()).servers.length === SERVERS, "50 servers parsed");
+  const elsewhere = join(dir, "elsewhere", "cwd");
+  await Deno.mkdir(elsewhere, { recursive: true });
+  const inHome = new ConfigSource({ env: ENV, cwd: elsewhere, home: dir, log: quiet });
+  const justEdited = new ConfigSource({
+    env: ENV,
+    cwd: dir,
+    home: dir,
+    log: quiet,
+    now: () => past.getTime() + 500,
+  });
+  for (const s of [source, inHome, justEdited]) {
+    const config = await s.current();
+    check(config.servers.length === SERVERS && config.path === path, `50 servers from ${path}`);
+  }
   return {
-    value: { dir, path, source },
+    value: { dir, path, source, inHome, justEdited },
     close: () => Deno.remove(dir, { recursive: true }),
     abandon: () => Deno.removeSync(dir, { recursive: true }),
   };
@@ -68,18 +88,26 @@ function newSource(dir: string): ConfigSource {
 
 const group = "config: 50 servers";
 
-Deno.bench({
-  name: "current() when unchanged (stat only)",
-  group,
-  baseline: true,
-  async fn(b) {
-    const { source } = await fixture.get();
-    b.start();
-    const config = await source.current();
-    b.end();
-    check(config.servers.length === SERVERS, "same config");
-  },
-});
+const unchanged = [
+  ["current() when unchanged (stat only)", "source"],
+  ["current() when unchanged, found as ~/.mcp.json", "inHome"],
+  ["current() in the 2 s after an edit (stat + read + compare)", "justEdited"],
+] as const;
+
+for (const [name, key] of unchanged) {
+  Deno.bench({
+    name,
+    group,
+    baseline: key === "source",
+    async fn(b) {
+      const source = (await fixture.get())[key];
+      b.start();
+      const config = await source.current();
+      b.end();
+      check(config.servers.length === SERVERS, "same config");
+    },
+  });
+}
 
 Deno.bench({
   name: "current() after a change (stat + read + parse)",

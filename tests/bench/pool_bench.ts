@@ -2,8 +2,10 @@
  * The MCP pool: the first call to a stdio server (spawn + MCP handshake + call) against a call on
  * the connection the pool keeps. The Python bridge paid the first cost on every call.
  *
- * Servers: the reference server-memory as users configure it (`npx -y`), and the small Deno
- * fixture server of the pool tests (`deno run`).
+ * Servers: the reference server-memory (the pinned package run by `deno` from the cache: `npx -y`
+ * asks the npm registry on every start, and a bench must not need the network), and the small
+ * Deno fixture server of the pool tests (`deno run`). The summary (versus_bench.ts) compares
+ * the whole loop with one spawn per call against the pooled one.
  */
 import { ConfigSource } from "../../lib/config.ts";
 import { join } from "../../lib/path.ts";
@@ -13,8 +15,8 @@ import {
   DENO_JSON,
   denoChildEnv,
   killTree,
+  memoryEntry,
   quiet,
-  REFERENCE_VERSION,
   releaseShared,
   ROOT,
   Shared,
@@ -27,11 +29,7 @@ const FIXTURE = join(ROOT, "tests", "fixtures", "pool_fixture_server.ts");
 function writeConfig(): { dir: string; source: ConfigSource } {
   const dir = Deno.makeTempDirSync({ prefix: "pool_bench_" });
   const servers = {
-    memory: {
-      command: "npx",
-      args: ["-y", `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`],
-      env: { MEMORY_FILE_PATH: join(dir, "memory.jsonl") },
-    },
+    memory: memoryEntry(join(dir, "memory.jsonl")),
     fixture: {
       command: Deno.execPath(),
       args: ["run", "-A", "--frozen", "--config", DENO_JSON, FIXTURE],
@@ -79,7 +77,7 @@ function warmPool(server: keyof typeof CALLS): Shared<McpPool> {
 
 for (
   const [server, label, n] of [
-    ["memory", "server-memory via npx", 4],
+    ["memory", "server-memory via deno run", 4],
     ["fixture", "fixture server via deno run", 6],
   ] as const
 ) {

@@ -11,9 +11,22 @@
  */
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { join } from "../../lib/path.ts";
-import { processTree } from "../fixtures/pool_support.ts";
+import {
+  cachedRun,
+  childrenCached,
+  denoChildEnv,
+  processTree,
+  REFERENCE_SERVERS,
+} from "../fixtures/pool_support.ts";
 
-export { denoChildEnv, REFERENCE_VERSION, textOf } from "../fixtures/pool_support.ts";
+export {
+  cachedEntry,
+  cachedRun,
+  denoChildEnv,
+  REFERENCE_SERVERS,
+  REFERENCE_VERSION,
+  textOf,
+} from "../fixtures/pool_support.ts";
 
 /** The repository root. */
 export const ROOT: string = decodeURIComponent(new URL("../..", import.meta.url).pathname)
@@ -93,4 +106,108 @@ export function killTree(pid: number): void {
 /** Throws when `condition` is false: a bench that measures a failure measures nothing. */
 export function check(condition: boolean, what: string): asserts condition {
   if (!condition) throw new Error(`benchmark sanity check failed: ${what}`);
+}
+
+/**
+ * The short run: `BENCH_QUICK=1 deno task bench` (or `-- --quick` after a bench file). Fewer
+ * rounds, tasks and servers; every figure is still a median of at least 5.
+ */
+export const QUICK: boolean = Deno.env.get("BENCH_QUICK") === "1" || Deno.args.includes("--quick");
+
+/** The median of `values` (the mean of the middle two for an even count); NaN when empty. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  if (sorted.length === 0) return NaN;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The command line of `pid` (Linux /proc), "" when it is gone. */
+export function commandLine(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Resident memory of `pid` in bytes (VmRSS in /proc), 0 when it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
+    return kb === undefined ? 0 : Number(kb) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Resident memory of `pid` and everything below it, leaving out the subtrees of processes whose
+ * command line matches `exclude` (the downstream MCP servers, when the bridge alone is meant).
+ */
+export function treeRss(pid: number, exclude?: RegExp): number {
+  const tree = processTree(pid);
+  const skipped = new Set<number>();
+  for (const p of tree) {
+    if (p !== pid && exclude?.test(commandLine(p))) {
+      for (const q of processTree(p)) skipped.add(q);
+    }
+  }
+  return tree.filter((p) => !skipped.has(p)).reduce((sum, p) => sum + rssBytes(p), 0);
+}
+
+/** Child programs of the benches themselves, beside this file. */
+const BENCH_CHILDREN = ["floor_server.ts", "minimal_server.ts"];
+
+let benchCached: Promise<void> | undefined;
+
+/**
+ * Caches every program a bench starts (main.ts, the fixtures, the reference servers, the bench's
+ * own servers) with the lockfile read-only, so children run from the cache without the network.
+ */
+export function benchChildrenCached(): Promise<void> {
+  return benchCached ??= (async () => {
+    await childrenCached();
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "cache",
+        "--frozen",
+        `--config=${DENO_JSON}`,
+        ...BENCH_CHILDREN.map((f) => join(ROOT, "tests", "bench", f)),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(
+        `Caching the bench's own servers failed:\n${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+  })();
+}
+
+/** The deno cache children must use (their HOME is a temp dir, so it is passed explicitly). */
+export function denoDir(): string {
+  return Deno.env.get("DENO_DIR") ?? join(Deno.env.get("HOME") ?? "/root", ".cache", "deno");
+}
+
+/** A stdio MCP config entry. */
+export interface StdioEntry {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * The reference server-memory as a config entry, storing its graph in `file`: `deno` from PATH
+ * (as a user writes it; the bridge's permission set allows it by name) running the pinned
+ * package from the cache, so no run needs the network.
+ */
+export function memoryEntry(file: string): StdioEntry {
+  return {
+    command: "deno",
+    args: cachedRun([REFERENCE_SERVERS.memory]),
+    env: { ...denoChildEnv(), DENO_DIR: denoDir(), MEMORY_FILE_PATH: file },
+  };
 }

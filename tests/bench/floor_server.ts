@@ -1,0 +1,131 @@
+/**
+ * The hand-written floor of the loop benches: the least a bridge can do, written by hand on the
+ * same SDK. An MCP server with two tools: `chat`, one chat request passed through (the floor of
+ * `chat_completion`), and `run_task`, that runs the tool loop itself: one kept
+ * connection to one downstream server (connected on the first call, its tools listed once),
+ * then per round one chat request to the model and the calls it asks for, until it answers.
+ * No config file, no model management, no budgets, no repair: what is left is the cost any
+ * loop must pay, measured across the same stdio boundary as the bridge.
+ *
+ * Environment: LMSTUDIO_BASE_URL, FLOOR_MODEL (the model id), FLOOR_SERVER (the downstream
+ * server as JSON `{command, args, env}`).
+ */
+import process from "node:process";
+import { z } from "zod";
+import {
+  type CallToolResult,
+  Client,
+  McpServer,
+  StdioClientTransport,
+  StdioServerTransport,
+} from "../../lib/sdk.ts";
+
+const Downstream = z.object({
+  command: z.string(),
+  args: z.array(z.string()),
+  env: z.record(z.string(), z.string()).optional(),
+});
+
+const Reply = z.object({
+  choices: z.array(z.object({
+    message: z.object({
+      content: z.string().nullable().optional(),
+      tool_calls: z.array(z.object({
+        id: z.string(),
+        type: z.literal("function"),
+        function: z.object({ name: z.string(), arguments: z.string() }),
+      })).optional(),
+    }),
+  })).min(1),
+});
+
+type Message = Record<string, unknown>;
+
+const baseUrl = Deno.env.get("LMSTUDIO_BASE_URL") ?? "http://127.0.0.1:1234";
+const model = Deno.env.get("FLOOR_MODEL") ?? "qwen2.5-7b-instruct";
+
+interface Kept {
+  client: Client;
+  tools: unknown[];
+}
+
+let kept: Promise<Kept> | undefined;
+
+async function connect(): Promise<Kept> {
+  const spec = Downstream.parse(JSON.parse(Deno.env.get("FLOOR_SERVER") ?? "null"));
+  const client = new Client({ name: "floor", version: "1" });
+  await client.connect(new StdioClientTransport({ ...spec, stderr: "ignore" }));
+  const { tools } = await client.listTools();
+  return {
+    client,
+    tools: tools.map((t) => ({
+      type: "function",
+      function: { name: t.name, description: t.description ?? "", parameters: t.inputSchema },
+    })),
+  };
+}
+
+function textOf(result: CallToolResult): string {
+  return result.content.map((p) => p.type === "text" ? p.text : "").join("");
+}
+
+/** One chat request, as chat_completion sends it by default; the answer's text. */
+async function chat(prompt: string, model: string): Promise<string> {
+  const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model,
+      messages: [{ role: "user", content: prompt }],
+      temperature: 0.7,
+      max_tokens: 1024,
+    }),
+  });
+  if (!response.ok) throw new Error(`model request failed: ${await response.text()}`);
+  return Reply.parse(await response.json()).choices[0]!.message.content ?? "";
+}
+
+async function runTask(task: string, maxRounds: number): Promise<string> {
+  const { client, tools } = await (kept ??= connect());
+  const messages: Message[] = [{ role: "user", content: task }];
+  for (let round = 1; round <= maxRounds; round++) {
+    const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages, tools }),
+    });
+    if (!response.ok) throw new Error(`model request failed: ${await response.text()}`);
+    const message = Reply.parse(await response.json()).choices[0]!.message;
+    const calls = message.tool_calls ?? [];
+    messages.push({ role: "assistant", content: message.content ?? "", tool_calls: calls });
+    if (calls.length === 0) return JSON.stringify({ answer: message.content ?? "", rounds: round });
+    const results = await Promise.all(
+      calls.map((c) =>
+        client.callTool({ name: c.function.name, arguments: JSON.parse(c.function.arguments) })
+      ),
+    );
+    calls.forEach((c, i) => {
+      const text = textOf(results[i] as CallToolResult);
+      messages.push({ role: "tool", tool_call_id: c.id, content: text });
+    });
+  }
+  return JSON.stringify({ answer: "", rounds: maxRounds });
+}
+
+const server = new McpServer({ name: "floor", version: "1" });
+server.registerTool("chat", {
+  description: "Asks the local model once.",
+  inputSchema: { prompt: z.string(), model: z.string() },
+}, async ({ prompt, model }) => ({ content: [{ type: "text", text: await chat(prompt, model) }] }));
+server.registerTool("run_task", {
+  description: "Runs a task with the local model and the downstream server's tools.",
+  inputSchema: { task: z.string(), max_rounds: z.number().int().min(1) },
+}, async ({ task, max_rounds }) => ({
+  content: [{ type: "text", text: await runTask(task, max_rounds) }],
+}));
+await server.connect(new StdioServerTransport());
+// The SDK's stdio transport does not notice the end of stdin: leave when the client does.
+process.stdin.once("end", async () => {
+  await (await kept)?.client.close();
+  Deno.exit(0);
+});

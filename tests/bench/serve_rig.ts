@@ -1,0 +1,124 @@
+/**
+ * MCP servers as separate processes, the way an MCP client (Claude Code) runs them: spawned with
+ * a stdio pipe and driven by the real SDK Client. Used for the bridge itself (`deno task start`,
+ * `deno run ... main.ts serve`, or the installed command), the hand-written floor and the minimal
+ * server, so every row crosses the same process boundary and pays the same JSON-RPC costs.
+ */
+import { join } from "../../lib/path.ts";
+import { type CallToolResult, Client, StdioClientTransport } from "../../lib/sdk.ts";
+import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
+import { processGone, processTree } from "../fixtures/pool_support.ts";
+import { check, denoChildEnv, killTree, ROOT, textOf } from "./support.ts";
+
+/** A program to spawn: argv and how to name it in the rows. */
+export interface Launch {
+  label: string;
+  command: string;
+  args: string[];
+}
+
+/** The bridge as users run it from a checkout: `deno task --quiet --cwd <repo> start`. */
+export function bridgeTaskLaunch(): Launch {
+  return {
+    label: "deno task start",
+    command: Deno.execPath(),
+    args: ["task", "--quiet", "--cwd", ROOT, "start"],
+  };
+}
+
+/** The bridge started by `deno run` directly, with the same permission set as the task. */
+export function bridgeRunLaunch(): Launch {
+  const { command, args } = bridgeCommand(["serve"]);
+  return { label: "deno run main.ts serve", command, args };
+}
+
+/**
+ * The installed command: `lmstudio-bridge` on PATH, else the binary `deno task compile` leaves in
+ * dist/; undefined when there is neither.
+ */
+export function installedLaunch(): Launch | undefined {
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");
+  for (
+    const [dir, label] of [
+      ...dirs.map((d) => [d, "installed lmstudio-bridge"] as const),
+      [join(ROOT, "dist"), "compiled dist/lmstudio-bridge"] as const,
+    ]
+  ) {
+    const path = join(dir, "lmstudio-bridge");
+    try {
+      if (Deno.statSync(path).isFile) return { label, command: path, args: ["serve"] };
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return undefined;
+}
+
+/** A bench server beside this file (floor_server.ts, minimal_server.ts), run like the bridge. */
+export function benchServerLaunch(label: string, file: string): Launch {
+  const { command, args } = bridgeCommand([]);
+  const path = join(ROOT, "tests", "bench", file);
+  return { label, command, args: args.map((a) => a === MAIN ? path : a) };
+}
+
+/** A running server and the client connected to it. */
+export interface Served {
+  client: Client;
+  /** The spawned process (the `deno task` wrapper when launched through it). */
+  pid: number;
+  /** Wall time from spawn until the `initialize` answer arrived, ms. */
+  startMs: number;
+  /** Calls `tool` and returns its text; throws on an error result. */
+  call(tool: string, args: Record<string, unknown>): Promise<string>;
+  /** Tool calls made so far. */
+  readonly calls: number;
+  close(): Promise<void>;
+}
+
+/** Spawns `launch` in `cwd` with a clean environment plus `env`, and completes the handshake. */
+export async function serve(
+  launch: Launch,
+  o: { cwd: string; env: Record<string, string> },
+): Promise<Served> {
+  const transport = new StdioClientTransport({
+    command: launch.command,
+    args: launch.args,
+    cwd: o.cwd,
+    env: { ...baseEnv({ HOME: o.cwd, LOG_LEVEL: "error" }), ...denoChildEnv(), ...o.env },
+    stderr: "inherit",
+  });
+  const client = new Client({ name: "bench", version: "1" });
+  const t0 = performance.now();
+  await client.connect(transport);
+  const startMs = performance.now() - t0;
+  const pid = transport.pid;
+  check(pid !== null, `${launch.label} has a pid`);
+  let calls = 0;
+  return {
+    client,
+    pid,
+    startMs,
+    get calls() {
+      return calls;
+    },
+    async call(tool, args) {
+      calls++;
+      const result = await client.callTool({ name: tool, arguments: args }, undefined, {
+        timeout: 600_000,
+      }) as CallToolResult;
+      check(!result.isError, `${launch.label} ${tool} failed: ${textOf(result)}`);
+      return textOf(result);
+    },
+    async close() {
+      const tree = processTree(pid);
+      await client.close();
+      // The SDK ends stdin and signals the process it spawned; a wrapper's children (deno task,
+      // downstream servers) must be gone too before the next measurement starts.
+      const deadline = Date.now() + 10_000;
+      while (!tree.every(processGone) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      for (const p of tree) if (!processGone(p)) killTree(p);
+    },
+  };
+}
