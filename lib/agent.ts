@@ -65,7 +65,7 @@ import { recoverTextToolCalls } from "./tool_calls.ts";
 import type { ToolCatalog } from "./tool_catalog.ts";
 import { ArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
-import { shortJson } from "./text.ts";
+import { clause, shortJson } from "./text.ts";
 
 /** The system message: the servers whose tools the model may call and how to work with them. */
 export function systemPrompt(servers: readonly string[]): string {
@@ -159,6 +159,12 @@ function conversationOverflowText(rounds: number, contextTokens: number): string
 
 function modelFailedText(round: number, error: string): string {
   return `The task failed in round ${round}: the model request failed: ${error}`;
+}
+
+function roundFailedText(round: number, error: string): string {
+  return `The task failed in round ${round}: ${clause(error)}. This is a fault of the bridge, ` +
+    "not of the model or a tool; the work done so far is listed below. Please report it with " +
+    "a trace of the task (--trace FILE, or trace_path).";
 }
 
 function repeatedCallText(p: PendingCall): string {
@@ -580,6 +586,26 @@ async function callTools(
 }
 
 /**
+ * {@linkcode runRound}, and whatever it throws as the end of the task: an abort as "cancelled" or
+ * "time_budget", anything else (a fault of the bridge, since everything the model gets wrong goes
+ * back to it) as "error" with the work done so far.
+ */
+async function runRoundSafely(
+  run: TaskRun,
+  conversation: Conversation,
+): Promise<AgentResult | undefined> {
+  try {
+    return await runRound(run, conversation);
+  } catch (error: unknown) {
+    if (isAbort(error, run.signal)) return run.stoppedByAbort();
+    const message = errorMessage(error);
+    run.log.warn("a round failed unexpectedly", { round: run.rounds, error: message });
+    run.trace?.write({ type: "error", round: run.rounds, error: message });
+    return run.unfinished("error", roundFailedText(run.rounds, message), message);
+  }
+}
+
+/**
  * Runs a task to the end. Problems found before the first model request (recursion guard, unknown
  * or disabled servers, servers that fail to start, no tools left after `allowedTools`, no model)
  * throw ({@linkcode AgentError}, or the client's error); everything after that ends in a result whose
@@ -595,7 +621,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       return run.finish("context_overflow", toolOverflowMessage(budget, tools));
     }
     while (true) {
-      const result = await runRound(run, conversation);
+      const result = await runRoundSafely(run, conversation);
       if (result !== undefined) return result;
     }
   } catch (error: unknown) {

@@ -22,13 +22,13 @@ import { stableStringify } from "./json.ts";
 import type { ChatMessage, RawToolCall, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
-import { parseToolArguments } from "./tool_calls.ts";
+import { parseToolArguments, TOO_DEEP } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import { errorMessage } from "./errors.ts";
-import { shortJson } from "./text.ts";
+import { clip, shortJson } from "./text.ts";
 
 /** The same call with the same arguments this many times in a row stops the loop. */
 export const REPEAT_LIMIT = 3;
@@ -66,6 +66,26 @@ export function pendingCalls(
   });
 }
 
+/**
+ * Characters of unreadable arguments kept: echoed back in the assistant message (the model sees
+ * what it sent without a runaway text of 100,000 brackets filling the context window) and in the
+ * records. The trace's response event has them whole.
+ */
+const UNREADABLE_CHARS = 2000;
+
+/**
+ * Unreadable arguments as text: the raw text, or an object the server sent (which may nest too
+ * deeply for `JSON.stringify`'s callers downstream) in bounded stable JSON.
+ */
+function rawText(p: PendingCall): string {
+  return typeof p.rawArguments === "string" ? p.rawArguments : stableStringify(p.rawArguments);
+}
+
+/** Unreadable arguments as kept: {@linkcode rawText}, cut to {@linkcode UNREADABLE_CHARS}. */
+function unreadableText(p: PendingCall): string {
+  return clip(rawText(p), UNREADABLE_CHARS);
+}
+
 /** The assistant message of a round: its text and the calls, arguments as JSON text. */
 export function assistantMessage(text: string, pending: readonly PendingCall[]): ChatMessage {
   return {
@@ -76,11 +96,7 @@ export function assistantMessage(text: string, pending: readonly PendingCall[]):
       type: "function",
       function: {
         name: p.name,
-        arguments: p.parsed.ok
-          ? JSON.stringify(p.parsed.value)
-          : typeof p.rawArguments === "string"
-          ? p.rawArguments
-          : JSON.stringify(p.rawArguments),
+        arguments: p.parsed.ok ? JSON.stringify(p.parsed.value) : unreadableText(p),
       },
     })),
   };
@@ -93,18 +109,21 @@ export class RepeatGuard {
 
   /** Counts `p`; true when it is the {@linkcode REPEAT_LIMIT}th identical call in a row. */
   repeated(p: PendingCall): boolean {
-    const key = `${p.name} ${
-      p.parsed.ok ? stableStringify(p.parsed.value) : String(p.rawArguments)
-    }`;
+    // Parsed arguments are within MAX_JSON_DEPTH; unreadable ones are compared as text.
+    const key = `${p.name} ${p.parsed.ok ? stableStringify(p.parsed.value) : rawText(p)}`;
     this.#count = key === this.#key ? this.#count + 1 : 1;
     this.#key = key;
     return this.#count >= REPEAT_LIMIT;
   }
 }
 
-/** The arguments of `p` as the caller sees them: parsed, or the raw text when unreadable. */
+/**
+ * The arguments of `p` as the caller sees them (records, traces, the work summary): parsed, or
+ * the raw text when unreadable (cut to {@linkcode UNREADABLE_CHARS}). Either serialises safely:
+ * parsed arguments nest at most MAX_JSON_DEPTH levels, and an unreadable object is bounded text.
+ */
 export function callArguments(p: PendingCall): unknown {
-  return p.parsed.ok ? p.parsed.value : p.rawArguments;
+  return p.parsed.ok ? p.parsed.value : unreadableText(p);
 }
 
 /** The record of one call, as the caller of the loop sees it. */
@@ -165,18 +184,18 @@ async function executeCall(
   // Only the error texts below need the summary.
   const parameters = () => describeParameters(schema);
   if (!p.parsed.ok) {
-    const raw = typeof p.rawArguments === "string"
-      ? p.rawArguments
-      : JSON.stringify(p.rawArguments);
-    const error = `arguments are not a JSON object: ${p.parsed.error}`;
+    const raw = rawText(p);
+    const tooDeep = p.parsed.error === TOO_DEEP;
+    const error = tooDeep ? TOO_DEEP : `arguments are not a JSON object: ${p.parsed.error}`;
+    const fix = tooDeep
+      ? "Send the arguments as one JSON object with far less nesting"
+      : "Send the arguments as one JSON object";
     return {
       ok: false,
       error,
-      text:
-        `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
-          shortJson(raw, 500)
-        }\nSend the arguments as one JSON object. Parameters: ${parameters()}. ` +
-        "Call the tool again with corrected arguments.",
+      text: `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
+        shortJson(raw, 500)
+      }\n${fix}. Parameters: ${parameters()}. Call the tool again with corrected arguments.`,
     };
   }
   const problems = ctx.validator.problems(schema, p.parsed.value);

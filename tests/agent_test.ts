@@ -261,6 +261,32 @@ Deno.test("stop reasons", async (t) => {
       assertEquals(result.rounds, 2);
     });
 
+    await t.step(
+      "error, with what was done, when something fails unexpectedly in a round",
+      async () => {
+        const before = h.fake.requestsTo(CHAT).length;
+        h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 1 } }));
+        // A trace that breaks (a full disk) in the second round's request.
+        const trace = memoryTrace();
+        const broken = {
+          write: (event: Record<string, unknown>) => {
+            if (event.type === "request" && event.round === 2) throw new Error("disk full");
+            trace.write(event);
+          },
+          close: () => trace.close(),
+        };
+        const result = await h.run({ trace: broken });
+        assertEquals(result.stopped_because, "error");
+        assertEquals(result.error, "disk full");
+        assertEquals(result.rounds, 2);
+        assertStringIncludes(result.answer, "The task failed in round 2: disk full");
+        assertStringIncludes(result.answer, 'sleep {"ms":1} -> ok');
+        assertEquals(trace.events.at(-1)?.type, "stop");
+        // The second request was never sent.
+        assertEquals(h.fake.requestsTo(CHAT).length - before, 1);
+      },
+    );
+
     await t.step("an empty reply gets one nudge", async () => {
       h.fake.script(CHAT, answer(""), answer("now answered"));
       const result = await h.run({});
