@@ -33,6 +33,7 @@ import {
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
+import { ApprovalGate } from "./agent_approval.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import {
@@ -112,6 +113,7 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     model: result.model,
     servers: result.servers,
     notes: result.notes,
+    approvals: result.approvals,
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
 }
@@ -215,6 +217,7 @@ class TaskRun {
   /** Aborts on the caller's signal or when the time budget runs out. */
   readonly signal: AbortSignal;
   readonly progress: ProgressReporter;
+  readonly approvals: ApprovalGate;
   readonly usage: Usage = emptyUsage();
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
@@ -254,6 +257,14 @@ class TaskRun {
       info: () => ({ elapsedMs: Math.round(this.now() - this.started), usage: { ...this.usage } }),
       log: this.log,
     });
+    this.approvals = new ApprovalGate({
+      rules: options.rules,
+      approveAll: options.approveAll,
+      approve: options.approve,
+      task: options.task,
+      trace: this.trace,
+      notes: this.notes,
+    });
   }
 
   /** Ends the task: the result, the trace's stop event and the last progress event. */
@@ -268,6 +279,7 @@ class TaskRun {
       servers: this.servers,
       context_tokens: this.contextTokens,
       notes: this.notes,
+      approvals: this.approvals.records,
       ...(error !== undefined ? { error } : {}),
     };
     this.trace?.write({
@@ -560,6 +572,7 @@ async function callTools(
     execute: {
       catalog,
       validator: conversation.validator,
+      approvals: run.approvals,
       host: options.deps.pool,
       signal,
       timeoutMs: options.toolTimeoutMs,

@@ -11,6 +11,7 @@
  * model generates or a tool runs. A consumer that throws is logged and ignored; it never stops the
  * task.
  */
+import type { ApprovalGate } from "./agent_approval.ts";
 import {
   type AgentProgress,
   isAbort,
@@ -153,23 +154,33 @@ function callRecord(
   };
 }
 
-/** What running a call needs: catalog, validator, MCP host, signal and per-call timeout. */
+/**
+ * What running a call needs: catalog, validator, the task's approvals, MCP host, signal and
+ * per-call timeout.
+ */
 export interface ExecuteContext {
   catalog: ToolCatalog;
   validator: ArgumentValidator;
+  approvals: ApprovalGate;
   host: ToolHost;
   signal: AbortSignal;
   timeoutMs?: number;
 }
 
 /**
- * Runs one call; every failure becomes text the model can act on. Only an abort rejects. The
- * tool's own progress notifications go to `onProgress`.
+ * Runs one call once its arguments are read and valid and the approvals let it; every failure
+ * and refusal becomes text the model can act on. Only an abort rejects. The tool's own progress
+ * notifications go to `onProgress`; `onAsk` and `onAnswer` frame asking the user to approve it.
  */
 async function executeCall(
   p: PendingCall,
   ctx: ExecuteContext,
-  onProgress: (p: ToolProgress) => void,
+  o: {
+    round: number;
+    onProgress: (p: ToolProgress) => void;
+    onAsk: () => void;
+    onAnswer: () => void;
+  },
 ): Promise<{ text: string; ok: boolean; error?: string }> {
   if (!p.entry) {
     const error = `there is no tool named "${p.name}"`;
@@ -208,12 +219,22 @@ async function executeCall(
       }\nParameters: ${parameters()}. Call the tool again with corrected arguments.`,
     };
   }
+  // Decided on the catalog entry the name resolved to, never on the name the model wrote.
+  const refusal = await ctx.approvals.check({
+    entry: p.entry,
+    args: p.parsed.value,
+    round: o.round,
+    signal: ctx.signal,
+    onAsk: o.onAsk,
+    onAnswer: o.onAnswer,
+  });
+  if (refusal !== undefined) return { ok: false, ...refusal };
   let result: CallToolResult;
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
-      onProgress,
+      onProgress: o.onProgress,
     });
   } catch (error: unknown) {
     if (isAbort(error, ctx.signal)) throw error;
@@ -308,9 +329,16 @@ export async function runCalls(
         progress.bump(round, `${prefix} ${p.name}: ${toolProgressText(tp)}`, p.name);
       }
     };
+    const asking = {
+      onAsk: () => {
+        running.set(index, `${p.name} (waiting for approval)`);
+        progress.bump(round, `${prefix} asking to approve ${p.name}`, p.name);
+      },
+      onAnswer: () => running.set(index, p.name),
+    };
     let executed: Awaited<ReturnType<typeof executeCall>>;
     try {
-      executed = await executeCall(p, o.execute, relay);
+      executed = await executeCall(p, o.execute, { round, onProgress: relay, ...asking });
     } finally {
       running.delete(index);
     }

@@ -123,6 +123,8 @@ export interface AgentResult {
   context_tokens: number;
   /** Things the caller should know (skipped servers, assumed context length, ...). */
   notes: string[];
+  /** Every approval decision, in the order made. */
+  approvals: ApprovalRecord[];
   /** The failure behind `stopped_because: "error"`. */
   error?: string;
 }
@@ -137,6 +139,70 @@ export interface AgentProgress {
   tool?: string;
   elapsedMs: number;
   usage: Usage;
+}
+
+/** What a rule says about a tool call: run it, ask the user first, or refuse it. */
+export type ApprovalRule = "allow" | "ask" | "deny";
+
+/**
+ * Approval rules, as the bridge settings file (lmstudio-bridge.json) has them: `tools` holds
+ * global rules keyed by `"server/tool"` globs (a key without "/" is a tool glob on every server),
+ * `servers.<name>.tools` a server's own rules keyed by tool globs. `*` and `?` are wildcards.
+ * Which rule decides is described in agent_approval.ts.
+ */
+export interface ApprovalRules {
+  tools?: Readonly<Record<string, ApprovalRule>>;
+  servers?: Readonly<Record<string, { readonly tools?: Readonly<Record<string, ApprovalRule>> }>>;
+}
+
+/** What the person who approves a tool call is shown. */
+export interface ApprovalRequest {
+  server: string;
+  /** The tool's real name on its server. */
+  tool: string;
+  /** The call's arguments, secrets and long values shortened (`redact` in text.ts). */
+  arguments: Record<string, unknown>;
+  /** The task, as the caller gave it (cut to 500 characters). */
+  task: string;
+  /** From the tool's MCP annotations: readOnlyHint. */
+  readOnly: boolean;
+  /** From the tool's MCP annotations: destructiveHint (true when not said, as MCP defines it). */
+  destructive: boolean;
+}
+
+/** Run this call (`once`), run it and later calls of the same tool in this task, or refuse it. */
+export type ApprovalAnswer = "once" | "task" | "deny";
+
+/**
+ * Asks a person whether a tool call may run. `{ unavailable }` says why nobody can be asked (the
+ * MCP client cannot elicit, stdin is not a terminal); the call is then refused with a message that
+ * says how to allow it. Rejects only when `signal` aborts.
+ */
+export type Approver = (
+  request: ApprovalRequest,
+  signal: AbortSignal,
+) => Promise<ApprovalAnswer | { unavailable: string }>;
+
+/** One approval decision, as the result and the trace report it. */
+export interface ApprovalRecord {
+  round: number;
+  server: string;
+  tool: string;
+  /**
+   * What decided: the rule that matched (`servers.filesystem.tools["write_*"]: ask`), a default
+   * (`default: read-only`, `default: not read-only`), `approve_all`, or an earlier answer
+   * (`approved for this task in round 2`).
+   */
+  rule: string;
+  /** The approver was asked. */
+  asked: boolean;
+  /**
+   * `allow` (ran without asking), `once` / `task` (approved), `deny` (refused by a rule or the
+   * user), `unavailable` (nobody could be asked: refused).
+   */
+  answer: "allow" | ApprovalAnswer | "unavailable";
+  /** Why nobody could be asked, for `unavailable`. */
+  reason?: string;
 }
 
 /** Services the loop uses. */
@@ -186,5 +252,14 @@ export interface AgentOptions {
    */
   heartbeatMs?: number;
   trace?: TraceSink;
+  /**
+   * Approval rules (the bridge settings' `tools` and `servers.<name>.tools`); see
+   * agent_approval.ts for which one decides and the defaults when none does.
+   */
+  rules?: ApprovalRules;
+  /** Asks a person about the calls the rules say to ask about; without it nobody can be asked. */
+  approve?: Approver;
+  /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
+  approveAll?: boolean;
   deps: AgentDeps;
 }

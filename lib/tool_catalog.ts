@@ -125,6 +125,13 @@ export interface CatalogEntry {
   tool: string;
   /** The tool's input schema as the server published it. */
   inputSchema: unknown;
+  /** The tool's MCP annotations say it does not change anything (readOnlyHint). */
+  readOnly: boolean;
+  /**
+   * The tool may destroy data (destructiveHint; true when the annotations do not say, as MCP
+   * defines it; false for a read-only tool).
+   */
+  destructive: boolean;
   /** The OpenAI tool definition sent to the model. */
   openai: OpenAiTool;
 }
@@ -187,6 +194,9 @@ export class ToolCatalog {
           server,
           tool: tool.name,
           inputSchema: tool.inputSchema,
+          readOnly: tool.annotations?.readOnlyHint === true,
+          destructive: tool.annotations?.readOnlyHint !== true &&
+            tool.annotations?.destructiveHint !== false,
           openai: {
             type: "function",
             function: {

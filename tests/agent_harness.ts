@@ -44,9 +44,11 @@ export interface Harness {
 
 /** One event of a fixture sleep. */
 export interface FixtureEvent {
-  event: "start" | "end" | "cancelled";
-  ms: number;
+  event: "start" | "end" | "cancelled" | "note";
+  ms?: number;
   label?: string;
+  /** A note's text. */
+  text?: string;
 }
 
 /** A temp dir with .mcp.json (memory, filesystem, fixture, a disabled entry, the bridge itself). */

@@ -48,6 +48,7 @@ Deno.test("one server's tools keep their raw names and schemas are cleaned", asy
       "structured",
       "fail",
       "typed",
+      "note",
     ]);
     const typed = (req.body as { tools: { function: { name: string; parameters: unknown } }[] })
       .tools.find((t) => t.function.name === "typed")!;

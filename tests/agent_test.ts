@@ -65,6 +65,8 @@ Deno.test("a multi-round task creates entities in server-memory and reads a file
     const result = await h.run({
       servers: ["memory", "filesystem"],
       task: "Store Ada, read notes",
+      // create_entities changes the graph: without this rule it would need approval.
+      rules: { servers: { memory: { tools: { "create_*": "allow" } } } },
     });
     assertEquals(result.stopped_because, "answer");
     assertEquals(result.answer, "Stored Ada; The launch code is 4711.");
@@ -73,6 +75,11 @@ Deno.test("a multi-round task creates entities in server-memory and reads a file
       ["memory", "create_entities", true],
       ["filesystem", "read_text_file", true],
       ["memory", "read_graph", true],
+    ]);
+    assertEquals(result.approvals.map((a) => [a.tool, a.rule, a.answer]), [
+      ["create_entities", 'servers.memory.tools["create_*"]: allow', "allow"],
+      ["read_text_file", "default: read-only", "allow"],
+      ["read_graph", "default: read-only", "allow"],
     ]);
 
     // The entity really exists in server-memory.
@@ -337,6 +344,7 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
       "request",
       "response",
       "tool_call",
+      "approval",
       "tool_result",
       "request",
       "response",
@@ -344,7 +352,17 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
     ]);
     assert(events.every((e) => typeof e.t === "number"));
     assertEquals(events[3].arguments, { ms: 1 });
-    assertEquals(events[7].answer, "traced");
+    const { t: _t, ...approval } = events[4];
+    assertEquals(approval, {
+      type: "approval",
+      round: 1,
+      server: "fixture",
+      tool: "sleep",
+      rule: "default: read-only",
+      asked: false,
+      answer: "allow",
+    });
+    assertEquals(events[8].answer, "traced");
     const mem = memoryTrace();
     h.fake.script(CHAT, answer("x"));
     await h.run({ trace: mem });
