@@ -35,6 +35,7 @@ import {
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
+import { ModelWatch } from "./agent_stream.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import {
   AgentError,
@@ -42,6 +43,7 @@ import {
   type AgentResult,
   DEFAULT_MAX_ROUNDS,
   isAbort,
+  type RoundDetail,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
@@ -57,6 +59,7 @@ import type {
   ChatMessage,
   ChatRequest,
   ChatResult,
+  GenerationStats,
   OpenAiTool,
   RawToolCall,
   Usage,
@@ -114,6 +117,7 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     servers: result.servers,
     notes: result.notes,
     approvals: result.approvals,
+    rounds_detail: result.rounds_detail,
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
 }
@@ -221,6 +225,7 @@ class TaskRun {
   readonly usage: Usage = emptyUsage();
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
+  readonly roundsDetail: RoundDetail[] = [];
   rounds = 0;
   model: string;
   servers: string[] = [];
@@ -256,6 +261,7 @@ class TaskRun {
       total: this.maxRounds,
       info: () => ({ elapsedMs: Math.round(this.now() - this.started), usage: { ...this.usage } }),
       log: this.log,
+      now: this.now,
     });
     this.approvals = new ApprovalGate({
       rules: options.rules,
@@ -280,6 +286,7 @@ class TaskRun {
       context_tokens: this.contextTokens,
       notes: this.notes,
       approvals: this.approvals.records,
+      rounds_detail: this.roundsDetail,
       ...(error !== undefined ? { error } : {}),
     };
     this.trace?.write({
@@ -315,9 +322,10 @@ class TaskRun {
     return this.unfinished("cancelled", cancelledText(this.rounds, this.now() - this.started));
   }
 
-  /** Stops the time budget's clock. */
+  /** Stops the time budget's clock and any progress held back. */
   dispose(): void {
     if (this.#budgetTimer !== undefined) clearTimeout(this.#budgetTimer);
+    this.progress.dispose();
   }
 }
 
@@ -428,21 +436,23 @@ async function askModel(
   round: number,
 ): Promise<{ reply: ChatResult } | { stopped: AgentResult }> {
   const { trace, signal } = run;
-  run.progress.report(round - 1, round, `round ${round}/${run.maxRounds}: asking ${run.model}`);
+  const prefix = `round ${round}/${run.maxRounds}:`;
+  run.progress.report(round - 1, round, `${prefix} asking ${run.model}`);
   const request = chatRequest(run, conversation);
   trace?.write({ type: "request", round, body: request });
   const asked = run.now();
+  const watch = new ModelWatch({ progress: run.progress, round, prefix, now: run.now });
   const stopHeartbeat = run.progress.heartbeat({
     round,
     everyMs: run.heartbeatMs,
     describe: () => {
       const waited = ((run.now() - asked) / 1000).toFixed(0);
-      return `round ${round}/${run.maxRounds}: ${run.model} still generating (${waited} s)`;
+      return `${prefix} ${run.model} still generating (${waited} s)`;
     },
   });
-  let reply: ChatResult;
+  let reply: ChatResult & { stats?: GenerationStats };
   try {
-    reply = await run.options.deps.client.chat(request, { signal });
+    reply = await run.options.deps.client.chat(request, { signal, onEvent: watch.onEvent });
   } catch (error: unknown) {
     if (isAbort(error, signal)) return { stopped: run.stoppedByAbort() };
     const message = errorMessage(error);
@@ -452,6 +462,7 @@ async function askModel(
     stopHeartbeat();
   }
   trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
+  run.roundsDetail.push(watch.finish(request, reply));
   if (reply.usage) {
     run.usage.prompt_tokens += reply.usage.prompt_tokens;
     run.usage.completion_tokens += reply.usage.completion_tokens;

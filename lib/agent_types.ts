@@ -9,7 +9,14 @@
 import type { ConfigSource } from "./config.ts";
 import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { ModelList, Usage } from "./lmstudio_types.ts";
+import type {
+  ChatRequest,
+  ChatResult,
+  ChatStreamEvent,
+  GenerationStats,
+  ModelList,
+  Usage,
+} from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
@@ -55,11 +62,17 @@ export interface ToolProgress {
   message?: string;
 }
 
-/** What the loop needs from the LM Studio client. */
-export type AgentLmClient = Pick<
-  LmStudioClient,
-  "baseUrl" | "chat" | "resolveModel" | "listModels"
->;
+/**
+ * What the loop needs from the LM Studio client: its chat request reports the reply as it streams
+ * (`onEvent`, where the server streams) and answers with the generation's figures (`stats`).
+ */
+export interface AgentLmClient
+  extends Pick<LmStudioClient, "baseUrl" | "resolveModel" | "listModels"> {
+  chat(
+    request: ChatRequest,
+    options?: { signal?: AbortSignal; onEvent?: (event: ChatStreamEvent) => void },
+  ): Promise<ChatResult & { stats?: GenerationStats }>;
+}
 /** The server's model list, or why it could not be read. */
 export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
@@ -109,6 +122,23 @@ export interface ToolCallRecord {
   recovered_from_text?: boolean;
 }
 
+/** The figures of one round's model request. */
+export interface RoundDetail {
+  round: number;
+  /** The whole request, in milliseconds. */
+  model_ms: number;
+  /** Time to the first token, when the reply streamed. */
+  ttft_ms?: number;
+  /** Tokens of the reply per second of generation (after the first token when that is known). */
+  tokens_per_second?: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** True when the server reported no usage and the token counts are estimates (characters / 4). */
+  estimated: boolean;
+  /** Tool calls the reply asked for. */
+  tool_calls: number;
+}
+
 /** The outcome of {@linkcode runAgent}. */
 export interface AgentResult {
   answer: string;
@@ -125,6 +155,8 @@ export interface AgentResult {
   notes: string[];
   /** Every approval decision, in the order made. */
   approvals: ApprovalRecord[];
+  /** The figures of each round's model request, in order. */
+  rounds_detail: RoundDetail[];
   /** The failure behind `stopped_because: "error"`. */
   error?: string;
 }
