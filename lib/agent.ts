@@ -41,6 +41,7 @@ import {
   AgentError,
   type AgentOptions,
   type AgentResult,
+  type AgentSession,
   DEFAULT_MAX_ROUNDS,
   isAbort,
   type RoundDetail,
@@ -204,6 +205,53 @@ function nudgeText(cutOff: boolean): string {
 }
 
 /**
+ * Notes for a continued task given `servers` or a `model` other than the session's, which it
+ * keeps.
+ */
+function continuationNotes(options: AgentOptions, session: AgentSession): string[] {
+  const notes: string[] = [];
+  const asked = options.servers;
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && a.every((x) => b.includes(x));
+  if (asked !== "all" && asked.length > 0 && !same(asked, session.servers)) {
+    notes.push(
+      `continued with the session's servers (${session.servers.join(", ")}), not ` +
+        `${asked.join(", ")}: start a new session to use others`,
+    );
+  }
+  if (options.model?.trim() && options.model !== session.model) {
+    notes.push(
+      `continued with the session's model ${session.model}, not ${options.model}: start a new ` +
+        "session to use another",
+    );
+  }
+  return notes;
+}
+
+/**
+ * `messages` fit to be continued: an assistant message whose calls have no results (the task
+ * stopped before they ran: cancelled, a repeated call, an error) gets a result for each saying
+ * so, since a chat request whose calls have no results is refused.
+ */
+export function closeOpenCalls(messages: readonly ChatMessage[]): ChatMessage[] {
+  const answered = new Set(messages.filter((m) => m.role === "tool").map((m) => m.tool_call_id));
+  const out: ChatMessage[] = [];
+  for (const m of messages) {
+    out.push(m);
+    for (const call of m.role === "assistant" ? m.tool_calls ?? [] : []) {
+      if (answered.has(call.id)) continue;
+      out.push({
+        role: "tool",
+        tool_call_id: call.id,
+        name: call.function.name,
+        content: "[not run: the task stopped before this call ran]",
+      });
+    }
+  }
+  return out;
+}
+
+/**
  * One task as it runs: its options, clock, signal (the caller's, or the time budget running
  * out), progress and trace, and what its result reports however it ends; `finish`, `unfinished`
  * and `stoppedByAbort` end it.
@@ -226,6 +274,8 @@ class TaskRun {
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
   readonly roundsDetail: RoundDetail[] = [];
+  /** The conversation, once the task has one (prepareTask). */
+  messages: ChatMessage[] = [];
   rounds = 0;
   model: string;
   servers: string[] = [];
@@ -246,7 +296,7 @@ class TaskRun {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
     this.contextTokens = this.defaultContext;
-    this.model = options.model ?? options.defaultModel ?? "";
+    this.model = options.session?.model ?? options.model ?? options.defaultModel ?? "";
     this.#userSignal = options.signal ?? new AbortController().signal;
     // The overall time budget aborts like a cancellation, but is reported as "time_budget".
     this.#budgetTimer = options.timeBudgetMs !== undefined
@@ -287,6 +337,7 @@ class TaskRun {
       notes: this.notes,
       approvals: this.approvals.records,
       rounds_detail: this.roundsDetail,
+      session: this.session(),
       ...(error !== undefined ? { error } : {}),
     };
     this.trace?.write({
@@ -304,6 +355,19 @@ class TaskRun {
       ms: Math.round(this.now() - this.started),
     });
     return result;
+  }
+
+  /** The conversation to keep, with this task in it (or the session given, if it never began). */
+  session(): AgentSession {
+    const before = this.options.session;
+    if (this.messages.length === 0 && before !== undefined) return before;
+    return {
+      servers: this.servers,
+      model: this.model,
+      messages: closeOpenCalls(this.messages),
+      tasks: (before?.tasks ?? 0) + 1,
+      rounds: (before?.rounds ?? 0) + this.rounds,
+    };
   }
 
   /** Ends a task without the model's own answer: `text`, then what was done. */
@@ -350,9 +414,11 @@ interface Conversation {
  */
 async function prepareTask(run: TaskRun): Promise<Conversation> {
   const { options, signal, notes } = run;
-  const { deps } = options;
+  const { deps, session } = options;
+  if (session !== undefined) notes.push(...continuationNotes(options, session));
+  const selection = session?.servers ?? options.servers;
   // The config takes no signal: the race ends the wait on a cancellation.
-  const resolved = await raceAbort(resolveServers(options.servers, deps.config), signal);
+  const resolved = await raceAbort(resolveServers(selection, deps.config), signal);
   run.servers = resolved.names;
   notes.push(...resolved.notes);
   // Both honour the signal: a cancellation rejects here at once.
@@ -361,7 +427,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     prepareModel({
       client: deps.client,
       models: deps.models,
-      model: options.model,
+      model: session?.model ?? options.model,
       defaultModel: options.defaultModel,
       contextLength: run.defaultContext,
       notes,
@@ -369,7 +435,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     }),
   ]);
   const { servers, catalog } = buildCatalog(listed, {
-    discover: options.servers === "all",
+    discover: selection === "all",
     allowedTools: options.allowedTools,
     notes,
   });
@@ -378,15 +444,19 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   run.contextTokens = prepared.contextTokens;
 
   const tools = catalog.openaiTools;
-  const messages: ChatMessage[] = [
-    { role: "system", content: systemPrompt(servers) },
-    { role: "user", content: options.task },
-  ];
+  const task: ChatMessage = { role: "user", content: options.task };
+  // A continued conversation keeps its messages, the system message and first task first.
+  const history = (session?.messages ?? []).map((m) => ({ ...m }));
+  const messages: ChatMessage[] = history[0]?.role === "system"
+    ? [...history, task]
+    : [{ role: "system", content: systemPrompt(servers) }, ...history, task];
+  run.messages = messages;
   const budget = planBudget({
     contextTokens: run.contextTokens,
     maxTokens: options.maxTokens,
     tools,
-    messages,
+    // What every request carries: the older rounds of a continued conversation can be condensed.
+    messages: session !== undefined ? [...messages.slice(0, 2), task] : messages,
   });
   run.trace?.write({
     type: "start",
@@ -404,7 +474,9 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     budget,
     messages,
     validator: new ArgumentValidator(),
-    usedIds: new Set(),
+    usedIds: new Set(
+      messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.id)),
+    ),
     repeats: new RepeatGuard(),
     nudged: false,
   };
@@ -497,7 +569,10 @@ function endOrNudge(
   reply: ChatResult,
   text: string,
 ): AgentResult | undefined {
-  if (text !== "") return run.finish("answer", text);
+  if (text !== "") {
+    conversation.messages.push({ role: "assistant", content: text });
+    return run.finish("answer", text);
+  }
   const cutOff = reply.finishReason === "length";
   if (!conversation.nudged) {
     conversation.nudged = true;

@@ -10,6 +10,7 @@ import type { ConfigSource } from "./config.ts";
 import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type {
+  ChatMessage,
   ChatRequest,
   ChatResult,
   ChatStreamEvent,
@@ -28,7 +29,8 @@ export const DEFAULT_MAX_ROUNDS = 100;
  * Why a task could not start: recursion, unknown servers, no tools, unknown model. The message says
  * what to do.
  */
-export class AgentError extends BridgeError<"recursion" | "servers" | "tools" | "model"> {
+export class AgentError
+  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session"> {
   override name = "AgentError";
 }
 
@@ -122,6 +124,22 @@ export interface ToolCallRecord {
   recovered_from_text?: boolean;
 }
 
+/**
+ * A conversation the loop can continue: the servers whose tools it offers, the model, and the
+ * messages so far (the system message first), kept within the model's context window. Every
+ * result carries one; {@linkcode AgentOptions.session} continues it. Sessions are plain data
+ * (agent_sessions.ts stores them and writes them as JSON).
+ */
+export interface AgentSession {
+  servers: string[];
+  model: string;
+  messages: ChatMessage[];
+  /** Tasks run in this conversation so far. */
+  tasks: number;
+  /** Rounds of all its tasks. */
+  rounds: number;
+}
+
 /** The figures of one round's model request. */
 export interface RoundDetail {
   round: number;
@@ -157,6 +175,8 @@ export interface AgentResult {
   approvals: ApprovalRecord[];
   /** The figures of each round's model request, in order. */
   rounds_detail: RoundDetail[];
+  /** The conversation with this task in it, to keep for a task that continues it. */
+  session: AgentSession;
   /** The failure behind `stopped_because: "error"`. */
   error?: string;
 }
@@ -289,6 +309,11 @@ export interface AgentOptions {
    * agent_approval.ts for which one decides and the defaults when none does.
    */
   rules?: ApprovalRules;
+  /**
+   * Continue this conversation: the task is asked after its messages, with its servers and model
+   * (`servers` and `model` are then not used; a note says so when they name others).
+   */
+  session?: AgentSession;
   /** Asks a person about the calls the rules say to ask about; without it nobody can be asked. */
   approve?: Approver;
   /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
