@@ -50,6 +50,7 @@ import {
 } from "./agent_types.ts";
 import {
   type Budget,
+  conversationTokens,
   DEFAULT_CONTEXT_TOKENS,
   fitConversation,
   planBudget,
@@ -68,7 +69,7 @@ import type {
 import { log as rootLog, type Logger } from "./log.ts";
 import { recoverTextToolCalls } from "./tool_calls.ts";
 import type { ToolCatalog } from "./tool_catalog.ts";
-import { ArgumentValidator } from "./tool_schema.ts";
+import { type ArgumentValidator, sharedArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { clause, shortJson } from "./text.ts";
 
@@ -473,7 +474,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     tools,
     budget,
     messages,
-    validator: new ArgumentValidator(),
+    validator: options.deps.validator ?? sharedArgumentValidator,
     usedIds: new Set(
       messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.id)),
     ),
@@ -534,7 +535,12 @@ async function askModel(
     stopHeartbeat();
   }
   trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
-  run.roundsDetail.push(watch.finish(request, reply));
+  run.roundsDetail.push(
+    watch.finish(
+      reply,
+      () => conversationTokens(request.messages) + conversation.budget.toolTokens,
+    ),
+  );
   if (reply.usage) {
     run.usage.prompt_tokens += reply.usage.prompt_tokens;
     run.usage.completion_tokens += reply.usage.completion_tokens;

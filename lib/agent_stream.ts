@@ -11,12 +11,7 @@
  */
 import type { ProgressReporter } from "./agent_calls.ts";
 import type { RoundDetail } from "./agent_types.ts";
-import type {
-  ChatRequest,
-  ChatResult,
-  ChatStreamEvent,
-  GenerationStats,
-} from "./lmstudio_types.ts";
+import type { ChatResult, ChatStreamEvent, GenerationStats } from "./lmstudio_types.ts";
 import { estimateTokens } from "./tool_output.ts";
 import { plural } from "./text.ts";
 
@@ -37,22 +32,14 @@ function rateText(tokensPerSecond: number): string {
   return `${shown} tok/s`;
 }
 
-/**
- * The tokens of a request and its reply when the server reports none: characters / 4 of the
- * messages and tools sent, and of the reply's text, reasoning and tool calls.
- */
-export function estimateUsage(
-  request: Pick<ChatRequest, "messages" | "tools">,
+/** The tokens of a reply when the server reports none: characters / 4 of all it holds. */
+export function estimateReplyTokens(
   reply: Pick<ChatResult, "content" | "reasoning" | "toolCalls">,
-): { prompt: number; completion: number } {
-  const sent = JSON.stringify(request.messages) + JSON.stringify(request.tools ?? []);
+): number {
   const calls = reply.toolCalls.map((c) =>
     c.name + (typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments))
   ).join("");
-  return {
-    prompt: estimateTokens(sent),
-    completion: estimateTokens(reply.content + (reply.reasoning ?? "") + calls),
-  };
+  return estimateTokens(reply.content + (reply.reasoning ?? "") + calls);
 }
 
 /** Watches one model request: turns its stream events into progress, and its end into figures. */
@@ -130,8 +117,9 @@ export class ModelWatch {
    * them as the last progress message of the request ("model: 312 tokens in 7.6 s, 41 tok/s").
    */
   finish(
-    request: Pick<ChatRequest, "messages" | "tools">,
     reply: ChatResult & { stats?: GenerationStats },
+    /** The request's tokens as the budget estimates them, asked only when the server did not say. */
+    estimatePrompt: () => number,
   ): RoundDetail {
     const stats = reply.stats ?? this.#stats;
     const totalMs = Math.round(stats?.totalMs ?? this.#now() - this.#started);
@@ -139,9 +127,8 @@ export class ModelWatch {
     let completion = stats?.completionTokens ?? reply.usage?.completion_tokens;
     let estimated = stats?.estimated ?? false;
     if (prompt === undefined || completion === undefined) {
-      const guess = estimateUsage(request, reply);
-      prompt ??= guess.prompt;
-      completion ??= guess.completion;
+      prompt ??= estimatePrompt();
+      completion ??= estimateReplyTokens(reply);
       estimated = true;
     }
     const ttftMs = stats?.ttftMs ??

@@ -21,6 +21,7 @@ import type {
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
+import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
 export const DEFAULT_MAX_ROUNDS = 100;
@@ -266,6 +267,8 @@ export interface AgentDeps {
   log?: Logger;
   /** Clock in milliseconds (default performance.now). */
   now?: () => number;
+  /** Validates the model's arguments (default: the one every task shares). */
+  validator?: ArgumentValidator;
 }
 
 /** Options of {@linkcode runAgent}. */

@@ -116,6 +116,37 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
+/**
+ * The OpenAI definitions made of each tool, by the name it had: the pool keeps a server's `Tool`
+ * objects until the server says its list changed, so a definition is made once per tool-list
+ * version (and name), not once per task. Definitions are shared: never change one.
+ */
+const definitions = new WeakMap<
+  Tool,
+  { parameters: Record<string, unknown>; byName: Map<string, OpenAiTool> }
+>();
+
+/** The OpenAI definition of `tool` under `name`, made once (see {@linkcode definitions}). */
+function openaiDefinition(tool: Tool, name: string): OpenAiTool {
+  let made = definitions.get(tool);
+  if (made === undefined) {
+    made = { parameters: cleanToolSchema(tool.inputSchema), byName: new Map() };
+    definitions.set(tool, made);
+  }
+  let definition = made.byName.get(name);
+  if (definition === undefined) {
+    const description = [tool.description ?? tool.title ?? tool.annotations?.title]
+      .filter((d): d is string => typeof d === "string" && d.trim() !== "")
+      .join("");
+    definition = {
+      type: "function",
+      function: { name, ...(description ? { description } : {}), parameters: made.parameters },
+    };
+    made.byName.set(name, definition);
+  }
+  return definition;
+}
+
 /** One tool as the model sees it, mapped back to its server. */
 export interface CatalogEntry {
   /** The name sent to the model (sanitised, unique, at most 64 characters). */
@@ -186,9 +217,6 @@ export class ToolCatalog {
     kept.forEach(({ server, tools }, s) => {
       tools.forEach((tool, t) => {
         const name = names[s]![t]!;
-        const description = [tool.description ?? tool.title ?? tool.annotations?.title]
-          .filter((d): d is string => typeof d === "string" && d.trim() !== "")
-          .join("");
         entries.push({
           name,
           server,
@@ -197,14 +225,7 @@ export class ToolCatalog {
           readOnly: tool.annotations?.readOnlyHint === true,
           destructive: tool.annotations?.readOnlyHint !== true &&
             tool.annotations?.destructiveHint !== false,
-          openai: {
-            type: "function",
-            function: {
-              name,
-              ...(description ? { description } : {}),
-              parameters: cleanToolSchema(tool.inputSchema),
-            },
-          },
+          openai: openaiDefinition(tool, name),
         });
       });
     });

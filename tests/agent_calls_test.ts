@@ -23,6 +23,7 @@ import {
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { waitFor } from "./fixtures/pool_support.ts";
 import { chatReply } from "./fakes/lmstudio.ts";
+import { sharedArgumentValidator } from "../lib/tool_schema.ts";
 import { join } from "../lib/path.ts";
 import { quiet } from "./rigs.ts";
 
@@ -140,6 +141,19 @@ Deno.test("arguments nested 100,000 levels deep go back to the model as a tool r
     assert(JSON.stringify(agentResultJson(result)).length < 20_000);
     const events = (await Deno.readTextFile(trace)).trim().split("\n").map((l) => JSON.parse(l));
     assertEquals(events.filter((e) => e.type === "tool_result").map((e) => e.ok), [false, false]);
+  });
+});
+
+Deno.test("tasks share the compiled argument checks", async () => {
+  await withHarness(async (h) => {
+    const before = sharedArgumentValidator.compilations;
+    for (const count of [1, 2]) {
+      h.fake.script(CHAT, calls({ name: "typed", arguments: { path: "a", count } }), answer("ok"));
+      const result = await h.run({});
+      assertEquals(result.tool_calls.map((c) => c.ok), [true]);
+    }
+    // At most one compilation (none when an earlier test compiled the same schema).
+    assert(sharedArgumentValidator.compilations - before <= 1);
   });
 });
 

@@ -360,6 +360,7 @@ Deno.test("the loop reads the model list once before the first chat, again only 
     });
     const cases: [string, Partial<AgentOptions>, number][] = [
       ["without a model manager", {}, 1],
+      ["without a model named", { model: undefined }, 1],
       ["with a model manager that found it loaded", { deps: withManager("already-loaded") }, 1],
       ["with a model manager that loaded it", { deps: withManager("rest") }, 2],
     ];
