@@ -293,8 +293,10 @@ export class ApprovalGate {
       this.#record(call, { rule: verdict.rule, asked: true, answer });
       return undefined;
     }
-    if (typeof answer === "object") {
-      const why = clause(answer.unavailable);
+    if (typeof answer === "object" && answer !== null) {
+      const why = clause(
+        typeof answer.unavailable === "string" ? answer.unavailable : "no reason given",
+      );
       this.#record(call, {
         rule: verdict.rule,
         asked: this.#approve !== undefined,
