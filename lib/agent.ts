@@ -234,7 +234,7 @@ function continuationNotes(options: AgentOptions, session: AgentSession): string
  * stopped before they ran: cancelled, a repeated call, an error) gets a result for each saying
  * so, since a chat request whose calls have no results is refused.
  */
-export function closeOpenCalls(messages: readonly ChatMessage[]): ChatMessage[] {
+function closeOpenCalls(messages: readonly ChatMessage[]): ChatMessage[] {
   const answered = new Set(messages.filter((m) => m.role === "tool").map((m) => m.tool_call_id));
   const out: ChatMessage[] = [];
   for (const m of messages) {
@@ -297,7 +297,7 @@ class TaskRun {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
     this.contextTokens = this.defaultContext;
-    this.model = options.session?.model ?? options.model ?? options.defaultModel ?? "";
+    this.model = options.session?.model || options.model || options.defaultModel || "";
     this.#userSignal = options.signal ?? new AbortController().signal;
     // The overall time budget aborts like a cancellation, but is reported as "time_budget".
     this.#budgetTimer = options.timeBudgetMs !== undefined
@@ -417,7 +417,8 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   const { options, signal, notes } = run;
   const { deps, session } = options;
   if (session !== undefined) notes.push(...continuationNotes(options, session));
-  const selection = session?.servers ?? options.servers;
+  // A session from a task that ended before it had servers or a model takes the options' own.
+  const selection = session?.servers.length ? session.servers : options.servers;
   // The config takes no signal: the race ends the wait on a cancellation.
   const resolved = await raceAbort(resolveServers(selection, deps.config), signal);
   run.servers = resolved.names;
@@ -428,7 +429,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     prepareModel({
       client: deps.client,
       models: deps.models,
-      model: session?.model ?? options.model,
+      model: session?.model || options.model,
       defaultModel: options.defaultModel,
       contextLength: run.defaultContext,
       notes,

@@ -287,11 +287,13 @@ const MessageSchema = z.object({
   name: z.string().optional(),
 });
 
+// A task that ended before it began (cancelled at once) leaves a session without servers, model
+// or messages: continuing it starts afresh with the options of the next task.
 const SessionSchema = z.object({
   version: z.literal(SESSION_FORMAT_VERSION),
-  servers: z.array(z.string().min(1)).min(1),
-  model: z.string().min(1),
-  messages: z.array(MessageSchema).min(1).refine((m) => m[0]?.role === "system", {
+  servers: z.array(z.string().min(1)),
+  model: z.string(),
+  messages: z.array(MessageSchema).refine((m) => m.length === 0 || m[0]?.role === "system", {
     message: "the first message must be the system message",
   }),
   tasks: z.number().int().nonnegative(),

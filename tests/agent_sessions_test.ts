@@ -117,6 +117,20 @@ Deno.test("a continued conversation stays in the context window, the oldest tool
   });
 });
 
+Deno.test("the session of a task cancelled before it began keeps, and continues afresh", async () => {
+  await withHarness(async (h) => {
+    const stopped = await h.run({ signal: AbortSignal.abort() });
+    assertEquals(stopped.stopped_because, "cancelled");
+    const kept = sessionFromJson(sessionToJson(stopped.session));
+    assertEquals(kept.messages, []);
+    h.fake.script(CHAT, answer("fresh"));
+    const result = await h.run({ task: "start over", servers: ["fixture"], session: kept });
+    assertEquals(result.answer, "fresh");
+    assertEquals(result.servers, ["fixture"]);
+    assertEquals(result.session.messages.map((m) => m.role), ["system", "user", "assistant"]);
+  });
+});
+
 /** A session of `n` messages of `chars` characters each after the system message and task. */
 function sessionOf(o: { tools?: number; chars?: number } = {}): AgentSession {
   const messages: ChatMessage[] = [
@@ -228,10 +242,10 @@ Deno.test("a session goes to JSON and back; anything else is refused saying what
   assertEquals(notJson.kind, "invalid");
   const wrong = JSON.parse(sessionToJson(session));
   wrong.messages[0].role = "wizard";
-  wrong.servers = [];
+  wrong.servers = [""];
   const invalid = assertThrows(() => sessionFromJson(JSON.stringify(wrong)), SessionError);
   assertStringIncludes(invalid.message, "messages[0].role");
-  assertStringIncludes(invalid.message, "servers");
+  assertStringIncludes(invalid.message, "servers[0]");
   const noSystem = {
     ...JSON.parse(sessionToJson(session)),
     messages: [{ role: "user", content: "x" }],
