@@ -285,6 +285,21 @@ Deno.test("rules decide on the tool the call resolved to, however the model spel
   });
 });
 
+Deno.test("an approver's answer it should not give refuses the call, and the task goes on", async () => {
+  await withHarness(async (h) => {
+    for (const odd of [{} as { unavailable: string }, "maybe" as "once"]) {
+      h.fake.script(CHAT, calls({ name: "note", arguments: { text: "odd" } }), answer("went on"));
+      const result = await h.run({ approve: () => Promise.resolve(odd) });
+      assertEquals(result.stopped_because, "answer");
+      assertEquals(result.tool_calls.map((c) => c.ok), [false]);
+      assertEquals(result.approvals.map((a) => a.answer), [
+        typeof odd === "object" ? "unavailable" : "deny",
+      ]);
+    }
+    assertEquals(await notesTaken(h), []);
+  });
+});
+
 Deno.test("approveAll runs what would be asked about without asking", async () => {
   await withHarness(async (h) => {
     const approver = scriptedApprover();
