@@ -33,19 +33,24 @@ import {
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
+import { ApprovalGate } from "./agent_approval.ts";
 import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
+import { ModelWatch } from "./agent_stream.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import {
   AgentError,
   type AgentOptions,
   type AgentResult,
+  type AgentSession,
   DEFAULT_MAX_ROUNDS,
   isAbort,
+  type RoundDetail,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
 import {
   type Budget,
+  conversationTokens,
   DEFAULT_CONTEXT_TOKENS,
   fitConversation,
   planBudget,
@@ -56,6 +61,7 @@ import type {
   ChatMessage,
   ChatRequest,
   ChatResult,
+  GenerationStats,
   OpenAiTool,
   RawToolCall,
   Usage,
@@ -63,9 +69,9 @@ import type {
 import { log as rootLog, type Logger } from "./log.ts";
 import { recoverTextToolCalls } from "./tool_calls.ts";
 import type { ToolCatalog } from "./tool_catalog.ts";
-import { ArgumentValidator } from "./tool_schema.ts";
+import { type ArgumentValidator, sharedArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
-import { shortJson } from "./text.ts";
+import { clause, shortJson } from "./text.ts";
 
 /** The system message: the servers whose tools the model may call and how to work with them. */
 export function systemPrompt(servers: readonly string[]): string {
@@ -112,6 +118,8 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     model: result.model,
     servers: result.servers,
     notes: result.notes,
+    approvals: result.approvals,
+    rounds_detail: result.rounds_detail,
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
 }
@@ -161,6 +169,12 @@ function modelFailedText(round: number, error: string): string {
   return `The task failed in round ${round}: the model request failed: ${error}`;
 }
 
+function roundFailedText(round: number, error: string): string {
+  return `The task failed in round ${round}: ${clause(error)}. This is a fault of the bridge, ` +
+    "not of the model or a tool; the work done so far is listed below. Please report it with " +
+    "a trace of the task (--trace FILE, or trace_path).";
+}
+
 function repeatedCallText(p: PendingCall): string {
   return `Stopped: the model called ${p.name} with the same arguments ${REPEAT_LIMIT} times in ` +
     `a row (${shortJson(callArguments(p))}), so it was not making progress.`;
@@ -192,6 +206,53 @@ function nudgeText(cutOff: boolean): string {
 }
 
 /**
+ * Notes for a continued task given `servers` or a `model` other than the session's, which it
+ * keeps.
+ */
+function continuationNotes(options: AgentOptions, session: AgentSession): string[] {
+  const notes: string[] = [];
+  const asked = options.servers;
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && a.every((x) => b.includes(x));
+  if (asked !== "all" && asked.length > 0 && !same(asked, session.servers)) {
+    notes.push(
+      `continued with the session's servers (${session.servers.join(", ")}), not ` +
+        `${asked.join(", ")}: start a new session to use others`,
+    );
+  }
+  if (options.model?.trim() && options.model !== session.model) {
+    notes.push(
+      `continued with the session's model ${session.model}, not ${options.model}: start a new ` +
+        "session to use another",
+    );
+  }
+  return notes;
+}
+
+/**
+ * `messages` fit to be continued: an assistant message whose calls have no results (the task
+ * stopped before they ran: cancelled, a repeated call, an error) gets a result for each saying
+ * so, since a chat request whose calls have no results is refused.
+ */
+function closeOpenCalls(messages: readonly ChatMessage[]): ChatMessage[] {
+  const answered = new Set(messages.filter((m) => m.role === "tool").map((m) => m.tool_call_id));
+  const out: ChatMessage[] = [];
+  for (const m of messages) {
+    out.push(m);
+    for (const call of m.role === "assistant" ? m.tool_calls ?? [] : []) {
+      if (answered.has(call.id)) continue;
+      out.push({
+        role: "tool",
+        tool_call_id: call.id,
+        name: call.function.name,
+        content: "[not run: the task stopped before this call ran]",
+      });
+    }
+  }
+  return out;
+}
+
+/**
  * One task as it runs: its options, clock, signal (the caller's, or the time budget running
  * out), progress and trace, and what its result reports however it ends; `finish`, `unfinished`
  * and `stoppedByAbort` end it.
@@ -209,9 +270,13 @@ class TaskRun {
   /** Aborts on the caller's signal or when the time budget runs out. */
   readonly signal: AbortSignal;
   readonly progress: ProgressReporter;
+  readonly approvals: ApprovalGate;
   readonly usage: Usage = emptyUsage();
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
+  readonly roundsDetail: RoundDetail[] = [];
+  /** The conversation, once the task has one (prepareTask). */
+  messages: ChatMessage[] = [];
   rounds = 0;
   model: string;
   servers: string[] = [];
@@ -232,7 +297,7 @@ class TaskRun {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
     this.contextTokens = this.defaultContext;
-    this.model = options.model ?? options.defaultModel ?? "";
+    this.model = options.session?.model || options.model || options.defaultModel || "";
     this.#userSignal = options.signal ?? new AbortController().signal;
     // The overall time budget aborts like a cancellation, but is reported as "time_budget".
     this.#budgetTimer = options.timeBudgetMs !== undefined
@@ -247,6 +312,15 @@ class TaskRun {
       total: this.maxRounds,
       info: () => ({ elapsedMs: Math.round(this.now() - this.started), usage: { ...this.usage } }),
       log: this.log,
+      now: this.now,
+    });
+    this.approvals = new ApprovalGate({
+      rules: options.rules,
+      approveAll: options.approveAll,
+      approve: options.approve,
+      task: options.task,
+      trace: this.trace,
+      notes: this.notes,
     });
   }
 
@@ -262,6 +336,9 @@ class TaskRun {
       servers: this.servers,
       context_tokens: this.contextTokens,
       notes: this.notes,
+      approvals: this.approvals.records,
+      rounds_detail: this.roundsDetail,
+      session: this.session(),
       ...(error !== undefined ? { error } : {}),
     };
     this.trace?.write({
@@ -281,6 +358,19 @@ class TaskRun {
     return result;
   }
 
+  /** The conversation to keep, with this task in it (or the session given, if it never began). */
+  session(): AgentSession {
+    const before = this.options.session;
+    if (this.messages.length === 0 && before !== undefined) return before;
+    return {
+      servers: this.servers,
+      model: this.model,
+      messages: closeOpenCalls(this.messages),
+      tasks: (before?.tasks ?? 0) + 1,
+      rounds: (before?.rounds ?? 0) + this.rounds,
+    };
+  }
+
   /** Ends a task without the model's own answer: `text`, then what was done. */
   unfinished(stopped: StopReason, text: string, error?: string): AgentResult {
     return this.finish(stopped, `${text}\n${workSummary(this.records, this.lastText)}`, error);
@@ -297,9 +387,10 @@ class TaskRun {
     return this.unfinished("cancelled", cancelledText(this.rounds, this.now() - this.started));
   }
 
-  /** Stops the time budget's clock. */
+  /** Stops the time budget's clock and any progress held back. */
   dispose(): void {
     if (this.#budgetTimer !== undefined) clearTimeout(this.#budgetTimer);
+    this.progress.dispose();
   }
 }
 
@@ -324,9 +415,12 @@ interface Conversation {
  */
 async function prepareTask(run: TaskRun): Promise<Conversation> {
   const { options, signal, notes } = run;
-  const { deps } = options;
+  const { deps, session } = options;
+  if (session !== undefined) notes.push(...continuationNotes(options, session));
+  // A session from a task that ended before it had servers or a model takes the options' own.
+  const selection = session?.servers.length ? session.servers : options.servers;
   // The config takes no signal: the race ends the wait on a cancellation.
-  const resolved = await raceAbort(resolveServers(options.servers, deps.config), signal);
+  const resolved = await raceAbort(resolveServers(selection, deps.config), signal);
   run.servers = resolved.names;
   notes.push(...resolved.notes);
   // Both honour the signal: a cancellation rejects here at once.
@@ -335,7 +429,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     prepareModel({
       client: deps.client,
       models: deps.models,
-      model: options.model,
+      model: session?.model || options.model,
       defaultModel: options.defaultModel,
       contextLength: run.defaultContext,
       notes,
@@ -343,7 +437,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     }),
   ]);
   const { servers, catalog } = buildCatalog(listed, {
-    discover: options.servers === "all",
+    discover: selection === "all",
     allowedTools: options.allowedTools,
     notes,
   });
@@ -352,15 +446,19 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   run.contextTokens = prepared.contextTokens;
 
   const tools = catalog.openaiTools;
-  const messages: ChatMessage[] = [
-    { role: "system", content: systemPrompt(servers) },
-    { role: "user", content: options.task },
-  ];
+  const task: ChatMessage = { role: "user", content: options.task };
+  // A continued conversation keeps its messages, the system message and first task first.
+  const history = (session?.messages ?? []).map((m) => ({ ...m }));
+  const messages: ChatMessage[] = history[0]?.role === "system"
+    ? [...history, task]
+    : [{ role: "system", content: systemPrompt(servers) }, ...history, task];
+  run.messages = messages;
   const budget = planBudget({
     contextTokens: run.contextTokens,
     maxTokens: options.maxTokens,
     tools,
-    messages,
+    // What every request carries: the older rounds of a continued conversation can be condensed.
+    messages: session !== undefined ? [...messages.slice(0, 2), task] : messages,
   });
   run.trace?.write({
     type: "start",
@@ -377,8 +475,10 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     tools,
     budget,
     messages,
-    validator: new ArgumentValidator(),
-    usedIds: new Set(),
+    validator: options.deps.validator ?? sharedArgumentValidator,
+    usedIds: new Set(
+      messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.id)),
+    ),
     repeats: new RepeatGuard(),
     nudged: false,
   };
@@ -410,21 +510,23 @@ async function askModel(
   round: number,
 ): Promise<{ reply: ChatResult } | { stopped: AgentResult }> {
   const { trace, signal } = run;
-  run.progress.report(round - 1, round, `round ${round}/${run.maxRounds}: asking ${run.model}`);
+  const prefix = `round ${round}/${run.maxRounds}:`;
+  run.progress.report(round - 1, round, `${prefix} asking ${run.model}`);
   const request = chatRequest(run, conversation);
   trace?.write({ type: "request", round, body: request });
   const asked = run.now();
+  const watch = new ModelWatch({ progress: run.progress, round, prefix, now: run.now });
   const stopHeartbeat = run.progress.heartbeat({
     round,
     everyMs: run.heartbeatMs,
     describe: () => {
       const waited = ((run.now() - asked) / 1000).toFixed(0);
-      return `round ${round}/${run.maxRounds}: ${run.model} still generating (${waited} s)`;
+      return `${prefix} ${run.model} still generating (${waited} s)`;
     },
   });
-  let reply: ChatResult;
+  let reply: ChatResult & { stats?: GenerationStats };
   try {
-    reply = await run.options.deps.client.chat(request, { signal });
+    reply = await run.options.deps.client.chat(request, { signal, onEvent: watch.onEvent });
   } catch (error: unknown) {
     if (isAbort(error, signal)) return { stopped: run.stoppedByAbort() };
     const message = errorMessage(error);
@@ -434,6 +536,12 @@ async function askModel(
     stopHeartbeat();
   }
   trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
+  run.roundsDetail.push(
+    watch.finish(
+      reply,
+      () => conversationTokens(request.messages) + conversation.budget.toolTokens,
+    ),
+  );
   if (reply.usage) {
     run.usage.prompt_tokens += reply.usage.prompt_tokens;
     run.usage.completion_tokens += reply.usage.completion_tokens;
@@ -468,7 +576,10 @@ function endOrNudge(
   reply: ChatResult,
   text: string,
 ): AgentResult | undefined {
-  if (text !== "") return run.finish("answer", text);
+  if (text !== "") {
+    conversation.messages.push({ role: "assistant", content: text });
+    return run.finish("answer", text);
+  }
   const cutOff = reply.finishReason === "length";
   if (!conversation.nudged) {
     conversation.nudged = true;
@@ -554,6 +665,7 @@ async function callTools(
     execute: {
       catalog,
       validator: conversation.validator,
+      approvals: run.approvals,
       host: options.deps.pool,
       signal,
       timeoutMs: options.toolTimeoutMs,
@@ -580,6 +692,26 @@ async function callTools(
 }
 
 /**
+ * {@linkcode runRound}, and whatever it throws as the end of the task: an abort as "cancelled" or
+ * "time_budget", anything else (a fault of the bridge, since everything the model gets wrong goes
+ * back to it) as "error" with the work done so far.
+ */
+async function runRoundSafely(
+  run: TaskRun,
+  conversation: Conversation,
+): Promise<AgentResult | undefined> {
+  try {
+    return await runRound(run, conversation);
+  } catch (error: unknown) {
+    if (isAbort(error, run.signal)) return run.stoppedByAbort();
+    const message = errorMessage(error);
+    run.log.warn("a round failed unexpectedly", { round: run.rounds, error: message });
+    run.trace?.write({ type: "error", round: run.rounds, error: message });
+    return run.unfinished("error", roundFailedText(run.rounds, message), message);
+  }
+}
+
+/**
  * Runs a task to the end. Problems found before the first model request (recursion guard, unknown
  * or disabled servers, servers that fail to start, no tools left after `allowedTools`, no model)
  * throw ({@linkcode AgentError}, or the client's error); everything after that ends in a result whose
@@ -595,7 +727,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
       return run.finish("context_overflow", toolOverflowMessage(budget, tools));
     }
     while (true) {
-      const result = await runRound(run, conversation);
+      const result = await runRoundSafely(run, conversation);
       if (result !== undefined) return result;
     }
   } catch (error: unknown) {

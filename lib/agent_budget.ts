@@ -30,7 +30,7 @@ function messageTokens(message: ChatMessage): number {
 }
 
 /** Estimated tokens of a conversation, message overhead included. */
-function conversationTokens(messages: readonly ChatMessage[]): number {
+export function conversationTokens(messages: readonly ChatMessage[]): number {
   return messages.reduce((sum, m) => sum + messageTokens(m), 0);
 }
 
@@ -48,6 +48,24 @@ export interface Budget {
   fixedTokens: number;
 }
 
+/** JSON characters of each tool definition; definitions are made once per tool-list version. */
+const definitionChars = new WeakMap<OpenAiTool, number>();
+
+/** Estimated tokens of `tools` as JSON, each definition measured once. */
+function toolsTokens(tools: readonly OpenAiTool[]): number {
+  // `[a,b]`: the brackets and the commas between the definitions.
+  let chars = 2 + Math.max(0, tools.length - 1);
+  for (const tool of tools) {
+    let n = definitionChars.get(tool);
+    if (n === undefined) {
+      n = JSON.stringify(tool).length;
+      definitionChars.set(tool, n);
+    }
+    chars += n;
+  }
+  return Math.ceil(chars / CHARS_PER_TOKEN);
+}
+
 /** Shares `contextTokens` between the `tools`, the starting `messages` and the reply. */
 export function planBudget(o: {
   contextTokens: number;
@@ -55,7 +73,7 @@ export function planBudget(o: {
   tools: readonly OpenAiTool[];
   messages: readonly ChatMessage[];
 }): Budget {
-  const toolTokens = estimateTokens(JSON.stringify(o.tools));
+  const toolTokens = toolsTokens(o.tools);
   const replyReserve = o.maxTokens ?? Math.min(4096, Math.floor(o.contextTokens / 4));
   return {
     contextTokens: o.contextTokens,

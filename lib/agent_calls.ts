@@ -11,6 +11,7 @@
  * model generates or a tool runs. A consumer that throws is logged and ignored; it never stops the
  * task.
  */
+import type { ApprovalGate } from "./agent_approval.ts";
 import {
   type AgentProgress,
   isAbort,
@@ -22,13 +23,13 @@ import { stableStringify } from "./json.ts";
 import type { ChatMessage, RawToolCall, Usage } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
-import { parseToolArguments } from "./tool_calls.ts";
+import { parseToolArguments, TOO_DEEP } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import { errorMessage } from "./errors.ts";
-import { shortJson } from "./text.ts";
+import { clip, shortJson } from "./text.ts";
 
 /** The same call with the same arguments this many times in a row stops the loop. */
 export const REPEAT_LIMIT = 3;
@@ -66,6 +67,26 @@ export function pendingCalls(
   });
 }
 
+/**
+ * Characters of unreadable arguments kept: echoed back in the assistant message (the model sees
+ * what it sent without a runaway text of 100,000 brackets filling the context window) and in the
+ * records. The trace's response event has them whole.
+ */
+const UNREADABLE_CHARS = 2000;
+
+/**
+ * Unreadable arguments as text: the raw text, or an object the server sent (which may nest too
+ * deeply for `JSON.stringify`'s callers downstream) in bounded stable JSON.
+ */
+function rawText(p: PendingCall): string {
+  return typeof p.rawArguments === "string" ? p.rawArguments : stableStringify(p.rawArguments);
+}
+
+/** Unreadable arguments as kept: {@linkcode rawText}, cut to {@linkcode UNREADABLE_CHARS}. */
+function unreadableText(p: PendingCall): string {
+  return clip(rawText(p), UNREADABLE_CHARS);
+}
+
 /** The assistant message of a round: its text and the calls, arguments as JSON text. */
 export function assistantMessage(text: string, pending: readonly PendingCall[]): ChatMessage {
   return {
@@ -76,11 +97,7 @@ export function assistantMessage(text: string, pending: readonly PendingCall[]):
       type: "function",
       function: {
         name: p.name,
-        arguments: p.parsed.ok
-          ? JSON.stringify(p.parsed.value)
-          : typeof p.rawArguments === "string"
-          ? p.rawArguments
-          : JSON.stringify(p.rawArguments),
+        arguments: p.parsed.ok ? JSON.stringify(p.parsed.value) : unreadableText(p),
       },
     })),
   };
@@ -93,18 +110,21 @@ export class RepeatGuard {
 
   /** Counts `p`; true when it is the {@linkcode REPEAT_LIMIT}th identical call in a row. */
   repeated(p: PendingCall): boolean {
-    const key = `${p.name} ${
-      p.parsed.ok ? stableStringify(p.parsed.value) : String(p.rawArguments)
-    }`;
+    // Parsed arguments are within MAX_JSON_DEPTH; unreadable ones are compared as text.
+    const key = `${p.name} ${p.parsed.ok ? stableStringify(p.parsed.value) : rawText(p)}`;
     this.#count = key === this.#key ? this.#count + 1 : 1;
     this.#key = key;
     return this.#count >= REPEAT_LIMIT;
   }
 }
 
-/** The arguments of `p` as the caller sees them: parsed, or the raw text when unreadable. */
+/**
+ * The arguments of `p` as the caller sees them (records, traces, the work summary): parsed, or
+ * the raw text when unreadable (cut to {@linkcode UNREADABLE_CHARS}). Either serialises safely:
+ * parsed arguments nest at most MAX_JSON_DEPTH levels, and an unreadable object is bounded text.
+ */
 export function callArguments(p: PendingCall): unknown {
-  return p.parsed.ok ? p.parsed.value : p.rawArguments;
+  return p.parsed.ok ? p.parsed.value : unreadableText(p);
 }
 
 /** The record of one call, as the caller of the loop sees it. */
@@ -134,23 +154,33 @@ function callRecord(
   };
 }
 
-/** What running a call needs: catalog, validator, MCP host, signal and per-call timeout. */
+/**
+ * What running a call needs: catalog, validator, the task's approvals, MCP host, signal and
+ * per-call timeout.
+ */
 export interface ExecuteContext {
   catalog: ToolCatalog;
   validator: ArgumentValidator;
+  approvals: ApprovalGate;
   host: ToolHost;
   signal: AbortSignal;
   timeoutMs?: number;
 }
 
 /**
- * Runs one call; every failure becomes text the model can act on. Only an abort rejects. The
- * tool's own progress notifications go to `onProgress`.
+ * Runs one call once its arguments are read and valid and the approvals let it; every failure
+ * and refusal becomes text the model can act on. Only an abort rejects. The tool's own progress
+ * notifications go to `onProgress`; `onAsk` and `onAnswer` frame asking the user to approve it.
  */
 async function executeCall(
   p: PendingCall,
   ctx: ExecuteContext,
-  onProgress: (p: ToolProgress) => void,
+  o: {
+    round: number;
+    onProgress: (p: ToolProgress) => void;
+    onAsk: () => void;
+    onAnswer: () => void;
+  },
 ): Promise<{ text: string; ok: boolean; error?: string }> {
   if (!p.entry) {
     const error = `there is no tool named "${p.name}"`;
@@ -165,18 +195,18 @@ async function executeCall(
   // Only the error texts below need the summary.
   const parameters = () => describeParameters(schema);
   if (!p.parsed.ok) {
-    const raw = typeof p.rawArguments === "string"
-      ? p.rawArguments
-      : JSON.stringify(p.rawArguments);
-    const error = `arguments are not a JSON object: ${p.parsed.error}`;
+    const raw = rawText(p);
+    const tooDeep = p.parsed.error === TOO_DEEP;
+    const error = tooDeep ? TOO_DEEP : `arguments are not a JSON object: ${p.parsed.error}`;
+    const fix = tooDeep
+      ? "Send the arguments as one JSON object with far less nesting"
+      : "Send the arguments as one JSON object";
     return {
       ok: false,
       error,
-      text:
-        `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
-          shortJson(raw, 500)
-        }\nSend the arguments as one JSON object. Parameters: ${parameters()}. ` +
-        "Call the tool again with corrected arguments.",
+      text: `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. You sent: ${
+        shortJson(raw, 500)
+      }\n${fix}. Parameters: ${parameters()}. Call the tool again with corrected arguments.`,
     };
   }
   const problems = ctx.validator.problems(schema, p.parsed.value);
@@ -189,12 +219,22 @@ async function executeCall(
       }\nParameters: ${parameters()}. Call the tool again with corrected arguments.`,
     };
   }
+  // Decided on the catalog entry the name resolved to, never on the name the model wrote.
+  const refusal = await ctx.approvals.check({
+    entry: p.entry,
+    args: p.parsed.value,
+    round: o.round,
+    signal: ctx.signal,
+    onAsk: o.onAsk,
+    onAnswer: o.onAnswer,
+  });
+  if (refusal !== undefined) return { ok: false, ...refusal };
   let result: CallToolResult;
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
-      onProgress,
+      onProgress: o.onProgress,
     });
   } catch (error: unknown) {
     if (isAbort(error, ctx.signal)) throw error;
@@ -289,9 +329,16 @@ export async function runCalls(
         progress.bump(round, `${prefix} ${p.name}: ${toolProgressText(tp)}`, p.name);
       }
     };
+    const asking = {
+      onAsk: () => {
+        running.set(index, `${p.name} (waiting for approval)`);
+        progress.bump(round, `${prefix} asking to approve ${p.name}`, p.name);
+      },
+      onAnswer: () => running.set(index, p.name),
+    };
     let executed: Awaited<ReturnType<typeof executeCall>>;
     try {
-      executed = await executeCall(p, o.execute, relay);
+      executed = await executeCall(p, o.execute, { round, onProgress: relay, ...asking });
     } finally {
       running.delete(index);
     }
@@ -358,34 +405,87 @@ interface Beat {
   restart(): void;
 }
 
-/** Monotonic progress: every value is larger than the one before. */
+/** Shortest time between two {@linkcode ProgressReporter.update} events: at most 4 a second. */
+export const UPDATE_GAP_MS = 250;
+
+/**
+ * Monotonic progress: every value is larger than the one before. Events of their own (a round
+ * starts, a tool is called) go out at once; the frequent updates of a streaming reply
+ * ({@linkcode ProgressReporter.update}) at most every {@linkcode UPDATE_GAP_MS}, the latest one
+ * sent when the gap has passed unless an event of its own superseded it.
+ */
 export class ProgressReporter {
   #last = -1;
   #sink: ((event: AgentProgress) => void) | undefined;
   #total: number;
   #info: () => { elapsedMs: number; usage: Usage };
   #log: Logger;
+  #now: () => number;
   #beats = new Set<Beat>();
+  /** When the last event went out (the clock's time). */
+  #sentAt = Number.NEGATIVE_INFINITY;
+  /** The latest update held back by the rate limit, and the timer that sends it. */
+  #held: { round: number; message: string; tool?: string } | undefined;
+  #heldTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** `sink` gets the events (none are made without one); `info` adds elapsed time and usage. */
+  /**
+   * `sink` gets the events (none are made without one); `info` adds elapsed time and usage; `now`
+   * is the clock of the rate limit (default performance.now).
+   */
   constructor(options: {
     sink: ((event: AgentProgress) => void) | undefined;
     total: number;
     info: () => { elapsedMs: number; usage: Usage };
     log: Logger;
+    now?: () => number;
   }) {
     this.#sink = options.sink;
     this.#total = options.total;
     this.#info = options.info;
     this.#log = options.log;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /**
+   * A new state of something that changes often (a streaming reply): a small step, sent at once
+   * when the last event is {@linkcode UPDATE_GAP_MS} old, else held back and sent when the gap has
+   * passed (a newer update replaces it; an event of its own drops it).
+   */
+  update(round: number, message: string, tool?: string): void {
+    if (!this.#sink) return;
+    const wait = this.#sentAt + UPDATE_GAP_MS - this.#now();
+    if (wait <= 0) {
+      this.bump(round, message, tool);
+      return;
+    }
+    this.#held = { round, message, ...(tool !== undefined ? { tool } : {}) };
+    this.#heldTimer ??= setTimeout(() => {
+      this.#heldTimer = undefined;
+      const held = this.#held;
+      if (held !== undefined) this.bump(held.round, held.message, held.tool);
+    }, wait);
+  }
+
+  /** Drops a held update for good: the task has ended (heartbeats are stopped by their owners). */
+  dispose(): void {
+    this.#dropHeld();
+  }
+
+  /** Drops an update held back by the rate limit (the task ends, a newer state went out). */
+  #dropHeld(): void {
+    this.#held = undefined;
+    clearTimeout(this.#heldTimer);
+    this.#heldTimer = undefined;
   }
 
   /** Reports `target`, or a little more than the last value when `target` is not larger. */
   report(target: number, round: number, message: string, tool?: string): void {
     if (!this.#sink) return;
+    this.#dropHeld();
     // Targets read well with three decimals; small steps need the finer scale.
     const value = rounded(Math.max(Math.round(target * 1000) / 1000, this.#last + MIN_STEP));
     this.#last = value;
+    this.#sentAt = this.#now();
     for (const beat of this.#beats) beat.restart();
     try {
       this.#sink({ progress: value, total: this.#total, message, round, tool, ...this.#info() });

@@ -204,6 +204,12 @@ export async function readModelListing(
   }
 }
 
+/** The model a task uses when none is named, as resolveModel picks it: a loaded chat model, else the first. */
+function loadedOrFirstChatModel(list: ModelList): string | undefined {
+  const chat = list.models.filter((m) => m.type !== "embedding");
+  return (chat.find((m) => m.state === "loaded") ?? chat[0])?.id;
+}
+
 /**
  * Throws {@linkcode AgentError} "model" when the server's `list` is known and has no model that
  * is `id` (loosely: `qwen3-8b` is `qwen/qwen3-8b`, instance suffixes match; see findModel), naming
@@ -260,13 +266,18 @@ export async function prepareModel(o: {
   signal: AbortSignal;
 }): Promise<PreparedModel> {
   const { signal, notes } = o;
-  const asked = await o.client.resolveModel(o.model, {
+  // Read once for the whole task: the check, the pick when no model is named, the window.
+  const named = !!(o.model?.trim() || o.defaultModel?.trim());
+  const listing = await readModelListing(o.client, signal);
+  const picked = !named && "list" in listing ? loadedOrFirstChatModel(listing.list) : undefined;
+  // A name given is taken as it is (no request); with none and nothing to pick, resolveModel
+  // reads the list itself and explains what is missing.
+  const asked = picked ?? await o.client.resolveModel(o.model, {
     signal,
     kind: "llm",
     defaultModel: o.defaultModel,
   });
   // Without the list the chat request tells whether the model exists.
-  const listing = await readModelListing(o.client, signal);
   let id = asked;
   let contextLength = o.contextLength;
   if ("list" in listing) {

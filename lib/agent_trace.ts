@@ -3,7 +3,7 @@
  * tool call and result, with timings. Written only when asked (`--trace FILE` / `trace_path`), and
  * only when the process may write there: the default "bridge" permission set grants no writes.
  */
-import { BridgeError } from "./errors.ts";
+import { BridgeError, errorMessage } from "./errors.ts";
 
 /** Receives trace events; `close` flushes and releases the file. */
 export interface TraceSink {
@@ -37,6 +37,22 @@ export interface TraceFileOptions {
 }
 
 const encoder = new TextEncoder();
+
+/**
+ * One event as a line of JSON; an event `JSON.stringify` refuses (a BigInt, a cycle, a throwing
+ * `toJSON`) becomes its type and why it could not be written, so a trace never stops a task.
+ */
+export function traceLine(event: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(event);
+  } catch (error: unknown) {
+    return JSON.stringify({
+      t: typeof event.t === "number" ? event.t : undefined,
+      type: typeof event.type === "string" ? event.type : "unknown",
+      trace_error: `this event could not be written as JSON: ${errorMessage(error)}`,
+    });
+  }
+}
 
 /**
  * Opens (creates or truncates) a JSONL trace file. Checks the write permission first and fails fast
@@ -74,7 +90,7 @@ export async function openTraceFile(
   return {
     write(event) {
       if (closed) return;
-      const line = JSON.stringify({ t: Math.round(now() - start), ...event }) + "\n";
+      const line = traceLine({ t: Math.round(now() - start), ...event }) + "\n";
       const bytes = encoder.encode(line);
       let written = 0;
       while (written < bytes.length) written += file.writeSync(bytes.subarray(written));

@@ -9,10 +9,19 @@
 import type { ConfigSource } from "./config.ts";
 import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { ModelList, Usage } from "./lmstudio_types.ts";
+import type {
+  ChatMessage,
+  ChatRequest,
+  ChatResult,
+  ChatStreamEvent,
+  GenerationStats,
+  ModelList,
+  Usage,
+} from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { CallToolResult, Tool } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
+import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
 export const DEFAULT_MAX_ROUNDS = 100;
@@ -21,7 +30,8 @@ export const DEFAULT_MAX_ROUNDS = 100;
  * Why a task could not start: recursion, unknown servers, no tools, unknown model. The message says
  * what to do.
  */
-export class AgentError extends BridgeError<"recursion" | "servers" | "tools" | "model"> {
+export class AgentError
+  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session"> {
   override name = "AgentError";
 }
 
@@ -55,11 +65,17 @@ export interface ToolProgress {
   message?: string;
 }
 
-/** What the loop needs from the LM Studio client. */
-export type AgentLmClient = Pick<
-  LmStudioClient,
-  "baseUrl" | "chat" | "resolveModel" | "listModels"
->;
+/**
+ * What the loop needs from the LM Studio client: its chat request reports the reply as it streams
+ * (`onEvent`, where the server streams) and answers with the generation's figures (`stats`).
+ */
+export interface AgentLmClient
+  extends Pick<LmStudioClient, "baseUrl" | "resolveModel" | "listModels"> {
+  chat(
+    request: ChatRequest,
+    options?: { signal?: AbortSignal; onEvent?: (event: ChatStreamEvent) => void },
+  ): Promise<ChatResult & { stats?: GenerationStats }>;
+}
 /** The server's model list, or why it could not be read. */
 export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
@@ -109,6 +125,39 @@ export interface ToolCallRecord {
   recovered_from_text?: boolean;
 }
 
+/**
+ * A conversation the loop can continue: the servers whose tools it offers, the model, and the
+ * messages so far (the system message first), kept within the model's context window. Every
+ * result carries one; {@linkcode AgentOptions.session} continues it. Sessions are plain data
+ * (agent_sessions.ts stores them and writes them as JSON).
+ */
+export interface AgentSession {
+  servers: string[];
+  model: string;
+  messages: ChatMessage[];
+  /** Tasks run in this conversation so far. */
+  tasks: number;
+  /** Rounds of all its tasks. */
+  rounds: number;
+}
+
+/** The figures of one round's model request. */
+export interface RoundDetail {
+  round: number;
+  /** The whole request, in milliseconds. */
+  model_ms: number;
+  /** Time to the first token, when the reply streamed. */
+  ttft_ms?: number;
+  /** Tokens of the reply per second of generation (after the first token when that is known). */
+  tokens_per_second?: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** True when the server reported no usage and the token counts are estimates (characters / 4). */
+  estimated: boolean;
+  /** Tool calls the reply asked for. */
+  tool_calls: number;
+}
+
 /** The outcome of {@linkcode runAgent}. */
 export interface AgentResult {
   answer: string;
@@ -123,6 +172,12 @@ export interface AgentResult {
   context_tokens: number;
   /** Things the caller should know (skipped servers, assumed context length, ...). */
   notes: string[];
+  /** Every approval decision, in the order made. */
+  approvals: ApprovalRecord[];
+  /** The figures of each round's model request, in order. */
+  rounds_detail: RoundDetail[];
+  /** The conversation with this task in it, to keep for a task that continues it. */
+  session: AgentSession;
   /** The failure behind `stopped_because: "error"`. */
   error?: string;
 }
@@ -139,6 +194,70 @@ export interface AgentProgress {
   usage: Usage;
 }
 
+/** What a rule says about a tool call: run it, ask the user first, or refuse it. */
+export type ApprovalRule = "allow" | "ask" | "deny";
+
+/**
+ * Approval rules, as the bridge settings file (lmstudio-bridge.json) has them: `tools` holds
+ * global rules keyed by `"server/tool"` globs (a key without "/" is a tool glob on every server),
+ * `servers.<name>.tools` a server's own rules keyed by tool globs. `*` and `?` are wildcards.
+ * Which rule decides is described in agent_approval.ts.
+ */
+export interface ApprovalRules {
+  tools?: Readonly<Record<string, ApprovalRule>>;
+  servers?: Readonly<Record<string, { readonly tools?: Readonly<Record<string, ApprovalRule>> }>>;
+}
+
+/** What the person who approves a tool call is shown. */
+export interface ApprovalRequest {
+  server: string;
+  /** The tool's real name on its server. */
+  tool: string;
+  /** The call's arguments, secrets and long values shortened (`redact` in text.ts). */
+  arguments: Record<string, unknown>;
+  /** The task, as the caller gave it (cut to 500 characters). */
+  task: string;
+  /** From the tool's MCP annotations: readOnlyHint. */
+  readOnly: boolean;
+  /** From the tool's MCP annotations: destructiveHint (true when not said, as MCP defines it). */
+  destructive: boolean;
+}
+
+/** Run this call (`once`), run it and later calls of the same tool in this task, or refuse it. */
+export type ApprovalAnswer = "once" | "task" | "deny";
+
+/**
+ * Asks a person whether a tool call may run. `{ unavailable }` says why nobody can be asked (the
+ * MCP client cannot elicit, stdin is not a terminal); the call is then refused with a message that
+ * says how to allow it. Rejects only when `signal` aborts.
+ */
+export type Approver = (
+  request: ApprovalRequest,
+  signal: AbortSignal,
+) => Promise<ApprovalAnswer | { unavailable: string }>;
+
+/** One approval decision, as the result and the trace report it. */
+export interface ApprovalRecord {
+  round: number;
+  server: string;
+  tool: string;
+  /**
+   * What decided: the rule that matched (`servers.filesystem.tools["write_*"]: ask`), a default
+   * (`default: read-only`, `default: not read-only`), `approve_all`, or an earlier answer
+   * (`approved for this task in round 2`).
+   */
+  rule: string;
+  /** The approver was asked. */
+  asked: boolean;
+  /**
+   * `allow` (ran without asking), `once` / `task` (approved), `deny` (refused by a rule or the
+   * user), `unavailable` (nobody could be asked: refused).
+   */
+  answer: "allow" | ApprovalAnswer | "unavailable";
+  /** Why nobody could be asked, for `unavailable`. */
+  reason?: string;
+}
+
 /** Services the loop uses. */
 export interface AgentDeps {
   client: AgentLmClient;
@@ -148,6 +267,8 @@ export interface AgentDeps {
   log?: Logger;
   /** Clock in milliseconds (default performance.now). */
   now?: () => number;
+  /** Validates the model's arguments (default: the one every task shares). */
+  validator?: ArgumentValidator;
 }
 
 /** Options of {@linkcode runAgent}. */
@@ -186,5 +307,19 @@ export interface AgentOptions {
    */
   heartbeatMs?: number;
   trace?: TraceSink;
+  /**
+   * Approval rules (the bridge settings' `tools` and `servers.<name>.tools`); see
+   * agent_approval.ts for which one decides and the defaults when none does.
+   */
+  rules?: ApprovalRules;
+  /**
+   * Continue this conversation: the task is asked after its messages, with its servers and model
+   * (`servers` and `model` are then not used; a note says so when they name others).
+   */
+  session?: AgentSession;
+  /** Asks a person about the calls the rules say to ask about; without it nobody can be asked. */
+  approve?: Approver;
+  /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
+  approveAll?: boolean;
   deps: AgentDeps;
 }

@@ -146,3 +146,26 @@ export interface ResponseResult {
   functionCalls: { callId: string; name: string; arguments: string }[];
   usage?: { input_tokens?: number; output_tokens?: number; total_tokens?: number };
 }
+
+/**
+ * What a streamed model request reports as it goes: the model loading, the prompt being read,
+ * silence before the first token (about once a second), each piece of the reply (`tokens`: the
+ * reply's tokens so far), and the figures at the end.
+ */
+export type ChatStreamEvent =
+  | { type: "loading"; model: string; progress?: number } // 0..1 where the server tells
+  | { type: "prompt"; progress?: number } // prompt processing 0..1
+  | { type: "waiting"; elapsedMs: number } // nothing received yet (about 1/s)
+  | { type: "delta"; content?: string; reasoning?: string; toolCalls?: number; tokens: number }
+  | { type: "done"; stats: GenerationStats };
+
+/** The figures of one generation. */
+export interface GenerationStats {
+  ttftMs?: number;
+  tokensPerSecond?: number;
+  promptTokens?: number;
+  completionTokens?: number;
+  /** True when the server reported no usage and tokens were estimated. */
+  estimated: boolean;
+  totalMs: number;
+}

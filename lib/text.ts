@@ -93,3 +93,66 @@ function editDistance(a: string, b: string): number {
   }
   return previous[b.length] ?? 0;
 }
+
+/** Normalised argument names (lower case, letters and digits only) that hold secrets. */
+const SECRET_NAME =
+  /password|passwd|passphrase|secret|apikey|accesskey|privatekey|authorization|credential|cookie|sessionid|bearer/;
+/** Values that are secrets whatever they are called: API keys, tokens, private keys. */
+const SECRET_VALUE: readonly RegExp[] = [
+  /^(?:sk|pk|rk)-[\w-]{16,}/, // OpenAI, Anthropic, Stripe style keys
+  /^gh[pousr]_[A-Za-z0-9]{20,}/, // GitHub tokens
+  /^github_pat_\w{20,}/,
+  /^xox[abprs]-[\w-]{10,}/, // Slack tokens
+  /^AKIA[0-9A-Z]{16}$/, // AWS access key ids
+  /^Bearer\s+\S{8,}/i,
+  /^eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}$/, // JSON web tokens
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+];
+/** What a secret is shown as. */
+export const REDACTED = "[redacted]";
+
+/** Whether an argument called `name` holds a secret (`password`, `apiKey`, `auth_token`...). */
+function secretName(name: string): boolean {
+  const plain = name.toLowerCase().replace(/[^a-z0-9]/g, "");
+  if (SECRET_NAME.test(plain)) return true;
+  // `token`, `authToken`, `access_token`, but not `max_tokens` or `tokenCount`.
+  if (plain.endsWith("token") && !/^(?:max|min|num|total|count)/.test(plain)) return true;
+  return plain === "auth" || plain === "pin" || plain === "pwd";
+}
+
+/**
+ * `value` fit to show a person (an approval prompt, a log): values of secret-named keys
+ * (`password`, `api_key`, `token`, `authorization`...) and values shaped like keys or tokens
+ * (`sk-...`, `ghp_...`, JWTs, private keys) become {@linkcode REDACTED}, the password of a URL
+ * (`https://user:pw@host`) too; strings longer than `maxChars` (default 200) are shortened with
+ * their length, lists longer than `maxItems` (default 20) say how many more there are, and
+ * nesting deeper than `maxDepth` (default 8) is cut. Never changes `value`.
+ */
+export function redact(
+  value: unknown,
+  o: { maxChars?: number; maxItems?: number; maxDepth?: number } = {},
+): unknown {
+  const maxChars = o.maxChars ?? 200;
+  const maxItems = o.maxItems ?? 20;
+  const maxDepth = o.maxDepth ?? 8;
+  const walk = (node: unknown, depth: number): unknown => {
+    if (typeof node === "string") {
+      if (SECRET_VALUE.some((p) => p.test(node.trim()))) return REDACTED;
+      return shorten(node.replace(/(\w+:\/\/[^\s:/@]+:)[^\s/@]+@/g, `$1${REDACTED}@`), maxChars);
+    }
+    if (typeof node !== "object" || node === null) return node;
+    if (depth >= maxDepth) return Array.isArray(node) ? "[…]" : "{…}";
+    if (Array.isArray(node)) {
+      const shown = node.slice(0, maxItems).map((v) => walk(v, depth + 1));
+      return node.length > maxItems
+        ? [...shown, `… ${plural(node.length - maxItems, "more item")}`]
+        : shown;
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(node)) {
+      out[key] = secretName(key) && v !== null && v !== "" ? REDACTED : walk(v, depth + 1);
+    }
+    return out;
+  };
+  return walk(value, 0);
+}

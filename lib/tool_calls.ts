@@ -6,7 +6,7 @@
  * `[TOOL_REQUEST]`), or as fenced or bare JSON, repaired like arguments
  * ({@linkcode recoverTextToolCalls}).
  */
-import { closingQuote, isRecord, tryParseJson } from "./json.ts";
+import { closingQuote, isRecord, MAX_JSON_DEPTH, nestedDeeperThan, tryParseJson } from "./json.ts";
 import type { RawToolCall } from "./lmstudio_types.ts";
 
 /** The outcome of {@linkcode parseToolArguments}. */
@@ -51,10 +51,22 @@ const REPAIRS: ((text: string) => string)[] = [
   closeBrackets,
 ];
 
+/** Why arguments nested deeper than {@linkcode MAX_JSON_DEPTH} levels are refused. */
+export const TOO_DEEP = `arguments nested too deeply (> ${MAX_JSON_DEPTH} levels)`;
+
+/** `value` as accepted arguments, unless it nests deeper than {@linkcode MAX_JSON_DEPTH}. */
+function bounded(value: Record<string, unknown>, repaired: boolean): ParsedArguments {
+  return nestedDeeperThan(value, MAX_JSON_DEPTH)
+    ? { ok: false, error: TOO_DEEP }
+    : { ok: true, value, repaired };
+}
+
 /**
  * Parses tool-call arguments as sent by a model: an object, a JSON string, an empty string (= no
  * arguments), a double-encoded JSON string, or almost-JSON that a few modest repairs fix
  * (fences, trailing commas, Python literals, single quotes, unquoted keys, missing closing brackets).
+ * Arguments nested deeper than {@linkcode MAX_JSON_DEPTH} levels are refused ({@linkcode TOO_DEEP}),
+ * so that nothing downstream (validation, comparison, traces) walks them.
  */
 export function parseToolArguments(
   raw: string | Record<string, unknown> | null | undefined,
@@ -62,7 +74,7 @@ export function parseToolArguments(
   if (raw === null || raw === undefined) return { ok: true, value: {}, repaired: false };
   if (typeof raw !== "string") {
     return isRecord(raw)
-      ? { ok: true, value: raw, repaired: false }
+      ? bounded(raw, false)
       : { ok: false, error: "the arguments must be a JSON object" };
   }
   const text = raw.trim();
@@ -72,12 +84,10 @@ export function parseToolArguments(
   const accept = (value: unknown, repaired: boolean): ParsedArguments | undefined => {
     if (typeof value === "string") {
       const inner = tryParseJson(value);
-      if (inner.ok && isRecord(inner.value)) {
-        return { ok: true, value: inner.value, repaired: true };
-      }
+      if (inner.ok && isRecord(inner.value)) return bounded(inner.value, true);
     }
     if (value === null) return { ok: true, value: {}, repaired };
-    if (isRecord(value)) return { ok: true, value, repaired };
+    if (isRecord(value)) return bounded(value, repaired);
     return undefined;
   };
   const first = tryParseJson(text);

@@ -116,6 +116,37 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
+/**
+ * The OpenAI definitions made of each tool, by the name it had: the pool keeps a server's `Tool`
+ * objects until the server says its list changed, so a definition is made once per tool-list
+ * version (and name), not once per task. Definitions are shared: never change one.
+ */
+const definitions = new WeakMap<
+  Tool,
+  { parameters: Record<string, unknown>; byName: Map<string, OpenAiTool> }
+>();
+
+/** The OpenAI definition of `tool` under `name`, made once (see {@linkcode definitions}). */
+function openaiDefinition(tool: Tool, name: string): OpenAiTool {
+  let made = definitions.get(tool);
+  if (made === undefined) {
+    made = { parameters: cleanToolSchema(tool.inputSchema), byName: new Map() };
+    definitions.set(tool, made);
+  }
+  let definition = made.byName.get(name);
+  if (definition === undefined) {
+    const description = [tool.description ?? tool.title ?? tool.annotations?.title]
+      .filter((d): d is string => typeof d === "string" && d.trim() !== "")
+      .join("");
+    definition = {
+      type: "function",
+      function: { name, ...(description ? { description } : {}), parameters: made.parameters },
+    };
+    made.byName.set(name, definition);
+  }
+  return definition;
+}
+
 /** One tool as the model sees it, mapped back to its server. */
 export interface CatalogEntry {
   /** The name sent to the model (sanitised, unique, at most 64 characters). */
@@ -125,6 +156,13 @@ export interface CatalogEntry {
   tool: string;
   /** The tool's input schema as the server published it. */
   inputSchema: unknown;
+  /** The tool's MCP annotations say it does not change anything (readOnlyHint). */
+  readOnly: boolean;
+  /**
+   * The tool may destroy data (destructiveHint; true when the annotations do not say, as MCP
+   * defines it; false for a read-only tool).
+   */
+  destructive: boolean;
   /** The OpenAI tool definition sent to the model. */
   openai: OpenAiTool;
 }
@@ -179,22 +217,15 @@ export class ToolCatalog {
     kept.forEach(({ server, tools }, s) => {
       tools.forEach((tool, t) => {
         const name = names[s]![t]!;
-        const description = [tool.description ?? tool.title ?? tool.annotations?.title]
-          .filter((d): d is string => typeof d === "string" && d.trim() !== "")
-          .join("");
         entries.push({
           name,
           server,
           tool: tool.name,
           inputSchema: tool.inputSchema,
-          openai: {
-            type: "function",
-            function: {
-              name,
-              ...(description ? { description } : {}),
-              parameters: cleanToolSchema(tool.inputSchema),
-            },
-          },
+          readOnly: tool.annotations?.readOnlyHint === true,
+          destructive: tool.annotations?.readOnlyHint !== true &&
+            tool.annotations?.destructiveHint !== false,
+          openai: openaiDefinition(tool, name),
         });
       });
     });

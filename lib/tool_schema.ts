@@ -86,21 +86,48 @@ function validationSchema(schema: unknown): Record<string, unknown> {
   return top;
 }
 
-/** Validates arguments against MCP input schemas (ajv, shipped with the SDK), caching compilations. */
+/** A compiled check: the validator's message, or undefined when the arguments match. */
+type Check = (input: unknown) => string | undefined;
+
+/**
+ * Compiled schemas one compiler keeps at most: ajv holds on to every schema it compiled, so past
+ * this many a fresh compiler takes over (the checks already made keep working).
+ */
+export const MAX_COMPILED_SCHEMAS = 256;
+
+/**
+ * Validates arguments against MCP input schemas (ajv, shipped with the SDK). Compiling a schema
+ * takes milliseconds, so checks are kept: by schema object (the pool keeps a server's tools until
+ * it says they changed, so that is one compilation per tool-list version), and by content, so an
+ * unchanged tool in a changed list, or the same schema on two servers, is compiled once. Meant to
+ * be shared by every task: {@linkcode sharedArgumentValidator}.
+ */
 export class ArgumentValidator {
   #ajv = new AjvJsonSchemaValidator();
-  #cache = new WeakMap<object, ((input: unknown) => string | undefined) | null>();
+  #bySchema = new WeakMap<object, Check | null>();
+  #byText = new Map<string, Check | null>();
+  #compilations = 0;
 
-  /**
-   * Problems with `args` as a readable list, or [] when they match (or when the schema cannot be
-   * compiled locally; the server then validates).
-   */
-  problems(schema: unknown, args: Record<string, unknown>): string[] {
-    if (!isRecord(schema)) return [];
-    let check = this.#cache.get(schema);
+  /** How many schemas this validator compiled (a schema it could not compile counts too). */
+  get compilations(): number {
+    return this.#compilations;
+  }
+
+  /** The check of `schema`: kept, or compiled now; null when it cannot be compiled locally. */
+  #check(schema: Record<string, unknown>): Check | null {
+    const kept = this.#bySchema.get(schema);
+    if (kept !== undefined) return kept;
+    const cleaned = validationSchema(schema);
+    const text = JSON.stringify(cleaned);
+    let check = this.#byText.get(text);
     if (check === undefined) {
+      if (this.#byText.size >= MAX_COMPILED_SCHEMAS) {
+        this.#ajv = new AjvJsonSchemaValidator();
+        this.#byText.clear();
+      }
+      this.#compilations += 1;
       try {
-        const validate = this.#ajv.getValidator(validationSchema(schema) as JsonSchemaType);
+        const validate = this.#ajv.getValidator(cleaned as JsonSchemaType);
         check = (input) => {
           const result = validate(input);
           return result.valid ? undefined : result.errorMessage;
@@ -109,8 +136,19 @@ export class ArgumentValidator {
         // Schemas with remote $refs or unknown dialects: leave validation to the server.
         check = null;
       }
-      this.#cache.set(schema, check);
+      this.#byText.set(text, check);
     }
+    this.#bySchema.set(schema, check);
+    return check;
+  }
+
+  /**
+   * Problems with `args` as a readable list, or [] when they match (or when the schema cannot be
+   * compiled locally; the server then validates).
+   */
+  problems(schema: unknown, args: Record<string, unknown>): string[] {
+    if (!isRecord(schema)) return [];
+    const check = this.#check(schema);
     if (check === null) return [];
     const message = check(args);
     if (message === undefined) return [];
@@ -120,6 +158,9 @@ export class ArgumentValidator {
       .map((m) => m.replace(/(?<=arguments\.[^ ]*)\//g, "."));
   }
 }
+
+/** The validator every task shares, so that a schema is compiled once per process. */
+export const sharedArgumentValidator: ArgumentValidator = new ArgumentValidator();
 
 /** A one-line summary of a schema's parameters: `path (string, required), depth (number)`. */
 export function describeParameters(schema: unknown): string {

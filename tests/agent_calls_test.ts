@@ -4,7 +4,9 @@
  * to the model, results are complete and cut to fit, running calls are cancelled on the server,
  * and progress increases strictly, relays the tools' own and beats while they are silent.
  */
+import { agentResultJson } from "../lib/agent.ts";
 import { ProgressReporter } from "../lib/agent_calls.ts";
+import { openTraceFile } from "../lib/agent_trace.ts";
 import type { AgentProgress } from "../lib/agent_types.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import {
@@ -20,6 +22,9 @@ import {
 } from "./agent_harness.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { waitFor } from "./fixtures/pool_support.ts";
+import { chatReply } from "./fakes/lmstudio.ts";
+import { sharedArgumentValidator } from "../lib/tool_schema.ts";
+import { join } from "../lib/path.ts";
 import { quiet } from "./rigs.ts";
 
 Deno.test("calls of one round run in parallel and their results return in call order", async () => {
@@ -92,6 +97,63 @@ Deno.test("every class of model mistake goes back to the model as a tool result"
     assertStringIncludes(texts[5]!, "calling sleep failed");
     assertMatch(texts[5]!, /time/i);
     assertEquals(result.tool_calls.map((c) => c.ok), [false, false, false, false, true, false]);
+  });
+});
+
+Deno.test("arguments nested 100,000 levels deep go back to the model as a tool result", async () => {
+  await withHarness(async (h) => {
+    const levels = 100_000;
+    const deepText = `{"path":${'{"a":'.repeat(levels)}1${"}".repeat(levels)},"count":1}`;
+    // The same arguments sent as an object, as some servers do.
+    const asObject = JSON.stringify(
+      chatReply({ toolCalls: [{ name: "typed", arguments: { deep: "HERE" } }] }),
+    ).replace('{"deep":"HERE"}', deepText);
+    let seen: ChatMessage[] = [];
+    let echoed: ChatMessage | undefined;
+    h.fake.script(
+      CHAT,
+      calls({ name: "typed", arguments: deepText }),
+      { raw: asObject, headers: { "content-type": "application/json" } },
+      (req) => {
+        seen = toolMessages(req);
+        echoed = messagesOf(req).findLast((m) => m.role === "assistant");
+        return answer("flattened");
+      },
+    );
+    const trace = join(h.dir, "deep.jsonl");
+    const sink = await openTraceFile(trace);
+    const result = await h.run({ trace: sink });
+    await sink.close();
+    assertEquals(result.stopped_because, "answer");
+    assertEquals(result.answer, "flattened");
+    assertEquals(result.tool_calls.map((c) => [c.ok, c.error]), [
+      [false, "arguments nested too deeply (> 64 levels)"],
+      [false, "arguments nested too deeply (> 64 levels)"],
+    ]);
+    assertEquals(seen.length, 2);
+    for (const message of seen) {
+      assertStringIncludes(String(message.content), "nested too deeply (> 64 levels)");
+      assertStringIncludes(String(message.content), "with far less nesting");
+    }
+    // The model sees a bounded echo of what it sent, not 500,000 characters.
+    assert(echoed!.tool_calls![0]!.function.arguments.length <= 2000);
+    // The result serialises, as the surfaces do.
+    assert(JSON.stringify(agentResultJson(result)).length < 20_000);
+    const events = (await Deno.readTextFile(trace)).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(events.filter((e) => e.type === "tool_result").map((e) => e.ok), [false, false]);
+  });
+});
+
+Deno.test("tasks share the compiled argument checks", async () => {
+  await withHarness(async (h) => {
+    const before = sharedArgumentValidator.compilations;
+    for (const count of [1, 2]) {
+      h.fake.script(CHAT, calls({ name: "typed", arguments: { path: "a", count } }), answer("ok"));
+      const result = await h.run({});
+      assertEquals(result.tool_calls.map((c) => c.ok), [true]);
+    }
+    // At most one compilation (none when an earlier test compiled the same schema).
+    assert(sharedArgumentValidator.compilations - before <= 1);
   });
 });
 

@@ -5,7 +5,7 @@
  * scripted replies, and waits on what the fake and the fixture record.
  */
 import { runAgent } from "../lib/agent.ts";
-import type { AgentOptions, AgentResult } from "../lib/agent_types.ts";
+import type { AgentDeps, AgentOptions, AgentResult } from "../lib/agent_types.ts";
 import { ConfigSource } from "../lib/config.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
@@ -37,16 +37,21 @@ export interface Harness {
   client: LmStudioClient;
   config: ConfigSource;
   pool: McpPool;
-  run(options: Partial<AgentOptions> & { task?: string }): Promise<AgentResult>;
+  /** Runs a task on the fixture server; `deps` replace the harness's own (a stub client). */
+  run(
+    options: Partial<Omit<AgentOptions, "deps">> & { task?: string; deps?: Partial<AgentDeps> },
+  ): Promise<AgentResult>;
   /** What the fixture's sleeps did, in order (see tests/fixtures/agent_server.ts). */
   fixtureEvents(): Promise<FixtureEvent[]>;
 }
 
 /** One event of a fixture sleep. */
 export interface FixtureEvent {
-  event: "start" | "end" | "cancelled";
-  ms: number;
+  event: "start" | "end" | "cancelled" | "note";
+  ms?: number;
   label?: string;
+  /** A note's text. */
+  text?: string;
 }
 
 /** A temp dir with .mcp.json (memory, filesystem, fixture, a disabled entry, the bridge itself). */

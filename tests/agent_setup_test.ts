@@ -48,6 +48,7 @@ Deno.test("one server's tools keep their raw names and schemas are cleaned", asy
       "structured",
       "fail",
       "typed",
+      "note",
     ]);
     const typed = (req.body as { tools: { function: { name: string; parameters: unknown } }[] })
       .tools.find((t) => t.function.name === "typed")!;
@@ -359,6 +360,7 @@ Deno.test("the loop reads the model list once before the first chat, again only 
     });
     const cases: [string, Partial<AgentOptions>, number][] = [
       ["without a model manager", {}, 1],
+      ["without a model named", { model: undefined }, 1],
       ["with a model manager that found it loaded", { deps: withManager("already-loaded") }, 1],
       ["with a model manager that loaded it", { deps: withManager("rest") }, 2],
     ];

@@ -65,6 +65,8 @@ Deno.test("a multi-round task creates entities in server-memory and reads a file
     const result = await h.run({
       servers: ["memory", "filesystem"],
       task: "Store Ada, read notes",
+      // create_entities changes the graph: without this rule it would need approval.
+      rules: { servers: { memory: { tools: { "create_*": "allow" } } } },
     });
     assertEquals(result.stopped_because, "answer");
     assertEquals(result.answer, "Stored Ada; The launch code is 4711.");
@@ -73,6 +75,11 @@ Deno.test("a multi-round task creates entities in server-memory and reads a file
       ["memory", "create_entities", true],
       ["filesystem", "read_text_file", true],
       ["memory", "read_graph", true],
+    ]);
+    assertEquals(result.approvals.map((a) => [a.tool, a.rule, a.answer]), [
+      ["create_entities", 'servers.memory.tools["create_*"]: allow', "allow"],
+      ["read_text_file", "default: read-only", "allow"],
+      ["read_graph", "default: read-only", "allow"],
     ]);
 
     // The entity really exists in server-memory.
@@ -261,6 +268,32 @@ Deno.test("stop reasons", async (t) => {
       assertEquals(result.rounds, 2);
     });
 
+    await t.step(
+      "error, with what was done, when something fails unexpectedly in a round",
+      async () => {
+        const before = h.fake.requestsTo(CHAT).length;
+        h.fake.script(CHAT, calls({ name: "sleep", arguments: { ms: 1 } }));
+        // A trace that breaks (a full disk) in the second round's request.
+        const trace = memoryTrace();
+        const broken = {
+          write: (event: Record<string, unknown>) => {
+            if (event.type === "request" && event.round === 2) throw new Error("disk full");
+            trace.write(event);
+          },
+          close: () => trace.close(),
+        };
+        const result = await h.run({ trace: broken });
+        assertEquals(result.stopped_because, "error");
+        assertEquals(result.error, "disk full");
+        assertEquals(result.rounds, 2);
+        assertStringIncludes(result.answer, "The task failed in round 2: disk full");
+        assertStringIncludes(result.answer, 'sleep {"ms":1} -> ok');
+        assertEquals(trace.events.at(-1)?.type, "stop");
+        // The second request was never sent.
+        assertEquals(h.fake.requestsTo(CHAT).length - before, 1);
+      },
+    );
+
     await t.step("an empty reply gets one nudge", async () => {
       h.fake.script(CHAT, answer(""), answer("now answered"));
       const result = await h.run({});
@@ -311,6 +344,7 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
       "request",
       "response",
       "tool_call",
+      "approval",
       "tool_result",
       "request",
       "response",
@@ -318,7 +352,17 @@ Deno.test("traces record requests, replies, tool calls, results and the stop as 
     ]);
     assert(events.every((e) => typeof e.t === "number"));
     assertEquals(events[3].arguments, { ms: 1 });
-    assertEquals(events[7].answer, "traced");
+    const { t: _t, ...approval } = events[4];
+    assertEquals(approval, {
+      type: "approval",
+      round: 1,
+      server: "fixture",
+      tool: "sleep",
+      rule: "default: read-only",
+      asked: false,
+      answer: "allow",
+    });
+    assertEquals(events[8].answer, "traced");
     const mem = memoryTrace();
     h.fake.script(CHAT, answer("x"));
     await h.run({ trace: mem });

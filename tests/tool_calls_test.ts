@@ -1,4 +1,4 @@
-import { parseToolArguments, recoverTextToolCalls } from "../lib/tool_calls.ts";
+import { parseToolArguments, recoverTextToolCalls, TOO_DEEP } from "../lib/tool_calls.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 
 Deno.test("parseToolArguments", async (t) => {
@@ -30,6 +30,25 @@ Deno.test("parseToolArguments", async (t) => {
       assertEquals(parsed.repaired, true);
     }
   });
+
+  await t.step(
+    "refuses arguments nested deeper than 64 levels, as text, object or repaired",
+    () => {
+      const levels = 100_000;
+      const text = `{"a":${"[".repeat(levels)}${"]".repeat(levels)}}`;
+      assertEquals(parseToolArguments(text), { ok: false, error: TOO_DEEP });
+      assertEquals(parseToolArguments(JSON.parse(text)), { ok: false, error: TOO_DEEP });
+      assertEquals(parseToolArguments(JSON.stringify(text)), { ok: false, error: TOO_DEEP });
+      // Truncated: the repair closes the brackets, and the depth is refused.
+      assertEquals(parseToolArguments(`{"a":${"[".repeat(levels)}`), {
+        ok: false,
+        error: TOO_DEEP,
+      });
+      assertEquals(TOO_DEEP, "arguments nested too deeply (> 64 levels)");
+      const within = `{"a":${"[".repeat(63)}${"]".repeat(63)}}`;
+      assert(parseToolArguments(within).ok, "64 levels are accepted");
+    },
+  );
 
   await t.step("reports what is wrong with hopeless input", () => {
     const parsed = parseToolArguments("call it with the path please");

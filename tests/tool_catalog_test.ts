@@ -148,3 +148,27 @@ Deno.test("allowed_tools globs limit the catalog over raw or namespaced names", 
   assert(globToRegExp("a.b").test("a.b"));
   assert(!globToRegExp("a.b").test("axb"));
 });
+
+Deno.test("OpenAI definitions are made once per tool-list version and name, not per task", () => {
+  const listed = [tool("read", { properties: { path: { type: "string" } } }), tool("write")];
+  const first = ToolCatalog.build([{ server: "fs", tools: listed }], { namespaced: false });
+  const again = ToolCatalog.build([{ server: "fs", tools: listed }], { namespaced: false });
+  assertEquals(first.openaiTools.length, 2);
+  first.openaiTools.forEach((d, i) => assert(d === again.openaiTools[i], "the same definition"));
+  // Namespaced, the name differs: another definition, the same cleaned schema.
+  const namespaced = ToolCatalog.build([{ server: "fs", tools: listed }, {
+    server: "memory",
+    tools: [tool("read_graph")],
+  }], { namespaced: true });
+  assertEquals(namespaced.openaiTools[0]!.function.name, "fs__read");
+  assert(namespaced.openaiTools[0] !== first.openaiTools[0]);
+  assert(
+    namespaced.openaiTools[0]!.function.parameters === first.openaiTools[0]!.function.parameters,
+  );
+  // A changed tool list brings new Tool objects: new definitions.
+  const changed = [tool("read", { properties: { path: { type: "number" } } }), listed[1]!];
+  const after = ToolCatalog.build([{ server: "fs", tools: changed }], { namespaced: false });
+  assert(after.openaiTools[0] !== first.openaiTools[0]);
+  assertEquals(after.openaiTools[0]!.function.parameters.properties, { path: { type: "number" } });
+  assert(after.openaiTools[1] === first.openaiTools[1]);
+});

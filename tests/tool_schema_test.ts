@@ -1,4 +1,9 @@
-import { ArgumentValidator, cleanToolSchema, describeParameters } from "../lib/tool_schema.ts";
+import {
+  ArgumentValidator,
+  cleanToolSchema,
+  describeParameters,
+  MAX_COMPILED_SCHEMAS,
+} from "../lib/tool_schema.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 Deno.test("cleanToolSchema removes what local servers reject and keeps the structure", () => {
@@ -61,4 +66,28 @@ Deno.test("ArgumentValidator lists every problem with the arguments readably", (
     describeParameters(schema),
     "path (string, required), depth (integer), url (string), opts (object)",
   );
+});
+
+Deno.test("a schema is compiled once per object and once per content, by a bounded compiler", () => {
+  const validator = new ArgumentValidator();
+  const schema = {
+    type: "object",
+    properties: { count: { type: "integer" } },
+    required: ["count"],
+  };
+  for (let i = 0; i < 3; i++) assertEquals(validator.problems(schema, { count: i }), []);
+  assertEquals(validator.compilations, 1);
+  // The same tool in a changed tool list: a new object, the same content.
+  assertEquals(validator.problems(structuredClone(schema), { count: 1 }), []);
+  assertEquals(validator.compilations, 1);
+  const other = { type: "object", properties: { name: { type: "string" } } };
+  assertEquals(validator.problems(other, { name: 1 }).length, 1);
+  assertEquals(validator.compilations, 2);
+  // Past the bound a fresh compiler takes over; checks made before keep working.
+  for (let i = 0; i < MAX_COMPILED_SCHEMAS + 5; i++) {
+    const distinct = { type: "object", properties: { [`p${i}`]: { type: "number" } } };
+    assertEquals(validator.problems(distinct, { [`p${i}`]: "x" }).length, 1);
+  }
+  assertEquals(validator.compilations, 2 + MAX_COMPILED_SCHEMAS + 5);
+  assertEquals(validator.problems(schema, { count: "x" }), ["arguments.count must be integer"]);
 });

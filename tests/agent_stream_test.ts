@@ -1,0 +1,188 @@
+/**
+ * Progress from a streaming model request and the figures of each round (lib/agent_stream.ts),
+ * through runAgent with a client that emits the stream events of a scripted request against a
+ * clock the test moves, and the rate limit of ProgressReporter.update on its own.
+ */
+import { agentResultJson } from "../lib/agent.ts";
+import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_calls.ts";
+import type { AgentLmClient, AgentProgress } from "../lib/agent_types.ts";
+import type { ChatResult, ChatStreamEvent, GenerationStats } from "../lib/lmstudio_types.ts";
+import { answer, CHAT, settlesWithin, withHarness } from "./agent_harness.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { quiet } from "./rigs.ts";
+
+/** A clock the test moves. */
+function manualClock(): { now: () => number; advance(ms: number): void } {
+  let t = 0;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+/** One scripted request: its stream, as steps of the clock and events, and its reply. */
+interface ScriptedStream {
+  steps: { afterMs: number; event: ChatStreamEvent }[];
+  reply: ChatResult & { stats?: GenerationStats };
+}
+
+/**
+ * A client that plays `streams` (one per chat request) to `onEvent`, moving `clock`, and answers
+ * each with its reply; the model list and name resolution are the real client's.
+ */
+function streamingClient(
+  real: AgentLmClient,
+  clock: { advance(ms: number): void },
+  streams: ScriptedStream[],
+): AgentLmClient {
+  return {
+    baseUrl: real.baseUrl,
+    resolveModel: (...args) => real.resolveModel(...args),
+    listModels: (...args) => real.listModels(...args),
+    chat: (_request, options) => {
+      const stream = streams.shift();
+      if (stream === undefined) return Promise.reject(new Error("no scripted stream left"));
+      for (const step of stream.steps) {
+        clock.advance(step.afterMs);
+        options?.onEvent?.(step.event);
+      }
+      return Promise.resolve(stream.reply);
+    },
+  };
+}
+
+/** 100 tokens over one second, 10 ms apart, after `startMs`. */
+function deltas(): { afterMs: number; event: ChatStreamEvent }[] {
+  return Array.from({ length: 100 }, (_, i) => ({
+    afterMs: 10,
+    event: { type: "delta", content: "x", tokens: i + 1 },
+  }));
+}
+
+Deno.test("a streamed request reports loading, prompt, waiting and tokens at most 4 times a second, and its figures", async () => {
+  await withHarness(async (h) => {
+    const clock = manualClock();
+    const stats: GenerationStats = {
+      ttftMs: 1000,
+      tokensPerSecond: 100,
+      promptTokens: 50,
+      completionTokens: 100,
+      estimated: false,
+      totalMs: 2000,
+    };
+    const client = streamingClient(h.client, clock, [
+      {
+        steps: [
+          { afterMs: 250, event: { type: "loading", model: "qwen3-8b", progress: 0.6 } },
+          { afterMs: 250, event: { type: "prompt", progress: 0.35 } },
+          { afterMs: 250, event: { type: "waiting", elapsedMs: 12_000 } },
+          ...deltas(),
+          { afterMs: 0, event: { type: "done", stats } },
+        ],
+        reply: { content: "streamed answer", toolCalls: [], stats },
+      },
+    ]);
+    const events: { at: number; message: string }[] = [];
+    const result = await h.run({
+      maxRounds: 4,
+      deps: { client, now: clock.now },
+      onProgress: (e: AgentProgress) => events.push({ at: clock.now(), message: e.message }),
+    });
+    assertEquals(result.answer, "streamed answer");
+    const messages = events.map((e) => e.message);
+    assertEquals(messages.slice(0, 4), [
+      "round 1/4: asking qwen2.5-7b-instruct",
+      "round 1/4: loading qwen3-8b 60%",
+      "round 1/4: reading the prompt 35%",
+      "round 1/4: waiting for the first token (12 s)",
+    ]);
+    const generating = events.filter((e) => /^round 1\/4: model: \d+ tokens, /.test(e.message));
+    // One second of tokens: at most 4 a second, however many deltas came.
+    assert(generating.length >= 2 && generating.length <= 5, messages.join("\n"));
+    for (let i = 1; i < generating.length; i++) {
+      assert(generating[i]!.at - generating[i - 1]!.at >= UPDATE_GAP_MS, messages.join("\n"));
+    }
+    assertEquals(generating[0]!.message, "round 1/4: model: 25 tokens, 104 tok/s");
+    assertEquals(messages.at(-2), "round 1/4: model: 100 tokens in 2.0 s, 100 tok/s");
+    assertEquals(messages.at(-1), "done: answer");
+    assertEquals(result.rounds_detail, [{
+      round: 1,
+      model_ms: 2000,
+      ttft_ms: 1000,
+      tokens_per_second: 100,
+      prompt_tokens: 50,
+      completion_tokens: 100,
+      estimated: false,
+      tool_calls: 0,
+    }]);
+    // As `run --json` and the autonomous tools report it.
+    assertEquals(agentResultJson(result).rounds_detail, result.rounds_detail);
+  });
+});
+
+Deno.test("without stats or usage a round's tokens are estimated and say so; a server's usage is taken as it is", async (t) => {
+  await withHarness(async (h) => {
+    await t.step("estimated", async () => {
+      const clock = manualClock();
+      const client = streamingClient(h.client, clock, [{
+        steps: [
+          { afterMs: 400, event: { type: "delta", reasoning: "hmm", tokens: 3 } },
+          { afterMs: 600, event: { type: "delta", content: "x".repeat(40), tokens: 13 } },
+        ],
+        reply: { content: "x".repeat(40), reasoning: "hmm", toolCalls: [] },
+      }]);
+      const messages: string[] = [];
+      const result = await h.run({
+        maxRounds: 2,
+        deps: { client, now: clock.now },
+        onProgress: (e) => messages.push(e.message),
+      });
+      assertEquals(messages.includes("round 1/2: model: thinking, 3 tokens"), true);
+      const [detail] = result.rounds_detail;
+      assertEquals(detail?.estimated, true);
+      assertEquals(detail?.ttft_ms, 400);
+      assertEquals(detail?.completion_tokens, 11); // 43 characters / 4
+      assertEquals(detail?.tokens_per_second, 18.3); // 11 tokens in the 600 ms after the first
+      assert((detail?.prompt_tokens ?? 0) > 100, "the system prompt, the task and the tools");
+      assertEquals(messages.at(-2), "round 1/2: model: about 11 tokens in 1.0 s, 18 tok/s");
+    });
+
+    await t.step("from the server's usage, without streaming", async () => {
+      h.fake.script(CHAT, answer("plain"));
+      const result = await h.run({});
+      const [detail] = result.rounds_detail;
+      assertEquals(detail?.prompt_tokens, 10);
+      assertEquals(detail?.completion_tokens, 5);
+      assertEquals(detail?.estimated, false);
+      assertEquals(detail?.ttft_ms, undefined);
+    });
+  });
+});
+
+Deno.test("a held-back update goes out when the gap has passed, and an event of its own drops it", async () => {
+  const clock = manualClock();
+  const got: string[] = [];
+  const arrived = Promise.withResolvers<void>();
+  const progress = new ProgressReporter({
+    sink: (e) => {
+      got.push(e.message);
+      if (e.message === "c") arrived.resolve();
+    },
+    total: 3,
+    info: () => ({
+      elapsedMs: 0,
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    }),
+    log: quiet,
+    now: clock.now,
+  });
+  progress.update(1, "a");
+  clock.advance(100);
+  progress.update(1, "b");
+  clock.advance(100);
+  progress.update(1, "c");
+  assertEquals(got, ["a"]);
+  await settlesWithin(arrived.promise, "the held update");
+  assertEquals(got, ["a", "c"]);
+  progress.update(1, "d");
+  progress.report(1, 2, "round 2");
+  progress.dispose();
+  assertEquals(got, ["a", "c", "round 2"]);
+});
