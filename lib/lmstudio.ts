@@ -399,18 +399,19 @@ export class LmStudioClient {
   /**
    * Picks a model. `kind` "llm" (default): explicit -> defaultModel -> first loaded LLM (REST
    * state) -> first non-embedding model in /v1/models. `kind` "embedding": explicit -> loaded
-   * embedding model -> any embedding model; never the chat model.
+   * embedding model -> any embedding model; never the chat model. Picking reads the model list
+   * unless the caller passes the one it has (`list`).
    */
   async resolveModel(
     explicit: string | undefined,
-    o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string },
+    o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string; list?: ModelList },
   ): Promise<string> {
     const named = explicit?.trim();
     if (named) return named;
     const kind = o?.kind ?? "llm";
     const fallback = o?.defaultModel?.trim();
     if (kind === "llm" && fallback) return fallback;
-    const list = await this.listModels(this.#opts(o));
+    const list = o?.list ?? await this.listModels(this.#opts(o));
     const describe = () =>
       list.models.length === 0
         ? "The server lists no models."

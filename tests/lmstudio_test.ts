@@ -334,6 +334,16 @@ Deno.test("resolveModel picks models by the documented rules", async (t) => {
     const { client: c } = client(fake.baseUrl);
     await assertRejects(() => c.resolveModel(undefined), LmStudioError, "lists no models");
   });
+
+  await t.step("a model list the caller has is used, not read again", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    const list = await c.listModels();
+    const read = fake.requests.length;
+    assertEquals(await c.resolveModel(undefined, { list }), QWEN);
+    assertEquals(await c.resolveModel(undefined, { list, kind: "embedding" }), NOMIC);
+    assertEquals(fake.requests.length, read, "no request after the list was read");
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
