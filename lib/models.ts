@@ -107,7 +107,7 @@ export class ModelManager {
   /** What loading and unloading need: client, `lms`, clock, TTL and waits. */
   readonly #loading: LoadContext;
   readonly #ensured = new Map<string, { at: number; result: EnsureResult }>();
-  readonly #inflight = new Map<string, Promise<EnsureResult>>();
+  readonly #inflight = new Map<string, SharedEnsure>();
   #decision: LmsDecision & { at: number } | undefined;
   #deciding: Promise<LmsDecision> | undefined;
 
@@ -153,7 +153,8 @@ export class ModelManager {
   /**
    * Makes sure `model` is loaded, or will be loaded on first use (JIT). Idempotent; within
    * `cacheMs` of a success it returns at once without any subprocess or request, and concurrent
-   * calls for the same model share one check/load.
+   * calls for the same model share one check/load. Each caller's `signal` ends only its own wait:
+   * the shared load goes on for the others, and is cancelled when every caller has gone.
    */
   ensureLoaded(
     model: string,
@@ -173,14 +174,38 @@ export class ModelManager {
         },
       );
     }
-    const running = this.#inflight.get(key);
-    if (running) return running;
-    const promise = this.#ensure(model, o).then((result) => {
-      this.#ensured.set(key, { at: this.#now(), result });
-      return result;
-    }).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, promise);
-    return promise;
+    let shared = this.#inflight.get(key);
+    if (shared === undefined) {
+      const controller = new AbortController();
+      const entry: SharedEnsure = {
+        controller,
+        waiting: 0,
+        promise: this.#ensure(model, { ...o, signal: controller.signal }).then((result) => {
+          this.#ensured.set(key, { at: this.#now(), result });
+          return result;
+        }).finally(() => {
+          if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+        }),
+      };
+      this.#inflight.set(key, entry);
+      shared = entry;
+    }
+    return this.#join(key, shared, o.signal);
+  }
+
+  /** Waits for a shared ensure until it settles or `signal` aborts; the last caller to go cancels it. */
+  async #join(key: string, shared: SharedEnsure, signal: AbortSignal | undefined) {
+    shared.waiting++;
+    try {
+      return await raceAbort(shared.promise, signal);
+    } finally {
+      shared.waiting--;
+      if (shared.waiting === 0 && signal?.aborted) {
+        // Nobody waits any more: stop the work, and let the next caller start afresh.
+        if (this.#inflight.get(key) === shared) this.#inflight.delete(key);
+        shared.controller.abort(signal.reason);
+      }
+    }
   }
 
   /**
@@ -435,6 +460,15 @@ export class ModelManager {
       defaultContextLength: this.#defaultContextLength ?? null,
     };
   }
+}
+
+/** One check/load that concurrent {@linkcode ModelManager.ensureLoaded} calls share. */
+interface SharedEnsure {
+  promise: Promise<EnsureResult>;
+  /** Cancels the work; aborted when the last caller waiting for it has gone. */
+  controller: AbortController;
+  /** How many callers wait for it. */
+  waiting: number;
 }
 
 /** LmsErrors after which the REST API is worth trying instead of failing. */

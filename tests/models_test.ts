@@ -224,6 +224,92 @@ Deno.test("without lms, LM Studio's REST API tells state and loads", async (t) =
   });
 });
 
+/** A REST load that holds its answer until `release`, and tells when it arrived and was given up. */
+function heldLoad() {
+  const arrived = Promise.withResolvers<void>();
+  const abandoned = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const body = JSON.stringify({ type: "embedding", instance_id: NOMIC, status: "loaded" });
+  return {
+    reply: () => {
+      arrived.resolve();
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async start(controller) {
+            await release.promise;
+            controller.enqueue(new TextEncoder().encode(body));
+            controller.close();
+          },
+          cancel: () => abandoned.resolve(),
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    },
+    arrived: arrived.promise,
+    abandoned: abandoned.promise,
+    release: () => release.resolve(),
+  };
+}
+
+const NOMIC = "text-embedding-nomic-embed-text-v1.5";
+const LOAD = "/api/v1/models/load";
+
+Deno.test("callers sharing one load each stop on their own signal, without failing the others", async (t) => {
+  await withRig({ lms: false }, async (rig) => {
+    await t.step(
+      "the caller that started the load leaves; the one that joined gets the model",
+      async () => {
+        const held = heldLoad();
+        rig.server.script(LOAD, held.reply);
+        const first = new AbortController();
+        const starter = rig.manager.ensureLoaded(NOMIC, { signal: first.signal });
+        const joiner = rig.manager.ensureLoaded(NOMIC);
+        await held.arrived;
+        first.abort(new DOMException("gone", "AbortError"));
+        await assertRejects(() => starter, DOMException, "gone");
+        held.release();
+        assertEquals((await joiner).via, "rest");
+        assertEquals(rig.server.requestsTo(LOAD).length, 1);
+        rig.manager.invalidate();
+        rig.server.models.find((m) => m.id === NOMIC)!.state = "not-loaded";
+      },
+    );
+    await t.step("a caller that joined stops waiting on its own signal", async () => {
+      const held = heldLoad();
+      rig.server.script(LOAD, held.reply);
+      const starter = rig.manager.ensureLoaded(NOMIC);
+      const second = new AbortController();
+      const joiner = rig.manager.ensureLoaded(NOMIC, { signal: second.signal });
+      await held.arrived;
+      second.abort(new DOMException("gone", "AbortError"));
+      await assertRejects(() => joiner, DOMException, "gone");
+      held.release();
+      assertEquals((await starter).via, "rest");
+      rig.manager.invalidate();
+    });
+    await t.step(
+      "when every caller has gone the load is cancelled, and the next one starts afresh",
+      async () => {
+        const held = heldLoad();
+        rig.server.script(LOAD, held.reply);
+        const loads = rig.server.requestsTo(LOAD).length;
+        const a = new AbortController();
+        const b = new AbortController();
+        const first = rig.manager.ensureLoaded(NOMIC, { signal: a.signal });
+        const second = rig.manager.ensureLoaded(NOMIC, { signal: b.signal });
+        await held.arrived;
+        a.abort();
+        b.abort();
+        await assertRejects(() => first);
+        await assertRejects(() => second);
+        await held.abandoned;
+        assertEquals((await rig.manager.ensureLoaded(NOMIC)).via, "rest");
+        assertEquals(rig.server.requestsTo(LOAD).length, loads + 2);
+      },
+    );
+  });
+});
+
 Deno.test("LM Studio before 0.4 (no load endpoint) relies on JIT loading and says so", async () => {
   await withRig({ lms: false, server: { flavor: "lmstudio-v0" } }, async (rig) => {
     const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
