@@ -53,6 +53,8 @@ export interface LoadRequest {
   contextLength?: number;
   /** Idle TTL in seconds for this load; default: the context's. */
   ttlSeconds?: number;
+  /** The server's model list as the caller already has it; read when absent. */
+  list?: ModelList;
 }
 
 /** The report's word for where a model list came from. */
@@ -171,7 +173,7 @@ export async function ensureWithRest(
   });
   let list: ModelList;
   try {
-    list = await ctx.client.listModels({ signal: o.signal });
+    list = o.list ?? await ctx.client.listModels({ signal: o.signal });
   } catch (error: unknown) {
     if (!modelListUnreadable(error)) throw error;
     return jit(

@@ -12,6 +12,7 @@
 import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
+import type { ModelList } from "./lmstudio_types.ts";
 import type { LmsLocation } from "./lms_locate.ts";
 
 /**
@@ -32,6 +33,11 @@ export interface EnsureResult {
   contextLength: number | null;
   waitedMs: number;
   note?: string;
+  /**
+   * The server's model list read after the model was loaded (`via` "lms" or "rest"), when the
+   * caller passed the list it had: a load changes what the list says about the model.
+   */
+  list?: ModelList;
 }
 
 /** {@linkcode EnsureResult} as JSON: the same keys every time, `note` null when there is none. */

@@ -25,7 +25,7 @@ import { abortableSleep, raceAbort } from "./abort.ts";
 import { Lms, type LmsDecision, lmsManages } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { ModelInfo } from "./lmstudio_types.ts";
+import type { ModelInfo, ModelList } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import {
@@ -92,6 +92,8 @@ interface CallOpts {
 interface EnsureOpts extends CallOpts {
   contextLength?: number;
   ttlSeconds?: number;
+  /** The server's model list as the caller has it. */
+  list?: ModelList;
 }
 
 /** Model state and loading over `lms`, the REST API or JIT; see the module doc. */
@@ -155,10 +157,13 @@ export class ModelManager {
    * `cacheMs` of a success it returns at once without any subprocess or request, and concurrent
    * calls for the same model share one check/load. Each caller's `signal` ends only its own wait:
    * the shared load goes on for the others, and is cancelled when every caller has gone.
+   *
+   * A caller that has the server's model list passes it (`list`), so the state is not read again
+   * over REST; the result then carries a fresh list only when a model was actually loaded.
    */
   ensureLoaded(
     model: string,
-    o: { signal?: AbortSignal; contextLength?: number } = {},
+    o: { signal?: AbortSignal; contextLength?: number; list?: ModelList } = {},
   ): Promise<EnsureResult> {
     const key = `${normalizeModelName(model)}|${o.contextLength ?? ""}`;
     const hit = this.#ensured.get(key);
@@ -180,9 +185,13 @@ export class ModelManager {
       const entry: SharedEnsure = {
         controller,
         waiting: 0,
-        promise: this.#ensure(model, { ...o, signal: controller.signal }).then((result) => {
+        promise: this.#ensure(model, { ...o, signal: controller.signal }).then(async (result) => {
           this.#ensured.set(key, { at: this.#now(), result });
-          return result;
+          if (o.list === undefined || (result.via !== "lms" && result.via !== "rest")) {
+            return result;
+          }
+          const list = await this.#freshList(controller.signal);
+          return list ? { ...result, list } : result;
         }).finally(() => {
           if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
         }),
@@ -191,6 +200,16 @@ export class ModelManager {
       shared = entry;
     }
     return this.#join(key, shared, o.signal);
+  }
+
+  /** The model list after a load, or undefined when it cannot be read (the caller reads it then). */
+  async #freshList(signal: AbortSignal): Promise<ModelList | undefined> {
+    try {
+      return await this.#client.listModels({ signal });
+    } catch (error: unknown) {
+      this.#log.debug("model list not read after the load", { error: errorMessage(error) });
+      return undefined;
+    }
   }
 
   /** Waits for a shared ensure until it settles or `signal` aborts; the last caller to go cancels it. */

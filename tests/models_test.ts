@@ -310,6 +310,24 @@ Deno.test("callers sharing one load each stop on their own signal, without faili
   });
 });
 
+Deno.test("ensureLoaded uses the model list it is given, and returns a fresh one only after a load", async () => {
+  await withRig({ lms: false }, async (rig) => {
+    const list = await rig.client.listModels();
+    const read = rig.modelRequests().length;
+    const loaded = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { list });
+    assertEquals([loaded.via, loaded.list], ["already-loaded", undefined]);
+    assertEquals(rig.modelRequests().length, read, "the list given was used");
+    const fresh = await rig.manager.ensureLoaded(NOMIC, { list });
+    assertEquals(fresh.via, "rest");
+    assertEquals(rig.modelRequests().slice(read).filter((r) => r.startsWith("GET")).sort(), [
+      "GET /api/v0/models",
+      "GET /api/v1/models",
+      "GET /v1/models",
+    ], "one read, after the load");
+    assertEquals(fresh.list?.models.find((m) => m.id === NOMIC)?.state, "loaded");
+  });
+});
+
 Deno.test("LM Studio before 0.4 (no load endpoint) relies on JIT loading and says so", async () => {
   await withRig({ lms: false, server: { flavor: "lmstudio-v0" } }, async (rig) => {
     const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
