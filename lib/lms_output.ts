@@ -12,7 +12,11 @@ export interface LoadedInstance {
   identifier: string;
   modelKey: string;
   type: string;
-  /** Lower-case processing state ("loaded", "idle", "loading", "generating"...); "loaded" when lms does not say. */
+  /**
+   * The processing status as lms prints it: "idle", "processingPrompt", "generating" or
+   * "computingEmbedding" (lmstudio-js `ModelProcessingStatus`); "loaded" when lms does not say
+   * (before 0.3.27). Whatever it says, a listed instance is loaded and usable.
+   */
   status: string;
   displayName?: string;
   contextLength?: number;
@@ -112,7 +116,7 @@ export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
     identifier,
     modelKey,
     ...modelDetails(d),
-    status: (d.status ?? "loaded").toLowerCase(),
+    status: d.status ?? "loaded",
     contextLength: d.contextLength,
     ttlMs: d.ttlMs,
   };
@@ -163,21 +167,11 @@ export function parseJsonOutput(stdout: string): unknown {
   }
 }
 
-/** Statuses in which an instance answers requests ("idle" wakes on the next one). */
-const USABLE = new Set([
-  "loaded",
-  "idle",
-  "generating",
-  "processingprompt",
-  "processing",
-  "busy",
-  "queued",
-]);
-
-/** What to do with an instance in `status`: use it, wait for it, or load the model again. */
-export function statusAction(status: string): "use" | "wait" | "reload" {
-  const s = status.toLowerCase().replace(/[\s_-]/g, "");
-  if (USABLE.has(s)) return "use";
-  if (s === "loading") return "wait";
-  return "reload";
+/**
+ * The instance to use among those of one model: an idle one, else the first. Every instance
+ * `lms ps` lists is loaded, whatever its status (busy ones queue requests), so none is a reason
+ * to load the model again.
+ */
+export function pickInstance(instances: readonly LoadedInstance[]): LoadedInstance | undefined {
+  return instances.find((i) => i.status.toLowerCase() === "idle") ?? instances[0];
 }

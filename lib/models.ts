@@ -2,8 +2,8 @@
  * Model state and loading. Picks the best way the machine offers, in this order:
  *
  * 1. `lms` (LM Studio's CLI), when it is installed and manages the server the bridge talks to
- *    (loopback base URL on the port `lms server status` reports): `lms ps` for state,
- *    `lms load --ttl` to load, waiting (bounded) for instances that are still loading.
+ *    (loopback base URL on the port `lms server status` reports): `lms ps` for state (every
+ *    instance it lists is loaded, busy or not), `lms load --ttl` to load.
  * 2. LM Studio's REST API: `/api/v1/models` (0.4+) for state and load/unload, `/api/v0/models`
  *    (0.3.6+) for state only.
  * 3. Just-in-time loading: servers without either (Ollama, llama.cpp, old LM Studio) load a model
@@ -21,7 +21,7 @@
  * themselves are in lib/model_load.ts. {@linkcode chooseModel} picks the model of a generation
  * call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
-import { abortableSleep, raceAbort } from "./abort.ts";
+import { raceAbort } from "./abort.ts";
 import { Lms, type LmsDecision, lmsManages } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
@@ -76,13 +76,8 @@ export interface ModelManagerOptions {
   now?: () => number;
   /** How long an ensured model is trusted without checking again; default 5000 ms. */
   cacheMs?: number;
-  /** Longest wait for an instance that is still loading; default 120 s. */
-  loadWaitMs?: number;
-  /** Interval between `lms ps` polls while waiting; default 500 ms. */
-  pollMs?: number;
   /** How long the decision "use lms or not" holds; default 60 s. */
   decisionMs?: number;
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 interface CallOpts {
@@ -106,7 +101,7 @@ export class ModelManager {
   readonly #now: () => number;
   readonly #cacheMs: number;
   readonly #decisionMs: number;
-  /** What loading and unloading need: client, `lms`, clock, TTL and waits. */
+  /** What loading and unloading need: client, `lms`, clock and TTL. */
   readonly #loading: LoadContext;
   readonly #ensured = new Map<string, { at: number; result: EnsureResult }>();
   readonly #inflight = new Map<string, SharedEnsure>();
@@ -126,13 +121,10 @@ export class ModelManager {
       client: this.#client,
       lms: this.#lms,
       now: this.#now,
-      sleep: options.sleep ?? abortableSleep,
       ttlSeconds: this.#ttl,
       ...(this.#defaultContextLength !== undefined
         ? { defaultContextLength: this.#defaultContextLength }
         : {}),
-      loadWaitMs: options.loadWaitMs ?? 120_000,
-      pollMs: options.pollMs ?? 500,
     };
   }
 
@@ -321,7 +313,7 @@ export class ModelManager {
   /**
    * The loaded models, from LM Studio's REST state or `lms ps`; never by asking a model. REST comes
    * first (no subprocess) unless `prefer: "lms"` asks for `lms ps`, which also tells the
-   * processing status (idle, loading, generating) when `lms` applies.
+   * processing status (idle, processingPrompt, generating, computingEmbedding) when `lms` applies.
    */
   async currentModels(
     o: CallOpts & { prefer?: "rest" | "lms" } = {},

@@ -4,7 +4,7 @@ import { ModelError } from "../lib/model_types.ts";
 import type { ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import type { FakeLmsScenario, FakeLoaded } from "./fakes/lms.ts";
-import { AbortingSleep } from "./fakes/sleep.ts";
+import { waitFor } from "./fixtures/pool_support.ts";
 import { DOWNLOADED_KEYS, type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 type Rig = ModelStack & {
@@ -88,61 +88,58 @@ Deno.test("a loose name finds the loaded instance and returns its identifier", a
   });
 });
 
-Deno.test("an instance that is still loading is waited for, not loaded twice", async () => {
+Deno.test("a busy instance is used as it is, never loaded a second time", async (t) => {
+  const embedding = "text-embedding-nomic-embed-text-v1.5";
+  const cases: [string, string, FakeLoaded["status"]][] = [
+    ["an embedding model computing embeddings", embedding, "computingEmbedding"],
+    ["a model processing a prompt", "qwen2.5-7b-instruct", "processingPrompt"],
+    ["a model generating", "qwen2.5-7b-instruct", "generating"],
+    ["a model lms prints no status for (before 0.3.27)", "qwen2.5-7b-instruct", null],
+    ["a model in a status this bridge does not know", "qwen2.5-7b-instruct", "warmingUp"],
+  ];
+  for (const [label, key, status] of cases) {
+    await t.step(label, async () => {
+      await withRig(
+        { lms: { loaded: [{ identifier: key, modelKey: key, status }] } },
+        async (rig) => {
+          const result = await rig.manager.ensureLoaded(key);
+          assertEquals([result.via, result.model], ["already-loaded", key]);
+          const runs = await rig.runs();
+          assert(!runs.some((r) => r.startsWith("load")), `no second load: ${runs.join(" | ")}`);
+        },
+      );
+    });
+  }
+});
+
+Deno.test("an idle instance is preferred to a busy one of the same model", async () => {
   await withRig({
-    lms: qwenLoaded({ loadingPolls: 2 }),
+    lms: {
+      loaded: [
+        { identifier: "qwen/qwen3-8b", modelKey: "qwen/qwen3-8b", status: "generating" },
+        { identifier: "qwen/qwen3-8b:2", modelKey: "qwen/qwen3-8b", status: "idle" },
+      ],
+    },
   }, async (rig) => {
-    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
-    assertEquals(result.via, "already-loaded");
-    assertStringIncludes(result.note ?? "", "Waited");
-    const runs = await rig.runs();
-    assertEquals(runs.filter((r) => r === "ps --json").length, 3);
-    assert(!runs.some((r) => r.startsWith("load")), "no second load");
+    assertEquals((await rig.manager.ensureLoaded("qwen3-8b")).model, "qwen/qwen3-8b:2");
   });
 });
 
-Deno.test("a load that never finishes is reported after the bounded wait", async () => {
-  await withRig({
-    lms: qwenLoaded({ loadingPolls: 10_000 }),
-    manager: { loadWaitMs: 100 },
-  }, async (rig) => {
-    const error = await assertRejects(
-      () => rig.manager.ensureLoaded("qwen2.5-7b-instruct"),
-      ModelError,
-      "still loading",
-    );
-    assertEquals(error.kind, "timeout");
-  });
-});
-
-Deno.test("a cancelled ensure stops waiting at once", async () => {
+Deno.test("a cancelled ensure stops the lms load it started", async () => {
   const controller = new AbortController();
-  const wait = new AbortingSleep(controller, new DOMException("stop", "AbortError"));
   await withRig({
-    lms: qwenLoaded({ loadingPolls: 10_000 }),
-    // A long poll interval, cancelled as soon as the manager starts waiting for the instance.
-    manager: { pollMs: 60_000, sleep: wait.sleep },
+    lms: { load: { "qwen2.5-7b-instruct": { delayMs: 120_000 } } },
   }, async (rig) => {
-    await assertRejects(() =>
-      rig.manager.ensureLoaded("qwen2.5-7b-instruct", { signal: controller.signal })
+    const ensuring = rig.manager.ensureLoaded("qwen2.5-7b-instruct", {
+      signal: controller.signal,
+    });
+    await waitFor(
+      "lms load to start",
+      async () => (await rig.runs()).some((r) => r.startsWith("load")),
     );
-    assertEquals(wait.waited, "cut short");
-    assert(!(await rig.runs()).some((r) => r.startsWith("load")));
-  });
-});
-
-Deno.test("an instance in an unusable state is loaded again", async () => {
-  await withRig({
-    lms: qwenLoaded({ status: "unloading" }),
-  }, async (rig) => {
-    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { contextLength: 16384 });
-    assertEquals(result.via, "lms");
-    assertEquals(result.model, "qwen2.5-7b-instruct:2", "the identifier lms reported");
-    assert(
-      (await rig.runs()).includes(
-        "load qwen2.5-7b-instruct -y --ttl 600 --context-length 16384",
-      ),
-    );
+    controller.abort(new DOMException("stop", "AbortError"));
+    await assertRejects(() => ensuring);
+    assertEquals((await rig.fake.scenario()).loaded ?? [], [], "the load did not finish");
   });
 });
 

@@ -3,9 +3,8 @@
  *
  * {@linkcode FakeLms.create} writes a temp dir with `bin/lms` (a shell script that execs this file
  * under Deno) and `scenario.json`. The program reads the scenario named by `LMS_FAKE_SCENARIO`
- * (the script sets it), acts on it, writes the changed state back (loads, unloads, loading
- * progress) and appends its argv as one JSON line to `invocations.log` beside the scenario, so
- * tests can count spawns.
+ * (the script sets it), acts on it, writes the changed state back (loads, unloads) and appends
+ * its argv as one JSON line to `invocations.log` beside the scenario, so tests can count spawns.
  *
  * Supported: `ps --json`, `ls --json [--llm|--embedding]`, `load KEY [-y] [--ttl S]
  * [-c|--context-length N] [--identifier ID]`, `unload ID | --all`, `server status --json`.
@@ -25,18 +24,25 @@ export interface FakeDownloaded {
   trainedForToolUse?: boolean;
 }
 
-/** A loaded instance, as `lms ps --json` prints it (plus the fake's own `loadingPolls`). */
+/**
+ * The processing statuses `lms ps --json` prints (lmstudio-js `ModelProcessingStatus`). There is
+ * no "loaded" and no "loading": every listed instance is loaded.
+ */
+export type FakeStatus = "idle" | "processingPrompt" | "generating" | "computingEmbedding";
+
+/** A loaded instance, as `lms ps --json` prints it. */
 export interface FakeLoaded {
   identifier: string;
   modelKey: string;
   type?: "llm" | "embedding";
-  /** Printed as is; when `loadingPolls` > 0 the instance shows "loading" instead. */
-  status?: string;
+  /**
+   * Printed as is (default "idle"); null prints no status at all, like lms before 0.3.27. Any
+   * other string stands for a status a later lms may add.
+   */
+  status?: FakeStatus | string | null;
   contextLength?: number;
   maxContextLength?: number;
   ttlMs?: number | null;
-  /** How many more `ps` calls show this instance as "loading" before it becomes "loaded". */
-  loadingPolls?: number;
 }
 
 /** How `lms load KEY` behaves for one model key. */
@@ -45,9 +51,7 @@ export interface FakeLoadBehaviour {
   error?: "memory" | string;
   /** The memory figure of a "memory" failure (default "15.89 GB"). */
   memory?: string;
-  /** The new instance shows "loading" for this many `ps` calls. */
-  loadingPolls?: number;
-  /** Extra time the load takes. */
+  /** Extra time the load takes (the instance is listed only once it is loaded). */
   delayMs?: number;
 }
 
@@ -145,7 +149,7 @@ function positionals(args: string[]): string[] {
 
 function psRow(instance: FakeLoaded, downloaded: FakeDownloaded[]): Record<string, unknown> {
   const model = downloaded.find((d) => d.modelKey === instance.modelKey);
-  const status = (instance.loadingPolls ?? 0) > 0 ? "loading" : instance.status ?? "idle";
+  const status = instance.status === undefined ? "idle" : instance.status;
   return {
     type: instance.type ?? model?.type ?? "llm",
     modelKey: instance.modelKey,
@@ -164,8 +168,7 @@ function psRow(instance: FakeLoaded, downloaded: FakeDownloaded[]): Record<strin
     ttlMs: instance.ttlMs ?? null,
     lastUsedTime: null,
     contextLength: instance.contextLength ?? 4096,
-    status,
-    queued: 0,
+    ...(status === null ? {} : { status, queued: 0 }),
     parallel: 4,
   };
 }
@@ -227,17 +230,6 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
   switch (command) {
     case "ps": {
       out(JSON.stringify(loaded.map((i) => psRow(i, downloaded))));
-      let changed = false;
-      for (const instance of loaded) {
-        if ((instance.loadingPolls ?? 0) > 0) {
-          instance.loadingPolls = (instance.loadingPolls ?? 0) - 1;
-          changed = true;
-        }
-      }
-      if (changed) {
-        s.loaded = loaded;
-        await save();
-      }
       return 0;
     }
     case "ls": {
@@ -294,7 +286,6 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
         contextLength: ctx === undefined ? 4096 : Number(ctx),
         maxContextLength: model.maxContextLength,
         ttlMs: ttl === undefined ? null : Number(ttl) * 1000,
-        ...(behaviour.loadingPolls ? { loadingPolls: behaviour.loadingPolls } : {}),
       });
       s.loaded = loaded;
       await save();
