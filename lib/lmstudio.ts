@@ -13,8 +13,11 @@ import {
   badResponseError,
   gaveUpError,
   httpError,
+  isErrorReply,
+  isUnknownRoute,
   LmStudioError,
   mayBeUnknownModel,
+  missingEndpointError,
   networkError,
   previousResponseError,
   type RequestSite,
@@ -215,7 +218,8 @@ export class LmStudioClient {
       } catch (cause: unknown) {
         return failed(cause);
       }
-      if (response.ok) return { ok: true, text };
+      // LM Studio answers some errors with 200: those are errors like any other.
+      if (response.ok && !isErrorReply(text)) return { ok: true, text };
       const retryAfter = retryAfterMs(response.headers.get("retry-after"), Date.now());
       return {
         ok: false,
@@ -243,6 +247,8 @@ export class LmStudioClient {
       return await call();
     } catch (error: unknown) {
       if (!(error instanceof LmStudioError) || !mayBeUnknownModel(error)) throw error;
+      // LM Studio said it has no such route: the model is not to blame.
+      if (isUnknownRoute(error)) throw missingEndpointError(error, this.baseUrl);
       let ids: string[];
       try {
         const list = await this.request("GET", "/v1/models", {

@@ -101,6 +101,30 @@ export function parseErrorBody(text: string): { message?: string; code?: string 
   return { message: clip(trimmed, 300) };
 }
 
+const ErrorInReplyWire = z.looseObject({
+  error: z.union([z.string().min(1), z.looseObject({})]),
+});
+
+/**
+ * Whether a 2xx body is an error object (`{"error":"..."}` or `{"error":{...}}`): LM Studio answers
+ * an unknown endpoint or method, and has answered a context overflow, with HTTP 200 and such a
+ * body. `"error": null` (as in a completed Responses object) is not an error.
+ */
+export function isErrorReply(text: string): boolean {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  return ErrorInReplyWire.safeParse(json).success;
+}
+
+/** LM Studio's answer to a route it does not have: "Unexpected endpoint or method. (POST /x)". */
+export function isUnknownRoute(error: LmStudioError): boolean {
+  return /unexpected endpoint or method/i.test(error.serverMessage ?? "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Network failures
 
@@ -159,7 +183,11 @@ export function networkError(
 // ---------------------------------------------------------------------------------------------
 // Failed requests
 
-/** The error for a non-2xx answer; `tokenSent` decides the advice for 401/403. */
+/**
+ * The error for a non-2xx answer, or a 2xx one whose body is an error object
+ * ({@linkcode isErrorReply}); `tokenSent` decides the advice for 401/403. LM Studio's answer to an
+ * unknown route is a `not_found` like a 404, whatever its status.
+ */
 export function httpError(
   o: RequestSite & { status: number; statusText: string; body: string; tokenSent: boolean },
 ): LmStudioError {
@@ -167,7 +195,9 @@ export function httpError(
   const { message: serverMessage, code } = parseErrorBody(o.body);
   // The server's own words, without a final period: the sentence goes on after them.
   const said = serverMessage !== undefined ? `: ${serverMessage.replace(/[.\s]+$/, "")}` : "";
-  const statusText = `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
+  const statusText = status >= 200 && status < 300
+    ? `an error (HTTP ${status})`
+    : `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
   const common = {
     url,
     status,
@@ -186,7 +216,7 @@ export function httpError(
       message: `LM Studio at ${baseUrl} refused ${what} (${statusText})${said}. ${advice}`,
     });
   }
-  if (status === 404) {
+  if (status === 404 || /unexpected endpoint or method/i.test(serverMessage ?? "")) {
     return new LmStudioError({
       kind: "not_found",
       ...common,
@@ -346,14 +376,40 @@ export function unknownModelError(
   }
   // The model exists, so a 400 was about something else: the server's own message says what.
   if (error.kind !== "not_found") return error;
+  const since = endpointSince(path);
   return new LmStudioError({
     kind: "not_found",
     ...common,
     message:
       `${baseUrl} has no ${path} endpoint (404${
         error.serverMessage ? `: ${error.serverMessage}` : ""
-      }). It may be an older LM Studio or a server that does not offer it; update LM Studio ` +
-      `or use another tool.`,
+      }). It may be an older LM Studio or a server that does not offer it; update LM Studio` +
+      `${since ? ` (${since} or newer has it)` : ""} or use another tool.`,
+  });
+}
+
+/** The LM Studio version that brought an endpoint, where the client depends on knowing it. */
+function endpointSince(path: string): string | undefined {
+  if (path.startsWith("/v1/responses")) return "0.3.29";
+  if (path.startsWith("/api/v1/")) return "0.4.0";
+  if (path.startsWith("/api/v0/")) return "0.3.6";
+  return undefined;
+}
+
+/**
+ * The error for LM Studio saying it has no such route ({@linkcode isUnknownRoute}): this LM Studio
+ * lacks the endpoint, so the model is not to blame; the message says which version has it.
+ */
+export function missingEndpointError(error: LmStudioError, baseUrl: string): LmStudioError {
+  const path = new URL(error.url).pathname;
+  const since = endpointSince(path);
+  return new LmStudioError({
+    kind: "not_found",
+    ...carried(error),
+    message: `This LM Studio (${baseUrl}) has no ${path} endpoint ("${error.serverMessage}"): ` +
+      (since
+        ? `update LM Studio to ${since} or newer.`
+        : "update LM Studio, or use a tool that does not need it."),
   });
 }
 
@@ -379,9 +435,10 @@ export function restNotFoundError(
       }. List models with \`lmstudio-bridge models\` or \`lms ls\`.`,
     });
   }
+  const answered = isUnknownRoute(error) ? `"${error.serverMessage}"` : "404";
   return new LmStudioError({
     ...common,
-    message: `${baseUrl} does not offer LM Studio's REST API (${what} answered 404). ` +
+    message: `${baseUrl} does not offer LM Studio's REST API (${what} answered ${answered}). ` +
       "Loading models over HTTP needs LM Studio 0.4 or later; use `lms load` instead, " +
       "or rely on just-in-time loading (name the model in a request).",
   });

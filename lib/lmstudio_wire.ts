@@ -392,8 +392,8 @@ export function mergeModelLists(o: {
       notes.push(`Could not read LM Studio's REST model list: ${reasons[0]}`);
     } else {
       notes.push(
-        "This server has no LM Studio REST API (/api/v1/models and /api/v0/models answered " +
-          "404), so loaded state, context lengths and capabilities are unknown; model types " +
+        "This server has no LM Studio REST API (neither /api/v1/models nor /api/v0/models is " +
+          "there), so loaded state, context lengths and capabilities are unknown; model types " +
           'are guessed from their ids (ids containing "embed" are taken as embedding models).',
       );
     }

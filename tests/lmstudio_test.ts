@@ -19,6 +19,7 @@ import { AbortingSleep } from "./fakes/sleep.ts";
 
 const QWEN = "qwen2.5-7b-instruct";
 const NOMIC = "text-embedding-nomic-embed-text-v1.5";
+const CHAT_PATH = "/v1/chat/completions";
 
 /** A client for tests: quiet logger, recorded sleeps that return at once. */
 function client(
@@ -772,6 +773,61 @@ Deno.test("404 for an endpoint the server lacks says so instead of blaming the m
   const error = await assertRejects(() => c.respond({ model: QWEN, input: "x" }), LmStudioError);
   assertStringIncludes(error.message, "has no /v1/responses endpoint");
   assertEquals(error.serverMessage, "404 page not found");
+});
+
+Deno.test("an error object in a 200 reply is an error like a 4xx with that message", async (t) => {
+  await t.step("an endpoint this LM Studio lacks says which version has it", async () => {
+    await using fake = await FakeLmStudio.start({ responses: false });
+    const { client: c } = client(fake.baseUrl);
+    const error = await assertRejects(() => c.respond({ model: QWEN, input: "x" }), LmStudioError);
+    assertEquals(error.kind, "not_found");
+    assertStringIncludes(error.message, "has no /v1/responses endpoint");
+    assertStringIncludes(error.message, "update LM Studio to 0.3.29 or newer");
+    assertEquals(error.serverMessage, "Unexpected endpoint or method. (POST /v1/responses)");
+    assertEquals(fake.requestsTo("/v1/models").length, 0, "the model is not to blame");
+  });
+  await t.step("a context overflow answered with 200 says how to make it fit", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    const overflow = "Trying to keep the first 6203 tokens when context the overflows. However, " +
+      "the model is loaded with context length of only 4096 tokens, which is not enough.";
+    fake.script(CHAT_PATH, { status: 200, body: { error: overflow } });
+    const error = await assertRejects(
+      () => c.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "context length of only 4096 tokens",
+    );
+    assertEquals([error.kind, error.status], ["http", 200]);
+    assertStringIncludes(error.message, "context window");
+    assert(!error.message.includes("OpenAI-compatible"), error.message);
+  });
+  await t.step("the REST model lists answered so are missing, like a 404", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    for (const path of ["/api/v1/models", "/api/v0/models"]) {
+      fake.script(path, {
+        status: 200,
+        body: { error: `Unexpected endpoint or method. (GET ${path})` },
+      });
+    }
+    const list = await c.listModels();
+    assertEquals(list.source, "openai");
+    assertStringIncludes(list.notes[0] ?? "", "no LM Studio REST API");
+  });
+  await t.step("a REST load or unload answered so is not taken for a success", async () => {
+    await using fake = await FakeLmStudio.start({ flavor: "lmstudio-v0" });
+    const { client: c } = client(fake.baseUrl);
+    for (const call of [() => c.loadModel(QWEN), () => c.unloadModel(QWEN)]) {
+      const error = await assertRejects(call, LmStudioError, "does not offer LM Studio's REST API");
+      assertStringIncludes(error.message, "Unexpected endpoint or method");
+    }
+  });
+  await t.step("a null error field is no error", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    fake.script(CHAT_PATH, { body: { ...chatReply({ content: "fine" }), error: null } });
+    assertEquals((await c.chat({ model: QWEN, messages: [user("x")] })).content, "fine");
+  });
 });
 
 Deno.test("a reply that is not JSON, or not the expected shape, is a bad_response", async (t) => {

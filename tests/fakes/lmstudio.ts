@@ -13,8 +13,10 @@
  * - `GET /api/v0/models[/id]`, `GET /api/v1/models`, `POST /api/v1/models/load|unload` as LM Studio
  *   0.3.6+ / 0.4+ answer them (flavor "lmstudio"); flavor "lmstudio-v0" has no /api/v1;
  *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*.
- * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint: 404
- *   with LM Studio's string error shape `{"error":"Unexpected endpoint or method. (GET /x)"}`.
+ * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint or
+ *   method: like the real LM Studio, status 200 (sic) with its string error shape
+ *   `{"error":"Unexpected endpoint or method. (GET /x)"}`; so is `/v1/responses` with
+ *   `responses: false` (LM Studio before 0.3.29).
  * - With `token`, every request without `Authorization: Bearer <token>` gets a 401.
  *
  * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
@@ -71,6 +73,8 @@ export interface FakeLmStudioOptions {
   flavor?: "lmstudio" | "lmstudio-v0" | "openai-only";
   /** When set, requests without "Authorization: Bearer <token>" get 401. */
   token?: string;
+  /** false: no `/v1/responses` (LM Studio before 0.3.29 answers it as an unknown endpoint). */
+  responses?: boolean;
   /** Port to listen on (default 0: any free port). */
   port?: number;
 }
@@ -121,6 +125,7 @@ export class FakeLmStudio {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #flavor: "lmstudio" | "lmstudio-v0" | "openai-only";
   readonly #token: string | undefined;
+  readonly #responsesApi: boolean;
   readonly #queues = new Map<string, ScriptedReply[]>();
   readonly #responses = new Map<string, StoredResponse>();
   readonly #delayedEnds = new Map<RecordedRequest, PromiseWithResolvers<DelayedEnd>>();
@@ -133,6 +138,7 @@ export class FakeLmStudio {
     this.models = options.models ? options.models.map((m) => ({ ...m })) : defaultFakeModels();
     this.#flavor = options.flavor ?? "lmstudio";
     this.#token = options.token;
+    this.#responsesApi = options.responses ?? true;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (req) => this.#handle(req),
@@ -325,7 +331,7 @@ export class FakeLmStudio {
       case "POST /v1/embeddings":
         return this.#embeddings(req.body);
       case "POST /v1/responses":
-        return this.#respond(req.body);
+        return this.#responsesApi ? this.#respond(req.body) : unexpectedEndpoint(req);
       case "GET /api/v0/models":
         return json(200, { object: "list", data: this.models.map(v0Model) });
       case "GET /api/v1/models":
@@ -700,8 +706,9 @@ function modelNotFound(id: string): Response {
   );
 }
 
+/** LM Studio's answer to a route it does not have: HTTP 200 (it logs "Returning 200 anyway"). */
 function unexpectedEndpoint(req: RecordedRequest): Response {
-  return json(404, { error: `Unexpected endpoint or method. (${req.method} ${req.path})` });
+  return json(200, { error: `Unexpected endpoint or method. (${req.method} ${req.path})` });
 }
 
 /** A property of an unknown value, or undefined. */
