@@ -52,6 +52,7 @@ import {
   ResponseWire,
   V0ModelsWire,
   V1ModelsWire,
+  wireResponseFormat,
 } from "./lmstudio_wire.ts";
 import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
 
@@ -285,9 +286,19 @@ export class LmStudioClient {
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }
 
-  /** POST /v1/chat/completions; reasoning separated from the answer, tool calls left raw. */
+  /**
+   * POST /v1/chat/completions; reasoning separated from the answer, tool calls left raw. A
+   * `response_format` of type `json_object` is sent as a permissive JSON schema (see
+   * {@linkcode wireResponseFormat}).
+   */
   async chat(req: ChatRequest, o?: CallOptions): Promise<ChatResult> {
-    const body: Record<string, unknown> = { ...req, stream: false };
+    const body: Record<string, unknown> = {
+      ...req,
+      ...(req.response_format !== undefined
+        ? { response_format: wireResponseFormat(req.response_format) }
+        : {}),
+      stream: false,
+    };
     const wire = await this.#withModel(
       req.model,
       o,

@@ -154,6 +154,22 @@ export const V1ModelsWire = z.looseObject({
 
 const QuantizationWire = z.looseObject({ name: z.string() });
 
+const JsonObjectFormat = z.looseObject({ type: z.literal("json_object") });
+
+/**
+ * `response_format` as the server accepts it. LM Studio takes only `json_schema` and `text` (400
+ * for anything else), so `{"type":"json_object"}` is sent as a JSON schema that allows any object,
+ * which every server with structured output (LM Studio, llama.cpp, Ollama, vLLM) understands.
+ */
+export function wireResponseFormat(format: unknown): unknown {
+  if (!JsonObjectFormat.safeParse(format).success) return format;
+  return {
+    type: "json_schema",
+    json_schema: { name: "json_object", schema: { type: "object" } },
+  };
+}
+
+/** A reply whose content does not matter. */
 /** A reply whose content does not matter. */
 export const AnyWire = z.unknown();
 

@@ -147,8 +147,10 @@ const responseFormat = z.union([
     }),
   }),
 ]).optional().describe(
-  'Answer format: "text" (default), "json_object", or {"type":"json_schema","json_schema":' +
-    '{"name":"x","schema":{...JSON Schema...}}} for output that follows a schema.',
+  'Answer format: "text" (default), "json_object" (any JSON object; sent to the server as a JSON ' +
+    "schema that allows any object, since LM Studio accepts only json_schema and text), or " +
+    '{"type":"json_schema","json_schema":{"name":"x","schema":{...JSON Schema...}}} for output ' +
+    "that follows a schema.",
 );
 
 function registerChatCompletion(server: McpServer, app: LmStudioApp): void {

@@ -90,6 +90,29 @@ Deno.test("chat sends tools, tool_choice, response_format and ttl as given", asy
   assertEquals(body.max_tokens, 64);
 });
 
+Deno.test("a json_object response_format is sent as a permissive JSON schema LM Studio accepts", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const result = await c.chat({
+    model: QWEN,
+    messages: [user("x")],
+    response_format: { type: "json_object" },
+  });
+  assertEquals(result.content, "Echo: x");
+  const body = fake.requestsTo(CHAT_PATH)[0]?.body as Record<string, unknown>;
+  assertEquals(body.response_format, {
+    type: "json_schema",
+    json_schema: { name: "json_object", schema: { type: "object" } },
+  });
+  // What LM Studio says to any other type.
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")], response_format: { type: "yaml" } }),
+    LmStudioError,
+    "must be 'json_schema' or 'text'",
+  );
+  assertEquals(error.status, 400);
+});
+
 Deno.test("chat leaves tool call arguments raw: string, invalid JSON, object, missing id", async () => {
   await using fake = await FakeLmStudio.start();
   const { client: c } = client(fake.baseUrl);

@@ -5,7 +5,8 @@
  * Default behaviours (when no scripted reply is queued for a path):
  * - `GET /v1/models`: every model (`{"object":"list","data":[{id,object,owned_by}]}`).
  * - `POST /v1/chat/completions`: `"Echo: <text of the last user message>"`; an unloaded model is
- *   JIT-loaded; an embedding model or images sent to a non-vision model are a 400.
+ *   JIT-loaded; an embedding model, images sent to a non-vision model, or a `response_format`
+ *   other than `json_schema` and `text` (`json_object` included) are a 400.
  * - `POST /v1/completions`: echoes the prompt as the completion text.
  * - `POST /v1/embeddings`: deterministic 8-dimensional unit vectors per input (embedding models only).
  * - `POST /v1/responses`: stateful; text `"Echo: <input> (turn N)"`; an unknown
@@ -378,6 +379,18 @@ export class FakeLmStudio {
         error: {
           message: `Model '${model.id}' is an embedding model and cannot be used for chat.`,
           type: "invalid_request_error",
+        },
+      });
+    }
+    const format = field(body, "response_format");
+    const formatType = field(format, "type");
+    if (format !== undefined && formatType !== "json_schema" && formatType !== "text") {
+      // LM Studio 0.3.18+: json_object and every other type is refused.
+      return json(400, {
+        error: {
+          message: "'response_format.type' must be 'json_schema' or 'text'",
+          type: "invalid_request_error",
+          param: "response_format",
         },
       });
     }
