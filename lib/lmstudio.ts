@@ -14,11 +14,14 @@ import {
   gaveUpError,
   httpError,
   isErrorReply,
+  isNoModelsLoaded,
   isUnknownRoute,
   LmStudioError,
   mayBeUnknownModel,
   missingEndpointError,
   networkError,
+  noModelsLoadedError,
+  NOTHING_LISTED,
   previousResponseError,
   type RequestSite,
   restNotFoundError,
@@ -250,6 +253,10 @@ export class LmStudioClient {
       if (!(error instanceof LmStudioError) || !mayBeUnknownModel(error)) throw error;
       // LM Studio said it has no such route: the model is not to blame.
       if (isUnknownRoute(error)) throw missingEndpointError(error, this.baseUrl);
+      // Nothing loaded and no JIT: /v1/models would list only loaded models, i.e. none.
+      if (isNoModelsLoaded(error)) {
+        throw noModelsLoadedError(error, { baseUrl: this.baseUrl, model });
+      }
       let ids: string[];
       try {
         const list = await this.request("GET", "/v1/models", {
@@ -431,8 +438,9 @@ export class LmStudioClient {
     const list = o?.list ?? await this.listModels(this.#opts(o));
     const describe = () =>
       list.models.length === 0
-        ? "The server lists no models."
+        ? `The server lists no models. ${NOTHING_LISTED}`
         : `Models available: ${list.models.map((m) => `${m.id} (${m.type})`).join(", ")}.`;
+    const empty = list.models.length === 0;
     if (kind === "embedding") {
       const embeddings = list.models.filter((m) => m.type === "embedding");
       const picked = embeddings.find((m) => m.state === "loaded") ?? embeddings[0];
@@ -440,8 +448,9 @@ export class LmStudioClient {
       throw new LmStudioError({
         kind: "not_found",
         url: `${this.baseUrl}/v1/models`,
-        message: `No embedding model at ${this.baseUrl}. ${describe()} Download one ` +
-          "(e.g. `lms get nomic-embed-text-v1.5`) or pass the model explicitly.",
+        message: `No embedding model at ${this.baseUrl}. ${describe()} ` +
+          (empty ? "Or" : "Download one (e.g. `lms get nomic-embed-text-v1.5`), or") +
+          " pass the model explicitly.",
       });
     }
     const chat = list.models.filter((m) => m.type !== "embedding");
@@ -450,8 +459,9 @@ export class LmStudioClient {
     throw new LmStudioError({
       kind: "not_found",
       url: `${this.baseUrl}/v1/models`,
-      message: `No chat model at ${this.baseUrl}. ${describe()} Load one in LM Studio ` +
-        "(e.g. `lms get qwen2.5-7b-instruct`), pass the model explicitly, or set DEFAULT_MODEL.",
+      message: `No chat model at ${this.baseUrl}. ${describe()} ` +
+        (empty ? "Or" : "Download one (e.g. `lms get qwen2.5-7b-instruct`), or") +
+        " pass the model explicitly (or set DEFAULT_MODEL).",
     });
   }
 

@@ -340,6 +340,39 @@ export function unknownModelMessage(o: {
   }. ${o.advice}`;
 }
 
+/**
+ * What to do when a server lists no model at all: with just-in-time loading off LM Studio lists
+ * only loaded models, so the models may be downloaded and just not loaded; Ollama lists none until
+ * one is pulled.
+ */
+export const NOTHING_LISTED = "Either none is loaded and LM Studio's just-in-time loading is off " +
+  "(it then lists only loaded models): load one (`lms load <model>`, or the lms_load_model " +
+  "tool) or turn just-in-time loading on in LM Studio's server settings; or none is downloaded: " +
+  "`lms get <model>` (Ollama: `ollama pull <model>`).";
+
+/** LM Studio's answer, with just-in-time loading off, to a request while no model is loaded. */
+export function isNoModelsLoaded(error: LmStudioError): boolean {
+  return /no models? (is |are )?loaded/i.test(error.serverMessage ?? "");
+}
+
+/**
+ * The error for LM Studio refusing `model` because nothing is loaded and just-in-time loading is
+ * off ({@linkcode isNoModelsLoaded}): the model needs loading, not downloading.
+ */
+export function noModelsLoadedError(
+  error: LmStudioError,
+  o: { baseUrl: string; model: string },
+): LmStudioError {
+  return new LmStudioError({
+    kind: "not_found",
+    ...carried(error),
+    message: `LM Studio at ${o.baseUrl} has no model loaded and its just-in-time loading is off, ` +
+      `so it does not load "${o.model}" on request ("${error.serverMessage}"). Load it first: ` +
+      `\`lms load ${o.model}\` (or the lms_load_model tool, or LM Studio's REST load), or turn ` +
+      "just-in-time model loading on in LM Studio's server settings (Developer tab).",
+  });
+}
+
 /** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
 export function mayBeUnknownModel(error: LmStudioError): boolean {
   if (error.kind === "not_found") return true;
@@ -369,8 +402,9 @@ export function unknownModelError(
         model,
         where: `The server at ${baseUrl}`,
         available: ids,
-        advice: "Pass one of these (or set DEFAULT_MODEL).",
-        adviceWhenNone: "Download one in LM Studio or with `lms get <model>`.",
+        advice: "Pass one of these (or set DEFAULT_MODEL). With just-in-time loading off, " +
+          `LM Studio lists only loaded models: load it first (\`lms load ${model}\`).`,
+        adviceWhenNone: NOTHING_LISTED,
       }),
     });
   }

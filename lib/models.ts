@@ -547,32 +547,39 @@ function notApplied(result: EnsureResult, o: EnsureOpts): string | undefined {
     "did not apply: unload it first, then load it again with them.";
 }
 
-/** What {@linkcode chooseModel} needs: the client, DEFAULT_MODEL and (optionally) the manager. */
+/** What {@linkcode chooseModel} needs: the client, DEFAULT_MODEL and the model manager. */
 export interface ModelChoiceDeps {
-  client: Pick<LmStudioClient, "resolveModel">;
+  client: Pick<LmStudioClient, "resolveModel" | "listModels">;
   settings: Pick<Settings, "defaultModel">;
-  /** Makes sure a named model is loaded. */
+  /** Makes sure a model is loaded. */
   models: Pick<ModelManager, "ensureLoaded">;
 }
 
 /**
- * Picks the model for a generation call (`chat`, the LM Studio tools) and makes sure it is loaded
- * when the caller (or DEFAULT_MODEL) named one; a model found loaded needs no check.
+ * Picks the model for a generation call (`chat`, the LM Studio tools) and makes sure it is loaded:
+ * a model the caller (or DEFAULT_MODEL) named is ensured; one picked from the server's list is
+ * ensured only when the list says it is not loaded, so that a server with just-in-time loading off
+ * can answer (the manager loads it with `lms` or the REST API where it can).
  */
 export async function chooseModel(
   deps: ModelChoiceDeps,
   explicit: string | undefined,
   opts: { kind?: "llm" | "embedding"; signal?: AbortSignal } = {},
 ): Promise<string> {
-  const named = explicit ?? (opts.kind === "embedding" ? undefined : deps.settings.defaultModel);
+  const fallback = opts.kind === "embedding" ? undefined : deps.settings.defaultModel;
+  const named = explicit?.trim() || fallback?.trim() || undefined;
+  const signal = opts.signal;
+  const list = named === undefined ? await deps.client.listModels({ signal }) : undefined;
   const model = await deps.client.resolveModel(explicit, {
     kind: opts.kind,
     defaultModel: deps.settings.defaultModel,
-    signal: opts.signal,
+    signal,
+    ...(list ? { list } : {}),
   });
-  if (named !== undefined) {
+  if (list === undefined) {
     // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
-    return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
+    return (await deps.models.ensureLoaded(model, { signal })).model;
   }
-  return model;
+  if (list.models.find((m) => m.id === model)?.state !== "not-loaded") return model;
+  return (await deps.models.ensureLoaded(model, { signal, list })).model;
 }

@@ -353,10 +353,16 @@ Deno.test("resolveModel picks models by the documented rules", async (t) => {
     assertStringIncludes(error.message, "DEFAULT_MODEL");
   });
 
-  await t.step("an empty server says so", async () => {
+  await t.step("an empty server says so, and that its models may just not be loaded", async () => {
     await using fake = await FakeLmStudio.start({ models: [] });
     const { client: c } = client(fake.baseUrl);
-    await assertRejects(() => c.resolveModel(undefined), LmStudioError, "lists no models");
+    const error = await assertRejects(
+      () => c.resolveModel(undefined),
+      LmStudioError,
+      "lists no models",
+    );
+    assertStringIncludes(error.message, "`lms load <model>`");
+    assertStringIncludes(error.message, "just-in-time loading");
   });
 
   await t.step("a model list the caller has is used, not read again", async () => {
@@ -776,6 +782,23 @@ Deno.test("a 400 blaming an unknown model also names the models that exist", asy
     "Invalid model config",
   );
   assertEquals(error.kind, "http");
+});
+
+Deno.test("with nothing loaded and JIT off, a request says to load the model, not to download it", async () => {
+  await using fake = await FakeLmStudio.start({
+    jit: false,
+    models: [{ id: QWEN, type: "llm", state: "not-loaded", maxContextLength: 32768 }],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "has no model loaded and its just-in-time loading is off",
+  );
+  assertEquals(error.kind, "not_found");
+  assertStringIncludes(error.message, `\`lms load ${QWEN}\``);
+  assertStringIncludes(error.message, "No models loaded. Please load a model");
+  assert(!/download|lms get/i.test(error.message), error.message);
 });
 
 Deno.test("a long model list in an error is cut after 20 ids", async () => {

@@ -1,7 +1,7 @@
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { LmsError } from "../lib/lms_errors.ts";
 import { ModelError } from "../lib/model_types.ts";
-import type { ModelManager } from "../lib/models.ts";
+import { chooseModel, type ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import type { FakeLmsScenario, FakeLoaded } from "./fakes/lms.ts";
 import { waitFor } from "./fixtures/pool_support.ts";
@@ -322,6 +322,31 @@ Deno.test("ensureLoaded uses the model list it is given, and returns a fresh one
       "GET /v1/models",
     ], "one read, after the load");
     assertEquals(fresh.list?.models.find((m) => m.id === NOMIC)?.state, "loaded");
+  });
+});
+
+Deno.test("with JIT off, a model picked from the list that is not loaded is loaded by the bridge", async (t) => {
+  const server = {
+    jit: false,
+    models: [{ id: "qwen2.5-7b-instruct", type: "llm" as const, state: "not-loaded" as const }],
+  };
+  const settings = { defaultModel: undefined };
+  const ask = (rig: Rig, model: string) =>
+    rig.client.chat({ model, messages: [{ role: "user", content: "hi" }] });
+  await t.step("over the REST API", async () => {
+    await withRig({ lms: false, server }, async (rig) => {
+      const model = await chooseModel({ ...rig, settings }, undefined);
+      assertEquals(model, "qwen2.5-7b-instruct");
+      assertEquals((await ask(rig, model)).content, "Echo: hi");
+      assertEquals(rig.server.requestsTo("/api/v1/models/load").length, 1);
+    });
+  });
+  await t.step("with lms", async () => {
+    await withRig({ lms: {}, server }, async (rig) => {
+      const model = await chooseModel({ ...rig, settings }, undefined);
+      assert((await rig.runs()).some((r) => r.startsWith("load qwen2.5-7b-instruct")));
+      assertEquals(model, "qwen2.5-7b-instruct");
+    });
   });
 });
 

@@ -76,6 +76,11 @@ export interface FakeLmStudioOptions {
   token?: string;
   /** false: no `/v1/responses` (LM Studio before 0.3.29 answers it as an unknown endpoint). */
   responses?: boolean;
+  /**
+   * false: just-in-time loading is off. `/v1/models` lists only loaded models, and a request for
+   * a model that is not loaded, while none is, gets 404 "No models loaded...".
+   */
+  jit?: boolean;
   /** Port to listen on (default 0: any free port). */
   port?: number;
 }
@@ -127,6 +132,7 @@ export class FakeLmStudio {
   readonly #flavor: "lmstudio" | "lmstudio-v0" | "openai-only";
   readonly #token: string | undefined;
   readonly #responsesApi: boolean;
+  readonly #jit: boolean;
   readonly #queues = new Map<string, ScriptedReply[]>();
   readonly #responses = new Map<string, StoredResponse>();
   readonly #delayedEnds = new Map<RecordedRequest, PromiseWithResolvers<DelayedEnd>>();
@@ -140,6 +146,7 @@ export class FakeLmStudio {
     this.#flavor = options.flavor ?? "lmstudio";
     this.#token = options.token;
     this.#responsesApi = options.responses ?? true;
+    this.#jit = options.jit ?? true;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (req) => this.#handle(req),
@@ -319,7 +326,7 @@ export class FakeLmStudio {
       case "GET /v1/models":
         return json(200, {
           object: "list",
-          data: this.models.map((m) => ({
+          data: this.models.filter((m) => this.#jit || m.state === "loaded").map((m) => ({
             id: m.id,
             object: "model",
             owned_by: "organization_owner",
@@ -364,6 +371,10 @@ export class FakeLmStudio {
     }
     const model = this.#find(id);
     if (!model) return modelNotFound(id);
+    if (model.state !== "loaded" && !this.#jit) {
+      if (!this.models.some((m) => m.state === "loaded")) return noModelsLoaded();
+      return modelNotFound(id);
+    }
     if (model.state !== "loaded") {
       model.state = "loaded";
       model.loadedContextLength = Math.min(model.maxContextLength ?? 4096, DEFAULT_LOAD_CONTEXT);
@@ -717,6 +728,19 @@ function modelNotFound(id: string): Response {
       { code: "model_not_found" },
     ),
   );
+}
+
+/** LM Studio's answer, with just-in-time loading off, to a request while no model is loaded. */
+function noModelsLoaded(): Response {
+  return json(404, {
+    error: {
+      message: "No models loaded. Please load a model in the developer page or use the " +
+        "'lms load' command.",
+      type: "invalid_request_error",
+      param: "model",
+      code: null,
+    },
+  });
 }
 
 /** LM Studio's answer to a route it does not have: HTTP 200 (it logs "Returning 200 anyway"). */
