@@ -30,9 +30,12 @@ const UsageWire = z.looseObject({
   total_tokens: z.number().nullish(),
 });
 
-/** `/v1/models`: the ids of the models the server offers. */
+/**
+ * `/v1/models`: the ids of the models the server offers. Ollama with no model pulled answers
+ * `"data": null`, which is an empty list.
+ */
 export const ModelsWire = z.looseObject({
-  data: z.array(z.looseObject({ id: z.string() })),
+  data: z.array(z.looseObject({ id: z.string() })).nullable().transform((d) => d ?? []),
 });
 
 const ToolCallWire = z.looseObject({

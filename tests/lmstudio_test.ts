@@ -255,6 +255,15 @@ Deno.test("listModels falls back to /v1/models on Ollama-like servers and says w
   assertStringIncludes(list.notes[0] ?? "", "guessed");
 });
 
+Deno.test("an Ollama with nothing pulled lists no models: data null is an empty list", async () => {
+  await using fake = await FakeLmStudio.start({ flavor: "openai-only", models: [] });
+  const { client: c } = client(fake.baseUrl);
+  assertEquals((await c.listModels()).models, []);
+  assertEquals((await c.health()).modelCount, 0);
+  const error = await assertRejects(() => c.resolveModel(undefined), LmStudioError, "no models");
+  assertStringIncludes(error.message, "`ollama pull <model>`");
+});
+
 Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () => {
   await using fake = await FakeLmStudio.start();
   const { client: c } = client(fake.baseUrl);

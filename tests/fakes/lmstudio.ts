@@ -13,7 +13,8 @@
  *   `previous_response_id` is a 400 with code `previous_response_not_found`.
  * - `GET /api/v0/models[/id]`, `GET /api/v1/models`, `POST /api/v1/models/load|unload` as LM Studio
  *   0.3.6+ / 0.4+ answer them (flavor "lmstudio"); flavor "lmstudio-v0" has no /api/v1;
- *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*.
+ *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*,
+ *   and `"data": null` on /v1/models when it has no model (Ollama with nothing pulled).
  * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint or
  *   method: like the real LM Studio, status 200 (sic) with its string error shape
  *   `{"error":"Unexpected endpoint or method. (GET /x)"}`; so is `/v1/responses` with
@@ -323,15 +324,17 @@ export class FakeLmStudio {
       }
     }
     switch (route) {
-      case "GET /v1/models":
+      case "GET /v1/models": {
+        const listed = this.models.filter((m) => this.#jit || m.state === "loaded");
+        // Ollama with no model pulled answers `"data": null`.
+        if (listed.length === 0 && this.#flavor === "openai-only") {
+          return json(200, { object: "list", data: null });
+        }
         return json(200, {
           object: "list",
-          data: this.models.filter((m) => this.#jit || m.state === "loaded").map((m) => ({
-            id: m.id,
-            object: "model",
-            owned_by: "organization_owner",
-          })),
+          data: listed.map((m) => ({ id: m.id, object: "model", owned_by: "organization_owner" })),
         });
+      }
       case "POST /v1/chat/completions":
         return this.#chat(req.body);
       case "POST /v1/completions":
