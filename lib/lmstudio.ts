@@ -25,6 +25,7 @@ import {
   previousResponseError,
   type RequestSite,
   restNotFoundError,
+  statelessResponseError,
   timeoutError,
   unknownModelError,
 } from "./lmstudio_errors.ts";
@@ -356,7 +357,10 @@ export class LmStudioClient {
     return embeddingResult(wire);
   }
 
-  /** POST /v1/responses (stateful; LM Studio 0.3.29+). */
+  /**
+   * POST /v1/responses (stateful; LM Studio 0.3.29+). A follow-up (`previous_response_id`) that the
+   * server answers with `previous_response_id: null` fails: that server kept no state.
+   */
   async respond(req: ResponseRequest, o?: CallOptions): Promise<ResponseResult> {
     let wire: z.infer<typeof ResponseWire>;
     try {
@@ -372,6 +376,13 @@ export class LmStudioClient {
       );
     } catch (error: unknown) {
       throw previousResponseError(error, req.previous_response_id);
+    }
+    if (req.previous_response_id !== undefined && wire.previous_response_id === null) {
+      throw statelessResponseError({
+        baseUrl: this.baseUrl,
+        url: `${this.baseUrl}/v1/responses`,
+        previousResponseId: req.previous_response_id,
+      });
     }
     return responseResult(wire);
   }

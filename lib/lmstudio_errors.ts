@@ -18,7 +18,8 @@ export type LmErrorKind =
   | "auth"
   | "not_found"
   | "http"
-  | "bad_response";
+  | "bad_response"
+  | "unsupported";
 
 /** A failed LM Studio request; the message says what failed and what to do next. */
 export class LmStudioError extends BridgeError<LmErrorKind> {
@@ -497,4 +498,24 @@ export function previousResponseError(error: unknown, previousResponseId?: strin
     });
   }
   return error;
+}
+
+/**
+ * For a `/v1/responses` call that continued `previousResponseId` and got an answer saying
+ * `previous_response_id: null`: the server kept no state (Ollama's `/v1/responses` ignores the
+ * field), so the answer did not see the earlier turns. The error says so instead of passing the
+ * answer off as the conversation's next turn.
+ */
+export function statelessResponseError(
+  o: { baseUrl: string; url: string; previousResponseId: string },
+): LmStudioError {
+  return new LmStudioError({
+    kind: "unsupported",
+    url: o.url,
+    message: `The server at ${o.baseUrl} ignored previous_response_id "${o.previousResponseId}": ` +
+      "its answer says previous_response_id null, so it keeps no conversation state (Ollama's " +
+      "/v1/responses does this) and the answer did not see the earlier turns. Use LM Studio " +
+      "0.3.29 or newer for stateful responses, or send the whole conversation with " +
+      "chat_completion.",
+  });
 }

@@ -461,6 +461,24 @@ Deno.test("respond explains an unknown previous_response_id", async () => {
   assertStringIncludes(error.message, "leaving previous_response_id out");
 });
 
+Deno.test("respond says so when the server kept no state for a follow-up", async () => {
+  await using fake = await FakeLmStudio.start({
+    flavor: "openai-only",
+    models: [{ id: "llama3" }],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const first = await c.respond({ model: "llama3", input: "hello" });
+  assertEquals(first.previousResponseId, null, "a first turn has no previous response");
+  const error = await assertRejects(
+    () => c.respond({ model: "llama3", input: "again", previous_response_id: first.id }),
+    LmStudioError,
+    `ignored previous_response_id "${first.id}"`,
+  );
+  assertEquals(error.kind, "unsupported");
+  assertStringIncludes(error.message, "keeps no conversation state");
+  assertStringIncludes(error.message, "chat_completion");
+});
+
 Deno.test("respond reads reasoning and function calls from the output items", async () => {
   await using fake = await FakeLmStudio.start();
   const { client: c } = client(fake.baseUrl);

@@ -10,7 +10,9 @@
  * - `POST /v1/completions`: echoes the prompt as the completion text.
  * - `POST /v1/embeddings`: deterministic 8-dimensional unit vectors per input (embedding models only).
  * - `POST /v1/responses`: stateful; text `"Echo: <input> (turn N)"`; an unknown
- *   `previous_response_id` is a 400 with code `previous_response_not_found`.
+ *   `previous_response_id` is a 400 with code `previous_response_not_found`. Flavor
+ *   "openai-only" is stateless like Ollama's: it ignores `previous_response_id` and answers it
+ *   as null.
  * - `GET /api/v0/models[/id]`, `GET /api/v1/models`, `POST /api/v1/models/load|unload` as LM Studio
  *   0.3.6+ / 0.4+ answer them (flavor "lmstudio"); flavor "lmstudio-v0" has no /api/v1;
  *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*,
@@ -506,7 +508,9 @@ export class FakeLmStudio {
   #respond(body: unknown): Response {
     const model = this.#modelFor(body);
     if (model instanceof Response) return model;
-    const previous = field(body, "previous_response_id");
+    // Ollama's /v1/responses stores nothing and ignores previous_response_id.
+    const stateless = this.#flavor === "openai-only";
+    const previous = stateless ? undefined : field(body, "previous_response_id");
     let turn = 1;
     if (typeof previous === "string") {
       const stored = this.#responses.get(previous);
