@@ -418,6 +418,8 @@ Deno.test("when lms says LM Studio's server is not running, lms is not used and 
     const status = await rig.manager.status();
     assertEquals([status.management, status.source], ["rest", "rest-v1"]);
     assertStringIncludes(status.managementReason, "not running");
+    // lms prints {"running":false} without a port.
+    assertEquals(status.lms.server, { running: false, port: null });
   });
 });
 

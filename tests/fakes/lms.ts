@@ -59,7 +59,7 @@ export interface FakeLoadBehaviour {
 export interface FakeLmsScenario {
   /** LM Studio running? When false, every command but `server status` fails like the real lms. */
   running?: boolean;
-  /** Port `server status` reports. */
+  /** Port `server status` reports while the server runs (none is printed when it does not). */
   port?: number | null;
   downloaded?: FakeDownloaded[];
   loaded?: FakeLoaded[];
@@ -217,7 +217,10 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
     err(
       running ? `The server is running on port ${s.port ?? 1234}.` : "The server is not running.",
     );
-    if (args.includes("--json")) out(JSON.stringify({ running, port: s.port ?? 1234 }));
+    // A server that is not running has no port: lms prints {"running":false}.
+    if (args.includes("--json")) {
+      out(JSON.stringify(running ? { running, port: s.port ?? 1234 } : { running }));
+    }
     return 0;
   }
   if (s.running === false) {
