@@ -59,6 +59,7 @@ import {
   wireResponseFormat,
 } from "./lmstudio_wire.ts";
 import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
+import { errorMessage } from "./errors.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -476,33 +477,69 @@ export class LmStudioClient {
     });
   }
 
-  /** Never throws: reachability, latency, model count, error message. */
+  /**
+   * Never throws: reachability, latency, model count, error message, and whether requests that use
+   * a model are let through (`auth`). `/v1/models` is not enough for that: llama.cpp answers it
+   * without the `--api-key` it requires for everything else, so a second request that needs
+   * authentication but runs nothing (`GET /v1/chat/completions`) tells: a 401/403 makes the server
+   * unhealthy, any other answer means the token (or none) is accepted, no answer leaves it
+   * "unchecked" with a note saying why.
+   */
   async health(
     o?: CallOptions,
-  ): Promise<
-    { ok: boolean; baseUrl: string; latencyMs: number; modelCount?: number; error?: string }
-  > {
+  ): Promise<{
+    ok: boolean;
+    baseUrl: string;
+    latencyMs: number;
+    modelCount?: number;
+    error?: string;
+    auth?: "ok" | "refused" | "unchecked";
+    note?: string;
+  }> {
     const started = performance.now();
+    const call = {
+      ...this.#opts(o),
+      timeoutMs: o?.timeoutMs ?? Math.min(this.#timeoutMs, 10_000),
+      retries: 0,
+    };
+    const latencyMs = () => Math.round(performance.now() - started);
+    let modelCount: number;
     try {
-      const list = await this.request("GET", "/v1/models", {
-        ...this.#opts(o),
-        timeoutMs: o?.timeoutMs ?? Math.min(this.#timeoutMs, 10_000),
-        retries: 0,
-        schema: ModelsWire,
-      });
-      return {
-        ok: true,
-        baseUrl: this.baseUrl,
-        latencyMs: Math.round(performance.now() - started),
-        modelCount: list.data.length,
-      };
+      modelCount = (await this.request("GET", "/v1/models", { ...call, schema: ModelsWire })).data
+        .length;
     } catch (error: unknown) {
       return {
         ok: false,
         baseUrl: this.baseUrl,
-        latencyMs: Math.round(performance.now() - started),
-        error: error instanceof Error ? error.message : String(error),
+        latencyMs: latencyMs(),
+        error: errorMessage(error),
       };
     }
+    const reached = { baseUrl: this.baseUrl, latencyMs: latencyMs(), modelCount };
+    try {
+      await this.request("GET", "/v1/chat/completions", { ...call, schema: AnyWire });
+    } catch (error: unknown) {
+      if (error instanceof LmStudioError && error.kind === "auth") {
+        return {
+          ok: false,
+          ...reached,
+          auth: "refused",
+          error: `${this.baseUrl} lists its models without a token, but refuses the requests ` +
+            `that use them: ${error.message}`,
+        };
+      }
+      if (
+        !(error instanceof LmStudioError) ||
+        !["http", "not_found", "bad_response"].includes(error.kind)
+      ) {
+        return {
+          ok: true,
+          ...reached,
+          auth: "unchecked",
+          note: `Whether requests need a token was not checked: ${errorMessage(error)}`,
+        };
+      }
+    }
+    return { ok: true, ...reached, auth: "ok" };
   }
 }

@@ -54,8 +54,9 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
   server.registerTool("health_check", {
     title: "Check LM Studio",
     description:
-      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, and how " +
-      "many models it offers. Use it first when other LM Studio tools fail.",
+      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, how " +
+      "many models it offers, and whether it accepts the token (or none) for requests that use a " +
+      "model. Use it first when other LM Studio tools fail.",
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
@@ -73,7 +74,7 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
       }
       return textResult(
         `LM Studio at ${h.baseUrl} is answering (${h.latencyMs} ms, ` +
-          `${h.modelCount ?? "unknown number of"} models).`,
+          `${h.modelCount ?? "unknown number of"} models).${h.note ? ` ${h.note}` : ""}`,
         structured,
       );
     }));

@@ -551,9 +551,36 @@ Deno.test("health reports reachability, latency and model count without throwing
   const ok = await c.health();
   assertEquals([ok.ok, ok.modelCount, ok.baseUrl], [true, 2, fake.baseUrl]);
   assert(ok.latencyMs >= 0);
+  assertEquals(ok.auth, "ok");
   const down = await client(`http://127.0.0.1:${closedPort()}`).client.health();
   assertEquals(down.ok, false);
   assertStringIncludes(down.error ?? "", "connection refused");
+});
+
+Deno.test("health is not fooled by a model list that answers without the token chat needs", async (t) => {
+  // llama.cpp under --api-key: /v1/models is public, chat answers 401 without the key.
+  await using fake = await FakeLmStudio.start({
+    flavor: "openai-only",
+    token: "k3y",
+    publicModels: true,
+    models: [{ id: "llama" }],
+  });
+  await t.step("without the token: unhealthy, saying to set it", async () => {
+    const h = await client(fake.baseUrl).client.health();
+    assertEquals([h.ok, h.auth, h.modelCount], [false, "refused", 1]);
+    assertStringIncludes(h.error ?? "", "lists its models without a token");
+    assertStringIncludes(h.error ?? "", "LM_API_TOKEN");
+  });
+  await t.step("with it: healthy", async () => {
+    const h = await client(fake.baseUrl, { token: "k3y" }).client.health();
+    assertEquals([h.ok, h.auth], [true, "ok"]);
+  });
+  await t.step("a check that gets no answer is said to be unchecked", async () => {
+    fake.script("/v1/chat/completions", { delayMs: 60_000, body: {} });
+    const h = await client(fake.baseUrl, { token: "k3y" }).client.health({ timeoutMs: 200 });
+    assertEquals([h.ok, h.auth], [true, "unchecked"]);
+    assertStringIncludes(h.note ?? "", "not checked");
+  });
 });
 
 Deno.test("a base URL with a trailing /v1 or slash is normalised", () => {

@@ -21,7 +21,8 @@
  *   method: like the real LM Studio, status 200 (sic) with its string error shape
  *   `{"error":"Unexpected endpoint or method. (GET /x)"}`; so is `/v1/responses` with
  *   `responses: false` (LM Studio before 0.3.29).
- * - With `token`, every request without `Authorization: Bearer <token>` gets a 401.
+ * - With `token`, every request without `Authorization: Bearer <token>` gets a 401 (with
+ *   `publicModels`, llama.cpp-like, the model list is answered without it).
  *
  * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
  */
@@ -77,6 +78,11 @@ export interface FakeLmStudioOptions {
   flavor?: "lmstudio" | "lmstudio-v0" | "openai-only";
   /** When set, requests without "Authorization: Bearer <token>" get 401. */
   token?: string;
+  /**
+   * With `token`: `GET /v1/models` (and `/models`, `/health`, `/v1/health`) answer without it, as
+   * llama.cpp's server does under `--api-key`; every other request still needs it.
+   */
+  publicModels?: boolean;
   /** false: no `/v1/responses` (LM Studio before 0.3.29 answers it as an unknown endpoint). */
   responses?: boolean;
   /**
@@ -114,6 +120,9 @@ export function defaultFakeModels(): FakeModel[] {
   ];
 }
 
+/** The paths llama.cpp's server answers without its `--api-key` (`publicModels`). */
+const PUBLIC_PATHS = new Set(["/health", "/v1/health", "/models", "/v1/models"]);
+
 /** Context length a JIT or REST load uses when none is asked for. */
 const DEFAULT_LOAD_CONTEXT = 4096;
 
@@ -134,6 +143,7 @@ export class FakeLmStudio {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #flavor: "lmstudio" | "lmstudio-v0" | "openai-only";
   readonly #token: string | undefined;
+  readonly #publicModels: boolean;
   readonly #responsesApi: boolean;
   readonly #jit: boolean;
   readonly #queues = new Map<string, ScriptedReply[]>();
@@ -148,6 +158,7 @@ export class FakeLmStudio {
     this.models = options.models ? options.models.map((m) => ({ ...m })) : defaultFakeModels();
     this.#flavor = options.flavor ?? "lmstudio";
     this.#token = options.token;
+    this.#publicModels = options.publicModels ?? false;
     this.#responsesApi = options.responses ?? true;
     this.#jit = options.jit ?? true;
     this.#server = Deno.serve(
@@ -229,7 +240,10 @@ export class FakeLmStudio {
     const recorded: RecordedRequest = { method: req.method, path: url.pathname, headers, body };
     this.requests.push(recorded);
 
-    if (this.#token !== undefined && headers["authorization"] !== `Bearer ${this.#token}`) {
+    const open = this.#publicModels && req.method === "GET" && PUBLIC_PATHS.has(url.pathname);
+    if (
+      this.#token !== undefined && !open && headers["authorization"] !== `Bearer ${this.#token}`
+    ) {
       return json(401, {
         error: {
           message: headers["authorization"] === undefined
