@@ -492,9 +492,10 @@ export function previousResponseError(error: unknown, previousResponseId?: strin
     return new LmStudioError({
       kind: error.kind,
       ...carried(error),
-      message: `LM Studio does not know previous_response_id "${previousResponseId}" ` +
-        `(it forgets responses when it restarts, and ids from another server never match). ` +
-        `Start a new conversation by leaving previous_response_id out.`,
+      message: `LM Studio does not know previous_response_id "${previousResponseId}": ` +
+        "it is not one this server gave out (an id from another server or LM Studio install, " +
+        "or a mistyped one), or its conversation was deleted from LM Studio's history. Start a " +
+        "new conversation by leaving previous_response_id out.",
     });
   }
   return error;
