@@ -225,6 +225,28 @@ Deno.test("listModels reads the REST API v1 on LM Studio 0.4+", async () => {
   assertEquals(list.models[0]?.vision, true);
 });
 
+Deno.test("listModels reads /api/v1 capabilities.reasoning, an object only reasoning models have", async () => {
+  await using fake = await FakeLmStudio.start({
+    models: [
+      { id: "qwen/qwen3-8b", type: "llm", state: "loaded", reasoning: true },
+      { id: QWEN, type: "llm", state: "loaded" },
+    ],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const wire = await (await fetch(`${fake.baseUrl}/api/v1/models`)).json() as {
+    models: { capabilities?: { reasoning?: unknown } }[];
+  };
+  assertEquals(wire.models.map((m) => m.capabilities?.reasoning), [{
+    allowed_options: ["off", "on"],
+    default: "on",
+  }, undefined]);
+  const list = await c.listModels();
+  assertEquals(list.models.map((m) => [m.id, m.reasoning]), [
+    ["qwen/qwen3-8b", true],
+    [QWEN, undefined],
+  ]);
+});
+
 Deno.test("listModels falls back to the REST API v0 on older LM Studio", async () => {
   await using fake = await FakeLmStudio.start({ flavor: "lmstudio-v0" });
   const { client: c } = client(fake.baseUrl);

@@ -728,7 +728,8 @@ function v1Model(m: FakeModel): Record<string, unknown> {
       capabilities: {
         vision: m.vision ?? m.type === "vlm",
         trained_for_tool_use: m.toolUse ?? false,
-        reasoning: m.reasoning ?? false,
+        // An object, present only for reasoning models.
+        ...(m.reasoning ? { reasoning: { allowed_options: ["off", "on"], default: "on" } } : {}),
       },
     }),
   };
