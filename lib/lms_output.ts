@@ -26,6 +26,8 @@ export interface LoadedInstance {
   toolUse?: boolean;
   /** Idle time after which LM Studio unloads the instance, when set. */
   ttlMs?: number;
+  /** The variant key loaded (`qwen/qwen3-8b@q8_0`), when lms says (`selectedVariant`). */
+  variant?: string;
 }
 
 /** One downloaded model, from `lms ls --json`. */
@@ -39,6 +41,13 @@ export interface DownloadedModel {
   architecture?: string;
   vision?: boolean;
   toolUse?: boolean;
+  /**
+   * The keys of this model's variants (`qwen/qwen3-8b@q8_0`, other quantizations or formats):
+   * each loads with `lms load <variant key>`. Absent when the model has none.
+   */
+  variants?: string[];
+  /** The variant a plain `lms load <modelKey>` loads. */
+  selectedVariant?: string;
 }
 
 /** `lms server status --json`. */
@@ -51,6 +60,7 @@ export interface LmsServerStatus {
 const num = z.number().finite().nullish().catch(undefined).transform((v) => v ?? undefined);
 const bool = z.boolean().nullish().catch(undefined).transform((v) => v ?? undefined);
 const str = z.string().nullish().catch(undefined).transform((v) => v ?? undefined);
+const strings = z.array(z.string()).nullish().catch(undefined).transform((v) => v ?? undefined);
 
 /** The fields a row of `lms ps` and of `lms ls` share. */
 const modelRow = z.object({
@@ -68,8 +78,14 @@ const psEntry = modelRow.extend({
   status: str,
   contextLength: num,
   ttlMs: num,
+  selectedVariant: str,
 });
-const lsEntry = modelRow.extend({ paramsString: str, architecture: str });
+const lsEntry = modelRow.extend({
+  paramsString: str,
+  architecture: str,
+  variants: strings,
+  selectedVariant: str,
+});
 const statusSchema = z.object({ running: z.boolean(), port: num });
 
 /** Drops undefined fields so results compare and serialise cleanly. */
@@ -119,6 +135,7 @@ export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
     status: d.status ?? "loaded",
     contextLength: d.contextLength,
     ttlMs: d.ttlMs,
+    variant: d.selectedVariant,
   };
 });
 
@@ -131,6 +148,8 @@ export const lsOutput: z.ZodType<DownloadedModel[]> = rows(lsEntry, (d) => {
     ...modelDetails(d),
     paramsString: d.paramsString,
     architecture: d.architecture,
+    variants: d.variants,
+    selectedVariant: d.selectedVariant,
   };
 });
 

@@ -116,21 +116,37 @@ export async function ensureWithLms(ctx: LoadContext, o: LoadRequest): Promise<E
   };
 }
 
-/** The downloaded model to `lms load` by its exact key, so lms's fuzzy matching picks no other. */
+/**
+ * The downloaded model to `lms load` by its exact key, so lms's fuzzy matching picks no other. A
+ * variant key (`qwen/qwen3-8b@q8_0`) is not a row of `lms ls` but one of a row's `variants`: it is
+ * loaded by that key.
+ */
 async function downloadedModel(
   lms: Lms,
   { model, signal }: Pick<LoadRequest, "model" | "signal">,
 ): Promise<DownloadedModel> {
   const downloaded = await lms.ls({ signal });
+  const variantOf = (match: (key: string) => boolean): DownloadedModel | undefined => {
+    for (const row of downloaded) {
+      const key = row.variants?.find(match);
+      if (key !== undefined) return { ...row, modelKey: key };
+    }
+    return undefined;
+  };
   const exact = downloaded.find((m) => m.modelKey === model) ??
-    downloaded.find((m) => sameModel(model, m.modelKey));
+    variantOf((key) => key === model) ??
+    downloaded.find((m) => sameModel(model, m.modelKey)) ??
+    variantOf((key) => sameModel(model, key));
   if (exact) return exact;
   throw new ModelError(
     unknownModelMessage({
       model,
       where: "LM Studio on this machine",
       what: "downloaded model",
-      available: downloaded.map((m) => m.modelKey),
+      available: downloaded.flatMap((m) => [
+        m.modelKey,
+        ...(m.variants ?? []).filter((v) => v !== m.modelKey),
+      ]),
       advice: `Download it with \`lms get ${model}\`, or name one of these.`,
       adviceWhenNone: `Download it with \`lms get ${model}\`.`,
     }),

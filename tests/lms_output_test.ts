@@ -70,3 +70,15 @@ Deno.test("ps and ls rows read the same way: null or mistyped fields left out, n
     ],
   );
 });
+
+Deno.test("ls rows keep their variant keys, ps rows the variant they loaded", () => {
+  const variants = ["q/m@q4_k_m", "q/m@q8_0"];
+  assertEquals(
+    lsOutput.parse([{ modelKey: "q/m", variants, selectedVariant: "q/m@q4_k_m" }]),
+    [{ modelKey: "q/m", type: "llm", variants, selectedVariant: "q/m@q4_k_m" }],
+  );
+  assertEquals(
+    psOutput.parse([{ identifier: "q/m", modelKey: "q/m", selectedVariant: "q/m@q8_0" }]),
+    [{ identifier: "q/m", modelKey: "q/m", type: "llm", status: "loaded", variant: "q/m@q8_0" }],
+  );
+});

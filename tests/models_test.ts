@@ -143,6 +143,33 @@ Deno.test("a cancelled ensure stops the lms load it started", async () => {
   });
 });
 
+Deno.test("a variant key (model@q8_0) from lms ls's variants is loaded by that key, once", async () => {
+  const variants = ["qwen/qwen3-8b@q4_k_m", "qwen/qwen3-8b@q8_0"];
+  await withRig({
+    lms: {
+      downloaded: [{
+        modelKey: "qwen/qwen3-8b",
+        type: "llm",
+        maxContextLength: 40960,
+        variants,
+        selectedVariant: variants[0],
+      }],
+    },
+  }, async (rig) => {
+    const result = await rig.manager.ensureLoaded("qwen/qwen3-8b@q8_0");
+    assertEquals(result.via, "lms");
+    const loads = (await rig.runs()).filter((r) => r.startsWith("load"));
+    assertEquals(loads, ["load qwen/qwen3-8b@q8_0 -y --ttl 600"]);
+    rig.manager.invalidate();
+    assertEquals((await rig.manager.ensureLoaded("qwen/qwen3-8b@q8_0")).via, "already-loaded");
+    assertEquals(
+      (await rig.runs()).filter((r) => r.startsWith("load")).length,
+      1,
+      "no second load",
+    );
+  });
+});
+
 Deno.test("a model that is not downloaded is never handed to lms's fuzzy matching", async () => {
   await withRig({ lms: {} }, async (rig) => {
     const error = await assertRejects(

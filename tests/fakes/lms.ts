@@ -22,6 +22,10 @@ export interface FakeDownloaded {
   architecture?: string;
   vision?: boolean;
   trainedForToolUse?: boolean;
+  /** Keys of its variants (`model@q8_0`); `lms load <variant key>` loads that one. */
+  variants?: string[];
+  /** The variant `lms load <modelKey>` loads. */
+  selectedVariant?: string;
 }
 
 /**
@@ -43,6 +47,8 @@ export interface FakeLoaded {
   contextLength?: number;
   maxContextLength?: number;
   ttlMs?: number | null;
+  /** The variant key loaded, printed as `selectedVariant`. */
+  selectedVariant?: string;
 }
 
 /** How `lms load KEY` behaves for one model key. */
@@ -164,7 +170,7 @@ function psRow(instance: FakeLoaded, downloaded: FakeDownloaded[]): Record<strin
     trainedForToolUse: model?.trainedForToolUse ?? false,
     maxContextLength: instance.maxContextLength ?? model?.maxContextLength ?? 4096,
     identifier: instance.identifier,
-    instanceReference: undefined,
+    ...(instance.selectedVariant ? { selectedVariant: instance.selectedVariant } : {}),
     ttlMs: instance.ttlMs ?? null,
     lastUsedTime: null,
     contextLength: instance.contextLength ?? 4096,
@@ -186,6 +192,8 @@ function lsRow(model: FakeDownloaded): Record<string, unknown> {
     vision: model.vision ?? false,
     trainedForToolUse: model.trainedForToolUse ?? false,
     maxContextLength: model.maxContextLength ?? 4096,
+    ...(model.variants ? { variants: model.variants } : {}),
+    ...(model.selectedVariant ? { selectedVariant: model.selectedVariant } : {}),
   };
 }
 
@@ -249,7 +257,10 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
         return 1;
       }
       const needle = wanted.toLowerCase();
-      const model = downloaded.find((m) => m.modelKey.toLowerCase() === needle) ??
+      const variantOf = downloaded.find((m) =>
+        (m.variants ?? []).some((v) => v.toLowerCase() === needle)
+      );
+      const model = downloaded.find((m) => m.modelKey.toLowerCase() === needle) ?? variantOf ??
         downloaded.find((m) => m.modelKey.toLowerCase().includes(needle));
       if (!model) {
         err("Error: Model not found");
@@ -289,6 +300,7 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
         contextLength: ctx === undefined ? 4096 : Number(ctx),
         maxContextLength: model.maxContextLength,
         ttlMs: ttl === undefined ? null : Number(ttl) * 1000,
+        ...(variantOf ? { selectedVariant: wanted } : {}),
       });
       s.loaded = loaded;
       await save();
