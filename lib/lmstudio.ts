@@ -27,6 +27,7 @@ import {
   restNotFoundError,
   statelessResponseError,
   timeoutError,
+  tooLargeError,
   unknownModelError,
 } from "./lmstudio_errors.ts";
 import type {
@@ -58,7 +59,11 @@ import {
   V1ModelsWire,
   wireResponseFormat,
 } from "./lmstudio_wire.ts";
-import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
+import {
+  DEFAULT_MAX_REPLY_BYTES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RETRIES,
+} from "./settings.ts";
 import { errorMessage } from "./errors.ts";
 
 /** Per-call options. */
@@ -77,6 +82,11 @@ export interface LmStudioClientOptions {
   timeoutMs?: number;
   /** Retries on connection refused / 5xx / 429; default {@linkcode DEFAULT_RETRIES} (2). */
   retries?: number;
+  /**
+   * Largest reply body read, in bytes; a larger one fails (kind "too_large") as soon as it passes
+   * the limit. Default {@linkcode DEFAULT_MAX_REPLY_BYTES} (64 MiB).
+   */
+  maxReplyBytes?: number;
   fetch?: typeof fetch;
   /** Sleeps between retries; must reject when `signal` aborts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -101,6 +111,42 @@ function retryAfterMs(value: string | null, now: number): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/**
+ * The body of `response` as text, read chunk by chunk; when it is (or announces, in its
+ * Content-Length) more than `limit` bytes, reading stops there and the size seen is returned.
+ */
+async function readCapped(
+  response: Response,
+  limit: number,
+): Promise<string | { read: number; announced: boolean }> {
+  const announced = Number(response.headers.get("content-length") ?? NaN);
+  if (announced > limit) {
+    await response.body?.cancel().catch(() => {}); // nothing more is wanted from it
+    return { read: announced, announced: true };
+  }
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let read = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    read += value.byteLength;
+    if (read > limit) {
+      await reader.cancel().catch(() => {}); // the rest is not wanted
+      return { read, announced: false };
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(read);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 /** Backoff before retry `attempt` (0-based): 500 ms doubling, capped at 8 s, with jitter in [50%, 100%]. */
 export function backoffMs(attempt: number, random: number): number {
   const base = Math.min(8_000, 500 * 2 ** attempt);
@@ -117,6 +163,7 @@ export class LmStudioClient {
   readonly #token: string | undefined;
   readonly #timeoutMs: number;
   readonly #retries: number;
+  readonly #maxReplyBytes: number;
   readonly #fetch: typeof fetch;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #random: () => number;
@@ -127,6 +174,7 @@ export class LmStudioClient {
     this.#token = options.token === "" ? undefined : options.token;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#retries = options.retries ?? DEFAULT_RETRIES;
+    this.#maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;
@@ -220,8 +268,15 @@ export class LmStudioClient {
       }
       let text: string;
       try {
-        text = await response.text();
+        const read = await readCapped(response, this.#maxReplyBytes);
+        if (typeof read !== "string") {
+          // Close the connection too, so the server stops sending the rest.
+          timeout.abort(new DOMException("reply too large", "AbortError"));
+          throw tooLargeError({ ...o.site, limit: this.#maxReplyBytes, ...read });
+        }
+        text = read;
       } catch (cause: unknown) {
+        if (cause instanceof LmStudioError) throw cause;
         return failed(cause);
       }
       // LM Studio answers some errors with 200: those are errors like any other.

@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
-import { clip, listNames } from "./text.ts";
+import { clip, formatBytes, listNames } from "./text.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -19,7 +19,8 @@ export type LmErrorKind =
   | "not_found"
   | "http"
   | "bad_response"
-  | "unsupported";
+  | "unsupported"
+  | "too_large";
 
 /** A failed LM Studio request; the message says what failed and what to do next. */
 export class LmStudioError extends BridgeError<LmErrorKind> {
@@ -253,6 +254,26 @@ export function badResponseError(
       `sends (${o.detail}). Check that LMSTUDIO_BASE_URL points at LM Studio or another ` +
       `OpenAI-compatible server, not a web page or proxy.`,
     cause: o.cause,
+  });
+}
+
+/**
+ * The error for a reply body larger than `limit` bytes, of which `read` were read (or that
+ * announced `read` bytes in its Content-Length) before the client stopped.
+ */
+export function tooLargeError(
+  o: RequestSite & { limit: number; read: number; announced: boolean },
+): LmStudioError {
+  const size = o.announced
+    ? `announces ${formatBytes(o.read)}`
+    : `passed ${formatBytes(o.read)} before the client stopped reading`;
+  return new LmStudioError({
+    kind: "too_large",
+    url: o.url,
+    message: `The reply of ${o.baseUrl} to ${o.what} is larger than the limit of ` +
+      `${formatBytes(o.limit)} (it ${size}). Ask for less: lower max_tokens, send fewer or ` +
+      "shorter inputs (embeddings: fewer texts per call), or raise LMSTUDIO_MAX_REPLY_BYTES " +
+      "(bytes) if such replies are expected.",
   });
 }
 

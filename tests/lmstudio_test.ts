@@ -7,7 +7,13 @@ import {
 } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { createLogger } from "../lib/log.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
 import {
   chatReply,
   errorBody,
@@ -951,6 +957,55 @@ Deno.test("an error object in a 200 reply is an error like a 4xx with that messa
     const { client: c } = client(fake.baseUrl);
     fake.script(CHAT_PATH, { body: { ...chatReply({ content: "fine" }), error: null } });
     assertEquals((await c.chat({ model: QWEN, messages: [user("x")] })).content, "fine");
+  });
+});
+
+Deno.test("a reply larger than the limit fails with its size and what to do, read no further", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl, { maxReplyBytes: 64 * 1024, retries: 0 });
+  const ask = () => c.chat({ model: QWEN, messages: [user("x")], max_tokens: 100_000 });
+  await t.step("one that announces its size is not read at all", async () => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "x".repeat(200_000) }) });
+    const error = await assertRejects(ask, LmStudioError, "larger than the limit of 64.0 KiB");
+    assertEquals(error.kind, "too_large");
+    assertMatch(error.message, /announces 19\d\.\d KiB/);
+    assertStringIncludes(error.message, "lower max_tokens");
+    assertStringIncludes(error.message, "LMSTUDIO_MAX_REPLY_BYTES");
+  });
+  await t.step("a streamed one is read up to the limit, then given up", async () => {
+    // An in-process body, so that only the client's reading pulls chunks from it.
+    const chunk = new TextEncoder().encode("x".repeat(1024));
+    const total = 4096; // 4 MiB in 1 KiB chunks, if all were read
+    let pulled = 0;
+    const cancelled = Promise.withResolvers<void>();
+    const streaming = client(fake.baseUrl, {
+      maxReplyBytes: 64 * 1024,
+      fetch: () =>
+        Promise.resolve(
+          new Response(
+            new ReadableStream<Uint8Array>({
+              pull(controller) {
+                if (pulled++ < total) controller.enqueue(chunk);
+                else controller.close();
+              },
+              cancel: () => cancelled.resolve(),
+            }),
+            { headers: { "content-type": "application/json" } },
+          ),
+        ),
+    }).client;
+    const error = await assertRejects(
+      () => streaming.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "before the client stopped reading",
+    );
+    assertEquals(error.kind, "too_large");
+    await cancelled.promise;
+    assert(pulled < 100, `stopped after ${pulled} of ${total} chunks`);
+  });
+  await t.step("one within the limit is read whole", async () => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "y".repeat(60_000) }) });
+    assertEquals((await ask()).content.length, 60_000);
   });
 });
 
