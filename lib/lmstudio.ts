@@ -331,6 +331,19 @@ export class LmStudioClient {
     }
   }
 
+  /**
+   * Normalises a reply; fields it could do without that held something unusable (a string
+   * `usage`, a numeric `finish_reason`) were left out, and are logged at debug level.
+   */
+  #lenient<T>(what: string, normalise: (ignored: string[]) => T): T {
+    const ignored: string[] = [];
+    const result = normalise(ignored);
+    if (ignored.length > 0) {
+      this.#log.debug(`ignored unusable fields of the reply to ${what}`, { fields: ignored });
+    }
+    return result;
+  }
+
   #opts(o: CallOptions | undefined): CallOptions {
     return {
       ...(o?.signal ? { signal: o.signal } : {}),
@@ -369,7 +382,7 @@ export class LmStudioClient {
       () =>
         this.request("POST", "/v1/chat/completions", { ...this.#opts(o), body, schema: ChatWire }),
     );
-    return chatResult(wire);
+    return this.#lenient("POST /v1/chat/completions", (ignored) => chatResult(wire, ignored));
   }
 
   /** POST /v1/completions. */
@@ -384,7 +397,7 @@ export class LmStudioClient {
           schema: CompletionWire,
         }),
     );
-    return completionResult(wire);
+    return this.#lenient("POST /v1/completions", (ignored) => completionResult(wire, ignored));
   }
 
   /** POST /v1/embeddings; vectors ordered by the server's `index`. */
@@ -410,7 +423,7 @@ export class LmStudioClient {
         cause: undefined,
       });
     }
-    return embeddingResult(wire);
+    return this.#lenient("POST /v1/embeddings", (ignored) => embeddingResult(wire, ignored));
   }
 
   /**
@@ -440,7 +453,7 @@ export class LmStudioClient {
         previousResponseId: req.previous_response_id,
       });
     }
-    return responseResult(wire);
+    return this.#lenient("POST /v1/responses", (ignored) => responseResult(wire, ignored));
   }
 
   /** POST /api/v1/models/load; LmStudioError kind "not_found" when the server has no REST API. */

@@ -1009,6 +1009,56 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
   });
 });
 
+Deno.test("unusable fields the client can do without are ignored, and logged at debug", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const lines: string[] = [];
+  const { client: c } = client(fake.baseUrl, {
+    log: createLogger({ level: "debug", write: (line) => lines.push(line) }),
+  });
+  await t.step("chat: a string usage, a numeric finish_reason, an object id", async () => {
+    const reply = chatReply({ content: "answer" });
+    const choices = (reply.choices as Record<string, unknown>[]).map((c) => ({
+      ...c,
+      finish_reason: 3,
+    }));
+    fake.script(CHAT_PATH, { body: { ...reply, choices, usage: "12 tokens", id: { x: 1 } } });
+    const result = await c.chat({ model: QWEN, messages: [user("x")] });
+    assertEquals(result.content, "answer");
+    assertEquals([result.usage, result.finishReason, result.id], [undefined, undefined, undefined]);
+    const logged = lines.join("\n");
+    assertStringIncludes(
+      logged,
+      "ignored unusable fields of the reply to POST /v1/chat/completions",
+    );
+    assertStringIncludes(logged, "12 tokens");
+    assertStringIncludes(logged, "finish_reason");
+  });
+  await t.step("usage counts that are numbers are kept, the others left out", async () => {
+    const body = {
+      ...chatReply({ content: "a" }),
+      usage: { prompt_tokens: 7, completion_tokens: "many", total_tokens: null },
+    };
+    fake.script(CHAT_PATH, { body });
+    const result = await c.chat({ model: QWEN, messages: [user("x")] });
+    assertEquals(result.usage, { prompt_tokens: 7, completion_tokens: 0, total_tokens: 7 });
+  });
+  await t.step("completions, embeddings and responses too", async () => {
+    fake.script("/v1/completions", {
+      body: { choices: [{ text: "t", finish_reason: 1 }], usage: [], model: 5 },
+    });
+    assertEquals(await c.complete({ model: QWEN, prompt: "p" }), { text: "t" });
+    fake.script("/v1/embeddings", {
+      body: { data: [{ index: "0", embedding: [1] }], usage: "n/a", model: null },
+    });
+    assertEquals(await c.embed({ model: NOMIC, input: "e" }), { embeddings: [[1]] });
+    fake.script("/v1/responses", {
+      body: { id: "resp_x", status: 200, usage: "lots", output_text: "r" },
+    });
+    const r = await c.respond({ model: QWEN, input: "i" });
+    assertEquals([r.text, r.status, r.usage], ["r", undefined, undefined]);
+  });
+});
+
 Deno.test("a reply that is not JSON, or not the expected shape, is a bad_response", async (t) => {
   await using fake = await FakeLmStudio.start();
   const { client: c } = client(fake.baseUrl);
