@@ -204,12 +204,6 @@ export async function readModelListing(
   }
 }
 
-/** The model a task uses when none is named, as resolveModel picks it: a loaded chat model, else the first. */
-function loadedOrFirstChatModel(list: ModelList): string | undefined {
-  const chat = list.models.filter((m) => m.type !== "embedding");
-  return (chat.find((m) => m.state === "loaded") ?? chat[0])?.id;
-}
-
 /**
  * Throws {@linkcode AgentError} "model" when the server's `list` is known and has no model that
  * is `id` (loosely: `qwen3-8b` is `qwen/qwen3-8b`, instance suffixes match; see findModel), naming
@@ -248,9 +242,10 @@ function checkModelListed(o: {
  * here, before any chat request), and, with a model manager, pre-loaded with `contextLength`
  * tokens of context, the window the loop's budget assumes (a model already loaded keeps its
  * own, which the budget then reads from the server). A failed pre-load is a note, since the chat
- * request JIT-loads the model or fails with its own clear error. The list is read once; only a
- * model the manager actually loaded makes {@linkcode contextWindow} read it again, since the load
- * changes what it says about the model.
+ * request JIT-loads the model or fails with its own clear error. The list is read once and handed
+ * to the model choice and the manager; only a model the manager actually loaded brings a fresh
+ * list (the manager's, else {@linkcode contextWindow} reads it), since the load changes what it
+ * says about the model.
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
@@ -266,18 +261,16 @@ export async function prepareModel(o: {
   signal: AbortSignal;
 }): Promise<PreparedModel> {
   const { signal, notes } = o;
-  // Read once for the whole task: the check, the pick when no model is named, the window.
-  const named = !!(o.model?.trim() || o.defaultModel?.trim());
+  // Read once and handed down. Without it the chat request tells whether the model exists; a
+  // model still has to be picked then, and the pick reads the list for its own error.
   const listing = await readModelListing(o.client, signal);
-  const picked = !named && "list" in listing ? loadedOrFirstChatModel(listing.list) : undefined;
-  // A name given is taken as it is (no request); with none and nothing to pick, resolveModel
-  // reads the list itself and explains what is missing.
-  const asked = picked ?? await o.client.resolveModel(o.model, {
+  const list = "list" in listing ? listing.list : undefined;
+  const asked = await o.client.resolveModel(o.model, {
     signal,
     kind: "llm",
     defaultModel: o.defaultModel,
+    ...(list ? { list } : {}),
   });
-  // Without the list the chat request tells whether the model exists.
   let id = asked;
   let contextLength = o.contextLength;
   if ("list" in listing) {
@@ -294,13 +287,17 @@ export async function prepareModel(o: {
     if (info?.maxContextLength) contextLength = Math.min(contextLength, info.maxContextLength);
   }
   let loaded = false;
+  let after: ModelListing | undefined;
   if (o.models) {
     try {
-      // A caller that joins a load already running for another task is not stopped by its own
-      // signal (the manager shares one load between callers): the race ends its wait.
-      const ensured = await raceAbort(o.models.ensureLoaded(id, { signal, contextLength }), signal);
+      // The race ends the wait even for a manager that does not honour the signal.
+      const ensured = await raceAbort(
+        o.models.ensureLoaded(id, { signal, contextLength, ...(list ? { list } : {}) }),
+        signal,
+      );
       if (ensured.model?.trim()) id = ensured.model;
       loaded = ensured.via === "lms" || ensured.via === "rest";
+      if (ensured.list) after = { list: ensured.list };
       if (loaded) {
         notes.push(
           `loaded ${id} with a context length of ${contextLength} tokens (LMSTUDIO_CONTEXT_LENGTH)`,
@@ -319,8 +316,8 @@ export async function prepareModel(o: {
     fallback: o.contextLength,
     notes,
     signal,
-    // A load changes what the list says about the model: read it again then.
-    ...(loaded ? {} : { listing }),
+    // A load changes what the list says about the model: the manager's fresh list, else read it.
+    ...(after ? { listing: after } : loaded ? {} : { listing }),
   });
   return { id, listing, contextTokens };
 }

@@ -85,12 +85,13 @@ export interface AgentModels {
   /**
    * Makes sure `model` is loaded, loading it with `contextLength` when it is not; answers with
    * the name to send in requests (`model`), how (`via`: "already-loaded", "lms", "rest" or
-   * "jit") and anything the caller should know (`note`).
+   * "jit") and anything the caller should know (`note`). Given the model list the caller has
+   * (`list`), it does not read it again, and answers with a fresh one after a load (`list`).
    */
   ensureLoaded(
     model: string,
-    options?: { signal?: AbortSignal; contextLength?: number },
-  ): Promise<{ model?: string; via?: string; note?: string }>;
+    options?: { signal?: AbortSignal; contextLength?: number; list?: ModelList },
+  ): Promise<{ model?: string; via?: string; note?: string; list?: ModelList }>;
 }
 
 /** Why the loop stopped. */

@@ -57,6 +57,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     token: settings.token,
     timeoutMs: settings.requestTimeoutMs,
     retries: settings.retries,
+    maxReplyBytes: settings.maxReplyBytes,
     log: log.child("lmstudio"),
   });
   // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.

@@ -29,7 +29,8 @@ async function checkLmStudio(app: App, signal: AbortSignal): Promise<Check[]> {
     name: "LM Studio",
     status: "ok",
     detail: `${health.baseUrl} answers in ${health.latencyMs} ms` +
-      (app.settings.token ? " (with LM_API_TOKEN)" : ""),
+      (app.settings.token ? " (with LM_API_TOKEN)" : "") +
+      (health.note ? `. ${health.note}` : ""),
   }];
   try {
     const list = await app.client.listModels({ signal, timeoutMs: 5000 });

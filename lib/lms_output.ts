@@ -12,7 +12,11 @@ export interface LoadedInstance {
   identifier: string;
   modelKey: string;
   type: string;
-  /** Lower-case processing state ("loaded", "idle", "loading", "generating"...); "loaded" when lms does not say. */
+  /**
+   * The processing status as lms prints it: "idle", "processingPrompt", "generating" or
+   * "computingEmbedding" (lmstudio-js `ModelProcessingStatus`); "loaded" when lms does not say
+   * (before 0.3.27). Whatever it says, a listed instance is loaded and usable.
+   */
   status: string;
   displayName?: string;
   contextLength?: number;
@@ -22,6 +26,8 @@ export interface LoadedInstance {
   toolUse?: boolean;
   /** Idle time after which LM Studio unloads the instance, when set. */
   ttlMs?: number;
+  /** The variant key loaded (`qwen/qwen3-8b@q8_0`), when lms says (`selectedVariant`). */
+  variant?: string;
 }
 
 /** One downloaded model, from `lms ls --json`. */
@@ -35,6 +41,13 @@ export interface DownloadedModel {
   architecture?: string;
   vision?: boolean;
   toolUse?: boolean;
+  /**
+   * The keys of this model's variants (`qwen/qwen3-8b@q8_0`, other quantizations or formats):
+   * each loads with `lms load <variant key>`. Absent when the model has none.
+   */
+  variants?: string[];
+  /** The variant a plain `lms load <modelKey>` loads. */
+  selectedVariant?: string;
 }
 
 /** `lms server status --json`. */
@@ -47,6 +60,7 @@ export interface LmsServerStatus {
 const num = z.number().finite().nullish().catch(undefined).transform((v) => v ?? undefined);
 const bool = z.boolean().nullish().catch(undefined).transform((v) => v ?? undefined);
 const str = z.string().nullish().catch(undefined).transform((v) => v ?? undefined);
+const strings = z.array(z.string()).nullish().catch(undefined).transform((v) => v ?? undefined);
 
 /** The fields a row of `lms ps` and of `lms ls` share. */
 const modelRow = z.object({
@@ -64,8 +78,14 @@ const psEntry = modelRow.extend({
   status: str,
   contextLength: num,
   ttlMs: num,
+  selectedVariant: str,
 });
-const lsEntry = modelRow.extend({ paramsString: str, architecture: str });
+const lsEntry = modelRow.extend({
+  paramsString: str,
+  architecture: str,
+  variants: strings,
+  selectedVariant: str,
+});
 const statusSchema = z.object({ running: z.boolean(), port: num });
 
 /** Drops undefined fields so results compare and serialise cleanly. */
@@ -112,9 +132,10 @@ export const psOutput: z.ZodType<LoadedInstance[]> = rows(psEntry, (d) => {
     identifier,
     modelKey,
     ...modelDetails(d),
-    status: (d.status ?? "loaded").toLowerCase(),
+    status: d.status ?? "loaded",
     contextLength: d.contextLength,
     ttlMs: d.ttlMs,
+    variant: d.selectedVariant,
   };
 });
 
@@ -127,6 +148,8 @@ export const lsOutput: z.ZodType<DownloadedModel[]> = rows(lsEntry, (d) => {
     ...modelDetails(d),
     paramsString: d.paramsString,
     architecture: d.architecture,
+    variants: d.variants,
+    selectedVariant: d.selectedVariant,
   };
 });
 
@@ -163,21 +186,11 @@ export function parseJsonOutput(stdout: string): unknown {
   }
 }
 
-/** Statuses in which an instance answers requests ("idle" wakes on the next one). */
-const USABLE = new Set([
-  "loaded",
-  "idle",
-  "generating",
-  "processingprompt",
-  "processing",
-  "busy",
-  "queued",
-]);
-
-/** What to do with an instance in `status`: use it, wait for it, or load the model again. */
-export function statusAction(status: string): "use" | "wait" | "reload" {
-  const s = status.toLowerCase().replace(/[\s_-]/g, "");
-  if (USABLE.has(s)) return "use";
-  if (s === "loading") return "wait";
-  return "reload";
+/**
+ * The instance to use among those of one model: an idle one, else the first. Every instance
+ * `lms ps` lists is loaded, whatever its status (busy ones queue requests), so none is a reason
+ * to load the model again.
+ */
+export function pickInstance(instances: readonly LoadedInstance[]): LoadedInstance | undefined {
+  return instances.find((i) => i.status.toLowerCase() === "idle") ?? instances[0];
 }

@@ -13,13 +13,21 @@ import {
   badResponseError,
   gaveUpError,
   httpError,
+  isErrorReply,
+  isNoModelsLoaded,
+  isUnknownRoute,
   LmStudioError,
   mayBeUnknownModel,
+  missingEndpointError,
   networkError,
+  noModelsLoadedError,
+  NOTHING_LISTED,
   previousResponseError,
   type RequestSite,
   restNotFoundError,
+  statelessResponseError,
   timeoutError,
+  tooLargeError,
   unknownModelError,
 } from "./lmstudio_errors.ts";
 import type {
@@ -49,8 +57,14 @@ import {
   ResponseWire,
   V0ModelsWire,
   V1ModelsWire,
+  wireResponseFormat,
 } from "./lmstudio_wire.ts";
-import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_RETRIES } from "./settings.ts";
+import {
+  DEFAULT_MAX_REPLY_BYTES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RETRIES,
+} from "./settings.ts";
+import { errorMessage } from "./errors.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -68,6 +82,11 @@ export interface LmStudioClientOptions {
   timeoutMs?: number;
   /** Retries on connection refused / 5xx / 429; default {@linkcode DEFAULT_RETRIES} (2). */
   retries?: number;
+  /**
+   * Largest reply body read, in bytes; a larger one fails (kind "too_large") as soon as it passes
+   * the limit. Default {@linkcode DEFAULT_MAX_REPLY_BYTES} (64 MiB).
+   */
+  maxReplyBytes?: number;
   fetch?: typeof fetch;
   /** Sleeps between retries; must reject when `signal` aborts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -92,6 +111,42 @@ function retryAfterMs(value: string | null, now: number): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/**
+ * The body of `response` as text, read chunk by chunk; when it is (or announces, in its
+ * Content-Length) more than `limit` bytes, reading stops there and the size seen is returned.
+ */
+async function readCapped(
+  response: Response,
+  limit: number,
+): Promise<string | { read: number; announced: boolean }> {
+  const announced = Number(response.headers.get("content-length") ?? NaN);
+  if (announced > limit) {
+    await response.body?.cancel().catch(() => {}); // nothing more is wanted from it
+    return { read: announced, announced: true };
+  }
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let read = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    read += value.byteLength;
+    if (read > limit) {
+      await reader.cancel().catch(() => {}); // the rest is not wanted
+      return { read, announced: false };
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(read);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 /** Backoff before retry `attempt` (0-based): 500 ms doubling, capped at 8 s, with jitter in [50%, 100%]. */
 export function backoffMs(attempt: number, random: number): number {
   const base = Math.min(8_000, 500 * 2 ** attempt);
@@ -108,6 +163,7 @@ export class LmStudioClient {
   readonly #token: string | undefined;
   readonly #timeoutMs: number;
   readonly #retries: number;
+  readonly #maxReplyBytes: number;
   readonly #fetch: typeof fetch;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #random: () => number;
@@ -118,6 +174,7 @@ export class LmStudioClient {
     this.#token = options.token === "" ? undefined : options.token;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#retries = options.retries ?? DEFAULT_RETRIES;
+    this.#maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;
@@ -211,11 +268,19 @@ export class LmStudioClient {
       }
       let text: string;
       try {
-        text = await response.text();
+        const read = await readCapped(response, this.#maxReplyBytes);
+        if (typeof read !== "string") {
+          // Close the connection too, so the server stops sending the rest.
+          timeout.abort(new DOMException("reply too large", "AbortError"));
+          throw tooLargeError({ ...o.site, limit: this.#maxReplyBytes, ...read });
+        }
+        text = read;
       } catch (cause: unknown) {
+        if (cause instanceof LmStudioError) throw cause;
         return failed(cause);
       }
-      if (response.ok) return { ok: true, text };
+      // LM Studio answers some errors with 200: those are errors like any other.
+      if (response.ok && !isErrorReply(text)) return { ok: true, text };
       const retryAfter = retryAfterMs(response.headers.get("retry-after"), Date.now());
       return {
         ok: false,
@@ -243,6 +308,12 @@ export class LmStudioClient {
       return await call();
     } catch (error: unknown) {
       if (!(error instanceof LmStudioError) || !mayBeUnknownModel(error)) throw error;
+      // LM Studio said it has no such route: the model is not to blame.
+      if (isUnknownRoute(error)) throw missingEndpointError(error, this.baseUrl);
+      // Nothing loaded and no JIT: /v1/models would list only loaded models, i.e. none.
+      if (isNoModelsLoaded(error)) {
+        throw noModelsLoadedError(error, { baseUrl: this.baseUrl, model });
+      }
       let ids: string[];
       try {
         const list = await this.request("GET", "/v1/models", {
@@ -258,6 +329,19 @@ export class LmStudioClient {
       }
       throw unknownModelError(error, { baseUrl: this.baseUrl, model, ids });
     }
+  }
+
+  /**
+   * Normalises a reply; fields it could do without that held something unusable (a string
+   * `usage`, a numeric `finish_reason`) were left out, and are logged at debug level.
+   */
+  #lenient<T>(what: string, normalise: (ignored: string[]) => T): T {
+    const ignored: string[] = [];
+    const result = normalise(ignored);
+    if (ignored.length > 0) {
+      this.#log.debug(`ignored unusable fields of the reply to ${what}`, { fields: ignored });
+    }
+    return result;
   }
 
   #opts(o: CallOptions | undefined): CallOptions {
@@ -279,16 +363,26 @@ export class LmStudioClient {
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }
 
-  /** POST /v1/chat/completions; reasoning separated from the answer, tool calls left raw. */
+  /**
+   * POST /v1/chat/completions; reasoning separated from the answer, tool calls left raw. A
+   * `response_format` of type `json_object` is sent as a permissive JSON schema (see
+   * {@linkcode wireResponseFormat}).
+   */
   async chat(req: ChatRequest, o?: CallOptions): Promise<ChatResult> {
-    const body: Record<string, unknown> = { ...req, stream: false };
+    const body: Record<string, unknown> = {
+      ...req,
+      ...(req.response_format !== undefined
+        ? { response_format: wireResponseFormat(req.response_format) }
+        : {}),
+      stream: false,
+    };
     const wire = await this.#withModel(
       req.model,
       o,
       () =>
         this.request("POST", "/v1/chat/completions", { ...this.#opts(o), body, schema: ChatWire }),
     );
-    return chatResult(wire);
+    return this.#lenient("POST /v1/chat/completions", (ignored) => chatResult(wire, ignored));
   }
 
   /** POST /v1/completions. */
@@ -303,7 +397,7 @@ export class LmStudioClient {
           schema: CompletionWire,
         }),
     );
-    return completionResult(wire);
+    return this.#lenient("POST /v1/completions", (ignored) => completionResult(wire, ignored));
   }
 
   /** POST /v1/embeddings; vectors ordered by the server's `index`. */
@@ -329,10 +423,13 @@ export class LmStudioClient {
         cause: undefined,
       });
     }
-    return embeddingResult(wire);
+    return this.#lenient("POST /v1/embeddings", (ignored) => embeddingResult(wire, ignored));
   }
 
-  /** POST /v1/responses (stateful; LM Studio 0.3.29+). */
+  /**
+   * POST /v1/responses (stateful; LM Studio 0.3.29+). A follow-up (`previous_response_id`) that the
+   * server answers with `previous_response_id: null` fails: that server kept no state.
+   */
   async respond(req: ResponseRequest, o?: CallOptions): Promise<ResponseResult> {
     let wire: z.infer<typeof ResponseWire>;
     try {
@@ -349,7 +446,14 @@ export class LmStudioClient {
     } catch (error: unknown) {
       throw previousResponseError(error, req.previous_response_id);
     }
-    return responseResult(wire);
+    if (req.previous_response_id !== undefined && wire.previous_response_id === null) {
+      throw statelessResponseError({
+        baseUrl: this.baseUrl,
+        url: `${this.baseUrl}/v1/responses`,
+        previousResponseId: req.previous_response_id,
+      });
+    }
+    return this.#lenient("POST /v1/responses", (ignored) => responseResult(wire, ignored));
   }
 
   /** POST /api/v1/models/load; LmStudioError kind "not_found" when the server has no REST API. */
@@ -399,22 +503,24 @@ export class LmStudioClient {
   /**
    * Picks a model. `kind` "llm" (default): explicit -> defaultModel -> first loaded LLM (REST
    * state) -> first non-embedding model in /v1/models. `kind` "embedding": explicit -> loaded
-   * embedding model -> any embedding model; never the chat model.
+   * embedding model -> any embedding model; never the chat model. Picking reads the model list
+   * unless the caller passes the one it has (`list`).
    */
   async resolveModel(
     explicit: string | undefined,
-    o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string },
+    o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string; list?: ModelList },
   ): Promise<string> {
     const named = explicit?.trim();
     if (named) return named;
     const kind = o?.kind ?? "llm";
     const fallback = o?.defaultModel?.trim();
     if (kind === "llm" && fallback) return fallback;
-    const list = await this.listModels(this.#opts(o));
+    const list = o?.list ?? await this.listModels(this.#opts(o));
     const describe = () =>
       list.models.length === 0
-        ? "The server lists no models."
+        ? `The server lists no models. ${NOTHING_LISTED}`
         : `Models available: ${list.models.map((m) => `${m.id} (${m.type})`).join(", ")}.`;
+    const empty = list.models.length === 0;
     if (kind === "embedding") {
       const embeddings = list.models.filter((m) => m.type === "embedding");
       const picked = embeddings.find((m) => m.state === "loaded") ?? embeddings[0];
@@ -422,8 +528,9 @@ export class LmStudioClient {
       throw new LmStudioError({
         kind: "not_found",
         url: `${this.baseUrl}/v1/models`,
-        message: `No embedding model at ${this.baseUrl}. ${describe()} Download one ` +
-          "(e.g. `lms get nomic-embed-text-v1.5`) or pass the model explicitly.",
+        message: `No embedding model at ${this.baseUrl}. ${describe()} ` +
+          (empty ? "Or" : "Download one (e.g. `lms get nomic-embed-text-v1.5`), or") +
+          " pass the model explicitly.",
       });
     }
     const chat = list.models.filter((m) => m.type !== "embedding");
@@ -432,38 +539,75 @@ export class LmStudioClient {
     throw new LmStudioError({
       kind: "not_found",
       url: `${this.baseUrl}/v1/models`,
-      message: `No chat model at ${this.baseUrl}. ${describe()} Load one in LM Studio ` +
-        "(e.g. `lms get qwen2.5-7b-instruct`), pass the model explicitly, or set DEFAULT_MODEL.",
+      message: `No chat model at ${this.baseUrl}. ${describe()} ` +
+        (empty ? "Or" : "Download one (e.g. `lms get qwen2.5-7b-instruct`), or") +
+        " pass the model explicitly (or set DEFAULT_MODEL).",
     });
   }
 
-  /** Never throws: reachability, latency, model count, error message. */
+  /**
+   * Never throws: reachability, latency, model count, error message, and whether requests that use
+   * a model are let through (`auth`). `/v1/models` is not enough for that: llama.cpp answers it
+   * without the `--api-key` it requires for everything else, so a second request that needs
+   * authentication but runs nothing (`GET /v1/chat/completions`) tells: a 401/403 makes the server
+   * unhealthy, any other answer means the token (or none) is accepted, no answer leaves it
+   * "unchecked" with a note saying why.
+   */
   async health(
     o?: CallOptions,
-  ): Promise<
-    { ok: boolean; baseUrl: string; latencyMs: number; modelCount?: number; error?: string }
-  > {
+  ): Promise<{
+    ok: boolean;
+    baseUrl: string;
+    latencyMs: number;
+    modelCount?: number;
+    error?: string;
+    auth?: "ok" | "refused" | "unchecked";
+    note?: string;
+  }> {
     const started = performance.now();
+    const call = {
+      ...this.#opts(o),
+      timeoutMs: o?.timeoutMs ?? Math.min(this.#timeoutMs, 10_000),
+      retries: 0,
+    };
+    const latencyMs = () => Math.round(performance.now() - started);
+    let modelCount: number;
     try {
-      const list = await this.request("GET", "/v1/models", {
-        ...this.#opts(o),
-        timeoutMs: o?.timeoutMs ?? Math.min(this.#timeoutMs, 10_000),
-        retries: 0,
-        schema: ModelsWire,
-      });
-      return {
-        ok: true,
-        baseUrl: this.baseUrl,
-        latencyMs: Math.round(performance.now() - started),
-        modelCount: list.data.length,
-      };
+      modelCount = (await this.request("GET", "/v1/models", { ...call, schema: ModelsWire })).data
+        .length;
     } catch (error: unknown) {
       return {
         ok: false,
         baseUrl: this.baseUrl,
-        latencyMs: Math.round(performance.now() - started),
-        error: error instanceof Error ? error.message : String(error),
+        latencyMs: latencyMs(),
+        error: errorMessage(error),
       };
     }
+    const reached = { baseUrl: this.baseUrl, latencyMs: latencyMs(), modelCount };
+    try {
+      await this.request("GET", "/v1/chat/completions", { ...call, schema: AnyWire });
+    } catch (error: unknown) {
+      if (error instanceof LmStudioError && error.kind === "auth") {
+        return {
+          ok: false,
+          ...reached,
+          auth: "refused",
+          error: `${this.baseUrl} lists its models without a token, but refuses the requests ` +
+            `that use them: ${error.message}`,
+        };
+      }
+      if (
+        !(error instanceof LmStudioError) ||
+        !["http", "not_found", "bad_response"].includes(error.kind)
+      ) {
+        return {
+          ok: true,
+          ...reached,
+          auth: "unchecked",
+          note: `Whether requests need a token was not checked: ${errorMessage(error)}`,
+        };
+      }
+    }
+    return { ok: true, ...reached, auth: "ok" };
   }
 }

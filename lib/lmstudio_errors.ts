@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
-import { clip, listNames } from "./text.ts";
+import { clip, formatBytes, listNames } from "./text.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -18,7 +18,9 @@ export type LmErrorKind =
   | "auth"
   | "not_found"
   | "http"
-  | "bad_response";
+  | "bad_response"
+  | "unsupported"
+  | "too_large";
 
 /** A failed LM Studio request; the message says what failed and what to do next. */
 export class LmStudioError extends BridgeError<LmErrorKind> {
@@ -101,6 +103,30 @@ export function parseErrorBody(text: string): { message?: string; code?: string 
   return { message: clip(trimmed, 300) };
 }
 
+const ErrorInReplyWire = z.looseObject({
+  error: z.union([z.string().min(1), z.looseObject({})]),
+});
+
+/**
+ * Whether a 2xx body is an error object (`{"error":"..."}` or `{"error":{...}}`): LM Studio answers
+ * an unknown endpoint or method, and has answered a context overflow, with HTTP 200 and such a
+ * body. `"error": null` (as in a completed Responses object) is not an error.
+ */
+export function isErrorReply(text: string): boolean {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  return ErrorInReplyWire.safeParse(json).success;
+}
+
+/** LM Studio's answer to a route it does not have: "Unexpected endpoint or method. (POST /x)". */
+export function isUnknownRoute(error: LmStudioError): boolean {
+  return /unexpected endpoint or method/i.test(error.serverMessage ?? "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Network failures
 
@@ -159,7 +185,11 @@ export function networkError(
 // ---------------------------------------------------------------------------------------------
 // Failed requests
 
-/** The error for a non-2xx answer; `tokenSent` decides the advice for 401/403. */
+/**
+ * The error for a non-2xx answer, or a 2xx one whose body is an error object
+ * ({@linkcode isErrorReply}); `tokenSent` decides the advice for 401/403. LM Studio's answer to an
+ * unknown route is a `not_found` like a 404, whatever its status.
+ */
 export function httpError(
   o: RequestSite & { status: number; statusText: string; body: string; tokenSent: boolean },
 ): LmStudioError {
@@ -167,7 +197,9 @@ export function httpError(
   const { message: serverMessage, code } = parseErrorBody(o.body);
   // The server's own words, without a final period: the sentence goes on after them.
   const said = serverMessage !== undefined ? `: ${serverMessage.replace(/[.\s]+$/, "")}` : "";
-  const statusText = `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
+  const statusText = status >= 200 && status < 300
+    ? `an error (HTTP ${status})`
+    : `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
   const common = {
     url,
     status,
@@ -186,7 +218,7 @@ export function httpError(
       message: `LM Studio at ${baseUrl} refused ${what} (${statusText})${said}. ${advice}`,
     });
   }
-  if (status === 404) {
+  if (status === 404 || /unexpected endpoint or method/i.test(serverMessage ?? "")) {
     return new LmStudioError({
       kind: "not_found",
       ...common,
@@ -222,6 +254,26 @@ export function badResponseError(
       `sends (${o.detail}). Check that LMSTUDIO_BASE_URL points at LM Studio or another ` +
       `OpenAI-compatible server, not a web page or proxy.`,
     cause: o.cause,
+  });
+}
+
+/**
+ * The error for a reply body larger than `limit` bytes, of which `read` were read (or that
+ * announced `read` bytes in its Content-Length) before the client stopped.
+ */
+export function tooLargeError(
+  o: RequestSite & { limit: number; read: number; announced: boolean },
+): LmStudioError {
+  const size = o.announced
+    ? `announces ${formatBytes(o.read)}`
+    : `passed ${formatBytes(o.read)} before the client stopped reading`;
+  return new LmStudioError({
+    kind: "too_large",
+    url: o.url,
+    message: `The reply of ${o.baseUrl} to ${o.what} is larger than the limit of ` +
+      `${formatBytes(o.limit)} (it ${size}). Ask for less: lower max_tokens, send fewer or ` +
+      "shorter inputs (embeddings: fewer texts per call), or raise LMSTUDIO_MAX_REPLY_BYTES " +
+      "(bytes) if such replies are expected.",
   });
 }
 
@@ -310,6 +362,39 @@ export function unknownModelMessage(o: {
   }. ${o.advice}`;
 }
 
+/**
+ * What to do when a server lists no model at all: with just-in-time loading off LM Studio lists
+ * only loaded models, so the models may be downloaded and just not loaded; Ollama lists none until
+ * one is pulled.
+ */
+export const NOTHING_LISTED = "Either none is loaded and LM Studio's just-in-time loading is off " +
+  "(it then lists only loaded models): load one (`lms load <model>`, or the lms_load_model " +
+  "tool) or turn just-in-time loading on in LM Studio's server settings; or none is downloaded: " +
+  "`lms get <model>` (Ollama: `ollama pull <model>`).";
+
+/** LM Studio's answer, with just-in-time loading off, to a request while no model is loaded. */
+export function isNoModelsLoaded(error: LmStudioError): boolean {
+  return /no models? (is |are )?loaded/i.test(error.serverMessage ?? "");
+}
+
+/**
+ * The error for LM Studio refusing `model` because nothing is loaded and just-in-time loading is
+ * off ({@linkcode isNoModelsLoaded}): the model needs loading, not downloading.
+ */
+export function noModelsLoadedError(
+  error: LmStudioError,
+  o: { baseUrl: string; model: string },
+): LmStudioError {
+  return new LmStudioError({
+    kind: "not_found",
+    ...carried(error),
+    message: `LM Studio at ${o.baseUrl} has no model loaded and its just-in-time loading is off, ` +
+      `so it does not load "${o.model}" on request ("${error.serverMessage}"). Load it first: ` +
+      `\`lms load ${o.model}\` (or the lms_load_model tool, or LM Studio's REST load), or turn ` +
+      "just-in-time model loading on in LM Studio's server settings (Developer tab).",
+  });
+}
+
 /** A 404, or a 400 whose message blames the model (some servers answer an unknown model so). */
 export function mayBeUnknownModel(error: LmStudioError): boolean {
   if (error.kind === "not_found") return true;
@@ -339,21 +424,48 @@ export function unknownModelError(
         model,
         where: `The server at ${baseUrl}`,
         available: ids,
-        advice: "Pass one of these (or set DEFAULT_MODEL).",
-        adviceWhenNone: "Download one in LM Studio or with `lms get <model>`.",
+        advice: "Pass one of these (or set DEFAULT_MODEL). With just-in-time loading off, " +
+          `LM Studio lists only loaded models: load it first (\`lms load ${model}\`).`,
+        adviceWhenNone: NOTHING_LISTED,
       }),
     });
   }
   // The model exists, so a 400 was about something else: the server's own message says what.
   if (error.kind !== "not_found") return error;
+  const since = endpointSince(path);
   return new LmStudioError({
     kind: "not_found",
     ...common,
     message:
       `${baseUrl} has no ${path} endpoint (404${
         error.serverMessage ? `: ${error.serverMessage}` : ""
-      }). It may be an older LM Studio or a server that does not offer it; update LM Studio ` +
-      `or use another tool.`,
+      }). It may be an older LM Studio or a server that does not offer it; update LM Studio` +
+      `${since ? ` (${since} or newer has it)` : ""} or use another tool.`,
+  });
+}
+
+/** The LM Studio version that brought an endpoint, where the client depends on knowing it. */
+function endpointSince(path: string): string | undefined {
+  if (path.startsWith("/v1/responses")) return "0.3.29";
+  if (path.startsWith("/api/v1/")) return "0.4.0";
+  if (path.startsWith("/api/v0/")) return "0.3.6";
+  return undefined;
+}
+
+/**
+ * The error for LM Studio saying it has no such route ({@linkcode isUnknownRoute}): this LM Studio
+ * lacks the endpoint, so the model is not to blame; the message says which version has it.
+ */
+export function missingEndpointError(error: LmStudioError, baseUrl: string): LmStudioError {
+  const path = new URL(error.url).pathname;
+  const since = endpointSince(path);
+  return new LmStudioError({
+    kind: "not_found",
+    ...carried(error),
+    message: `This LM Studio (${baseUrl}) has no ${path} endpoint ("${error.serverMessage}"): ` +
+      (since
+        ? `update LM Studio to ${since} or newer.`
+        : "update LM Studio, or use a tool that does not need it."),
   });
 }
 
@@ -379,9 +491,10 @@ export function restNotFoundError(
       }. List models with \`lmstudio-bridge models\` or \`lms ls\`.`,
     });
   }
+  const answered = isUnknownRoute(error) ? `"${error.serverMessage}"` : "404";
   return new LmStudioError({
     ...common,
-    message: `${baseUrl} does not offer LM Studio's REST API (${what} answered 404). ` +
+    message: `${baseUrl} does not offer LM Studio's REST API (${what} answered ${answered}). ` +
       "Loading models over HTTP needs LM Studio 0.4 or later; use `lms load` instead, " +
       "or rely on just-in-time loading (name the model in a request).",
   });
@@ -400,10 +513,31 @@ export function previousResponseError(error: unknown, previousResponseId?: strin
     return new LmStudioError({
       kind: error.kind,
       ...carried(error),
-      message: `LM Studio does not know previous_response_id "${previousResponseId}" ` +
-        `(it forgets responses when it restarts, and ids from another server never match). ` +
-        `Start a new conversation by leaving previous_response_id out.`,
+      message: `LM Studio does not know previous_response_id "${previousResponseId}": ` +
+        "it is not one this server gave out (an id from another server or LM Studio install, " +
+        "or a mistyped one), or its conversation was deleted from LM Studio's history. Start a " +
+        "new conversation by leaving previous_response_id out.",
     });
   }
   return error;
+}
+
+/**
+ * For a `/v1/responses` call that continued `previousResponseId` and got an answer saying
+ * `previous_response_id: null`: the server kept no state (Ollama's `/v1/responses` ignores the
+ * field), so the answer did not see the earlier turns. The error says so instead of passing the
+ * answer off as the conversation's next turn.
+ */
+export function statelessResponseError(
+  o: { baseUrl: string; url: string; previousResponseId: string },
+): LmStudioError {
+  return new LmStudioError({
+    kind: "unsupported",
+    url: o.url,
+    message: `The server at ${o.baseUrl} ignored previous_response_id "${o.previousResponseId}": ` +
+      "its answer says previous_response_id null, so it keeps no conversation state (Ollama's " +
+      "/v1/responses does this) and the answer did not see the earlier turns. Use LM Studio " +
+      "0.3.29 or newer for stateful responses, or send the whole conversation with " +
+      "chat_completion.",
+  });
 }

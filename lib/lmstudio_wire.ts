@@ -19,25 +19,50 @@ import type {
   ResponseResult,
   Usage,
 } from "./lmstudio_types.ts";
-import { clip } from "./text.ts";
+import { clip, shortJson } from "./text.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
-const UsageWire = z.looseObject({
-  prompt_tokens: z.number().nullish(),
-  completion_tokens: z.number().nullish(),
-  total_tokens: z.number().nullish(),
-});
+/**
+ * A field the client can do without (ids, model names, finish reasons, usage): kept as it came
+ * and read by the normalisers with {@linkcode usable}, so a value of an unexpected type (a string
+ * `usage`, a numeric `finish_reason`) is ignored instead of failing the whole reply.
+ */
+const spare = z.unknown().optional();
 
-/** `/v1/models`: the ids of the models the server offers. */
+/**
+ * `value` as `schema` reads it, else undefined; a value that was there but did not fit is noted
+ * in `ignored` ("field: value") for the caller to log.
+ */
+function usable<T>(
+  value: unknown,
+  schema: z.ZodType<T>,
+  name: string,
+  ignored: string[],
+): T | undefined {
+  if (value === undefined || value === null) return undefined;
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  ignored.push(`${name}: ${shortJson(value, 60)}`);
+  return undefined;
+}
+
+const Text = z.string();
+const CallId = z.union([z.string(), z.number()]);
+const Count = z.number().finite().nonnegative();
+const AnyObject = z.looseObject({});
+
+/**
+ * `/v1/models`: the ids of the models the server offers. Ollama with no model pulled answers
+ * `"data": null`, which is an empty list.
+ */
 export const ModelsWire = z.looseObject({
-  data: z.array(z.looseObject({ id: z.string() })),
+  data: z.array(z.looseObject({ id: z.string() })).nullable().transform((d) => d ?? []),
 });
 
 const ToolCallWire = z.looseObject({
-  id: z.union([z.string(), z.number()]).nullish(),
-  type: z.string().nullish(),
+  id: spare,
   function: z.looseObject({
     name: z.string().nullish(),
     arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
@@ -46,10 +71,10 @@ const ToolCallWire = z.looseObject({
 
 /** A `/v1/chat/completions` reply. */
 export const ChatWire = z.looseObject({
-  id: z.string().nullish(),
-  model: z.string().nullish(),
+  id: spare,
+  model: spare,
   choices: z.array(z.looseObject({
-    finish_reason: z.string().nullish(),
+    finish_reason: spare,
     message: z.looseObject({
       content: z.union([z.string(), z.array(z.unknown())]).nullish(),
       reasoning_content: z.unknown().optional(),
@@ -57,30 +82,27 @@ export const ChatWire = z.looseObject({
       tool_calls: z.array(ToolCallWire).nullish(),
     }),
   })).min(1),
-  usage: UsageWire.nullish(),
+  usage: spare,
 });
 
 /** A `/v1/completions` reply. */
 export const CompletionWire = z.looseObject({
-  model: z.string().nullish(),
+  model: spare,
   choices: z.array(z.looseObject({
     text: z.string().nullish(),
-    finish_reason: z.string().nullish(),
+    finish_reason: spare,
   })).min(1),
-  usage: UsageWire.nullish(),
+  usage: spare,
 });
 
 /** A `/v1/embeddings` reply. */
 export const EmbeddingWire = z.looseObject({
-  model: z.string().nullish(),
+  model: spare,
   data: z.array(z.looseObject({
-    index: z.number().nullish(),
+    index: spare,
     embedding: z.array(z.number()),
   })),
-  usage: z.looseObject({
-    prompt_tokens: z.number().nullish(),
-    total_tokens: z.number().nullish(),
-  }).nullish(),
+  usage: spare,
 });
 
 const TextPartWire = z.looseObject({ type: z.string().nullish(), text: z.string().nullish() });
@@ -88,9 +110,9 @@ const TextPartWire = z.looseObject({ type: z.string().nullish(), text: z.string(
 /** A `/v1/responses` reply. */
 export const ResponseWire = z.looseObject({
   id: z.string(),
-  status: z.string().nullish(),
-  model: z.string().nullish(),
-  previous_response_id: z.string().nullish(),
+  status: spare,
+  model: spare,
+  previous_response_id: spare,
   output_text: z.string().nullish(),
   output: z.array(z.looseObject({
     type: z.string().nullish(),
@@ -101,11 +123,7 @@ export const ResponseWire = z.looseObject({
     name: z.string().nullish(),
     arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).nullish(),
   })).nullish(),
-  usage: z.looseObject({
-    input_tokens: z.number().nullish(),
-    output_tokens: z.number().nullish(),
-    total_tokens: z.number().nullish(),
-  }).nullish(),
+  usage: spare,
 });
 
 /** A `/api/v1/models/load` reply. */
@@ -154,6 +172,22 @@ export const V1ModelsWire = z.looseObject({
 
 const QuantizationWire = z.looseObject({ name: z.string() });
 
+const JsonObjectFormat = z.looseObject({ type: z.literal("json_object") });
+
+/**
+ * `response_format` as the server accepts it. LM Studio takes only `json_schema` and `text` (400
+ * for anything else), so `{"type":"json_object"}` is sent as a JSON schema that allows any object,
+ * which every server with structured output (LM Studio, llama.cpp, Ollama, vLLM) understands.
+ */
+export function wireResponseFormat(format: unknown): unknown {
+  if (!JsonObjectFormat.safeParse(format).success) return format;
+  return {
+    type: "json_schema",
+    json_schema: { name: "json_object", schema: { type: "object" } },
+  };
+}
+
+/** A reply whose content does not matter. */
 /** A reply whose content does not matter. */
 export const AnyWire = z.unknown();
 
@@ -236,7 +270,24 @@ function textOf(content: string | unknown[] | null | undefined): string {
   return parts.join("");
 }
 
-function toUsage(u: z.infer<typeof UsageWire> | null | undefined): Usage | undefined {
+/** The token counts of a `usage` object that are numbers; the others are noted in `ignored`. */
+function counts<K extends string>(
+  usage: unknown,
+  keys: readonly K[],
+  ignored: string[],
+): Partial<Record<K, number>> | undefined {
+  const object = usable(usage, AnyObject, "usage", ignored);
+  if (object === undefined) return undefined;
+  const found: Partial<Record<K, number>> = {};
+  for (const key of keys) {
+    const n = usable(object[key], Count, `usage.${key}`, ignored);
+    if (n !== undefined) found[key] = n;
+  }
+  return found;
+}
+
+function toUsage(usage: unknown, ignored: string[]): Usage | undefined {
+  const u = counts(usage, ["prompt_tokens", "completion_tokens", "total_tokens"], ignored);
   if (!u) return undefined;
   const prompt = u.prompt_tokens ?? 0;
   const completion = u.completion_tokens ?? 0;
@@ -247,8 +298,11 @@ function toUsage(u: z.infer<typeof UsageWire> | null | undefined): Usage | undef
   };
 }
 
-/** A chat reply as a {@linkcode ChatResult}: reasoning from wherever it is, tool calls raw. */
-export function chatResult(wire: z.infer<typeof ChatWire>): ChatResult {
+/**
+ * A chat reply as a {@linkcode ChatResult}: reasoning from wherever it is, tool calls raw. Fields
+ * it can do without that hold something unusable are left out and noted in `ignored`.
+ */
+export function chatResult(wire: z.infer<typeof ChatWire>, ignored: string[] = []): ChatResult {
   // min(1) in the schema guarantees a first choice.
   const choice = wire.choices[0]!;
   const message = choice.message;
@@ -257,52 +311,64 @@ export function chatResult(wire: z.infer<typeof ChatWire>): ChatResult {
     .filter((r): r is string => typeof r === "string" && r.trim() !== "")
     .map((r) => r.trim())
     .join("\n\n");
-  const toolCalls: RawToolCall[] = (message.tool_calls ?? []).map((c) => ({
-    ...(c.id !== undefined && c.id !== null && c.id !== "" ? { id: String(c.id) } : {}),
-    name: c.function?.name ?? "",
-    arguments: c.function?.arguments ?? "{}",
-  }));
-  const usage = toUsage(wire.usage);
+  const toolCalls: RawToolCall[] = (message.tool_calls ?? []).map((c, i) => {
+    const id = usable(c.id, CallId, `tool_calls[${i}].id`, ignored);
+    return {
+      ...(id !== undefined && id !== "" ? { id: String(id) } : {}),
+      name: c.function?.name ?? "",
+      arguments: c.function?.arguments ?? "{}",
+    };
+  });
+  const usage = toUsage(wire.usage, ignored);
+  const id = usable(wire.id, Text, "id", ignored);
+  const model = usable(wire.model, Text, "model", ignored);
+  const finishReason = usable(choice.finish_reason, Text, "finish_reason", ignored);
   return {
-    ...(wire.id ? { id: wire.id } : {}),
-    ...(wire.model ? { model: wire.model } : {}),
+    ...(id ? { id } : {}),
+    ...(model ? { model } : {}),
     content: split.content,
     ...(reasoning !== "" ? { reasoning } : {}),
     toolCalls,
-    ...(choice.finish_reason ? { finishReason: choice.finish_reason } : {}),
+    ...(finishReason ? { finishReason } : {}),
     ...(usage ? { usage } : {}),
   };
 }
 
-/** A completion reply as a {@linkcode CompletionResult}. */
-export function completionResult(wire: z.infer<typeof CompletionWire>): CompletionResult {
+/** A completion reply as a {@linkcode CompletionResult}; unusable spare fields go to `ignored`. */
+export function completionResult(
+  wire: z.infer<typeof CompletionWire>,
+  ignored: string[] = [],
+): CompletionResult {
   const choice = wire.choices[0]!;
-  const usage = toUsage(wire.usage);
+  const usage = toUsage(wire.usage, ignored);
+  const model = usable(wire.model, Text, "model", ignored);
+  const finishReason = usable(choice.finish_reason, Text, "finish_reason", ignored);
   return {
-    ...(wire.model ? { model: wire.model } : {}),
+    ...(model ? { model } : {}),
     text: choice.text ?? "",
-    ...(choice.finish_reason ? { finishReason: choice.finish_reason } : {}),
+    ...(finishReason ? { finishReason } : {}),
     ...(usage ? { usage } : {}),
   };
 }
 
-/** An embeddings reply as an {@linkcode EmbeddingResult}, ordered by the server's `index`. */
-export function embeddingResult(wire: z.infer<typeof EmbeddingWire>): EmbeddingResult {
+/**
+ * An embeddings reply as an {@linkcode EmbeddingResult}, ordered by the server's `index` (the
+ * position where it gives none usable); unusable spare fields go to `ignored`.
+ */
+export function embeddingResult(
+  wire: z.infer<typeof EmbeddingWire>,
+  ignored: string[] = [],
+): EmbeddingResult {
   const ordered = wire.data
-    .map((d, position) => ({ index: d.index ?? position, embedding: d.embedding }))
+    .map((d, position) => ({
+      index: usable(d.index, Count, `data[${position}].index`, ignored) ?? position,
+      embedding: d.embedding,
+    }))
     .sort((a, b) => a.index - b.index);
-  const usage = wire.usage
-    ? {
-      ...(typeof wire.usage.prompt_tokens === "number"
-        ? { prompt_tokens: wire.usage.prompt_tokens }
-        : {}),
-      ...(typeof wire.usage.total_tokens === "number"
-        ? { total_tokens: wire.usage.total_tokens }
-        : {}),
-    }
-    : undefined;
+  const usage = counts(wire.usage, ["prompt_tokens", "total_tokens"], ignored);
+  const model = usable(wire.model, Text, "model", ignored);
   return {
-    ...(wire.model ? { model: wire.model } : {}),
+    ...(model ? { model } : {}),
     embeddings: ordered.map((d) => d.embedding),
     ...(usage ? { usage } : {}),
   };
@@ -310,9 +376,12 @@ export function embeddingResult(wire: z.infer<typeof EmbeddingWire>): EmbeddingR
 
 /**
  * A `/v1/responses` reply as a {@linkcode ResponseResult}: text, reasoning and function calls
- * from the output items.
+ * from the output items; unusable spare fields go to `ignored`.
  */
-export function responseResult(wire: z.infer<typeof ResponseWire>): ResponseResult {
+export function responseResult(
+  wire: z.infer<typeof ResponseWire>,
+  ignored: string[] = [],
+): ResponseResult {
   const texts: string[] = [];
   const thoughts: string[] = [];
   const functionCalls: ResponseResult["functionCalls"] = [];
@@ -338,22 +407,17 @@ export function responseResult(wire: z.infer<typeof ResponseWire>): ResponseResu
   const split = splitReasoning(joined);
   if (split.reasoning) thoughts.push(split.reasoning);
   const reasoning = thoughts.map((t) => t.trim()).filter((t) => t !== "").join("\n\n");
-  const usage = wire.usage
-    ? Object.fromEntries(
-      Object.entries({
-        input_tokens: wire.usage.input_tokens,
-        output_tokens: wire.usage.output_tokens,
-        total_tokens: wire.usage.total_tokens,
-      }).filter(([, v]) => typeof v === "number"),
-    ) as ResponseResult["usage"]
-    : undefined;
+  const usage = counts(wire.usage, ["input_tokens", "output_tokens", "total_tokens"], ignored);
+  const status = usable(wire.status, Text, "status", ignored);
+  const model = usable(wire.model, Text, "model", ignored);
+  const previous = wire.previous_response_id === null
+    ? null
+    : usable(wire.previous_response_id, Text, "previous_response_id", ignored);
   return {
     id: wire.id,
-    ...(wire.status ? { status: wire.status } : {}),
-    ...(wire.model ? { model: wire.model } : {}),
-    ...(wire.previous_response_id !== undefined
-      ? { previousResponseId: wire.previous_response_id }
-      : {}),
+    ...(status ? { status } : {}),
+    ...(model ? { model } : {}),
+    ...(previous !== undefined ? { previousResponseId: previous } : {}),
     text: split.content,
     ...(reasoning !== "" ? { reasoning } : {}),
     functionCalls,
@@ -392,8 +456,8 @@ export function mergeModelLists(o: {
       notes.push(`Could not read LM Studio's REST model list: ${reasons[0]}`);
     } else {
       notes.push(
-        "This server has no LM Studio REST API (/api/v1/models and /api/v0/models answered " +
-          "404), so loaded state, context lengths and capabilities are unknown; model types " +
+        "This server has no LM Studio REST API (neither /api/v1/models nor /api/v0/models is " +
+          "there), so loaded state, context lengths and capabilities are unknown; model types " +
           'are guessed from their ids (ids containing "embed" are taken as embedding models).',
       );
     }

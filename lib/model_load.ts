@@ -1,9 +1,15 @@
 /**
  * Making one model ready to answer, and unloading it, the two ways the manager has: with `lms` (use
- * a loaded instance, wait for one that is loading, else `lms load` the exact downloaded key with a
- * TTL; `lms unload` each instance) and with LM Studio's REST API (state from the model list, load
- * and unload over `/api/v1`, or rely on loading on first request where the server cannot load on
+ * a loaded instance, whatever its status, else `lms load` the exact downloaded key with a TTL;
+ * `lms unload` each instance) and with LM Studio's REST API (state from the model list, load and
+ * unload over `/api/v1`, or rely on loading on first request where the server cannot load on
  * demand). Which way applies is the manager's call.
+ *
+ * Nothing here polls for a load in progress: `lms ps` never says that an instance is loading (its
+ * statuses are idle, processingPrompt, generating and computingEmbedding, all of a loaded
+ * instance). A load the bridge started itself is waited for by sharing it (the manager's
+ * concurrent callers wait for the same `lms load` or REST load, each of which returns once the
+ * model is loaded), and a server that answers 503 while it loads is retried by the client.
  *
  * A load asks for the caller's context length, else the manager's default (capped at the model's
  * maximum when that is known), so the model is loaded with the window the bridge budgets for. An
@@ -14,7 +20,7 @@
 import { LmStudioError, unknownModelMessage } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
 import { type Lms, LMS_INSTALL_HINT } from "./lms.ts";
-import { type DownloadedModel, type LoadedInstance, statusAction } from "./lms_output.ts";
+import { type DownloadedModel, type LoadedInstance, pickInstance } from "./lms_output.ts";
 import { findInstances, findModel, namesModel, sameModel } from "./model_names.ts";
 import {
   type EnsureResult,
@@ -32,15 +38,10 @@ export interface LoadContext {
   client: ModelClient;
   lms: Lms;
   now: () => number;
-  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Idle TTL in seconds for a request that names none; 0 means none. */
   ttlSeconds: number;
   /** Context length for a load that names none; undefined: LM Studio's default for the model. */
   defaultContextLength?: number;
-  /** Longest wait for an instance that is still loading. */
-  loadWaitMs: number;
-  /** Interval between `lms ps` polls while waiting. */
-  pollMs: number;
 }
 
 /** One model to make ready. */
@@ -53,6 +54,8 @@ export interface LoadRequest {
   contextLength?: number;
   /** Idle TTL in seconds for this load; default: the context's. */
   ttlSeconds?: number;
+  /** The server's model list as the caller already has it; read when absent. */
+  list?: ModelList;
 }
 
 /** The report's word for where a model list came from. */
@@ -75,38 +78,24 @@ function loadContextLength(
   return Math.min(fallback, maxContextLength);
 }
 
-/** Makes `model` ready with `lms`; failures of `lms` itself are `LmsError`s the caller may fall back on. */
+/**
+ * Makes `model` ready with `lms`: a listed instance is used whatever its status (a busy one
+ * queues the request; loading it again would only make a `:2` copy), else the model is loaded.
+ * Failures of `lms` itself are `LmsError`s the caller may fall back on.
+ */
 export async function ensureWithLms(ctx: LoadContext, o: LoadRequest): Promise<EnsureResult> {
   const { model, started } = o;
-  const deadline = started + ctx.loadWaitMs;
-  let waited = false;
-  for (;;) {
-    const matches = findInstances(model, await ctx.lms.ps({ signal: o.signal }));
-    const usable = matches.find((i) => statusAction(i.status) === "use");
-    if (usable) {
-      const note = contextNote(usable.identifier, usable.contextLength, o.contextLength);
-      return {
-        model: chosenName(model, usable),
-        via: "already-loaded",
-        source: "lms",
-        contextLength: usable.contextLength ?? null,
-        waitedMs: ctx.now() - started,
-        ...(note ? { note } : waited ? { note: `Waited for ${usable.identifier} to load.` } : {}),
-      };
-    }
-    const loading = matches.find((i) => statusAction(i.status) === "wait");
-    if (!loading) break;
-    if (ctx.now() >= deadline) {
-      throw new ModelError(
-        `${loading.identifier} is still loading after ${
-          Math.round((ctx.now() - started) / 1000)
-        } s. Check LM Studio (\`lms ps\`); a very large model may need more time, or ` +
-          "unload it (`lms unload " + loading.identifier + "`) and try again.",
-        { kind: "timeout", model },
-      );
-    }
-    waited = true;
-    await ctx.sleep(ctx.pollMs, o.signal);
+  const usable = pickInstance(findInstances(model, await ctx.lms.ps({ signal: o.signal })));
+  if (usable) {
+    const note = contextNote(usable.identifier, usable.contextLength, o.contextLength);
+    return {
+      model: chosenName(model, usable),
+      via: "already-loaded",
+      source: "lms",
+      contextLength: usable.contextLength ?? null,
+      waitedMs: ctx.now() - started,
+      ...(note ? { note } : {}),
+    };
   }
   const downloaded = await downloadedModel(ctx.lms, o);
   const key = downloaded.modelKey;
@@ -127,21 +116,37 @@ export async function ensureWithLms(ctx: LoadContext, o: LoadRequest): Promise<E
   };
 }
 
-/** The downloaded model to `lms load` by its exact key, so lms's fuzzy matching picks no other. */
+/**
+ * The downloaded model to `lms load` by its exact key, so lms's fuzzy matching picks no other. A
+ * variant key (`qwen/qwen3-8b@q8_0`) is not a row of `lms ls` but one of a row's `variants`: it is
+ * loaded by that key.
+ */
 async function downloadedModel(
   lms: Lms,
   { model, signal }: Pick<LoadRequest, "model" | "signal">,
 ): Promise<DownloadedModel> {
   const downloaded = await lms.ls({ signal });
+  const variantOf = (match: (key: string) => boolean): DownloadedModel | undefined => {
+    for (const row of downloaded) {
+      const key = row.variants?.find(match);
+      if (key !== undefined) return { ...row, modelKey: key };
+    }
+    return undefined;
+  };
   const exact = downloaded.find((m) => m.modelKey === model) ??
-    downloaded.find((m) => sameModel(model, m.modelKey));
+    variantOf((key) => key === model) ??
+    downloaded.find((m) => sameModel(model, m.modelKey)) ??
+    variantOf((key) => sameModel(model, key));
   if (exact) return exact;
   throw new ModelError(
     unknownModelMessage({
       model,
       where: "LM Studio on this machine",
       what: "downloaded model",
-      available: downloaded.map((m) => m.modelKey),
+      available: downloaded.flatMap((m) => [
+        m.modelKey,
+        ...(m.variants ?? []).filter((v) => v !== m.modelKey),
+      ]),
       advice: `Download it with \`lms get ${model}\`, or name one of these.`,
       adviceWhenNone: `Download it with \`lms get ${model}\`.`,
     }),
@@ -171,7 +176,7 @@ export async function ensureWithRest(
   });
   let list: ModelList;
   try {
-    list = await ctx.client.listModels({ signal: o.signal });
+    list = o.list ?? await ctx.client.listModels({ signal: o.signal });
   } catch (error: unknown) {
     if (!modelListUnreadable(error)) throw error;
     return jit(

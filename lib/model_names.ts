@@ -30,11 +30,16 @@ export function sameModel(requested: string, candidate: string): boolean {
   return last(a) === last(b);
 }
 
-/** The loaded instances that are `model`, exact identifier matches first. */
+/**
+ * The loaded instances that are `model`, exact identifier matches first. A variant key
+ * (`qwen/qwen3-8b@q8_0`) is matched against the variant an instance says it loaded.
+ */
 export function findInstances(model: string, instances: LoadedInstance[]): LoadedInstance[] {
   const exact = instances.filter((i) => i.identifier === model);
   const rest = instances.filter((i) =>
-    i.identifier !== model && (sameModel(model, i.identifier) || sameModel(model, i.modelKey))
+    i.identifier !== model &&
+    (sameModel(model, i.identifier) || sameModel(model, i.modelKey) ||
+      (i.variant !== undefined && sameModel(model, i.variant)))
   );
   return [...exact, ...rest];
 }

@@ -2,7 +2,7 @@
  * What the model manager speaks in: how a model was made ready, the loaded and downloaded models,
  * which mechanism manages models, the status of the server and `lms`, and the client calls it
  * needs; {@linkcode ModelError} for what cannot be done about a model (not downloaded, not loaded,
- * still loading after the wait, not supported by the server); and the words its reports share
+ * not supported by the server); and the words its reports share
  * (where model state came from, whether a failed listing means an unreadable list).
  *
  * The reports that leave the bridge as JSON (`lms … --json`, the `structuredContent` of the
@@ -12,6 +12,7 @@
 import { BridgeError } from "./errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
+import type { ModelList } from "./lmstudio_types.ts";
 import type { LmsLocation } from "./lms_locate.ts";
 
 /**
@@ -32,6 +33,11 @@ export interface EnsureResult {
   contextLength: number | null;
   waitedMs: number;
   note?: string;
+  /**
+   * The server's model list read after the model was loaded (`via` "lms" or "rest"), when the
+   * caller passed the list it had: a load changes what the list says about the model.
+   */
+  list?: ModelList;
 }
 
 /** {@linkcode EnsureResult} as JSON: the same keys every time, `note` null when there is none. */
@@ -44,7 +50,10 @@ export interface CurrentModel {
   id: string;
   /** "llm", "vlm", "embedding" ("unknown" in the rare case a server does not say). */
   type: string;
-  /** Processing status from `lms ps` (idle, loading, generating...); "loaded" from REST. */
+  /**
+   * Processing status from `lms ps` (idle, processingPrompt, generating, computingEmbedding;
+   * "loaded" when lms does not say); "loaded" from REST.
+   */
   status: string | null;
   contextLength: number | null;
 }
@@ -121,8 +130,7 @@ export interface ServerStatusReport {
 }
 
 /** Why something about models cannot be done; the message says what to do. */
-export class ModelError
-  extends BridgeError<"not_found" | "not_loaded" | "timeout" | "unsupported"> {
+export class ModelError extends BridgeError<"not_found" | "not_loaded" | "unsupported"> {
   override name = "ModelError";
   readonly model: string;
   constructor(

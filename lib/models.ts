@@ -2,8 +2,8 @@
  * Model state and loading. Picks the best way the machine offers, in this order:
  *
  * 1. `lms` (LM Studio's CLI), when it is installed and manages the server the bridge talks to
- *    (loopback base URL on the port `lms server status` reports): `lms ps` for state,
- *    `lms load --ttl` to load, waiting (bounded) for instances that are still loading.
+ *    (loopback base URL on the port `lms server status` reports): `lms ps` for state (every
+ *    instance it lists is loaded, busy or not), `lms load --ttl` to load.
  * 2. LM Studio's REST API: `/api/v1/models` (0.4+) for state and load/unload, `/api/v0/models`
  *    (0.3.6+) for state only.
  * 3. Just-in-time loading: servers without either (Ollama, llama.cpp, old LM Studio) load a model
@@ -21,11 +21,11 @@
  * themselves are in lib/model_load.ts. {@linkcode chooseModel} picks the model of a generation
  * call (`chat`, the LM Studio tools) and ensures it through the manager.
  */
-import { abortableSleep, raceAbort } from "./abort.ts";
+import { raceAbort } from "./abort.ts";
 import { Lms, type LmsDecision, lmsManages } from "./lms.ts";
 import { LmsError } from "./lms_errors.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
-import type { ModelInfo } from "./lmstudio_types.ts";
+import type { ModelInfo, ModelList } from "./lmstudio_types.ts";
 import type { DownloadedModel, LoadedInstance } from "./lms_output.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import {
@@ -76,13 +76,8 @@ export interface ModelManagerOptions {
   now?: () => number;
   /** How long an ensured model is trusted without checking again; default 5000 ms. */
   cacheMs?: number;
-  /** Longest wait for an instance that is still loading; default 120 s. */
-  loadWaitMs?: number;
-  /** Interval between `lms ps` polls while waiting; default 500 ms. */
-  pollMs?: number;
   /** How long the decision "use lms or not" holds; default 60 s. */
   decisionMs?: number;
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 interface CallOpts {
@@ -92,6 +87,8 @@ interface CallOpts {
 interface EnsureOpts extends CallOpts {
   contextLength?: number;
   ttlSeconds?: number;
+  /** The server's model list as the caller has it. */
+  list?: ModelList;
 }
 
 /** Model state and loading over `lms`, the REST API or JIT; see the module doc. */
@@ -104,10 +101,10 @@ export class ModelManager {
   readonly #now: () => number;
   readonly #cacheMs: number;
   readonly #decisionMs: number;
-  /** What loading and unloading need: client, `lms`, clock, TTL and waits. */
+  /** What loading and unloading need: client, `lms`, clock and TTL. */
   readonly #loading: LoadContext;
   readonly #ensured = new Map<string, { at: number; result: EnsureResult }>();
-  readonly #inflight = new Map<string, Promise<EnsureResult>>();
+  readonly #inflight = new Map<string, SharedEnsure>();
   #decision: LmsDecision & { at: number } | undefined;
   #deciding: Promise<LmsDecision> | undefined;
 
@@ -124,13 +121,10 @@ export class ModelManager {
       client: this.#client,
       lms: this.#lms,
       now: this.#now,
-      sleep: options.sleep ?? abortableSleep,
       ttlSeconds: this.#ttl,
       ...(this.#defaultContextLength !== undefined
         ? { defaultContextLength: this.#defaultContextLength }
         : {}),
-      loadWaitMs: options.loadWaitMs ?? 120_000,
-      pollMs: options.pollMs ?? 500,
     };
   }
 
@@ -153,11 +147,15 @@ export class ModelManager {
   /**
    * Makes sure `model` is loaded, or will be loaded on first use (JIT). Idempotent; within
    * `cacheMs` of a success it returns at once without any subprocess or request, and concurrent
-   * calls for the same model share one check/load.
+   * calls for the same model share one check/load. Each caller's `signal` ends only its own wait:
+   * the shared load goes on for the others, and is cancelled when every caller has gone.
+   *
+   * A caller that has the server's model list passes it (`list`), so the state is not read again
+   * over REST; the result then carries a fresh list only when a model was actually loaded.
    */
   ensureLoaded(
     model: string,
-    o: { signal?: AbortSignal; contextLength?: number } = {},
+    o: { signal?: AbortSignal; contextLength?: number; list?: ModelList } = {},
   ): Promise<EnsureResult> {
     const key = `${normalizeModelName(model)}|${o.contextLength ?? ""}`;
     const hit = this.#ensured.get(key);
@@ -173,14 +171,52 @@ export class ModelManager {
         },
       );
     }
-    const running = this.#inflight.get(key);
-    if (running) return running;
-    const promise = this.#ensure(model, o).then((result) => {
-      this.#ensured.set(key, { at: this.#now(), result });
-      return result;
-    }).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, promise);
-    return promise;
+    let shared = this.#inflight.get(key);
+    if (shared === undefined) {
+      const controller = new AbortController();
+      const entry: SharedEnsure = {
+        controller,
+        waiting: 0,
+        promise: this.#ensure(model, { ...o, signal: controller.signal }).then(async (result) => {
+          this.#ensured.set(key, { at: this.#now(), result });
+          if (o.list === undefined || (result.via !== "lms" && result.via !== "rest")) {
+            return result;
+          }
+          const list = await this.#freshList(controller.signal);
+          return list ? { ...result, list } : result;
+        }).finally(() => {
+          if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+        }),
+      };
+      this.#inflight.set(key, entry);
+      shared = entry;
+    }
+    return this.#join(key, shared, o.signal);
+  }
+
+  /** The model list after a load, or undefined when it cannot be read (the caller reads it then). */
+  async #freshList(signal: AbortSignal): Promise<ModelList | undefined> {
+    try {
+      return await this.#client.listModels({ signal });
+    } catch (error: unknown) {
+      this.#log.debug("model list not read after the load", { error: errorMessage(error) });
+      return undefined;
+    }
+  }
+
+  /** Waits for a shared ensure until it settles or `signal` aborts; the last caller to go cancels it. */
+  async #join(key: string, shared: SharedEnsure, signal: AbortSignal | undefined) {
+    shared.waiting++;
+    try {
+      return await raceAbort(shared.promise, signal);
+    } finally {
+      shared.waiting--;
+      if (shared.waiting === 0 && signal?.aborted) {
+        // Nobody waits any more: stop the work, and let the next caller start afresh.
+        if (this.#inflight.get(key) === shared) this.#inflight.delete(key);
+        shared.controller.abort(signal.reason);
+      }
+    }
   }
 
   /**
@@ -277,7 +313,7 @@ export class ModelManager {
   /**
    * The loaded models, from LM Studio's REST state or `lms ps`; never by asking a model. REST comes
    * first (no subprocess) unless `prefer: "lms"` asks for `lms ps`, which also tells the
-   * processing status (idle, loading, generating) when `lms` applies.
+   * processing status (idle, processingPrompt, generating, computingEmbedding) when `lms` applies.
    */
   async currentModels(
     o: CallOpts & { prefer?: "rest" | "lms" } = {},
@@ -437,6 +473,15 @@ export class ModelManager {
   }
 }
 
+/** One check/load that concurrent {@linkcode ModelManager.ensureLoaded} calls share. */
+interface SharedEnsure {
+  promise: Promise<EnsureResult>;
+  /** Cancels the work; aborted when the last caller waiting for it has gone. */
+  controller: AbortController;
+  /** How many callers wait for it. */
+  waiting: number;
+}
+
 /** LmsErrors after which the REST API is worth trying instead of failing. */
 function fallsBack(error: LmsError): boolean {
   return ["not_installed", "not_permitted", "not_running", "bad_output"].includes(error.kind);
@@ -502,32 +547,39 @@ function notApplied(result: EnsureResult, o: EnsureOpts): string | undefined {
     "did not apply: unload it first, then load it again with them.";
 }
 
-/** What {@linkcode chooseModel} needs: the client, DEFAULT_MODEL and (optionally) the manager. */
+/** What {@linkcode chooseModel} needs: the client, DEFAULT_MODEL and the model manager. */
 export interface ModelChoiceDeps {
-  client: Pick<LmStudioClient, "resolveModel">;
+  client: Pick<LmStudioClient, "resolveModel" | "listModels">;
   settings: Pick<Settings, "defaultModel">;
-  /** Makes sure a named model is loaded. */
+  /** Makes sure a model is loaded. */
   models: Pick<ModelManager, "ensureLoaded">;
 }
 
 /**
- * Picks the model for a generation call (`chat`, the LM Studio tools) and makes sure it is loaded
- * when the caller (or DEFAULT_MODEL) named one; a model found loaded needs no check.
+ * Picks the model for a generation call (`chat`, the LM Studio tools) and makes sure it is loaded:
+ * a model the caller (or DEFAULT_MODEL) named is ensured; one picked from the server's list is
+ * ensured only when the list says it is not loaded, so that a server with just-in-time loading off
+ * can answer (the manager loads it with `lms` or the REST API where it can).
  */
 export async function chooseModel(
   deps: ModelChoiceDeps,
   explicit: string | undefined,
   opts: { kind?: "llm" | "embedding"; signal?: AbortSignal } = {},
 ): Promise<string> {
-  const named = explicit ?? (opts.kind === "embedding" ? undefined : deps.settings.defaultModel);
+  const fallback = opts.kind === "embedding" ? undefined : deps.settings.defaultModel;
+  const named = explicit?.trim() || fallback?.trim() || undefined;
+  const signal = opts.signal;
+  const list = named === undefined ? await deps.client.listModels({ signal }) : undefined;
   const model = await deps.client.resolveModel(explicit, {
     kind: opts.kind,
     defaultModel: deps.settings.defaultModel,
-    signal: opts.signal,
+    signal,
+    ...(list ? { list } : {}),
   });
-  if (named !== undefined) {
+  if (list === undefined) {
     // The manager answers with the identifier LM Studio knows (e.g. "qwen/qwen3-8b:2").
-    return (await deps.models.ensureLoaded(model, { signal: opts.signal })).model;
+    return (await deps.models.ensureLoaded(model, { signal })).model;
   }
-  return model;
+  if (list.models.find((m) => m.id === model)?.state !== "not-loaded") return model;
+  return (await deps.models.ensureLoaded(model, { signal, list })).model;
 }

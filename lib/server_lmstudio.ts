@@ -54,8 +54,9 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
   server.registerTool("health_check", {
     title: "Check LM Studio",
     description:
-      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, and how " +
-      "many models it offers. Use it first when other LM Studio tools fail.",
+      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, how " +
+      "many models it offers, and whether it accepts the token (or none) for requests that use a " +
+      "model. Use it first when other LM Studio tools fail.",
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
@@ -73,7 +74,7 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
       }
       return textResult(
         `LM Studio at ${h.baseUrl} is answering (${h.latencyMs} ms, ` +
-          `${h.modelCount ?? "unknown number of"} models).`,
+          `${h.modelCount ?? "unknown number of"} models).${h.note ? ` ${h.note}` : ""}`,
         structured,
       );
     }));
@@ -147,8 +148,10 @@ const responseFormat = z.union([
     }),
   }),
 ]).optional().describe(
-  'Answer format: "text" (default), "json_object", or {"type":"json_schema","json_schema":' +
-    '{"name":"x","schema":{...JSON Schema...}}} for output that follows a schema.',
+  'Answer format: "text" (default), "json_object" (any JSON object; sent to the server as a JSON ' +
+    "schema that allows any object, since LM Studio accepts only json_schema and text), or " +
+    '{"type":"json_schema","json_schema":{"name":"x","schema":{...JSON Schema...}}} for output ' +
+    "that follows a schema.",
 );
 
 function registerChatCompletion(server: McpServer, app: LmStudioApp): void {

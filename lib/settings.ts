@@ -16,6 +16,8 @@ export interface Settings {
   readonly requestTimeoutMs: number;
   /** Retries on connection refused / 5xx / 429. */
   readonly retries: number;
+  /** Largest reply body read from LM Studio, in bytes (LMSTUDIO_MAX_REPLY_BYTES). */
+  readonly maxReplyBytes: number;
   /** TTL in seconds sent with requests and `lms load` so JIT-loaded models stay for a long task. */
   readonly modelTtlSeconds: number;
   /** Context window assumed when the server does not tell. */
@@ -49,6 +51,12 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 
 /** Retries of an LM Studio request when LMSTUDIO_RETRIES is not set. */
 export const DEFAULT_RETRIES = 2;
+
+/**
+ * Largest LM Studio reply body read when LMSTUDIO_MAX_REPLY_BYTES is not set: 64 MiB, like the
+ * longest message accepted from a stdio MCP server.
+ */
+export const DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024;
 
 /** Idle TTL (seconds) of loaded models when LMSTUDIO_MODEL_TTL is not set. */
 export const DEFAULT_MODEL_TTL_SECONDS = 600;
@@ -139,6 +147,13 @@ export function resolveSettings(env: Env): Settings {
       86_400_000,
     ),
     retries: integer(env, "LMSTUDIO_RETRIES", DEFAULT_RETRIES, 0, 10),
+    maxReplyBytes: integer(
+      env,
+      "LMSTUDIO_MAX_REPLY_BYTES",
+      DEFAULT_MAX_REPLY_BYTES,
+      1024,
+      2 ** 31 - 1,
+    ),
     modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", DEFAULT_MODEL_TTL_SECONDS, 0, 604_800),
     defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),

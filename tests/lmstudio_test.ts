@@ -7,7 +7,13 @@ import {
 } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { createLogger } from "../lib/log.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
 import {
   chatReply,
   errorBody,
@@ -19,6 +25,7 @@ import { AbortingSleep } from "./fakes/sleep.ts";
 
 const QWEN = "qwen2.5-7b-instruct";
 const NOMIC = "text-embedding-nomic-embed-text-v1.5";
+const CHAT_PATH = "/v1/chat/completions";
 
 /** A client for tests: quiet logger, recorded sleeps that return at once. */
 function client(
@@ -87,6 +94,29 @@ Deno.test("chat sends tools, tool_choice, response_format and ttl as given", asy
   assertEquals(body.response_format, format);
   assertEquals(body.ttl, 600);
   assertEquals(body.max_tokens, 64);
+});
+
+Deno.test("a json_object response_format is sent as a permissive JSON schema LM Studio accepts", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const result = await c.chat({
+    model: QWEN,
+    messages: [user("x")],
+    response_format: { type: "json_object" },
+  });
+  assertEquals(result.content, "Echo: x");
+  const body = fake.requestsTo(CHAT_PATH)[0]?.body as Record<string, unknown>;
+  assertEquals(body.response_format, {
+    type: "json_schema",
+    json_schema: { name: "json_object", schema: { type: "object" } },
+  });
+  // What LM Studio says to any other type.
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")], response_format: { type: "yaml" } }),
+    LmStudioError,
+    "must be 'json_schema' or 'text'",
+  );
+  assertEquals(error.status, 400);
 });
 
 Deno.test("chat leaves tool call arguments raw: string, invalid JSON, object, missing id", async () => {
@@ -201,6 +231,28 @@ Deno.test("listModels reads the REST API v1 on LM Studio 0.4+", async () => {
   assertEquals(list.models[0]?.vision, true);
 });
 
+Deno.test("listModels reads /api/v1 capabilities.reasoning, an object only reasoning models have", async () => {
+  await using fake = await FakeLmStudio.start({
+    models: [
+      { id: "qwen/qwen3-8b", type: "llm", state: "loaded", reasoning: true },
+      { id: QWEN, type: "llm", state: "loaded" },
+    ],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const wire = await (await fetch(`${fake.baseUrl}/api/v1/models`)).json() as {
+    models: { capabilities?: { reasoning?: unknown } }[];
+  };
+  assertEquals(wire.models.map((m) => m.capabilities?.reasoning), [{
+    allowed_options: ["off", "on"],
+    default: "on",
+  }, undefined]);
+  const list = await c.listModels();
+  assertEquals(list.models.map((m) => [m.id, m.reasoning]), [
+    ["qwen/qwen3-8b", true],
+    [QWEN, undefined],
+  ]);
+});
+
 Deno.test("listModels falls back to the REST API v0 on older LM Studio", async () => {
   await using fake = await FakeLmStudio.start({ flavor: "lmstudio-v0" });
   const { client: c } = client(fake.baseUrl);
@@ -229,6 +281,15 @@ Deno.test("listModels falls back to /v1/models on Ollama-like servers and says w
   assertEquals(list.notes.length, 1);
   assertStringIncludes(list.notes[0] ?? "", "no LM Studio REST API");
   assertStringIncludes(list.notes[0] ?? "", "guessed");
+});
+
+Deno.test("an Ollama with nothing pulled lists no models: data null is an empty list", async () => {
+  await using fake = await FakeLmStudio.start({ flavor: "openai-only", models: [] });
+  const { client: c } = client(fake.baseUrl);
+  assertEquals((await c.listModels()).models, []);
+  assertEquals((await c.health()).modelCount, 0);
+  const error = await assertRejects(() => c.resolveModel(undefined), LmStudioError, "no models");
+  assertStringIncludes(error.message, "`ollama pull <model>`");
 });
 
 Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () => {
@@ -329,10 +390,26 @@ Deno.test("resolveModel picks models by the documented rules", async (t) => {
     assertStringIncludes(error.message, "DEFAULT_MODEL");
   });
 
-  await t.step("an empty server says so", async () => {
+  await t.step("an empty server says so, and that its models may just not be loaded", async () => {
     await using fake = await FakeLmStudio.start({ models: [] });
     const { client: c } = client(fake.baseUrl);
-    await assertRejects(() => c.resolveModel(undefined), LmStudioError, "lists no models");
+    const error = await assertRejects(
+      () => c.resolveModel(undefined),
+      LmStudioError,
+      "lists no models",
+    );
+    assertStringIncludes(error.message, "`lms load <model>`");
+    assertStringIncludes(error.message, "just-in-time loading");
+  });
+
+  await t.step("a model list the caller has is used, not read again", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    const list = await c.listModels();
+    const read = fake.requests.length;
+    assertEquals(await c.resolveModel(undefined, { list }), QWEN);
+    assertEquals(await c.resolveModel(undefined, { list, kind: "embedding" }), NOMIC);
+    assertEquals(fake.requests.length, read, "no request after the list was read");
   });
 });
 
@@ -410,6 +487,26 @@ Deno.test("respond explains an unknown previous_response_id", async () => {
   );
   assertEquals(error.code, "previous_response_not_found");
   assertStringIncludes(error.message, "leaving previous_response_id out");
+  // LM Studio keeps response history on disk: a restart is not why an id is unknown.
+  assert(!/restart/i.test(error.message), error.message);
+});
+
+Deno.test("respond says so when the server kept no state for a follow-up", async () => {
+  await using fake = await FakeLmStudio.start({
+    flavor: "openai-only",
+    models: [{ id: "llama3" }],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const first = await c.respond({ model: "llama3", input: "hello" });
+  assertEquals(first.previousResponseId, null, "a first turn has no previous response");
+  const error = await assertRejects(
+    () => c.respond({ model: "llama3", input: "again", previous_response_id: first.id }),
+    LmStudioError,
+    `ignored previous_response_id "${first.id}"`,
+  );
+  assertEquals(error.kind, "unsupported");
+  assertStringIncludes(error.message, "keeps no conversation state");
+  assertStringIncludes(error.message, "chat_completion");
 });
 
 Deno.test("respond reads reasoning and function calls from the output items", async () => {
@@ -484,9 +581,36 @@ Deno.test("health reports reachability, latency and model count without throwing
   const ok = await c.health();
   assertEquals([ok.ok, ok.modelCount, ok.baseUrl], [true, 2, fake.baseUrl]);
   assert(ok.latencyMs >= 0);
+  assertEquals(ok.auth, "ok");
   const down = await client(`http://127.0.0.1:${closedPort()}`).client.health();
   assertEquals(down.ok, false);
   assertStringIncludes(down.error ?? "", "connection refused");
+});
+
+Deno.test("health is not fooled by a model list that answers without the token chat needs", async (t) => {
+  // llama.cpp under --api-key: /v1/models is public, chat answers 401 without the key.
+  await using fake = await FakeLmStudio.start({
+    flavor: "openai-only",
+    token: "k3y",
+    publicModels: true,
+    models: [{ id: "llama" }],
+  });
+  await t.step("without the token: unhealthy, saying to set it", async () => {
+    const h = await client(fake.baseUrl).client.health();
+    assertEquals([h.ok, h.auth, h.modelCount], [false, "refused", 1]);
+    assertStringIncludes(h.error ?? "", "lists its models without a token");
+    assertStringIncludes(h.error ?? "", "LM_API_TOKEN");
+  });
+  await t.step("with it: healthy", async () => {
+    const h = await client(fake.baseUrl, { token: "k3y" }).client.health();
+    assertEquals([h.ok, h.auth], [true, "ok"]);
+  });
+  await t.step("a check that gets no answer is said to be unchecked", async () => {
+    fake.script("/v1/chat/completions", { delayMs: 60_000, body: {} });
+    const h = await client(fake.baseUrl, { token: "k3y" }).client.health({ timeoutMs: 200 });
+    assertEquals([h.ok, h.auth], [true, "unchecked"]);
+    assertStringIncludes(h.note ?? "", "not checked");
+  });
 });
 
 Deno.test("a base URL with a trailing /v1 or slash is normalised", () => {
@@ -744,6 +868,23 @@ Deno.test("a 400 blaming an unknown model also names the models that exist", asy
   assertEquals(error.kind, "http");
 });
 
+Deno.test("with nothing loaded and JIT off, a request says to load the model, not to download it", async () => {
+  await using fake = await FakeLmStudio.start({
+    jit: false,
+    models: [{ id: QWEN, type: "llm", state: "not-loaded", maxContextLength: 32768 }],
+  });
+  const { client: c } = client(fake.baseUrl);
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "has no model loaded and its just-in-time loading is off",
+  );
+  assertEquals(error.kind, "not_found");
+  assertStringIncludes(error.message, `\`lms load ${QWEN}\``);
+  assertStringIncludes(error.message, "No models loaded. Please load a model");
+  assert(!/download|lms get/i.test(error.message), error.message);
+});
+
 Deno.test("a long model list in an error is cut after 20 ids", async () => {
   const models = Array.from({ length: 25 }, (_, i) => ({ id: `m${i}` }));
   await using fake = await FakeLmStudio.start({ models });
@@ -762,6 +903,160 @@ Deno.test("404 for an endpoint the server lacks says so instead of blaming the m
   const error = await assertRejects(() => c.respond({ model: QWEN, input: "x" }), LmStudioError);
   assertStringIncludes(error.message, "has no /v1/responses endpoint");
   assertEquals(error.serverMessage, "404 page not found");
+});
+
+Deno.test("an error object in a 200 reply is an error like a 4xx with that message", async (t) => {
+  await t.step("an endpoint this LM Studio lacks says which version has it", async () => {
+    await using fake = await FakeLmStudio.start({ responses: false });
+    const { client: c } = client(fake.baseUrl);
+    const error = await assertRejects(() => c.respond({ model: QWEN, input: "x" }), LmStudioError);
+    assertEquals(error.kind, "not_found");
+    assertStringIncludes(error.message, "has no /v1/responses endpoint");
+    assertStringIncludes(error.message, "update LM Studio to 0.3.29 or newer");
+    assertEquals(error.serverMessage, "Unexpected endpoint or method. (POST /v1/responses)");
+    assertEquals(fake.requestsTo("/v1/models").length, 0, "the model is not to blame");
+  });
+  await t.step("a context overflow answered with 200 says how to make it fit", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    const overflow = "Trying to keep the first 6203 tokens when context the overflows. However, " +
+      "the model is loaded with context length of only 4096 tokens, which is not enough.";
+    fake.script(CHAT_PATH, { status: 200, body: { error: overflow } });
+    const error = await assertRejects(
+      () => c.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "context length of only 4096 tokens",
+    );
+    assertEquals([error.kind, error.status], ["http", 200]);
+    assertStringIncludes(error.message, "context window");
+    assert(!error.message.includes("OpenAI-compatible"), error.message);
+  });
+  await t.step("the REST model lists answered so are missing, like a 404", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    for (const path of ["/api/v1/models", "/api/v0/models"]) {
+      fake.script(path, {
+        status: 200,
+        body: { error: `Unexpected endpoint or method. (GET ${path})` },
+      });
+    }
+    const list = await c.listModels();
+    assertEquals(list.source, "openai");
+    assertStringIncludes(list.notes[0] ?? "", "no LM Studio REST API");
+  });
+  await t.step("a REST load or unload answered so is not taken for a success", async () => {
+    await using fake = await FakeLmStudio.start({ flavor: "lmstudio-v0" });
+    const { client: c } = client(fake.baseUrl);
+    for (const call of [() => c.loadModel(QWEN), () => c.unloadModel(QWEN)]) {
+      const error = await assertRejects(call, LmStudioError, "does not offer LM Studio's REST API");
+      assertStringIncludes(error.message, "Unexpected endpoint or method");
+    }
+  });
+  await t.step("a null error field is no error", async () => {
+    await using fake = await FakeLmStudio.start();
+    const { client: c } = client(fake.baseUrl);
+    fake.script(CHAT_PATH, { body: { ...chatReply({ content: "fine" }), error: null } });
+    assertEquals((await c.chat({ model: QWEN, messages: [user("x")] })).content, "fine");
+  });
+});
+
+Deno.test("a reply larger than the limit fails with its size and what to do, read no further", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl, { maxReplyBytes: 64 * 1024, retries: 0 });
+  const ask = () => c.chat({ model: QWEN, messages: [user("x")], max_tokens: 100_000 });
+  await t.step("one that announces its size is not read at all", async () => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "x".repeat(200_000) }) });
+    const error = await assertRejects(ask, LmStudioError, "larger than the limit of 64.0 KiB");
+    assertEquals(error.kind, "too_large");
+    assertMatch(error.message, /announces 19\d\.\d KiB/);
+    assertStringIncludes(error.message, "lower max_tokens");
+    assertStringIncludes(error.message, "LMSTUDIO_MAX_REPLY_BYTES");
+  });
+  await t.step("a streamed one is read up to the limit, then given up", async () => {
+    // An in-process body, so that only the client's reading pulls chunks from it.
+    const chunk = new TextEncoder().encode("x".repeat(1024));
+    const total = 4096; // 4 MiB in 1 KiB chunks, if all were read
+    let pulled = 0;
+    const cancelled = Promise.withResolvers<void>();
+    const streaming = client(fake.baseUrl, {
+      maxReplyBytes: 64 * 1024,
+      fetch: () =>
+        Promise.resolve(
+          new Response(
+            new ReadableStream<Uint8Array>({
+              pull(controller) {
+                if (pulled++ < total) controller.enqueue(chunk);
+                else controller.close();
+              },
+              cancel: () => cancelled.resolve(),
+            }),
+            { headers: { "content-type": "application/json" } },
+          ),
+        ),
+    }).client;
+    const error = await assertRejects(
+      () => streaming.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "before the client stopped reading",
+    );
+    assertEquals(error.kind, "too_large");
+    await cancelled.promise;
+    assert(pulled < 100, `stopped after ${pulled} of ${total} chunks`);
+  });
+  await t.step("one within the limit is read whole", async () => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "y".repeat(60_000) }) });
+    assertEquals((await ask()).content.length, 60_000);
+  });
+});
+
+Deno.test("unusable fields the client can do without are ignored, and logged at debug", async (t) => {
+  await using fake = await FakeLmStudio.start();
+  const lines: string[] = [];
+  const { client: c } = client(fake.baseUrl, {
+    log: createLogger({ level: "debug", write: (line) => lines.push(line) }),
+  });
+  await t.step("chat: a string usage, a numeric finish_reason, an object id", async () => {
+    const reply = chatReply({ content: "answer" });
+    const choices = (reply.choices as Record<string, unknown>[]).map((c) => ({
+      ...c,
+      finish_reason: 3,
+    }));
+    fake.script(CHAT_PATH, { body: { ...reply, choices, usage: "12 tokens", id: { x: 1 } } });
+    const result = await c.chat({ model: QWEN, messages: [user("x")] });
+    assertEquals(result.content, "answer");
+    assertEquals([result.usage, result.finishReason, result.id], [undefined, undefined, undefined]);
+    const logged = lines.join("\n");
+    assertStringIncludes(
+      logged,
+      "ignored unusable fields of the reply to POST /v1/chat/completions",
+    );
+    assertStringIncludes(logged, "12 tokens");
+    assertStringIncludes(logged, "finish_reason");
+  });
+  await t.step("usage counts that are numbers are kept, the others left out", async () => {
+    const body = {
+      ...chatReply({ content: "a" }),
+      usage: { prompt_tokens: 7, completion_tokens: "many", total_tokens: null },
+    };
+    fake.script(CHAT_PATH, { body });
+    const result = await c.chat({ model: QWEN, messages: [user("x")] });
+    assertEquals(result.usage, { prompt_tokens: 7, completion_tokens: 0, total_tokens: 7 });
+  });
+  await t.step("completions, embeddings and responses too", async () => {
+    fake.script("/v1/completions", {
+      body: { choices: [{ text: "t", finish_reason: 1 }], usage: [], model: 5 },
+    });
+    assertEquals(await c.complete({ model: QWEN, prompt: "p" }), { text: "t" });
+    fake.script("/v1/embeddings", {
+      body: { data: [{ index: "0", embedding: [1] }], usage: "n/a", model: null },
+    });
+    assertEquals(await c.embed({ model: NOMIC, input: "e" }), { embeddings: [[1]] });
+    fake.script("/v1/responses", {
+      body: { id: "resp_x", status: 200, usage: "lots", output_text: "r" },
+    });
+    const r = await c.respond({ model: QWEN, input: "i" });
+    assertEquals([r.text, r.status, r.usage], ["r", undefined, undefined]);
+  });
 });
 
 Deno.test("a reply that is not JSON, or not the expected shape, is a bad_response", async (t) => {

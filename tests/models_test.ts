@@ -1,10 +1,10 @@
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
 import { LmsError } from "../lib/lms_errors.ts";
 import { ModelError } from "../lib/model_types.ts";
-import type { ModelManager } from "../lib/models.ts";
+import { chooseModel, type ModelManager } from "../lib/models.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import type { FakeLmsScenario, FakeLoaded } from "./fakes/lms.ts";
-import { AbortingSleep } from "./fakes/sleep.ts";
+import { waitFor } from "./fixtures/pool_support.ts";
 import { DOWNLOADED_KEYS, type ModelStack, modelStack, type ModelStackOptions } from "./rigs.ts";
 
 type Rig = ModelStack & {
@@ -88,60 +88,84 @@ Deno.test("a loose name finds the loaded instance and returns its identifier", a
   });
 });
 
-Deno.test("an instance that is still loading is waited for, not loaded twice", async () => {
+Deno.test("a busy instance is used as it is, never loaded a second time", async (t) => {
+  const embedding = "text-embedding-nomic-embed-text-v1.5";
+  const cases: [string, string, FakeLoaded["status"]][] = [
+    ["an embedding model computing embeddings", embedding, "computingEmbedding"],
+    ["a model processing a prompt", "qwen2.5-7b-instruct", "processingPrompt"],
+    ["a model generating", "qwen2.5-7b-instruct", "generating"],
+    ["a model lms prints no status for (before 0.3.27)", "qwen2.5-7b-instruct", null],
+    ["a model in a status this bridge does not know", "qwen2.5-7b-instruct", "warmingUp"],
+  ];
+  for (const [label, key, status] of cases) {
+    await t.step(label, async () => {
+      await withRig(
+        { lms: { loaded: [{ identifier: key, modelKey: key, status }] } },
+        async (rig) => {
+          const result = await rig.manager.ensureLoaded(key);
+          assertEquals([result.via, result.model], ["already-loaded", key]);
+          const runs = await rig.runs();
+          assert(!runs.some((r) => r.startsWith("load")), `no second load: ${runs.join(" | ")}`);
+        },
+      );
+    });
+  }
+});
+
+Deno.test("an idle instance is preferred to a busy one of the same model", async () => {
   await withRig({
-    lms: qwenLoaded({ loadingPolls: 2 }),
+    lms: {
+      loaded: [
+        { identifier: "qwen/qwen3-8b", modelKey: "qwen/qwen3-8b", status: "generating" },
+        { identifier: "qwen/qwen3-8b:2", modelKey: "qwen/qwen3-8b", status: "idle" },
+      ],
+    },
   }, async (rig) => {
-    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct");
-    assertEquals(result.via, "already-loaded");
-    assertStringIncludes(result.note ?? "", "Waited");
-    const runs = await rig.runs();
-    assertEquals(runs.filter((r) => r === "ps --json").length, 3);
-    assert(!runs.some((r) => r.startsWith("load")), "no second load");
+    assertEquals((await rig.manager.ensureLoaded("qwen3-8b")).model, "qwen/qwen3-8b:2");
   });
 });
 
-Deno.test("a load that never finishes is reported after the bounded wait", async () => {
-  await withRig({
-    lms: qwenLoaded({ loadingPolls: 10_000 }),
-    manager: { loadWaitMs: 100 },
-  }, async (rig) => {
-    const error = await assertRejects(
-      () => rig.manager.ensureLoaded("qwen2.5-7b-instruct"),
-      ModelError,
-      "still loading",
-    );
-    assertEquals(error.kind, "timeout");
-  });
-});
-
-Deno.test("a cancelled ensure stops waiting at once", async () => {
+Deno.test("a cancelled ensure stops the lms load it started", async () => {
   const controller = new AbortController();
-  const wait = new AbortingSleep(controller, new DOMException("stop", "AbortError"));
   await withRig({
-    lms: qwenLoaded({ loadingPolls: 10_000 }),
-    // A long poll interval, cancelled as soon as the manager starts waiting for the instance.
-    manager: { pollMs: 60_000, sleep: wait.sleep },
+    lms: { load: { "qwen2.5-7b-instruct": { delayMs: 120_000 } } },
   }, async (rig) => {
-    await assertRejects(() =>
-      rig.manager.ensureLoaded("qwen2.5-7b-instruct", { signal: controller.signal })
+    const ensuring = rig.manager.ensureLoaded("qwen2.5-7b-instruct", {
+      signal: controller.signal,
+    });
+    await waitFor(
+      "lms load to start",
+      async () => (await rig.runs()).some((r) => r.startsWith("load")),
     );
-    assertEquals(wait.waited, "cut short");
-    assert(!(await rig.runs()).some((r) => r.startsWith("load")));
+    controller.abort(new DOMException("stop", "AbortError"));
+    await assertRejects(() => ensuring);
+    assertEquals((await rig.fake.scenario()).loaded ?? [], [], "the load did not finish");
   });
 });
 
-Deno.test("an instance in an unusable state is loaded again", async () => {
+Deno.test("a variant key (model@q8_0) from lms ls's variants is loaded by that key, once", async () => {
+  const variants = ["qwen/qwen3-8b@q4_k_m", "qwen/qwen3-8b@q8_0"];
   await withRig({
-    lms: qwenLoaded({ status: "unloading" }),
+    lms: {
+      downloaded: [{
+        modelKey: "qwen/qwen3-8b",
+        type: "llm",
+        maxContextLength: 40960,
+        variants,
+        selectedVariant: variants[0],
+      }],
+    },
   }, async (rig) => {
-    const result = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { contextLength: 16384 });
+    const result = await rig.manager.ensureLoaded("qwen/qwen3-8b@q8_0");
     assertEquals(result.via, "lms");
-    assertEquals(result.model, "qwen2.5-7b-instruct:2", "the identifier lms reported");
-    assert(
-      (await rig.runs()).includes(
-        "load qwen2.5-7b-instruct -y --ttl 600 --context-length 16384",
-      ),
+    const loads = (await rig.runs()).filter((r) => r.startsWith("load"));
+    assertEquals(loads, ["load qwen/qwen3-8b@q8_0 -y --ttl 600"]);
+    rig.manager.invalidate();
+    assertEquals((await rig.manager.ensureLoaded("qwen/qwen3-8b@q8_0")).via, "already-loaded");
+    assertEquals(
+      (await rig.runs()).filter((r) => r.startsWith("load")).length,
+      1,
+      "no second load",
     );
   });
 });
@@ -224,6 +248,135 @@ Deno.test("without lms, LM Studio's REST API tells state and loads", async (t) =
   });
 });
 
+/** A REST load that holds its answer until `release`, and tells when it arrived and was given up. */
+function heldLoad() {
+  const arrived = Promise.withResolvers<void>();
+  const abandoned = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const body = JSON.stringify({ type: "embedding", instance_id: NOMIC, status: "loaded" });
+  return {
+    reply: () => {
+      arrived.resolve();
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async start(controller) {
+            await release.promise;
+            controller.enqueue(new TextEncoder().encode(body));
+            controller.close();
+          },
+          cancel: () => abandoned.resolve(),
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    },
+    arrived: arrived.promise,
+    abandoned: abandoned.promise,
+    release: () => release.resolve(),
+  };
+}
+
+const NOMIC = "text-embedding-nomic-embed-text-v1.5";
+const LOAD = "/api/v1/models/load";
+
+Deno.test("callers sharing one load each stop on their own signal, without failing the others", async (t) => {
+  await withRig({ lms: false }, async (rig) => {
+    await t.step(
+      "the caller that started the load leaves; the one that joined gets the model",
+      async () => {
+        const held = heldLoad();
+        rig.server.script(LOAD, held.reply);
+        const first = new AbortController();
+        const starter = rig.manager.ensureLoaded(NOMIC, { signal: first.signal });
+        const joiner = rig.manager.ensureLoaded(NOMIC);
+        await held.arrived;
+        first.abort(new DOMException("gone", "AbortError"));
+        await assertRejects(() => starter, DOMException, "gone");
+        held.release();
+        assertEquals((await joiner).via, "rest");
+        assertEquals(rig.server.requestsTo(LOAD).length, 1);
+        rig.manager.invalidate();
+        rig.server.models.find((m) => m.id === NOMIC)!.state = "not-loaded";
+      },
+    );
+    await t.step("a caller that joined stops waiting on its own signal", async () => {
+      const held = heldLoad();
+      rig.server.script(LOAD, held.reply);
+      const starter = rig.manager.ensureLoaded(NOMIC);
+      const second = new AbortController();
+      const joiner = rig.manager.ensureLoaded(NOMIC, { signal: second.signal });
+      await held.arrived;
+      second.abort(new DOMException("gone", "AbortError"));
+      await assertRejects(() => joiner, DOMException, "gone");
+      held.release();
+      assertEquals((await starter).via, "rest");
+      rig.manager.invalidate();
+    });
+    await t.step(
+      "when every caller has gone the load is cancelled, and the next one starts afresh",
+      async () => {
+        const held = heldLoad();
+        rig.server.script(LOAD, held.reply);
+        const loads = rig.server.requestsTo(LOAD).length;
+        const a = new AbortController();
+        const b = new AbortController();
+        const first = rig.manager.ensureLoaded(NOMIC, { signal: a.signal });
+        const second = rig.manager.ensureLoaded(NOMIC, { signal: b.signal });
+        await held.arrived;
+        a.abort();
+        b.abort();
+        await assertRejects(() => first);
+        await assertRejects(() => second);
+        await held.abandoned;
+        assertEquals((await rig.manager.ensureLoaded(NOMIC)).via, "rest");
+        assertEquals(rig.server.requestsTo(LOAD).length, loads + 2);
+      },
+    );
+  });
+});
+
+Deno.test("ensureLoaded uses the model list it is given, and returns a fresh one only after a load", async () => {
+  await withRig({ lms: false }, async (rig) => {
+    const list = await rig.client.listModels();
+    const read = rig.modelRequests().length;
+    const loaded = await rig.manager.ensureLoaded("qwen2.5-7b-instruct", { list });
+    assertEquals([loaded.via, loaded.list], ["already-loaded", undefined]);
+    assertEquals(rig.modelRequests().length, read, "the list given was used");
+    const fresh = await rig.manager.ensureLoaded(NOMIC, { list });
+    assertEquals(fresh.via, "rest");
+    assertEquals(rig.modelRequests().slice(read).filter((r) => r.startsWith("GET")).sort(), [
+      "GET /api/v0/models",
+      "GET /api/v1/models",
+      "GET /v1/models",
+    ], "one read, after the load");
+    assertEquals(fresh.list?.models.find((m) => m.id === NOMIC)?.state, "loaded");
+  });
+});
+
+Deno.test("with JIT off, a model picked from the list that is not loaded is loaded by the bridge", async (t) => {
+  const server = {
+    jit: false,
+    models: [{ id: "qwen2.5-7b-instruct", type: "llm" as const, state: "not-loaded" as const }],
+  };
+  const settings = { defaultModel: undefined };
+  const ask = (rig: Rig, model: string) =>
+    rig.client.chat({ model, messages: [{ role: "user", content: "hi" }] });
+  await t.step("over the REST API", async () => {
+    await withRig({ lms: false, server }, async (rig) => {
+      const model = await chooseModel({ ...rig, settings }, undefined);
+      assertEquals(model, "qwen2.5-7b-instruct");
+      assertEquals((await ask(rig, model)).content, "Echo: hi");
+      assertEquals(rig.server.requestsTo("/api/v1/models/load").length, 1);
+    });
+  });
+  await t.step("with lms", async () => {
+    await withRig({ lms: {}, server }, async (rig) => {
+      const model = await chooseModel({ ...rig, settings }, undefined);
+      assert((await rig.runs()).some((r) => r.startsWith("load qwen2.5-7b-instruct")));
+      assertEquals(model, "qwen2.5-7b-instruct");
+    });
+  });
+});
+
 Deno.test("LM Studio before 0.4 (no load endpoint) relies on JIT loading and says so", async () => {
   await withRig({ lms: false, server: { flavor: "lmstudio-v0" } }, async (rig) => {
     const result = await rig.manager.ensureLoaded("text-embedding-nomic-embed-text-v1.5");
@@ -292,6 +445,8 @@ Deno.test("when lms says LM Studio's server is not running, lms is not used and 
     const status = await rig.manager.status();
     assertEquals([status.management, status.source], ["rest", "rest-v1"]);
     assertStringIncludes(status.managementReason, "not running");
+    // lms prints {"running":false} without a port.
+    assertEquals(status.lms.server, { running: false, port: null });
   });
 });
 

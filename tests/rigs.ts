@@ -28,7 +28,7 @@ export interface ModelStackOptions {
   lms?: FakeLmsScenario | false;
   /** Close the fake LM Studio at once, so nothing answers at its address. */
   closed?: boolean;
-  /** ModelManager options over the rig's own (silent log, 10 ms polls). */
+  /** ModelManager options over the rig's own (silent log). */
   manager?: Partial<ModelManagerOptions>;
 }
 
@@ -66,7 +66,7 @@ export async function modelStack(o: ModelStackOptions = {}): Promise<ModelStack>
     ...(o.lms === false ? { searchPath: "/nonexistent", home: fake.dir } : fake.lookup),
     log: quiet,
   });
-  const models = new ModelManager({ client, lms, log: quiet, pollMs: 10, ...o.manager });
+  const models = new ModelManager({ client, lms, log: quiet, ...o.manager });
   return {
     server,
     fake,

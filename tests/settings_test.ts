@@ -10,6 +10,16 @@ Deno.test("settings default to LM Studio on 127.0.0.1:1234, not localhost", () =
   assertEquals(s.depth, 0);
   assertEquals(s.mcpConnectTimeoutMs, 30_000);
   assertEquals(s.mcpCallTimeoutMs, 300_000);
+  assertEquals(s.maxReplyBytes, 64 * 1024 * 1024);
+});
+
+Deno.test("LMSTUDIO_MAX_REPLY_BYTES sets the largest reply read, from 1 KiB up", () => {
+  assertEquals(resolveSettings({ LMSTUDIO_MAX_REPLY_BYTES: "1048576" }).maxReplyBytes, 1048576);
+  assertThrows(
+    () => resolveSettings({ LMSTUDIO_MAX_REPLY_BYTES: "10" }),
+    SettingsError,
+    "LMSTUDIO_MAX_REPLY_BYTES",
+  );
 });
 
 Deno.test("settings accept a base URL for any OpenAI-compatible server and drop a trailing /v1", () => {

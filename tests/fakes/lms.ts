@@ -3,9 +3,8 @@
  *
  * {@linkcode FakeLms.create} writes a temp dir with `bin/lms` (a shell script that execs this file
  * under Deno) and `scenario.json`. The program reads the scenario named by `LMS_FAKE_SCENARIO`
- * (the script sets it), acts on it, writes the changed state back (loads, unloads, loading
- * progress) and appends its argv as one JSON line to `invocations.log` beside the scenario, so
- * tests can count spawns.
+ * (the script sets it), acts on it, writes the changed state back (loads, unloads) and appends
+ * its argv as one JSON line to `invocations.log` beside the scenario, so tests can count spawns.
  *
  * Supported: `ps --json`, `ls --json [--llm|--embedding]`, `load KEY [-y] [--ttl S]
  * [-c|--context-length N] [--identifier ID]`, `unload ID | --all`, `server status --json`.
@@ -23,20 +22,33 @@ export interface FakeDownloaded {
   architecture?: string;
   vision?: boolean;
   trainedForToolUse?: boolean;
+  /** Keys of its variants (`model@q8_0`); `lms load <variant key>` loads that one. */
+  variants?: string[];
+  /** The variant `lms load <modelKey>` loads. */
+  selectedVariant?: string;
 }
 
-/** A loaded instance, as `lms ps --json` prints it (plus the fake's own `loadingPolls`). */
+/**
+ * The processing statuses `lms ps --json` prints (lmstudio-js `ModelProcessingStatus`). There is
+ * no "loaded" and no "loading": every listed instance is loaded.
+ */
+export type FakeStatus = "idle" | "processingPrompt" | "generating" | "computingEmbedding";
+
+/** A loaded instance, as `lms ps --json` prints it. */
 export interface FakeLoaded {
   identifier: string;
   modelKey: string;
   type?: "llm" | "embedding";
-  /** Printed as is; when `loadingPolls` > 0 the instance shows "loading" instead. */
-  status?: string;
+  /**
+   * Printed as is (default "idle"); null prints no status at all, like lms before 0.3.27. Any
+   * other string stands for a status a later lms may add.
+   */
+  status?: FakeStatus | string | null;
   contextLength?: number;
   maxContextLength?: number;
   ttlMs?: number | null;
-  /** How many more `ps` calls show this instance as "loading" before it becomes "loaded". */
-  loadingPolls?: number;
+  /** The variant key loaded, printed as `selectedVariant`. */
+  selectedVariant?: string;
 }
 
 /** How `lms load KEY` behaves for one model key. */
@@ -45,9 +57,7 @@ export interface FakeLoadBehaviour {
   error?: "memory" | string;
   /** The memory figure of a "memory" failure (default "15.89 GB"). */
   memory?: string;
-  /** The new instance shows "loading" for this many `ps` calls. */
-  loadingPolls?: number;
-  /** Extra time the load takes. */
+  /** Extra time the load takes (the instance is listed only once it is loaded). */
   delayMs?: number;
 }
 
@@ -55,7 +65,7 @@ export interface FakeLoadBehaviour {
 export interface FakeLmsScenario {
   /** LM Studio running? When false, every command but `server status` fails like the real lms. */
   running?: boolean;
-  /** Port `server status` reports. */
+  /** Port `server status` reports while the server runs (none is printed when it does not). */
   port?: number | null;
   downloaded?: FakeDownloaded[];
   loaded?: FakeLoaded[];
@@ -145,7 +155,7 @@ function positionals(args: string[]): string[] {
 
 function psRow(instance: FakeLoaded, downloaded: FakeDownloaded[]): Record<string, unknown> {
   const model = downloaded.find((d) => d.modelKey === instance.modelKey);
-  const status = (instance.loadingPolls ?? 0) > 0 ? "loading" : instance.status ?? "idle";
+  const status = instance.status === undefined ? "idle" : instance.status;
   return {
     type: instance.type ?? model?.type ?? "llm",
     modelKey: instance.modelKey,
@@ -160,12 +170,11 @@ function psRow(instance: FakeLoaded, downloaded: FakeDownloaded[]): Record<strin
     trainedForToolUse: model?.trainedForToolUse ?? false,
     maxContextLength: instance.maxContextLength ?? model?.maxContextLength ?? 4096,
     identifier: instance.identifier,
-    instanceReference: undefined,
+    ...(instance.selectedVariant ? { selectedVariant: instance.selectedVariant } : {}),
     ttlMs: instance.ttlMs ?? null,
     lastUsedTime: null,
     contextLength: instance.contextLength ?? 4096,
-    status,
-    queued: 0,
+    ...(status === null ? {} : { status, queued: 0 }),
     parallel: 4,
   };
 }
@@ -183,6 +192,8 @@ function lsRow(model: FakeDownloaded): Record<string, unknown> {
     vision: model.vision ?? false,
     trainedForToolUse: model.trainedForToolUse ?? false,
     maxContextLength: model.maxContextLength ?? 4096,
+    ...(model.variants ? { variants: model.variants } : {}),
+    ...(model.selectedVariant ? { selectedVariant: model.selectedVariant } : {}),
   };
 }
 
@@ -214,7 +225,10 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
     err(
       running ? `The server is running on port ${s.port ?? 1234}.` : "The server is not running.",
     );
-    if (args.includes("--json")) out(JSON.stringify({ running, port: s.port ?? 1234 }));
+    // A server that is not running has no port: lms prints {"running":false}.
+    if (args.includes("--json")) {
+      out(JSON.stringify(running ? { running, port: s.port ?? 1234 } : { running }));
+    }
     return 0;
   }
   if (s.running === false) {
@@ -227,17 +241,6 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
   switch (command) {
     case "ps": {
       out(JSON.stringify(loaded.map((i) => psRow(i, downloaded))));
-      let changed = false;
-      for (const instance of loaded) {
-        if ((instance.loadingPolls ?? 0) > 0) {
-          instance.loadingPolls = (instance.loadingPolls ?? 0) - 1;
-          changed = true;
-        }
-      }
-      if (changed) {
-        s.loaded = loaded;
-        await save();
-      }
       return 0;
     }
     case "ls": {
@@ -254,7 +257,10 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
         return 1;
       }
       const needle = wanted.toLowerCase();
-      const model = downloaded.find((m) => m.modelKey.toLowerCase() === needle) ??
+      const variantOf = downloaded.find((m) =>
+        (m.variants ?? []).some((v) => v.toLowerCase() === needle)
+      );
+      const model = downloaded.find((m) => m.modelKey.toLowerCase() === needle) ?? variantOf ??
         downloaded.find((m) => m.modelKey.toLowerCase().includes(needle));
       if (!model) {
         err("Error: Model not found");
@@ -294,7 +300,7 @@ export async function fakeLmsMain(args: string[], scenarioPath: string): Promise
         contextLength: ctx === undefined ? 4096 : Number(ctx),
         maxContextLength: model.maxContextLength,
         ttlMs: ttl === undefined ? null : Number(ttl) * 1000,
-        ...(behaviour.loadingPolls ? { loadingPolls: behaviour.loadingPolls } : {}),
+        ...(variantOf ? { selectedVariant: wanted } : {}),
       });
       s.loaded = loaded;
       await save();

@@ -5,17 +5,24 @@
  * Default behaviours (when no scripted reply is queued for a path):
  * - `GET /v1/models`: every model (`{"object":"list","data":[{id,object,owned_by}]}`).
  * - `POST /v1/chat/completions`: `"Echo: <text of the last user message>"`; an unloaded model is
- *   JIT-loaded; an embedding model or images sent to a non-vision model are a 400.
+ *   JIT-loaded; an embedding model, images sent to a non-vision model, or a `response_format`
+ *   other than `json_schema` and `text` (`json_object` included) are a 400.
  * - `POST /v1/completions`: echoes the prompt as the completion text.
  * - `POST /v1/embeddings`: deterministic 8-dimensional unit vectors per input (embedding models only).
  * - `POST /v1/responses`: stateful; text `"Echo: <input> (turn N)"`; an unknown
- *   `previous_response_id` is a 400 with code `previous_response_not_found`.
+ *   `previous_response_id` is a 400 with code `previous_response_not_found`. Flavor
+ *   "openai-only" is stateless like Ollama's: it ignores `previous_response_id` and answers it
+ *   as null.
  * - `GET /api/v0/models[/id]`, `GET /api/v1/models`, `POST /api/v1/models/load|unload` as LM Studio
  *   0.3.6+ / 0.4+ answer them (flavor "lmstudio"); flavor "lmstudio-v0" has no /api/v1;
- *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*.
- * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint: 404
- *   with LM Studio's string error shape `{"error":"Unexpected endpoint or method. (GET /x)"}`.
- * - With `token`, every request without `Authorization: Bearer <token>` gets a 401.
+ *   flavor "openai-only" (Ollama, llama.cpp) answers `404 page not found` (text/plain) on /api/*,
+ *   and `"data": null` on /v1/models when it has no model (Ollama with nothing pulled).
+ * - Unknown model: 404 `{"error":{"message":...,"code":"model_not_found"}}`; unknown endpoint or
+ *   method: like the real LM Studio, status 200 (sic) with its string error shape
+ *   `{"error":"Unexpected endpoint or method. (GET /x)"}`; so is `/v1/responses` with
+ *   `responses: false` (LM Studio before 0.3.29).
+ * - With `token`, every request without `Authorization: Bearer <token>` gets a 401 (with
+ *   `publicModels`, llama.cpp-like, the model list is answered without it).
  *
  * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
  */
@@ -71,6 +78,18 @@ export interface FakeLmStudioOptions {
   flavor?: "lmstudio" | "lmstudio-v0" | "openai-only";
   /** When set, requests without "Authorization: Bearer <token>" get 401. */
   token?: string;
+  /**
+   * With `token`: `GET /v1/models` (and `/models`, `/health`, `/v1/health`) answer without it, as
+   * llama.cpp's server does under `--api-key`; every other request still needs it.
+   */
+  publicModels?: boolean;
+  /** false: no `/v1/responses` (LM Studio before 0.3.29 answers it as an unknown endpoint). */
+  responses?: boolean;
+  /**
+   * false: just-in-time loading is off. `/v1/models` lists only loaded models, and a request for
+   * a model that is not loaded, while none is, gets 404 "No models loaded...".
+   */
+  jit?: boolean;
   /** Port to listen on (default 0: any free port). */
   port?: number;
 }
@@ -101,6 +120,9 @@ export function defaultFakeModels(): FakeModel[] {
   ];
 }
 
+/** The paths llama.cpp's server answers without its `--api-key` (`publicModels`). */
+const PUBLIC_PATHS = new Set(["/health", "/v1/health", "/models", "/v1/models"]);
+
 /** Context length a JIT or REST load uses when none is asked for. */
 const DEFAULT_LOAD_CONTEXT = 4096;
 
@@ -121,6 +143,9 @@ export class FakeLmStudio {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #flavor: "lmstudio" | "lmstudio-v0" | "openai-only";
   readonly #token: string | undefined;
+  readonly #publicModels: boolean;
+  readonly #responsesApi: boolean;
+  readonly #jit: boolean;
   readonly #queues = new Map<string, ScriptedReply[]>();
   readonly #responses = new Map<string, StoredResponse>();
   readonly #delayedEnds = new Map<RecordedRequest, PromiseWithResolvers<DelayedEnd>>();
@@ -133,6 +158,9 @@ export class FakeLmStudio {
     this.models = options.models ? options.models.map((m) => ({ ...m })) : defaultFakeModels();
     this.#flavor = options.flavor ?? "lmstudio";
     this.#token = options.token;
+    this.#publicModels = options.publicModels ?? false;
+    this.#responsesApi = options.responses ?? true;
+    this.#jit = options.jit ?? true;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (req) => this.#handle(req),
@@ -212,7 +240,10 @@ export class FakeLmStudio {
     const recorded: RecordedRequest = { method: req.method, path: url.pathname, headers, body };
     this.requests.push(recorded);
 
-    if (this.#token !== undefined && headers["authorization"] !== `Bearer ${this.#token}`) {
+    const open = this.#publicModels && req.method === "GET" && PUBLIC_PATHS.has(url.pathname);
+    if (
+      this.#token !== undefined && !open && headers["authorization"] !== `Bearer ${this.#token}`
+    ) {
       return json(401, {
         error: {
           message: headers["authorization"] === undefined
@@ -309,15 +340,17 @@ export class FakeLmStudio {
       }
     }
     switch (route) {
-      case "GET /v1/models":
+      case "GET /v1/models": {
+        const listed = this.models.filter((m) => this.#jit || m.state === "loaded");
+        // Ollama with no model pulled answers `"data": null`.
+        if (listed.length === 0 && this.#flavor === "openai-only") {
+          return json(200, { object: "list", data: null });
+        }
         return json(200, {
           object: "list",
-          data: this.models.map((m) => ({
-            id: m.id,
-            object: "model",
-            owned_by: "organization_owner",
-          })),
+          data: listed.map((m) => ({ id: m.id, object: "model", owned_by: "organization_owner" })),
         });
+      }
       case "POST /v1/chat/completions":
         return this.#chat(req.body);
       case "POST /v1/completions":
@@ -325,7 +358,7 @@ export class FakeLmStudio {
       case "POST /v1/embeddings":
         return this.#embeddings(req.body);
       case "POST /v1/responses":
-        return this.#respond(req.body);
+        return this.#responsesApi ? this.#respond(req.body) : unexpectedEndpoint(req);
       case "GET /api/v0/models":
         return json(200, { object: "list", data: this.models.map(v0Model) });
       case "GET /api/v1/models":
@@ -357,6 +390,10 @@ export class FakeLmStudio {
     }
     const model = this.#find(id);
     if (!model) return modelNotFound(id);
+    if (model.state !== "loaded" && !this.#jit) {
+      if (!this.models.some((m) => m.state === "loaded")) return noModelsLoaded();
+      return modelNotFound(id);
+    }
     if (model.state !== "loaded") {
       model.state = "loaded";
       model.loadedContextLength = Math.min(model.maxContextLength ?? 4096, DEFAULT_LOAD_CONTEXT);
@@ -372,6 +409,18 @@ export class FakeLmStudio {
         error: {
           message: `Model '${model.id}' is an embedding model and cannot be used for chat.`,
           type: "invalid_request_error",
+        },
+      });
+    }
+    const format = field(body, "response_format");
+    const formatType = field(format, "type");
+    if (format !== undefined && formatType !== "json_schema" && formatType !== "text") {
+      // LM Studio 0.3.18+: json_object and every other type is refused.
+      return json(400, {
+        error: {
+          message: "'response_format.type' must be 'json_schema' or 'text'",
+          type: "invalid_request_error",
+          param: "response_format",
         },
       });
     }
@@ -473,7 +522,9 @@ export class FakeLmStudio {
   #respond(body: unknown): Response {
     const model = this.#modelFor(body);
     if (model instanceof Response) return model;
-    const previous = field(body, "previous_response_id");
+    // Ollama's /v1/responses stores nothing and ignores previous_response_id.
+    const stateless = this.#flavor === "openai-only";
+    const previous = stateless ? undefined : field(body, "previous_response_id");
     let turn = 1;
     if (typeof previous === "string") {
       const stored = this.#responses.get(previous);
@@ -677,7 +728,8 @@ function v1Model(m: FakeModel): Record<string, unknown> {
       capabilities: {
         vision: m.vision ?? m.type === "vlm",
         trained_for_tool_use: m.toolUse ?? false,
-        reasoning: m.reasoning ?? false,
+        // An object, present only for reasoning models.
+        ...(m.reasoning ? { reasoning: { allowed_options: ["off", "on"], default: "on" } } : {}),
       },
     }),
   };
@@ -700,8 +752,22 @@ function modelNotFound(id: string): Response {
   );
 }
 
+/** LM Studio's answer, with just-in-time loading off, to a request while no model is loaded. */
+function noModelsLoaded(): Response {
+  return json(404, {
+    error: {
+      message: "No models loaded. Please load a model in the developer page or use the " +
+        "'lms load' command.",
+      type: "invalid_request_error",
+      param: "model",
+      code: null,
+    },
+  });
+}
+
+/** LM Studio's answer to a route it does not have: HTTP 200 (it logs "Returning 200 anyway"). */
 function unexpectedEndpoint(req: RecordedRequest): Response {
-  return json(404, { error: `Unexpected endpoint or method. (${req.method} ${req.path})` });
+  return json(200, { error: `Unexpected endpoint or method. (${req.method} ${req.path})` });
 }
 
 /** A property of an unknown value, or undefined. */
