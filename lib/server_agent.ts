@@ -22,7 +22,7 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import { errorResult } from "./server_result.ts";
+import { errorResult, safeResult } from "./server_result.ts";
 import type { Settings } from "./settings.ts";
 import { openTraceFile, type WritePermissionQuery } from "./agent_trace.ts";
 import { resolve } from "./path.ts";
@@ -172,13 +172,13 @@ function agentToolResult(result: AgentResult): CallToolResult {
     `model ${result.model}`,
   ].join(" · ");
   const notes = result.notes.length ? `\nNotes: ${result.notes.join("; ")}` : "";
-  return {
+  return safeResult({
     content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
     structuredContent: agentResultJson(result),
     ...(result.stopped_because === "error" || result.stopped_because === "context_overflow"
       ? { isError: true }
       : {}),
-  };
+  });
 }
 
 async function runTool(

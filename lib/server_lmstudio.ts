@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
-import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./server_result.ts";
+import { emptyAnswerText, guarded, READ_ONLY, safeResult, textResult } from "./server_result.ts";
 
 /**
  * What the LM Studio tools use of the app: the client, the model manager (it loads a named model
@@ -47,7 +47,7 @@ function answerResult(
       text: `[model reasoning, not part of the answer]\n${extra.reasoning}`,
     });
   }
-  return { content, structuredContent: extra.structured };
+  return safeResult({ content, structuredContent: extra.structured });
 }
 
 function registerHealthCheck(server: McpServer, app: LmStudioApp): void {

@@ -11,7 +11,7 @@ import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts"
 import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
-import { emptyAnswerText, errorResult } from "./server_result.ts";
+import { emptyAnswerText, errorResult, safeResult } from "./server_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";
@@ -279,7 +279,7 @@ async function analyzeImage(
       });
     }
     if (note) content.push({ type: "text", text: `[note] ${note}` });
-    return {
+    return safeResult({
       content,
       structuredContent: {
         answer,
@@ -291,7 +291,7 @@ async function analyzeImage(
         usage: result.usage ?? null,
         ...(note ? { note } : {}),
       },
-    };
+    });
   } catch (error: unknown) {
     return errorResult(
       error,
