@@ -14,6 +14,7 @@ import {
 } from "./args.ts";
 import { agentResultJson } from "./agent.ts";
 import { type AgentApp, runTask } from "./server_agent.ts";
+import { listNames } from "./text.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -106,6 +107,12 @@ export async function runCommand(
   const { out } = ctx;
   const now = seams.now ?? (() => performance.now());
   const started = now();
+  // Servers can take a while to start (a first npx download, a slow handshake): say so.
+  out.status(
+    all
+      ? "starting the enabled MCP servers…"
+      : `starting MCP server${servers.length === 1 ? "" : "s"} ${listNames(servers)}…`,
+  );
   const { result, tracePath } = await runTask(ctx.app, {
     task,
     servers: all ? "all" : servers,

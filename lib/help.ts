@@ -17,7 +17,8 @@ TASK may be several words, or - to read it from stdin.
   --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
   --time-budget S     stop unfinished after S seconds
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
-                      (needs --allow-write=FILE; the default permission set writes nothing)
+                      (the default sandbox writes nothing: install with
+                      \`deno task install --allow-write=DIR\` to allow traces in DIR)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
@@ -102,6 +103,9 @@ Usage:
   ${NAME} lms ps|ls|load|unload|status  manage models through LM Studio's \`lms\`
   ${NAME} doctor                        check LM Studio, lms, config, servers, permissions
 
+Install (in the repository): deno task --quiet install [--allow-run=CMD] [--allow-net=HOST]
+  [--allow-write=PATH] puts ${NAME} on PATH with the sandbox plus those additions.
+
 Global options:
   --config FILE    MCP config file (default: search, see README)
   -h, --help       help (also \`${NAME} COMMAND --help\`)
@@ -127,7 +131,8 @@ const HELP: Readonly<Record<string, string>> = {
 
 Runs the stdio MCP server: JSON-RPC on stdin/stdout, diagnostics on stderr.
 Add it to Claude Code with:
-  claude mcp add lmstudio -- deno task --cwd /path/to/lmstudio-bridge start
+  claude mcp add lmstudio -- ${NAME} serve
+(after \`deno task --quiet install\` in the repository put ${NAME} on PATH).
 `,
   chat:
     `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT
@@ -148,8 +153,10 @@ tells (LM Studio's REST API; plain OpenAI-compatible servers report ids only).
   doctor: `Usage: ${NAME} doctor [--json]
 
 Checks LM Studio (reachable, auth, models), the \`lms\` command, the MCP config file, each
-configured server (connects and lists its tools) and the sandbox permissions. Exit 1 when a
-check fails.
+configured server (connects and lists its tools; not the bridge's own entry), the sandbox
+permissions (with the exact command that allows what is refused), how the bridge was installed
+and that Deno's update check is off. Each check is printed as it finishes. Exit 1 when a check
+fails.
 `,
 };
 

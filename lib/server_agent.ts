@@ -24,8 +24,14 @@ import type {
 } from "./sdk.ts";
 import { errorResult, safeResult } from "./server_result.ts";
 import type { Settings } from "./settings.ts";
-import { openTraceFile, type WritePermissionQuery } from "./agent_trace.ts";
-import { resolve } from "./path.ts";
+import {
+  openTraceFile,
+  TraceError,
+  type TraceSink,
+  type WritePermissionQuery,
+} from "./agent_trace.ts";
+import { widenCommand } from "./launch.ts";
+import { dirname, resolve } from "./path.ts";
 
 /**
  * What the loop uses of the app: the pool, the config and the log as they are, the client and the
@@ -74,7 +80,7 @@ export async function runTask(
     : resolve(settings.workDir ?? Deno.cwd(), given);
   const trace = tracePath === undefined
     ? undefined
-    : await openTraceFile(tracePath, { queryPermission: queryWritePermission });
+    : await openTrace(tracePath, queryWritePermission);
   try {
     const result = await runAgent({
       ...options,
@@ -95,6 +101,27 @@ export async function runTask(
   } finally {
     await trace?.close();
   }
+}
+
+/**
+ * Opens the trace file, or says why not: without write permission for it, the exact command that
+ * allows writing traces to its directory, for the way the bridge runs.
+ */
+async function openTrace(path: string, query?: WritePermissionQuery): Promise<TraceSink> {
+  const state = await (query ?? queryWrite)(path);
+  if (state !== "granted") {
+    throw new TraceError(
+      path,
+      `Cannot write the trace to ${path}: the bridge's sandbox allows no writes there. Allow it ` +
+        `with: ${widenCommand({ write: [path] })} (or name its directory, ${dirname(path)}, to ` +
+        "allow every trace there); then run it again. Or leave out the trace option.",
+    );
+  }
+  return await openTraceFile(path, { queryPermission: () => Promise.resolve(state) });
+}
+
+async function queryWrite(path: string): Promise<Deno.PermissionState> {
+  return (await Deno.permissions.query({ name: "write", path })).state;
 }
 
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
@@ -136,7 +163,7 @@ const common = {
   ),
   trace_path: z.string().min(1).optional().describe(
     "Write a JSONL trace of every model request, reply, tool call and result to this file " +
-      "(needs --allow-write for that path).",
+      "(the bridge must be allowed to write there; the error says how).",
   ),
 };
 

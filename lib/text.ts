@@ -99,8 +99,8 @@ function editDistance(a: string, b: string): number {
  * PM and APC strings (`ESC ]`, `ESC P`, ... or their 8-bit forms, up to BEL or ST, or to the end
  * when unterminated), and the other two-character escapes (`ESC c`, `ESC 7`, `ESC (B`, ...).
  */
-// deno-lint-ignore no-control-regex
 const ESCAPE_SEQUENCES =
+  // deno-lint-ignore no-control-regex
   /(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -/]*[0-~]?/g;
 /** C0 controls except tab and newline, DEL, and C1 controls. */
 // deno-lint-ignore no-control-regex
