@@ -22,7 +22,8 @@ TASK may be several words, or - to read it from stdin.
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
-budget, context overflow, cancelled, error) or could not start; 2 usage error.
+budget, context overflow, error) or could not start; 2 usage error; 130 stopped by Ctrl-C
+(the summary is printed first; a second Ctrl-C quits at once).
 
 Examples:
   lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"

@@ -59,7 +59,9 @@ export function processOutput(): Output {
 
 function safeColumns(): number {
   try {
-    return Deno.consoleSize().columns;
+    // A pseudo-terminal nobody sized (a `script` session, some CI runners) reports 0 columns.
+    const { columns } = Deno.consoleSize();
+    return columns >= 20 ? columns : 100;
   } catch {
     return 100;
   }
