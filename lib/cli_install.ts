@@ -54,9 +54,9 @@ const OPTIONS = {
 } as const;
 
 const USAGE = `Usage:
-  deno task install [--root DIR] [--name NAME] [--allow-run=CMD,...] [--allow-net=HOST,...]
+  deno task --quiet install [--root DIR] [--name NAME] [--allow-run=CMD,...] [--allow-net=HOST,...]
                     [--allow-write=PATH,...]
-  deno task compile [--output FILE] [--allow-run=CMD,...] [--allow-net=HOST,...]
+  deno task --quiet compile [--output FILE] [--allow-run=CMD,...] [--allow-net=HOST,...]
                     [--allow-write=PATH,...]
 
 install puts a ${NAME} command in DIR/bin (default: deno's, ~/.deno/bin), compile builds

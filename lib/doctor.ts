@@ -197,7 +197,7 @@ function checkLaunch(): Check[] {
     }, from ${launch.repo})`
     : launch.via === "compiled"
     ? "compiled binary"
-    : `from source (${launch.repo}); \`deno task --cwd ${launch.repo} install\` puts a ` +
+    : `from source (${launch.repo}); \`deno task --quiet --cwd ${launch.repo} install\` puts a ` +
       "lmstudio-bridge command on PATH";
   let updateCheckOff = false;
   try {

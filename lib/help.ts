@@ -18,7 +18,7 @@ TASK may be several words, or - to read it from stdin.
   --time-budget S     stop unfinished after S seconds
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
                       (the default sandbox writes nothing: install with
-                      \`deno task install --allow-write=DIR\` to allow traces in DIR)
+                      \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time

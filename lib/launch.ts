@@ -162,7 +162,7 @@ export function widenCommand(
 ): string {
   const words = (list: string[]) => list.map(shellWord).join(" ");
   if (launch.via === "compiled") {
-    return `deno task compile ${words(extraFlags(merged(NO_EXTRAS, wanted)))}` +
+    return `deno task --quiet compile ${words(extraFlags(merged(NO_EXTRAS, wanted)))}` +
       " (in the lmstudio-bridge repository)";
   }
   const base = launch.via === "install" ? launch.allow : NO_EXTRAS;
@@ -170,7 +170,7 @@ export function widenCommand(
     ...(launch.via === "install" && launch.root !== undefined ? ["--root", launch.root] : []),
     ...(launch.via === "install" && launch.name !== undefined ? ["--name", launch.name] : []),
   ];
-  return `deno task --cwd ${shellWord(launch.repo)} install ${
+  return `deno task --quiet --cwd ${shellWord(launch.repo)} install ${
     words([...where, ...extraFlags(merged(base, wanted))])
   }`;
 }

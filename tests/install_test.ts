@@ -133,7 +133,7 @@ Deno.test("a refused launcher: doctor prints the exact install command, and that
     const checks = JSON.parse(before.stdout).checks as { name: string; detail: string }[];
     const refusal = checks.find((c) => c.name === "sandbox: sh")?.detail ?? "";
     const command = /allow it with: (.*)$/.exec(refusal)?.[1];
-    assertEquals(command, `deno task --cwd ${REPO} install --allow-run=sh`);
+    assertEquals(command, `deno task --quiet --cwd ${REPO} install --allow-run=sh`);
 
     const again = await shell(s, `DENO_NO_UPDATE_CHECK=1 ${command}`);
     assertEquals(again.code, 0, again.stderr);
@@ -154,7 +154,7 @@ Deno.test("run --trace without write access prints the exact install command, wh
     const refused = await bridge(s, ["run", "--mcp", "fixture", "--trace", trace, "t"]);
     assertEquals(refused.code, 1);
     const command = /Allow it with: (.*?) \(or name its directory/.exec(refused.stderr)?.[1];
-    assertEquals(command, `deno task --cwd ${REPO} install --allow-write=${trace}`);
+    assertEquals(command, `deno task --quiet --cwd ${REPO} install --allow-write=${trace}`);
 
     const again = await shell(s, `DENO_NO_UPDATE_CHECK=1 ${command}`);
     assertEquals(again.code, 0, again.stderr);
@@ -208,5 +208,27 @@ Deno.test("deno task compile explains a runtime it cannot download instead of De
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the documented deno task forms print nothing of their own on stderr", async () => {
+  const home = await Deno.makeTempDir({ prefix: "install_test_home_" });
+  try {
+    const env = baseEnv({ HOME: home, DENO_NO_UPDATE_CHECK: "1" });
+    const cli = await run("deno", ["task", "--quiet", "--cwd", REPO, "cli", "--version"], {
+      env,
+      cwd: home,
+    });
+    assertEquals(cli, { code: 0, stdout: `${NAME} ${VERSION}\n`, stderr: "" });
+    // `start` serves until stdin ends; with no input it ends at once, logging only its banner.
+    const start = await run("deno", ["task", "--quiet", "--cwd", REPO, "start"], {
+      env: { ...env, LMSTUDIO_BASE_URL: "http://127.0.0.1:9", LOG_LEVEL: "warn" },
+      cwd: home,
+    });
+    assertEquals(start.code, 0, start.stderr);
+    assertEquals(start.stderr, "", "Claude Code logs every stderr line of a start as an error");
+    assertEquals(start.stdout, "");
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 });
