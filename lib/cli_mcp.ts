@@ -7,7 +7,7 @@ import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args
 import { isRecord, tryParseJson } from "./json.ts";
 import { needsMcpTasks } from "./pool_connection.ts";
 import type { Tool } from "./sdk.ts";
-import { formatPoolReport, poolReportJson } from "./server_mcp.ts";
+import { formatPoolReport, poolReportJson, withLaunchProblems } from "./server_mcp.ts";
 import { firstLine, plural } from "./text.ts";
 import { contentText } from "./tool_output.ts";
 
@@ -32,7 +32,7 @@ export async function mcpsCommand(
 ): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "mcps");
   noExtraPositionals(args.positionals, 0, "mcps");
-  const report = await (await ctx.app.pool()).status();
+  const report = await withLaunchProblems(await (await ctx.app.pool()).status());
   if (flag(args, "json")) {
     ctx.out.stdout(JSON.stringify(poolReportJson(report), null, 2) + "\n");
   } else {

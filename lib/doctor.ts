@@ -6,11 +6,10 @@
  */
 import type { App, CommandContext } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
-import { isFile, pathCandidates } from "./lms_locate.ts";
 import { entryTarget, isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";
-import { currentLaunch, extraFlags, widenCommand } from "./launch.ts";
-import { listNames } from "./text.ts";
+import { currentLaunch, extraFlags, onPath, widenCommand } from "./launch.ts";
+import { clause, listNames } from "./text.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -45,7 +44,7 @@ async function checkLmStudio(app: App, signal: AbortSignal): Promise<Check[]> {
       status: llms.length ? "ok" : "fail",
       detail: llms.length
         ? `${list.models.length} models (${known}; via ${list.source})` +
-          (list.notes.length ? `. ${list.notes.join(" ")}` : "")
+          (list.notes.length ? `. ${list.notes.map(clause).join("; ")}` : "")
         : "no chat model is available: download one in LM Studio (Discover tab) or `lms get`",
     });
     const wanted = app.settings.defaultModel;
@@ -93,15 +92,6 @@ async function checkLms(app: App, signal: AbortSignal): Promise<Check[]> {
 
 async function permission(descriptor: Deno.PermissionDescriptor): Promise<boolean> {
   return (await Deno.permissions.query(descriptor)).state === "granted";
-}
-
-/** Whether `command` names an existing file directly or through PATH. */
-async function onPath(command: string): Promise<boolean> {
-  if (command.includes("/")) return await isFile(command);
-  for (const candidate of pathCandidates(command)) {
-    if (await isFile(candidate)) return true;
-  }
-  return false;
 }
 
 async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check[]> {

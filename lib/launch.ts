@@ -8,6 +8,7 @@
  * {@linkcode widenCommand} to name the command that works for the way they run the bridge.
  */
 import { z } from "zod";
+import { isFile, pathCandidates } from "./lms_locate.ts";
 import { join } from "./path.ts";
 import { shellWord } from "./text.ts";
 
@@ -173,4 +174,33 @@ export function widenCommand(
   return `deno task --quiet --cwd ${shellWord(launch.repo)} install ${
     words([...where, ...extraFlags(merged(base, wanted))])
   }`;
+}
+
+/** Whether `command` names an existing file directly or through PATH. */
+export async function onPath(command: string): Promise<boolean> {
+  if (command.includes("/")) return await isFile(command);
+  for (const candidate of pathCandidates(command)) {
+    if (await isFile(candidate)) return true;
+  }
+  return false;
+}
+
+/**
+ * Why a stdio server's `command` cannot start here, before trying: it is not installed (not on
+ * PATH, no such file), or the sandbox does not allow running it (with the command that allows
+ * it). Undefined when it can start.
+ */
+export async function launcherProblem(command: string): Promise<string | undefined> {
+  if (!await onPath(command)) {
+    return command.includes("/")
+      ? `${command} does not exist (or is not a file)`
+      : `\`${command}\` is not installed (not found on PATH)`;
+  }
+  const state = (await Deno.permissions.query({ name: "run", command })).state;
+  if (state !== "granted") {
+    return `the sandbox does not allow running \`${command}\`; allow it with: ${
+      widenCommand({ run: [command] })
+    }`;
+  }
+  return undefined;
 }

@@ -31,6 +31,7 @@ import {
   type WritePermissionQuery,
 } from "./agent_trace.ts";
 import { widenCommand } from "./launch.ts";
+import { clause } from "./text.ts";
 import { dirname, resolve } from "./path.ts";
 
 /**
@@ -198,7 +199,7 @@ function agentToolResult(result: AgentResult): CallToolResult {
     `${result.usage.total_tokens} tokens`,
     `model ${result.model}`,
   ].join(" · ");
-  const notes = result.notes.length ? `\nNotes: ${result.notes.join("; ")}` : "";
+  const notes = result.notes.length ? `\nNotes: ${result.notes.map(clause).join("; ")}.` : "";
   return safeResult({
     content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
     structuredContent: agentResultJson(result),

@@ -54,6 +54,11 @@ function isVisionModel(m: ModelInfo): boolean {
   return m.vision === true || m.type === "vlm";
 }
 
+/** True for an embedding model: by its type, or by its name where the server tells no type. */
+function isEmbeddingModel(m: ModelInfo): boolean {
+  return m.type === "embedding" || /embed/i.test(m.id);
+}
+
 /** True when the server says the model cannot read images. Pure. */
 function isTextOnlyModel(m: ModelInfo): boolean {
   return !isVisionModel(m) && (m.vision === false || m.type === "embedding");
@@ -137,7 +142,10 @@ async function chooseVisionModel(
     throw new VisionModelError(
       `${prefix}Cannot tell which model can read images: the server at ${client.baseUrl} does not ` +
         "report model capabilities (it has no LM Studio REST API). Pass a vision model as " +
-        `\`model\` (one of: ${list.models.map((m) => m.id).join(", ") || "none listed"}), ` +
+        `\`model\` (one of: ${
+          list.models.filter((m) => !isEmbeddingModel(m)).map((m) => m.id).join(", ") ||
+          "none listed"
+        }), ` +
         "or set DEFAULT_MODEL to one.",
       { visionModels },
     );
