@@ -23,7 +23,13 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   chat: async () => (await import("./lib/cli.ts")).chatCommand,
   models: async () => (await import("./lib/cli.ts")).modelsCommand,
   doctor: async () => (await import("./lib/doctor.ts")).doctorCommand,
-  mcps: async () => (await import("./lib/cli_mcp.ts")).mcpsCommand,
+  mcps: async () => {
+    const { mcpsCommand, mcpsEditCommand } = await import("./lib/cli_mcp.ts");
+    return (argv, ctx) =>
+      argv[0] === "add" || argv[0] === "remove"
+        ? mcpsEditCommand(argv, ctx)
+        : mcpsCommand(argv, ctx);
+  },
   tools: async () => (await import("./lib/cli_mcp.ts")).toolsCommand,
   call: async () => (await import("./lib/cli_mcp.ts")).callCommand,
   lms: async () => (await import("./lib/cli_lms.ts")).lmsCommand,

@@ -353,7 +353,12 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
 
   const tools = catalog.openaiTools;
   const messages: ChatMessage[] = [
-    { role: "system", content: systemPrompt(servers) },
+    {
+      role: "system",
+      content: options.instructions
+        ? `${systemPrompt(servers)}\n\n${options.instructions}`
+        : systemPrompt(servers),
+    },
     { role: "user", content: options.task },
   ];
   const budget = planBudget({

@@ -3,7 +3,14 @@
  * doctor.ts; MCP, lms and run commands in their own modules.)
  */
 import type { App, CommandContext } from "./app.ts";
-import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
+import {
+  flag,
+  integerOption,
+  parseArgs,
+  stringOption,
+  temperatureOption,
+  UsageError,
+} from "./args.ts";
 import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 
@@ -35,14 +42,7 @@ export async function chatCommand(
     "max-tokens": { type: "string" },
     json: { type: "boolean" },
   }, "chat");
-  const temperatureRaw = stringOption(args, "temperature");
-  const temperature = temperatureRaw === undefined ? 0.7 : Number(temperatureRaw);
-  if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) {
-    throw new UsageError(
-      `--temperature must be a number from 0 to 2, got ${temperatureRaw}.`,
-      "chat",
-    );
-  }
+  const temperature = temperatureOption(args, "chat") ?? 0.7;
   const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 1_000_000 }) ?? 1024;
   const prompt = await readPrompt(args.positionals, "chat");
   const { app, out, signal } = ctx;

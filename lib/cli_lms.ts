@@ -154,6 +154,24 @@ export async function lmsCommand(
       }
       return 0;
     }
+    case "ensure": {
+      const args = parseArgs(rest, {
+        ...COMMON,
+        "context-length": { type: "string", short: "c" },
+      }, "lms");
+      const model = one(args, "model name", "lms ensure");
+      const contextLength = integerOption(args, "context-length", { min: 256, max: 10_000_000 });
+      const result = await models.ensureLoaded(model, {
+        signal,
+        ...(contextLength !== undefined ? { contextLength } : {}),
+      });
+      if (flag(args, "json")) json(ensureReport(result));
+      else {
+        out.stdout(loadLine(result));
+        if (result.note) out.stderr(result.note);
+      }
+      return 0;
+    }
     case "unload": {
       const args = parseArgs(rest, COMMON, "lms");
       const model = one(args, "model name", "lms unload");
@@ -221,7 +239,7 @@ export async function lmsCommand(
       throw new UsageError("a subcommand is required: ps, ls, load, unload or status.", "lms");
     default:
       throw new UsageError(
-        `unknown subcommand "${sub}"; use ps, ls, load, unload or status.`,
+        `unknown subcommand "${sub}"; use ps, ls, load, ensure, unload or status.`,
         "lms",
       );
   }

@@ -10,6 +10,7 @@ import {
   parseArgs,
   stringListOption,
   stringOption,
+  temperatureOption,
   UsageError,
 } from "./args.ts";
 import { agentResultJson } from "./agent.ts";
@@ -20,6 +21,8 @@ const OPTIONS = {
   mcp: { type: "string", multiple: true },
   all: { type: "boolean" },
   model: { type: "string" },
+  system: { type: "string", short: "s" },
+  temperature: { type: "string", short: "t" },
   "max-rounds": { type: "string" },
   "max-tokens": { type: "string" },
   "allow-tools": { type: "string", multiple: true },
@@ -117,6 +120,8 @@ export async function runCommand(
     task,
     servers: all ? "all" : servers,
     model: stringOption(args, "model"),
+    instructions: stringOption(args, "system"),
+    temperature: temperatureOption(args, "run"),
     maxRounds,
     maxTokens,
     allowedTools: stringListOption(args, "allow-tools"),

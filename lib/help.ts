@@ -12,6 +12,8 @@ TASK may be several words, or - to read it from stdin.
   --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
   --all               use every enabled server in the config (except this bridge)
   --model M           model id (default: DEFAULT_MODEL, else the loaded model)
+  --system S          your instructions, added to the system message (e.g. "Answer in French")
+  --temperature T     sampling temperature, 0 to 2 (default: the server's)
   --max-rounds N      most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS})
   --max-tokens N      length limit of each model reply
   --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
@@ -33,12 +35,23 @@ Examples:
 
 /** Help of `mcps`. */
 const MCPS_HELP = `Usage: ${NAME} mcps [--json]
+       ${NAME} mcps add NAME [--env K=V]... [--force] -- COMMAND [ARGS...]
+       ${NAME} mcps add NAME --url URL [--type http|sse] [--force]
+       ${NAME} mcps remove NAME
 
 Lists the MCP servers of the config file in force: name, transport, command line or URL, state
 (not started, connected, failed with the reason, disabled, invalid with the problem) and the
 names (never values) of their environment variables. Says which file was used, where it
 searched, and shows the parse error when the newest edit of the file is broken. Starts nothing.
+A server whose launcher is not installed or not allowed by the sandbox is not counted as usable.
   --json   print {config, servers} as one JSON document
+
+add and remove edit the config file in force (else create .mcp.json here), keeping its
+comments and formatting; a running bridge picks the change up at its next use.
+  --env K=V   an environment variable of the server (repeatable)
+  --force     replace a server of that name
+Example:
+  ${NAME} mcps add memory -- npx -y @modelcontextprotocol/server-memory
 `;
 
 /** Help of `tools`. */
@@ -77,6 +90,9 @@ Commands:
                              load a model (nothing happens if it is loaded); --ttl 0 = no TTL;
                              without --context-length: LMSTUDIO_CONTEXT_LENGTH (default 8192),
                              capped at the model's maximum
+  ensure MODEL [--context-length N]
+                             make sure MODEL is ready: at once if loaded, waits if loading,
+                             loads it otherwise (as the lms_ensure_model_loaded tool)
   unload MODEL               unload every instance of MODEL (or one: MODEL:2)
   status                     server reachability, lms installation, how models are managed
 
@@ -99,9 +115,10 @@ Usage:
   ${NAME} chat [options] PROMPT         one chat completion
   ${NAME} models [--json]               models the server knows, with type and state
   ${NAME} mcps [--json]                 configured MCP servers and the config file
+  ${NAME} mcps add NAME -- CMD ARGS...  add a server to the config (mcps remove NAME)
   ${NAME} tools NAME [--json]           tools of one configured MCP server
   ${NAME} call NAME TOOL [--args JSON]  call one downstream tool directly, no LLM
-  ${NAME} lms ps|ls|load|unload|status  manage models through LM Studio's \`lms\`
+  ${NAME} lms ps|ls|load|ensure|unload|status  manage models (LM Studio's \`lms\` or REST)
   ${NAME} doctor                        check LM Studio, lms, config, servers, permissions
 
 Install (in the repository): deno task --quiet install [--allow-run=CMD] [--allow-net=HOST]
