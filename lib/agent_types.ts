@@ -48,6 +48,41 @@ export interface ToolHost {
   ): Promise<CallToolResult>;
 }
 
+// -- approvals (contract 2: the loop decides, the surfaces ask the human, the settings hold rules)
+
+/** What a rule says about a tool call: run it, ask first, or refuse it. */
+export type ApprovalRule = "allow" | "ask" | "deny";
+
+/**
+ * Rules from the bridge settings file (lmstudio-bridge.json): per server, glob over its tool
+ * names; and global, "server/tool-glob". The loader owns the exact shape; this is what the loop
+ * reads.
+ */
+export interface ApprovalRules {
+  servers?: Readonly<Record<string, { readonly tools?: Readonly<Record<string, ApprovalRule>> }>>;
+  tools?: Readonly<Record<string, ApprovalRule>>;
+}
+
+/** One tool call the loop wants a human to approve. */
+export interface ApprovalRequest {
+  server: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  task: string;
+  /** From the tool's MCP annotations. */
+  readOnly: boolean;
+  destructive: boolean;
+}
+
+/** Allow this call once, allow this tool for the rest of the task, or refuse it. */
+export type ApprovalAnswer = "once" | "task" | "deny";
+
+/** Asks a human; `{ unavailable }` says why nobody can be asked. */
+export type Approver = (
+  req: ApprovalRequest,
+  signal: AbortSignal,
+) => Promise<ApprovalAnswer | { unavailable: string }>;
+
 /** A progress notification of a running downstream tool. */
 export interface ToolProgress {
   progress: number;
@@ -163,6 +198,12 @@ export interface AgentOptions {
   /** Limit of each model reply. */
   maxTokens?: number;
   temperature?: number;
+  /** Asks a human about a call the rules do not settle (the MCP client, the terminal). */
+  approve?: Approver;
+  /** Every call is allowed without asking (`run --yes`). */
+  approveAll?: boolean;
+  /** Approval rules from the bridge settings file. */
+  rules?: ApprovalRules;
   /** The caller's own instructions (`run --system`), added to the loop's system message. */
   instructions?: string;
   /** Glob patterns (`*`, `?`) over raw or `server__tool` names. */

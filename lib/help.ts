@@ -21,6 +21,9 @@ TASK may be several words, or - to read it from stdin.
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
                       (the default sandbox writes nothing: install with
                       \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
+  --yes, -y           allow every tool call of this run without asking (otherwise calls the
+                      rules do not allow are asked about on the terminal, or refused when
+                      stdin is not a terminal)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time

@@ -45,7 +45,7 @@ export function processOutput(): Output {
       writeAll(Deno.stderr, safeText(line) + "\n");
     },
     status: (line) => {
-      if (!stderrIsTerminal) return;
+      if (!stderrIsTerminal || (line === "" && !statusShown)) return;
       const width = safeColumns();
       const plain = safeText(line).replaceAll("\n", " ");
       const clipped = plain.length > width - 1 ? plain.slice(0, width - 2) + "…" : plain;

@@ -12,6 +12,8 @@ import {
   type AgentOptions,
   type AgentProgress,
   type AgentResult,
+  type ApprovalRequest,
+  type Approver,
   DEFAULT_MAX_ROUNDS,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
@@ -31,7 +33,8 @@ import {
   type WritePermissionQuery,
 } from "./agent_trace.ts";
 import { widenCommand } from "./launch.ts";
-import { clause } from "./text.ts";
+import { errorMessage } from "./errors.ts";
+import { clause, redact, shorten, shortJson } from "./text.ts";
 import { dirname, resolve } from "./path.ts";
 
 /**
@@ -125,6 +128,77 @@ async function queryWrite(path: string): Promise<Deno.PermissionState> {
   return (await Deno.permissions.query({ name: "write", path })).state;
 }
 
+/**
+ * The question a human answers about one tool call: which tool of which server, its arguments
+ * (shortened, secrets redacted), what the tool says of itself, and the task it serves.
+ */
+export function approvalQuestion(req: ApprovalRequest): string {
+  const kind = req.destructive
+    ? " It may change or delete things (destructive)."
+    : req.readOnly
+    ? " It only reads."
+    : "";
+  return [
+    `The local model wants to call ${req.tool} on MCP server "${req.server}".${kind}`,
+    `Arguments: ${shortJson(redact(req.arguments), 400)}`,
+    `Task: ${shorten(req.task, 200)}`,
+  ].join("\n");
+}
+
+/** The choices of {@linkcode approvalQuestion}, with the answers they stand for. */
+export const APPROVAL_CHOICES: ReadonlyArray<{ answer: "once" | "task" | "deny"; label: string }> =
+  [
+    { answer: "once", label: "Allow once" },
+    { answer: "task", label: "Allow for this task" },
+    { answer: "deny", label: "Deny" },
+  ];
+
+/**
+ * An {@linkcode Approver} that asks the user of the MCP client, through elicitation, about the
+ * calls of the task behind `extra` (the elicitation is related to that tool call). A client that
+ * cannot elicit (no form elicitation capability) is `unavailable`; declining or dismissing the
+ * question denies the call.
+ */
+export function mcpApprover(server: McpServer, extra: Pick<Extra, "requestId">): Approver {
+  return async (req, signal) => {
+    const capabilities = server.server.getClientCapabilities();
+    const client = server.server.getClientVersion()?.name ?? "the MCP client";
+    if (!capabilities?.elicitation) {
+      return {
+        unavailable: `${client} cannot ask its user (it does not offer MCP elicitation)`,
+      };
+    }
+    if (!capabilities.elicitation.form) {
+      return { unavailable: `${client} can elicit only through URLs, not with a question` };
+    }
+    let result;
+    try {
+      result = await server.server.elicitInput({
+        mode: "form",
+        message: approvalQuestion(req),
+        requestedSchema: {
+          type: "object",
+          properties: {
+            decision: {
+              type: "string",
+              title: "Decision",
+              enum: APPROVAL_CHOICES.map((c) => c.answer),
+              enumNames: APPROVAL_CHOICES.map((c) => c.label),
+            },
+          },
+          required: ["decision"],
+        },
+      }, { signal, relatedRequestId: extra.requestId });
+    } catch (error: unknown) {
+      if (signal.aborted) throw error;
+      return { unavailable: `asking ${client}'s user failed: ${errorMessage(error)}` };
+    }
+    if (result.action !== "accept") return "deny";
+    const decision = result.content?.["decision"];
+    return decision === "once" || decision === "task" ? decision : "deny";
+  };
+}
+
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
 type AgentToolSeams = Pick<AgentTask, "heartbeatMs" | "queryWritePermission">;
 
@@ -211,6 +285,7 @@ function agentToolResult(result: AgentResult): CallToolResult {
 
 async function runTool(
   app: AgentApp,
+  server: McpServer,
   seams: AgentToolSeams,
   servers: readonly string[] | "all",
   args: CommonArgs,
@@ -239,6 +314,7 @@ async function runTool(
         : undefined,
       signal: extra.signal,
       onProgress,
+      approve: mcpApprover(server, extra),
       heartbeatMs: seams.heartbeatMs,
       tracePath: args.trace_path,
       queryWritePermission: seams.queryWritePermission,
@@ -271,7 +347,7 @@ function registerAutonomousWithMcpTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, seams, [args.mcp_name], args, extra),
+    (args, extra) => runTool(app, server, seams, [args.mcp_name], args, extra),
   );
 }
 
@@ -296,7 +372,7 @@ function registerAutonomousWithMultipleMcpsTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, seams, args.mcp_names, args, extra),
+    (args, extra) => runTool(app, server, seams, args.mcp_names, args, extra),
   );
 }
 
@@ -316,7 +392,7 @@ function registerAutonomousDiscoverAndExecuteTool(
       STOP_REASONS,
     inputSchema: common,
     annotations: ANNOTATIONS,
-  }, (args, extra) => runTool(app, seams, "all", args, extra));
+  }, (args, extra) => runTool(app, server, seams, "all", args, extra));
 }
 
 /** Registers the three autonomous tools. */

@@ -127,3 +127,23 @@ export function safeValue(value: unknown): unknown {
   }
   return value;
 }
+
+/** Keys whose values are secrets: tokens, passwords, API keys, credentials, cookies. */
+const SECRET_KEY =
+  /token|secret|passw(or)?d|pass_?phrase|api[-_]?key|authori[sz]ation|^auth$|cookie|credential|private[-_]?key/i;
+/** Values that are secrets whatever their key: bearer tokens and well-known key formats. */
+const SECRET_VALUE =
+  /^(Bearer\s+\S+|sk-[\w-]{16,}|gh[pousr]_\w{20,}|xox[abprs]-[\w-]{10,}|AKIA[0-9A-Z]{16}|eyJ[\w-]+\.[\w-]+\.[\w-]+)$/;
+
+/** `value` with secrets replaced by "[redacted]": values of secret-named keys, token-like strings. */
+export function redact(value: unknown, key = ""): unknown {
+  if (key !== "" && SECRET_KEY.test(key) && value !== null && typeof value !== "object") {
+    return "[redacted]";
+  }
+  if (typeof value === "string") return SECRET_VALUE.test(value.trim()) ? "[redacted]" : value;
+  if (Array.isArray(value)) return value.map((v) => redact(v));
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
+  }
+  return value;
+}
