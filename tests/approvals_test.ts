@@ -4,25 +4,16 @@
  * (a pseudo-terminal through util-linux `script`), refuses without one, and allows all with --yes.
  */
 import { Client, ElicitRequestSchema, InMemoryTransport, McpServer } from "../lib/sdk.ts";
-import type { ApprovalRequest } from "../lib/agent_types.ts";
+import { REQUEST } from "./fixtures/tty_approver.ts";
 import { mcpApprover } from "../lib/server_agent.ts";
 import { cliApproval, terminalApprover } from "../lib/cli_run.ts";
 import { captureOutput } from "../lib/output.ts";
 import { redact } from "../lib/text.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { cachedRun } from "./fixtures/pool_support.ts";
-import { baseEnv, REPO } from "./helpers.ts";
+import { baseEnv, REPO, terminal } from "./helpers.ts";
 import { resultText } from "./rigs.ts";
 import { shellWord } from "../lib/text.ts";
-
-const REQUEST: ApprovalRequest = {
-  server: "filesystem",
-  tool: "write_file",
-  arguments: { path: "/tmp/notes.txt", content: "hello", api_key: "sk-live-0123456789abcdef" },
-  task: "Write the notes",
-  readOnly: false,
-  destructive: true,
-};
 
 /**
  * An McpServer with one tool, `ask`, that runs the MCP approver on REQUEST and returns its answer
@@ -146,38 +137,14 @@ Deno.test({
   async fn() {
     const driver = `${REPO}/tests/fixtures/tty_approver.ts`;
     const command = ["deno", ...cachedRun([driver])].map(shellWord).join(" ");
-    const child = new Deno.Command("script", {
-      args: ["-q", "-e", "-c", command, "/dev/null"],
-      env: baseEnv({ TERM: "dumb" }),
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes("Allow it?")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += value;
-    }
-    assertStringIncludes(seen, 'write_file on MCP server "filesystem"');
-    assert(!seen.includes("sk-live"), seen);
-    await writer.write(new TextEncoder().encode("t\n"));
-    while (!seen.includes("ANSWER:")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      seen += value;
-    }
-    // script ends once its input ends too.
-    await writer.close().catch(() => undefined);
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      seen += value;
-    }
-    await child.status;
+    const term = terminal(command, { env: baseEnv() });
+    await term.waitFor(/Allow it\?/);
+    assertStringIncludes(term.screen, 'write_file on MCP server "filesystem"');
+    assert(!term.screen.includes("sk-live"), term.screen);
+    await term.type("t\n");
+    await term.waitFor(/ANSWER:/);
+    await term.close();
+    const seen = term.screen;
     assertStringIncludes(seen, 'ANSWER: {"answer":"task","approveAll":false}');
   },
 });

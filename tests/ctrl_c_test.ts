@@ -7,7 +7,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { chatReply, FakeLmStudio } from "./fakes/lmstudio.ts";
-import { baseEnv, REPO } from "./helpers.ts";
+import { baseEnv, REPO, terminal } from "./helpers.ts";
 import {
   assertGone,
   cachedRun,
@@ -22,20 +22,6 @@ const FIXTURE = `${REPO}/tests/fixtures/agent_server.ts`;
 const CHAT = "/v1/chat/completions";
 // 12 runs (CTRL_C_RUNS to change): the duplicate signal showed in about one run of three.
 const RUNS = Number(Deno.env.get("CTRL_C_RUNS") ?? 12);
-
-/** Reads `reader` until `pattern` shows in what was read (or the stream ends); returns it all. */
-async function readUntil(
-  reader: ReadableStreamDefaultReader<string>,
-  seen: { text: string },
-  pattern: RegExp,
-): Promise<boolean> {
-  while (!pattern.test(seen.text)) {
-    const { value, done } = await reader.read();
-    if (done) return false;
-    seen.text += value;
-  }
-  return true;
-}
 
 Deno.test({
   name:
@@ -71,41 +57,27 @@ Deno.test({
             toolCalls: [{ name: "sleep", arguments: { ms: 60_000 } }],
           }),
         });
-        const child = new Deno.Command("script", {
-          args: ["-q", "-e", "-c", command, "/dev/null"],
+        const term = terminal(command, {
           cwd: dir,
-          env: baseEnv({
-            LMSTUDIO_BASE_URL: fake.baseUrl,
-            HOME: dir,
-            DENO_NO_UPDATE_CHECK: "1",
-            TERM: "dumb",
-          }),
-          clearEnv: true,
-          stdin: "piped",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
-        const writer = child.stdin.getWriter();
-        const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-        const seen = { text: "" };
-        // The status line names the running tool: the call is under way.
-        const running = await readUntil(reader, seen, /calling sleep/);
-        assert(running, `run ${i}: no status line before the end:\n${seen.text}`);
+          env: baseEnv({ LMSTUDIO_BASE_URL: fake.baseUrl, HOME: dir, DENO_NO_UPDATE_CHECK: "1" }),
+        });
+        // The status line names the running tool: the call is under way...
+        const running = await term.waitFor(/calling sleep/);
+        assert(running, `run ${i}: no status line before the end:\n${term.screen}`);
         // ... and the server has begun it.
         await waitFor(
           "the fixture to start the sleep",
           async () => (await Deno.readTextFile(log)).includes('"start"'),
         );
-        const tree = processTree(child.pid);
-        await writer.write(new Uint8Array([0x03]));
-        await readUntil(reader, seen, /\$^/); // to the end
-        const status = await child.status;
-        await writer.close().catch(() => undefined);
-        const text = seen.text.replace(/\r/g, "");
+        const tree = processTree(term.pid);
+        await term.type("\x03");
+        await term.waitFor(/cancelled after .* model /);
+        const code = await term.close();
+        const text = term.screen;
         const summaries = text.match(/cancelled after \d+ round\(s\)/g) ?? [];
         assertEquals(summaries.length, 1, `run ${i}: one summary:\n${text}`);
         assertMatch(text, /Interrupted: stopping/);
-        assertEquals(status.code, 130, `run ${i}: exit code:\n${text}`);
+        assertEquals(code, 130, `run ${i}: exit code:\n${text}`);
         const events = (await Deno.readTextFile(log)).trim().split("\n").filter((l) => l !== "")
           .map((l) => JSON.parse(l).event);
         assertEquals(events, ["start", "cancelled"], `run ${i}: the sleep was cancelled`);
