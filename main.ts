@@ -11,6 +11,9 @@ import { settingsFromEnv } from "./lib/settings.ts";
 import { NAME, VERSION } from "./lib/version.ts";
 import { BridgeError, errorMessage } from "./lib/errors.ts";
 
+/** Within this time after a Ctrl-C, another SIGINT is the same Ctrl-C delivered twice. */
+const DUPLICATE_SIGNAL_MS = 1000;
+
 /** A CLI command: its arguments and context in, the exit code out. */
 type Command = (argv: string[], ctx: CommandContext) => Promise<number>;
 
@@ -20,7 +23,13 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   chat: async () => (await import("./lib/cli.ts")).chatCommand,
   models: async () => (await import("./lib/cli.ts")).modelsCommand,
   doctor: async () => (await import("./lib/doctor.ts")).doctorCommand,
-  mcps: async () => (await import("./lib/cli_mcp.ts")).mcpsCommand,
+  mcps: async () => {
+    const { mcpsCommand, mcpsEditCommand } = await import("./lib/cli_mcp.ts");
+    return (argv, ctx) =>
+      argv[0] === "add" || argv[0] === "remove"
+        ? mcpsEditCommand(argv, ctx)
+        : mcpsCommand(argv, ctx);
+  },
   tools: async () => (await import("./lib/cli_mcp.ts")).toolsCommand,
   call: async () => (await import("./lib/cli_mcp.ts")).callCommand,
   lms: async () => (await import("./lib/cli_lms.ts")).lmsCommand,
@@ -71,9 +80,16 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
   let app: App | undefined;
   const controller = new AbortController();
   let interrupts = 0;
+  let firstInterrupt = 0;
   const onSignal = () => {
+    const now = performance.now();
+    // One Ctrl-C can arrive twice: the terminal signals the whole process group, and `deno task`
+    // sometimes forwards its own copy to the bridge a moment later. A second press counts only
+    // after DUPLICATE_SIGNAL_MS, so a single Ctrl-C always gets the orderly stop and its summary.
+    if (interrupts > 0 && now - firstInterrupt < DUPLICATE_SIGNAL_MS) return;
     interrupts += 1;
     if (interrupts > 1) Deno.exit(130); // a second Ctrl-C means "now"
+    firstInterrupt = now;
     out.stderr("Interrupted: stopping (press Ctrl-C again to quit at once).");
     controller.abort(new DOMException("Interrupted by the user", "AbortError"));
   };
@@ -118,7 +134,10 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
     Deno.addSignalListener("SIGINT", onSignal);
     try {
       const run = await load();
-      return await run(global.rest, { app, out, signal: controller.signal });
+      const code = await run(global.rest, { app, out, signal: controller.signal });
+      // Interrupted work ends as a shell reports Ctrl-C (128 + SIGINT), whether it ran under
+      // `deno task` (which reports that for its child too) or directly.
+      return interrupts > 0 && code !== 0 ? 130 : code;
     } finally {
       Deno.removeSignalListener("SIGINT", onSignal);
     }

@@ -449,9 +449,14 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   const task: ChatMessage = { role: "user", content: options.task };
   // A continued conversation keeps its messages, the system message and first task first.
   const history = (session?.messages ?? []).map((m) => ({ ...m }));
+  const system = options.instructions
+    ? `${systemPrompt(servers)}
+
+${options.instructions}`
+    : systemPrompt(servers);
   const messages: ChatMessage[] = history[0]?.role === "system"
     ? [...history, task]
-    : [{ role: "system", content: systemPrompt(servers) }, ...history, task];
+    : [{ role: "system", content: system }, ...history, task];
   run.messages = messages;
   const budget = planBudget({
     contextTokens: run.contextTokens,

@@ -285,6 +285,8 @@ export interface AgentOptions {
   /** Limit of each model reply. */
   maxTokens?: number;
   temperature?: number;
+  /** The caller's own instructions (`run --system`), added to the loop's system message. */
+  instructions?: string;
   /** Glob patterns (`*`, `?`) over raw or `server__tool` names. */
   allowedTools?: readonly string[];
   /** Overall time budget in milliseconds. */

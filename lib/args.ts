@@ -86,3 +86,14 @@ export function integerOption(
   }
   return n;
 }
+
+/** `--temperature`: a number from 0 to 2, or undefined; anything else is a usage error. */
+export function temperatureOption(args: ParsedArgs, command: string): number | undefined {
+  const raw = stringOption(args, "temperature");
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 2) {
+    throw new UsageError(`--temperature must be a number from 0 to 2, got ${raw}.`, command);
+  }
+  return value;
+}

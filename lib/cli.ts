@@ -3,8 +3,15 @@
  * doctor.ts; MCP, lms and run commands in their own modules.)
  */
 import type { App, CommandContext } from "./app.ts";
-import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
-import type { ChatMessage } from "./lmstudio_types.ts";
+import {
+  flag,
+  integerOption,
+  parseArgs,
+  stringOption,
+  temperatureOption,
+  UsageError,
+} from "./args.ts";
+import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 
 /** Joins positionals into a prompt; `-` reads standard input. */
@@ -35,14 +42,7 @@ export async function chatCommand(
     "max-tokens": { type: "string" },
     json: { type: "boolean" },
   }, "chat");
-  const temperatureRaw = stringOption(args, "temperature");
-  const temperature = temperatureRaw === undefined ? 0.7 : Number(temperatureRaw);
-  if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) {
-    throw new UsageError(
-      `--temperature must be a number from 0 to 2, got ${temperatureRaw}.`,
-      "chat",
-    );
-  }
+  const temperature = temperatureOption(args, "chat") ?? 0.7;
   const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 1_000_000 }) ?? 1024;
   const prompt = await readPrompt(args.positionals, "chat");
   const { app, out, signal } = ctx;
@@ -100,7 +100,7 @@ export async function modelsCommand(
   }
   const list = await ctx.app.client.listModels({ signal: ctx.signal });
   if (flag(args, "json")) {
-    ctx.out.stdout(JSON.stringify(list, null, 2) + "\n");
+    ctx.out.stdout(JSON.stringify(modelListJson(list), null, 2) + "\n");
     return 0;
   }
   const rows = list.models.map((m) => [
@@ -120,6 +120,31 @@ export async function modelsCommand(
   ctx.out.stdout(table(["MODEL", "TYPE", "STATE", "CONTEXT", "CAPS"], rows));
   for (const note of list.notes) ctx.out.stderr(`note: ${note}`);
   return 0;
+}
+
+/**
+ * The `models --json` document: every key of every model always present, null when the server
+ * does not tell (as `lms ls --json` and `lms ps --json` do).
+ */
+export function modelListJson(list: ModelList): Record<string, unknown> {
+  return {
+    source: list.source,
+    models: list.models.map((m) => ({
+      id: m.id,
+      type: m.type,
+      state: m.state ?? null,
+      maxContextLength: m.maxContextLength ?? null,
+      loadedContextLength: m.loadedContextLength ?? null,
+      vision: m.vision ?? null,
+      toolUse: m.toolUse ?? null,
+      reasoning: m.reasoning ?? null,
+      publisher: m.publisher ?? null,
+      arch: m.arch ?? null,
+      quantization: m.quantization ?? null,
+      instanceIds: m.instanceIds ?? null,
+    })),
+    notes: list.notes,
+  };
 }
 
 /** A plain aligned text table. */

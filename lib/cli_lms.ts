@@ -15,6 +15,7 @@ import { table } from "./cli.ts";
 import { lmsInstallAdvice } from "./lms.ts";
 import { type EnsureResult, type Management, sourceLabel } from "./model_types.ts";
 import { ensureReport } from "./models.ts";
+import type { Output } from "./output.ts";
 import { formatBytes, plural } from "./text.ts";
 
 const COMMON: Record<string, OptionSpec> = { json: { type: "boolean" } };
@@ -61,6 +62,16 @@ function loadLine(result: EnsureResult): string {
     rest: `Loaded ${result.model} (REST API, ${seconds} s${context}).`,
     jit: `${result.model} will load on its first request (JIT).`,
   }[result.via] + "\n";
+}
+
+/** Prints what `lms load` or `lms ensure` did: one line and its note, or the JSON report. */
+function reportLoad(result: EnsureResult, json: boolean, out: Output): number {
+  if (json) out.stdout(JSON.stringify(ensureReport(result), null, 2) + "\n");
+  else {
+    out.stdout(loadLine(result));
+    if (result.note) out.stderr(result.note);
+  }
+  return 0;
 }
 
 /** Runs `lms SUBCOMMAND ...`; returns the exit code (errors other than misuse propagate to main). */
@@ -147,12 +158,20 @@ export async function lmsCommand(
         ...(ttl !== undefined ? { ttlSeconds: ttl } : {}),
         ...(contextLength !== undefined ? { contextLength } : {}),
       });
-      if (flag(args, "json")) json(ensureReport(result));
-      else {
-        out.stdout(loadLine(result));
-        if (result.note) out.stderr(result.note);
-      }
-      return 0;
+      return reportLoad(result, flag(args, "json"), out);
+    }
+    case "ensure": {
+      const args = parseArgs(rest, {
+        ...COMMON,
+        "context-length": { type: "string", short: "c" },
+      }, "lms");
+      const model = one(args, "model name", "lms ensure");
+      const contextLength = integerOption(args, "context-length", { min: 256, max: 10_000_000 });
+      const result = await models.ensureLoaded(model, {
+        signal,
+        ...(contextLength !== undefined ? { contextLength } : {}),
+      });
+      return reportLoad(result, flag(args, "json"), out);
     }
     case "unload": {
       const args = parseArgs(rest, COMMON, "lms");
@@ -221,7 +240,7 @@ export async function lmsCommand(
       throw new UsageError("a subcommand is required: ps, ls, load, unload or status.", "lms");
     default:
       throw new UsageError(
-        `unknown subcommand "${sub}"; use ps, ls, load, unload or status.`,
+        `unknown subcommand "${sub}"; use ps, ls, load, ensure, unload or status.`,
         "lms",
       );
   }

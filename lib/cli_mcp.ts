@@ -3,12 +3,24 @@
  * `tools NAME` (what a server offers) and `call NAME TOOL` (one direct call, no LLM).
  */
 import type { App, CommandContext } from "./app.ts";
-import { flag, integerOption, parseArgs, stringOption, UsageError } from "./args.ts";
+import {
+  flag,
+  integerOption,
+  parseArgs,
+  stringListOption,
+  stringOption,
+  UsageError,
+} from "./args.ts";
+import { parseConfigText } from "./config.ts";
+import { addServer, ConfigEditError, removeServer } from "./config_edit.ts";
+import { launcherProblem, REPOSITORY, widenCommand } from "./launch.ts";
+import { join } from "./path.ts";
+import { NAME } from "./version.ts";
 import { isRecord, tryParseJson } from "./json.ts";
 import { needsMcpTasks } from "./pool_connection.ts";
 import type { Tool } from "./sdk.ts";
-import { formatPoolReport, poolReportJson } from "./server_mcp.ts";
-import { firstLine, plural } from "./text.ts";
+import { formatPoolReport, poolReportJson, withLaunchProblems } from "./server_mcp.ts";
+import { firstLine, plural, shellWord } from "./text.ts";
 import { contentText } from "./tool_output.ts";
 
 function noExtraPositionals(positionals: string[], expected: number, command: string): void {
@@ -32,7 +44,7 @@ export async function mcpsCommand(
 ): Promise<number> {
   const args = parseArgs(argv, { json: { type: "boolean" } }, "mcps");
   noExtraPositionals(args.positionals, 0, "mcps");
-  const report = await (await ctx.app.pool()).status();
+  const report = await withLaunchProblems(await (await ctx.app.pool()).status());
   if (flag(args, "json")) {
     ctx.out.stdout(JSON.stringify(poolReportJson(report), null, 2) + "\n");
   } else {
@@ -173,5 +185,163 @@ export async function callCommand(
     return 1;
   }
   if (text !== "") out.stdout(text.endsWith("\n") ? text : text + "\n");
+  return 0;
+}
+
+const EDIT_OPTIONS = {
+  env: { type: "string", short: "e", multiple: true },
+  url: { type: "string" },
+  type: { type: "string" },
+  force: { type: "boolean" },
+} as const;
+
+/** The config file `mcps add|remove` edits: the one in force, else a new `.mcp.json` here. */
+async function fileToEdit(app: Pick<App, "config" | "settings">): Promise<string> {
+  const current = await app.config.current();
+  return current.path ?? current.searched[0] ??
+    join(app.settings.workDir ?? Deno.cwd(), ".mcp.json");
+}
+
+async function readIfThere(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error: unknown) {
+    if (error instanceof Deno.errors.NotFound) return "";
+    throw error;
+  }
+}
+
+async function granted(descriptor: Deno.PermissionDescriptor): Promise<boolean> {
+  return (await Deno.permissions.query(descriptor)).state === "granted";
+}
+
+/**
+ * Writes `text` to the config file `path`. The bridge's sandbox writes nothing, so unless it was
+ * installed with write access there, a deno allowed to write that one file does it.
+ */
+async function writeConfig(path: string, text: string): Promise<void> {
+  if (await granted({ name: "write", path })) {
+    await Deno.writeTextFile(path, text);
+    return;
+  }
+  const deno = Deno.execPath();
+  const runner = await granted({ name: "run", command: deno })
+    ? deno
+    : await granted({ name: "run", command: "deno" })
+    ? "deno"
+    : undefined;
+  if (REPOSITORY === undefined || runner === undefined) {
+    throw new ConfigEditError(
+      `Cannot write ${path}: the bridge's sandbox allows no writes there. Edit the file by ` +
+        `hand, or allow it with: ${widenCommand({ write: [path] })}`,
+    );
+  }
+  const child = new Deno.Command(runner, {
+    args: [
+      "run",
+      `--allow-write=${path}`,
+      "--no-prompt",
+      "--quiet",
+      "--no-config",
+      join(REPOSITORY, "lib", "config_edit.ts"),
+      path,
+    ],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) {
+    throw new ConfigEditError(
+      `Cannot write ${path}: ${firstLine(new TextDecoder().decode(out.stderr), 300)}`,
+    );
+  }
+}
+
+function envPairs(list: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of list) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) {
+      throw new UsageError(`--env takes NAME=VALUE, got ${JSON.stringify(pair)}.`, "mcps");
+    }
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+/**
+ * `mcps add NAME [--env K=V]... [--force] -- COMMAND [ARGS...]`, `mcps add NAME --url URL
+ * [--type http|sse]` and `mcps remove NAME`: edit the config file the bridge uses, keeping its
+ * formatting and comments (lib/config_edit.ts). The pool sees the change at its next use.
+ */
+export async function mcpsEditCommand(
+  argv: string[],
+  ctx: CommandContext<Pick<App, "config" | "settings">>,
+): Promise<number> {
+  const [action, ...rest] = argv;
+  const dashes = rest.indexOf("--");
+  const before = dashes === -1 ? rest : rest.slice(0, dashes);
+  const commandLine = dashes === -1 ? [] : rest.slice(dashes + 1);
+  const args = parseArgs(before, action === "add" ? EDIT_OPTIONS : {}, "mcps");
+  const [name, ...extra] = args.positionals;
+  if (name === undefined || name.trim() === "") {
+    throw new UsageError(`mcps ${action} needs the server's NAME.`, "mcps");
+  }
+  const path = await fileToEdit(ctx.app);
+  const text = await readIfThere(path);
+  const { out } = ctx;
+  if (action === "remove") {
+    noExtraPositionals(args.positionals, 1, "mcps");
+    if (commandLine.length > 0) throw new UsageError("mcps remove takes only NAME.", "mcps");
+    await writeConfig(path, removeServer(text, name));
+    out.stderr(`Removed server "${name}" from ${path}.`);
+    return 0;
+  }
+  if (extra.length > 0) {
+    throw new UsageError(
+      `put the server's command after --: mcps add ${name} -- ${extra.join(" ")}`,
+      "mcps",
+    );
+  }
+  const url = stringOption(args, "url");
+  const type = stringOption(args, "type");
+  const env = envPairs(stringListOption(args, "env"));
+  let entry: Record<string, unknown>;
+  if (url !== undefined) {
+    if (commandLine.length > 0) {
+      throw new UsageError("give either --url URL or -- COMMAND ARGS, not both.", "mcps");
+    }
+    if (type !== undefined && type !== "http" && type !== "sse") {
+      throw new UsageError(`--type is http or sse, got ${JSON.stringify(type)}.`, "mcps");
+    }
+    entry = { type: type ?? "http", url };
+  } else {
+    const [command, ...commandArgs] = commandLine;
+    if (command === undefined) {
+      throw new UsageError(
+        `give the server's command after --, e.g. mcps add ${name} -- npx -y ` +
+          "@modelcontextprotocol/server-memory (or --url URL for a remote server).",
+        "mcps",
+      );
+    }
+    entry = { command, args: commandArgs, ...(Object.keys(env).length > 0 ? { env } : {}) };
+  }
+  const edited = addServer(text, name, entry, { replace: flag(args, "force") });
+  // What the bridge will make of it, before it is written.
+  const parsed = parseConfigText(edited, { path, env: Deno.env.toObject() })
+    .find((e) => e.name === name);
+  if (parsed?.problem !== undefined) throw new UsageError(parsed.problem, "mcps");
+  await writeConfig(path, edited);
+  out.stderr(`Added server "${name}" to ${path}.`);
+  const problem = parsed?.transport === "stdio" && parsed.command !== undefined
+    ? await launcherProblem(parsed.command)
+    : undefined;
+  if (problem !== undefined) out.stderr(`note: it cannot start yet: ${problem}`);
+  else out.stderr(`Check it with: ${NAME} tools ${shellWord(name)}`);
   return 0;
 }

@@ -2,7 +2,9 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
-import type { AgentProgress, AgentResult } from "./agent_types.ts";
+import type { AgentProgress, AgentResult, ApprovalAnswer, Approver } from "./agent_types.ts";
+import { raceAbort } from "./abort.ts";
+import type { Output } from "./output.ts";
 import type { CommandContext } from "./app.ts";
 import {
   flag,
@@ -10,20 +12,25 @@ import {
   parseArgs,
   stringListOption,
   stringOption,
+  temperatureOption,
   UsageError,
 } from "./args.ts";
 import { agentResultJson } from "./agent.ts";
-import { type AgentApp, runTask } from "./server_agent.ts";
+import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
+import { listNames } from "./text.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
   all: { type: "boolean" },
   model: { type: "string" },
+  system: { type: "string", short: "s" },
+  temperature: { type: "string", short: "t" },
   "max-rounds": { type: "string" },
   "max-tokens": { type: "string" },
   "allow-tools": { type: "string", multiple: true },
   "time-budget": { type: "string" },
   trace: { type: "string" },
+  yes: { type: "boolean", short: "y" },
   json: { type: "boolean" },
 } as const;
 
@@ -50,6 +57,78 @@ function summaryLine(result: AgentResult, ms: number): string {
     `${seconds(ms)}, model ${result.model}`;
 }
 
+/** Reads one line of the terminal (null at its end); aborting stops waiting. */
+export type LineReader = (signal: AbortSignal) => Promise<string | null>;
+
+/** Lines of standard input, read as they come. */
+function stdinLines(): LineReader {
+  let reader: ReadableStreamDefaultReader<string> | undefined;
+  let buffered = "";
+  return async (signal) => {
+    reader ??= Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+    for (;;) {
+      const newline = buffered.indexOf("\n");
+      if (newline !== -1) {
+        const line = buffered.slice(0, newline).replace(/\r$/, "");
+        buffered = buffered.slice(newline + 1);
+        return line;
+      }
+      const { value, done } = await raceAbort(reader.read(), signal);
+      if (done) return buffered === "" ? null : buffered;
+      buffered += value;
+    }
+  };
+}
+
+/** What a typed answer means: o(nce)/y(es), t(ask)/a(lways), d(eny)/n(o)/nothing; else undefined. */
+function typedAnswer(line: string): ApprovalAnswer | undefined {
+  const word = line.trim().toLowerCase();
+  if (["o", "once", "y", "yes"].includes(word)) return "once";
+  if (["t", "task", "a", "always"].includes(word)) return "task";
+  if (["", "d", "deny", "n", "no"].includes(word)) return "deny";
+  return undefined;
+}
+
+/**
+ * An {@linkcode Approver} that asks on the terminal: the question on stderr, the answer typed on
+ * stdin (once, for this task, or deny; Enter denies). The end of input denies.
+ */
+export function terminalApprover(out: Output, readLine: LineReader = stdinLines()): Approver {
+  return async (req, signal) => {
+    out.status("");
+    out.stderr("");
+    for (const line of approvalQuestion(req).split("\n")) out.stderr(line);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      out.stderr("Allow it? [o]nce, for this [t]ask, or [d]eny (Enter denies):");
+      const line = await readLine(signal);
+      if (line === null) return "deny";
+      const answer = typedAnswer(line);
+      if (answer !== undefined) return answer;
+      out.stderr(`"${line.trim()}" is not an answer.`);
+    }
+    return "deny";
+  };
+}
+
+/**
+ * How `run` gets approvals: `--yes` allows everything; on a terminal the user is asked; otherwise
+ * nobody can be asked, and the loop hears why.
+ */
+export function cliApproval(
+  o: { yes: boolean; stdinIsTerminal: boolean; out: Output; readLine?: LineReader },
+): { approveAll: boolean; approve: Approver } {
+  if (o.yes) return { approveAll: true, approve: () => Promise.resolve("once") };
+  if (o.stdinIsTerminal) return { approveAll: false, approve: terminalApprover(o.out, o.readLine) };
+  return {
+    approveAll: false,
+    approve: () =>
+      Promise.resolve({
+        unavailable: "standard input is not a terminal, so nobody can be asked; run with --yes " +
+          "to allow every tool call of this run",
+      }),
+  };
+}
+
 /**
  * Runs `run`. Returns 0 when the model answered, 1 when it stopped for another reason; usage
  * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
@@ -63,6 +142,8 @@ export async function runCommand(
     readStdin?: () => Promise<string>;
     /** Clock in milliseconds (default performance.now). */
     now?: () => number;
+    /** Whether stdin is a terminal (default: asks Deno). */
+    stdinIsTerminal?: boolean;
   } = {},
 ): Promise<number> {
   const args = parseArgs(argv, OPTIONS, "run");
@@ -106,10 +187,18 @@ export async function runCommand(
   const { out } = ctx;
   const now = seams.now ?? (() => performance.now());
   const started = now();
+  // Servers can take a while to start (a first npx download, a slow handshake): say so.
+  out.status(
+    all
+      ? "starting the enabled MCP servers…"
+      : `starting MCP server${servers.length === 1 ? "" : "s"} ${listNames(servers)}…`,
+  );
   const { result, tracePath } = await runTask(ctx.app, {
     task,
     servers: all ? "all" : servers,
     model: stringOption(args, "model"),
+    instructions: stringOption(args, "system"),
+    temperature: temperatureOption(args, "run"),
     maxRounds,
     maxTokens,
     allowedTools: stringListOption(args, "allow-tools"),
@@ -117,6 +206,13 @@ export async function runCommand(
     signal: ctx.signal,
     onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
     tracePath: stringOption(args, "trace"),
+    ...cliApproval({
+      yes: flag(args, "yes"),
+      // With the task read from stdin, stdin is not there to answer.
+      stdinIsTerminal: (seams.stdinIsTerminal ?? Deno.stdin.isTerminal()) &&
+        args.positionals.join(" ").trim() !== "-",
+      out,
+    }),
   }).finally(() => out.status(""));
 
   const ms = now() - started;

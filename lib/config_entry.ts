@@ -311,8 +311,12 @@ export function resolveEntry(
   let headers: Record<string, string> = {};
 
   if (transport === "stdio") {
+    // A "command" of the wrong type was already reported (`"command" must be string`).
+    const badCommand = isRecord(raw) && raw["command"] !== undefined && raw["command"] !== null;
     if (fields.command === undefined) {
-      if (fields.url === undefined) {
+      if (badCommand) {
+        // Nothing to add: saying it has no "command" would contradict that message.
+      } else if (fields.url === undefined) {
         problems.push(
           'it has neither "command" (a local server, e.g. "npx") nor "url" (a remote server)',
         );

@@ -1,12 +1,15 @@
 /**
  * `doctor`: checks LM Studio, `lms`, the MCP config, every configured server and the sandbox
- * permissions, in parallel, and says what to do about each problem.
+ * permissions, in parallel, and says what to do about each problem. Each check is printed as it
+ * finishes (a status line names what is still running), so a server that hangs in its handshake
+ * does not hold back the rest; `--json` prints the whole report at the end.
  */
 import type { App, CommandContext } from "./app.ts";
 import { flag, parseArgs, UsageError } from "./args.ts";
-import { isFile, pathCandidates } from "./lms_locate.ts";
-import { entryTarget, type ServerEntry } from "./config_entry.ts";
+import { entryTarget, isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";
+import { currentLaunch, extraFlags, onPath, widenCommand } from "./launch.ts";
+import { clause, listNames } from "./text.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -42,7 +45,7 @@ async function checkLmStudio(app: App, signal: AbortSignal): Promise<Check[]> {
       status: llms.length ? "ok" : "fail",
       detail: llms.length
         ? `${list.models.length} models (${known}; via ${list.source})` +
-          (list.notes.length ? `. ${list.notes.join(" ")}` : "")
+          (list.notes.length ? `. ${list.notes.map(clause).join("; ")}` : "")
         : "no chat model is available: download one in LM Studio (Discover tab) or `lms get`",
     });
     const wanted = app.settings.defaultModel;
@@ -92,15 +95,6 @@ async function permission(descriptor: Deno.PermissionDescriptor): Promise<boolea
   return (await Deno.permissions.query(descriptor)).state === "granted";
 }
 
-/** Whether `command` names an existing file directly or through PATH. */
-async function onPath(command: string): Promise<boolean> {
-  if (command.includes("/")) return await isFile(command);
-  for (const candidate of pathCandidates(command)) {
-    if (await isFile(candidate)) return true;
-  }
-  return false;
-}
-
 async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check[]> {
   const checks: Check[] = [];
   const url = new URL(app.settings.baseUrl);
@@ -108,8 +102,8 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
     checks.push({
       name: "sandbox: network",
       status: "fail",
-      detail: `${url.host} is outside the sandbox; run with --allow-net=${url.hostname} ` +
-        "(or use the loopback address 127.0.0.1)",
+      detail: `${url.host} is outside the sandbox; allow it with: ` +
+        `${widenCommand({ net: [url.host] })} (or use the loopback address 127.0.0.1)`,
     });
   }
   const commands = new Set<string>();
@@ -121,26 +115,35 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
         checks.push({
           name: `sandbox: ${s.name}`,
           status: "fail",
-          detail: `${s.url} is outside the sandbox; rebuild with --allow-net=${
-            new URL(s.url).hostname
+          detail: `${s.url} is outside the sandbox; allow it with: ${
+            widenCommand({ net: [host] })
           }`,
         });
       }
     }
   }
+  const refused: string[] = [];
   for (const command of commands) {
     // A launcher that is not installed is reported by its server's own check ("not found");
     // Deno also answers "not granted" for it, which would wrongly blame the sandbox.
     if (!await onPath(command)) continue;
     if (!await permission({ name: "run", command })) {
       const users = servers.filter((s) => s.command === command).map((s) => s.name).join(", ");
+      refused.push(command);
       checks.push({
         name: `sandbox: ${command}`,
         status: "fail",
         detail: `${users} needs to run \`${command}\`, which the sandbox does not allow; ` +
-          `rebuild with --allow-run=${command} (add it to "run" in deno.json's "bridge" permission set)`,
+          `allow it with: ${widenCommand({ run: [command] })}`,
       });
     }
+  }
+  if (refused.length > 1) {
+    checks.push({
+      name: "sandbox: all at once",
+      status: "fail",
+      detail: `allow ${listNames(refused)} with: ${widenCommand({ run: refused })}`,
+    });
   }
   if (checks.length === 0) {
     checks.push({
@@ -156,6 +159,10 @@ async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): P
   const name = `server ${entry.name}`;
   if (entry.disabled) return { name, status: "ok", detail: "disabled (skipped)" };
   if (entry.problem) return { name, status: "fail", detail: entry.problem };
+  // The autonomous tools skip it too: starting it here would start a second bridge.
+  if (isBridgeEntry(entry)) {
+    return { name, status: "ok", detail: "this bridge itself (not started; --all skips it too)" };
+  }
   const started = performance.now();
   try {
     const tools = await (await app.pool()).listTools(entry.name, {
@@ -172,8 +179,43 @@ async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): P
   }
 }
 
-/** Runs every check; independent checks run in parallel. */
-async function runChecks(app: App, signal: AbortSignal): Promise<Check[]> {
+/** How the bridge runs and whether Deno's update check (a query to Deno's host) is off. */
+function checkLaunch(): Check[] {
+  const launch = currentLaunch();
+  const how = launch.via === "install"
+    ? `installed command (deno task install${
+      extraFlags(launch.allow).map((f) => ` ${f}`).join("")
+    }, from ${launch.repo})`
+    : launch.via === "compiled"
+    ? "compiled binary"
+    : `from source (${launch.repo}); \`deno task --quiet --cwd ${launch.repo} install\` puts a ` +
+      "lmstudio-bridge command on PATH";
+  let updateCheckOff = false;
+  try {
+    updateCheckOff = Deno.env.get("DENO_NO_UPDATE_CHECK") !== undefined;
+  } catch {
+    // Without env access the answer is unknown; report it as on.
+  }
+  return [
+    { name: "launch", status: "ok", detail: how },
+    updateCheckOff || launch.via === "compiled"
+      ? { name: "update check", status: "ok", detail: "off (nothing leaves the machine)" }
+      : {
+        name: "update check",
+        status: "warn",
+        detail: "Deno's update check is on: each start asks Deno's download host for the newest " +
+          "version, outside the sandbox. Set DENO_NO_UPDATE_CHECK=1 (the installed command and " +
+          "the deno tasks do)",
+      },
+  ];
+}
+
+/** The checks, each group in parallel, each handed to `onDone` as it finishes. */
+async function runChecks(
+  app: App,
+  signal: AbortSignal,
+  onDone: (checks: Check[], pending: string[]) => void,
+): Promise<Check[]> {
   const config = await app.config.current();
   const configChecks: Check[] = [];
   if (config.path === undefined) {
@@ -192,13 +234,44 @@ async function runChecks(app: App, signal: AbortSignal): Promise<Check[]> {
         `${config.path}: ${config.servers.length} servers (${enabled} enabled)`,
     });
   }
-  const [lmstudio, lms, permissions, ...servers] = await Promise.all([
-    checkLmStudio(app, signal),
-    checkLms(app, signal),
-    checkPermissions(app, config.servers),
-    ...config.servers.map((s) => checkServer(app, s, signal)),
-  ]);
-  return [...lmstudio, ...lms, ...configChecks, ...servers, ...permissions];
+  const groups: Array<{ label: string; run: Promise<Check[]> }> = [
+    { label: "LM Studio", run: checkLmStudio(app, signal) },
+    { label: "lms", run: checkLms(app, signal) },
+    ...config.servers.map((s) => ({
+      label: s.name,
+      run: checkServer(app, s, signal).then((c) => [c]),
+    })),
+    { label: "sandbox", run: checkPermissions(app, config.servers) },
+  ];
+  const known = [...configChecks, ...checkLaunch()];
+  onDone(known, groups.map((g) => g.label));
+  const pending = new Set(groups.map((g) => g.label));
+  const results = await Promise.all(groups.map(async (g) => {
+    const checks = await g.run;
+    pending.delete(g.label);
+    onDone(checks, [...pending]);
+    return checks;
+  }));
+  // The report's order: LM Studio, lms, the config, each server, the sandbox, the launch.
+  const [lmstudio = [], lms = [], ...rest] = results;
+  return [
+    ...lmstudio,
+    ...lms,
+    ...configChecks,
+    ...rest.flat(),
+    ...known.slice(configChecks.length),
+  ];
+}
+
+function checkLines(checks: Check[], width: number): string {
+  const indent = " ".repeat(MARK.ok.length + width + 4);
+  return checks.map((c) => {
+    // Details with several lines (a server's stderr) stay inside their check's block.
+    const lines = c.detail.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
+    const [first = "", ...more] = lines;
+    return [`${MARK[c.status]}  ${c.name.padEnd(width)}  ${first}`, ...more.map((l) => indent + l)]
+      .join("\n");
+  }).join("\n");
 }
 
 /** `doctor [--json]` */
@@ -207,25 +280,17 @@ export async function doctorCommand(argv: string[], ctx: CommandContext): Promis
   if (args.positionals.length > 0) {
     throw new UsageError(`doctor takes no arguments, got ${args.positionals.join(" ")}.`, "doctor");
   }
-  const checks = await runChecks(ctx.app, ctx.signal);
+  const json = flag(args, "json");
+  const { out } = ctx;
+  // The names are known before the checks run, except those of sandbox findings.
+  const servers = (await ctx.app.config.current()).servers.map((s) => `server ${s.name}`);
+  const width = Math.max(15, ...servers.map((n) => n.length));
+  const checks = await runChecks(ctx.app, ctx.signal, (done, pending) => {
+    if (json) return;
+    if (done.length > 0) out.stdout(checkLines(done, width) + "\n");
+    out.status(pending.length === 0 ? "" : `checking ${listNames(pending, 4)}…`);
+  });
   const failed = checks.some((c) => c.status === "fail");
-  if (flag(args, "json")) {
-    ctx.out.stdout(JSON.stringify({ ok: !failed, checks }, null, 2) + "\n");
-  } else {
-    const width = Math.max(...checks.map((c) => c.name.length));
-    const indent = " ".repeat(MARK.ok.length + width + 4);
-    ctx.out.stdout(
-      checks.map((c) => {
-        // Details with several lines (a server's stderr) stay inside their check's block.
-        const lines = c.detail.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
-        const [first = "", ...more] = lines;
-        return [
-          `${MARK[c.status]}  ${c.name.padEnd(width)}  ${first}`,
-          ...more.map((l) => indent + l),
-        ]
-          .join("\n");
-      }).join("\n") + "\n",
-    );
-  }
+  if (json) out.stdout(JSON.stringify({ ok: !failed, checks }, null, 2) + "\n");
   return failed ? 1 : 0;
 }

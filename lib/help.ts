@@ -12,16 +12,23 @@ TASK may be several words, or - to read it from stdin.
   --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
   --all               use every enabled server in the config (except this bridge)
   --model M           model id (default: DEFAULT_MODEL, else the loaded model)
+  --system S          your instructions, added to the system message (e.g. "Answer in French")
+  --temperature T     sampling temperature, 0 to 2 (default: the server's)
   --max-rounds N      most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS})
   --max-tokens N      length limit of each model reply
   --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
   --time-budget S     stop unfinished after S seconds
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
-                      (needs --allow-write=FILE; the default permission set writes nothing)
+                      (the default sandbox writes nothing: install with
+                      \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
+  --yes, -y           allow every tool call of this run without asking (otherwise calls the
+                      rules do not allow are asked about on the terminal, or refused when
+                      stdin is not a terminal)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
-budget, context overflow, cancelled, error) or could not start; 2 usage error.
+budget, context overflow, error) or could not start; 2 usage error; 130 stopped by Ctrl-C
+(the summary is printed first; a second Ctrl-C quits at once).
 
 Examples:
   lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
@@ -31,12 +38,23 @@ Examples:
 
 /** Help of `mcps`. */
 const MCPS_HELP = `Usage: ${NAME} mcps [--json]
+       ${NAME} mcps add NAME [--env K=V]... [--force] -- COMMAND [ARGS...]
+       ${NAME} mcps add NAME --url URL [--type http|sse] [--force]
+       ${NAME} mcps remove NAME
 
 Lists the MCP servers of the config file in force: name, transport, command line or URL, state
 (not started, connected, failed with the reason, disabled, invalid with the problem) and the
 names (never values) of their environment variables. Says which file was used, where it
 searched, and shows the parse error when the newest edit of the file is broken. Starts nothing.
+A server whose launcher is not installed or not allowed by the sandbox is not counted as usable.
   --json   print {config, servers} as one JSON document
+
+add and remove edit the config file in force (else create .mcp.json here), keeping its
+comments and formatting; a running bridge picks the change up at its next use.
+  --env K=V   an environment variable of the server (repeatable)
+  --force     replace a server of that name
+Example:
+  ${NAME} mcps add memory -- npx -y @modelcontextprotocol/server-memory
 `;
 
 /** Help of `tools`. */
@@ -75,6 +93,9 @@ Commands:
                              load a model (nothing happens if it is loaded); --ttl 0 = no TTL;
                              without --context-length: LMSTUDIO_CONTEXT_LENGTH (default 8192),
                              capped at the model's maximum
+  ensure MODEL [--context-length N]
+                             make sure MODEL is ready: at once if loaded, waits if loading,
+                             loads it otherwise (as the lms_ensure_model_loaded tool)
   unload MODEL               unload every instance of MODEL (or one: MODEL:2)
   status                     server reachability, lms installation, how models are managed
 
@@ -98,10 +119,14 @@ Usage:
   ${NAME} chat [options] PROMPT         one chat completion
   ${NAME} models [--json]               models the server knows, with type and state
   ${NAME} mcps [--json]                 configured MCP servers and the config file
+  ${NAME} mcps add NAME -- CMD ARGS...  add a server to the config (mcps remove NAME)
   ${NAME} tools NAME [--json]           tools of one configured MCP server
   ${NAME} call NAME TOOL [--args JSON]  call one downstream tool directly, no LLM
-  ${NAME} lms ps|ls|load|unload|status  manage models through LM Studio's \`lms\`
+  ${NAME} lms ps|ls|load|ensure|unload|status  manage models (LM Studio's \`lms\` or REST)
   ${NAME} doctor                        check LM Studio, lms, config, servers, permissions
+
+Install (in the repository): deno task --quiet install [--allow-run=CMD] [--allow-net=HOST]
+  [--allow-write=PATH] puts ${NAME} on PATH with the sandbox plus those additions.
 
 Global options:
   --config FILE    MCP config file (default: search, see README)
@@ -129,22 +154,23 @@ const HELP: Readonly<Record<string, string>> = {
 
 Runs the MCP server. Without options: on stdio (JSON-RPC on stdin/stdout, diagnostics on
 stderr), one bridge per client. Add it to Claude Code with:
-  claude mcp add lmstudio -- deno task --cwd /path/to/lmstudio-bridge start
+  claude mcp add lmstudio -- ${NAME} serve
+(after \`deno task --quiet install\` in the repository put ${NAME} on PATH).
 
 With --http, one bridge serves every client over MCP streamable HTTP at /mcp, each in its own
 session, sharing one pool of downstream servers (each starts once for all clients), one config
 and one model manager. GET /health answers version, uptime, LM Studio and pool state (JSON).
   --http [HOST:]PORT   listen address; PORT alone is 127.0.0.1:PORT (loopback, no token
                        needed). Any other address needs a bearer token, and the sandbox
-                       widened for that address only:
-                       -P=bridge --allow-net=127.0.0.1,localhost,[::1],HOST:PORT
+                       widened for that address only (\`deno task --quiet install
+                       --allow-net=HOST:PORT\`)
   --token-file FILE    the bearer token (else LMSTUDIO_BRIDGE_TOKEN); when set, every request
                        to /mcp (and beyond loopback to /health) needs
                        "Authorization: Bearer TOKEN"
 Host and Origin headers are checked against DNS rebinding. SIGINT/SIGTERM cancel what is in
 flight (the clients are told why) and close the downstream servers.
 Examples:
-  deno task start --http 8765
+  ${NAME} serve --http 8765
   claude mcp add --transport http lmstudio http://127.0.0.1:8765/mcp
 `,
   chat:
@@ -166,8 +192,10 @@ tells (LM Studio's REST API; plain OpenAI-compatible servers report ids only).
   doctor: `Usage: ${NAME} doctor [--json]
 
 Checks LM Studio (reachable, auth, models), the \`lms\` command, the MCP config file, each
-configured server (connects and lists its tools) and the sandbox permissions. Exit 1 when a
-check fails.
+configured server (connects and lists its tools; not the bridge's own entry), the sandbox
+permissions (with the exact command that allows what is refused), how the bridge was installed
+and that Deno's update check is off. Each check is printed as it finishes. Exit 1 when a check
+fails.
 `,
 };
 

@@ -24,6 +24,7 @@ import {
 import { homeDir, isAbsolute, resolve } from "./path.ts";
 import { formatBytes, shorten } from "./text.ts";
 import { isSandboxDenial } from "./errors.ts";
+import { raceAbort } from "./abort.ts";
 
 /** Options of {@linkcode loadFile}; every field has a production default. */
 export interface ImageFileOptions {
@@ -33,6 +34,8 @@ export interface ImageFileOptions {
   home?: string;
   /** Size limit per image (default {@linkcode MAX_IMAGE_BYTES}). */
   maxBytes?: number;
+  /** Cancels the read (also a read stuck on a file that turned into a FIFO after the check). */
+  signal?: AbortSignal;
 }
 
 function filePathOf(input: string, o: ImageFileOptions): string {
@@ -68,14 +71,80 @@ function filePathOf(input: string, o: ImageFileOptions): string {
   }
   return isAbsolute(input) ? input : resolve(o.cwd ?? Deno.cwd(), input);
 }
-async function readInto(file: Deno.FsFile, buffer: Uint8Array, from: number): Promise<number> {
+async function readInto(
+  file: Deno.FsFile,
+  buffer: Uint8Array,
+  from: number,
+  signal: AbortSignal | undefined,
+): Promise<number> {
   let filled = from;
   while (filled < buffer.length) {
-    const n = await file.read(buffer.subarray(filled));
+    if (signal?.aborted) throw signal.reason;
+    const n = await raceAbort(file.read(buffer.subarray(filled)), signal);
     if (n === null) break;
     filled += n;
   }
   return filled;
+}
+
+/** Why `path` cannot be read: not found, blocked by the sandbox or the OS, or another error. */
+function openFailure(
+  error: unknown,
+  input: string,
+  path: string,
+  relativeNote: string,
+): ImageError {
+  if (error instanceof Deno.errors.NotFound) {
+    return new ImageError(
+      "not_found",
+      input,
+      `Image file not found: ${path}${relativeNote}. Check the path, or pass a data URI or URL.`,
+      { cause: error },
+    );
+  }
+  if (isSandboxDenial(error)) {
+    return new ImageError(
+      "sandbox",
+      input,
+      `Reading ${path} was blocked by the bridge's sandbox. Run it with --allow-read for that path, or pass the image as a data URI.`,
+      { cause: error },
+    );
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new ImageError(
+      "permission",
+      input,
+      `Cannot read ${path}: permission denied by the operating system. Check the file's permissions.`,
+      { cause: error },
+    );
+  }
+  return new ImageError("invalid_input", input, `Cannot open ${path}: ${String(error)}.`, {
+    cause: error,
+  });
+}
+
+/** The refusal of something that is not a regular file (a directory, a FIFO, a device). */
+function notAFile(input: string, path: string, info: Deno.FileInfo): ImageError {
+  const what = info.isDirectory
+    ? "a directory"
+    : info.isFifo
+    ? "a named pipe (FIFO)"
+    : info.isCharDevice || info.isBlockDevice
+    ? "a device"
+    : info.isSocket
+    ? "a socket"
+    : "not a regular file";
+  return new ImageError(
+    "not_a_file",
+    input,
+    `${path} is ${what}, not an image file. Pass the path of an image file.`,
+  );
+}
+
+function cancelled(input: string, signal: AbortSignal): ImageError {
+  return new ImageError("aborted", input, "Loading the image was cancelled.", {
+    cause: signal.reason,
+  });
 }
 
 /** Reads one image file as a data URI; throws {@linkcode ImageError} naming the file and what to do. */
@@ -87,49 +156,24 @@ export async function loadFile(input: string, o: ImageFileOptions): Promise<Load
     : ` (resolved against the bridge's working directory ${
       o.cwd ?? Deno.cwd()
     }; pass an absolute path if you meant another directory)`;
+  // Stat before opening: opening a FIFO or a device for reading can block forever.
+  let before: Deno.FileInfo;
+  try {
+    before = await Deno.stat(path);
+  } catch (error: unknown) {
+    throw openFailure(error, input, path, relativeNote);
+  }
+  if (!before.isFile) throw notAFile(input, path, before);
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = await raceAbort(Deno.open(path, { read: true }), o.signal);
   } catch (error: unknown) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ImageError(
-        "not_found",
-        input,
-        `Image file not found: ${path}${relativeNote}. Check the path, or pass a data URI or URL.`,
-        { cause: error },
-      );
-    }
-    if (isSandboxDenial(error)) {
-      throw new ImageError(
-        "sandbox",
-        input,
-        `Reading ${path} was blocked by the bridge's sandbox. Run it with --allow-read for that path, or pass the image as a data URI.`,
-        { cause: error },
-      );
-    }
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw new ImageError(
-        "permission",
-        input,
-        `Cannot read ${path}: permission denied by the operating system. Check the file's permissions.`,
-        { cause: error },
-      );
-    }
-    throw new ImageError("invalid_input", input, `Cannot open ${path}: ${String(error)}.`, {
-      cause: error,
-    });
+    if (o.signal?.aborted) throw cancelled(input, o.signal);
+    throw openFailure(error, input, path, relativeNote);
   }
   try {
     const info = await file.stat();
-    if (!info.isFile) {
-      throw new ImageError(
-        "not_a_file",
-        input,
-        `${path} is ${
-          info.isDirectory ? "a directory" : "not a regular file"
-        }, not an image file. Pass the path of an image file.`,
-      );
-    }
+    if (!info.isFile) throw notAFile(input, path, info);
     if (info.size > maxBytes) {
       throw new ImageError(
         "too_large",
@@ -140,7 +184,12 @@ export async function loadFile(input: string, o: ImageFileOptions): Promise<Load
       );
     }
     const buffer = new Uint8Array(info.size);
-    const head = await readInto(file, buffer.subarray(0, Math.min(SNIFF_BYTES, info.size)), 0);
+    const head = await readInto(
+      file,
+      buffer.subarray(0, Math.min(SNIFF_BYTES, info.size)),
+      0,
+      o.signal,
+    );
     const mime = sniffImageType(buffer.subarray(0, head));
     if (mime === undefined) {
       const content = describeContent(buffer.subarray(0, head));
@@ -156,7 +205,7 @@ export async function loadFile(input: string, o: ImageFileOptions): Promise<Load
         `${prefix} Supported types: ${SUPPORTED_IMAGE_TYPES}.${conversionHint(content)}`,
       );
     }
-    const filled = await readInto(file, buffer, head);
+    const filled = await readInto(file, buffer, head, o.signal);
     // A file that shrank while being read is sent as it was read; one that grew is not read past
     // the size checked above.
     const bytes = buffer.subarray(0, filled);
@@ -167,6 +216,9 @@ export async function loadFile(input: string, o: ImageFileOptions): Promise<Load
       source: "file",
       label: path,
     };
+  } catch (error: unknown) {
+    if (o.signal?.aborted && !(error instanceof ImageError)) throw cancelled(input, o.signal);
+    throw error;
   } finally {
     file.close();
   }

@@ -6,6 +6,7 @@
  * ones it has), an endpoint or REST API the server lacks, or a `previous_response_id` it forgot.
  * Each message says what failed and what to do next.
  */
+import { widenCommand } from "./launch.ts";
 import { z } from "zod";
 import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
 import { clip, formatBytes, listNames } from "./text.ts";
@@ -151,8 +152,9 @@ export function networkError(
         url,
         message: `The sandbox blocked the connection to LM Studio at ${baseUrl}: ` +
           `this build only allows network access to loopback (127.0.0.1, localhost, [::1]). ` +
-          `To use LM Studio on ${host}, add --allow-net=${host} to the deno run (or deno ` +
-          `compile) command, or point LMSTUDIO_BASE_URL at a local server.`,
+          `To use LM Studio on ${host}, add --allow-net=${host} to the sandbox with: ` +
+          `${widenCommand({ net: [host] })}; or ` +
+          "point LMSTUDIO_BASE_URL at a local server.",
         cause,
       }),
     };

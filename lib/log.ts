@@ -6,6 +6,8 @@
  * when `NO_COLOR` is set or stderr is not a terminal.
  */
 
+import { safeText } from "./text.ts";
+
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
@@ -91,7 +93,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         .map(([k, v]) => ` ${k}=${formatValue(v)}`)
         .join("")
       : "";
-    write(`${tag} ${prefix}${message}${extra}`);
+    // Messages and fields carry outside text (a server's stderr); the tag's colour is our own.
+    write(`${tag} ${safeText(`${prefix}${message}${extra}`)}`);
   };
 
   return {

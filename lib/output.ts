@@ -1,6 +1,8 @@
 /**
  * Where CLI results go. Results are written to stdout, everything else to stderr; commands take an
- * {@linkcode Output} so tests can capture both separately.
+ * {@linkcode Output} so tests can capture both separately. Everything written passes through
+ * `safeText`: a server's stderr, a tool's text or a model's answer cannot move the cursor, retitle
+ * the terminal or write the clipboard.
  */
 
 /** The two streams of a CLI command. */
@@ -14,6 +16,8 @@ export interface Output {
   readonly stdoutIsTerminal: boolean;
   readonly stderrIsTerminal: boolean;
 }
+
+import { safeText } from "./text.ts";
 
 const encoder = new TextEncoder();
 
@@ -34,16 +38,17 @@ export function processOutput(): Output {
   return {
     stdout: (text) => {
       clearStatus();
-      writeAll(Deno.stdout, text);
+      writeAll(Deno.stdout, safeText(text));
     },
     stderr: (line) => {
       clearStatus();
-      writeAll(Deno.stderr, line + "\n");
+      writeAll(Deno.stderr, safeText(line) + "\n");
     },
     status: (line) => {
-      if (!stderrIsTerminal) return;
+      if (!stderrIsTerminal || (line === "" && !statusShown)) return;
       const width = safeColumns();
-      const clipped = line.length > width - 1 ? line.slice(0, width - 2) + "…" : line;
+      const plain = safeText(line).replaceAll("\n", " ");
+      const clipped = plain.length > width - 1 ? plain.slice(0, width - 2) + "…" : plain;
       writeAll(Deno.stderr, `\r\x1b[2K${clipped}`);
       statusShown = line !== "";
     },
@@ -54,7 +59,9 @@ export function processOutput(): Output {
 
 function safeColumns(): number {
   try {
-    return Deno.consoleSize().columns;
+    // A pseudo-terminal nobody sized (a `script` session, some CI runners) reports 0 columns.
+    const { columns } = Deno.consoleSize();
+    return columns >= 20 ? columns : 100;
   } catch {
     return 100;
   }
@@ -71,8 +78,8 @@ export function captureOutput(): CapturedOutput {
   let out = "";
   let err = "";
   return {
-    stdout: (text) => void (out += text),
-    stderr: (line) => void (err += line + "\n"),
+    stdout: (text) => void (out += safeText(text)),
+    stderr: (line) => void (err += safeText(line) + "\n"),
     status: () => {},
     stdoutIsTerminal: false,
     stderrIsTerminal: false,

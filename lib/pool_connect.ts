@@ -12,6 +12,7 @@
  *   connect says whether the sandbox does not allow the host, the server wants credentials,
  *   answered an HTTP error, cannot be reached, or never completed the handshake.
  */
+import { widenCommand } from "./launch.ts";
 import {
   Client,
   ErrorCode,
@@ -177,8 +178,8 @@ async function stdioConnectError(o: {
   if (isSandboxDenial(error)) {
     return new McpServerError(
       `Cannot start MCP server "${name}": Deno's sandbox does not allow running "${command}" ` +
-        `(${errorMessage(error)}). Add "${command}" to the "run" list of the "bridge" permission ` +
-        `set in deno.json, or run/rebuild with --allow-run=${command}.`,
+        `(${errorMessage(error)}). Allow it (the "bridge" permission set plus ` +
+        `--allow-run=${command}) with: ${widenCommand({ run: [command] })}`,
       { ...base, kind: "permission" },
     );
   }
@@ -343,8 +344,8 @@ function remoteConnectError(
   if (denial !== undefined) {
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
-        `access to ${host} (${errorMessage(denial)}). Add it to the "net" list of the "bridge" ` +
-        `permission set in deno.json, or run/rebuild with --allow-net=${host}.`,
+        `access to ${host} (${errorMessage(denial)}). Allow it (the "bridge" permission set ` +
+        `plus --allow-net=${host}) with: ${widenCommand({ net: [host] })}`,
       { ...base, kind: "permission" },
     );
   }

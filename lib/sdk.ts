@@ -37,6 +37,7 @@ export { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 export {
   CallToolRequestSchema,
   CallToolResultSchema,
+  ElicitRequestSchema,
   ErrorCode,
   isInitializeRequest,
   isJSONRPCErrorResponse,

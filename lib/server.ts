@@ -5,7 +5,7 @@
 import process from "node:process";
 import type { Readable, Writable } from "node:stream";
 import { McpServer } from "./sdk.ts";
-import { StdioServerTransport } from "./sdk.ts";
+import { LineStdioServerTransport } from "./server_stdio.ts";
 import type { App } from "./app.ts";
 import { registerAutonomousTools } from "./server_agent.ts";
 import { registerLmsTools } from "./server_lms.ts";
@@ -60,7 +60,7 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   const stdout = options.stdout ?? process.stdout;
   const log = app.log;
   const server = createServer(app);
-  const transport = new StdioServerTransport(stdin, stdout);
+  const transport = new LineStdioServerTransport(stdin, stdout, { log: log.child("stdio") });
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const onEnd = () => stop("stdin closed");

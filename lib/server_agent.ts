@@ -12,6 +12,8 @@ import {
   type AgentOptions,
   type AgentProgress,
   type AgentResult,
+  type ApprovalRequest,
+  type Approver,
   DEFAULT_MAX_ROUNDS,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
@@ -22,10 +24,18 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import { errorResult } from "./server_result.ts";
+import { errorResult, safeResult } from "./server_result.ts";
 import type { Settings } from "./settings.ts";
-import { openTraceFile, type WritePermissionQuery } from "./agent_trace.ts";
-import { resolve } from "./path.ts";
+import {
+  openTraceFile,
+  TraceError,
+  type TraceSink,
+  type WritePermissionQuery,
+} from "./agent_trace.ts";
+import { widenCommand } from "./launch.ts";
+import { errorMessage } from "./errors.ts";
+import { clause, redact, shorten, shortJson } from "./text.ts";
+import { dirname, resolve } from "./path.ts";
 
 /**
  * What the loop uses of the app: the pool, the config and the log as they are, the client and the
@@ -74,7 +84,7 @@ export async function runTask(
     : resolve(settings.workDir ?? Deno.cwd(), given);
   const trace = tracePath === undefined
     ? undefined
-    : await openTraceFile(tracePath, { queryPermission: queryWritePermission });
+    : await openTrace(tracePath, queryWritePermission);
   try {
     const result = await runAgent({
       ...options,
@@ -95,6 +105,98 @@ export async function runTask(
   } finally {
     await trace?.close();
   }
+}
+
+/**
+ * Opens the trace file, or says why not: without write permission for it, the exact command that
+ * allows writing traces to its directory, for the way the bridge runs.
+ */
+async function openTrace(path: string, query?: WritePermissionQuery): Promise<TraceSink> {
+  const state = await (query ?? queryWrite)(path);
+  if (state !== "granted") {
+    throw new TraceError(
+      path,
+      `Cannot write the trace to ${path}: the bridge's sandbox allows no writes there. Allow it ` +
+        `with: ${widenCommand({ write: [path] })} (or name its directory, ${dirname(path)}, to ` +
+        "allow every trace there); then run it again. Or leave out the trace option.",
+    );
+  }
+  return await openTraceFile(path, { queryPermission: () => Promise.resolve(state) });
+}
+
+async function queryWrite(path: string): Promise<Deno.PermissionState> {
+  return (await Deno.permissions.query({ name: "write", path })).state;
+}
+
+/**
+ * The question a human answers about one tool call: which tool of which server, its arguments
+ * (shortened, secrets redacted), what the tool says of itself, and the task it serves.
+ */
+export function approvalQuestion(req: ApprovalRequest): string {
+  const kind = req.destructive
+    ? " It may change or delete things (destructive)."
+    : req.readOnly
+    ? " It only reads."
+    : "";
+  return [
+    `The local model wants to call ${req.tool} on MCP server "${req.server}".${kind}`,
+    `Arguments: ${shortJson(redact(req.arguments), 400)}`,
+    `Task: ${shorten(req.task, 200)}`,
+  ].join("\n");
+}
+
+/** The choices of {@linkcode approvalQuestion}, with the answers they stand for. */
+export const APPROVAL_CHOICES: ReadonlyArray<{ answer: "once" | "task" | "deny"; label: string }> =
+  [
+    { answer: "once", label: "Allow once" },
+    { answer: "task", label: "Allow for this task" },
+    { answer: "deny", label: "Deny" },
+  ];
+
+/**
+ * An {@linkcode Approver} that asks the user of the MCP client, through elicitation, about the
+ * calls of the task behind `extra` (the elicitation is related to that tool call). A client that
+ * cannot elicit (no form elicitation capability) is `unavailable`; declining or dismissing the
+ * question denies the call.
+ */
+export function mcpApprover(server: McpServer, extra: Pick<Extra, "requestId">): Approver {
+  return async (req, signal) => {
+    const capabilities = server.server.getClientCapabilities();
+    const client = server.server.getClientVersion()?.name ?? "the MCP client";
+    if (!capabilities?.elicitation) {
+      return {
+        unavailable: `${client} cannot ask its user (it does not offer MCP elicitation)`,
+      };
+    }
+    if (!capabilities.elicitation.form) {
+      return { unavailable: `${client} can elicit only through URLs, not with a question` };
+    }
+    let result;
+    try {
+      result = await server.server.elicitInput({
+        mode: "form",
+        message: approvalQuestion(req),
+        requestedSchema: {
+          type: "object",
+          properties: {
+            decision: {
+              type: "string",
+              title: "Decision",
+              enum: APPROVAL_CHOICES.map((c) => c.answer),
+              enumNames: APPROVAL_CHOICES.map((c) => c.label),
+            },
+          },
+          required: ["decision"],
+        },
+      }, { signal, relatedRequestId: extra.requestId });
+    } catch (error: unknown) {
+      if (signal.aborted) throw error;
+      return { unavailable: `asking ${client}'s user failed: ${errorMessage(error)}` };
+    }
+    if (result.action !== "accept") return "deny";
+    const decision = result.content?.["decision"];
+    return decision === "once" || decision === "task" ? decision : "deny";
+  };
 }
 
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
@@ -136,7 +238,7 @@ const common = {
   ),
   trace_path: z.string().min(1).optional().describe(
     "Write a JSONL trace of every model request, reply, tool call and result to this file " +
-      "(needs --allow-write for that path).",
+      "(the bridge must be allowed to write there; the error says how).",
   ),
 };
 
@@ -171,18 +273,19 @@ function agentToolResult(result: AgentResult): CallToolResult {
     `${result.usage.total_tokens} tokens`,
     `model ${result.model}`,
   ].join(" · ");
-  const notes = result.notes.length ? `\nNotes: ${result.notes.join("; ")}` : "";
-  return {
+  const notes = result.notes.length ? `\nNotes: ${result.notes.map(clause).join("; ")}.` : "";
+  return safeResult({
     content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
     structuredContent: agentResultJson(result),
     ...(result.stopped_because === "error" || result.stopped_because === "context_overflow"
       ? { isError: true }
       : {}),
-  };
+  });
 }
 
 async function runTool(
   app: AgentApp,
+  server: McpServer,
   seams: AgentToolSeams,
   servers: readonly string[] | "all",
   args: CommonArgs,
@@ -211,6 +314,7 @@ async function runTool(
         : undefined,
       signal: extra.signal,
       onProgress,
+      approve: mcpApprover(server, extra),
       heartbeatMs: seams.heartbeatMs,
       tracePath: args.trace_path,
       queryWritePermission: seams.queryWritePermission,
@@ -243,7 +347,7 @@ function registerAutonomousWithMcpTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, seams, [args.mcp_name], args, extra),
+    (args, extra) => runTool(app, server, seams, [args.mcp_name], args, extra),
   );
 }
 
@@ -268,7 +372,7 @@ function registerAutonomousWithMultipleMcpsTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, seams, args.mcp_names, args, extra),
+    (args, extra) => runTool(app, server, seams, args.mcp_names, args, extra),
   );
 }
 
@@ -288,7 +392,7 @@ function registerAutonomousDiscoverAndExecuteTool(
       STOP_REASONS,
     inputSchema: common,
     annotations: ANNOTATIONS,
-  }, (args, extra) => runTool(app, seams, "all", args, extra));
+  }, (args, extra) => runTool(app, server, seams, "all", args, extra));
 }
 
 /** Registers the three autonomous tools. */

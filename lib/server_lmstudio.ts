@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
-import { emptyAnswerText, guarded, READ_ONLY, textResult } from "./server_result.ts";
+import { emptyAnswerText, guarded, READ_ONLY, safeResult, textResult } from "./server_result.ts";
 
 /**
  * What the LM Studio tools use of the app: the client, the model manager (it loads a named model
@@ -47,7 +47,7 @@ function answerResult(
       text: `[model reasoning, not part of the answer]\n${extra.reasoning}`,
     });
   }
-  return { content, structuredContent: extra.structured };
+  return safeResult({ content, structuredContent: extra.structured });
 }
 
 function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
@@ -124,7 +124,12 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
           m.contextLength ? `, context ${m.contextLength}` : ""
         })`
       );
-      const head = lines.length
+      // A server without LM Studio's REST state cannot say what is loaded: say that first, and
+      // never "no model is loaded".
+      const unknown = current.source === "openai" && lines.length === 0;
+      const head = unknown
+        ? `Which models are loaded is unknown: ${current.note ?? "the server does not say"}`
+        : lines.length
         ? `Loaded models (from ${current.source}):`
         : `No model is loaded (from ${current.source}).`;
       const fallback = app.settings.defaultModel
@@ -132,7 +137,8 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
         : lines.length
         ? `Calls without \`model\` use the first loaded LLM.`
         : "A call that names a downloaded model loads it on demand (JIT).";
-      const text = [head, ...lines, ...(current.note ? [current.note] : []), fallback].join("\n");
+      const notes = !unknown && current.note ? [current.note] : [];
+      const text = [head, ...lines, ...notes, fallback].join("\n");
       return textResult(text, { ...current, defaultModel: app.settings.defaultModel ?? null });
     }));
 }

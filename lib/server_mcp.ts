@@ -7,12 +7,33 @@ import type { McpConfig } from "./config.ts";
 import type { ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
 import { errorResult, textResult } from "./server_result.ts";
+import { launcherProblem } from "./launch.ts";
 import { plural } from "./text.ts";
 
 /** What `McpPool.status` returns. */
 export interface PoolReport {
   config: McpConfig;
   servers: ServerStatus[];
+  /** Servers that cannot start here (launcher not installed, or refused by the sandbox), why. */
+  launchProblems?: Readonly<Record<string, string>>;
+}
+
+/**
+ * `report` with the servers that cannot start here, found before starting them: a stdio
+ * server whose command is not installed, or that the sandbox does not allow to run.
+ */
+export async function withLaunchProblems(report: PoolReport): Promise<PoolReport> {
+  const problems: Record<string, string> = {};
+  for (const entry of report.config.servers) {
+    const status = report.servers.find((s) => s.name === entry.name);
+    if (entry.transport !== "stdio" || entry.command === undefined || entry.disabled) continue;
+    if (status === undefined || status.state === "connected" || status.state === "invalid") {
+      continue;
+    }
+    const problem = await launcherProblem(entry.command);
+    if (problem !== undefined) problems[entry.name] = problem;
+  }
+  return { ...report, launchProblems: problems };
 }
 
 const STATE_LABEL: Record<ServerState, string> = {
@@ -51,7 +72,11 @@ export function formatPoolReport(report: PoolReport): string {
     }
     return lines.join("\n");
   }
-  const usable = servers.filter((s) => s.state !== "disabled" && s.state !== "invalid").length;
+  const launch = report.launchProblems ?? {};
+  const usable =
+    servers.filter((s) =>
+      s.state !== "disabled" && s.state !== "invalid" && launch[s.name] === undefined
+    ).length;
   lines.push(`${plural(servers.length, "server")} (${usable} usable):`, "");
   for (const s of servers) {
     const facts = [s.transport, STATE_LABEL[s.state]];
@@ -64,6 +89,8 @@ export function formatPoolReport(report: PoolReport): string {
       const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
       lines.push(indent(`${label}: ${s.reason}`, "  "));
     }
+    const problem = launch[s.name];
+    if (problem !== undefined) lines.push(indent(`cannot start: ${problem}`, "  "));
   }
   return lines.join("\n");
 }
@@ -87,6 +114,9 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
       envNames: s.envNames,
       toolCount: s.toolCount ?? null,
       pid: s.pid ?? null,
+      usable: s.state !== "disabled" && s.state !== "invalid" &&
+        report.launchProblems?.[s.name] === undefined,
+      launchProblem: report.launchProblems?.[s.name] ?? null,
     })),
   };
 }
@@ -112,7 +142,7 @@ export function registerListAvailableMcpsTool(server: McpServer, app: Pick<App, 
     },
   }, async () => {
     try {
-      const report = await (await app.pool()).status();
+      const report = await withLaunchProblems(await (await app.pool()).status());
       return textResult(formatPoolReport(report), poolReportJson(report));
     } catch (error: unknown) {
       return errorResult(error, "Could not read the MCP configuration");

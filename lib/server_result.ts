@@ -5,21 +5,44 @@
  */
 import type { CallToolResult } from "./sdk.ts";
 import { errorMessage } from "./errors.ts";
+import { safeText, safeValue } from "./text.ts";
+
+/**
+ * `result` with {@linkcode safeText} applied to its text parts and structured content: text from
+ * a model, a downstream server or a file reaches the client without terminal escape sequences.
+ */
+export function safeResult(result: CallToolResult): CallToolResult {
+  const content = result.content.map((part) =>
+    part.type === "text" ? { ...part, text: safeText(part.text) } : part
+  );
+  const structured = result.structuredContent;
+  if (structured === undefined) return { ...result, content };
+  const safe = safeValue(structured);
+  return {
+    ...result,
+    content,
+    structuredContent: typeof safe === "object" && safe !== null && !Array.isArray(safe)
+      ? Object.fromEntries(Object.entries(safe))
+      : structured,
+  };
+}
 
 /** A successful result: human/model-readable text plus optional structured content. */
 export function textResult(text: string, structured?: Record<string, unknown>): CallToolResult {
-  return structured === undefined
-    ? { content: [{ type: "text", text }] }
-    : { content: [{ type: "text", text }], structuredContent: structured };
+  return safeResult(
+    structured === undefined
+      ? { content: [{ type: "text", text }] }
+      : { content: [{ type: "text", text }], structuredContent: structured },
+  );
 }
 
 /** A failed result the calling model can read and act on. */
 export function errorResult(error: unknown, context?: string): CallToolResult {
   const message = errorMessage(error);
-  return {
+  return safeResult({
     content: [{ type: "text", text: context ? `${context}: ${message}` : message }],
     isError: true,
-  };
+  });
 }
 
 /**
@@ -50,8 +73,9 @@ export async function guarded(
   explain?: (error: unknown) => Promise<CallToolResult | undefined>,
 ): Promise<CallToolResult> {
   try {
-    return await body();
+    return safeResult(await body());
   } catch (error: unknown) {
-    return (await explain?.(error)) ?? errorResult(error);
+    const explained = await explain?.(error);
+    return explained === undefined ? errorResult(error) : safeResult(explained);
   }
 }

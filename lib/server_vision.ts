@@ -11,7 +11,7 @@ import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts"
 import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
-import { emptyAnswerText, errorResult } from "./server_result.ts";
+import { emptyAnswerText, errorResult, safeResult } from "./server_result.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";
@@ -52,6 +52,11 @@ interface VisionModelChoice {
 /** True when the server says the model reads images. Pure. */
 function isVisionModel(m: ModelInfo): boolean {
   return m.vision === true || m.type === "vlm";
+}
+
+/** True for an embedding model: by its type, or by its name where the server tells no type. */
+function isEmbeddingModel(m: ModelInfo): boolean {
+  return m.type === "embedding" || /embed/i.test(m.id);
 }
 
 /** True when the server says the model cannot read images. Pure. */
@@ -137,7 +142,10 @@ async function chooseVisionModel(
     throw new VisionModelError(
       `${prefix}Cannot tell which model can read images: the server at ${client.baseUrl} does not ` +
         "report model capabilities (it has no LM Studio REST API). Pass a vision model as " +
-        `\`model\` (one of: ${list.models.map((m) => m.id).join(", ") || "none listed"}), ` +
+        `\`model\` (one of: ${
+          list.models.filter((m) => !isEmbeddingModel(m)).map((m) => m.id).join(", ") ||
+          "none listed"
+        }), ` +
         "or set DEFAULT_MODEL to one.",
       { visionModels },
     );
@@ -279,7 +287,7 @@ async function analyzeImage(
       });
     }
     if (note) content.push({ type: "text", text: `[note] ${note}` });
-    return {
+    return safeResult({
       content,
       structuredContent: {
         answer,
@@ -291,7 +299,7 @@ async function analyzeImage(
         usage: result.usage ?? null,
         ...(note ? { note } : {}),
       },
-    };
+    });
   } catch (error: unknown) {
     return errorResult(
       error,

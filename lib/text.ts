@@ -94,6 +94,40 @@ function editDistance(a: string, b: string): number {
   return previous[b.length] ?? 0;
 }
 
+/**
+ * Terminal escape sequences: CSI (`ESC [` or 8-bit `\x9b`, parameters, final byte), OSC, DCS, SOS,
+ * PM and APC strings (`ESC ]`, `ESC P`, ... or their 8-bit forms, up to BEL or ST, or to the end
+ * when unterminated), and the other two-character escapes (`ESC c`, `ESC 7`, `ESC (B`, ...).
+ */
+const ESCAPE_SEQUENCES =
+  // deno-lint-ignore no-control-regex
+  /(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[ -/]*[0-~]?/g;
+/** C0 controls except tab and newline, DEL, and C1 controls. */
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * `text` from outside (a server's stderr, a tool's description or result, a model's answer) made
+ * safe for a terminal and an MCP result: escape sequences (colours, cursor moves, an OSC title or
+ * clipboard write) and control characters other than `\n` and `\t` are removed; all other Unicode
+ * text is kept.
+ */
+export function safeText(text: string): string {
+  return text.replace(ESCAPE_SEQUENCES, "").replace(CONTROL_CHARACTERS, "");
+}
+
+/** `value` with {@linkcode safeText} applied to every string in it (keys included). */
+export function safeValue(value: unknown): unknown {
+  if (typeof value === "string") return safeText(value);
+  if (Array.isArray(value)) return value.map(safeValue);
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [safeText(k), safeValue(v)]),
+    );
+  }
+  return value;
+}
+
 /** Normalised argument names (lower case, letters and digits only) that hold secrets. */
 const SECRET_NAME =
   /password|passwd|passphrase|secret|apikey|accesskey|privatekey|authorization|credential|cookie|sessionid|bearer/;

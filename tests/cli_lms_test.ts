@@ -81,6 +81,19 @@ Deno.test("lms load and unload change the state and report it", async () => {
   });
 });
 
+Deno.test("lms ensure returns at once for a loaded model and loads one that is not", async () => {
+  await withCli(LOADED, async (run, fake) => {
+    const ready = await run("ensure", "qwen2.5-7b-instruct");
+    assertEquals(ready.code, 0, ready.err);
+    assertStringIncludes(ready.out, "qwen2.5-7b-instruct is already loaded");
+    assert(!(await fake.invocations()).some((a) => a[0] === "load"), "nothing was loaded");
+    const loaded = await run("ensure", "qwen/qwen3-8b", "-c", "4096", "--json");
+    assertEquals(loaded.code, 0, loaded.err);
+    assertEquals(JSON.parse(loaded.out).via, "lms");
+    assert((await fake.invocations()).some((a) => a[0] === "load" && a[1] === "qwen/qwen3-8b"));
+  });
+});
+
 Deno.test("lms load without -c asks for the default context length", async () => {
   await withCli({}, async (run, fake) => {
     const load = await run("load", "qwen/qwen3-8b", "--json");

@@ -158,6 +158,27 @@ Deno.test("run rejects misuse with a usage error before doing anything", async (
   });
 });
 
+Deno.test("run --system adds the user's instructions and --temperature is sent", async () => {
+  await withEnv(async (env) => {
+    env.fake.script(CHAT, { body: chatReply({ content: "Bonjour." }) });
+    const out = captureOutput();
+    const argv = ["--mcp", "fixture", "--system", "Answer in French.", "-t", "0.2", "say hi"];
+    assertEquals(await runCommand(argv, env.ctx(out)), 0);
+    const body = env.fake.requestsTo(CHAT)[0]?.body as {
+      messages: { role: string; content: string }[];
+      temperature?: number;
+    };
+    assertEquals(body.messages[0]?.role, "system");
+    assert(body.messages[0]?.content.endsWith("\n\nAnswer in French."), body.messages[0]?.content);
+    assertEquals(body.temperature, 0.2);
+    await assertRejects(
+      () => runCommand(["--mcp", "fixture", "--temperature", "hot", "t"], env.ctx(out)),
+      UsageError,
+      "--temperature must be a number from 0 to 2",
+    );
+  });
+});
+
 Deno.test("run exits 1 with what was done when the task is unfinished", async () => {
   await withEnv(async (env) => {
     env.fake.script(CHAT, toolRound());

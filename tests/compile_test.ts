@@ -9,10 +9,12 @@
  * is not ours) fails every binary test with a message that says so and why; so does a compile
  * failure for any other reason.
  *
- * The sandbox checks run through `deno run -P=bridge` too (same permission set), except the
+ * The binary is built by `deno task compile --output FILE` (lib/cli_install.ts). The sandbox checks
+ * run through `deno run -P=bridge` too (same permission set), except the
  * non-loopback LM Studio one, which tests/cli_test.ts already covers for `deno run`.
  */
 import { errorMessage } from "../lib/errors.ts";
+import { denortProblem } from "../lib/cli_install.ts";
 import { join } from "../lib/path.ts";
 import { firstLine } from "../lib/text.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
@@ -43,20 +45,6 @@ function tellingLine(stderr: string): string {
   return text.length > 240 ? `${text.slice(0, 240)}...` : text;
 }
 
-/** Why the file `denort` names cannot be a runtime for `deno compile`, or undefined. */
-async function denortProblem(denort: string): Promise<string | undefined> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(denort);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "there is no such file";
-    return `it cannot be read (${errorMessage(error)})`;
-  }
-  if (!info.isFile) return info.isDirectory ? "it is a directory" : "it is not a regular file";
-  if (info.mode !== null && (info.mode & 0o111) === 0) return "it is not executable";
-  return undefined;
-}
-
 /** The failure for a `DENORT_BIN` that cannot be used, saying why and what to do. */
 function unusableDenort(denort: string, why: string, detail?: string): Build {
   return {
@@ -83,17 +71,14 @@ async function buildBinary(
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "compile",
-        "-P=bridge",
-        "--no-prompt",
-        `--config=${REPO}/deno.json`,
-        "--output",
-        binary,
-        `${REPO}/main.ts`,
-      ],
+      // `deno task compile`, as the README says.
+      args: ["task", "--quiet", "compile", "--output", binary],
       cwd: REPO,
-      env: { NO_COLOR: "1", ...(denort === undefined ? {} : { DENORT_BIN: denort }) },
+      env: {
+        NO_COLOR: "1",
+        DENO_NO_UPDATE_CHECK: "1",
+        ...(denort === undefined ? {} : { DENORT_BIN: denort }),
+      },
       stdout: "piped",
       stderr: "piped",
       signal: AbortSignal.timeout(COMPILE_TIMEOUT_MS),

@@ -71,3 +71,57 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
     ...extra,
   };
 }
+
+/** A shell command line running on a pseudo-terminal (util-linux `script`), as a user's shell. */
+export interface Terminal {
+  readonly pid: number;
+  /** Types `text` into the terminal (`"\x03"` is Ctrl-C: SIGINT to the foreground group). */
+  type(text: string): Promise<void>;
+  /** Reads the screen until `pattern` shows (true) or the session ends (false). */
+  waitFor(pattern: RegExp): Promise<boolean>;
+  /** Everything shown so far, carriage returns removed. */
+  readonly screen: string;
+  /** Ends the input and waits for the session to end; answers its exit code. */
+  close(): Promise<number>;
+}
+
+/** Starts `command` (a shell command line) on a pseudo-terminal with `env` only. */
+export function terminal(
+  command: string,
+  options: { env: Record<string, string>; cwd?: string },
+): Terminal {
+  const child = new Deno.Command("script", {
+    args: ["-q", "-e", "-c", command, "/dev/null"],
+    cwd: options.cwd,
+    env: { TERM: "dumb", ...options.env },
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let screen = "";
+  const waitFor = async (pattern: RegExp) => {
+    while (!pattern.test(screen)) {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      screen += value;
+    }
+    return true;
+  };
+  return {
+    pid: child.pid,
+    type: (text) => writer.write(new TextEncoder().encode(text)),
+    waitFor,
+    get screen() {
+      return screen.replace(/\r/g, "");
+    },
+    async close() {
+      // script ends once its input ends too.
+      await writer.close().catch(() => undefined);
+      await waitFor(/$^/);
+      return (await child.status).code;
+    },
+  };
+}

@@ -6,6 +6,7 @@ import {
   parseIpv6,
 } from "../lib/image_url.ts";
 import { loadImage, loadImages } from "../lib/images.ts";
+import { loadFile } from "../lib/image_file.ts";
 import { join, resolve } from "../lib/path.ts";
 import {
   assert,
@@ -179,6 +180,37 @@ Deno.test("loadImage explains files it cannot use", async (t) => {
   await t.step("a directory is not an image", async () => {
     const error = await assertRejects(() => loadImage(FIXTURES), ImageError, "is a directory");
     assertEquals(error.kind, "not_a_file");
+  });
+
+  await t.step("a named pipe is refused before it is opened (opening it would block)", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const fifo = join(dir, "pipe.png");
+      const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+      assert(made.success, "mkfifo works");
+      // No writer ever opens the pipe: a read would wait forever.
+      const error = await assertRejects(
+        () => loadImage(fifo),
+        ImageError,
+        "is a named pipe (FIFO), not an image file",
+      );
+      assertEquals(error.kind, "not_a_file");
+      const device = await assertRejects(() => loadImage("/dev/zero"), ImageError, "is a device");
+      assertEquals(device.kind, "not_a_file");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("a read cancelled once the file is found stops with an aborted error", async () => {
+    const controller = new AbortController();
+    controller.abort(new DOMException("cancelled by the client", "AbortError"));
+    const error = await assertRejects(
+      () => loadFile(fixture("red.png"), { signal: controller.signal }),
+      ImageError,
+      "cancelled",
+    );
+    assertEquals(error.kind, "aborted");
   });
 
   await t.step("a file over 10 MiB is refused by size without being read", async () => {
