@@ -1,0 +1,391 @@
+/**
+ * The sandbox of each downstream server (lib/sandbox*.ts): how commands are rewritten for Deno,
+ * what a server may do, how refusals read, and, with real processes, that server-filesystem and
+ * a fixture that tries everything are held to what they are allowed, in and out of bubblewrap.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { McpServerError } from "../lib/pool_errors.ts";
+import { join } from "../lib/path.ts";
+import {
+  denoPermissionFlags,
+  planSandbox,
+  type SandboxHost,
+  sandboxSetting,
+  serverDataDir,
+  settingsPath,
+} from "../lib/sandbox.ts";
+import { bwrapArgs, probeBwrap } from "../lib/sandbox_bwrap.ts";
+import { denoTarget } from "../lib/sandbox_command.ts";
+import { explainStartFailure, findDenials, translateDenials } from "../lib/sandbox_denial.ts";
+import type { ServerEntry } from "../lib/config_entry.ts";
+import { fingerprintOf } from "../lib/config_entry.ts";
+import { REFERENCE_VERSION } from "./fixtures/pool_support.ts";
+
+const FILESYSTEM = `@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`;
+const MEMORY = `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`;
+
+// -- pure parts -----------------------------------------------------------------------------------
+
+function entry(command: string, args: string[], more: Partial<ServerEntry> = {}): ServerEntry {
+  const resolved = {
+    transport: "stdio" as const,
+    command,
+    args,
+    env: {},
+    headers: {},
+    ...more,
+  };
+  return {
+    name: "x",
+    disabled: false,
+    envNames: [],
+    fingerprint: fingerprintOf(resolved),
+    ...resolved,
+  };
+}
+
+Deno.test("commands Deno can run are rewritten for deno run; others say why not", () => {
+  const npx = denoTarget("npx", ["-y", "@scope/pkg@1.2.3", "/data", "--flag"], "/w");
+  assert(npx.ok);
+  assertEquals(npx.target.module, "npm:@scope/pkg@1.2.3");
+  assertEquals(npx.target.args, ["/data", "--flag"]);
+  assertEquals(npx.target.packageName, "@scope/pkg");
+  assertEquals(npx.target.flags, ["--no-config", "--no-lock"]);
+
+  const bin = denoTarget("/usr/bin/npx", ["--yes", "-p", "pkg@latest", "pkg-cli", "a"], "/w");
+  assert(bin.ok);
+  assertEquals([bin.target.module, bin.target.args], ["npm:pkg@latest/pkg-cli", ["a"]]);
+
+  const node = denoTarget("node", ["--no-warnings", "dist/index.js", "x"], "/srv/app");
+  assert(node.ok);
+  assertEquals(node.target.module, "/srv/app/dist/index.js");
+  const nodePkg = denoTarget("node", ["/n/node_modules/@modelcontextprotocol/x/dist/i.js"], "/");
+  assert(nodePkg.ok);
+  assertEquals(nodePkg.target.packageName, "@modelcontextprotocol/x");
+
+  const deno = denoTarget("deno", [
+    "run",
+    "-A",
+    "--allow-read=/data,rel",
+    "--allow-net",
+    "--cached-only",
+    "--config",
+    "deno.json",
+    "-P=x",
+    "--deny-read=/data/private",
+    "server.ts",
+    "--port",
+    "1",
+  ], "/w");
+  assert(deno.ok);
+  assertEquals(deno.target.flags, [
+    "--cached-only",
+    "--config",
+    "deno.json",
+    "--deny-read=/data/private",
+  ]);
+  assertEquals(deno.target.cacheFlags, ["--config", "deno.json"]);
+  assertEquals(deno.target.grants.read, ["/data", "/w/rel"]);
+  assertEquals(deno.target.grants.net, [], "a blanket grant is dropped, not kept");
+  assert(deno.target.cachedOnly);
+  assertEquals([deno.target.module, deno.target.args], ["server.ts", ["--port", "1"]]);
+  const npm = denoTarget("deno", ["run", "-A", `npm:${FILESYSTEM}`, "/d"], "/w");
+  assert(npm.ok);
+  assertEquals(npm.target.packageName, "@modelcontextprotocol/server-filesystem");
+
+  const refused: [string, string[], RegExp][] = [
+    ["npx", ["-y", "./local-dir"], /not a package name from the npm registry/],
+    ["npx", ["-c", "echo hi"], /npx option -c has no Deno equivalent/],
+    ["node", ["--inspect", "x.js"], /node option --inspect/],
+    ["deno", ["task", "start"], /"deno task" is not "deno run"/],
+    ["uvx", ["mcp-server-fetch"], /Python program, which Deno cannot run/],
+    ["docker", ["run", "-i", "img"], /runs a container/],
+    ["/opt/bin/my-server", [], /"my-server" is not a launcher/],
+  ];
+  for (const [command, args, why] of refused) {
+    const result = denoTarget(command, args, "/w");
+    assert(!result.ok, command);
+    assertMatch(result.why, why);
+  }
+});
+
+Deno.test("bubblewrap sees the system, the allowed paths (parents first) and no network", () => {
+  const args = bwrapArgs({
+    system: [{ path: "/usr", bind: true }, { path: "/lib", symlink: "usr/lib" }],
+    readOnly: ["/home/u/.cache/deno", "/srv/data/ro"],
+    readWrite: ["/srv/data", "/srv/data/ro2"],
+    network: false,
+    home: "/home/u",
+    cwd: "/work/project",
+  });
+  const text = args.join(" ");
+  assert(!text.includes("--share-net"));
+  for (const part of ["--unshare-all", "--die-with-parent", "--cap-drop ALL", "--new-session"]) {
+    assertStringIncludes(text, part);
+  }
+  assertStringIncludes(text, "--ro-bind /usr /usr --symlink usr/lib /lib");
+  assertStringIncludes(text, "--tmpfs /home/u");
+  const at = (s: string) => text.indexOf(s);
+  assert(at("--tmpfs /home/u") < at("--ro-bind-try /home/u/.cache/deno"), text);
+  assert(at("--bind-try /srv/data /srv/data") < at("--ro-bind-try /srv/data/ro "), text);
+  assertStringIncludes(text, "--dir /work/project --chdir /work/project");
+  const online = bwrapArgs({
+    system: [],
+    readOnly: [],
+    readWrite: ["/w"],
+    network: true,
+    cwd: "/w",
+  }).join(" ");
+  assertStringIncludes(online, "--share-net");
+  assertStringIncludes(online, "--ro-bind-try /etc/resolv.conf");
+  assert(!online.includes("--dir /w"), "a bound working directory is not recreated");
+});
+
+Deno.test("bubblewrap's probe says why it cannot be used", async () => {
+  const bin = await Deno.makeTempDir({ prefix: "sandbox_probe_" });
+  try {
+    assertMatch(
+      (await probeBwrap({ os: "darwin" })).ok ? "" : "Linux only",
+      /Linux only/,
+    );
+    const missing = await probeBwrap({ os: "linux", searchPath: bin });
+    assert(!missing.ok);
+    assertStringIncludes(missing.why, "apt-get install bubblewrap");
+    await Deno.writeTextFile(join(bin, "bwrap"), "#!/bin/sh\n", { mode: 0o755 });
+    const denied = await probeBwrap({ os: "linux", searchPath: bin, mayRun: () => false });
+    assert(!denied.ok);
+    assertStringIncludes(denied.why, '"bwrap" to the "run" list');
+    const broken = await probeBwrap({
+      os: "linux",
+      searchPath: bin,
+      mayRun: () => true,
+      run: () =>
+        Promise.resolve({ code: 1, stderr: "bwrap: No permissions to creating new namespace\n" }),
+    });
+    assert(!broken.ok);
+    assertStringIncludes(broken.why, "cannot create a sandbox here: bwrap: No permissions");
+  } finally {
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("Deno's refusals become sentences that name the server and how to allow it", () => {
+  const ctx = { server: "fs", settingsPath: "/p/lmstudio-bridge.json" };
+  const text = 'Error: NotCapable: Requires read access to "/etc/secret", run again with the ' +
+    "--allow-read flag";
+  assertEquals(
+    translateDenials(text, ctx),
+    'Error: MCP server "fs" tried to read /etc/secret, which its sandbox does not allow; to ' +
+      'allow it, add "read": ["/etc/secret"] to servers.fs.sandbox in /p/lmstudio-bridge.json',
+  );
+  assertStringIncludes(
+    translateDenials(
+      'Requires net access to "127.0.0.1:9", run again with the --allow-net flag',
+      ctx,
+    ),
+    'tried to connect to 127.0.0.1:9, which its sandbox does not allow; to allow it, add "net": ["127.0.0.1:9"]',
+  );
+  assertStringIncludes(
+    translateDenials('Requires run access to "ls", run again with the --allow-run flag', ctx),
+    'tried to run ls, which its sandbox does not allow; to allow it, add "run": ["ls"]',
+  );
+  assertStringIncludes(
+    translateDenials(
+      'Requires import access to "esm.sh:443", run again with the --allow-import flag',
+      ctx,
+    ),
+    "add --allow-import=esm.sh:443 to its deno arguments",
+  );
+  assertStringIncludes(
+    translateDenials("Requires read access to <CWD>, run again with the --allow-read flag", ctx),
+    'tried to read its working directory, which its sandbox does not allow; to allow it, add "read": true',
+  );
+  assertEquals(findDenials("nothing refused here"), []);
+  assertEquals(
+    findDenials('Requires write access to "/a" and Requires sys access to "hostname"'),
+    [{ kind: "write", target: "/a" }, { kind: "sys", target: "hostname" }],
+  );
+
+  const failed = new McpServerError(
+    'MCP server "fs" exited with code 1 before completing the MCP handshake.',
+    {
+      server: "fs",
+      kind: "exited",
+      exitCode: 1,
+      stderrTail: [
+        'error: Uncaught NotCapable: Requires read access to "/x", run again with the --allow-read flag',
+      ],
+    },
+  );
+  const explained = explainStartFailure(failed, {
+    ...ctx,
+    confinement: "deno+bwrap",
+    commandLine: ["bwrap", "--unshare-all", "--", "/usr/bin/deno", "run", "x.ts"],
+  });
+  assert(explained instanceof McpServerError);
+  assertEquals([explained.kind, explained.exitCode], ["exited", 1]);
+  assertStringIncludes(
+    explained.message,
+    "runs under Deno's sandbox (deno+bwrap) and failed to start",
+  );
+  assertStringIncludes(explained.message, "It ran: /usr/bin/deno run x.ts (inside bubblewrap).");
+  assertStringIncludes(explained.message, 'add "read": ["/x"] to servers.fs.sandbox');
+  const plain = explainStartFailure(
+    new McpServerError("boom", { server: "fs", kind: "connect_timeout" }),
+    { ...ctx, confinement: "deno", commandLine: ["deno", "run", "x.ts"] },
+  );
+  assert(plain instanceof McpServerError);
+  assertStringIncludes(
+    plain.message,
+    'set servers.fs.sandbox to "os" or "none" in /p/lmstudio-bridge.json to run it as before',
+  );
+  const other = new McpServerError("no such tool", { server: "fs", kind: "unknown_tool" });
+  assertEquals(explainStartFailure(other, { ...ctx, confinement: "deno", commandLine: [] }), other);
+});
+
+Deno.test("the sandbox setting comes from the bridge settings, else the environment's default", () => {
+  const config = {
+    path: "/p/.mcp.json",
+    bridge: {
+      servers: { a: { sandbox: "os" }, b: { sandbox: { net: ["x.org"] } }, c: { sandbox: 7 } },
+    },
+  };
+  assertEquals(sandboxSetting(config, "a"), "os");
+  assertEquals(sandboxSetting(config, "b"), { net: ["x.org"] });
+  assertEquals(sandboxSetting(config, "c"), "auto", "an invalid setting never loosens it");
+  assertEquals(sandboxSetting(config, "c", "none"), "none");
+  assertEquals(sandboxSetting(config, "z", "NONE"), "none");
+  assertEquals(sandboxSetting(config, "z", "bogus"), "auto");
+  assertEquals(sandboxSetting({ path: undefined }, "z"), "auto");
+  assertEquals(settingsPath(config), "/p/lmstudio-bridge.json");
+  assertEquals(
+    settingsPath({ path: "/p/.mcp.json", bridge: { path: "/q/b.json" } } as never),
+    "/q/b.json",
+  );
+});
+
+/** A machine with deno at /usr/bin/deno and bubblewrap as `bwrap` says. */
+function fakeHost(o: { bwrap: boolean; env?: Record<string, string> }): SandboxHost {
+  return {
+    os: "linux",
+    env: { HOME: "/home/u", PATH: "/usr/bin", ...o.env },
+    cwd: "/work",
+    deno: () => Promise.resolve({ ok: true, path: "/usr/bin/deno" }),
+    denoDir: () => Promise.resolve("/home/u/.cache/deno"),
+    bwrap: () =>
+      Promise.resolve(
+        o.bwrap ? { ok: true, path: "/usr/bin/bwrap" } : {
+          ok: false,
+          why: "bubblewrap is not installed (apt-get install bubblewrap)",
+        },
+      ),
+    systemMounts: () => Promise.resolve([{ path: "/usr", bind: true }]),
+    realPath: (path) => Promise.resolve(path === "/work/link" ? "/data/real" : undefined),
+    which: (command) => Promise.resolve(command.startsWith("/") ? command : `/usr/bin/${command}`),
+    mkdirp: () => Promise.resolve(),
+    run: () => Promise.resolve({ code: 0, stderr: "" }),
+  };
+}
+
+Deno.test("what each server may do: derived for reference servers, widened by the user", async () => {
+  const host = fakeHost({ bwrap: true, env: { XDG_DATA_HOME: "/xdg", HTTPS_PROXY: "http://p" } });
+  const fs = await planSandbox(
+    { ...entry("npx", ["-y", FILESYSTEM, "/data", "link"]), name: "files" },
+    { host, config: { path: "/p/.mcp.json" } },
+  );
+  assertEquals(fs.confinement, "deno+bwrap");
+  assertEquals(fs.policy.read, ["/data", "/work/link", "/data/real"]);
+  assertEquals(fs.policy.write, ["/data", "/work/link", "/data/real"]);
+  assertEquals(fs.allows, "read+write /data, /work/link, /data/real; no network; no commands");
+  assertEquals(fs.note, undefined);
+  assertEquals(denoPermissionFlags(fs.policy), [
+    "--no-prompt",
+    "--allow-env",
+    "--allow-read=/data,/work/link,/data/real",
+    "--allow-write=/data,/work/link,/data/real",
+  ]);
+  assert(fs.bwrap !== undefined && !fs.bwrap.network);
+  assert(fs.bwrap.readOnly.includes("/home/u/.cache/deno"), "deno's cache is read-only");
+
+  const memory = await planSandbox({ ...entry("npx", ["-y", MEMORY]), name: "my mem" }, { host });
+  const dataDir = "/xdg/lmstudio-bridge/servers/my_mem";
+  assertEquals(dataDir, serverDataDir("my mem", host));
+  assertEquals(memory.env, { MEMORY_FILE_PATH: `${dataDir}/memory.jsonl` });
+  assertEquals(memory.dirs, [dataDir]);
+  assertEquals(memory.policy.write, [dataDir]);
+  const ownFile = await planSandbox(
+    entry("npx", ["-y", MEMORY], { env: { MEMORY_FILE_PATH: "/m/graph.jsonl" } }),
+    { host },
+  );
+  assertEquals([ownFile.env, ownFile.policy.write], [{}, ["/m"]]);
+
+  const widened = await planSandbox(entry("npx", ["-y", "some-server"]), {
+    host,
+    config: {
+      path: "/p/.mcp.json",
+      bridge: {
+        servers: {
+          x: {
+            sandbox: {
+              read: ["~/notes", "rel"],
+              net: ["api.example.com"],
+              run: ["git"],
+              env: ["HTTPS_PROXY"],
+            },
+          },
+        },
+      },
+    } as never,
+  });
+  assertEquals(widened.policy.read, ["/home/u/notes", "/work/rel"]);
+  assertEquals(widened.env, { HTTPS_PROXY: "http://p" });
+  assertEquals(
+    widened.allows,
+    "read /home/u/notes, /work/rel; network to api.example.com; commands git; bridge variables HTTPS_PROXY",
+  );
+  assert(widened.bwrap?.network === true);
+
+  const remote = await planSandbox(
+    { ...entry("", []), transport: "http", command: undefined, url: "http://h/mcp" },
+    { host },
+  );
+  assertEquals(remote.confinement, "remote");
+});
+
+Deno.test("without bubblewrap a listing says what is weaker, or that a server runs unconfined", async () => {
+  const host = fakeHost({ bwrap: false });
+  const deno = await planSandbox(entry("npx", ["-y", FILESYSTEM, "/data"]), { host });
+  assertEquals(deno.confinement, "deno");
+  assertStringIncludes(deno.note ?? "", "a symlink inside an allowed directory is followed");
+  assertStringIncludes(deno.note ?? "", "bubblewrap is not installed");
+  const python = await planSandbox(entry("uvx", ["mcp-server-fetch"]), { host });
+  assertEquals(python.confinement, "none");
+  assertEquals(
+    python.note,
+    "runs unconfined: uvx starts a Python program, which Deno cannot run, and bubblewrap is " +
+      "not installed (apt-get install bubblewrap)",
+  );
+  const config = { path: "/p/.mcp.json", bridge: { servers: { x: { sandbox: "os" } } } } as never;
+  const os = await planSandbox(entry("uvx", ["mcp-server-fetch"]), { host, config });
+  assertEquals(os.confinement, "bwrap");
+  assertStringIncludes(
+    os.problem ?? "",
+    'servers.x.sandbox is "os", but there is no operating-system sandbox here',
+  );
+  const forced = await planSandbox(entry("uvx", ["x"]), {
+    host: fakeHost({ bwrap: true }),
+    config: { path: "/p/.mcp.json", bridge: { servers: { x: { sandbox: "deno" } } } } as never,
+  });
+  assertStringIncludes(forced.problem ?? "", 'is "deno", but it cannot run under Deno: uvx starts');
+  const off = await planSandbox(entry("npx", ["-y", "pkg"]), {
+    host: fakeHost({ bwrap: true, env: { LMSTUDIO_BRIDGE_SANDBOX: "none" } }),
+  });
+  assertEquals(off.confinement, "none");
+  assertEquals(
+    off.note,
+    "runs unconfined: LMSTUDIO_BRIDGE_SANDBOX=none and servers.x.sandbox is not set",
+  );
+  const bwrapOnly = await planSandbox(entry("uvx", ["x"]), { host: fakeHost({ bwrap: true }) });
+  assertEquals(bwrapOnly.confinement, "bwrap");
+  assertStringIncludes(bwrapOnly.allows, "read the system directories and its own program");
+});
