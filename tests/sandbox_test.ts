@@ -3,10 +3,18 @@
  * what a server may do, how refusals read, and, with real processes, that server-filesystem and
  * a fixture that tries everything are held to what they are allowed, in and out of bubblewrap.
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
+import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { join } from "../lib/path.ts";
 import {
+  defaultHost,
   denoPermissionFlags,
   planSandbox,
   type SandboxHost,
@@ -19,8 +27,20 @@ import { denoTarget } from "../lib/sandbox_command.ts";
 import { explainStartFailure, findDenials, translateDenials } from "../lib/sandbox_denial.ts";
 import type { ServerEntry } from "../lib/config_entry.ts";
 import { fingerprintOf } from "../lib/config_entry.ts";
-import { REFERENCE_VERSION } from "./fixtures/pool_support.ts";
+import {
+  cachedRun,
+  denoChildEnv,
+  processGone,
+  processTree,
+  REFERENCE_VERSION,
+  textOf,
+  waitFor,
+} from "./fixtures/pool_support.ts";
+import { BridgeConfigSource } from "./fixtures/sandbox_bridge.ts";
+import { quiet } from "./rigs.ts";
 
+const FIXTURE = new URL("./fixtures/sandbox_server.ts", import.meta.url).pathname;
+const BRIDGE = new URL("./fixtures/sandbox_bridge.ts", import.meta.url).pathname;
 const FILESYSTEM = `@modelcontextprotocol/server-filesystem@${REFERENCE_VERSION}`;
 const MEMORY = `@modelcontextprotocol/server-memory@${REFERENCE_VERSION}`;
 
@@ -388,4 +408,402 @@ Deno.test("without bubblewrap a listing says what is weaker, or that a server ru
   const bwrapOnly = await planSandbox(entry("uvx", ["x"]), { host: fakeHost({ bwrap: true }) });
   assertEquals(bwrapOnly.confinement, "bwrap");
   assertStringIncludes(bwrapOnly.allows, "read the system directories and its own program");
+});
+
+// -- real processes -------------------------------------------------------------------------------
+
+/** bubblewrap works here, or the test fails saying why (it never skips). */
+async function requireBwrap(): Promise<void> {
+  const probe = await defaultHost().bwrap();
+  if (!probe.ok) {
+    throw new Error(
+      `this test needs bubblewrap, which cannot be used here: ${probe.why}. .ci/run installs it.`,
+    );
+  }
+}
+
+interface Sandbox extends AsyncDisposable {
+  dir: string;
+  pool: McpPool;
+  file(name: string): string;
+}
+
+/**
+ * A temp directory with a .mcp.json of `servers` and the bridge settings `bridge(dir)` says, and
+ * a pool on it.
+ */
+async function sandbox(
+  servers: Record<string, unknown>,
+  bridge: (dir: string) => Record<string, unknown> = () => ({}),
+): Promise<Sandbox> {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandbox_test_" }));
+  const config = join(dir, ".mcp.json");
+  await Deno.writeTextFile(config, JSON.stringify({ mcpServers: servers }));
+  // Every server of the test gets the product's default unless the test says otherwise (the
+  // rest of the suite runs unconfined: pool_support.ts).
+  const settings = new Proxy(bridge(dir), {
+    get: (target, name) => Reflect.get(target, name) ?? { sandbox: "auto" },
+  });
+  const pool = new McpPool({
+    config: new BridgeConfigSource(config, { servers: settings }),
+    log: quiet,
+    idleMs: 0,
+    connectTimeoutMs: 20_000,
+  });
+  return {
+    dir,
+    pool,
+    file: (name) => join(dir, name),
+    async [Symbol.asyncDispose]() {
+      await pool.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The fixture server under `deno run` with no permission flags of its own, from the cache. */
+function fixtureEntry(flags: string[] = []) {
+  return {
+    command: Deno.execPath(),
+    args: cachedRun([FIXTURE, ...flags], []),
+    env: denoChildEnv(),
+  };
+}
+
+/** Secret, allowed and elsewhere directories, with symlinks from the allowed one out. */
+async function layout(s: Sandbox) {
+  const secret = s.file("secret/secret.txt");
+  const allowed = s.file("allowed");
+  await Deno.mkdir(s.file("secret"));
+  await Deno.mkdir(allowed);
+  await Deno.mkdir(s.file("elsewhere"));
+  await Deno.writeTextFile(secret, "TOPSECRET");
+  await Deno.writeTextFile(join(allowed, "inside.txt"), "hello inside");
+  await Deno.symlink(secret, join(allowed, "link.txt"));
+  await Deno.symlink(s.file("secret"), join(allowed, "dirlink"));
+  return { secret, allowed };
+}
+
+Deno.test("a sandboxed server-filesystem reads inside its directory and nothing outside, not even through a symlink", async () => {
+  await requireBwrap();
+  await using s = await sandbox({});
+  const { secret, allowed } = await layout(s);
+  await Deno.writeTextFile(
+    s.file(".mcp.json"),
+    JSON.stringify({
+      mcpServers: {
+        fs: { command: "npx", args: ["-y", FILESYSTEM, allowed], env: denoChildEnv() },
+      },
+    }),
+  );
+  const read = async (path: string) => {
+    const r = await s.pool.callTool("fs", "read_text_file", { path });
+    return { text: textOf(r), isError: r.isError === true };
+  };
+  assertEquals(await read(join(allowed, "inside.txt")), { text: "hello inside", isError: false });
+  for (const path of [secret, join(allowed, "link.txt"), join(allowed, "dirlink/secret.txt")]) {
+    const r = await read(path);
+    assert(r.isError, `${path}: ${r.text}`);
+    assert(!r.text.includes("TOPSECRET"), `${path} leaked: ${r.text}`);
+  }
+  const write = await s.pool.callTool("fs", "write_file", {
+    path: join(allowed, "new.txt"),
+    content: "written",
+  });
+  assert(write.isError !== true, textOf(write));
+  assertEquals(await Deno.readTextFile(join(allowed, "new.txt")), "written");
+  const [status] = (await s.pool.status()).servers;
+  assertEquals(status?.sandbox.confinement, "deno+bwrap");
+  assertStringIncludes(status?.sandbox.allows ?? "", `read+write ${allowed}`);
+  // What runs is deno inside bubblewrap, not npx.
+  const tree = processTree(status?.pid ?? 0).map((pid) =>
+    Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ")
+  );
+  assertMatch(tree[0] ?? "", /^(\S*\/)?bwrap /, `${status?.pid}: ${tree.join("\n")}`);
+  assert(tree.some((cmd) => cmd.includes(`npm:${FILESYSTEM}`)), tree.join("\n"));
+  assert(!tree.some((cmd) => /\bnpx\b/.test(cmd.split(" ")[0] ?? "")), tree.join("\n"));
+});
+
+Deno.test("a fixture that tries to read a secret, write outside, open a socket or run a command is refused, and the refusal reaches the caller as a tool result", async () => {
+  await requireBwrap();
+  await using s = await sandbox({ probe: fixtureEntry() }, (dir) => ({
+    probe: { sandbox: { read: [join(dir, "allowed")], write: [join(dir, "allowed")] } },
+  }));
+  const { secret } = await layout(s);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  let accepted = false;
+  listener.accept().then(() => accepted = true, () => {});
+  const settings = s.file("lmstudio-bridge.json");
+  const call = async (tool: string, args: Record<string, unknown>) => {
+    const r = await s.pool.callTool("probe", tool, args);
+    return { text: textOf(r), isError: r.isError === true };
+  };
+  const cases: [string, Record<string, unknown>, string][] = [
+    [
+      "read",
+      { path: secret },
+      `tried to read ${secret}, which its sandbox does not allow; to allow it, add "read": ["${secret}"] to servers.probe.sandbox in ${settings}`,
+    ],
+    [
+      "write",
+      { path: s.file("elsewhere/x.txt"), text: "x" },
+      `tried to write ${
+        s.file("elsewhere/x.txt")
+      }, which its sandbox does not allow; to allow it, add "write": ["${
+        s.file("elsewhere/x.txt")
+      }"]`,
+    ],
+    [
+      "connect",
+      { port },
+      `tried to connect to 127.0.0.1:${port}, which its sandbox does not allow; to allow it, add "net": ["127.0.0.1:${port}"]`,
+    ],
+    [
+      "run",
+      { command: "ls" },
+      'tried to run ls, which its sandbox does not allow; to allow it, add "run": ["ls"]',
+    ],
+  ];
+  for (const [tool, args, expected] of cases) {
+    const r = await call(tool, args);
+    assert(r.isError, `${tool}: ${r.text}`);
+    assertStringIncludes(r.text, `MCP server "probe" ${expected}`);
+  }
+  assert(!accepted, "the sandboxed server reached the loopback port");
+  assert(!(await exists(s.file("elsewhere/x.txt"))));
+  const [status] = (await s.pool.status()).servers;
+  assertEquals(status?.sandbox.confinement, "deno+bwrap");
+});
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+Deno.test("inside bubblewrap a symlink out of an allowed directory leads nowhere, and widening the sandbox lets a path in", async () => {
+  await requireBwrap();
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandbox_test_" }));
+  const allowed = join(dir, "allowed");
+  const secretDir = join(dir, "secret");
+  try {
+    await using s = await sandbox({ probe: fixtureEntry() }, () => ({
+      probe: { sandbox: { read: [allowed], write: [join(allowed, "out")] } },
+    }));
+    await Deno.mkdir(secretDir);
+    await Deno.mkdir(join(allowed, "out"), { recursive: true });
+    await Deno.writeTextFile(join(secretDir, "secret.txt"), "TOPSECRET");
+    await Deno.symlink(join(secretDir, "secret.txt"), join(allowed, "link.txt"));
+    const viaLink = await s.pool.callTool("probe", "read", { path: join(allowed, "link.txt") });
+    assert(viaLink.isError === true, textOf(viaLink));
+    assert(!textOf(viaLink).includes("TOPSECRET"), textOf(viaLink));
+    assertMatch(textOf(viaLink), /No such file or directory|NotFound/);
+    const inside = await s.pool.callTool("probe", "write", {
+      path: join(allowed, "out", "ok.txt"),
+      text: "ok",
+    });
+    assert(inside.isError !== true, textOf(inside));
+    assertEquals(await Deno.readTextFile(join(allowed, "out", "ok.txt")), "ok");
+    const notWritable = await s.pool.callTool("probe", "write", {
+      path: join(allowed, "no.txt"),
+      text: "no",
+    });
+    assert(notWritable.isError === true, "read-only stays read-only");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  await using wide = await sandbox({ probe: fixtureEntry() });
+  await Deno.writeTextFile(wide.file("open.txt"), "open to it");
+  await using widened = await sandbox({ probe: fixtureEntry() }, () => ({
+    probe: { sandbox: { read: [wide.file("open.txt")] } },
+  }));
+  const r = await widened.pool.callTool("probe", "read", { path: wide.file("open.txt") });
+  assertEquals(textOf(r), "open to it");
+});
+
+Deno.test("a server the sandbox stops at start-up says what it tried and how to allow it", async () => {
+  await requireBwrap();
+  const secret = await Deno.makeTempFile({ prefix: "sandbox_secret_" });
+  try {
+    await using s = await sandbox({ probe: fixtureEntry(["--read-at-start", secret]) });
+    const error = await assertRejects(() => s.pool.listTools("probe"), McpServerError);
+    assertEquals(error.kind, "exited");
+    assertStringIncludes(
+      error.message,
+      'MCP server "probe" runs under Deno\'s sandbox (deno+bwrap) and failed to start',
+    );
+    assertStringIncludes(
+      error.message,
+      `tried to read ${secret}, which its sandbox does not allow; to allow it, add "read": ["${secret}"] to servers.probe.sandbox in ${
+        s.file("lmstudio-bridge.json")
+      }`,
+    );
+    assertStringIncludes(error.message, "It ran: ");
+  } finally {
+    await Deno.remove(secret);
+  }
+});
+
+Deno.test('a server marked "os" runs inside bubblewrap alone: it sees only the system and what it is allowed', async () => {
+  await requireBwrap();
+  const hidden = await Deno.makeTempDir({ prefix: "sandbox_hidden_" });
+  try {
+    await Deno.writeTextFile(join(hidden, "secret.txt"), "TOPSECRET");
+    // deno with every permission, as a native program would have: only the OS fence holds it.
+    const native = { ...fixtureEntry(), args: cachedRun([FIXTURE]) };
+    // Like a native program's own files, deno's cache is allowed by the user, not derived.
+    const cache = await defaultHost().denoDir();
+    assert(cache !== undefined);
+    await using s = await sandbox({ native }, (dir) => ({
+      native: { sandbox: { mode: "os", read: [cache], write: [join(dir, "out")] } },
+    }));
+    await Deno.mkdir(s.file("out"));
+    const read = await s.pool.callTool("native", "read", { path: join(hidden, "secret.txt") });
+    assert(read.isError === true && !textOf(read).includes("TOPSECRET"), textOf(read));
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const connect = await s.pool.callTool("native", "connect", { port: listener.addr.port });
+    assert(connect.isError === true, `no network inside: ${textOf(connect)}`);
+    const [status] = (await s.pool.status()).servers;
+    assertEquals(status?.sandbox.confinement, "bwrap");
+  } finally {
+    await Deno.remove(hidden, { recursive: true });
+  }
+});
+
+Deno.test("closing the pool ends a sandboxed server and everything it started, even a setsid grandchild", async () => {
+  await requireBwrap();
+  await using s = await sandbox({ probe: fixtureEntry() }, () => ({
+    probe: { sandbox: { run: ["setsid", "sleep"] } },
+  }));
+  const r = await s.pool.callTool("probe", "spawn", { command: "setsid", args: ["sleep", "600"] });
+  assert(r.isError !== true, textOf(r));
+  const [status] = (await s.pool.status()).servers;
+  const root = status?.pid ?? 0;
+  await waitFor(
+    "the grandchild",
+    () =>
+      processTree(root).some((pid) =>
+        Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("sleep")
+      ),
+  );
+  const tree = processTree(root);
+  await s.pool.close();
+  await waitFor("every process of the sandbox to end", () => tree.every(processGone));
+});
+
+Deno.test("after a SIGKILL of the bridge, a sandboxed server and its grandchild are gone", async () => {
+  await requireBwrap();
+  const dir = await Deno.makeTempDir({ prefix: "sandbox_kill_" });
+  try {
+    const config = join(dir, ".mcp.json");
+    await Deno.writeTextFile(config, JSON.stringify({ mcpServers: { probe: fixtureEntry() } }));
+    const bridge = { servers: { probe: { sandbox: { run: ["setsid", "sleep"] } } } };
+    const child = new Deno.Command(Deno.execPath(), {
+      args: cachedRun([
+        BRIDGE,
+        config,
+        JSON.stringify(bridge),
+        "probe",
+        "spawn",
+        JSON.stringify({ command: "setsid", args: ["sleep", "600"] }),
+        "--hold",
+      ]),
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { value = "" } = await reader.read();
+    const out = JSON.parse(value);
+    assert(out.result !== undefined, value);
+    await waitFor(
+      "the grandchild",
+      () =>
+        processTree(Number(out.pid)).some((pid) =>
+          Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("sleep")
+        ),
+    );
+    const all = processTree(Number(out.pid));
+    child.kill("SIGKILL");
+    await child.status;
+    await reader.cancel();
+    await waitFor("every process of the sandbox to end", () => all.every(processGone));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without bubblewrap, Deno's sandbox alone refuses what is not allowed and the listing says symlinks are followed", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sandbox_nobwrap_" }));
+  try {
+    const allowed = join(dir, "allowed");
+    await Deno.mkdir(allowed);
+    await Deno.writeTextFile(join(dir, "secret.txt"), "TOPSECRET");
+    await Deno.symlink(join(dir, "secret.txt"), join(allowed, "link.txt"));
+    const config = join(dir, ".mcp.json");
+    await Deno.writeTextFile(config, JSON.stringify({ mcpServers: { probe: fixtureEntry() } }));
+    const bridge = JSON.stringify({ servers: { probe: { sandbox: { read: [allowed] } } } });
+    // A bridge whose own sandbox does not let it run bubblewrap.
+    const run = async (tool: string, args: Record<string, unknown>) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: cachedRun(
+          [BRIDGE, config, bridge, "probe", tool, JSON.stringify(args)],
+          [`--allow-run=${Deno.execPath()}`, "--allow-read", "--allow-env"],
+        ),
+        stdout: "piped",
+        stderr: "piped",
+        env: denoChildEnv(),
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert(out.success, new TextDecoder().decode(out.stderr));
+      return JSON.parse(text);
+    };
+    const denied = await run("read", { path: join(dir, "secret.txt") });
+    assertEquals(denied.sandbox.confinement, "deno");
+    assertStringIncludes(denied.sandbox.note, "a symlink inside an allowed directory is followed");
+    assertStringIncludes(denied.sandbox.note, "does not allow running bwrap");
+    assertStringIncludes(JSON.stringify(denied.result), "tried to read");
+    // What the note warns of: Deno compares paths as written.
+    const followed = await run("read", { path: join(allowed, "link.txt") });
+    assertEquals(textOf(followed.result), "TOPSECRET");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server-memory keeps its graph in the file it is given and can write nothing else", async () => {
+  await requireBwrap();
+  await using s = await sandbox({});
+  const file = s.file("mem/graph.jsonl");
+  await Deno.mkdir(s.file("mem"));
+  await Deno.writeTextFile(
+    s.file(".mcp.json"),
+    JSON.stringify({
+      mcpServers: {
+        memory: {
+          command: "npx",
+          args: ["-y", MEMORY],
+          env: { ...denoChildEnv(), MEMORY_FILE_PATH: file },
+        },
+      },
+    }),
+  );
+  const created = await s.pool.callTool("memory", "create_entities", {
+    entities: [{ name: "sandbox", entityType: "test", observations: ["kept"] }],
+  });
+  assert(created.isError !== true, textOf(created));
+  assertStringIncludes(await Deno.readTextFile(file), '"name":"sandbox"');
+  const [status] = (await s.pool.status()).servers;
+  assertEquals(status?.sandbox.allows, `read+write ${s.file("mem")}; no network; no commands`);
+});
+
+Deno.test('a server the settings mark "none" runs as before, and every listing says it is unconfined', async () => {
+  const plain = { ...fixtureEntry(), args: cachedRun([FIXTURE]) };
+  await using s = await sandbox({ plain }, () => ({ plain: { sandbox: "none" } }));
+  const r = await s.pool.callTool("plain", "write", { path: s.file("free.txt"), text: "free" });
+  assert(r.isError !== true, textOf(r));
+  const [status] = (await s.pool.status()).servers;
+  assertEquals(status?.sandbox, {
+    confinement: "none",
+    allows: "everything the bridge's user may do",
+    note: 'runs unconfined: servers.plain.sandbox is "none"',
+  });
 });
