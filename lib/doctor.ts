@@ -7,6 +7,8 @@ import { flag, parseArgs, UsageError } from "./args.ts";
 import { isFile, pathCandidates } from "./lms_locate.ts";
 import { entryTarget, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";
+import type { McpConfig } from "./config.ts";
+import { sandboxStatus } from "./sandbox.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -151,20 +153,27 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
   return checks;
 }
 
-async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): Promise<Check> {
+async function checkServer(
+  app: App,
+  entry: ServerEntry,
+  o: { config: McpConfig; signal: AbortSignal },
+): Promise<Check> {
   const name = `server ${entry.name}`;
   if (entry.disabled) return { name, status: "ok", detail: "disabled (skipped)" };
   if (entry.problem) return { name, status: "fail", detail: entry.problem };
   const started = performance.now();
+  const sandbox = await sandboxStatus(entry, { config: o.config });
+  const confined = `sandbox: ${sandbox.confinement}: ${sandbox.allows}` +
+    (sandbox.note === undefined ? "" : ` (${sandbox.note})`);
   try {
     const tools = await (await app.pool()).listTools(entry.name, {
-      signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]),
+      signal: AbortSignal.any([o.signal, AbortSignal.timeout(60_000)]),
     });
     const ms = Math.round(performance.now() - started);
     return {
       name,
-      status: "ok",
-      detail: `${tools.length} tools, connected in ${ms} ms (${entryTarget(entry)})`,
+      status: sandbox.confinement === "none" ? "warn" : "ok",
+      detail: `${tools.length} tools, connected in ${ms} ms (${entryTarget(entry)})\n${confined}`,
     };
   } catch (error: unknown) {
     return { name, status: "fail", detail: errorMessage(error) };
@@ -195,7 +204,7 @@ async function runChecks(app: App, signal: AbortSignal): Promise<Check[]> {
     checkLmStudio(app, signal),
     checkLms(app, signal),
     checkPermissions(app, config.servers),
-    ...config.servers.map((s) => checkServer(app, s, signal)),
+    ...config.servers.map((s) => checkServer(app, s, { config, signal })),
   ]);
   return [...lmstudio, ...lms, ...configChecks, ...servers, ...permissions];
 }

@@ -100,11 +100,10 @@ export function bwrapArgs(layout: BwrapLayout): string[] {
     args.push("--ro-bind-try", file, file);
   }
   args.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp");
-  const tmpfs = ["/tmp"];
   const home = layout.home;
-  if (home !== undefined && home !== "/" && !isWithin(home, "/tmp")) {
-    args.push("--tmpfs", home);
-    tmpfs.push(home);
+  if (home !== undefined && home !== "/") {
+    // An empty home of its own (inside the new /tmp, a directory there).
+    args.push(isWithin(home, "/tmp") ? "--dir" : "--tmpfs", home);
   }
   // Parents before children, so a narrower bind inside a wider one stays in force; a path both
   // readable and writable is bound once, writable.
@@ -114,8 +113,12 @@ export function bwrapArgs(layout: BwrapLayout): string[] {
   for (const path of paths) {
     args.push(writable.has(path) ? "--bind-try" : "--ro-bind-try", path, path);
   }
-  const visible = [...tmpfs, ...paths, ...layout.system.map((m) => m.path)];
-  if (!visible.some((dir) => isWithin(layout.cwd, dir))) args.push("--dir", layout.cwd);
+  // The working directory exists inside when something bound holds it; otherwise it is made,
+  // empty (an empty tmpfs holds nothing).
+  const bound = [...paths, ...layout.system.map((m) => m.path)];
+  if (!bound.some((dir) => isWithin(layout.cwd, dir)) && layout.cwd !== home) {
+    args.push("--dir", layout.cwd);
+  }
   args.push("--chdir", layout.cwd);
   return args;
 }

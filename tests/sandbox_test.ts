@@ -38,6 +38,15 @@ import {
 } from "./fixtures/pool_support.ts";
 import { BridgeConfigSource } from "./fixtures/sandbox_bridge.ts";
 import { quiet } from "./rigs.ts";
+import {
+  answer,
+  CHAT,
+  ProgrammableModel,
+  toolCalls,
+  toolMessages,
+} from "./fixtures/attack_model.ts";
+import { type Project, resultText, startServe, tempProject } from "./fixtures/attack_support.ts";
+import { baseEnv, runCli } from "./helpers.ts";
 
 const FIXTURE = new URL("./fixtures/sandbox_server.ts", import.meta.url).pathname;
 const BRIDGE = new URL("./fixtures/sandbox_bridge.ts", import.meta.url).pathname;
@@ -806,4 +815,143 @@ Deno.test('a server the settings mark "none" runs as before, and every listing s
     allows: "everything the bridge's user may do",
     note: 'runs unconfined: servers.plain.sandbox is "none"',
   });
+});
+
+// -- end to end -----------------------------------------------------------------------------------
+
+/** The project of the end-to-end tests: allowed and secret directories and four servers. */
+async function e2eProject(project: Project) {
+  const allowed = project.file("allowed");
+  const secret = project.file("secret/secret.txt");
+  await Deno.mkdir(allowed);
+  await Deno.mkdir(project.file("secret"));
+  await Deno.writeTextFile(secret, "TOPSECRET");
+  await Deno.writeTextFile(join(allowed, "inside.txt"), "hello inside");
+  await Deno.symlink(secret, join(allowed, "link.txt"));
+  const env = { DENO_DIR: baseEnv().DENO_DIR ?? "" };
+  await project.write({
+    fs: { command: "npx", args: ["-y", FILESYSTEM, allowed], env },
+    memory: { command: "npx", args: ["-y", MEMORY], env },
+    probe: { command: "deno", args: cachedRun([FIXTURE], []), env },
+    remote: { type: "http", url: "http://127.0.0.1:9/mcp" },
+  });
+  return { allowed, secret };
+}
+
+/** The product's default for the bridges these tests start (the suite's default is "none"). */
+const SANDBOXED = { LMSTUDIO_BRIDGE_SANDBOX: "auto" };
+
+Deno.test("end to end through serve: listings name each server's confinement, and a model reading a secret is told its sandbox refused", async () => {
+  await requireBwrap();
+  await using model = await ProgrammableModel.start();
+  await using project = await tempProject();
+  const { allowed, secret } = await e2eProject(project);
+  const data = project.file("data");
+  await using serve = await startServe(project.dir, model.baseUrl, {
+    ...SANDBOXED,
+    XDG_DATA_HOME: data,
+  });
+  const listed = await serve.call("list_available_mcps");
+  const text = resultText(listed);
+  assertStringIncludes(text, `sandbox: deno+bwrap: read+write ${allowed}; no network; no commands`);
+  assertStringIncludes(text, "sandbox: remote: runs elsewhere");
+  const servers = (listed.structuredContent as { servers: { name: string; confinement: string }[] })
+    .servers;
+  assertEquals(servers.map((s) => [s.name, s.confinement]), [
+    ["fs", "deno+bwrap"],
+    ["memory", "deno+bwrap"],
+    ["probe", "deno+bwrap"],
+    ["remote", "remote"],
+  ]);
+
+  const ask = async (server: string, tool: string, args: Record<string, unknown>) => {
+    model.sequence([toolCalls({ name: tool, arguments: args }), answer("done")]);
+    const r = await serve.call("autonomous_with_mcp", {
+      mcp_name: server,
+      task: "go",
+      max_rounds: 3,
+    });
+    assertEquals(resultText(r).startsWith("done"), true, resultText(r));
+    return toolMessages(model.fake.requestsTo(CHAT).at(-1)).at(-1) ?? "";
+  };
+  const refused = await ask("probe", "read", { path: secret });
+  assertStringIncludes(
+    refused,
+    `MCP server "probe" tried to read ${secret}, which its sandbox does not allow; to allow it, ` +
+      `add "read": ["${secret}"] to servers.probe.sandbox in ${
+        project.file("lmstudio-bridge.json")
+      }`,
+  );
+  const viaLink = await ask("fs", "read_text_file", { path: join(allowed, "link.txt") });
+  assert(!viaLink.includes("TOPSECRET"), viaLink);
+  assertStringIncludes(
+    await ask("fs", "read_text_file", { path: join(allowed, "inside.txt") }),
+    "hello inside",
+  );
+  await ask("memory", "create_entities", {
+    entities: [{ name: "e2e", entityType: "test", observations: ["kept"] }],
+  });
+  const memory = join(data, "lmstudio-bridge", "servers", "memory", "memory.jsonl");
+  assertStringIncludes(await Deno.readTextFile(memory), '"name":"e2e"');
+});
+
+Deno.test("end to end through the CLI: run passes the refusal to the model, mcps --json and doctor show the confinement", async () => {
+  await requireBwrap();
+  await using model = await ProgrammableModel.start();
+  await using project = await tempProject();
+  const { secret } = await e2eProject(project);
+  const env = {
+    ...SANDBOXED,
+    LMSTUDIO_BASE_URL: model.baseUrl,
+    MCP_JSON_PATH: project.config,
+    HOME: project.dir,
+    XDG_DATA_HOME: project.file("data"),
+  };
+  model.sequence([
+    toolCalls({ name: "read", arguments: { path: secret } }),
+    answer("refused, as it should"),
+  ]);
+  const run = await runCli(["run", "--mcp", "probe", "read the secret"], { env, cwd: project.dir });
+  assertEquals(run.code, 0, run.stderr);
+  assertEquals(run.stdout, "refused, as it should\n");
+  const told = toolMessages(model.fake.requestsTo(CHAT).at(-1)).at(-1) ?? "";
+  assertStringIncludes(
+    told,
+    `MCP server "probe" tried to read ${secret}, which its sandbox does not allow`,
+  );
+  assert(!told.includes("TOPSECRET"));
+
+  const mcps = await runCli(["mcps", "--json"], { env, cwd: project.dir });
+  assertEquals(mcps.code, 0, mcps.stderr);
+  const doc = JSON.parse(mcps.stdout) as {
+    servers: { name: string; confinement: string; sandbox: { allows: string } }[];
+  };
+  assertEquals(doc.servers.map((s) => s.confinement), [
+    "deno+bwrap",
+    "deno+bwrap",
+    "deno+bwrap",
+    "remote",
+  ]);
+  assertStringIncludes(doc.servers[0]?.sandbox.allows ?? "", "no network");
+
+  const doctor = await runCli(["doctor"], { env, cwd: project.dir });
+  assertMatch(doctor.stdout, /ok +server fs +\d+ tools, connected in \d+ ms/);
+  assertStringIncludes(doctor.stdout, "sandbox: deno+bwrap: read+write");
+  // Unconfined, a server needs its own permissions, and doctor warns that it has them all.
+  const plain = project.file("plain.json");
+  const entry = {
+    command: "deno",
+    args: cachedRun([FIXTURE]),
+    env: { DENO_DIR: baseEnv().DENO_DIR ?? "" },
+  };
+  await Deno.writeTextFile(plain, JSON.stringify({ mcpServers: { plain: entry } }));
+  const unconfined = await runCli(["doctor"], {
+    env: { ...env, LMSTUDIO_BRIDGE_SANDBOX: "none", MCP_JSON_PATH: plain },
+    cwd: project.dir,
+  });
+  assertMatch(unconfined.stdout, /warn +server plain +\d+ tools/);
+  assertStringIncludes(
+    unconfined.stdout,
+    "sandbox: none: everything the bridge's user may do (runs unconfined",
+  );
 });
