@@ -25,16 +25,17 @@ import { z } from "zod";
 import type { McpConfig } from "./config.ts";
 import type { ServerEntry } from "./config_entry.ts";
 import { isRecord } from "./json.ts";
-import { isFile, pathCandidates } from "./lms_locate.ts";
 import { dirname, expandTilde, isAbsolute, join, resolve } from "./path.ts";
 import { McpServerError } from "./pool_errors.ts";
 import {
   bwrapArgs,
   type BwrapLayout,
   type BwrapProbe,
+  findCommand,
   isWithin,
   probeBwrap,
   type RunCommand,
+  runCommand,
   type SystemMount,
   systemMounts,
 } from "./sandbox_bwrap.ts";
@@ -158,16 +159,6 @@ function mayRun(command: string): boolean {
   return Deno.permissions.querySync({ name: "run", command }).state === "granted";
 }
 
-async function which(command: string, searchPath: string | undefined): Promise<string | undefined> {
-  if (command.includes("/") || command.includes("\\")) {
-    return (await isFile(command)) ? command : undefined;
-  }
-  for (const candidate of pathCandidates(command, searchPath)) {
-    if (await isFile(candidate)) return candidate;
-  }
-  return undefined;
-}
-
 /**
  * The deno to run servers with: this process's own executable when it is deno and may be run,
  * else `deno` on PATH when the bridge's sandbox allows running it.
@@ -175,7 +166,7 @@ async function which(command: string, searchPath: string | undefined): Promise<s
 async function findDeno(env: Readonly<Record<string, string | undefined>>): Promise<DenoFound> {
   const own = Deno.execPath();
   if (commandName(own) === "deno" && mayRun(own)) return { ok: true, path: own };
-  const onPath = await which("deno", env["PATH"]);
+  const onPath = await findCommand("deno", env["PATH"]);
   if (onPath === undefined) {
     return {
       ok: false,
@@ -225,25 +216,8 @@ async function mkdirp(dir: string): Promise<void> {
     // The bridge's own sandbox has no write access: `mkdir` (in its run list) does it.
     if (!isSandboxDenial(error)) throw error;
   }
-  const { code, stderr } = await runWith("mkdir", ["-p", "--", dir], {});
+  const { code, stderr } = await runCommand("mkdir", ["-p", "--", dir]);
   if (code !== 0) throw new Error(`mkdir -p ${dir} failed: ${firstLine(stderr)}`);
-}
-
-async function runWith(
-  command: string,
-  args: string[],
-  o: { env?: Record<string, string>; cwd?: string },
-): Promise<{ code: number; stderr: string }> {
-  const out = await new Deno.Command(command, {
-    args,
-    env: o.env,
-    clearEnv: o.env !== undefined,
-    cwd: o.cwd,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
 
 let shared: SandboxHost | undefined;
@@ -265,10 +239,10 @@ export function defaultHost(): SandboxHost {
     bwrap: () => bwrap ??= probeBwrap({ searchPath: env["PATH"] }),
     systemMounts: () => mounts ??= systemMounts(),
     realPath: (path) => Deno.realPath(path).catch(() => undefined),
-    which: (command) => which(command, env["PATH"]),
+    which: (command) => findCommand(command, env["PATH"]),
     mkdirp,
     run: (command, args) =>
-      runWith(command, args, { env: { ...denoEnv(env), ...pick(env, ["PATH", "HOME"]) } }),
+      runCommand(command, args, { env: { ...denoEnv(env), ...pick(env, ["PATH", "HOME"]) } }),
   };
   shared = host;
   return host;
@@ -848,19 +822,30 @@ export async function sandboxLaunch(
   };
 }
 
+/** What this process had deno fetch already, per host (a restart needs no second fetch). */
+const fetched = new WeakMap<SandboxHost, Set<string>>();
+
 /** Has deno download what the server runs, outside the sandbox (no code runs), or throws. */
 async function precache(
   server: string,
   o: { command: string; target: DenoTarget; host: SandboxHost },
 ): Promise<void> {
   const { target } = o;
+  const args = ["cache", ...target.cacheFlags, target.module];
+  const done = fetched.get(o.host) ?? new Set<string>();
+  fetched.set(o.host, done);
+  const key = JSON.stringify([o.command, args]);
+  if (done.has(key)) return;
   let result: { code: number; stderr: string };
   try {
-    result = await o.host.run(o.command, ["cache", ...target.cacheFlags, target.module]);
+    result = await o.host.run(o.command, args);
   } catch (error) {
     result = { code: -1, stderr: error instanceof Error ? error.message : String(error) };
   }
-  if (result.code === 0) return;
+  if (result.code === 0) {
+    done.add(key);
+    return;
+  }
   const tail = result.stderr.trim().split("\n").slice(-5).join("\n  | ");
   throw new McpServerError(
     `Cannot start MCP server "${server}": deno could not fetch ${target.module} before ` +

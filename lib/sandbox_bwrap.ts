@@ -130,24 +130,44 @@ function depth(path: string): number {
 /** Whether bubblewrap can sandbox servers here, and why not. */
 export type BwrapProbe = { ok: true; path: string } | { ok: false; why: string };
 
-/** Runs a command to completion; the probe's one way of running anything (tests replace it). */
+/** Runs a command to completion: its exit code and its stderr (tests replace it). */
 export type RunCommand = (
   command: string,
   args: string[],
 ) => Promise<{ code: number; stderr: string }>;
 
-/** `Deno.Command(...).output()` with no input and the output captured. */
+/**
+ * `Deno.Command(...).output()` with no input and stderr captured; with `env`, the child gets
+ * exactly that environment.
+ */
 export async function runCommand(
   command: string,
   args: string[],
+  o: { env?: Record<string, string> } = {},
 ): Promise<{ code: number; stderr: string }> {
   const out = await new Deno.Command(command, {
     args,
+    env: o.env,
+    clearEnv: o.env !== undefined,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).output();
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** `command` through `searchPath` (or as given when it names a directory), if it is a file. */
+export async function findCommand(
+  command: string,
+  searchPath: string | undefined,
+): Promise<string | undefined> {
+  if (command.includes("/") || command.includes("\\")) {
+    return (await isFile(command)) ? command : undefined;
+  }
+  for (const candidate of pathCandidates(command, searchPath)) {
+    if (await isFile(candidate)) return candidate;
+  }
+  return undefined;
 }
 
 /** Options of {@linkcode probeBwrap}; the defaults look at this machine. */
@@ -170,13 +190,7 @@ export async function probeBwrap(o: ProbeOptions = {}): Promise<BwrapProbe> {
   if ((o.os ?? Deno.build.os) !== "linux") {
     return { ok: false, why: "bubblewrap is Linux only (macOS's sandbox-exec is not used)" };
   }
-  let path: string | undefined;
-  for (const candidate of pathCandidates("bwrap", o.searchPath)) {
-    if (await isFile(candidate)) {
-      path = candidate;
-      break;
-    }
-  }
+  const path = await findCommand("bwrap", o.searchPath);
   if (path === undefined) {
     return {
       ok: false,
