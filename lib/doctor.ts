@@ -10,6 +10,8 @@ import { entryTarget, isBridgeEntry, type ServerEntry } from "./config_entry.ts"
 import { errorMessage } from "./errors.ts";
 import { currentLaunch, extraFlags, onPath, widenCommand } from "./launch.ts";
 import { clause, listNames } from "./text.ts";
+import type { McpConfig } from "./config.ts";
+import { sandboxStatus } from "./sandbox.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -155,7 +157,11 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
   return checks;
 }
 
-async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): Promise<Check> {
+async function checkServer(
+  app: App,
+  entry: ServerEntry,
+  o: { config: McpConfig; signal: AbortSignal },
+): Promise<Check> {
   const name = `server ${entry.name}`;
   if (entry.disabled) return { name, status: "ok", detail: "disabled (skipped)" };
   if (entry.problem) return { name, status: "fail", detail: entry.problem };
@@ -164,15 +170,18 @@ async function checkServer(app: App, entry: ServerEntry, signal: AbortSignal): P
     return { name, status: "ok", detail: "this bridge itself (not started; --all skips it too)" };
   }
   const started = performance.now();
+  const sandbox = await sandboxStatus(entry, { config: o.config });
+  const confined = `sandbox: ${sandbox.confinement}: ${sandbox.allows}` +
+    (sandbox.note === undefined ? "" : ` (${sandbox.note})`);
   try {
     const tools = await (await app.pool()).listTools(entry.name, {
-      signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]),
+      signal: AbortSignal.any([o.signal, AbortSignal.timeout(60_000)]),
     });
     const ms = Math.round(performance.now() - started);
     return {
       name,
-      status: "ok",
-      detail: `${tools.length} tools, connected in ${ms} ms (${entryTarget(entry)})`,
+      status: sandbox.confinement === "none" ? "warn" : "ok",
+      detail: `${tools.length} tools, connected in ${ms} ms (${entryTarget(entry)})\n${confined}`,
     };
   } catch (error: unknown) {
     return { name, status: "fail", detail: errorMessage(error) };
@@ -239,7 +248,7 @@ async function runChecks(
     { label: "lms", run: checkLms(app, signal) },
     ...config.servers.map((s) => ({
       label: s.name,
-      run: checkServer(app, s, signal).then((c) => [c]),
+      run: checkServer(app, s, { config, signal }).then((c) => [c]),
     })),
     { label: "sandbox", run: checkPermissions(app, config.servers) },
   ];

@@ -51,6 +51,7 @@ import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
 import { errorMessage } from "./errors.ts";
 import type { ToolProgress } from "./agent_types.ts";
 import { plural } from "./text.ts";
+import { type SandboxStatus, sandboxStatus } from "./sandbox.ts";
 
 /** Options of {@linkcode McpPool.listTools}. */
 export interface ListToolsOptions {
@@ -94,6 +95,8 @@ export interface ServerStatus {
   toolCount?: number;
   /** Process id of a connected stdio server (or of the old one, while restarting). */
   pid?: number;
+  /** How it is confined (sandbox.ts): one word, what it may do, and why. */
+  sandbox: SandboxStatus;
 }
 
 /** Options of {@linkcode McpPool}. */
@@ -270,12 +273,14 @@ export class McpPool {
   async status(): Promise<{ config: McpConfig; servers: ServerStatus[] }> {
     const config = await this.#config.current();
     this.#reconcile(config);
-    const servers = config.servers.map((entry): ServerStatus => {
+    const sandboxes = await Promise.all(config.servers.map((e) => sandboxStatus(e, { config })));
+    const servers = config.servers.map((entry, i): ServerStatus => {
       const base = {
         name: entry.name,
         transport: entry.transport,
         target: entryTarget(entry),
         envNames: [...entry.envNames],
+        sandbox: sandboxes[i]!,
       };
       if (entry.disabled) return { ...base, state: "disabled" };
       if (entry.problem !== undefined) return { ...base, state: "invalid", reason: entry.problem };
@@ -573,6 +578,7 @@ export class McpPool {
       onExited: (c) => this.#onExited(c),
       signalGroup: this.#signalGroup,
       track: (p) => this.#track(p),
+      config: this.#config,
     };
     return connectServer(entry, options);
   }

@@ -36,6 +36,8 @@ import {
   StdioChildTransport,
 } from "./pool_stdio.ts";
 import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
+import type { ConfigSource } from "./config.ts";
+import { sandboxLaunch } from "./sandbox.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -60,6 +62,8 @@ export interface ConnectOptions {
   signalGroup?: GroupSignaller;
   /** Cleanup still running after a failed connect (closing its client); the pool waits for it on close. */
   track: (cleanup: Promise<unknown>) => void;
+  /** The configuration in force: its bridge settings say how each stdio server is sandboxed. */
+  config?: Pick<ConfigSource, "current">;
 }
 
 /** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
@@ -110,16 +114,20 @@ export function connectServer(entry: ServerEntry, o: ConnectOptions): Promise<Co
 /** Spawns `entry`'s command and connects to it; a failed start throws an McpServerError. */
 async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
   const name = entry.name;
-  const command = entry.command ?? "";
   const target = entryTarget(entry);
   const serverLog = o.log.child(name);
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   // Until the connection exists, an exit is only recorded (and checked once it does).
   let exited = (): void => {};
-  const transport = new StdioChildTransport({
-    command,
-    args: entry.args,
+  // The server's own sandbox (sandbox.ts): the command that starts it confined.
+  const launch = await sandboxLaunch(entry, {
     env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
+    config: await o.config?.current(),
+  });
+  const transport = new StdioChildTransport({
+    command: launch.command,
+    args: launch.args,
+    env: launch.env,
     cwd: entry.cwd,
     onStderr: (chunk) => stderr.push(chunk),
     onExit: () => exited(),
@@ -129,20 +137,22 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
-    await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+    await handshake(client, launch.wrap(transport), { timeoutMs: o.connectTimeoutMs });
   } catch (error) {
     const closed = client.close().catch(() => undefined);
     o.track(closed);
     if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
     stderr.flush();
-    throw await stdioConnectError({
-      entry,
-      error,
-      exit: transport.exit,
-      stderr: stderr.lines,
-      target,
-      connectTimeoutMs: o.connectTimeoutMs,
-    });
+    throw launch.explain(
+      await stdioConnectError({
+        entry,
+        error,
+        exit: transport.exit,
+        stderr: stderr.lines,
+        target,
+        connectTimeoutMs: o.connectTimeoutMs,
+      }),
+    );
   }
   const conn = new Connection({
     entry,

@@ -84,6 +84,10 @@ export function formatPoolReport(report: PoolReport): string {
     if (s.toolCount !== undefined) facts.push(plural(s.toolCount, "tool"));
     lines.push(`${s.name}  [${facts.join(", ")}]`);
     lines.push(`  ${s.target}`);
+    if (s.state !== "disabled" && s.state !== "invalid") {
+      const note = s.sandbox.note === undefined ? "" : ` (${s.sandbox.note})`;
+      lines.push(`  sandbox: ${s.sandbox.confinement}: ${s.sandbox.allows}${note}`);
+    }
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
     if (s.reason !== undefined) {
       const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
@@ -117,6 +121,8 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
       usable: s.state !== "disabled" && s.state !== "invalid" &&
         report.launchProblems?.[s.name] === undefined,
       launchProblem: report.launchProblems?.[s.name] ?? null,
+      confinement: s.sandbox.confinement,
+      sandbox: { allows: s.sandbox.allows, note: s.sandbox.note ?? null },
     })),
   };
 }
@@ -124,8 +130,8 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
 const DESCRIPTION =
   "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
   "transport (stdio/http/sse), command line or URL, state (not started, connected, restarting " +
-  "after a config change, failed with the reason, disabled, or invalid with the problem) and the names of its environment " +
-  "variables. Also tells which config file is in force and whether the newest edit failed to " +
+  "after a config change, failed with the reason, disabled, or invalid with the problem), the names of its environment " +
+  "variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote) with what it may do. Also tells which config file is in force and whether the newest edit failed to " +
   "parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
 
 /** Registers `list_available_mcps`. */

@@ -3,7 +3,7 @@
  * and the compiled binary, so a test fails when the sandbox would block a user.
  */
 
-import { childrenCached } from "./fixtures/pool_support.ts";
+import { childrenCached, UNCONFINED_BY_DEFAULT } from "./fixtures/pool_support.ts";
 
 // A child runs from the cache only: fill it first, with this process's full environment.
 await childrenCached();
@@ -68,6 +68,7 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
     HOME: Deno.env.get("HOME") ?? "/tmp",
     DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
     NO_COLOR: "1",
+    ...UNCONFINED_BY_DEFAULT,
     ...extra,
   };
 }
