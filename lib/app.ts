@@ -59,9 +59,9 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     retries: settings.retries,
     log: log.child("lmstudio"),
   });
-  // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.
   const config = new ConfigSource({
     explicitPath: options.configPath,
+    mcpJsonPath: settings.mcpJsonPath,
     cwd: settings.workDir,
     log: log.child("config"),
   });

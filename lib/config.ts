@@ -255,9 +255,8 @@ export interface ConfigSourceOptions {
   /** `--config FILE`: the only candidate, and it must exist. */
   explicitPath?: string;
   /**
-   * `$MCP_JSON_PATH`: the only candidate when there is no `explicitPath`, and it must exist.
-   * Default: `MCP_JSON_PATH` of `env` (the one environment read left here; the app should pass
-   * its settings' value instead).
+   * `$MCP_JSON_PATH` (the app passes its settings' value): the only candidate when there is no
+   * `explicitPath`, and it must exist.
    */
   mcpJsonPath?: string;
   /** Variables for `${VAR}` expansion. Default: the process env. */
@@ -359,7 +358,7 @@ export class ConfigSource {
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
     this.#env = options.env ?? processEnv();
-    this.#mcpJsonPath = options.mcpJsonPath ?? this.#env["MCP_JSON_PATH"];
+    this.#mcpJsonPath = options.mcpJsonPath;
     this.#cwd = resolve(options.cwd ?? processCwd());
     this.#home = options.home ?? homeDir();
     this.#log = options.log ?? defaultLog.child("config");

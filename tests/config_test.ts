@@ -24,7 +24,9 @@ import {
   type ServerEntry,
 } from "../lib/config_entry.ts";
 import { jsonErrorPosition, lineColumn, locateJsonError, stripJsonc } from "../lib/jsonc.ts";
+import { createApp } from "../lib/app.ts";
 import { createLogger } from "../lib/log.ts";
+import { resolveSettings } from "../lib/settings.ts";
 import { dirname, homeDir, join } from "../lib/path.ts";
 
 const silent = createLogger({ level: "silent" });
@@ -732,6 +734,21 @@ Deno.test("config search order: first existing file wins", async (t) => {
     const c = await source(tr, { mcpJsonPath: "~/mine.json" }).current();
     assertEquals(names(c.servers), ["mine"]);
   });
+  await t.step(
+    "MCP_JSON_PATH is the app's setting, not read from the environment here",
+    async () => {
+      // The ${VAR} environment may hold MCP_JSON_PATH; only the mcpJsonPath option counts.
+      const c = await source(tr, {
+        env: { HOME: tr.home, MCP_JSON_PATH: join(tr.root, "custom.json") },
+      }).current();
+      assertEquals(names(c.servers), ["project"]);
+      const app = createApp(
+        resolveSettings({ MCP_JSON_PATH: join(tr.root, "custom.json"), INIT_CWD: tr.cwd }),
+        { log: silent },
+      );
+      assertEquals(names((await app.config.current()).servers), ["custom"]);
+    },
+  );
   await t.step("--config beats $MCP_JSON_PATH", async () => {
     await tr.write(join(tr.root, "flag.json"), file("flag"));
     const c = await source(tr, {

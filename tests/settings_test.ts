@@ -10,6 +10,12 @@ Deno.test("settings default to LM Studio on 127.0.0.1:1234, not localhost", () =
   assertEquals(s.depth, 0);
   assertEquals(s.mcpConnectTimeoutMs, 30_000);
   assertEquals(s.mcpCallTimeoutMs, 300_000);
+  assertEquals(s.mcpJsonPath, undefined);
+});
+
+Deno.test("MCP_JSON_PATH is a setting, trimmed; blank is unset", () => {
+  assertEquals(resolveSettings({ MCP_JSON_PATH: " /srv/mcp.json " }).mcpJsonPath, "/srv/mcp.json");
+  assertEquals(resolveSettings({ MCP_JSON_PATH: "  " }).mcpJsonPath, undefined);
 });
 
 Deno.test("settings accept a base URL for any OpenAI-compatible server and drop a trailing /v1", () => {
