@@ -107,7 +107,10 @@ export interface McpPoolOptions {
   callTimeoutMs?: number;
   log?: Logger;
   clientInfo?: { name: string; version: string };
-  /** Added to every stdio child's environment (e.g. the recursion depth marker). */
+  /**
+   * Added to every stdio child's environment (e.g. the recursion depth marker); wins over an
+   * entry's `env`, so no entry can reset the depth.
+   */
   extraEnv?: Record<string, string>;
   /** Lines of each server's stderr kept for error messages. Default 20. */
   stderrLines?: number;

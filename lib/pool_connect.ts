@@ -44,7 +44,7 @@ export interface ConnectOptions {
   /** Bound on spawn + MCP handshake. */
   connectTimeoutMs: number;
   log: Logger;
-  /** Added to a stdio child's environment. */
+  /** Added to a stdio child's environment; wins over the entry's own `env`. */
   extraEnv: Record<string, string>;
   /** Lines of a stdio server's stderr kept for error messages. */
   stderrLines: number;
@@ -115,10 +115,18 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   // Until the connection exists, an exit is only recorded (and checked once it does).
   let exited = (): void => {};
+  const overridden = Object.keys(entry.env).filter((key) => Object.hasOwn(o.extraEnv, key));
+  if (overridden.length > 0) {
+    o.log.warn(
+      `MCP server "${name}" sets ${overridden.join(", ")} in its "env"; the bridge's own value ` +
+        "is used (it carries the recursion depth and cannot be reset by an entry)",
+    );
+  }
   const transport = new StdioChildTransport({
     command,
     args: entry.args,
-    env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
+    // The bridge's own variables (the recursion depth marker) win over the entry's.
+    env: { ...getDefaultEnvironment(), ...entry.env, ...o.extraEnv },
     cwd: entry.cwd,
     onStderr: (chunk) => stderr.push(chunk),
     onExit: () => exited(),

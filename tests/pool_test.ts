@@ -182,6 +182,22 @@ Deno.test("pool gives children only the SDK default environment, extraEnv and th
   }
 });
 
+Deno.test("an entry's env cannot reset the bridge's recursion depth marker", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry([], { LMSTUDIO_BRIDGE_DEPTH: "0" }) });
+  const lines: string[] = [];
+  const log = createLogger({ level: "warn", write: (line) => lines.push(line) });
+  const pool = cfg.pool({ extraEnv: { LMSTUDIO_BRIDGE_DEPTH: "3" }, log });
+  try {
+    const env: unknown = JSON.parse(await call(pool, "fx", "env"));
+    assert(typeof env === "object" && env !== null);
+    assertEquals(Reflect.get(env, "LMSTUDIO_BRIDGE_DEPTH"), "3");
+    assertStringIncludes(lines.join("\n"), 'MCP server "fx" sets LMSTUDIO_BRIDGE_DEPTH');
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool reports a server that dies mid-call and starts it again on the next call", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   const pool = cfg.pool();
