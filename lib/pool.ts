@@ -132,6 +132,8 @@ interface Pending {
   /** Order of connect attempts, so a slow connect for an old entry never replaces a newer one. */
   seq: number;
   promise: Promise<Connection>;
+  /** Gives the connect up (the pool is closing). */
+  abort: AbortController;
 }
 
 interface Remark {
@@ -330,10 +332,16 @@ export class McpPool {
     };
   }
 
-  /** Closes every connection (waiting for nothing in flight) and refuses further calls. */
+  /**
+   * Closes every connection (waiting for nothing in flight) and refuses further calls. Connects
+   * still under way are given up at once (what they started is stopped).
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    const pending = [...this.#connecting.values()].map((p) => p.promise.catch(() => undefined));
+    const pending = [...this.#connecting.values()].map((p) => {
+      p.abort.abort();
+      return p.promise.catch(() => undefined);
+    });
     await Promise.all(pending);
     for (const conn of [...this.#live.values(), ...this.#retired]) this.#closeConn(conn);
     this.#live.clear();
@@ -406,7 +414,8 @@ export class McpPool {
   #startConnect(entry: ServerEntry): Pending {
     const name = entry.name;
     const seq = ++this.#seq;
-    const promise = this.#connect(entry).then(
+    const abort = new AbortController();
+    const promise = this.#connect(entry, abort.signal).then(
       (conn) => {
         conn.seq = seq;
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
@@ -436,7 +445,7 @@ export class McpPool {
         throw error;
       },
     );
-    const pending = { fingerprint: entry.fingerprint, seq, promise };
+    const pending = { fingerprint: entry.fingerprint, seq, promise, abort };
     this.#connecting.set(name, pending);
     // Callers may all have given up (aborted); the outcome is recorded above either way.
     promise.catch(() => undefined);
@@ -565,8 +574,9 @@ export class McpPool {
 
   // -- connecting ---------------------------------------------------------------------------
 
-  #connect(entry: ServerEntry): Promise<Connection> {
+  #connect(entry: ServerEntry, signal: AbortSignal): Promise<Connection> {
     const options: ConnectOptions = {
+      signal,
       clientInfo: this.#clientInfo,
       connectTimeoutMs: this.#connectTimeoutMs,
       log: this.#log,

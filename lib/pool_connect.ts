@@ -35,6 +35,7 @@ import {
   StdioChildTransport,
 } from "./pool_stdio.ts";
 import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
+import { raceAbort } from "./abort.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -59,6 +60,16 @@ export interface ConnectOptions {
   signalGroup?: GroupSignaller;
   /** Cleanup still running after a failed connect (closing its client); the pool waits for it on close. */
   track: (cleanup: Promise<unknown>) => void;
+  /** Aborted when the pool closes: the connect gives up at once and stops what it started. */
+  signal?: AbortSignal;
+}
+
+/** The connect was given up because the pool closed (the bridge is shutting down). */
+function abandonedError(entry: ServerEntry, cause: unknown): McpServerError {
+  return new McpServerError(
+    `Stopped connecting to MCP server "${entry.name}": the bridge is shutting down.`,
+    { server: entry.name, kind: "closed", cause },
+  );
 }
 
 /** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
@@ -74,13 +85,16 @@ function newClient(clientInfo: { name: string; version: string }): Client {
 function handshake(
   client: Client,
   transport: Transport,
-  options: { timeoutMs: number },
+  options: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<void> {
-  const { timeoutMs } = options;
-  return withTimeout(
-    client.connect(transport, { timeout: timeoutMs }),
-    timeoutMs + 1000,
-    () => new Error("timeout"),
+  const { timeoutMs, signal } = options;
+  return raceAbort(
+    withTimeout(
+      client.connect(transport, { timeout: timeoutMs, signal }),
+      timeoutMs + 1000,
+      () => new Error("timeout"),
+    ),
+    signal,
   );
 }
 
@@ -136,10 +150,11 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
-    await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+    await handshake(client, transport, { timeoutMs: o.connectTimeoutMs, signal: o.signal });
   } catch (error) {
     const closed = client.close().catch(() => undefined);
     o.track(closed);
+    if (o.signal?.aborted) throw abandonedError(entry, error);
     if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
     stderr.flush();
     throw await stdioConnectError({
@@ -281,10 +296,11 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
     const client = newClient(o.clientInfo);
     client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
     try {
-      await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+      await handshake(client, transport, { timeoutMs: o.connectTimeoutMs, signal: o.signal });
       return { client, remote };
     } catch (error) {
       o.track(client.close().catch(() => undefined));
+      if (o.signal?.aborted) throw abandonedError(entry, error);
       if (remote.lostReason !== undefined && !(error instanceof SseError)) {
         throw new McpServerError(
           `Cannot connect to MCP server "${name}" at ${url}: ${remote.lostReason} during ` +

@@ -17,6 +17,7 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "./assert.ts";
+import { settlesWithin } from "./agent_harness.ts";
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
 import {
   assertGone,
@@ -739,6 +740,28 @@ Deno.test("pool never lets a slow connect for an old entry replace the current o
     assertEquals(await slow, "new", "the waiting caller retries with the current entry");
     const pid = (await pool.status()).servers[0]?.pid;
     assertEquals(await call(pool, "fx", "pid"), String(pid));
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("closing the pool gives up connects still under way and stops their servers", async () => {
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  // The server never answers initialize (it waits an hour before connecting its transport).
+  cfg.write({ mute: fixtureEntry(["--starts", starts, "--delay-start", "3600000"]) });
+  // The default connect timeout: what close() waited for before it gave connects up.
+  const pool = cfg.pool({ connectTimeoutMs: 30_000 });
+  try {
+    const listing = pool.listTools("mute");
+    listing.catch(() => undefined);
+    await waitFor("the server to start", () => fileExists(starts) && startsIn(starts) === 1);
+    const pid = Number(Deno.readTextFileSync(starts).trim());
+    await settlesWithin(pool.close(), "close() while a server is still connecting");
+    const error = await assertRejects(() => listing, McpServerError, "shutting down");
+    assertEquals(error.kind, "closed");
+    await assertGone(pid);
   } finally {
     await pool.close();
     cfg.remove();
