@@ -119,6 +119,14 @@ export interface McpPoolOptions {
    * whatever the sandbox allows ({@linkcode groupSignaller}); null: no process groups.
    */
   signalGroup?: GroupSignaller | null;
+  /**
+   * A server that failed to start is not tried again for this long (unless its config entry
+   * changes): calls fail at once, saying when it will be tried, instead of each waiting out the
+   * connect timeout again. Default 60 000; 0 = always try again.
+   */
+  retryFailedStartMs?: number;
+  /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
+  now?: () => number;
 }
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
@@ -126,6 +134,7 @@ export interface McpPoolOptions {
 const DEFAULT_IDLE_MS = 300_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+const DEFAULT_RETRY_FAILED_START_MS = 60_000;
 
 interface Pending {
   fingerprint: string;
@@ -140,6 +149,8 @@ interface Remark {
   fingerprint: string;
   state: "failed" | "not-started";
   reason: string;
+  /** A failed start: the error, and when it is tried again (until then calls fail at once). */
+  failedStart?: { error: unknown; at: number; retryAt: number };
 }
 
 /** Live MCP client connections, one per configured server; see the module docs. */
@@ -153,6 +164,8 @@ export class McpPool {
   readonly #extraEnv: Record<string, string>;
   readonly #stderrLines: number;
   readonly #signalGroup?: GroupSignaller;
+  readonly #retryFailedStartMs: number;
+  readonly #now: () => number;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
   readonly #remarks = new Map<string, Remark>();
@@ -173,6 +186,8 @@ export class McpPool {
     this.#signalGroup = options.signalGroup === undefined
       ? groupSignaller()
       : options.signalGroup ?? undefined;
+    this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -295,7 +310,12 @@ export class McpPool {
       if (finishing !== undefined) return { ...base, ...finishing };
       const remark = this.#remarks.get(entry.name);
       if (remark && remark.fingerprint === entry.fingerprint) {
-        return { ...base, state: remark.state, reason: remark.reason };
+        const retry = this.#retryNote(remark);
+        return {
+          ...base,
+          state: remark.state,
+          reason: `${remark.reason}${retry ? `; ${retry}` : ""}`,
+        };
       }
       return { ...base, state: "not-started" };
     });
@@ -373,6 +393,7 @@ export class McpPool {
       }
       let pending = this.#connecting.get(name);
       if (pending === undefined || pending.fingerprint !== entry.fingerprint) {
+        this.#assertNotFailedRecently(entry);
         pending = this.#startConnect(entry);
       }
       let conn: Connection;
@@ -411,6 +432,37 @@ export class McpPool {
     }
   }
 
+  /** When a failed start of `remark`'s entry is tried again, if that is still to come. */
+  #retryNote(remark: Remark): string | undefined {
+    const failed = remark.failedStart;
+    if (failed === undefined) return undefined;
+    const wait = failed.retryAt - this.#now();
+    if (wait <= 0) return undefined;
+    return `not tried again for ${Math.ceil(wait / 1000)} s (at ${clockTime(failed.retryAt)}) ` +
+      "unless its config entry changes";
+  }
+
+  /**
+   * Throws at once when `entry` failed to start a moment ago (and has not changed since), saying
+   * when it is tried again, rather than making every caller wait out the connect timeout again.
+   */
+  #assertNotFailedRecently(entry: ServerEntry): void {
+    const remark = this.#remarks.get(entry.name);
+    if (remark?.fingerprint !== entry.fingerprint || remark.failedStart === undefined) return;
+    const retry = this.#retryNote(remark);
+    if (retry === undefined) return;
+    const { error, at } = remark.failedStart;
+    const ago = Math.max(0, Math.round((this.#now() - at) / 1000));
+    const message = `MCP server "${entry.name}" failed to start ${ago} s ago and is ${retry}: ` +
+      errorMessage(error);
+    throw new McpServerError(message, {
+      server: entry.name,
+      kind: error instanceof McpServerError ? error.kind : "spawn",
+      stderrTail: error instanceof McpServerError ? error.stderrTail : undefined,
+      cause: error,
+    });
+  }
+
   #startConnect(entry: ServerEntry): Pending {
     const name = entry.name;
     const seq = ++this.#seq;
@@ -436,10 +488,16 @@ export class McpPool {
       (error: unknown) => {
         if (this.#connecting.get(name)?.promise !== promise) throw error;
         this.#connecting.delete(name);
+        const at = this.#now();
+        // Given up because the pool closed: nothing to remember about the server.
+        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted;
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
           reason: errorMessage(error),
+          ...(remember
+            ? { failedStart: { error, at, retryAt: at + this.#retryFailedStartMs } }
+            : {}),
         });
         this.#log.debug("connect failed", { server: name, error: errorMessage(error) });
         throw error;
@@ -595,6 +653,14 @@ export class McpPool {
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
   }
+}
+
+/** `ms` (epoch) as the local time of day, "14:03:05". */
+function clockTime(ms: number): string {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()]
+    .map((n) => String(n).padStart(2, "0"))
+    .join(":");
 }
 
 /** The text parts of a result, joined (what the server said). */

@@ -768,6 +768,51 @@ Deno.test("closing the pool gives up connects still under way and stops their se
   }
 });
 
+Deno.test("a server that failed to start is skipped for a while, saying when it is tried again", async () => {
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  // Starts at once, notes it, and never answers initialize.
+  const mute = {
+    command: "sh",
+    args: ["-c", 'echo started >> "$STARTS"; exec sleep 3600'],
+    env: { STARTS: starts },
+  };
+  cfg.write({ mute });
+  let clock = Date.parse("2030-01-01T12:00:00");
+  const pool = cfg.pool({ connectTimeoutMs: 1000, now: () => clock });
+  try {
+    const first = await assertRejects(() => pool.listTools("mute"), McpServerError);
+    assertEquals(first.kind, "connect_timeout");
+    assertEquals(startsIn(starts), 1);
+
+    clock += 20_000;
+    const again = await assertRejects(() => pool.listTools("mute"), McpServerError);
+    assertEquals(again.kind, "connect_timeout");
+    assertStringIncludes(
+      again.message,
+      'MCP server "mute" failed to start 20 s ago and is not tried again for 40 s (at ',
+    );
+    assertStringIncludes(again.message, "unless its config entry changes: ");
+    assertStringIncludes(again.message, "did not complete the MCP handshake");
+    assertEquals(startsIn(starts), 1, "no second start within the minute");
+    const { servers } = await pool.status();
+    assertEquals(servers[0]?.state, "failed");
+    assertStringIncludes(servers[0]?.reason ?? "", "not tried again for 40 s");
+
+    clock += 41_000;
+    await assertRejects(() => pool.listTools("mute"), McpServerError, "did not complete");
+    assertEquals(startsIn(starts), 2, "tried again after the minute");
+
+    // A changed entry is tried at once.
+    cfg.write({ mute: { ...mute, env: { ...mute.env, CHANGED: "1" } } });
+    await assertRejects(() => pool.listTools("mute"), McpServerError, "did not complete");
+    assertEquals(startsIn(starts), 3);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool closes idle connections and reopens them on demand", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   const pool = cfg.pool({ idleMs: 150 });
