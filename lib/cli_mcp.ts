@@ -89,12 +89,17 @@ export async function toolsCommand(
   }
   noExtraPositionals(args.positionals, 1, "tools");
   const pool = await ctx.app.pool();
-  const all = await pool.listTools(name, { signal: ctx.signal, includeTaskRequired: true });
+  const notes: string[] = [];
+  const all = await pool.listTools(name, {
+    signal: ctx.signal,
+    includeTaskRequired: true,
+    onNote: (note) => notes.push(note),
+  });
   const tools = all.filter((t) => !needsMcpTasks(t));
   const taskTools = all.filter(needsMcpTasks);
   if (flag(args, "json")) {
     ctx.out.stdout(
-      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools }, null, 2) + "\n",
+      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools, notes }, null, 2) + "\n",
     );
     return 0;
   }
@@ -108,6 +113,8 @@ export async function toolsCommand(
     const description = firstLine(tool.description);
     if (description !== "") lines.push(`  ${description}`);
   }
+  // Tools the server declared wrongly: what was repaired or left out.
+  if (notes.length > 0) lines.push("", ...notes.map((note) => `note: ${note}`));
   ctx.out.stdout(lines.join("\n") + "\n");
   return 0;
 }

@@ -57,6 +57,11 @@ export interface ListToolsOptions {
   signal?: AbortSignal;
   /** Also return the tools that can only run as MCP tasks (the bridge cannot call them). */
   includeTaskRequired?: boolean;
+  /**
+   * Each note about a tool the server declared wrongly and the pool repaired or left out (a tool
+   * without `inputSchema`, with a schema that is not an object schema...), for the caller to show.
+   */
+  onNote?: (note: string) => void;
 }
 
 /** Per-call options of {@linkcode McpPool.callTool}. */
@@ -199,6 +204,11 @@ export class McpPool {
     const conn = await this.#acquire(server, o.signal);
     try {
       const tools = await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
+      if (!conn.toolNotesLogged) {
+        conn.toolNotesLogged = true;
+        for (const note of conn.toolNotes) this.#log.warn(note);
+      }
+      for (const note of conn.toolNotes) o.onNote?.(note);
       return o.includeTaskRequired === true ? tools : tools.filter((t) => !needsMcpTasks(t));
     } catch (error) {
       throw await this.#explain(conn, error, { signal: o.signal, what: "listing its tools" });

@@ -42,6 +42,7 @@ export {
   ListToolsRequestSchema,
   McpError,
   ToolListChangedNotificationSchema,
+  ToolSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 export type {

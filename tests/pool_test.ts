@@ -813,6 +813,59 @@ Deno.test("a server that failed to start is skipped for a while, saying when it 
   }
 });
 
+/** Tools as a careless server declares them: two good ones around four bad ones. */
+const BADLY_DECLARED_TOOLS = [
+  { name: "good", description: "Fine.", inputSchema: { type: "object", properties: {} } },
+  { name: "noschema", description: "No inputSchema at all." },
+  { name: "stringschema", inputSchema: { type: "string" } },
+  { description: "No name." },
+  { name: "badnotes", inputSchema: { type: "object" }, annotations: "read-only" },
+  { name: "also_good", inputSchema: { type: "object" } },
+];
+
+Deno.test("a badly declared tool is repaired or skipped with a note; the server's other tools work", async () => {
+  const cfg = new TempConfig({
+    raw: {
+      command: DENO,
+      args: cachedRun([join(ROOT, "tests", "fixtures", "pool_raw_server.ts")]),
+      env: { ...denoChildEnv(), RAW_TOOLS: JSON.stringify(BADLY_DECLARED_TOOLS) },
+    },
+  });
+  const lines: string[] = [];
+  const pool = cfg.pool({ log: createLogger({ level: "warn", write: (l) => lines.push(l) }) });
+  try {
+    const notes: string[] = [];
+    const tools = await pool.listTools("raw", { onNote: (n) => notes.push(n) });
+    assertEquals(tools.map((t) => t.name), [
+      "good",
+      "noschema",
+      "stringschema",
+      "badnotes",
+      "also_good",
+    ]);
+    assertEquals(tools[1]!.inputSchema, { type: "object" });
+    assertEquals(tools[3]!.annotations, undefined);
+    assertEquals(notes, [
+      'Tool "noschema" of MCP server "raw" declares no inputSchema; it is offered as taking any ' +
+      "arguments. Report it to the server's authors.",
+      'Tool "stringschema" of MCP server "raw" has an inputSchema of type "string", not an ' +
+      "object schema; it is offered as taking any arguments. Report it to the server's authors.",
+      'MCP server "raw" listed a tool without a name (entry 4 of its list); skipped. Report it ' +
+      "to the server's authors.",
+      'Tool "badnotes" of MCP server "raw" has an invalid annotations (ignored); it is offered ' +
+      "as it is. Report it to the server's authors.",
+    ]);
+    // Logged once, however often the list is asked for.
+    await pool.listTools("raw");
+    assertEquals(lines.filter((l) => l.includes("noschema")).length, 1);
+    assertEquals(textOf(await pool.callTool("raw", "noschema", { any: 1 })), 'noschema {"any":1}');
+    assertEquals(textOf(await pool.callTool("raw", "also_good", {})), "also_good {}");
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool closes idle connections and reopens them on demand", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   const pool = cfg.pool({ idleMs: 150 });
