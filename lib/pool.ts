@@ -130,6 +130,11 @@ export interface McpPoolOptions {
    * connect timeout again. Default 60 000; 0 = always try again.
    */
   retryFailedStartMs?: number;
+  /**
+   * Largest message (one JSON-RPC message, e.g. a tool result) accepted from a server, stdio or
+   * remote; a larger one fails its call with a message that says so. Default 64 MiB.
+   */
+  maxMessageBytes?: number;
   /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
   now?: () => number;
 }
@@ -170,6 +175,7 @@ export class McpPool {
   readonly #stderrLines: number;
   readonly #signalGroup?: GroupSignaller;
   readonly #retryFailedStartMs: number;
+  readonly #maxMessageBytes?: number;
   readonly #now: () => number;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
@@ -193,6 +199,7 @@ export class McpPool {
       : options.signalGroup ?? undefined;
     this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
     this.#now = options.now ?? Date.now;
+    this.#maxMessageBytes = options.maxMessageBytes;
   }
 
   /**
@@ -645,6 +652,7 @@ export class McpPool {
   #connect(entry: ServerEntry, signal: AbortSignal): Promise<Connection> {
     const options: ConnectOptions = {
       signal,
+      maxMessageBytes: this.#maxMessageBytes,
       clientInfo: this.#clientInfo,
       connectTimeoutMs: this.#connectTimeoutMs,
       log: this.#log,

@@ -62,6 +62,8 @@ export interface ConnectOptions {
   track: (cleanup: Promise<unknown>) => void;
   /** Aborted when the pool closes: the connect gives up at once and stops what it started. */
   signal?: AbortSignal;
+  /** Largest message (a tool result) accepted from a server. Default 64 MiB. */
+  maxMessageBytes?: number;
 }
 
 /** The connect was given up because the pool closed (the bridge is shutting down). */
@@ -145,6 +147,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
     onStderr: (chunk) => stderr.push(chunk),
     onExit: () => exited(),
     signalGroup: o.signalGroup,
+    maxLineChars: o.maxMessageBytes,
   });
   const client = newClient(o.clientInfo);
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
@@ -284,9 +287,10 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
   const requestInit: RequestInit = { headers: { ...entry.headers } };
   const stderr = new StderrTail(0, () => {});
   const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
-    const remote = new RemoteWatch();
+    const remote = new RemoteWatch({ maxMessageBytes: o.maxMessageBytes });
+    // Every response goes through the watch, which also bounds the size of each message.
     const transport = kind === "sse"
-      ? new SSEClientTransport(parsed, { requestInit })
+      ? new SSEClientTransport(parsed, { requestInit, fetch: remote.fetch })
       : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
     remote.attach(transport, (reason) => {
       o.log.debug("connection lost", { server: name, reason });

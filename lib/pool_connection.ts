@@ -18,12 +18,18 @@ import {
   ToolListChangedNotificationSchema,
 } from "./sdk.ts";
 import type { ServerEntry } from "./config_entry.ts";
-import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
+import {
+  exitText,
+  formatTail,
+  httpStatusOf,
+  McpServerError,
+  MessageTooLargeError,
+} from "./pool_errors.ts";
 import type { RemoteWatch } from "./pool_remote.ts";
 import { readToolList, ToolListPageSchema } from "./pool_tools.ts";
 import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./pool_stdio.ts";
-import { errorMessage, networkFailure } from "./errors.ts";
-import { clip, closestName, shellWord } from "./text.ts";
+import { causeChain, errorMessage, networkFailure } from "./errors.ts";
+import { clip, closestName, formatBytes, shellWord } from "./text.ts";
 
 const MAX_TOOL_PAGES = 1000;
 
@@ -117,6 +123,11 @@ export class Connection {
    */
   get lostReason(): string | undefined {
     return this.#remote?.lostReason ?? this.#child?.closeReason;
+  }
+
+  /** Set when a remote connection was lost because an event was over the size limit. */
+  get tooLarge(): MessageTooLargeError | undefined {
+    return this.#remote?.tooLarge;
   }
 
   /** The tool named `name`, if the tool list is cached. */
@@ -271,6 +282,18 @@ export async function explainCallError(
     return new McpServerError(
       `Call to ${what} on MCP server "${name}" was cancelled.`,
       { ...base, kind: "cancelled", stderrTail: conn.stderr.lines },
+    );
+  }
+  const tooLarge = causeChain(error).find((e) => e instanceof MessageTooLargeError) ??
+    conn.tooLarge;
+  if (tooLarge instanceof MessageTooLargeError) {
+    const closed = conn.tooLarge !== undefined;
+    return new McpServerError(
+      `MCP server "${name}" (${conn.entry.url}) sent an answer to ${what} larger than ` +
+        `${formatBytes(tooLarge.limitBytes)}; the bridge stopped reading it` +
+        `${closed ? " and closed the connection (the next call reconnects)" : ""}. Ask the ` +
+        "tool for less data (a smaller range, a filter, a page).",
+      { ...base, kind: "too_large" },
     );
   }
   const closedError = error instanceof McpError && error.code === ErrorCode.ConnectionClosed;

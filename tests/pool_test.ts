@@ -883,6 +883,42 @@ Deno.test("pool closes idle connections and reopens them on demand", async () =>
   }
 });
 
+Deno.test("a remote result over the size limit fails its call saying what to do; the next call works", async (t) => {
+  const events = await startStreamableFixture();
+  const json = await startStreamableFixture({ jsonResponse: true });
+  const legacy = await startSseFixture();
+  const cfg = new TempConfig({
+    events: { type: "http", url: `${events.origin}/mcp` },
+    json: { type: "http", url: `${json.origin}/mcp` },
+    legacy: { type: "sse", url: `${legacy.origin}/sse` },
+  });
+  const pool = cfg.pool({ connectTimeoutMs: 5000, maxMessageBytes: 1024 * 1024 });
+  const big = "x".repeat(2 * 1024 * 1024);
+  try {
+    for (const name of ["events", "json", "legacy"]) {
+      await t.step(name, async () => {
+        assertEquals(await call(pool, name, "echo", { text: "small" }), "small");
+        const error = await assertRejects(
+          () => call(pool, name, "echo", { text: big }),
+          McpServerError,
+        );
+        assertEquals(error.kind, "too_large");
+        assertStringIncludes(
+          error.message,
+          `MCP server "${name}" (http://127.0.0.1:`,
+        );
+        assertStringIncludes(error.message, 'answer to tool "echo" larger than 1.0 MiB');
+        assertStringIncludes(error.message, "Ask the tool for less data");
+        assertEquals(await call(pool, name, "echo", { text: "after" }), "after");
+      });
+    }
+  } finally {
+    await pool.close();
+    await Promise.all([events.close(), json.close(), legacy.close()]);
+    cfg.remove();
+  }
+});
+
 Deno.test("pool talks streamable HTTP and SSE, with headers, and falls back to SSE", async (t) => {
   let http = await startStreamableFixture({ pageSize: 4 });
   const sse = await startSseFixture();
