@@ -62,6 +62,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
   const config = new ConfigSource({
     explicitPath: options.configPath,
     mcpJsonPath: settings.mcpJsonPath,
+    bridgeConfigPath: settings.bridgeConfigPath,
     cwd: settings.workDir,
     log: log.child("config"),
   });

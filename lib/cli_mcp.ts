@@ -23,8 +23,9 @@ function noExtraPositionals(positionals: string[], expected: number, command: st
 }
 
 /**
- * `mcps [--json]`. Exits 1 when the config file in question is missing, unreadable or broken
- * (the report still shows what is known, e.g. the last good configuration still in force).
+ * `mcps [--json]`. Exits 1 when the config file or the bridge settings file in question is
+ * missing, unreadable or broken (the report still shows what is known, e.g. the last good
+ * configuration still in force).
  */
 export async function mcpsCommand(
   argv: string[],
@@ -38,7 +39,7 @@ export async function mcpsCommand(
   } else {
     ctx.out.stdout(formatPoolReport(report) + "\n");
   }
-  return report.config.error === undefined ? 0 : 1;
+  return report.config.error === undefined && report.config.bridge.error === undefined ? 0 : 1;
 }
 
 function schemaType(schema: unknown): string {

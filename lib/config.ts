@@ -21,6 +21,7 @@ import { log as defaultLog, type Logger } from "./log.ts";
 import { dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { closestName, plural } from "./text.ts";
+import { BRIDGE_SETTINGS_FILE, type BridgeSettings, parseBridgeSettings } from "./config_bridge.ts";
 
 /** The configuration in force. */
 export interface McpConfig {
@@ -37,6 +38,8 @@ export interface McpConfig {
   error?: string;
   /** The file that `error` is about (may differ from `path` when an older file is still in force). */
   errorPath?: string;
+  /** The bridge's own settings (`lmstudio-bridge.json`), read and reloaded the same way. */
+  bridge: BridgeConfig;
 }
 
 /** A configuration problem: bad file, unknown server, disabled or unusable entry. */
@@ -68,10 +71,12 @@ export class ConfigError extends BridgeError<"config"> {
 export type CandidateSource =
   | "--config"
   | "MCP_JSON_PATH"
+  | "LMSTUDIO_BRIDGE_CONFIG"
   | "project"
   | "lmstudio"
   | "home"
-  | "parent";
+  | "parent"
+  | "next to the MCP config";
 
 /** A place a config file may be. Explicit candidates must exist; the others are skipped if absent. */
 export interface Candidate {
@@ -259,6 +264,11 @@ export interface ConfigSourceOptions {
    * `explicitPath`, and it must exist.
    */
   mcpJsonPath?: string;
+  /**
+   * `$LMSTUDIO_BRIDGE_CONFIG` (the app passes its settings' value): the bridge settings file to
+   * use (it must exist) instead of `lmstudio-bridge.json` next to the MCP config file.
+   */
+  bridgeConfigPath?: string;
   /** Variables for `${VAR}` expansion. Default: the process env. */
   env?: Record<string, string | undefined>;
   /** Default: Deno.cwd(). */
@@ -278,12 +288,13 @@ export interface ConfigSourceOptions {
  */
 const RACY_MS = 2_000;
 
-interface Snapshot {
+/** What a file said when last read, and the stat it had. */
+interface Snapshot<T> {
   signature: string;
   /** Text last read (undefined when nothing was read). */
   text?: string;
   racy: boolean;
-  config: McpConfig;
+  value: T;
 }
 
 type Found =
@@ -332,33 +343,66 @@ function signatureOf(found: Found | undefined): string {
 const SOURCE_LABEL: Record<CandidateSource, string> = {
   "--config": "given with --config",
   "MCP_JSON_PATH": "given by MCP_JSON_PATH",
+  "LMSTUDIO_BRIDGE_CONFIG": "given by LMSTUDIO_BRIDGE_CONFIG",
   project: "project",
   lmstudio: "LM Studio",
   home: "home",
   parent: "parent directory",
+  "next to the MCP config": "next to the MCP config",
 };
 
+/** The outcome of looking at a file found by a stat: unchanged, its new text, or unreadable. */
+type Look =
+  | { kind: "same" }
+  | { kind: "text"; text: string; racy: boolean }
+  | { kind: "gone" }
+  | { kind: "unreadable"; error: unknown };
+
+/** The bridge settings file in force, as {@linkcode ConfigSource} reads it. */
+export interface BridgeConfig {
+  /** The settings file the settings come from (undefined: none; the defaults apply). */
+  path: string | undefined;
+  /** Where it was looked for (undefined: nowhere, as no MCP config file is in use). */
+  searched: string | undefined;
+  settings: BridgeSettings;
+  /** Unknown keys (ignored), with line and column. */
+  warnings: string[];
+  /** The newest file could not be used (with line:column); `settings` are the last good ones. */
+  error?: string;
+  /** The file that `error` is about. */
+  errorPath?: string;
+}
+
+/** The MCP configuration as read from its file, without the bridge settings. */
+type ServersConfig = Omit<McpConfig, "bridge">;
+
 /**
- * The MCP configuration, kept current: every {@linkcode current} call stats the candidates (cheap)
- * and re-reads only when the winning file or its stat changed. Concurrent calls share one check.
+ * The MCP configuration and the bridge settings, kept current: every {@linkcode current} call
+ * stats the candidates and the settings file (cheap) and re-reads only what changed. Concurrent
+ * calls share one check.
  */
 export class ConfigSource {
   readonly #explicitPath?: string;
   readonly #mcpJsonPath?: string;
+  readonly #bridgeConfigPath?: string;
   readonly #env: Env;
   readonly #cwd: string;
   readonly #home?: string;
   readonly #log: Logger;
   readonly #fs: ConfigFs;
   readonly #now: () => number;
-  #snapshot?: Snapshot;
+  #snapshot?: Snapshot<ServersConfig>;
   #lastGood?: { path: string | undefined; servers: ServerEntry[] };
+  #bridgeSnapshot?: Snapshot<BridgeConfig>;
+  #bridgeLastGood?: { path: string; settings: BridgeSettings; warnings: string[] };
+  #current?: McpConfig;
   #pending?: Promise<McpConfig>;
 
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
     this.#env = options.env ?? processEnv();
     this.#mcpJsonPath = options.mcpJsonPath;
+    this.#bridgeConfigPath = options.bridgeConfigPath?.trim() || undefined;
     this.#cwd = resolve(options.cwd ?? processCwd());
     this.#home = options.home ?? homeDir();
     this.#log = options.log ?? defaultLog.child("config");
@@ -378,13 +422,32 @@ export class ConfigSource {
     ];
   }
 
-  /** Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins); re-reads on change. Never throws. */
+  /**
+   * Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins); re-reads
+   * on change. The same object while nothing changed. Never throws.
+   */
   current(): Promise<McpConfig> {
     if (this.#pending) return this.#pending;
-    this.#pending = this.#refresh().finally(() => {
+    this.#pending = this.#refreshAll().finally(() => {
       this.#pending = undefined;
     });
     return this.#pending;
+  }
+
+  async #refreshAll(): Promise<McpConfig> {
+    const servers = await this.#refresh();
+    const bridge = await this.#refreshBridge(servers.path);
+    const previous = this.#current;
+    if (previous !== undefined && this.#isSame(previous, servers, bridge)) return previous;
+    this.#current = { ...servers, bridge };
+    return this.#current;
+  }
+
+  #isSame(previous: McpConfig, servers: ServersConfig, bridge: BridgeConfig): boolean {
+    return previous.bridge === bridge && previous.servers === servers.servers &&
+      previous.path === servers.path && previous.error === servers.error &&
+      previous.errorPath === servers.errorPath && previous.searched.join("\0") ===
+        servers.searched.join("\0");
   }
 
   async #find(candidates: Candidate[]): Promise<Found | undefined> {
@@ -400,20 +463,45 @@ export class ConfigSource {
     return undefined;
   }
 
-  async #refresh(): Promise<McpConfig> {
+  /**
+   * Reads the file `found` names unless it is unchanged since `previous`: the same stat (and not
+   * modified too recently to trust it), or the same bytes.
+   */
+  async #look<T>(found: Found & { info: Deno.FileInfo }, previous?: Snapshot<T>): Promise<Look> {
+    const signature = signatureOf(found);
+    if (previous && previous.signature === signature && !previous.racy) return { kind: "same" };
+    const mtime = found.info.mtime?.getTime();
+    const racy = mtime === undefined || this.#now() - mtime < RACY_MS;
+    let text: string;
+    try {
+      text = await this.#fs.readTextFile(found.candidate.path);
+    } catch (error) {
+      // Deleted or replaced between stat and read: the caller looks again (a rename-replace is
+      // atomic, so the second look finds the new file).
+      return isNotFound(error) ? { kind: "gone" } : { kind: "unreadable", error };
+    }
+    if (previous && previous.signature === signature && previous.text === text) {
+      // Same stat and same bytes: nothing changed.
+      previous.racy = racy;
+      return { kind: "same" };
+    }
+    return { kind: "text", text, racy };
+  }
+
+  async #refresh(): Promise<ServersConfig> {
     const candidates = this.candidates();
     const searched = candidates.map((c) => c.path);
     for (let attempt = 0;; attempt++) {
       const found = await this.#find(candidates);
       const signature = signatureOf(found);
       const previous = this.#snapshot;
-      if (previous && previous.signature === signature && !previous.racy) return previous.config;
+      if (previous && previous.signature === signature && !previous.racy) return previous.value;
 
       if (found === undefined) {
         return this.#settle({
           signature,
           racy: false,
-          config: this.#good(searched, undefined, []),
+          value: this.#good(searched, undefined, []),
         });
       }
       const { candidate } = found;
@@ -421,7 +509,7 @@ export class ConfigSource {
         this.#settle({
           signature,
           racy: false,
-          config: this.#failed(searched, candidate.path, message),
+          value: this.#failed(searched, candidate.path, message),
         });
       if ("error" in found) return fail(this.#statMessage(candidate, found.error));
       if (!found.info.isFile) {
@@ -431,25 +519,16 @@ export class ConfigSource {
           }) is not a file. Point it at a JSON file.`,
         );
       }
-      const mtime = found.info.mtime?.getTime();
-      const racy = mtime === undefined || this.#now() - mtime < RACY_MS;
-      let text: string;
-      try {
-        text = await this.#fs.readTextFile(candidate.path);
-      } catch (error) {
-        // Deleted or replaced between stat and read: look again (a rename-replace is atomic, so
-        // the second look finds the new file).
-        if (isNotFound(error) && attempt < 3) continue;
+      const look = await this.#look(found, previous);
+      if (look.kind === "same" && previous) return previous.value;
+      if (look.kind === "gone" && attempt < 3) continue;
+      if (look.kind !== "text") {
+        const error = look.kind === "unreadable" ? look.error : "it vanished while being read";
         return fail(`Cannot read MCP config ${candidate.path}: ${errorMessage(error)}.`);
       }
-      if (previous && previous.signature === signature && previous.text === text) {
-        // Same stat and same bytes: nothing changed; keep the same config object.
-        previous.racy = racy;
-        return previous.config;
-      }
-      let config: McpConfig;
+      let config: ServersConfig;
       try {
-        const servers = parseConfigText(text, {
+        const servers = parseConfigText(look.text, {
           path: candidate.path,
           env: this.#env,
           home: this.#home,
@@ -459,8 +538,117 @@ export class ConfigSource {
         if (!(error instanceof ConfigError)) throw error;
         config = this.#failed(searched, candidate.path, error.message);
       }
-      return this.#settle({ signature, text, racy, config });
+      return this.#settle({ signature, text: look.text, racy: look.racy, value: config });
     }
+  }
+
+  /** The bridge settings file for the MCP config at `configPath`: explicit, or next to it. */
+  #bridgeCandidate(configPath: string | undefined): Candidate | undefined {
+    if (this.#bridgeConfigPath !== undefined) {
+      return {
+        path: resolve(this.#cwd, expandTilde(this.#bridgeConfigPath, this.#home)),
+        source: "LMSTUDIO_BRIDGE_CONFIG",
+        explicit: true,
+      };
+    }
+    if (configPath === undefined) return undefined;
+    return {
+      path: join(dirname(configPath), BRIDGE_SETTINGS_FILE),
+      source: "next to the MCP config",
+      explicit: false,
+    };
+  }
+
+  async #refreshBridge(configPath: string | undefined): Promise<BridgeConfig> {
+    const candidate = this.#bridgeCandidate(configPath);
+    for (let attempt = 0;; attempt++) {
+      const found = candidate === undefined ? undefined : await this.#find([candidate]);
+      const signature = signatureOf(found);
+      const previous = this.#bridgeSnapshot;
+      if (previous && previous.signature === signature && !previous.racy) return previous.value;
+      const searched = candidate?.path;
+      if (found === undefined) {
+        // No file: the defaults, and nothing wrong.
+        return this.#settleBridge({
+          signature,
+          racy: false,
+          value: { path: undefined, searched, settings: {}, warnings: [] },
+        });
+      }
+      const fail = (message: string) =>
+        this.#settleBridge({
+          signature,
+          racy: false,
+          value: this.#bridgeFailed(searched, found.candidate.path, message),
+        });
+      const { path } = found.candidate;
+      const label = SOURCE_LABEL[found.candidate.source];
+      if ("error" in found) {
+        return fail(
+          isNotFound(found.error)
+            ? `Bridge settings file ${path} (${label}) does not exist. Check the path, or leave ` +
+              `LMSTUDIO_BRIDGE_CONFIG unset to use ${BRIDGE_SETTINGS_FILE} next to the MCP config.`
+            : `Cannot read bridge settings ${path} (${label}): ${
+              errorMessage(found.error)
+            }. Check its permissions (the bridge needs read access).`,
+        );
+      }
+      if (!found.info.isFile) {
+        return fail(`Bridge settings ${path} (${label}) is not a file. Point it at a JSON file.`);
+      }
+      const look = await this.#look(found, previous);
+      if (look.kind === "same" && previous) return previous.value;
+      if (look.kind === "gone" && attempt < 3) continue;
+      if (look.kind !== "text") {
+        const error = look.kind === "unreadable" ? look.error : "it vanished while being read";
+        return fail(`Cannot read bridge settings ${path}: ${errorMessage(error)}.`);
+      }
+      const parsed = parseBridgeSettings(look.text, path);
+      let value: BridgeConfig;
+      if (parsed.ok) {
+        this.#bridgeLastGood = { path, settings: parsed.settings, warnings: parsed.warnings };
+        value = { path, searched, settings: parsed.settings, warnings: parsed.warnings };
+      } else {
+        value = this.#bridgeFailed(searched, path, parsed.error);
+      }
+      return this.#settleBridge({ signature, text: look.text, racy: look.racy, value });
+    }
+  }
+
+  #bridgeFailed(searched: string | undefined, errorPath: string, message: string): BridgeConfig {
+    const good = this.#bridgeLastGood;
+    if (good !== undefined) {
+      return {
+        path: good.path,
+        searched,
+        settings: good.settings,
+        warnings: good.warnings,
+        error: `${message} Still using the last good bridge settings from ${good.path}.`,
+        errorPath,
+      };
+    }
+    return {
+      path: undefined,
+      searched,
+      settings: {},
+      warnings: [],
+      error: `${message} The default settings apply until it is fixed.`,
+      errorPath,
+    };
+  }
+
+  #settleBridge(snapshot: Snapshot<BridgeConfig>): BridgeConfig {
+    const reloaded = this.#bridgeSnapshot !== undefined;
+    this.#bridgeSnapshot = snapshot;
+    const bridge = snapshot.value;
+    for (const message of [...(bridge.error ? [bridge.error] : []), ...bridge.warnings]) {
+      if (reloaded) this.#log.warn(message);
+      else this.#log.debug(message);
+    }
+    if (bridge.path !== undefined && bridge.error === undefined) {
+      this.#log.debug("bridge settings loaded", { path: bridge.path });
+    }
+    return bridge;
   }
 
   #statMessage(candidate: Candidate, error: unknown): string {
@@ -475,12 +663,12 @@ export class ConfigSource {
     }. Check its permissions (the bridge needs read access).`;
   }
 
-  #good(searched: string[], path: string | undefined, servers: ServerEntry[]): McpConfig {
+  #good(searched: string[], path: string | undefined, servers: ServerEntry[]): ServersConfig {
     this.#lastGood = { path, servers };
     return { path, searched, servers };
   }
 
-  #failed(searched: string[], errorPath: string, message: string): McpConfig {
+  #failed(searched: string[], errorPath: string, message: string): ServersConfig {
     const good = this.#lastGood;
     if (good !== undefined && good.path !== undefined) {
       const n = good.servers.length;
@@ -502,13 +690,13 @@ export class ConfigSource {
     };
   }
 
-  #settle(snapshot: Snapshot): McpConfig {
+  #settle(snapshot: Snapshot<ServersConfig>): ServersConfig {
     // The first read is shown by whatever asked for it (mcps, doctor, list_available_mcps, the
     // error of the command); a change seen later, in a long-running serve, is worth a warning.
     const reloaded = this.#snapshot !== undefined;
     const warn = (message: string) => reloaded ? this.#log.warn(message) : this.#log.debug(message);
     this.#snapshot = snapshot;
-    const { config } = snapshot;
+    const config = snapshot.value;
     if (config.error) {
       warn(config.error);
     } else if (config.path === undefined) {

@@ -36,6 +36,11 @@ export interface Settings {
   readonly depth: number;
   /** `MCP_JSON_PATH`: the MCP config file to use instead of searching (it must exist). */
   readonly mcpJsonPath: string | undefined;
+  /**
+   * `LMSTUDIO_BRIDGE_CONFIG`: the bridge settings file to use (it must exist) instead of
+   * `lmstudio-bridge.json` next to the MCP config file.
+   */
+  readonly bridgeConfigPath: string | undefined;
 }
 
 /** A setting that cannot be used; the message names the variable and what would be valid. */
@@ -149,6 +154,7 @@ export function resolveSettings(env: Env): Settings {
     workDir: nonEmpty(env, "INIT_CWD"),
     depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
     mcpJsonPath: nonEmpty(env, "MCP_JSON_PATH"),
+    bridgeConfigPath: nonEmpty(env, "LMSTUDIO_BRIDGE_CONFIG"),
   });
 }
 

@@ -702,6 +702,7 @@ Deno.test("config search order: first existing file wins", async (t) => {
       path: undefined,
       searched: [project, lmstudio, homeFile, parentFile],
       servers: [],
+      bridge: { path: undefined, searched: undefined, settings: {}, warnings: [] },
     });
   });
   await t.step("../.mcp.json is the last resort", async () => {
@@ -918,6 +919,7 @@ Deno.test("config hot reload sees every kind of change on the next call", async 
       path: undefined,
       searched: s.candidates().map((c) => c.path),
       servers: [],
+      bridge: { path: undefined, searched: undefined, settings: {}, warnings: [] },
     });
   });
   await t.step("a broken file with no earlier good config reports no servers", async () => {
@@ -952,7 +954,11 @@ Deno.test("config re-reads only when the file changes, and concurrent calls shar
     const first = await s.current();
     for (let i = 0; i < 99; i++) assertStrictEquals(await s.current(), first);
     assertEquals(fs.reads, 1);
-    assertEquals(fs.stats, 100, "the project file is found first, so one stat per call");
+    assertEquals(
+      fs.stats,
+      200,
+      "the project file is found first, so one stat per call, and one of the settings file",
+    );
   });
   // Each edit changes the size: with timestamps trusted (the clock is far ahead), two writes in
   // the same kernel clock tick would otherwise look identical to stat, as on any real system
@@ -968,7 +974,7 @@ Deno.test("config re-reads only when the file changes, and concurrent calls shar
     const statsBefore = fs.stats;
     const results = await Promise.all(Array.from({ length: 20 }, () => s.current()));
     assertEquals(fs.reads, 3);
-    assertEquals(fs.stats - statsBefore, 1);
+    assertEquals(fs.stats - statsBefore, 2, "the config file and the settings file");
     for (const r of results) assertStrictEquals(r, results[0]);
     assertEquals(names(results[0]!.servers), ["ccc"]);
   });

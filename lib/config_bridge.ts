@@ -1,0 +1,207 @@
+/**
+ * The bridge's own settings file, `lmstudio-bridge.json` (JSONC), next to the MCP config file in
+ * use or named by LMSTUDIO_BRIDGE_CONFIG. The bridge's settings stay out of `.mcp.json`, which
+ * other clients validate and rewrite (Claude Code, VS Code, LM Studio).
+ *
+ * - {@linkcode BridgeSettings}: the sections, each optional. `servers.<name>.sandbox` (how a
+ *   server is confined), `servers.<name>.tools` and `tools` (approval rules: glob -> allow, ask or
+ *   deny), `sampling` (limits of sampling requests from servers).
+ * - {@linkcode parseBridgeSettings}: JSONC, validated with zod. A wrong value is an error with
+ *   line and column (the file is not used; ConfigSource keeps the last good settings); an unknown
+ *   key is a warning with line and column, never fatal.
+ *
+ * Reading and hot reload are ConfigSource's (config.ts), as for the MCP config.
+ */
+import { z } from "zod";
+import { isRecord } from "./json.ts";
+import { JsoncSyntaxError, locateJsonPath, parseJsonc } from "./jsonc.ts";
+import { typeName } from "./config_entry.ts";
+
+/** The settings file's name, in the directory of the MCP config file in use. */
+export const BRIDGE_SETTINGS_FILE = "lmstudio-bridge.json";
+
+/** An approval rule: run the call, ask the user first, or refuse it. */
+export type ApprovalRule = "allow" | "ask" | "deny";
+
+/** Glob (`write_*`, or `server/tool` globally) -> rule. */
+export type ApprovalRules = Record<string, ApprovalRule>;
+
+/** A grant of one kind of access in a sandbox: all, none, or these (paths, hosts, names). */
+export type SandboxGrant = boolean | string[];
+
+/** How a server is confined: a mode, or the access it gets under Deno's permissions. */
+export type SandboxSetting =
+  | "auto"
+  | "deno"
+  | "os"
+  | "none"
+  | {
+    read?: SandboxGrant;
+    write?: SandboxGrant;
+    net?: SandboxGrant;
+    env?: SandboxGrant;
+    run?: SandboxGrant;
+  };
+
+/** The settings of one server. */
+export interface ServerSettings {
+  sandbox?: SandboxSetting;
+  /** Approval rules for this server's tools (globs over its tool names). */
+  tools?: ApprovalRules;
+}
+
+/** What `lmstudio-bridge.json` says; every section is optional. */
+export interface BridgeSettings {
+  servers?: Record<string, ServerSettings>;
+  /** Global approval rules, `server/tool` globs. */
+  tools?: ApprovalRules;
+  sampling?: { max_tokens?: number; per_task?: number };
+}
+
+const Rule = z.enum(["allow", "ask", "deny"], { error: 'must be "allow", "ask" or "deny"' });
+const Rules = z.record(z.string(), Rule, {
+  error: 'must be an object of glob -> rule, e.g. {"write_*": "ask"}',
+});
+const Grant = z.union([z.boolean(), z.array(z.string())], {
+  error: 'must be true, false or a list of strings, e.g. ["./data"]',
+});
+const SandboxObject = z.strictObject({
+  read: Grant.optional(),
+  write: Grant.optional(),
+  net: Grant.optional(),
+  env: Grant.optional(),
+  run: Grant.optional(),
+}, { error: "must be an object" });
+const SANDBOX_MODES = ["auto", "deno", "os", "none"] as const;
+const SANDBOX_ERROR =
+  'must be "auto", "deno", "os", "none" or an object {read, write, net, env, run}';
+const Sandbox = z.union([z.enum(SANDBOX_MODES, { error: SANDBOX_ERROR }), SandboxObject], {
+  error: SANDBOX_ERROR,
+});
+const Server = z.strictObject({ sandbox: Sandbox.optional(), tools: Rules.optional() }, {
+  error: 'must be an object like {"sandbox": "auto", "tools": {...}}',
+});
+const Sampling = z.strictObject({
+  max_tokens: z.number({ error: "must be a whole number of 1 or more" }).int().min(1).optional(),
+  per_task: z.number({ error: "must be a whole number of 0 or more" }).int().min(0).optional(),
+}, { error: 'must be an object like {"max_tokens": 1024, "per_task": 10}' });
+const Settings = z.strictObject({
+  $schema: z.string().optional(),
+  servers: z.record(z.string(), Server, { error: "must be an object of server name -> settings" })
+    .optional(),
+  tools: Rules.optional(),
+  sampling: Sampling.optional(),
+});
+
+/** The settings and what was not understood in them, or why the file cannot be used. */
+export type ParsedBridgeSettings =
+  | {
+    ok: true;
+    settings: BridgeSettings;
+    /** Unknown keys (ignored), each with its position: "path:3:5: unknown key ...". */
+    warnings: string[];
+  }
+  | {
+    ok: false;
+    /** What is wrong, where (path:line:column) and what to do. */
+    error: string;
+    line?: number;
+    column?: number;
+  };
+
+/** An issue, with a union's issues replaced by those of the option that got furthest. */
+function flatten(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return [issue];
+  const depth = (issues: z.core.$ZodIssue[]) =>
+    Math.max(...issues.map((i) => i.path.length + (i.code === "invalid_type" ? 0 : 0.5)));
+  const best = issue.errors.reduce((a, b) => (depth(b) > depth(a) ? b : a));
+  // Only an option that got past the type of the value itself says more than the union.
+  if (depth(best) === 0) return [issue];
+  return best.flatMap((i) => flatten({ ...i, path: [...issue.path, ...i.path] }));
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  return path.map(String).join(".") || "the file";
+}
+
+/**
+ * Parses the settings file's text: a syntax error or a wrong value makes it unusable (the error
+ * says where, with line and column); unknown keys come back as warnings. Never throws.
+ */
+export function parseBridgeSettings(text: string, path: string): ParsedBridgeSettings {
+  let data: unknown;
+  try {
+    data = parseJsonc(text);
+  } catch (error) {
+    if (!(error instanceof JsoncSyntaxError)) throw error;
+    const { line, column } = error;
+    return {
+      ok: false,
+      error: `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
+        (error.fix ?? "Fix the file; it is re-read on the next use."),
+      line,
+      column,
+    };
+  }
+  if (!isRecord(data)) {
+    return {
+      ok: false,
+      error: `${path}: the bridge settings must be an object like {"servers": {...}, ` +
+        `"tools": {...}}, not ${typeName(data)}.`,
+    };
+  }
+  const at = (where: readonly PropertyKey[]) => {
+    const position = locateJsonPath(text, where);
+    return position === undefined ? path : `${path}:${position.line}:${position.column}`;
+  };
+  const parsed = Settings.safeParse(data);
+  if (parsed.success) return { ok: true, settings: withoutSchema(parsed.data), warnings: [] };
+  const issues = parsed.error.issues.flatMap(flatten);
+  const unknown = issues.filter((i) => i.code === "unrecognized_keys");
+  const wrong = issues.filter((i) => i.code !== "unrecognized_keys");
+  if (wrong.length > 0) {
+    const first = wrong[0]!;
+    const more = wrong.length > 1 ? ` (and ${wrong.length - 1} more)` : "";
+    return {
+      ok: false,
+      error: `${at(first.path)}: ${pathText(first.path)} ${first.message}${more}. Fix the ` +
+        "file; it is re-read on the next use.",
+      ...locateJsonPath(text, first.path),
+    };
+  }
+  // Only unknown keys: drop them (with a warning each) and read the rest.
+  const warnings: string[] = [];
+  const copy: unknown = structuredClone(data);
+  for (const issue of unknown) {
+    if (issue.code !== "unrecognized_keys") continue;
+    let holder: unknown = copy;
+    for (const key of issue.path) holder = isRecord(holder) ? holder[String(key)] : undefined;
+    for (const key of issue.keys) {
+      if (isRecord(holder)) delete holder[key];
+      const where = [...issue.path, key];
+      warnings.push(
+        `${at(where)}: unknown key "${pathText(where)}" is ignored (check its spelling; known ` +
+          `keys there: ${knownKeys(issue.path)}).`,
+      );
+    }
+  }
+  const again = Settings.safeParse(copy);
+  if (!again.success) {
+    return { ok: false, error: `${path}: ${again.error.issues[0]?.message ?? "invalid"}.` };
+  }
+  return { ok: true, settings: withoutSchema(again.data), warnings };
+}
+
+/** The keys the schema knows at `path` (of an unknown key's parent), for the warning. */
+function knownKeys(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "servers, tools, sampling";
+  if (path[0] === "sampling") return "max_tokens, per_task";
+  if (path[0] === "servers" && path.length === 2) return "sandbox, tools";
+  if (path[0] === "servers" && path.length === 3) return "read, write, net, env, run";
+  return "none";
+}
+
+function withoutSchema(data: z.infer<typeof Settings>): BridgeSettings {
+  const { $schema: _schema, ...settings } = data;
+  return settings;
+}
