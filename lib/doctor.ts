@@ -120,7 +120,7 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
         checks.push({
           name: `sandbox: ${s.name}`,
           status: "fail",
-          detail: `${s.url} is outside the sandbox; rebuild with --allow-net=${
+          detail: `${entryTarget(s)} is outside the sandbox; rebuild with --allow-net=${
             new URL(s.url).hostname
           }`,
         });

@@ -33,7 +33,7 @@ import {
   type Tool,
 } from "./sdk.ts";
 import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
-import { entryTarget, type ServerEntry } from "./config_entry.ts";
+import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { raceAbort } from "./abort.ts";
@@ -46,7 +46,7 @@ import {
   unknownToolError,
 } from "./pool_connection.ts";
 import { type ConnectOptions, connectServer } from "./pool_connect.ts";
-import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
+import { exitText, formatTail, McpServerError, redactError } from "./pool_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
 import { errorMessage } from "./errors.ts";
 import type { ToolProgress } from "./agent_types.ts";
@@ -286,21 +286,26 @@ export class McpPool {
     const server = conn.name;
     if (found === undefined) {
       const names = listed.filter((t) => !needsMcpTasks(t)).map((t) => t.name);
-      return unknownToolError({ server, tool, names, answer, cause });
+      const said = redactEntryText(conn.entry, answer);
+      return unknownToolError({ server, tool, names, answer: said, cause });
     }
     return needsMcpTasks(found) ? taskRequiredError({ server, tool, cause }) : undefined;
   }
 
-  /** Turns a failed request on `conn` into an McpServerError that says what happened. */
-  #explain(
+  /**
+   * Turns a failed request on `conn` into an McpServerError that says what happened, with the
+   * entry's secrets hidden.
+   */
+  async #explain(
     conn: Connection,
     error: unknown,
     o: Omit<CallErrorOptions, "onBroken">,
   ): Promise<unknown> {
-    return explainCallError(conn, error, {
+    const explained = await explainCallError(conn, error, {
       ...o,
-      onBroken: (reason) => this.#dropBroken(conn, reason),
+      onBroken: (reason) => this.#dropBroken(conn, redactEntryText(conn.entry, reason)),
     });
+    return redactError(explained, (text) => redactEntryText(conn.entry, text));
   }
 
   /** Every configured server with its state; never starts anything. */
@@ -431,10 +436,11 @@ export class McpPool {
       }
       // It closed (or the config changed) between connecting and this caller resuming: retry.
       if (attempt >= 2) {
+        const tail = conn.stderr.lines.map((line) => redactEntryText(entry, line));
         throw new McpServerError(
           `MCP server "${name}" closed its connection right after connecting.` +
-            (conn.entry.transport === "stdio" ? formatTail(conn.stderr.lines) : ""),
-          { server: name, kind: "closed", stderrTail: conn.stderr.lines },
+            (conn.entry.transport === "stdio" ? formatTail(tail) : ""),
+          { server: name, kind: "closed", stderrTail: tail },
         );
       }
     }
@@ -502,7 +508,9 @@ export class McpPool {
         this.#log.debug("connected", { server: name, pid: conn.pid });
         return conn;
       },
-      (error: unknown) => {
+      (raw: unknown) => {
+        // Whatever the error shows (a command line, a URL, stderr) has the entry's secrets hidden.
+        const error = redactError(raw, (text) => redactEntryText(entry, text));
         if (this.#connecting.get(name)?.promise !== promise) throw error;
         this.#connecting.delete(name);
         const at = this.#now();
@@ -639,7 +647,7 @@ export class McpPool {
     const remark: Remark = { fingerprint: conn.fingerprint, state: "failed", reason: how };
     const withLastWords = () => {
       const last = conn.stderr.lines.at(-1);
-      remark.reason = `${how}${last === undefined ? "" : `: ${last}`}`;
+      remark.reason = redactEntryText(conn.entry, `${how}${last === undefined ? "" : `: ${last}`}`);
     };
     withLastWords();
     this.#remarks.set(conn.name, remark);

@@ -22,8 +22,8 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "./sdk.ts";
-import { entryTarget, type ServerEntry } from "./config_entry.ts";
-import type { Logger } from "./log.ts";
+import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
+import type { LogFields, Logger } from "./log.ts";
 import { Connection } from "./pool_connection.ts";
 import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./pool_remote.ts";
@@ -115,9 +115,33 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error)
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Starts `entry`'s server (stdio) or connects to it (http, sse); a failure throws an McpServerError. */
+/**
+ * Starts `entry`'s server (stdio) or connects to it (http, sse); a failure throws an
+ * McpServerError. What it logs about the server (its stderr, transport errors) has the entry's
+ * secrets hidden ({@linkcode redactEntryText}).
+ */
 export function connectServer(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
-  return entry.transport === "stdio" ? connectStdio(entry, o) : connectRemote(entry, o);
+  const options = { ...o, log: redactingLogger(o.log, (text) => redactEntryText(entry, text)) };
+  return entry.transport === "stdio" ? connectStdio(entry, options) : connectRemote(entry, options);
+}
+
+/** `log` with `redact` applied to every message and every string (or error) field. */
+function redactingLogger(log: Logger, redact: (text: string) => string): Logger {
+  const fields = (f?: LogFields) =>
+    f === undefined ? undefined : Object.fromEntries(
+      Object.entries(f).map(([k, v]) => [
+        k,
+        typeof v === "string" ? redact(v) : v instanceof Error ? redact(errorMessage(v)) : v,
+      ]),
+    );
+  return {
+    level: log.level,
+    debug: (m, f) => log.debug(redact(m), fields(f)),
+    info: (m, f) => log.info(redact(m), fields(f)),
+    warn: (m, f) => log.warn(redact(m), fields(f)),
+    error: (m, f) => log.error(redact(m), fields(f)),
+    child: (scope) => redactingLogger(log.child(scope), redact),
+  };
 }
 
 // -- stdio ----------------------------------------------------------------------------------------
@@ -274,10 +298,11 @@ interface Connected {
 /** Connects to `entry`'s URL; a failed connect throws an McpServerError. */
 async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
   const name = entry.name;
-  const url = entry.url ?? "";
+  // As written, credentials hidden: what messages show.
+  const url = entryUrl(entry);
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(entry.url ?? "");
   } catch (error) {
     throw new McpServerError(
       `MCP server "${name}" has an invalid url ${JSON.stringify(url)}. Fix it in the config.`,
@@ -364,7 +389,7 @@ function remoteConnectError(
 ): McpServerError {
   const { entry, host, error } = o;
   const name = entry.name;
-  const url = entry.url ?? "";
+  const url = entryUrl(entry);
   const base = { server: name, cause: error };
   const chain = causeChain(error);
   const denial = chain.find(isSandboxDenial);

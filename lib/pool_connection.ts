@@ -17,7 +17,7 @@ import {
   type Tool,
   ToolListChangedNotificationSchema,
 } from "./sdk.ts";
-import type { ServerEntry } from "./config_entry.ts";
+import { entryUrl, type ServerEntry } from "./config_entry.ts";
 import {
   exitText,
   formatTail,
@@ -289,7 +289,7 @@ export async function explainCallError(
   if (tooLarge instanceof MessageTooLargeError) {
     const closed = conn.tooLarge !== undefined;
     return new McpServerError(
-      `MCP server "${name}" (${conn.entry.url}) sent an answer to ${what} larger than ` +
+      `MCP server "${name}" (${entryUrl(conn.entry)}) sent an answer to ${what} larger than ` +
         `${formatBytes(tooLarge.limitBytes)}; the bridge stopped reading it` +
         `${closed ? " and closed the connection (the next call reconnects)" : ""}. Ask the ` +
         "tool for less data (a smaller range, a filter, a page).",
@@ -321,7 +321,9 @@ export async function explainCallError(
       );
     }
     return new McpServerError(
-      `Lost the connection to MCP server "${name}" (${conn.entry.url}) while running ${what}: ` +
+      `Lost the connection to MCP server "${name}" (${
+        entryUrl(conn.entry)
+      }) while running ${what}: ` +
         `${conn.lostReason ?? "the connection closed"}. The server went away or restarted. ` +
         `The next call reconnects.`,
       { ...base, kind: "closed" },
@@ -335,7 +337,7 @@ export async function explainCallError(
       : `it answered HTTP ${status} (${networkFailure(error).reason})`;
     o.onBroken(reason);
     return new McpServerError(
-      `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${reason}. ` +
+      `MCP server "${name}" (${entryUrl(conn.entry)}) failed ${what}: ${reason}. ` +
         `The server went away or restarted. The next call reconnects.`,
       { ...base, kind: "closed" },
     );

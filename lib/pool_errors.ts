@@ -72,6 +72,27 @@ export class MessageTooLargeError extends BridgeError<"too_large"> {
   }
 }
 
+/**
+ * `error` with `redact` applied to what it shows (message and stderr lines), when it is an
+ * {@linkcode McpServerError}; anything else is returned as it is.
+ */
+export function redactError(error: unknown, redact: (text: string) => string): unknown {
+  if (!(error instanceof McpServerError)) return error;
+  const message = redact(error.message);
+  const stderrTail = error.stderrTail.map(redact);
+  if (message === error.message && stderrTail.every((l, i) => l === error.stderrTail[i])) {
+    return error;
+  }
+  return new McpServerError(message, {
+    server: error.server,
+    kind: error.kind,
+    stderrTail,
+    exitCode: error.exitCode,
+    tool: error.tool,
+    cause: error.cause,
+  });
+}
+
 /** The server's last stderr lines as the end of a message (or that it wrote none). */
 export function formatTail(lines: readonly string[]): string {
   if (lines.length === 0) return " It wrote nothing to stderr.";

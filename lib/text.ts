@@ -93,3 +93,158 @@ function editDistance(a: string, b: string): number {
   }
   return previous[b.length] ?? 0;
 }
+
+// -- redaction ------------------------------------------------------------------------------------
+
+/** What a credential is shown as. */
+export const REDACTED = "***";
+
+/** A name that says its value is a credential: api_key, token, secret, password, auth... */
+const SECRET_WORD = "(?:api[-_]?key|apikey|access[-_]?key|private[-_]?key|token|secret|" +
+  "passw(?:or)?d|pwd|auth(?:orization)?|credentials?|cookie|signature)";
+const SECRET_NAME = new RegExp(`^[\\w.-]*${SECRET_WORD}[\\w.-]*$`, "i");
+/** Query parameters that carry credentials, also under short names. */
+const SECRET_QUERY = new RegExp(`^(?:[\\w.-]*${SECRET_WORD}[\\w.-]*|key|code|sig|session)$`, "i");
+/** A `${VAR}` reference as the config writes it: shown as it is, never its value. */
+const REFERENCE = /\$\{[^}]*\}/g;
+/** An auth scheme word before a credential ("Bearer X"). */
+const SCHEME = /^\s*(Bearer|Basic|Token)\s+/i;
+/** Tokens with a well-known shape (OpenAI, GitHub, Slack, AWS, GitLab, Hugging Face, JWTs). */
+const TOKEN_SHAPES = new RegExp(
+  "\\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\\w{20,}|" +
+    "xox[abpors]-[\\w-]{10,}|AKIA[0-9A-Z]{16}|glpat-[\\w-]{20,}|hf_[A-Za-z0-9]{20,}|" +
+    "eyJ[\\w-]{8,}\\.[\\w-]{8,}\\.[\\w-]{8,})",
+  "g",
+);
+
+/**
+ * A credential's value as it may be shown: kept when it is only `${VAR}` references (after an
+ * auth scheme word such as "Bearer"), with any default written in the file hidden; else
+ * {@linkcode REDACTED} (after its scheme word).
+ */
+function redactValue(value: string): string {
+  const rest = value.replace(SCHEME, "").replace(REFERENCE, "").trim();
+  if (rest === "" && value.trim() !== "") {
+    // A default written in the file (`${TOKEN:-literal}`) is a literal too.
+    return value.replace(/(\$\{[^}:]*:-)[^}]+\}/g, `$1${REDACTED}}`);
+  }
+  const scheme = SCHEME.exec(value);
+  return scheme ? `${scheme[1]} ${REDACTED}` : REDACTED;
+}
+
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
+}
+
+/**
+ * `url` with its credentials hidden: its userinfo (user and password), and the values of query
+ * parameters named like credentials (`api_key`, `token`, `key`, `sig`...). `${VAR}` references
+ * stay as written. Works on the text, so the rest of the URL is shown as written.
+ */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#@\s]*)@/i, (whole, scheme: string, info: string) => {
+      const references = info.replace(REFERENCE, "").replace(":", "") === "";
+      return references ? whole : `${scheme}${REDACTED}@`;
+    })
+    .replace(
+      /([?&;])([^=&#\s]+)=([^&#\s]*)/g,
+      (whole, sep: string, name: string, value: string) =>
+        SECRET_QUERY.test(decodeName(name)) && value !== ""
+          ? `${sep}${name}=${redactValue(value)}`
+          : whole,
+    );
+}
+
+/**
+ * Whether the word after a credential's name (`--token X`, `API_KEY: X`) is its value: always
+ * after `=`; after a space or a colon only when it looks like one (digits in 6 characters or
+ * more, or 16 characters or more), so that prose ("--token is required") stays readable.
+ */
+function hidesValue(separator: string, value: string): boolean {
+  if (
+    value.startsWith(REDACTED) || value.startsWith("-") || /^(?:Bearer|Basic|Token)$/i.test(value)
+  ) {
+    return false;
+  }
+  if (separator === "=") return true;
+  return (value.length >= 6 && /\d/.test(value)) || value.length >= 16;
+}
+
+const FLAG_VALUE = new RegExp(
+  `(--?[\\w.-]*${SECRET_WORD}[\\w.-]*)(=|\\s+)("?)([^\\s"',;$]+)`,
+  "gi",
+);
+const NAME_VALUE = new RegExp(
+  `\\b([A-Za-z0-9_]*${SECRET_WORD}[A-Za-z0-9_]*)(=|:\\s*)("?)([^\\s"',;$&]+)`,
+  "gi",
+);
+
+/**
+ * Free text (an error message, a log line) with whatever looks like a credential hidden: URL
+ * userinfo and credential query parameters, `Bearer X`, `--token=X` / `--api-key X`, `API_KEY=X`,
+ * `Authorization: X`, and tokens of a well-known shape.
+ */
+export function redactText(text: string): string {
+  const hide = (whole: string, name: string, sep: string, quote: string, value: string) => {
+    // Punctuation closing a sentence or a parenthesis is not part of the value.
+    const end = /[.:)!?]+$/.exec(value)?.[0] ?? "";
+    const bare = value.slice(0, value.length - end.length);
+    return hidesValue(sep, bare) ? `${name}${sep}${quote}${REDACTED}${end}` : whole;
+  };
+  return text
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`)]+/gi, (url) => {
+      // Punctuation after a URL in a sentence ("at http://h/x: refused") is not part of it.
+      const end = /[.,:;!?]+$/.exec(url)?.[0] ?? "";
+      return redactUrl(url.slice(0, url.length - end.length)) + end;
+    })
+    .replace(
+      /\b(Bearer|Basic|Token)(\s+)([A-Za-z0-9._~+/=-]{4,})/g,
+      (whole, scheme, space, value) => value === REDACTED ? whole : `${scheme}${space}${REDACTED}`,
+    )
+    .replace(FLAG_VALUE, hide)
+    .replace(NAME_VALUE, hide)
+    .replace(TOKEN_SHAPES, REDACTED);
+}
+
+/**
+ * The arguments of a command line with credentials hidden: the value of `--token=X`, of
+ * `--api-key X` (the next argument), of `NAME=X` and `Header: X` arguments whose name says it is
+ * a credential, URLs as {@linkcode redactUrl} shows them, and tokens of a well-known shape.
+ * `${VAR}` references are kept: they show where a secret comes from, not what it is. `found`
+ * collects the literal values hidden, each with what is shown instead.
+ */
+export function redactArgs(
+  args: readonly string[],
+  found: { value: string; shown: string }[] = [],
+): string[] {
+  const out: string[] = [];
+  const hide = (value: string): string => {
+    const shown = redactValue(value);
+    if (shown.endsWith(REDACTED)) found.push({ value: value.replace(SCHEME, ""), shown: REDACTED });
+    return shown;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const flag = /^(-{1,2}[\w.-]+)=(.*)$/s.exec(arg);
+    const pair = /^([A-Za-z_][\w.-]*)(\s*[:=]\s*)(.+)$/s.exec(arg);
+    if (flag && SECRET_NAME.test(flag[1]!)) {
+      out.push(`${flag[1]}=${hide(flag[2]!)}`);
+    } else if (/^-{1,2}[\w.-]+$/.test(arg) && SECRET_NAME.test(arg) && i + 1 < args.length) {
+      out.push(arg);
+      const value = args[++i]!;
+      out.push(value.startsWith("-") ? value : hide(value));
+    } else if (pair && !arg.includes("://") && SECRET_NAME.test(pair[1]!)) {
+      out.push(`${pair[1]}${pair[2]}${hide(pair[3]!)}`);
+    } else {
+      const shown = redactText(arg);
+      if (shown !== arg) found.push({ value: arg, shown });
+      out.push(shown);
+    }
+  }
+  return out;
+}
