@@ -44,6 +44,8 @@ export interface ToolHost {
       timeoutMs?: number;
       /** The tool's own progress notifications, relayed to the loop's caller. */
       onProgress?: (p: ToolProgress) => void;
+      /** "model": made for the local model (the pool guards the bridge's config files). */
+      origin?: "model";
     },
   ): Promise<CallToolResult>;
 }

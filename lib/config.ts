@@ -209,8 +209,10 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
         { server: name, path: config.errorPath },
       );
     }
-    const usable = config.servers.filter((s) => !s.disabled && s.problem === undefined);
-    const others = config.servers.filter((s) => s.disabled || s.problem !== undefined);
+    const usable = config.servers.filter((s) =>
+      !s.disabled && s.problem === undefined && s.held === undefined
+    );
+    const others = config.servers.filter((s) => !usable.includes(s));
     const near = closestName(name, config.servers.map((s) => s.name));
     const hint = near ? ` Did you mean "${near}"?` : "";
     const list = usable.length > 0
@@ -218,7 +220,11 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
       : "No usable servers are configured";
     const unusable = others.length > 0
       ? ` (unusable: ${
-        others.map((s) => `${s.name} ${s.disabled ? "disabled" : "has a problem"}`).join(", ")
+        others.map((s) =>
+          `${s.name} ${
+            s.disabled ? "disabled" : s.problem !== undefined ? "has a problem" : "held"
+          }`
+        ).join(", ")
       })`
       : "";
     throw new ConfigError(
@@ -235,6 +241,12 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
   }
   if (entry.problem !== undefined) {
     throw new ConfigError(`${entry.problem} Fix it in ${where}.`, {
+      server: name,
+      path: config.path,
+    });
+  }
+  if (entry.held !== undefined) {
+    throw new ConfigError(`MCP server "${name}" is held: ${entry.held}.`, {
       server: name,
       path: config.path,
     });
@@ -371,10 +383,23 @@ export interface BridgeConfig {
   error?: string;
   /** The file that `error` is about. */
   errorPath?: string;
+  /**
+   * Newer settings are held (they changed while a local model was working): why, and what to
+   * do. `settings` are the accepted ones.
+   */
+  held?: string;
 }
 
 /** The MCP configuration as read from its file, without the bridge settings. */
 type ServersConfig = Omit<McpConfig, "bridge">;
+
+/** Why an entry (or the bridge settings) is held: what the listings show. */
+export const HELD_REASON =
+  "changed while a local model was working; restart the bridge (or accept it) to use it";
+
+function isUsable(entry: ServerEntry): boolean {
+  return !entry.disabled && entry.problem === undefined;
+}
 
 /**
  * The MCP configuration and the bridge settings, kept current: every {@linkcode current} call
@@ -397,6 +422,18 @@ export class ConfigSource {
   #bridgeLastGood?: { path: string; settings: BridgeSettings; warnings: string[] };
   #current?: McpConfig;
   #pending?: Promise<McpConfig>;
+  /** Stretches of local-model work under way ({@linkcode beginModelWork}). */
+  #working = 0;
+  /** The entries of the last version read, before holds are marked. */
+  #seenServers?: ServerEntry[];
+  /** Held entries by name, with the fingerprint accepted before (undefined: none was). */
+  readonly #holds = new Map<string, { accepted?: string }>();
+  #holdsVersion = 0;
+  #heldView?: { list: ServerEntry[]; version: number; view: ServerEntry[] };
+  #seenBridge?: BridgeConfig;
+  #acceptedBridge?: BridgeConfig;
+  #pendingBridge?: BridgeConfig;
+  #bridgeView?: BridgeConfig;
 
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
@@ -435,8 +472,9 @@ export class ConfigSource {
   }
 
   async #refreshAll(): Promise<McpConfig> {
-    const servers = await this.#refresh();
-    const bridge = await this.#refreshBridge(servers.path);
+    const read = await this.#refresh();
+    const bridge = this.#withBridgeHold(await this.#refreshBridge(read.path));
+    const servers = { ...read, servers: this.#withHolds(read.servers) };
     const previous = this.#current;
     if (previous !== undefined && this.#isSame(previous, servers, bridge)) return previous;
     this.#current = { ...servers, bridge };
@@ -448,6 +486,149 @@ export class ConfigSource {
       previous.path === servers.path && previous.error === servers.error &&
       previous.errorPath === servers.errorPath && previous.searched.join("\0") ===
         servers.searched.join("\0");
+  }
+
+  // -- changes made while a local model works ------------------------------------------------
+
+  /**
+   * Marks a stretch of time in which a local model works (a call made for it, a task): a config
+   * version first seen meanwhile may have been written by the model (a shell tool, a server
+   * writing files), so its new or changed entries are held, and new bridge settings too (the
+   * settings in force stay). Call the returned function when the work ends (once is enough).
+   */
+  beginModelWork(): () => void {
+    this.#working++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#working--;
+    };
+  }
+
+  /**
+   * Accepts the held entry `name` (the user approved it): it is used from the next call on.
+   * False when it is not held.
+   */
+  acceptServer(name: string): boolean {
+    const entry = this.#seenServers?.find((e) => e.name === name);
+    const hold = this.#holds.get(name);
+    if (hold === undefined || entry === undefined || entry.fingerprint === hold.accepted) {
+      return false;
+    }
+    this.#holds.delete(name);
+    this.#holdsVersion++;
+    this.#current = undefined;
+    return true;
+  }
+
+  /** Accepts held bridge settings (the user approved them). False when none are held. */
+  acceptBridgeSettings(): boolean {
+    if (this.#pendingBridge === undefined) return false;
+    this.#acceptedBridge = this.#pendingBridge;
+    this.#pendingBridge = undefined;
+    this.#bridgeView = undefined;
+    this.#current = undefined;
+    return true;
+  }
+
+  /**
+   * `list` (a version's entries) with the held ones marked: an entry that appeared or changed
+   * in a version first seen while a local model worked stays held, whatever versions follow,
+   * until it is accepted or is back to what was accepted. Removed and disabled entries are not
+   * held (they only take something away).
+   */
+  #withHolds(list: ServerEntry[]): ServerEntry[] {
+    if (list !== this.#seenServers) {
+      const previous = this.#seenServers;
+      this.#seenServers = list;
+      // The first version is what the user started the bridge with.
+      if (previous !== undefined && this.#working > 0) {
+        const before = new Map(previous.filter(isUsable).map((e) => [e.name, e.fingerprint]));
+        for (const entry of list) {
+          const accepted = before.get(entry.name);
+          if (!isUsable(entry) || this.#holds.has(entry.name) || accepted === entry.fingerprint) {
+            continue;
+          }
+          this.#holds.set(entry.name, { accepted });
+          this.#holdsVersion++;
+          this.#log.warn(
+            `MCP server "${entry.name}" ${accepted === undefined ? "appeared" : "changed"} in ` +
+              `the MCP config while a local model was working; it is held: not started until ` +
+              "the bridge restarts or it is accepted",
+          );
+        }
+      }
+    }
+    if (this.#holds.size === 0) return list;
+    const cached = this.#heldView;
+    if (cached?.list === list && cached.version === this.#holdsVersion) return cached.view;
+    const view = list.map((entry) => {
+      const hold = this.#holds.get(entry.name);
+      return hold !== undefined && isUsable(entry) && entry.fingerprint !== hold.accepted
+        ? { ...entry, held: HELD_REASON }
+        : entry;
+    });
+    this.#heldView = { list, version: this.#holdsVersion, view };
+    return view;
+  }
+
+  /**
+   * The bridge settings in force: new settings first seen while a local model worked are held
+   * (the accepted ones stay in force, with a note), until accepted or back to the accepted ones.
+   */
+  #withBridgeHold(bridge: BridgeConfig): BridgeConfig {
+    if (bridge !== this.#seenBridge) {
+      const first = this.#seenBridge === undefined;
+      this.#seenBridge = bridge;
+      const accepted = this.#acceptedBridge;
+      const same = accepted !== undefined &&
+        JSON.stringify(accepted.settings) === JSON.stringify(bridge.settings);
+      if (first || same || (this.#working === 0 && this.#pendingBridge === undefined)) {
+        this.#acceptedBridge = bridge;
+        this.#pendingBridge = undefined;
+      } else {
+        if (this.#pendingBridge === undefined) {
+          this.#log.warn(
+            `The bridge settings changed while a local model was working; the new settings are ` +
+              "held: not used until the bridge restarts or they are accepted",
+          );
+        }
+        this.#pendingBridge = bridge;
+      }
+      this.#bridgeView = undefined;
+    }
+    const accepted = this.#acceptedBridge ?? bridge;
+    const pending = this.#pendingBridge;
+    if (pending === undefined) return accepted;
+    return this.#bridgeView ??= {
+      ...accepted,
+      held: `the newer settings in ${
+        pending.path ?? pending.errorPath ?? pending.searched ?? BRIDGE_SETTINGS_FILE
+      } are held: ${HELD_REASON}`,
+    };
+  }
+
+  /**
+   * Every file whose change would change what the bridge runs or allows: each `.mcp.json`
+   * candidate (the default search order, whatever is given explicitly), `lmstudio-bridge.json`
+   * beside each, LMSTUDIO_BRIDGE_CONFIG, and the files of `config` in use. The local model may
+   * not name them in a call (config_guard.ts).
+   */
+  protectedPaths(config?: McpConfig): string[] {
+    const mcp = [
+      ...candidatePaths({ cwd: this.#cwd, home: this.#home }),
+      ...this.candidates().filter((c) => c.explicit),
+    ].map((c) => c.path);
+    const bridge = [...new Set(mcp.map(dirname))].map((d) => join(d, BRIDGE_SETTINGS_FILE));
+    const explicitBridge = this.#bridgeCandidate(undefined)?.path;
+    const inUse = [config?.path, config?.errorPath, config?.bridge.path, config?.bridge.errorPath];
+    // The files in use first: a message names the file that counts.
+    return [
+      ...new Set(
+        [...inUse, ...mcp, ...bridge, explicitBridge].filter((p): p is string => p !== undefined),
+      ),
+    ];
   }
 
   async #find(candidates: Candidate[]): Promise<Found | undefined> {

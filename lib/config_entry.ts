@@ -36,6 +36,11 @@ export interface ServerEntry {
   disabled: boolean;
   /** Why this entry is unusable (unset `${VAR}`, invalid field...); undefined when usable. */
   problem?: string;
+  /**
+   * Set (by ConfigSource) when the entry appeared or changed while a local model was working:
+   * why it is held and what to do. A held entry is not started.
+   */
+  held?: string;
   /** env keys (never values), for display. */
   envNames: string[];
   /**

@@ -36,6 +36,8 @@ import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./c
 import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
+import { configPathNamed } from "./config_guard.ts";
+import { homeDir } from "./path.ts";
 import { raceAbort } from "./abort.ts";
 import {
   type CallErrorOptions,
@@ -71,6 +73,11 @@ export interface CallToolOptions {
   /** Fails the call when the server sends neither a result nor progress for this long. */
   timeoutMs?: number;
   onProgress?: (p: ToolProgress) => void;
+  /**
+   * "model": the call is made for the local model (the autonomous loop). Such a call may not
+   * name the bridge's config files, and config changes seen while it runs are held.
+   */
+  origin?: "model";
 }
 
 /** What {@linkcode McpPool.status} says about a server. */
@@ -82,7 +89,9 @@ export type ServerState =
   | "restarting"
   | "failed"
   | "disabled"
-  | "invalid";
+  | "invalid"
+  /** It appeared or changed while a local model was working; not started until accepted. */
+  | "held";
 
 /** One configured server as the pool sees it. */
 export interface ServerStatus {
@@ -137,6 +146,12 @@ export interface McpPoolOptions {
   maxMessageBytes?: number;
   /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
   now?: () => number;
+  /**
+   * The bridge's working directory (a stdio server without `cwd` runs there) and the user's
+   * home, for resolving the paths a call names. Default: Deno.cwd(), $HOME.
+   */
+  cwd?: string;
+  home?: string;
 }
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
@@ -176,6 +191,8 @@ export class McpPool {
   readonly #signalGroup?: GroupSignaller;
   readonly #retryFailedStartMs: number;
   readonly #maxMessageBytes?: number;
+  readonly #cwd: string;
+  readonly #home?: string;
   readonly #now: () => number;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
@@ -200,6 +217,8 @@ export class McpPool {
     this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
     this.#now = options.now ?? Date.now;
     this.#maxMessageBytes = options.maxMessageBytes;
+    this.#cwd = options.cwd ?? processCwd();
+    this.#home = options.home ?? homeDir();
   }
 
   /**
@@ -224,17 +243,44 @@ export class McpPool {
     }
   }
 
-  /** Calls one tool; failures of the server (not `isError` results) throw McpServerError. */
+  /**
+   * Calls one tool; failures of the server (not `isError` results) throw McpServerError. A call
+   * made for the local model (`origin: "model"`) that names one of the bridge's config files is
+   * refused with an `isError` result saying why, and the config is checked again before the
+   * call counts as finished, so that what it changed is seen while the model was at work (and
+   * held, see ConfigSource.beginModelWork).
+   */
   async callTool(
     server: string,
     tool: string,
     args: Record<string, unknown>,
     o: CallToolOptions = {},
   ): Promise<CallToolResult> {
+    if (o.origin !== "model") return await this.#call(server, tool, args, o);
+    const endWork = this.#config.beginModelWork();
+    try {
+      return await this.#call(server, tool, args, o);
+    } finally {
+      // What the call changed is seen now, while it still counts as the model's work.
+      await this.#config.current();
+      endWork();
+    }
+  }
+
+  async #call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    o: CallToolOptions,
+  ): Promise<CallToolResult> {
     const conn = await this.#acquire(server, o.signal);
     const timeoutMs = o.timeoutMs ?? this.#callTimeoutMs;
     const onProgress = o.onProgress;
     try {
+      if (o.origin === "model") {
+        const refused = await this.#refuseConfigPaths(conn.entry, tool, args);
+        if (refused !== undefined) return refused;
+      }
       const known = conn.cachedTool(tool);
       if (known !== undefined && needsMcpTasks(known)) throw taskRequiredError({ server, tool });
       const result = await conn.client.callTool({ name: tool, arguments: args }, undefined, {
@@ -268,6 +314,39 @@ export class McpPool {
     } finally {
       this.#release(conn);
     }
+  }
+
+  /**
+   * The refusal of a call for the local model whose arguments name one of the bridge's config
+   * files (config_guard.ts), or undefined when they name none.
+   */
+  async #refuseConfigPaths(
+    entry: ServerEntry,
+    tool: string,
+    args: Record<string, unknown>,
+  ): Promise<CallToolResult | undefined> {
+    const config = await this.#config.current();
+    const named = configPathNamed(args, {
+      protected: this.#config.protectedPaths(config),
+      cwd: entry.cwd ?? this.#cwd,
+      args: entry.args,
+      home: this.#home,
+    });
+    if (named === undefined) return undefined;
+    this.#log.warn(
+      `refused a call of the local model to "${tool}" on MCP server "${entry.name}": it names ` +
+        `the bridge's config file ${named}`,
+    );
+    return {
+      isError: true,
+      content: [{
+        type: "text",
+        text: `Refused: the local model may not change the bridge's MCP configuration ` +
+          `(${named}). Calls made for the local model may not name the bridge's config files ` +
+          "(.mcp.json, lmstudio-bridge.json); this call was not sent to the server. Do the task " +
+          "without touching them, or tell the user what should change there.",
+      }],
+    };
   }
 
   /**
@@ -321,6 +400,7 @@ export class McpPool {
       };
       if (entry.disabled) return { ...base, state: "disabled" };
       if (entry.problem !== undefined) return { ...base, state: "invalid", reason: entry.problem };
+      if (entry.held !== undefined) return { ...base, state: "held", reason: entry.held };
       const live = this.#live.get(entry.name);
       if (live && live.usable && live.fingerprint === entry.fingerprint) {
         return { ...base, state: "connected", toolCount: live.toolCount, pid: live.pid };
@@ -544,6 +624,7 @@ export class McpPool {
       if (entry === undefined) why = "removed from the config";
       else if (entry.disabled) why = "disabled in the config";
       else if (entry.problem !== undefined) why = "its config entry became invalid";
+      else if (entry.held !== undefined) why = "its config entry changed while a model worked";
       else if (entry.fingerprint !== conn.fingerprint) why = "its config entry changed";
       if (why === undefined) continue;
       this.#log.info(`closing MCP server "${name}": ${why}`, { inFlight: conn.inFlight });
@@ -678,6 +759,15 @@ export class McpPool {
     const p = promise.then(() => undefined, () => undefined);
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
+  }
+}
+
+function processCwd(): string {
+  try {
+    return Deno.cwd();
+  } catch {
+    // Without read permission for it: relative paths resolve against "." as the server's would.
+    return ".";
   }
 }
 

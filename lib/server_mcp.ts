@@ -23,6 +23,7 @@ const STATE_LABEL: Record<ServerState, string> = {
   failed: "failed",
   disabled: "disabled",
   invalid: "invalid",
+  held: "held",
 };
 
 function indent(text: string, prefix: string): string {
@@ -52,7 +53,9 @@ export function formatPoolReport(report: PoolReport): string {
     }
     return lines.join("\n");
   }
-  const usable = servers.filter((s) => s.state !== "disabled" && s.state !== "invalid").length;
+  const usable =
+    servers.filter((s) => s.state !== "disabled" && s.state !== "invalid" && s.state !== "held")
+      .length;
   lines.push(`${plural(servers.length, "server")} (${usable} usable):`, "");
   for (const s of servers) {
     const facts = [s.transport, STATE_LABEL[s.state]];
@@ -62,7 +65,11 @@ export function formatPoolReport(report: PoolReport): string {
     lines.push(`  ${s.target}`);
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
     if (s.reason !== undefined) {
-      const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
+      const label = s.state === "invalid"
+        ? "problem"
+        : s.state === "failed" || s.state === "held"
+        ? s.state
+        : "note";
       lines.push(indent(`${label}: ${s.reason}`, "  "));
     }
   }
@@ -79,6 +86,7 @@ function bridgeLines(bridge: BridgeConfig): string[] {
       }`,
   ];
   if (bridge.error !== undefined) lines.push(`Bridge settings error: ${bridge.error}`);
+  if (bridge.held !== undefined) lines.push(`Bridge settings held: ${bridge.held}`);
   for (const warning of bridge.warnings) lines.push(`Bridge settings warning: ${warning}`);
   return lines;
 }
@@ -99,6 +107,7 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
       error: config.bridge.error ?? null,
       errorPath: config.bridge.errorPath ?? null,
       warnings: config.bridge.warnings,
+      held: config.bridge.held ?? null,
     },
     servers: servers.map((s) => ({
       name: s.name,
