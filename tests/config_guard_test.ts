@@ -5,7 +5,13 @@
  * the user accepts them. The whole chain with a real server-filesystem and the loop is in
  * tests/config_guard_loop_test.ts.
  */
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "./assert.ts";
 import { canonicalPath, configPathNamed } from "../lib/config_guard.ts";
 import { ConfigError, ConfigSource, usableEntry } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
@@ -156,7 +162,7 @@ Deno.test("entries that appear or change while a local model works are held unti
       c.servers[1]!.held,
       "changed while a local model was working; restart the bridge (or accept it) to use it",
     );
-    const e = await assertRejects(async () => usableEntry(c, "marker"), ConfigError);
+    const e = assertThrows(() => usableEntry(c, "marker"), ConfigError);
     assertEquals(
       e.message,
       'MCP server "marker" is held: changed while a local model was working; restart the ' +
