@@ -50,6 +50,7 @@ import {
 import { type ConnectOptions, connectServer } from "./pool_connect.ts";
 import { exitText, formatTail, McpServerError, redactError } from "./pool_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
+import { ProcessTracker } from "./pool_reaper.ts";
 import { errorMessage } from "./errors.ts";
 import type { ToolProgress } from "./agent_types.ts";
 import { plural } from "./text.ts";
@@ -144,6 +145,12 @@ export interface McpPoolOptions {
    * remote; a larger one fails its call with a message that says so. Default 64 MiB.
    */
   maxMessageBytes?: number;
+  /**
+   * Follows what stdio servers start and ends it when they close, and ends the servers if the
+   * bridge dies, through a keeper process (pool_reaper.ts). Default: one when the sandbox lets
+   * the bridge run `deno`; null: none.
+   */
+  tracker?: ProcessTracker | null;
   /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
   now?: () => number;
   /**
@@ -193,6 +200,7 @@ export class McpPool {
   readonly #maxMessageBytes?: number;
   readonly #cwd: string;
   readonly #home?: string;
+  readonly #tracker?: ProcessTracker;
   readonly #now: () => number;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
@@ -219,6 +227,9 @@ export class McpPool {
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#cwd = options.cwd ?? processCwd();
     this.#home = options.home ?? homeDir();
+    this.#tracker = options.tracker === undefined
+      ? ProcessTracker.create({ log: this.#log })
+      : options.tracker ?? undefined;
   }
 
   /**
@@ -469,6 +480,7 @@ export class McpPool {
     this.#live.clear();
     this.#retired.clear();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    await this.#tracker?.close();
   }
 
   // -- connection lifecycle ---------------------------------------------------------------
@@ -750,6 +762,7 @@ export class McpPool {
       onClosed: (c) => this.#onClosed(c),
       onExited: (c) => this.#onExited(c),
       signalGroup: this.#signalGroup,
+      tracker: this.#tracker,
       track: (p) => this.#track(p),
     };
     return connectServer(entry, options);

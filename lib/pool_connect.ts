@@ -27,6 +27,7 @@ import type { LogFields, Logger } from "./log.ts";
 import { Connection } from "./pool_connection.ts";
 import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./pool_remote.ts";
+import { OWNER_VARIABLE, type ProcessTracker } from "./pool_reaper.ts";
 import {
   type ExitInfo,
   type GroupSignaller,
@@ -64,6 +65,8 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Largest message (a tool result) accepted from a server. Default 64 MiB. */
   maxMessageBytes?: number;
+  /** Follows what stdio servers start, and ends it at close (pool_reaper.ts). */
+  tracker?: ProcessTracker;
 }
 
 /** The connect was given up because the pool closed (the bridge is shutting down). */
@@ -155,7 +158,11 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   // Until the connection exists, an exit is only recorded (and checked once it does).
   let exited = (): void => {};
-  const overridden = Object.keys(entry.env).filter((key) => Object.hasOwn(o.extraEnv, key));
+  const tracker = o.tracker;
+  const marker = tracker?.newMarker();
+  // The bridge's own variables: the recursion depth, and the mark of what this server starts.
+  const own = { ...o.extraEnv, ...(marker === undefined ? {} : { [OWNER_VARIABLE]: marker }) };
+  const overridden = Object.keys(entry.env).filter((key) => Object.hasOwn(own, key));
   if (overridden.length > 0) {
     o.log.warn(
       `MCP server "${name}" sets ${overridden.join(", ")} in its "env"; the bridge's own value ` +
@@ -165,13 +172,17 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   const transport = new StdioChildTransport({
     command,
     args: entry.args,
-    // The bridge's own variables (the recursion depth marker) win over the entry's.
-    env: { ...getDefaultEnvironment(), ...entry.env, ...o.extraEnv },
+    // The bridge's own variables win over the entry's.
+    env: { ...getDefaultEnvironment(), ...entry.env, ...own },
     cwd: entry.cwd,
     onStderr: (chunk) => stderr.push(chunk),
     onExit: () => exited(),
     signalGroup: o.signalGroup,
     maxLineChars: o.maxMessageBytes,
+    onSpawned: tracker === undefined || marker === undefined
+      ? undefined
+      : (pid) => tracker.spawned(pid, marker, o.signalGroup !== undefined),
+    reap: tracker === undefined ? undefined : (pid) => tracker.reap(pid),
   });
   const client = newClient(o.clientInfo);
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);

@@ -173,6 +173,8 @@ Deno.test("pool gives children only the SDK default environment, extraEnv and th
       ...Object.keys(denoChildEnv()),
       "FROM_ENTRY",
       "LMSTUDIO_BRIDGE_DEPTH",
+      // The mark of what this server starts (pool_reaper.ts).
+      "LMSTUDIO_BRIDGE_OWNER",
     ]);
     const extra = keys.filter((k) => !allowed.has(k));
     assertEquals(extra, [], `unexpected variables reached the child: ${extra.join(", ")}`);
