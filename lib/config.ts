@@ -16,9 +16,9 @@
  */
 import { type Env, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
 import { isRecord } from "./json.ts";
-import { JsoncSyntaxError, parseJsonc } from "./jsonc.ts";
+import { parseJsoncFile } from "./jsonc.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
-import { dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
+import { currentDir, dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { closestName, plural } from "./text.ts";
 import { BRIDGE_SETTINGS_FILE, type BridgeSettings, parseBridgeSettings } from "./config_bridge.ts";
@@ -143,19 +143,12 @@ export function parseConfigText(
   options: { path: string; env: Env; home?: string },
 ): ServerEntry[] {
   const { path } = options;
-  let data: unknown;
-  try {
-    data = parseJsonc(text);
-  } catch (error) {
-    if (!(error instanceof JsoncSyntaxError)) throw error;
-    const { line, column } = error;
-    throw new ConfigError(
-      `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
-        (error.fix ?? "Fix the file; it is re-read on the next use."),
-      // The engine's own SyntaxError, when there is one.
-      { path, line, column, cause: error.cause },
-    );
+  const parsed = parseJsoncFile(text, path);
+  if (!parsed.ok) {
+    const { line, column, cause } = parsed;
+    throw new ConfigError(parsed.error, { path, line, column, cause });
   }
+  const data = parsed.value;
   const layout = 'Expected {"mcpServers": {"name": {...}}} (Claude Code, Claude Desktop, Cursor, ' +
     'LM Studio) or {"servers": {...}} (VS Code).';
   if (!isRecord(data)) {
@@ -322,14 +315,6 @@ function processEnv(): Record<string, string | undefined> {
   }
 }
 
-function processCwd(): string {
-  try {
-    return Deno.cwd();
-  } catch {
-    return ".";
-  }
-}
-
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
 }
@@ -440,7 +425,7 @@ export class ConfigSource {
     this.#env = options.env ?? processEnv();
     this.#mcpJsonPath = options.mcpJsonPath;
     this.#bridgeConfigPath = options.bridgeConfigPath?.trim() || undefined;
-    this.#cwd = resolve(options.cwd ?? processCwd());
+    this.#cwd = resolve(options.cwd ?? currentDir());
     this.#home = options.home ?? homeDir();
     this.#log = options.log ?? defaultLog.child("config");
     this.#fs = options.fs ?? realFs;

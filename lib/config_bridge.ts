@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import { isRecord } from "./json.ts";
-import { JsoncSyntaxError, locateJsonPath, parseJsonc } from "./jsonc.ts";
+import { locateJsonPath, parseJsoncFile } from "./jsonc.ts";
 import { typeName } from "./config_entry.ts";
 
 /** The settings file's name, in the directory of the MCP config file in use. */
@@ -129,20 +129,9 @@ function pathText(path: readonly PropertyKey[]): string {
  * says where, with line and column); unknown keys come back as warnings. Never throws.
  */
 export function parseBridgeSettings(text: string, path: string): ParsedBridgeSettings {
-  let data: unknown;
-  try {
-    data = parseJsonc(text);
-  } catch (error) {
-    if (!(error instanceof JsoncSyntaxError)) throw error;
-    const { line, column } = error;
-    return {
-      ok: false,
-      error: `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
-        (error.fix ?? "Fix the file; it is re-read on the next use."),
-      line,
-      column,
-    };
-  }
+  const read = parseJsoncFile(text, path);
+  if (!read.ok) return { ok: false, error: read.error, line: read.line, column: read.column };
+  const data = read.value;
   if (!isRecord(data)) {
     return {
       ok: false,

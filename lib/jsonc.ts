@@ -31,6 +31,28 @@ export class JsoncSyntaxError extends BridgeError<"syntax"> {
 }
 
 /**
+ * The JSONC text of the file at `path`, parsed; or, for a syntax error, its message
+ * ("path:line:column: invalid JSON: what was expected and found. How to fix it."), position and
+ * the engine's own SyntaxError (`cause`), when there is one.
+ */
+export function parseJsoncFile(
+  text: string,
+  path: string,
+):
+  | { ok: true; value: unknown }
+  | { ok: false; error: string; line: number; column: number; cause?: unknown } {
+  try {
+    return { ok: true, value: parseJsonc(text) };
+  } catch (error) {
+    if (!(error instanceof JsoncSyntaxError)) throw error;
+    const { line, column } = error;
+    const message = `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
+      (error.fix ?? "Fix the file; it is re-read on the next use.");
+    return { ok: false, error: message, line, column, cause: error.cause };
+  }
+}
+
+/**
  * Blanks out `//` and `/* *\/` comments and trailing commas, keeping every other character at its
  * offset (so JSON.parse positions still point into the original text). Throws
  * {@linkcode JsoncSyntaxError} on an unterminated block comment.

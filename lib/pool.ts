@@ -37,7 +37,7 @@ import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.t
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
 import { configPathNamed } from "./config_guard.ts";
-import { homeDir } from "./path.ts";
+import { currentDir, homeDir } from "./path.ts";
 import { raceAbort } from "./abort.ts";
 import {
   type CallErrorOptions,
@@ -225,7 +225,7 @@ export class McpPool {
     this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
     this.#now = options.now ?? Date.now;
     this.#maxMessageBytes = options.maxMessageBytes;
-    this.#cwd = options.cwd ?? processCwd();
+    this.#cwd = options.cwd ?? currentDir();
     this.#home = options.home ?? homeDir();
     this.#tracker = options.tracker === undefined
       ? ProcessTracker.create({ log: this.#log })
@@ -772,15 +772,6 @@ export class McpPool {
     const p = promise.then(() => undefined, () => undefined);
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
-  }
-}
-
-function processCwd(): string {
-  try {
-    return Deno.cwd();
-  } catch {
-    // Without read permission for it: relative paths resolve against "." as the server's would.
-    return ".";
   }
 }
 

@@ -19,21 +19,13 @@ import {
   cachedEntry,
   cachedRun,
   denoChildEnv,
+  fileExists,
   REFERENCE_SERVERS,
 } from "./fixtures/pool_support.ts";
 import { quiet } from "./rigs.ts";
 
 const RAW = new URL("./fixtures/pool_raw_server.ts", import.meta.url).pathname;
 const REFUSED = "Refused: the local model may not change the bridge's MCP configuration";
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test("a local model cannot make the bridge run a command by rewriting .mcp.json", async () => {
   const dir = await Deno.makeTempDir({ prefix: "config_guard_loop_" });
@@ -136,6 +128,6 @@ Deno.test("a local model cannot make the bridge run a command by rewriting .mcp.
     await pool.close();
     await fake.close();
   }
-  assertEquals(exists(marker), false, "the marker command never ran");
+  assertEquals(fileExists(marker), false, "the marker command never ran");
   await Deno.remove(dir, { recursive: true });
 });

@@ -19,7 +19,7 @@ import { join } from "../lib/path.ts";
 import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import { formatPoolReport } from "../lib/server_mcp.ts";
-import { cachedRun, denoChildEnv, textOf } from "./fixtures/pool_support.ts";
+import { cachedRun, denoChildEnv, fileExists, textOf } from "./fixtures/pool_support.ts";
 
 const silent = createLogger({ level: "silent" });
 const RAW = new URL("./fixtures/pool_raw_server.ts", import.meta.url).pathname;
@@ -272,7 +272,7 @@ Deno.test("the pool: a model's call naming .mcp.json is refused; what a model's 
   } finally {
     await pool.close();
   }
-  assertEquals(exists(marker), false, "the marker command never ran");
+  assertEquals(fileExists(marker), false, "the marker command never ran");
 });
 
 function rawEntry(
@@ -292,13 +292,4 @@ function rawEntry(
     },
     cwd: p.dir,
   };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
