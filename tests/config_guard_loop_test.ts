@@ -124,10 +124,11 @@ Deno.test("a local model cannot make the bridge run a command by rewriting .mcp.
       later.notes.join("\n"),
     );
     await assertRejects(() => pool.callTool("marker", "x", {}), McpServerError, "is held");
+    await pool.close();
+    assertEquals(fileExists(marker), false, "the marker command never ran");
   } finally {
     await pool.close();
     await fake.close();
+    await Deno.remove(dir, { recursive: true });
   }
-  assertEquals(fileExists(marker), false, "the marker command never ran");
-  await Deno.remove(dir, { recursive: true });
 });

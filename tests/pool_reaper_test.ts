@@ -57,11 +57,19 @@ Deno.test({
       await waitFor("the escaped processes", () => fileExists(escaped) && fileExists(orphan));
       pids = [pidIn(escaped), pidIn(orphan)];
       for (const pid of pids) assert(!processGone(pid), `${pid} runs`);
+      await pool.close();
+      for (const pid of pids) await assertGone(pid);
     } finally {
       await pool.close();
+      for (const pid of pids) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch {
+          // Gone, as it should be.
+        }
+      }
+      await Deno.remove(dir, { recursive: true });
     }
-    for (const pid of pids) await assertGone(pid);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
