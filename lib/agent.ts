@@ -423,9 +423,11 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   const resolved = await raceAbort(resolveServers(selection, deps.config), signal);
   run.servers = resolved.names;
   notes.push(...resolved.notes);
+  // Rules given by the caller win; else those of the bridge settings in force.
+  if (options.rules === undefined) run.approvals.useRules(resolved.rules);
   // Both honour the signal: a cancellation rejects here at once.
   const [listed, prepared] = await Promise.all([
-    listServerTools(deps.pool, run.servers, signal),
+    listServerTools(deps.pool, run.servers, signal, notes),
     prepareModel({
       client: deps.client,
       models: deps.models,
@@ -725,6 +727,8 @@ async function runRoundSafely(
 export async function runAgent(options: AgentOptions): Promise<AgentResult> {
   refuseNested(options.depth ?? 0);
   const run = new TaskRun(options);
+  // While the task runs, config changes may be the model's doing: the config holds them.
+  const endWork = options.deps.config.beginModelWork?.();
   try {
     const conversation = await prepareTask(run);
     const { budget, tools } = conversation;
@@ -739,6 +743,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
     if (isAbort(error, run.signal) && !(error instanceof AgentError)) return run.stoppedByAbort();
     throw error;
   } finally {
+    endWork?.();
     run.dispose();
   }
 }

@@ -34,8 +34,9 @@ import type {
 } from "./agent_types.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import { errorMessage } from "./errors.ts";
-import { clause, redact, shorten } from "./text.ts";
+import { clause, shorten } from "./text.ts";
 import { type CatalogEntry, globToRegExp } from "./tool_catalog.ts";
+import { redact } from "./redact.ts";
 
 /** A rule that matched a call, and where it is written (`servers.fs.tools["write_*"]`). */
 export interface MatchedRule {
@@ -190,7 +191,7 @@ export interface GateCall {
  */
 export class ApprovalGate {
   readonly records: ApprovalRecord[] = [];
-  readonly #rules: ApprovalRules | undefined;
+  #rules: ApprovalRules | undefined;
   readonly #approveAll: boolean;
   readonly #approve: Approver | undefined;
   readonly #task: string;
@@ -202,6 +203,11 @@ export class ApprovalGate {
   readonly #noted = new Set<string>();
   /** The end of the last question asked: the next one waits for it. */
   #asking: Promise<void> = Promise.resolve();
+
+  /** Uses `rules` when none were given at construction (the bridge settings in force). */
+  useRules(rules: ApprovalRules): void {
+    this.#rules ??= rules;
+  }
 
   constructor(o: {
     rules?: ApprovalRules;

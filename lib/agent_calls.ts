@@ -232,6 +232,7 @@ async function executeCall(
   let result: CallToolResult;
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
+      origin: "model",
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
       onProgress: o.onProgress,

@@ -11,6 +11,7 @@ import {
   AgentError,
   type AgentLmClient,
   type AgentModels,
+  ApprovalRules,
   isAbort,
   type ModelListing,
   type ToolHost,
@@ -29,6 +30,8 @@ import { MAX_LISTED_MODELS } from "./lmstudio_errors.ts";
 export interface ResolvedServers {
   names: string[];
   notes: string[];
+  /** The approval rules of the bridge settings in force (lmstudio-bridge.json). */
+  rules: ApprovalRules;
 }
 
 /**
@@ -47,6 +50,8 @@ export async function resolveServers(
     throw new AgentError("servers", current.error);
   }
   const notes: string[] = [];
+  const { tools, servers } = current.bridge.settings;
+  const rules: ApprovalRules = { tools, servers };
   // The error says that the last good configuration is still in force.
   if (current.error !== undefined) notes.push(`MCP config problem: ${clause(current.error)}`);
   if (selection === "all") {
@@ -64,7 +69,7 @@ export async function resolveServers(
         skipped.push(`"${entry.name}": ${problem}`);
       } else usable.push(entry);
     }
-    if (usable.length > 0) return { names: usable.map((e) => e.name), notes };
+    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, rules };
     if (current.path === undefined) {
       const text = noConfigFile(current.searched);
       throw new AgentError("servers", `${text[0]!.toUpperCase()}${text.slice(1)}`);
@@ -112,7 +117,7 @@ export async function resolveServers(
     }
   }
   if (problems.length > 0) throw new AgentError("servers", problems.join("\n"));
-  return { names, notes };
+  return { names, notes, rules };
 }
 
 /** The tools of one server, or why they could not be listed. */
@@ -123,10 +128,14 @@ export function listServerTools(
   host: ToolHost,
   servers: readonly string[],
   signal: AbortSignal,
+  notes?: string[],
 ): Promise<ListedTools[]> {
+  const onNote = notes === undefined ? undefined : (note: string) => {
+    if (!notes.includes(note)) notes.push(note);
+  };
   return Promise.all(servers.map(async (server) => {
     try {
-      return { server, tools: await host.listTools(server, { signal }) };
+      return { server, tools: await host.listTools(server, { signal, onNote }) };
     } catch (error: unknown) {
       if (isAbort(error, signal)) throw error;
       return { server, error };

@@ -44,7 +44,10 @@ export function isAbort(error: unknown, signal: AbortSignal): boolean {
 
 /** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */
 export interface ToolHost {
-  listTools(server: string, options?: { signal?: AbortSignal }): Promise<Tool[]>;
+  listTools(
+    server: string,
+    options?: { signal?: AbortSignal; onNote?: (note: string) => void },
+  ): Promise<Tool[]>;
   callTool(
     server: string,
     tool: string,
@@ -54,6 +57,8 @@ export interface ToolHost {
       timeoutMs?: number;
       /** The tool's own progress notifications, relayed to the loop's caller. */
       onProgress?: (p: ToolProgress) => void;
+      /** "model": made for the local model (the pool guards the bridge's config files). */
+      origin?: "model";
     },
   ): Promise<CallToolResult>;
 }
@@ -79,7 +84,9 @@ export interface AgentLmClient
 /** The server's model list, or why it could not be read. */
 export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
-export type AgentConfig = Pick<ConfigSource, "current">;
+export type AgentConfig =
+  & Pick<ConfigSource, "current">
+  & Partial<Pick<ConfigSource, "beginModelWork">>;
 /** What the loop needs from the model manager (optional); ModelManager satisfies it. */
 export interface AgentModels {
   /**

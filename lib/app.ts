@@ -60,9 +60,10 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     maxReplyBytes: settings.maxReplyBytes,
     log: log.child("lmstudio"),
   });
-  // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.
   const config = new ConfigSource({
     explicitPath: options.configPath,
+    mcpJsonPath: settings.mcpJsonPath,
+    bridgeConfigPath: settings.bridgeConfigPath,
     cwd: settings.workDir,
     log: log.child("config"),
   });

@@ -35,8 +35,9 @@ function noExtraPositionals(positionals: string[], expected: number, command: st
 }
 
 /**
- * `mcps [--json]`. Exits 1 when the config file in question is missing, unreadable or broken
- * (the report still shows what is known, e.g. the last good configuration still in force).
+ * `mcps [--json]`. Exits 1 when the config file or the bridge settings file in question is
+ * missing, unreadable or broken (the report still shows what is known, e.g. the last good
+ * configuration still in force).
  */
 export async function mcpsCommand(
   argv: string[],
@@ -50,7 +51,7 @@ export async function mcpsCommand(
   } else {
     ctx.out.stdout(formatPoolReport(report) + "\n");
   }
-  return report.config.error === undefined ? 0 : 1;
+  return report.config.error === undefined && report.config.bridge.error === undefined ? 0 : 1;
 }
 
 function schemaType(schema: unknown): string {
@@ -101,12 +102,17 @@ export async function toolsCommand(
   }
   noExtraPositionals(args.positionals, 1, "tools");
   const pool = await ctx.app.pool();
-  const all = await pool.listTools(name, { signal: ctx.signal, includeTaskRequired: true });
+  const notes: string[] = [];
+  const all = await pool.listTools(name, {
+    signal: ctx.signal,
+    includeTaskRequired: true,
+    onNote: (note) => notes.push(note),
+  });
   const tools = all.filter((t) => !needsMcpTasks(t));
   const taskTools = all.filter(needsMcpTasks);
   if (flag(args, "json")) {
     ctx.out.stdout(
-      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools }, null, 2) + "\n",
+      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools, notes }, null, 2) + "\n",
     );
     return 0;
   }
@@ -120,6 +126,8 @@ export async function toolsCommand(
     const description = firstLine(tool.description);
     if (description !== "") lines.push(`  ${description}`);
   }
+  // Tools the server declared wrongly: what was repaired or left out.
+  if (notes.length > 0) lines.push("", ...notes.map((note) => `note: ${note}`));
   ctx.out.stdout(lines.join("\n") + "\n");
   return 0;
 }

@@ -14,13 +14,14 @@
  *   only when that changes, and a broken edit keeps the last good configuration in force.
  * - Every problem is a {@linkcode ConfigError}.
  */
-import { type Env, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
-import { isRecord } from "./json.ts";
-import { JsoncSyntaxError, parseJsonc } from "./jsonc.ts";
+import { type Env, fnv1a64, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
+import { isRecord, stableStringify } from "./json.ts";
+import { parseJsoncFile } from "./jsonc.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
-import { dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
+import { currentDir, dirname, expandTilde, homeDir, join, resolve } from "./path.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { closestName, plural } from "./text.ts";
+import { BRIDGE_SETTINGS_FILE, type BridgeSettings, parseBridgeSettings } from "./config_bridge.ts";
 
 /** The configuration in force. */
 export interface McpConfig {
@@ -37,6 +38,8 @@ export interface McpConfig {
   error?: string;
   /** The file that `error` is about (may differ from `path` when an older file is still in force). */
   errorPath?: string;
+  /** The bridge's own settings (`lmstudio-bridge.json`), read and reloaded the same way. */
+  bridge: BridgeConfig;
 }
 
 /** A configuration problem: bad file, unknown server, disabled or unusable entry. */
@@ -68,10 +71,12 @@ export class ConfigError extends BridgeError<"config"> {
 export type CandidateSource =
   | "--config"
   | "MCP_JSON_PATH"
+  | "LMSTUDIO_BRIDGE_CONFIG"
   | "project"
   | "lmstudio"
   | "home"
-  | "parent";
+  | "parent"
+  | "next to the MCP config";
 
 /** A place a config file may be. Explicit candidates must exist; the others are skipped if absent. */
 export interface Candidate {
@@ -138,19 +143,12 @@ export function parseConfigText(
   options: { path: string; env: Env; home?: string },
 ): ServerEntry[] {
   const { path } = options;
-  let data: unknown;
-  try {
-    data = parseJsonc(text);
-  } catch (error) {
-    if (!(error instanceof JsoncSyntaxError)) throw error;
-    const { line, column } = error;
-    throw new ConfigError(
-      `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
-        (error.fix ?? "Fix the file; it is re-read on the next use."),
-      // The engine's own SyntaxError, when there is one.
-      { path, line, column, cause: error.cause },
-    );
+  const parsed = parseJsoncFile(text, path);
+  if (!parsed.ok) {
+    const { line, column, cause } = parsed;
+    throw new ConfigError(parsed.error, { path, line, column, cause });
   }
+  const data = parsed.value;
   const layout = 'Expected {"mcpServers": {"name": {...}}} (Claude Code, Claude Desktop, Cursor, ' +
     'LM Studio) or {"servers": {...}} (VS Code).';
   if (!isRecord(data)) {
@@ -204,8 +202,10 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
         { server: name, path: config.errorPath },
       );
     }
-    const usable = config.servers.filter((s) => !s.disabled && s.problem === undefined);
-    const others = config.servers.filter((s) => s.disabled || s.problem !== undefined);
+    const usable = config.servers.filter((s) =>
+      !s.disabled && s.problem === undefined && s.held === undefined
+    );
+    const others = config.servers.filter((s) => !usable.includes(s));
     const near = closestName(name, config.servers.map((s) => s.name));
     const hint = near ? ` Did you mean "${near}"?` : "";
     const list = usable.length > 0
@@ -213,7 +213,11 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
       : "No usable servers are configured";
     const unusable = others.length > 0
       ? ` (unusable: ${
-        others.map((s) => `${s.name} ${s.disabled ? "disabled" : "has a problem"}`).join(", ")
+        others.map((s) =>
+          `${s.name} ${
+            s.disabled ? "disabled" : s.problem !== undefined ? "has a problem" : "held"
+          }`
+        ).join(", ")
       })`
       : "";
     throw new ConfigError(
@@ -230,6 +234,12 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
   }
   if (entry.problem !== undefined) {
     throw new ConfigError(`${entry.problem} Fix it in ${where}.`, {
+      server: name,
+      path: config.path,
+    });
+  }
+  if (entry.held !== undefined) {
+    throw new ConfigError(`MCP server "${name}" is held: ${entry.held}.`, {
       server: name,
       path: config.path,
     });
@@ -255,11 +265,15 @@ export interface ConfigSourceOptions {
   /** `--config FILE`: the only candidate, and it must exist. */
   explicitPath?: string;
   /**
-   * `$MCP_JSON_PATH`: the only candidate when there is no `explicitPath`, and it must exist.
-   * Default: `MCP_JSON_PATH` of `env` (the one environment read left here; the app should pass
-   * its settings' value instead).
+   * `$MCP_JSON_PATH` (the app passes its settings' value): the only candidate when there is no
+   * `explicitPath`, and it must exist.
    */
   mcpJsonPath?: string;
+  /**
+   * `$LMSTUDIO_BRIDGE_CONFIG` (the app passes its settings' value): the bridge settings file to
+   * use (it must exist) instead of `lmstudio-bridge.json` next to the MCP config file.
+   */
+  bridgeConfigPath?: string;
   /** Variables for `${VAR}` expansion. Default: the process env. */
   env?: Record<string, string | undefined>;
   /** Default: Deno.cwd(). */
@@ -279,12 +293,13 @@ export interface ConfigSourceOptions {
  */
 const RACY_MS = 2_000;
 
-interface Snapshot {
+/** What a file said when last read, and the stat it had. */
+interface Snapshot<T> {
   signature: string;
   /** Text last read (undefined when nothing was read). */
   text?: string;
   racy: boolean;
-  config: McpConfig;
+  value: T;
 }
 
 type Found =
@@ -297,14 +312,6 @@ function processEnv(): Record<string, string | undefined> {
   } catch {
     // Without env permission there is nothing to expand from; unset variables are reported per entry.
     return {};
-  }
-}
-
-function processCwd(): string {
-  try {
-    return Deno.cwd();
-  } catch {
-    return ".";
   }
 }
 
@@ -333,34 +340,93 @@ function signatureOf(found: Found | undefined): string {
 const SOURCE_LABEL: Record<CandidateSource, string> = {
   "--config": "given with --config",
   "MCP_JSON_PATH": "given by MCP_JSON_PATH",
+  "LMSTUDIO_BRIDGE_CONFIG": "given by LMSTUDIO_BRIDGE_CONFIG",
   project: "project",
   lmstudio: "LM Studio",
   home: "home",
   parent: "parent directory",
+  "next to the MCP config": "next to the MCP config",
 };
 
+/** The outcome of looking at a file found by a stat: unchanged, its new text, or unreadable. */
+type Look =
+  | { kind: "same" }
+  | { kind: "text"; text: string; racy: boolean }
+  | { kind: "gone" }
+  | { kind: "unreadable"; error: unknown };
+
+/** The bridge settings file in force, as {@linkcode ConfigSource} reads it. */
+export interface BridgeConfig {
+  /** The settings file the settings come from (undefined: none; the defaults apply). */
+  path: string | undefined;
+  /** Where it was looked for (undefined: nowhere, as no MCP config file is in use). */
+  searched: string | undefined;
+  settings: BridgeSettings;
+  /** Unknown keys (ignored), with line and column. */
+  warnings: string[];
+  /** The newest file could not be used (with line:column); `settings` are the last good ones. */
+  error?: string;
+  /** The file that `error` is about. */
+  errorPath?: string;
+  /**
+   * Newer settings are held (they changed while a local model was working): why, and what to
+   * do. `settings` are the accepted ones.
+   */
+  held?: string;
+}
+
+/** The MCP configuration as read from its file, without the bridge settings. */
+type ServersConfig = Omit<McpConfig, "bridge">;
+
+/** Why an entry (or the bridge settings) is held: what the listings show. */
+export const HELD_REASON =
+  "changed while a local model was working; restart the bridge (or accept it) to use it";
+
+function isUsable(entry: ServerEntry): boolean {
+  return !entry.disabled && entry.problem === undefined;
+}
+
 /**
- * The MCP configuration, kept current: every {@linkcode current} call stats the candidates (cheap)
- * and re-reads only when the winning file or its stat changed. Concurrent calls share one check.
+ * The MCP configuration and the bridge settings, kept current: every {@linkcode current} call
+ * stats the candidates and the settings file (cheap) and re-reads only what changed. Concurrent
+ * calls share one check.
  */
 export class ConfigSource {
   readonly #explicitPath?: string;
   readonly #mcpJsonPath?: string;
+  readonly #bridgeConfigPath?: string;
   readonly #env: Env;
   readonly #cwd: string;
   readonly #home?: string;
   readonly #log: Logger;
   readonly #fs: ConfigFs;
   readonly #now: () => number;
-  #snapshot?: Snapshot;
+  #snapshot?: Snapshot<ServersConfig>;
   #lastGood?: { path: string | undefined; servers: ServerEntry[] };
+  #bridgeSnapshot?: Snapshot<BridgeConfig>;
+  #bridgeLastGood?: { path: string; settings: BridgeSettings; warnings: string[] };
+  #current?: McpConfig;
   #pending?: Promise<McpConfig>;
+  /** Stretches of local-model work under way ({@linkcode beginModelWork}). */
+  #working = 0;
+  /** The entries of the last version read, before holds are marked. */
+  #seenServers?: ServerEntry[];
+  /** Held entries by name, with the fingerprint accepted before (undefined: none was). */
+  readonly #holds = new Map<string, { accepted?: string }>();
+  #holdsVersion = 0;
+  #heldView?: { list: ServerEntry[]; version: number; view: ServerEntry[] };
+  #seenBridge?: BridgeConfig;
+  #acceptedBridge?: BridgeConfig;
+  #pendingBridge?: BridgeConfig;
+  #bridgeView?: BridgeConfig;
+  #sandboxView?: { list: ServerEntry[]; bridge: BridgeConfig; view: ServerEntry[] };
 
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
     this.#env = options.env ?? processEnv();
-    this.#mcpJsonPath = options.mcpJsonPath ?? this.#env["MCP_JSON_PATH"];
-    this.#cwd = resolve(options.cwd ?? processCwd());
+    this.#mcpJsonPath = options.mcpJsonPath;
+    this.#bridgeConfigPath = options.bridgeConfigPath?.trim() || undefined;
+    this.#cwd = resolve(options.cwd ?? currentDir());
     this.#home = options.home ?? homeDir();
     this.#log = options.log ?? defaultLog.child("config");
     this.#fs = options.fs ?? realFs;
@@ -379,13 +445,198 @@ export class ConfigSource {
     ];
   }
 
-  /** Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins); re-reads on change. Never throws. */
+  /**
+   * Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins); re-reads
+   * on change. The same object while nothing changed. Never throws.
+   */
   current(): Promise<McpConfig> {
     if (this.#pending) return this.#pending;
-    this.#pending = this.#refresh().finally(() => {
+    this.#pending = this.#refreshAll().finally(() => {
       this.#pending = undefined;
     });
     return this.#pending;
+  }
+
+  async #refreshAll(): Promise<McpConfig> {
+    const read = await this.#refresh();
+    const bridge = this.#withBridgeHold(await this.#refreshBridge(read.path));
+    const servers = { ...read, servers: this.#withSandbox(this.#withHolds(read.servers), bridge) };
+    const previous = this.#current;
+    if (previous !== undefined && this.#isSame(previous, servers, bridge)) return previous;
+    this.#current = { ...servers, bridge };
+    return this.#current;
+  }
+
+  #isSame(previous: McpConfig, servers: ServersConfig, bridge: BridgeConfig): boolean {
+    return previous.bridge === bridge && previous.servers === servers.servers &&
+      previous.path === servers.path && previous.error === servers.error &&
+      previous.errorPath === servers.errorPath && previous.searched.join("\0") ===
+        servers.searched.join("\0");
+  }
+
+  // -- changes made while a local model works ------------------------------------------------
+
+  /**
+   * Marks a stretch of time in which a local model works (a call made for it, a task): a config
+   * version first seen meanwhile may have been written by the model (a shell tool, a server
+   * writing files), so its new or changed entries are held, and new bridge settings too (the
+   * settings in force stay). Call the returned function when the work ends (once is enough).
+   */
+  beginModelWork(): () => void {
+    this.#working++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#working--;
+    };
+  }
+
+  /**
+   * Accepts the held entry `name` (the user approved it): it is used from the next call on.
+   * False when it is not held.
+   */
+  acceptServer(name: string): boolean {
+    const entry = this.#seenServers?.find((e) => e.name === name);
+    const hold = this.#holds.get(name);
+    if (hold === undefined || entry === undefined || entry.fingerprint === hold.accepted) {
+      return false;
+    }
+    this.#holds.delete(name);
+    this.#holdsVersion++;
+    this.#current = undefined;
+    return true;
+  }
+
+  /** Accepts held bridge settings (the user approved them). False when none are held. */
+  acceptBridgeSettings(): boolean {
+    if (this.#pendingBridge === undefined) return false;
+    this.#acceptedBridge = this.#pendingBridge;
+    this.#pendingBridge = undefined;
+    this.#bridgeView = undefined;
+    this.#current = undefined;
+    return true;
+  }
+
+  /**
+   * `list` (a version's entries) with the held ones marked: an entry that appeared or changed
+   * in a version first seen while a local model worked stays held, whatever versions follow,
+   * until it is accepted or is back to what was accepted. Removed and disabled entries are not
+   * held (they only take something away).
+   */
+  #withHolds(list: ServerEntry[]): ServerEntry[] {
+    if (list !== this.#seenServers) {
+      const previous = this.#seenServers;
+      this.#seenServers = list;
+      // The first version is what the user started the bridge with.
+      if (previous !== undefined && this.#working > 0) {
+        const before = new Map(previous.filter(isUsable).map((e) => [e.name, e.fingerprint]));
+        for (const entry of list) {
+          const accepted = before.get(entry.name);
+          if (!isUsable(entry) || this.#holds.has(entry.name) || accepted === entry.fingerprint) {
+            continue;
+          }
+          this.#holds.set(entry.name, { accepted });
+          this.#holdsVersion++;
+          this.#log.warn(
+            `MCP server "${entry.name}" ${accepted === undefined ? "appeared" : "changed"} in ` +
+              `the MCP config while a local model was working; it is held: not started until ` +
+              "the bridge restarts or it is accepted",
+          );
+        }
+      }
+    }
+    if (this.#holds.size === 0) return list;
+    const cached = this.#heldView;
+    if (cached?.list === list && cached.version === this.#holdsVersion) return cached.view;
+    const view = list.map((entry) => {
+      const hold = this.#holds.get(entry.name);
+      return hold !== undefined && isUsable(entry) && entry.fingerprint !== hold.accepted
+        ? { ...entry, held: HELD_REASON }
+        : entry;
+    });
+    this.#heldView = { list, version: this.#holdsVersion, view };
+    return view;
+  }
+
+  /**
+   * `list` with each entry's fingerprint covering its sandbox settings too: a server whose
+   * `servers.<name>.sandbox` changes restarts with the new confinement, like one whose entry
+   * changed. The same list while neither changed.
+   */
+  #withSandbox(list: ServerEntry[], bridge: BridgeConfig): ServerEntry[] {
+    const cached = this.#sandboxView;
+    if (cached?.list === list && cached.bridge === bridge) return cached.view;
+    const servers = bridge.settings.servers ?? {};
+    const view = list.some((e) => servers[e.name]?.sandbox !== undefined)
+      ? list.map((entry) => {
+        const sandbox = servers[entry.name]?.sandbox;
+        return sandbox === undefined ? entry : {
+          ...entry,
+          fingerprint: fnv1a64(JSON.stringify([entry.fingerprint, stableStringify(sandbox)])),
+        };
+      })
+      : list;
+    this.#sandboxView = { list, bridge, view };
+    return view;
+  }
+
+  /**
+   * The bridge settings in force: new settings first seen while a local model worked are held
+   * (the accepted ones stay in force, with a note), until accepted or back to the accepted ones.
+   */
+  #withBridgeHold(bridge: BridgeConfig): BridgeConfig {
+    if (bridge !== this.#seenBridge) {
+      const first = this.#seenBridge === undefined;
+      this.#seenBridge = bridge;
+      const accepted = this.#acceptedBridge;
+      const same = accepted !== undefined &&
+        JSON.stringify(accepted.settings) === JSON.stringify(bridge.settings);
+      if (first || same || (this.#working === 0 && this.#pendingBridge === undefined)) {
+        this.#acceptedBridge = bridge;
+        this.#pendingBridge = undefined;
+      } else {
+        if (this.#pendingBridge === undefined) {
+          this.#log.warn(
+            `The bridge settings changed while a local model was working; the new settings are ` +
+              "held: not used until the bridge restarts or they are accepted",
+          );
+        }
+        this.#pendingBridge = bridge;
+      }
+      this.#bridgeView = undefined;
+    }
+    const accepted = this.#acceptedBridge ?? bridge;
+    const pending = this.#pendingBridge;
+    if (pending === undefined) return accepted;
+    return this.#bridgeView ??= {
+      ...accepted,
+      held: `the newer settings in ${
+        pending.path ?? pending.errorPath ?? pending.searched ?? BRIDGE_SETTINGS_FILE
+      } are held: ${HELD_REASON}`,
+    };
+  }
+
+  /**
+   * Every file whose change would change what the bridge runs or allows: each `.mcp.json`
+   * candidate (the default search order, whatever is given explicitly), `lmstudio-bridge.json`
+   * beside each, LMSTUDIO_BRIDGE_CONFIG, and the files of `config` in use. The local model may
+   * not name them in a call (config_guard.ts).
+   */
+  protectedPaths(config?: McpConfig): string[] {
+    const mcp = [
+      ...candidatePaths({ cwd: this.#cwd, home: this.#home }),
+      ...this.candidates().filter((c) => c.explicit),
+    ].map((c) => c.path);
+    const bridge = [...new Set(mcp.map(dirname))].map((d) => join(d, BRIDGE_SETTINGS_FILE));
+    const explicitBridge = this.#bridgeCandidate(undefined)?.path;
+    const inUse = [config?.path, config?.errorPath, config?.bridge.path, config?.bridge.errorPath];
+    // The files in use first: a message names the file that counts.
+    return [
+      ...new Set(
+        [...inUse, ...mcp, ...bridge, explicitBridge].filter((p): p is string => p !== undefined),
+      ),
+    ];
   }
 
   async #find(candidates: Candidate[]): Promise<Found | undefined> {
@@ -401,20 +652,45 @@ export class ConfigSource {
     return undefined;
   }
 
-  async #refresh(): Promise<McpConfig> {
+  /**
+   * Reads the file `found` names unless it is unchanged since `previous`: the same stat (and not
+   * modified too recently to trust it), or the same bytes.
+   */
+  async #look<T>(found: Found & { info: Deno.FileInfo }, previous?: Snapshot<T>): Promise<Look> {
+    const signature = signatureOf(found);
+    if (previous && previous.signature === signature && !previous.racy) return { kind: "same" };
+    const mtime = found.info.mtime?.getTime();
+    const racy = mtime === undefined || this.#now() - mtime < RACY_MS;
+    let text: string;
+    try {
+      text = await this.#fs.readTextFile(found.candidate.path);
+    } catch (error) {
+      // Deleted or replaced between stat and read: the caller looks again (a rename-replace is
+      // atomic, so the second look finds the new file).
+      return isNotFound(error) ? { kind: "gone" } : { kind: "unreadable", error };
+    }
+    if (previous && previous.signature === signature && previous.text === text) {
+      // Same stat and same bytes: nothing changed.
+      previous.racy = racy;
+      return { kind: "same" };
+    }
+    return { kind: "text", text, racy };
+  }
+
+  async #refresh(): Promise<ServersConfig> {
     const candidates = this.candidates();
     const searched = candidates.map((c) => c.path);
     for (let attempt = 0;; attempt++) {
       const found = await this.#find(candidates);
       const signature = signatureOf(found);
       const previous = this.#snapshot;
-      if (previous && previous.signature === signature && !previous.racy) return previous.config;
+      if (previous && previous.signature === signature && !previous.racy) return previous.value;
 
       if (found === undefined) {
         return this.#settle({
           signature,
           racy: false,
-          config: this.#good(searched, undefined, []),
+          value: this.#good(searched, undefined, []),
         });
       }
       const { candidate } = found;
@@ -422,7 +698,7 @@ export class ConfigSource {
         this.#settle({
           signature,
           racy: false,
-          config: this.#failed(searched, candidate.path, message),
+          value: this.#failed(searched, candidate.path, message),
         });
       if ("error" in found) return fail(this.#statMessage(candidate, found.error));
       if (!found.info.isFile) {
@@ -432,25 +708,16 @@ export class ConfigSource {
           }) is not a file. Point it at a JSON file.`,
         );
       }
-      const mtime = found.info.mtime?.getTime();
-      const racy = mtime === undefined || this.#now() - mtime < RACY_MS;
-      let text: string;
-      try {
-        text = await this.#fs.readTextFile(candidate.path);
-      } catch (error) {
-        // Deleted or replaced between stat and read: look again (a rename-replace is atomic, so
-        // the second look finds the new file).
-        if (isNotFound(error) && attempt < 3) continue;
+      const look = await this.#look(found, previous);
+      if (look.kind === "same" && previous) return previous.value;
+      if (look.kind === "gone" && attempt < 3) continue;
+      if (look.kind !== "text") {
+        const error = look.kind === "unreadable" ? look.error : "it vanished while being read";
         return fail(`Cannot read MCP config ${candidate.path}: ${errorMessage(error)}.`);
       }
-      if (previous && previous.signature === signature && previous.text === text) {
-        // Same stat and same bytes: nothing changed; keep the same config object.
-        previous.racy = racy;
-        return previous.config;
-      }
-      let config: McpConfig;
+      let config: ServersConfig;
       try {
-        const servers = parseConfigText(text, {
+        const servers = parseConfigText(look.text, {
           path: candidate.path,
           env: this.#env,
           home: this.#home,
@@ -460,8 +727,117 @@ export class ConfigSource {
         if (!(error instanceof ConfigError)) throw error;
         config = this.#failed(searched, candidate.path, error.message);
       }
-      return this.#settle({ signature, text, racy, config });
+      return this.#settle({ signature, text: look.text, racy: look.racy, value: config });
     }
+  }
+
+  /** The bridge settings file for the MCP config at `configPath`: explicit, or next to it. */
+  #bridgeCandidate(configPath: string | undefined): Candidate | undefined {
+    if (this.#bridgeConfigPath !== undefined) {
+      return {
+        path: resolve(this.#cwd, expandTilde(this.#bridgeConfigPath, this.#home)),
+        source: "LMSTUDIO_BRIDGE_CONFIG",
+        explicit: true,
+      };
+    }
+    if (configPath === undefined) return undefined;
+    return {
+      path: join(dirname(configPath), BRIDGE_SETTINGS_FILE),
+      source: "next to the MCP config",
+      explicit: false,
+    };
+  }
+
+  async #refreshBridge(configPath: string | undefined): Promise<BridgeConfig> {
+    const candidate = this.#bridgeCandidate(configPath);
+    for (let attempt = 0;; attempt++) {
+      const found = candidate === undefined ? undefined : await this.#find([candidate]);
+      const signature = signatureOf(found);
+      const previous = this.#bridgeSnapshot;
+      if (previous && previous.signature === signature && !previous.racy) return previous.value;
+      const searched = candidate?.path;
+      if (found === undefined) {
+        // No file: the defaults, and nothing wrong.
+        return this.#settleBridge({
+          signature,
+          racy: false,
+          value: { path: undefined, searched, settings: {}, warnings: [] },
+        });
+      }
+      const fail = (message: string) =>
+        this.#settleBridge({
+          signature,
+          racy: false,
+          value: this.#bridgeFailed(searched, found.candidate.path, message),
+        });
+      const { path } = found.candidate;
+      const label = SOURCE_LABEL[found.candidate.source];
+      if ("error" in found) {
+        return fail(
+          isNotFound(found.error)
+            ? `Bridge settings file ${path} (${label}) does not exist. Check the path, or leave ` +
+              `LMSTUDIO_BRIDGE_CONFIG unset to use ${BRIDGE_SETTINGS_FILE} next to the MCP config.`
+            : `Cannot read bridge settings ${path} (${label}): ${
+              errorMessage(found.error)
+            }. Check its permissions (the bridge needs read access).`,
+        );
+      }
+      if (!found.info.isFile) {
+        return fail(`Bridge settings ${path} (${label}) is not a file. Point it at a JSON file.`);
+      }
+      const look = await this.#look(found, previous);
+      if (look.kind === "same" && previous) return previous.value;
+      if (look.kind === "gone" && attempt < 3) continue;
+      if (look.kind !== "text") {
+        const error = look.kind === "unreadable" ? look.error : "it vanished while being read";
+        return fail(`Cannot read bridge settings ${path}: ${errorMessage(error)}.`);
+      }
+      const parsed = parseBridgeSettings(look.text, path);
+      let value: BridgeConfig;
+      if (parsed.ok) {
+        this.#bridgeLastGood = { path, settings: parsed.settings, warnings: parsed.warnings };
+        value = { path, searched, settings: parsed.settings, warnings: parsed.warnings };
+      } else {
+        value = this.#bridgeFailed(searched, path, parsed.error);
+      }
+      return this.#settleBridge({ signature, text: look.text, racy: look.racy, value });
+    }
+  }
+
+  #bridgeFailed(searched: string | undefined, errorPath: string, message: string): BridgeConfig {
+    const good = this.#bridgeLastGood;
+    if (good !== undefined) {
+      return {
+        path: good.path,
+        searched,
+        settings: good.settings,
+        warnings: good.warnings,
+        error: `${message} Still using the last good bridge settings from ${good.path}.`,
+        errorPath,
+      };
+    }
+    return {
+      path: undefined,
+      searched,
+      settings: {},
+      warnings: [],
+      error: `${message} The default settings apply until it is fixed.`,
+      errorPath,
+    };
+  }
+
+  #settleBridge(snapshot: Snapshot<BridgeConfig>): BridgeConfig {
+    const reloaded = this.#bridgeSnapshot !== undefined;
+    this.#bridgeSnapshot = snapshot;
+    const bridge = snapshot.value;
+    for (const message of [...(bridge.error ? [bridge.error] : []), ...bridge.warnings]) {
+      if (reloaded) this.#log.warn(message);
+      else this.#log.debug(message);
+    }
+    if (bridge.path !== undefined && bridge.error === undefined) {
+      this.#log.debug("bridge settings loaded", { path: bridge.path });
+    }
+    return bridge;
   }
 
   #statMessage(candidate: Candidate, error: unknown): string {
@@ -476,12 +852,12 @@ export class ConfigSource {
     }. Check its permissions (the bridge needs read access).`;
   }
 
-  #good(searched: string[], path: string | undefined, servers: ServerEntry[]): McpConfig {
+  #good(searched: string[], path: string | undefined, servers: ServerEntry[]): ServersConfig {
     this.#lastGood = { path, servers };
     return { path, searched, servers };
   }
 
-  #failed(searched: string[], errorPath: string, message: string): McpConfig {
+  #failed(searched: string[], errorPath: string, message: string): ServersConfig {
     const good = this.#lastGood;
     if (good !== undefined && good.path !== undefined) {
       const n = good.servers.length;
@@ -503,13 +879,13 @@ export class ConfigSource {
     };
   }
 
-  #settle(snapshot: Snapshot): McpConfig {
+  #settle(snapshot: Snapshot<ServersConfig>): ServersConfig {
     // The first read is shown by whatever asked for it (mcps, doctor, list_available_mcps, the
     // error of the command); a change seen later, in a long-running serve, is worth a warning.
     const reloaded = this.#snapshot !== undefined;
     const warn = (message: string) => reloaded ? this.#log.warn(message) : this.#log.debug(message);
     this.#snapshot = snapshot;
-    const { config } = snapshot;
+    const config = snapshot.value;
     if (config.error) {
       warn(config.error);
     } else if (config.path === undefined) {

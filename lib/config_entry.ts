@@ -16,6 +16,7 @@
 import { z } from "zod";
 import { isRecord } from "./json.ts";
 import { basename, dirname, expandTilde, isAbsolute, join, resolve } from "./path.ts";
+import { redactArgs, REDACTED, redactText, redactUrl } from "./redact.ts";
 
 /** One server of the config file, resolved (variables expanded, cwd absolute). */
 export interface ServerEntry {
@@ -35,10 +36,33 @@ export interface ServerEntry {
   disabled: boolean;
   /** Why this entry is unusable (unset `${VAR}`, invalid field...); undefined when usable. */
   problem?: string;
+  /**
+   * Set (by ConfigSource) when the entry appeared or changed while a local model was working:
+   * why it is held and what to do. A held entry is not started.
+   */
+  held?: string;
   /** env keys (never values), for display. */
   envNames: string[];
+  /**
+   * command, args and url as the file writes them (before `${VAR}` expansion), for display:
+   * {@linkcode entryTarget} shows them with credentials hidden.
+   */
+  written: { command?: string; args: string[]; url?: string };
+  /**
+   * Values that must never be shown in a message about this entry, longest first, each with what
+   * to show instead: what `${VAR}` references expanded to (shown as `${VAR}`), credentials
+   * written in its args, its header values and the values of env variables named like
+   * credentials. See {@linkcode redactEntryText}.
+   */
+  secrets: Secret[];
   /** Stable hash of the resolved entry; changes iff transport, command, args, env, cwd, url or headers change. */
   fingerprint: string;
+}
+
+/** A value never to show, and what to show instead. */
+export interface Secret {
+  value: string;
+  shown: string;
 }
 
 // -- ${VAR} expansion -----------------------------------------------------------------------------
@@ -65,6 +89,8 @@ interface ExpandContext {
   unset: Map<string, string[]>;
   /** Names of `${input:...}` prompts met. */
   inputs: Set<string>;
+  /** What each reference to the environment expanded to, and the reference as written. */
+  substitutions: Secret[];
 }
 
 /** A fresh context for expanding the entries of the config file at `configPath`. */
@@ -76,6 +102,7 @@ function expandContext(
     builtins: builtinVariables(options.configPath, options.home),
     unset: new Map(),
     inputs: new Set(),
+    substitutions: [],
   };
 }
 
@@ -97,9 +124,17 @@ function expand(value: string, where: string, ctx: ExpandContext): string {
     if (!m) return whole;
     const name = m[1]!;
     const fallback = m[2];
-    const set = ctx.env[name] ?? ctx.builtins[name];
-    if (fallback !== undefined) return set === undefined || set === "" ? fallback : set;
-    if (set !== undefined) return set;
+    const fromEnv = ctx.env[name];
+    const set = fromEnv ?? ctx.builtins[name];
+    const substitute = (value: string) => {
+      // What came from the environment is shown as the reference, never as its value.
+      if (fromEnv !== undefined || fallback !== undefined) {
+        ctx.substitutions.push({ value, shown: `\${${name}}` });
+      }
+      return value;
+    };
+    if (fallback !== undefined) return substitute(set === undefined || set === "" ? fallback : set);
+    if (set !== undefined) return substitute(set);
     const places = ctx.unset.get(name) ?? [];
     places.push(where);
     ctx.unset.set(name, places);
@@ -346,16 +381,18 @@ export function resolveEntry(
       url = expand(fields.url.trim(), "url", ctx);
       if (ctx.unset.size === unsetBefore && ctx.inputs.size === 0) {
         let parsedUrl: URL | undefined;
+        // Shown as written, credentials hidden (the expanded value may hold a secret).
+        const shown = JSON.stringify(redactUrl(fields.url.trim()));
         try {
           parsedUrl = new URL(url);
         } catch {
-          problems.push(`"url" ${JSON.stringify(url)} is not a valid URL`);
+          problems.push(`"url" ${shown} is not a valid URL`);
         }
         if (
           parsedUrl !== undefined && parsedUrl.protocol !== "http:" &&
           parsedUrl.protocol !== "https:"
         ) {
-          problems.push(`"url" ${JSON.stringify(url)} must start with http:// or https://`);
+          problems.push(`"url" ${shown} must start with http:// or https://`);
         }
       }
     }
@@ -365,11 +402,16 @@ export function resolveEntry(
   problems.push(...expansionProblems(ctx));
 
   const resolved = { transport, command, args, env, cwd, url, headers };
+  const written = transport === "stdio"
+    ? { command: fields.command, args: fields.args ?? [] }
+    : { args: [], url: fields.url?.trim() };
   const entry: ServerEntry = {
     name,
     ...resolved,
     disabled: fields.disabled === true,
     envNames: Object.keys(rawEnv),
+    written,
+    secrets: secretsOf({ written, env, headers, substitutions: ctx.substitutions }),
     fingerprint: fingerprintOf(resolved),
   };
   if (problems.length > 0) entry.problem = `MCP server "${name}": ${problems.join("; ")}.`;
@@ -384,7 +426,7 @@ const MASK64 = (1n << 64n) - 1n;
 const encoder = new TextEncoder();
 
 /** FNV-1a 64-bit of a string, as 16 hex digits. */
-function fnv1a64(text: string): string {
+export function fnv1a64(text: string): string {
   let hash = FNV_OFFSET;
   for (const byte of encoder.encode(text)) hash = ((hash ^ BigInt(byte)) * FNV_PRIME) & MASK64;
   return hash.toString(16).padStart(16, "0");
@@ -536,9 +578,53 @@ export function isBridgeEntry(
   return findsBridgeConfig(resolve(cwd, task.cwd ?? "."), bridgeDir);
 }
 
-/** The command line (stdio) or URL (http/sse) of an entry, for display. */
-export function entryTarget(entry: ServerEntry): string {
-  if (entry.transport !== "stdio") return entry.url ?? "(no url)";
+/**
+ * The command line (stdio) or URL (http/sse) of an entry, for display: as the file writes it,
+ * `${VAR}` references unexpanded and credentials hidden ({@linkcode redactArgs},
+ * {@linkcode redactUrl}).
+ */
+export function entryTarget(entry: Pick<ServerEntry, "transport" | "written">): string {
+  if (entry.transport !== "stdio") return entryUrl(entry) || "(no url)";
   const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : JSON.stringify(s));
-  return [entry.command ?? "(no command)", ...entry.args].map(quote).join(" ");
+  const { command, args } = entry.written;
+  return [command ?? "(no command)", ...redactArgs(args)].map(quote).join(" ");
+}
+
+/** A remote entry's URL for a message: as written, credentials hidden. */
+export function entryUrl(entry: Pick<ServerEntry, "written">): string {
+  return redactUrl(entry.written.url ?? "");
+}
+
+/** Names of env variables whose values are credentials. */
+const SECRET_ENV = /token|key|secret|passw|pwd|auth|credential|cookie/i;
+
+/** The {@linkcode ServerEntry.secrets} of an entry. */
+function secretsOf(o: {
+  written: ServerEntry["written"];
+  env: Record<string, string>;
+  headers: Record<string, string>;
+  substitutions: Secret[];
+}): Secret[] {
+  const found: Secret[] = [...o.substitutions];
+  redactArgs(o.written.args, found);
+  for (const value of Object.values(o.headers)) found.push({ value, shown: REDACTED });
+  for (const [key, value] of Object.entries(o.env)) {
+    if (SECRET_ENV.test(key)) found.push({ value, shown: REDACTED });
+  }
+  // Short values ("1", "on") would wreck every message they occur in and hide nothing.
+  const seen = new Set<string>();
+  return found
+    .filter((s) => s.value.trim().length >= 4 && !seen.has(s.value) && seen.add(s.value))
+    .sort((a, b) => b.value.length - a.value.length);
+}
+
+/**
+ * `text` (an error message, a log line, a server's stderr) about `entry` with its secrets hidden:
+ * each of {@linkcode ServerEntry.secrets} replaced by what to show instead, then anything else
+ * that looks like a credential ({@linkcode redactText}).
+ */
+export function redactEntryText(entry: Pick<ServerEntry, "secrets">, text: string): string {
+  let out = text;
+  for (const secret of entry.secrets) out = out.replaceAll(secret.value, secret.shown);
+  return redactText(out);
 }

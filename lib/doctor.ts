@@ -117,7 +117,7 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
         checks.push({
           name: `sandbox: ${s.name}`,
           status: "fail",
-          detail: `${s.url} is outside the sandbox; allow it with: ${
+          detail: `${entryTarget(s)} is outside the sandbox; allow it with: ${
             widenCommand({ net: [host] })
           }`,
         });

@@ -6,6 +6,7 @@
  * engine's message often has none.
  */
 import { BridgeError } from "./errors.ts";
+import { closingQuote } from "./json.ts";
 
 /** A syntax error in JSONC text, at a 1-based line and column. */
 export class JsoncSyntaxError extends BridgeError<"syntax"> {
@@ -26,6 +27,28 @@ export class JsoncSyntaxError extends BridgeError<"syntax"> {
     this.column = column;
     this.detail = detail;
     this.fix = fix;
+  }
+}
+
+/**
+ * The JSONC text of the file at `path`, parsed; or, for a syntax error, its message
+ * ("path:line:column: invalid JSON: what was expected and found. How to fix it."), position and
+ * the engine's own SyntaxError (`cause`), when there is one.
+ */
+export function parseJsoncFile(
+  text: string,
+  path: string,
+):
+  | { ok: true; value: unknown }
+  | { ok: false; error: string; line: number; column: number; cause?: unknown } {
+  try {
+    return { ok: true, value: parseJsonc(text) };
+  } catch (error) {
+    if (!(error instanceof JsoncSyntaxError)) throw error;
+    const { line, column } = error;
+    const message = `${path}:${line}:${column}: invalid JSON: ${error.detail}. ` +
+      (error.fix ?? "Fix the file; it is re-read on the next use.");
+    return { ok: false, error: message, line, column, cause: error.cause };
   }
 }
 
@@ -282,5 +305,88 @@ export function parseJsonc(text: string): unknown {
       detail = error.message;
     }
     throw new JsoncSyntaxError(detail, { line, column, cause: error });
+  }
+}
+
+/**
+ * The 1-based line and column of what `path` names in JSONC `text`: an object member's key (so a
+ * message points at the name), an array element, or the whole value for the empty path. Undefined
+ * when the text does not parse or has nothing at `path`. For messages about a valid file's
+ * content (a setting with a wrong value, an unknown key).
+ */
+export function locateJsonPath(
+  text: string,
+  path: readonly PropertyKey[],
+): { line: number; column: number } | undefined {
+  let stripped: string;
+  try {
+    stripped = stripJsonc(text);
+  } catch {
+    return undefined;
+  }
+  let i = 0;
+  const ws = () => {
+    while (i < stripped.length && " \t\n\r".includes(stripped[i]!)) i++;
+  };
+  const skipString = () => {
+    const close = closingQuote(stripped, i);
+    if (close === undefined) throw new RangeError("unterminated string");
+    i = close + 1;
+  };
+  const skipValue = (): void => {
+    ws();
+    const c = stripped[i];
+    if (c === '"') return skipString();
+    if (c === "{" || c === "[") {
+      const close = c === "{" ? "}" : "]";
+      i++;
+      for (ws(); stripped[i] !== close; ws()) {
+        if (i >= stripped.length) throw new RangeError("unterminated");
+        if (c === "{") {
+          skipString();
+          ws();
+          i++; // ':'
+        }
+        skipValue();
+        ws();
+        if (stripped[i] === ",") i++;
+      }
+      i++;
+      return;
+    }
+    while (i < stripped.length && !",}] \t\n\r".includes(stripped[i]!)) i++;
+  };
+  /** From the value at `i`, the offset of what path[depth...] names. */
+  const find = (depth: number): number | undefined => {
+    ws();
+    if (depth === path.length) return i;
+    const want = path[depth];
+    const c = stripped[i];
+    if (c !== "{" && c !== "[") return undefined;
+    const close = c === "{" ? "}" : "]";
+    i++;
+    for (let index = 0;; index++) {
+      ws();
+      if (stripped[i] === close || i >= stripped.length) return undefined;
+      const at = i;
+      let here = index === want;
+      if (c === "{") {
+        skipString();
+        here = String(JSON.parse(stripped.slice(at, i))) === String(want);
+        ws();
+        i++; // ':'
+      }
+      if (here) return depth + 1 === path.length ? at : find(depth + 1);
+      skipValue();
+      ws();
+      if (stripped[i] === ",") i++;
+    }
+  };
+  try {
+    const offset = find(0);
+    return offset === undefined ? undefined : lineColumn(stripped, offset);
+  } catch {
+    // Not valid JSON after all (the caller's text did not parse): no position.
+    return undefined;
   }
 }

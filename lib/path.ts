@@ -6,6 +6,15 @@ import { join } from "node:path";
 
 export { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
 
+/** The process's working directory, or "." when it cannot be read (no permission for it). */
+export function currentDir(): string {
+  try {
+    return Deno.cwd();
+  } catch {
+    return ".";
+  }
+}
+
 /** The user's home directory, or undefined when it cannot be known. */
 export function homeDir(): string | undefined {
   try {

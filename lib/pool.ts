@@ -33,9 +33,11 @@ import {
   type Tool,
 } from "./sdk.ts";
 import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
-import { entryTarget, type ServerEntry } from "./config_entry.ts";
+import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";
 import { VERSION } from "./version.ts";
+import { configPathNamed } from "./config_guard.ts";
+import { currentDir, homeDir } from "./path.ts";
 import { raceAbort } from "./abort.ts";
 import {
   type CallErrorOptions,
@@ -46,8 +48,9 @@ import {
   unknownToolError,
 } from "./pool_connection.ts";
 import { type ConnectOptions, connectServer } from "./pool_connect.ts";
-import { exitText, formatTail, McpServerError } from "./pool_errors.ts";
+import { exitText, formatTail, McpServerError, redactError } from "./pool_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
+import { ProcessTracker } from "./pool_reaper.ts";
 import { errorMessage } from "./errors.ts";
 import type { ToolProgress } from "./agent_types.ts";
 import { plural } from "./text.ts";
@@ -58,6 +61,11 @@ export interface ListToolsOptions {
   signal?: AbortSignal;
   /** Also return the tools that can only run as MCP tasks (the bridge cannot call them). */
   includeTaskRequired?: boolean;
+  /**
+   * Each note about a tool the server declared wrongly and the pool repaired or left out (a tool
+   * without `inputSchema`, with a schema that is not an object schema...), for the caller to show.
+   */
+  onNote?: (note: string) => void;
 }
 
 /** Per-call options of {@linkcode McpPool.callTool}. */
@@ -67,6 +75,11 @@ export interface CallToolOptions {
   /** Fails the call when the server sends neither a result nor progress for this long. */
   timeoutMs?: number;
   onProgress?: (p: ToolProgress) => void;
+  /**
+   * "model": the call is made for the local model (the autonomous loop). Such a call may not
+   * name the bridge's config files, and config changes seen while it runs are held.
+   */
+  origin?: "model";
 }
 
 /** What {@linkcode McpPool.status} says about a server. */
@@ -78,7 +91,9 @@ export type ServerState =
   | "restarting"
   | "failed"
   | "disabled"
-  | "invalid";
+  | "invalid"
+  /** It appeared or changed while a local model was working; not started until accepted. */
+  | "held";
 
 /** One configured server as the pool sees it. */
 export interface ServerStatus {
@@ -110,7 +125,10 @@ export interface McpPoolOptions {
   callTimeoutMs?: number;
   log?: Logger;
   clientInfo?: { name: string; version: string };
-  /** Added to every stdio child's environment (e.g. the recursion depth marker). */
+  /**
+   * Added to every stdio child's environment (e.g. the recursion depth marker); wins over an
+   * entry's `env`, so no entry can reset the depth.
+   */
   extraEnv?: Record<string, string>;
   /** Lines of each server's stderr kept for error messages. Default 20. */
   stderrLines?: number;
@@ -119,6 +137,31 @@ export interface McpPoolOptions {
    * whatever the sandbox allows ({@linkcode groupSignaller}); null: no process groups.
    */
   signalGroup?: GroupSignaller | null;
+  /**
+   * A server that failed to start is not tried again for this long (unless its config entry
+   * changes): calls fail at once, saying when it will be tried, instead of each waiting out the
+   * connect timeout again. Default 60 000; 0 = always try again.
+   */
+  retryFailedStartMs?: number;
+  /**
+   * Largest message (one JSON-RPC message, e.g. a tool result) accepted from a server, stdio or
+   * remote; a larger one fails its call with a message that says so. Default 64 MiB.
+   */
+  maxMessageBytes?: number;
+  /**
+   * Follows what stdio servers start and ends it when they close, and ends the servers if the
+   * bridge dies, through a keeper process (pool_reaper.ts). Default: one when the sandbox lets
+   * the bridge run `deno`; null: none.
+   */
+  tracker?: ProcessTracker | null;
+  /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
+  now?: () => number;
+  /**
+   * The bridge's working directory (a stdio server without `cwd` runs there) and the user's
+   * home, for resolving the paths a call names. Default: Deno.cwd(), $HOME.
+   */
+  cwd?: string;
+  home?: string;
 }
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
@@ -126,18 +169,23 @@ export interface McpPoolOptions {
 const DEFAULT_IDLE_MS = 300_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+const DEFAULT_RETRY_FAILED_START_MS = 60_000;
 
 interface Pending {
   fingerprint: string;
   /** Order of connect attempts, so a slow connect for an old entry never replaces a newer one. */
   seq: number;
   promise: Promise<Connection>;
+  /** Gives the connect up (the pool is closing). */
+  abort: AbortController;
 }
 
 interface Remark {
   fingerprint: string;
   state: "failed" | "not-started";
   reason: string;
+  /** A failed start: the error, and when it is tried again (until then calls fail at once). */
+  failedStart?: { error: unknown; at: number; retryAt: number };
 }
 
 /** Live MCP client connections, one per configured server; see the module docs. */
@@ -151,6 +199,12 @@ export class McpPool {
   readonly #extraEnv: Record<string, string>;
   readonly #stderrLines: number;
   readonly #signalGroup?: GroupSignaller;
+  readonly #retryFailedStartMs: number;
+  readonly #maxMessageBytes?: number;
+  readonly #cwd: string;
+  readonly #home?: string;
+  readonly #tracker?: ProcessTracker;
+  readonly #now: () => number;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
   readonly #remarks = new Map<string, Remark>();
@@ -171,6 +225,14 @@ export class McpPool {
     this.#signalGroup = options.signalGroup === undefined
       ? groupSignaller()
       : options.signalGroup ?? undefined;
+    this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
+    this.#now = options.now ?? Date.now;
+    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#cwd = options.cwd ?? currentDir();
+    this.#home = options.home ?? homeDir();
+    this.#tracker = options.tracker === undefined
+      ? ProcessTracker.create({ log: this.#log })
+      : options.tracker ?? undefined;
   }
 
   /**
@@ -182,6 +244,11 @@ export class McpPool {
     const conn = await this.#acquire(server, o.signal);
     try {
       const tools = await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
+      if (!conn.toolNotesLogged) {
+        conn.toolNotesLogged = true;
+        for (const note of conn.toolNotes) this.#log.warn(note);
+      }
+      for (const note of conn.toolNotes) o.onNote?.(note);
       return o.includeTaskRequired === true ? tools : tools.filter((t) => !needsMcpTasks(t));
     } catch (error) {
       throw await this.#explain(conn, error, { signal: o.signal, what: "listing its tools" });
@@ -190,17 +257,44 @@ export class McpPool {
     }
   }
 
-  /** Calls one tool; failures of the server (not `isError` results) throw McpServerError. */
+  /**
+   * Calls one tool; failures of the server (not `isError` results) throw McpServerError. A call
+   * made for the local model (`origin: "model"`) that names one of the bridge's config files is
+   * refused with an `isError` result saying why, and the config is checked again before the
+   * call counts as finished, so that what it changed is seen while the model was at work (and
+   * held, see ConfigSource.beginModelWork).
+   */
   async callTool(
     server: string,
     tool: string,
     args: Record<string, unknown>,
     o: CallToolOptions = {},
   ): Promise<CallToolResult> {
+    if (o.origin !== "model") return await this.#call(server, tool, args, o);
+    const endWork = this.#config.beginModelWork();
+    try {
+      return await this.#call(server, tool, args, o);
+    } finally {
+      // What the call changed is seen now, while it still counts as the model's work.
+      await this.#config.current();
+      endWork();
+    }
+  }
+
+  async #call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    o: CallToolOptions,
+  ): Promise<CallToolResult> {
     const conn = await this.#acquire(server, o.signal);
     const timeoutMs = o.timeoutMs ?? this.#callTimeoutMs;
     const onProgress = o.onProgress;
     try {
+      if (o.origin === "model") {
+        const refused = await this.#refuseConfigPaths(conn.entry, tool, args);
+        if (refused !== undefined) return refused;
+      }
       const known = conn.cachedTool(tool);
       if (known !== undefined && needsMcpTasks(known)) throw taskRequiredError({ server, tool });
       const result = await conn.client.callTool({ name: tool, arguments: args }, undefined, {
@@ -237,6 +331,39 @@ export class McpPool {
   }
 
   /**
+   * The refusal of a call for the local model whose arguments name one of the bridge's config
+   * files (config_guard.ts), or undefined when they name none.
+   */
+  async #refuseConfigPaths(
+    entry: ServerEntry,
+    tool: string,
+    args: Record<string, unknown>,
+  ): Promise<CallToolResult | undefined> {
+    const config = await this.#config.current();
+    const named = configPathNamed(args, {
+      protected: this.#config.protectedPaths(config),
+      cwd: entry.cwd ?? this.#cwd,
+      args: entry.args,
+      home: this.#home,
+    });
+    if (named === undefined) return undefined;
+    this.#log.warn(
+      `refused a call of the local model to "${tool}" on MCP server "${entry.name}": it names ` +
+        `the bridge's config file ${named}`,
+    );
+    return {
+      isError: true,
+      content: [{
+        type: "text",
+        text: `Refused: the local model may not change the bridge's MCP configuration ` +
+          `(${named}). Calls made for the local model may not name the bridge's config files ` +
+          "(.mcp.json, lmstudio-bridge.json); this call was not sent to the server. Do the task " +
+          "without touching them, or tell the user what should change there.",
+      }],
+    };
+  }
+
+  /**
    * Why a failed call of `tool` failed, if its tool list tells: the server does not list it, or
    * lists it as needing MCP tasks. Uses the cached list, or fetches it (this is the failure path).
    */
@@ -252,21 +379,26 @@ export class McpPool {
     const server = conn.name;
     if (found === undefined) {
       const names = listed.filter((t) => !needsMcpTasks(t)).map((t) => t.name);
-      return unknownToolError({ server, tool, names, answer, cause });
+      const said = redactEntryText(conn.entry, answer);
+      return unknownToolError({ server, tool, names, answer: said, cause });
     }
     return needsMcpTasks(found) ? taskRequiredError({ server, tool, cause }) : undefined;
   }
 
-  /** Turns a failed request on `conn` into an McpServerError that says what happened. */
-  #explain(
+  /**
+   * Turns a failed request on `conn` into an McpServerError that says what happened, with the
+   * entry's secrets hidden.
+   */
+  async #explain(
     conn: Connection,
     error: unknown,
     o: Omit<CallErrorOptions, "onBroken">,
   ): Promise<unknown> {
-    return explainCallError(conn, error, {
+    const explained = await explainCallError(conn, error, {
       ...o,
-      onBroken: (reason) => this.#dropBroken(conn, reason),
+      onBroken: (reason) => this.#dropBroken(conn, redactEntryText(conn.entry, reason)),
     });
+    return redactError(explained, (text) => redactEntryText(conn.entry, text));
   }
 
   /** Every configured server with its state; never starts anything. */
@@ -284,6 +416,7 @@ export class McpPool {
       };
       if (entry.disabled) return { ...base, state: "disabled" };
       if (entry.problem !== undefined) return { ...base, state: "invalid", reason: entry.problem };
+      if (entry.held !== undefined) return { ...base, state: "held", reason: entry.held };
       const live = this.#live.get(entry.name);
       if (live && live.usable && live.fingerprint === entry.fingerprint) {
         return { ...base, state: "connected", toolCount: live.toolCount, pid: live.pid };
@@ -295,7 +428,12 @@ export class McpPool {
       if (finishing !== undefined) return { ...base, ...finishing };
       const remark = this.#remarks.get(entry.name);
       if (remark && remark.fingerprint === entry.fingerprint) {
-        return { ...base, state: remark.state, reason: remark.reason };
+        const retry = this.#retryNote(remark);
+        return {
+          ...base,
+          state: remark.state,
+          reason: `${remark.reason}${retry ? `; ${retry}` : ""}`,
+        };
       }
       return { ...base, state: "not-started" };
     });
@@ -332,15 +470,22 @@ export class McpPool {
     };
   }
 
-  /** Closes every connection (waiting for nothing in flight) and refuses further calls. */
+  /**
+   * Closes every connection (waiting for nothing in flight) and refuses further calls. Connects
+   * still under way are given up at once (what they started is stopped).
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    const pending = [...this.#connecting.values()].map((p) => p.promise.catch(() => undefined));
+    const pending = [...this.#connecting.values()].map((p) => {
+      p.abort.abort();
+      return p.promise.catch(() => undefined);
+    });
     await Promise.all(pending);
     for (const conn of [...this.#live.values(), ...this.#retired]) this.#closeConn(conn);
     this.#live.clear();
     this.#retired.clear();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    await this.#tracker?.close();
   }
 
   // -- connection lifecycle ---------------------------------------------------------------
@@ -367,6 +512,7 @@ export class McpPool {
       }
       let pending = this.#connecting.get(name);
       if (pending === undefined || pending.fingerprint !== entry.fingerprint) {
+        this.#assertNotFailedRecently(entry);
         pending = this.#startConnect(entry);
       }
       let conn: Connection;
@@ -387,10 +533,11 @@ export class McpPool {
       }
       // It closed (or the config changed) between connecting and this caller resuming: retry.
       if (attempt >= 2) {
+        const tail = conn.stderr.lines.map((line) => redactEntryText(entry, line));
         throw new McpServerError(
           `MCP server "${name}" closed its connection right after connecting.` +
-            (conn.entry.transport === "stdio" ? formatTail(conn.stderr.lines) : ""),
-          { server: name, kind: "closed", stderrTail: conn.stderr.lines },
+            (conn.entry.transport === "stdio" ? formatTail(tail) : ""),
+          { server: name, kind: "closed", stderrTail: tail },
         );
       }
     }
@@ -405,10 +552,42 @@ export class McpPool {
     }
   }
 
+  /** When a failed start of `remark`'s entry is tried again, if that is still to come. */
+  #retryNote(remark: Remark): string | undefined {
+    const failed = remark.failedStart;
+    if (failed === undefined) return undefined;
+    const wait = failed.retryAt - this.#now();
+    if (wait <= 0) return undefined;
+    return `not tried again for ${Math.ceil(wait / 1000)} s (at ${clockTime(failed.retryAt)}) ` +
+      "unless its config entry changes";
+  }
+
+  /**
+   * Throws at once when `entry` failed to start a moment ago (and has not changed since), saying
+   * when it is tried again, rather than making every caller wait out the connect timeout again.
+   */
+  #assertNotFailedRecently(entry: ServerEntry): void {
+    const remark = this.#remarks.get(entry.name);
+    if (remark?.fingerprint !== entry.fingerprint || remark.failedStart === undefined) return;
+    const retry = this.#retryNote(remark);
+    if (retry === undefined) return;
+    const { error, at } = remark.failedStart;
+    const ago = Math.max(0, Math.round((this.#now() - at) / 1000));
+    const message = `MCP server "${entry.name}" failed to start ${ago} s ago and is ${retry}: ` +
+      errorMessage(error);
+    throw new McpServerError(message, {
+      server: entry.name,
+      kind: error instanceof McpServerError ? error.kind : "spawn",
+      stderrTail: error instanceof McpServerError ? error.stderrTail : undefined,
+      cause: error,
+    });
+  }
+
   #startConnect(entry: ServerEntry): Pending {
     const name = entry.name;
     const seq = ++this.#seq;
-    const promise = this.#connect(entry).then(
+    const abort = new AbortController();
+    const promise = this.#connect(entry, abort.signal).then(
       (conn) => {
         conn.seq = seq;
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
@@ -426,19 +605,27 @@ export class McpPool {
         this.#log.debug("connected", { server: name, pid: conn.pid });
         return conn;
       },
-      (error: unknown) => {
+      (raw: unknown) => {
+        // Whatever the error shows (a command line, a URL, stderr) has the entry's secrets hidden.
+        const error = redactError(raw, (text) => redactEntryText(entry, text));
         if (this.#connecting.get(name)?.promise !== promise) throw error;
         this.#connecting.delete(name);
+        const at = this.#now();
+        // Given up because the pool closed: nothing to remember about the server.
+        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted;
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
           reason: errorMessage(error),
+          ...(remember
+            ? { failedStart: { error, at, retryAt: at + this.#retryFailedStartMs } }
+            : {}),
         });
         this.#log.debug("connect failed", { server: name, error: errorMessage(error) });
         throw error;
       },
     );
-    const pending = { fingerprint: entry.fingerprint, seq, promise };
+    const pending = { fingerprint: entry.fingerprint, seq, promise, abort };
     this.#connecting.set(name, pending);
     // Callers may all have given up (aborted); the outcome is recorded above either way.
     promise.catch(() => undefined);
@@ -454,6 +641,7 @@ export class McpPool {
       if (entry === undefined) why = "removed from the config";
       else if (entry.disabled) why = "disabled in the config";
       else if (entry.problem !== undefined) why = "its config entry became invalid";
+      else if (entry.held !== undefined) why = "its config entry changed while a model worked";
       else if (entry.fingerprint !== conn.fingerprint) why = "its config entry changed";
       if (why === undefined) continue;
       this.#log.info(`closing MCP server "${name}": ${why}`, { inFlight: conn.inFlight });
@@ -557,7 +745,7 @@ export class McpPool {
     const remark: Remark = { fingerprint: conn.fingerprint, state: "failed", reason: how };
     const withLastWords = () => {
       const last = conn.stderr.lines.at(-1);
-      remark.reason = `${how}${last === undefined ? "" : `: ${last}`}`;
+      remark.reason = redactEntryText(conn.entry, `${how}${last === undefined ? "" : `: ${last}`}`);
     };
     withLastWords();
     this.#remarks.set(conn.name, remark);
@@ -567,8 +755,10 @@ export class McpPool {
 
   // -- connecting ---------------------------------------------------------------------------
 
-  #connect(entry: ServerEntry): Promise<Connection> {
+  #connect(entry: ServerEntry, signal: AbortSignal): Promise<Connection> {
     const options: ConnectOptions = {
+      signal,
+      maxMessageBytes: this.#maxMessageBytes,
       clientInfo: this.#clientInfo,
       connectTimeoutMs: this.#connectTimeoutMs,
       log: this.#log,
@@ -577,6 +767,7 @@ export class McpPool {
       onClosed: (c) => this.#onClosed(c),
       onExited: (c) => this.#onExited(c),
       signalGroup: this.#signalGroup,
+      tracker: this.#tracker,
       track: (p) => this.#track(p),
       config: this.#config,
     };
@@ -588,6 +779,14 @@ export class McpPool {
     this.#closing.add(p);
     p.finally(() => this.#closing.delete(p));
   }
+}
+
+/** `ms` (epoch) as the local time of day, "14:03:05". */
+function clockTime(ms: number): string {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()]
+    .map((n) => String(n).padStart(2, "0"))
+    .join(":");
 }
 
 /** The text parts of a result, joined (what the server said). */

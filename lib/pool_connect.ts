@@ -23,11 +23,12 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "./sdk.ts";
-import { entryTarget, type ServerEntry } from "./config_entry.ts";
-import type { Logger } from "./log.ts";
+import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
+import type { LogFields, Logger } from "./log.ts";
 import { Connection } from "./pool_connection.ts";
 import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./pool_remote.ts";
+import { OWNER_VARIABLE, type ProcessTracker } from "./pool_reaper.ts";
 import {
   type ExitInfo,
   type GroupSignaller,
@@ -38,6 +39,7 @@ import {
 import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
 import type { ConfigSource } from "./config.ts";
 import { sandboxLaunch } from "./sandbox.ts";
+import { raceAbort } from "./abort.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -47,7 +49,7 @@ export interface ConnectOptions {
   /** Bound on spawn + MCP handshake. */
   connectTimeoutMs: number;
   log: Logger;
-  /** Added to a stdio child's environment. */
+  /** Added to a stdio child's environment; wins over the entry's own `env`. */
   extraEnv: Record<string, string>;
   /** Lines of a stdio server's stderr kept for error messages. */
   stderrLines: number;
@@ -64,6 +66,20 @@ export interface ConnectOptions {
   track: (cleanup: Promise<unknown>) => void;
   /** The configuration in force: its bridge settings say how each stdio server is sandboxed. */
   config?: Pick<ConfigSource, "current">;
+  /** Aborted when the pool closes: the connect gives up at once and stops what it started. */
+  signal?: AbortSignal;
+  /** Largest message (a tool result) accepted from a server. Default 64 MiB. */
+  maxMessageBytes?: number;
+  /** Follows what stdio servers start, and ends it at close (pool_reaper.ts). */
+  tracker?: ProcessTracker;
+}
+
+/** The connect was given up because the pool closed (the bridge is shutting down). */
+function abandonedError(entry: ServerEntry, cause: unknown): McpServerError {
+  return new McpServerError(
+    `Stopped connecting to MCP server "${entry.name}": the bridge is shutting down.`,
+    { server: entry.name, kind: "closed", cause },
+  );
 }
 
 /** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
@@ -79,13 +95,16 @@ function newClient(clientInfo: { name: string; version: string }): Client {
 function handshake(
   client: Client,
   transport: Transport,
-  options: { timeoutMs: number },
+  options: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<void> {
-  const { timeoutMs } = options;
-  return withTimeout(
-    client.connect(transport, { timeout: timeoutMs }),
-    timeoutMs + 1000,
-    () => new Error("timeout"),
+  const { timeoutMs, signal } = options;
+  return raceAbort(
+    withTimeout(
+      client.connect(transport, { timeout: timeoutMs, signal }),
+      timeoutMs + 1000,
+      () => new Error("timeout"),
+    ),
+    signal,
   );
 }
 
@@ -104,9 +123,33 @@ function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error)
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Starts `entry`'s server (stdio) or connects to it (http, sse); a failure throws an McpServerError. */
+/**
+ * Starts `entry`'s server (stdio) or connects to it (http, sse); a failure throws an
+ * McpServerError. What it logs about the server (its stderr, transport errors) has the entry's
+ * secrets hidden ({@linkcode redactEntryText}).
+ */
 export function connectServer(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
-  return entry.transport === "stdio" ? connectStdio(entry, o) : connectRemote(entry, o);
+  const options = { ...o, log: redactingLogger(o.log, (text) => redactEntryText(entry, text)) };
+  return entry.transport === "stdio" ? connectStdio(entry, options) : connectRemote(entry, options);
+}
+
+/** `log` with `redact` applied to every message and every string (or error) field. */
+function redactingLogger(log: Logger, redact: (text: string) => string): Logger {
+  const fields = (f?: LogFields) =>
+    f === undefined ? undefined : Object.fromEntries(
+      Object.entries(f).map(([k, v]) => [
+        k,
+        typeof v === "string" ? redact(v) : v instanceof Error ? redact(errorMessage(v)) : v,
+      ]),
+    );
+  return {
+    level: log.level,
+    debug: (m, f) => log.debug(redact(m), fields(f)),
+    info: (m, f) => log.info(redact(m), fields(f)),
+    warn: (m, f) => log.warn(redact(m), fields(f)),
+    error: (m, f) => log.error(redact(m), fields(f)),
+    child: (scope) => redactingLogger(log.child(scope), redact),
+  };
 }
 
 // -- stdio ----------------------------------------------------------------------------------------
@@ -119,9 +162,21 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   const stderr = new StderrTail(o.stderrLines, (line) => serverLog.debug(line));
   // Until the connection exists, an exit is only recorded (and checked once it does).
   let exited = (): void => {};
-  // The server's own sandbox (sandbox.ts): the command that starts it confined.
+  const tracker = o.tracker;
+  const marker = tracker?.newMarker();
+  // The bridge's own variables: the recursion depth, and the mark of what this server starts.
+  const own = { ...o.extraEnv, ...(marker === undefined ? {} : { [OWNER_VARIABLE]: marker }) };
+  const overridden = Object.keys(entry.env).filter((key) => Object.hasOwn(own, key));
+  if (overridden.length > 0) {
+    o.log.warn(
+      `MCP server "${name}" sets ${overridden.join(", ")} in its "env"; the bridge's own value ` +
+        "is used (it carries the recursion depth and cannot be reset by an entry)",
+    );
+  }
+  // The server's own sandbox (sandbox.ts): the command that starts it confined. The bridge's
+  // own variables win over the entry's.
   const launch = await sandboxLaunch(entry, {
-    env: { ...getDefaultEnvironment(), ...o.extraEnv, ...entry.env },
+    env: { ...getDefaultEnvironment(), ...entry.env, ...own },
     config: await o.config?.current(),
   });
   const transport = new StdioChildTransport({
@@ -132,15 +187,24 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
     onStderr: (chunk) => stderr.push(chunk),
     onExit: () => exited(),
     signalGroup: o.signalGroup,
+    maxLineChars: o.maxMessageBytes,
+    onSpawned: tracker === undefined || marker === undefined
+      ? undefined
+      : (pid) => tracker.spawned(pid, marker, o.signalGroup !== undefined),
+    reap: tracker === undefined ? undefined : (pid) => tracker.reap(pid),
   });
   const client = newClient(o.clientInfo);
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
-    await handshake(client, launch.wrap(transport), { timeoutMs: o.connectTimeoutMs });
+    await handshake(client, launch.wrap(transport), {
+      timeoutMs: o.connectTimeoutMs,
+      signal: o.signal,
+    });
   } catch (error) {
     const closed = client.close().catch(() => undefined);
     o.track(closed);
+    if (o.signal?.aborted) throw abandonedError(entry, error);
     if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
     stderr.flush();
     throw launch.explain(
@@ -259,10 +323,11 @@ interface Connected {
 /** Connects to `entry`'s URL; a failed connect throws an McpServerError. */
 async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Connection> {
   const name = entry.name;
-  const url = entry.url ?? "";
+  // As written, credentials hidden: what messages show.
+  const url = entryUrl(entry);
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(entry.url ?? "");
   } catch (error) {
     throw new McpServerError(
       `MCP server "${name}" has an invalid url ${JSON.stringify(url)}. Fix it in the config.`,
@@ -272,9 +337,10 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
   const requestInit: RequestInit = { headers: { ...entry.headers } };
   const stderr = new StderrTail(0, () => {});
   const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
-    const remote = new RemoteWatch();
+    const remote = new RemoteWatch({ maxMessageBytes: o.maxMessageBytes });
+    // Every response goes through the watch, which also bounds the size of each message.
     const transport = kind === "sse"
-      ? new SSEClientTransport(parsed, { requestInit })
+      ? new SSEClientTransport(parsed, { requestInit, fetch: remote.fetch })
       : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
     remote.attach(transport, (reason) => {
       o.log.debug("connection lost", { server: name, reason });
@@ -284,10 +350,11 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
     const client = newClient(o.clientInfo);
     client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
     try {
-      await handshake(client, transport, { timeoutMs: o.connectTimeoutMs });
+      await handshake(client, transport, { timeoutMs: o.connectTimeoutMs, signal: o.signal });
       return { client, remote };
     } catch (error) {
       o.track(client.close().catch(() => undefined));
+      if (o.signal?.aborted) throw abandonedError(entry, error);
       if (remote.lostReason !== undefined && !(error instanceof SseError)) {
         throw new McpServerError(
           `Cannot connect to MCP server "${name}" at ${url}: ${remote.lostReason} during ` +
@@ -347,7 +414,7 @@ function remoteConnectError(
 ): McpServerError {
   const { entry, host, error } = o;
   const name = entry.name;
-  const url = entry.url ?? "";
+  const url = entryUrl(entry);
   const base = { server: name, cause: error };
   const chain = causeChain(error);
   const denial = chain.find(isSandboxDenial);

@@ -17,12 +17,19 @@ import {
   type Tool,
   ToolListChangedNotificationSchema,
 } from "./sdk.ts";
-import type { ServerEntry } from "./config_entry.ts";
-import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
+import { entryUrl, type ServerEntry } from "./config_entry.ts";
+import {
+  exitText,
+  formatTail,
+  httpStatusOf,
+  McpServerError,
+  MessageTooLargeError,
+} from "./pool_errors.ts";
 import type { RemoteWatch } from "./pool_remote.ts";
+import { readToolList, ToolListPageSchema } from "./pool_tools.ts";
 import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./pool_stdio.ts";
-import { errorMessage, networkFailure } from "./errors.ts";
-import { clip, closestName, shellWord } from "./text.ts";
+import { causeChain, errorMessage, networkFailure } from "./errors.ts";
+import { clip, closestName, formatBytes, shellWord } from "./text.ts";
 
 const MAX_TOOL_PAGES = 1000;
 
@@ -64,6 +71,7 @@ export class Connection {
   readonly #onExited: (conn: Connection) => void;
   #exitNoted = false;
   #tools?: Tool[];
+  #toolNotes: string[] = [];
   #toolsPromise?: Promise<Tool[]>;
   #toolsVersion = 0;
 
@@ -89,6 +97,7 @@ export class Connection {
     this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       this.#toolsVersion++;
       this.#tools = undefined;
+      this.#toolNotes = [];
       this.#toolsPromise = undefined;
     });
   }
@@ -114,6 +123,11 @@ export class Connection {
    */
   get lostReason(): string | undefined {
     return this.#remote?.lostReason ?? this.#child?.closeReason;
+  }
+
+  /** Set when a remote connection was lost because an event was over the size limit. */
+  get tooLarge(): MessageTooLargeError | undefined {
+    return this.#remote?.tooLarge;
   }
 
   /** The tool named `name`, if the tool list is cached. */
@@ -155,13 +169,31 @@ export class Connection {
     return this.stderr.lines;
   }
 
-  /** All tools (every page), cached until the server says the list changed. */
+  /**
+   * What was wrong with the tools of the cached list (repaired or skipped tools, see
+   * pool_tools.ts), one note each; empty when nothing was.
+   */
+  get toolNotes(): readonly string[] {
+    return this.#toolNotes;
+  }
+
+  /** The pool logged {@linkcode toolNotes} of the current list. */
+  toolNotesLogged = false;
+
+  /**
+   * All tools (every page), cached until the server says the list changed. A tool declared
+   * wrongly is repaired or left out ({@linkcode toolNotes} say which), never the whole list.
+   */
   tools(timeoutMs: number): Promise<Tool[]> {
     if (this.#tools) return Promise.resolve(this.#tools);
     if (this.#toolsPromise) return this.#toolsPromise;
     const version = this.#toolsVersion;
-    const promise = this.#fetchTools(timeoutMs).then((tools) => {
-      if (this.#toolsVersion === version) this.#tools = tools;
+    const promise = this.#fetchTools(timeoutMs).then(({ tools, notes }) => {
+      if (this.#toolsVersion === version) {
+        this.#tools = tools;
+        this.#toolNotes = notes;
+        this.toolNotesLogged = false;
+      }
       return tools;
     }).finally(() => {
       if (this.#toolsPromise === promise) this.#toolsPromise = undefined;
@@ -170,18 +202,24 @@ export class Connection {
     return promise;
   }
 
-  async #fetchTools(timeoutMs: number): Promise<Tool[]> {
-    if (this.client.getServerCapabilities()?.tools === undefined) return [];
+  async #fetchTools(timeoutMs: number): Promise<{ tools: Tool[]; notes: string[] }> {
+    if (this.client.getServerCapabilities()?.tools === undefined) return { tools: [], notes: [] };
     const tools: Tool[] = [];
+    const notes: string[] = [];
     const seen = new Set<string>();
     let cursor: string | undefined;
     for (let page = 0; page < MAX_TOOL_PAGES; page++) {
-      const result = await this.client.listTools(cursor === undefined ? undefined : { cursor }, {
-        timeout: timeoutMs,
-      });
-      tools.push(...result.tools);
+      // Each tool is checked on its own (pool_tools.ts): one bad tool must not cost the rest.
+      const result = await this.client.request(
+        { method: "tools/list", params: cursor === undefined ? {} : { cursor } },
+        ToolListPageSchema,
+        { timeout: timeoutMs },
+      );
+      const checked = readToolList(result.tools, this.name);
+      tools.push(...checked.tools);
+      notes.push(...checked.notes);
       cursor = result.nextCursor;
-      if (cursor === undefined || cursor === "") return tools;
+      if (cursor === undefined || cursor === "") return { tools, notes };
       if (seen.has(cursor)) {
         throw new McpServerError(
           `MCP server "${this.name}" returned the tools/list cursor ${
@@ -246,6 +284,18 @@ export async function explainCallError(
       { ...base, kind: "cancelled", stderrTail: conn.stderr.lines },
     );
   }
+  const tooLarge = causeChain(error).find((e) => e instanceof MessageTooLargeError) ??
+    conn.tooLarge;
+  if (tooLarge instanceof MessageTooLargeError) {
+    const closed = conn.tooLarge !== undefined;
+    return new McpServerError(
+      `MCP server "${name}" (${entryUrl(conn.entry)}) sent an answer to ${what} larger than ` +
+        `${formatBytes(tooLarge.limitBytes)}; the bridge stopped reading it` +
+        `${closed ? " and closed the connection (the next call reconnects)" : ""}. Ask the ` +
+        "tool for less data (a smaller range, a filter, a page).",
+      { ...base, kind: "too_large" },
+    );
+  }
   const closedError = error instanceof McpError && error.code === ErrorCode.ConnectionClosed;
   if (conn.closed || closedError) {
     if (conn.closedByUs) {
@@ -271,7 +321,9 @@ export async function explainCallError(
       );
     }
     return new McpServerError(
-      `Lost the connection to MCP server "${name}" (${conn.entry.url}) while running ${what}: ` +
+      `Lost the connection to MCP server "${name}" (${
+        entryUrl(conn.entry)
+      }) while running ${what}: ` +
         `${conn.lostReason ?? "the connection closed"}. The server went away or restarted. ` +
         `The next call reconnects.`,
       { ...base, kind: "closed" },
@@ -285,7 +337,7 @@ export async function explainCallError(
       : `it answered HTTP ${status} (${networkFailure(error).reason})`;
     o.onBroken(reason);
     return new McpServerError(
-      `MCP server "${name}" (${conn.entry.url}) failed ${what}: ${reason}. ` +
+      `MCP server "${name}" (${entryUrl(conn.entry)}) failed ${what}: ${reason}. ` +
         `The server went away or restarted. The next call reconnects.`,
       { ...base, kind: "closed" },
     );

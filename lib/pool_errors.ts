@@ -7,6 +7,7 @@
 import { StreamableHTTPError } from "./sdk.ts";
 import type { ExitInfo } from "./pool_stdio.ts";
 import { BridgeError, causeChain } from "./errors.ts";
+import { formatBytes } from "./text.ts";
 
 /** What went wrong with a downstream server. */
 export type McpServerErrorKind =
@@ -23,7 +24,8 @@ export type McpServerErrorKind =
   | "protocol"
   | "closed"
   | "unsupported"
-  | "unknown_tool";
+  | "unknown_tool"
+  | "too_large";
 
 /** A downstream MCP server failed; the message says what failed, why and what to do. */
 export class McpServerError extends BridgeError<McpServerErrorKind> {
@@ -53,6 +55,42 @@ export class McpServerError extends BridgeError<McpServerErrorKind> {
     this.exitCode = options.exitCode;
     this.tool = options.tool;
   }
+}
+
+/**
+ * A remote server sent one message (a tool result, an event) larger than the bridge accepts; the
+ * bridge stopped reading it instead of holding it all in memory.
+ */
+export class MessageTooLargeError extends BridgeError<"too_large"> {
+  override name = "MessageTooLargeError";
+  constructor(readonly limitBytes: number) {
+    super(
+      "too_large",
+      `it sent a message larger than ${formatBytes(limitBytes)} (one JSON-RPC message, e.g. a ` +
+        "huge tool result), so the bridge stopped reading it",
+    );
+  }
+}
+
+/**
+ * `error` with `redact` applied to what it shows (message and stderr lines), when it is an
+ * {@linkcode McpServerError}; anything else is returned as it is.
+ */
+export function redactError(error: unknown, redact: (text: string) => string): unknown {
+  if (!(error instanceof McpServerError)) return error;
+  const message = redact(error.message);
+  const stderrTail = error.stderrTail.map(redact);
+  if (message === error.message && stderrTail.every((l, i) => l === error.stderrTail[i])) {
+    return error;
+  }
+  return new McpServerError(message, {
+    server: error.server,
+    kind: error.kind,
+    stderrTail,
+    exitCode: error.exitCode,
+    tool: error.tool,
+    cause: error.cause,
+  });
 }
 
 /** The server's last stderr lines as the end of a message (or that it wrote none). */

@@ -12,8 +12,12 @@ import { z } from "zod";
 import { SSEClientTransport, SseError, type Transport } from "./sdk.ts";
 import { tryParseJson } from "./json.ts";
 import { errorMessage, networkFailure } from "./errors.ts";
+import { MessageTooLargeError } from "./pool_errors.ts";
 
 type RequestId = string | number;
+
+/** Largest message accepted from a remote server, as for stdio servers (pool_stdio.ts). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 const RequestIdSchema = z.union([z.string(), z.number()]);
 /** The fields of a JSON-RPC message that tell requests, responses and cancellations apart. */
@@ -45,15 +49,24 @@ function rpcMessages(json: string): z.infer<typeof RpcMessageSchema>[] {
  */
 export class RemoteWatch {
   readonly #baseFetch: typeof fetch;
+  readonly #maxMessageBytes: number;
   /** Requests the client gave up on (timeout, abort): the server need not answer them. */
   readonly #cancelled = new Set<RequestId>();
   #lastReconnectError?: string;
   #onLost: (reason: string) => void = () => {};
   /** Why the connection was lost, once it was. */
   lostReason?: string;
+  /** Set when the connection was lost because an event was over the size limit. */
+  tooLarge?: MessageTooLargeError;
 
-  constructor(baseFetch: typeof fetch = fetch) {
-    this.#baseFetch = baseFetch;
+  /**
+   * `maxMessageBytes` bounds one message: a JSON response body, or one event of an event
+   * stream. A larger one is not read any further: the request fails (a JSON body) or the
+   * connection is closed (an event stream, which cannot skip an event).
+   */
+  constructor(options: { fetch?: typeof fetch; maxMessageBytes?: number } = {}) {
+    this.#baseFetch = options.fetch ?? fetch;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
   /** Watches `transport`'s errors; `onLost` closes it. Call before connecting. */
@@ -77,13 +90,13 @@ export class RemoteWatch {
     };
   }
 
-  /** The fetch for the streamable HTTP transport: watches POST response streams. */
+  /**
+   * The fetch for the transports: bounds the size of every message received, and follows POST
+   * response streams (streamable HTTP) for answers that never come.
+   */
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const body = init?.body;
-    if (init?.method !== "POST" || typeof body !== "string") {
-      return await this.#baseFetch(input, init);
-    }
-    const messages = rpcMessages(body);
+    const messages = init?.method === "POST" && typeof body === "string" ? rpcMessages(body) : [];
     for (const m of messages) {
       // Noted before sending: the server may end the cancelled call's stream right away.
       if (m.method === "notifications/cancelled" && m.params?.requestId !== undefined) {
@@ -95,19 +108,43 @@ export class RemoteWatch {
     const ids = new Set<RequestId>();
     for (const m of messages) if (m.id !== undefined && m.method !== undefined) ids.add(m.id);
     const type = response.headers.get("content-type") ?? "";
-    if (ids.size === 0 || !response.ok || response.body === null) return response;
-    if (!type.toLowerCase().startsWith("text/event-stream")) return response;
+    if (!response.ok || response.body === null) return response;
+    const max = this.#maxMessageBytes;
+    if (!type.toLowerCase().startsWith("text/event-stream")) {
+      // One JSON-RPC message (or batch): the request fails, the session stays.
+      let total = 0;
+      const bounded = observeBody(response.body, {
+        onChunk: (bytes) => {
+          total += bytes.length;
+          return total > max ? new MessageTooLargeError(max) : undefined;
+        },
+        onEnd: () => {},
+      });
+      return new Response(bounded, {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+      });
+    }
     const scan = new SseScan((data) => {
       if (ids.size === 0) return; // answered; no need to parse the rest
       for (const m of rpcMessages(data)) {
         if (m.id !== undefined && m.method === undefined) ids.delete(m.id);
       }
     });
-    const signal = init.signal ?? undefined;
+    const signal = init?.signal ?? undefined;
     const watched = observeBody(response.body, {
-      onChunk: (bytes) => scan.push(bytes),
+      onChunk: (bytes) => {
+        scan.push(bytes);
+        if (scan.eventChars <= max) return undefined;
+        // An event stream cannot skip the rest of an event: the connection goes.
+        const error = new MessageTooLargeError(max);
+        this.tooLarge ??= error;
+        this.#lost(error.message);
+        return error;
+      },
       onEnd: ({ error }) => {
-        if (signal?.aborted || scan.resumable) return;
+        if (signal?.aborted || scan.resumable || ids.size === 0) return;
         const unanswered = [...ids].filter((id) => !this.#cancelled.delete(id));
         if (unanswered.length === 0) return;
         this.#lost(
@@ -117,7 +154,7 @@ export class RemoteWatch {
         );
       },
     });
-    return new Response(watched, {
+    return new Response(coalesceLines(watched), {
       status: response.status,
       statusText: response.statusText,
       headers: response.headers,
@@ -140,11 +177,19 @@ export class RemoteWatch {
 class SseScan {
   readonly #decoder = new TextDecoder();
   readonly #onData: (data: string) => void;
-  #line = "";
+  /** The line being received, in pieces (joined once it is complete: linear in its length). */
+  #line: string[] = [];
+  #lineChars = 0;
   #data: string[] = [];
   #event = "";
+  #eventChars = 0;
   /** It carried an event id, so the SDK tries to resume it when it ends early. */
   resumable = false;
+
+  /** Characters of the event being received so far (its lines, and the partial line). */
+  get eventChars(): number {
+    return this.#eventChars + this.#lineChars;
+  }
 
   constructor(onData: (data: string) => void) {
     this.#onData = onData;
@@ -152,13 +197,24 @@ class SseScan {
 
   /** Parses the next chunk; the data of each complete message event goes to `onData`. */
   push(bytes: Uint8Array): void {
-    const lines = (this.#line + this.#decoder.decode(bytes, { stream: true })).split(/\r?\n/);
-    this.#line = lines.pop() ?? "";
-    for (const line of lines) this.#onLine(line);
+    let text = this.#decoder.decode(bytes, { stream: true });
+    for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n")) {
+      const line = this.#line.join("") + text.slice(0, newline);
+      this.#line = [];
+      this.#lineChars = 0;
+      this.#onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+      text = text.slice(newline + 1);
+    }
+    if (text !== "") {
+      this.#line.push(text);
+      this.#lineChars += text.length;
+    }
   }
 
   #onLine(line: string): void {
+    this.#eventChars += line.length + 1;
     if (line === "") {
+      this.#eventChars = 0;
       if (this.#data.length > 0 && (this.#event === "" || this.#event === "message")) {
         this.#onData(this.#data.join("\n"));
       }
@@ -177,10 +233,62 @@ class SseScan {
   }
 }
 
-/** Passes `body` through, telling `onEnd` once how it ended (unless the reader cancelled it). */
+/** Below this, the bytes of an unfinished line are held back until there are this many. */
+const MIN_BATCH_BYTES = 64 * 1024;
+
+/**
+ * `body` with the bytes of a long line passed on in batches that double in size: the SDK's event
+ * stream parser joins and re-scans the whole unfinished line on every chunk, which is quadratic in
+ * the length of a big event's line when it comes in small chunks. Chunks that end a line pass on
+ * at once, with what was held before them.
+ */
+function coalesceLines(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  let held: Uint8Array[] = [];
+  let heldBytes = 0;
+  /** Bytes of the unfinished line already passed on. */
+  let passed = 0;
+  const release = (controller: TransformStreamDefaultController<Uint8Array>) => {
+    if (heldBytes === 0) return;
+    const out = new Uint8Array(heldBytes);
+    let at = 0;
+    for (const chunk of held) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    held = [];
+    heldBytes = 0;
+    controller.enqueue(out);
+  };
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        held.push(chunk);
+        heldBytes += chunk.length;
+        const newline = chunk.lastIndexOf(10);
+        if (newline !== -1) {
+          release(controller);
+          passed = chunk.length - newline - 1;
+        } else if (heldBytes >= Math.max(MIN_BATCH_BYTES, passed)) {
+          passed += heldBytes;
+          release(controller);
+        }
+      },
+      flush: release,
+    }),
+  );
+}
+
+/**
+ * Passes `body` through, telling `onEnd` once how it ended (unless the reader cancelled it). An
+ * error returned by `onChunk` stops the body there: the source is cancelled and the reader gets
+ * that error.
+ */
 function observeBody(
   body: ReadableStream<Uint8Array>,
-  hooks: { onChunk(bytes: Uint8Array): void; onEnd(outcome: { error?: unknown }): void },
+  hooks: {
+    onChunk(bytes: Uint8Array): Error | undefined;
+    onEnd(outcome: { error?: unknown }): void;
+  },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let ended = false;
@@ -204,7 +312,13 @@ function observeBody(
         controller.close();
         return;
       }
-      hooks.onChunk(next.value);
+      const stop = hooks.onChunk(next.value);
+      if (stop !== undefined) {
+        reader.cancel(stop).catch(() => undefined);
+        end({ error: stop });
+        controller.error(stop);
+        return;
+      }
       controller.enqueue(next.value);
     },
     cancel(reason) {

@@ -202,6 +202,13 @@ export interface StdioChildOptions {
   closeGraceMs?: number;
   /** Longest stdout line (one JSON-RPC message) accepted, in characters. Default 64 MiB. */
   maxLineChars?: number;
+  /** Told the spawned process's id (to follow what it starts, pool_reaper.ts). */
+  onSpawned?: (pid: number) => void;
+  /**
+   * Ends what the process left behind outside its group (pool_reaper.ts); awaited at the end of
+   * the close sequence.
+   */
+  reap?: (pid: number) => Promise<void>;
 }
 
 /** A stdio MCP client transport over a `Deno.Command` child; see the module docs. */
@@ -273,6 +280,7 @@ export class StdioChildTransport implements Transport, ChildState {
       return Promise.reject(error);
     }
     this.#child = child;
+    o.onSpawned?.(child.pid);
     this.#writer = child.stdin.getWriter();
     this.#exited = child.status.then((status) => {
       const exit = { code: status.signal === null ? status.code : null, signal: status.signal };
@@ -335,6 +343,8 @@ export class StdioChildTransport implements Transport, ChildState {
       await settleWithin(this.#stdoutEnded, Math.min(this.#graceMs, 1000));
       await signalGroup(child.pid, "SIGKILL");
     }
+    // What left the group (a session of its own) or escaped before the group was signalled.
+    await this.#o.reap?.(child.pid);
     // Without a group, a process it started may still hold the pipes; stop reading them.
     await Promise.all([
       this.#stdout?.cancel().catch(() => undefined),

@@ -25,7 +25,6 @@
 import { z } from "zod";
 import type { McpConfig } from "./config.ts";
 import type { ServerEntry } from "./config_entry.ts";
-import { isRecord } from "./json.ts";
 import { dirname, expandTilde, isAbsolute, join, resolve } from "./path.ts";
 import { McpServerError } from "./pool_errors.ts";
 import { bwrapArgs, type BwrapLayout, isWithin } from "./sandbox_bwrap.ts";
@@ -34,46 +33,16 @@ import { defaultHost, denoEnv, pick, type SandboxHost } from "./sandbox_host.ts"
 import { type DenialContext, explainStartFailure, translatingTransport } from "./sandbox_denial.ts";
 import type { Transport } from "./sdk.ts";
 import { listNames } from "./text.ts";
+import { BRIDGE_SETTINGS_FILE, type SandboxRules, type SandboxSetting } from "./config_bridge.ts";
 
 export { defaultHost, type SandboxHost } from "./sandbox_host.ts";
 
 // -- the settings ---------------------------------------------------------------------------------
 
-const Names = z.array(z.string());
 const ModeSchema = z.enum(["auto", "deno", "os", "none"]);
-const NamesOrAll = z.union([z.literal(true), Names]);
-
-/** The object form of `servers.<name>.sandbox`: what to allow beyond the derived defaults. */
-export const SandboxRulesSchema = z.object({
-  /** Which sandbox (default "auto"); "none" is only the string form. */
-  mode: z.enum(["auto", "deno", "os"]).optional(),
-  /** Paths it may read (directories include what is below them); true: anywhere. */
-  read: NamesOrAll.optional(),
-  /** Paths it may write (and read). */
-  write: NamesOrAll.optional(),
-  /** Hosts (`host`, `host:port`) it may connect to; true: any. */
-  net: NamesOrAll.optional(),
-  /** Variables of the bridge's environment passed on to it. */
-  env: Names.optional(),
-  /** Commands it may run (they run outside Deno's sandbox, inside bubblewrap when there is one). */
-  run: NamesOrAll.optional(),
-  /** System information it may read (`hostname`, `osRelease`...); true: all. */
-  sys: NamesOrAll.optional(),
-});
-
-/**
- * `servers.<name>.sandbox` in lmstudio-bridge.json: "auto" (the default), "deno", "os" (bubblewrap
- * only), "none" (unconfined), or {@linkcode SandboxRulesSchema} widening the defaults.
- */
-export const SandboxSettingSchema = z.union([ModeSchema, SandboxRulesSchema]);
-export type SandboxSetting = z.infer<typeof SandboxSettingSchema>;
-export type SandboxRules = z.infer<typeof SandboxRulesSchema>;
-
-/** The bridge settings file's name, beside the MCP config in use. */
-export const BRIDGE_SETTINGS_FILE = "lmstudio-bridge.json";
 
 /** The part of the configuration in force the sandbox reads: its path and the bridge settings. */
-export type SandboxConfig = Pick<McpConfig, "path">;
+export type SandboxConfig = Pick<McpConfig, "path" | "bridge">;
 
 /**
  * The bridge's environment variable that sets the default for servers the bridge settings say
@@ -93,20 +62,16 @@ export function sandboxSetting(
   server: string,
   fallback?: string,
 ): SandboxSetting {
-  const bridge = config === undefined ? undefined : Reflect.get(config, "bridge");
-  const servers = isRecord(bridge) ? bridge["servers"] : undefined;
-  const entry = isRecord(servers) ? servers[server] : undefined;
-  const parsed = SandboxSettingSchema.safeParse(isRecord(entry) ? entry["sandbox"] : undefined);
-  if (parsed.success) return parsed.data;
+  const setting = config?.bridge.settings.servers?.[server]?.sandbox;
+  if (setting !== undefined) return setting;
   const mode = ModeSchema.safeParse(fallback?.trim().toLowerCase());
   return mode.success ? mode.data : "auto";
 }
 
 /** Where the bridge settings are: the loader's path, else lmstudio-bridge.json beside the config. */
 export function settingsPath(config: SandboxConfig | undefined): string {
-  const bridge = config === undefined ? undefined : Reflect.get(config, "bridge");
-  const path = isRecord(bridge) ? bridge["path"] : undefined;
-  if (typeof path === "string") return path;
+  const path = config?.bridge.path;
+  if (path !== undefined) return path;
   return config?.path === undefined
     ? `${BRIDGE_SETTINGS_FILE} (beside your MCP config)`
     : join(dirname(config.path), BRIDGE_SETTINGS_FILE);

@@ -48,6 +48,7 @@ export {
   ListToolsRequestSchema,
   McpError,
   ToolListChangedNotificationSchema,
+  ToolSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 export type {

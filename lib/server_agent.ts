@@ -34,8 +34,9 @@ import {
 } from "./agent_trace.ts";
 import { widenCommand } from "./launch.ts";
 import { errorMessage } from "./errors.ts";
-import { clause, redact, shorten, shortJson } from "./text.ts";
+import { clause, shorten, shortJson } from "./text.ts";
 import { dirname, resolve } from "./path.ts";
+import { redact } from "./redact.ts";
 
 /**
  * What the loop uses of the app: the pool, the config and the log as they are, the client and the

@@ -3,7 +3,7 @@
  * it and the `mcps` CLI command use.
  */
 import type { App } from "./app.ts";
-import type { McpConfig } from "./config.ts";
+import type { BridgeConfig, McpConfig } from "./config.ts";
 import type { ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
 import { errorResult, textResult } from "./server_result.ts";
@@ -44,6 +44,7 @@ const STATE_LABEL: Record<ServerState, string> = {
   failed: "failed",
   disabled: "disabled",
   invalid: "invalid",
+  held: "held",
 };
 
 function indent(text: string, prefix: string): string {
@@ -65,6 +66,7 @@ export function formatPoolReport(report: PoolReport): string {
   }
   // The config module's message names the file, the position and what stays in force.
   if (config.error !== undefined) lines.push(`Config error: ${config.error}`);
+  lines.push(...bridgeLines(config.bridge));
   if (servers.length === 0) {
     // With an error, the file is missing or unusable: it does not "have no servers".
     if (config.path !== undefined && config.error === undefined) {
@@ -75,7 +77,8 @@ export function formatPoolReport(report: PoolReport): string {
   const launch = report.launchProblems ?? {};
   const usable =
     servers.filter((s) =>
-      s.state !== "disabled" && s.state !== "invalid" && launch[s.name] === undefined
+      s.state !== "disabled" && s.state !== "invalid" && s.state !== "held" &&
+      launch[s.name] === undefined
     ).length;
   lines.push(`${plural(servers.length, "server")} (${usable} usable):`, "");
   for (const s of servers) {
@@ -90,13 +93,32 @@ export function formatPoolReport(report: PoolReport): string {
     }
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
     if (s.reason !== undefined) {
-      const label = s.state === "invalid" ? "problem" : s.state === "failed" ? "failed" : "note";
+      const label = s.state === "invalid"
+        ? "problem"
+        : s.state === "failed" || s.state === "held"
+        ? s.state
+        : "note";
       lines.push(indent(`${label}: ${s.reason}`, "  "));
     }
     const problem = launch[s.name];
     if (problem !== undefined) lines.push(indent(`cannot start: ${problem}`, "  "));
   }
   return lines.join("\n");
+}
+
+/** Which bridge settings file is in force, and what is wrong with it. */
+function bridgeLines(bridge: BridgeConfig): string[] {
+  const lines = [
+    bridge.path !== undefined
+      ? `Bridge settings: ${bridge.path}`
+      : `Bridge settings: none, the defaults apply${
+        bridge.searched === undefined ? "" : ` (no ${bridge.searched})`
+      }`,
+  ];
+  if (bridge.error !== undefined) lines.push(`Bridge settings error: ${bridge.error}`);
+  if (bridge.held !== undefined) lines.push(`Bridge settings held: ${bridge.held}`);
+  for (const warning of bridge.warnings) lines.push(`Bridge settings warning: ${warning}`);
+  return lines;
 }
 
 /** The report as plain JSON (the `mcps --json` document and the tool's structuredContent). */
@@ -108,6 +130,14 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
       searched: config.searched,
       error: config.error ?? null,
       errorPath: config.errorPath ?? null,
+    },
+    bridge: {
+      path: config.bridge.path ?? null,
+      searched: config.bridge.searched ?? null,
+      error: config.bridge.error ?? null,
+      errorPath: config.bridge.errorPath ?? null,
+      warnings: config.bridge.warnings,
+      held: config.bridge.held ?? null,
     },
     servers: servers.map((s) => ({
       name: s.name,
@@ -130,9 +160,10 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
 const DESCRIPTION =
   "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
   "transport (stdio/http/sse), command line or URL, state (not started, connected, restarting " +
-  "after a config change, failed with the reason, disabled, or invalid with the problem), the names of its environment " +
-  "variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote) with what it may do. Also tells which config file is in force and whether the newest edit failed to " +
-  "parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
+  "after a config change, failed with the reason, disabled, held, or invalid with the problem), the names of its " +
+  "environment variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote). Also tells which " +
+  "config file and which bridge settings file (lmstudio-bridge.json) are in force and whether the newest edit of " +
+  "either failed to parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
 
 /** Registers `list_available_mcps`. */
 export function registerListAvailableMcpsTool(server: McpServer, app: Pick<App, "pool">): void {

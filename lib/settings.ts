@@ -36,6 +36,13 @@ export interface Settings {
   readonly workDir: string | undefined;
   /** Nesting depth of this bridge (children started by the bridge get depth + 1). */
   readonly depth: number;
+  /** `MCP_JSON_PATH`: the MCP config file to use instead of searching (it must exist). */
+  readonly mcpJsonPath: string | undefined;
+  /**
+   * `LMSTUDIO_BRIDGE_CONFIG`: the bridge settings file to use (it must exist) instead of
+   * `lmstudio-bridge.json` next to the MCP config file.
+   */
+  readonly bridgeConfigPath: string | undefined;
 }
 
 /** A setting that cannot be used; the message names the variable and what would be valid. */
@@ -161,6 +168,8 @@ export function resolveSettings(env: Env): Settings {
     mcpCallTimeoutMs: integer(env, "MCP_CALL_TIMEOUT_MS", 300_000, 100, 86_400_000),
     workDir: nonEmpty(env, "INIT_CWD"),
     depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
+    mcpJsonPath: nonEmpty(env, "MCP_JSON_PATH"),
+    bridgeConfigPath: nonEmpty(env, "LMSTUDIO_BRIDGE_CONFIG"),
   });
 }
 

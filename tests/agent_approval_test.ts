@@ -7,7 +7,6 @@
 import { allowSnippet, matchRule, verdictFor } from "../lib/agent_approval.ts";
 import type { ApprovalRequest, ApprovalRules, Approver } from "../lib/agent_types.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
-import { REDACTED } from "../lib/text.ts";
 import {
   answer,
   calls,
@@ -20,6 +19,7 @@ import {
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { chatReply } from "./fakes/lmstudio.ts";
 import { waitFor } from "./fixtures/pool_support.ts";
+import { REDACTED } from "../lib/redact.ts";
 
 Deno.test("the most specific rule decides, in the documented order", async (t) => {
   const rules: ApprovalRules = {

@@ -198,6 +198,36 @@ Deno.test("mcps explains a missing config file and a broken one", async (t) => {
   });
 });
 
+Deno.test("tools shows what was wrong with badly declared tools", async () => {
+  const raw = {
+    command: Deno.execPath(),
+    args: cachedRun([join(ROOT, "tests", "fixtures", "pool_raw_server.ts")]),
+    env: {
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      RAW_TOOLS: JSON.stringify([{ name: "ok", inputSchema: { type: "object" } }, {
+        name: "noschema",
+      }]),
+    },
+  };
+  await withPool({ raw }, async ({ pool }) => {
+    const out = captureOutput();
+    assertEquals(await toolsCommand(["raw"], poolContext(pool, out)), 0);
+    assertStringIncludes(out.out, "raw: 2 tools\n");
+    assertStringIncludes(
+      out.out,
+      '\nnote: Tool "noschema" of MCP server "raw" declares no inputSchema; it is offered as ' +
+        "taking any arguments.",
+    );
+    const json = captureOutput();
+    assertEquals(await toolsCommand(["raw", "--json"], poolContext(pool, json)), 0);
+    const doc: unknown = JSON.parse(json.out);
+    assert(typeof doc === "object" && doc !== null);
+    const notes: unknown = Reflect.get(doc, "notes");
+    assert(Array.isArray(notes) && notes.length === 1);
+    assertStringIncludes(String(notes[0]), '"noschema"');
+  });
+});
+
 Deno.test("tools lists a server's tools with parameters and descriptions", async () => {
   await withPool({ fx: fixtureEntry(["--page-size", "4", "--task-tool"]) }, async ({ pool }) => {
     const out = captureOutput();

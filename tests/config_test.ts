@@ -24,7 +24,9 @@ import {
   type ServerEntry,
 } from "../lib/config_entry.ts";
 import { jsonErrorPosition, lineColumn, locateJsonError, stripJsonc } from "../lib/jsonc.ts";
+import { createApp } from "../lib/app.ts";
 import { createLogger } from "../lib/log.ts";
+import { resolveSettings } from "../lib/settings.ts";
 import { dirname, homeDir, join } from "../lib/path.ts";
 
 const silent = createLogger({ level: "silent" });
@@ -700,6 +702,7 @@ Deno.test("config search order: first existing file wins", async (t) => {
       path: undefined,
       searched: [project, lmstudio, homeFile, parentFile],
       servers: [],
+      bridge: { path: undefined, searched: undefined, settings: {}, warnings: [] },
     });
   });
   await t.step("../.mcp.json is the last resort", async () => {
@@ -732,6 +735,21 @@ Deno.test("config search order: first existing file wins", async (t) => {
     const c = await source(tr, { mcpJsonPath: "~/mine.json" }).current();
     assertEquals(names(c.servers), ["mine"]);
   });
+  await t.step(
+    "MCP_JSON_PATH is the app's setting, not read from the environment here",
+    async () => {
+      // The ${VAR} environment may hold MCP_JSON_PATH; only the mcpJsonPath option counts.
+      const c = await source(tr, {
+        env: { HOME: tr.home, MCP_JSON_PATH: join(tr.root, "custom.json") },
+      }).current();
+      assertEquals(names(c.servers), ["project"]);
+      const app = createApp(
+        resolveSettings({ MCP_JSON_PATH: join(tr.root, "custom.json"), INIT_CWD: tr.cwd }),
+        { log: silent },
+      );
+      assertEquals(names((await app.config.current()).servers), ["custom"]);
+    },
+  );
   await t.step("--config beats $MCP_JSON_PATH", async () => {
     await tr.write(join(tr.root, "flag.json"), file("flag"));
     const c = await source(tr, {
@@ -901,6 +919,7 @@ Deno.test("config hot reload sees every kind of change on the next call", async 
       path: undefined,
       searched: s.candidates().map((c) => c.path),
       servers: [],
+      bridge: { path: undefined, searched: undefined, settings: {}, warnings: [] },
     });
   });
   await t.step("a broken file with no earlier good config reports no servers", async () => {
@@ -935,7 +954,11 @@ Deno.test("config re-reads only when the file changes, and concurrent calls shar
     const first = await s.current();
     for (let i = 0; i < 99; i++) assertStrictEquals(await s.current(), first);
     assertEquals(fs.reads, 1);
-    assertEquals(fs.stats, 100, "the project file is found first, so one stat per call");
+    assertEquals(
+      fs.stats,
+      200,
+      "the project file is found first, so one stat per call, and one of the settings file",
+    );
   });
   // Each edit changes the size: with timestamps trusted (the clock is far ahead), two writes in
   // the same kernel clock tick would otherwise look identical to stat, as on any real system
@@ -951,7 +974,7 @@ Deno.test("config re-reads only when the file changes, and concurrent calls shar
     const statsBefore = fs.stats;
     const results = await Promise.all(Array.from({ length: 20 }, () => s.current()));
     assertEquals(fs.reads, 3);
-    assertEquals(fs.stats - statsBefore, 1);
+    assertEquals(fs.stats - statsBefore, 2, "the config file and the settings file");
     for (const r of results) assertStrictEquals(r, results[0]);
     assertEquals(names(results[0]!.servers), ["ccc"]);
   });

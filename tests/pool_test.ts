@@ -17,6 +17,7 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "./assert.ts";
+import { settlesWithin } from "./agent_harness.ts";
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
 import {
   assertGone,
@@ -127,7 +128,7 @@ Deno.test("pool starts a server once and reuses it for concurrent and later call
   }
 });
 
-Deno.test("pool checks the config with one stat per call", async () => {
+Deno.test("pool checks the config with one stat per call (and one of the settings file)", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   let stats = 0;
   const config = new ConfigSource({
@@ -148,7 +149,7 @@ Deno.test("pool checks the config with one stat per call", async () => {
     await call(pool, "fx", "pid");
     const before = stats;
     for (let i = 0; i < 5; i++) await call(pool, "fx", "pid");
-    assertEquals(stats - before, 5);
+    assertEquals(stats - before, 10, "the .mcp.json and the lmstudio-bridge.json next to it");
   } finally {
     await pool.close();
     cfg.remove();
@@ -172,11 +173,29 @@ Deno.test("pool gives children only the SDK default environment, extraEnv and th
       ...Object.keys(denoChildEnv()),
       "FROM_ENTRY",
       "LMSTUDIO_BRIDGE_DEPTH",
+      // The mark of what this server starts (pool_reaper.ts).
+      "LMSTUDIO_BRIDGE_OWNER",
     ]);
     const extra = keys.filter((k) => !allowed.has(k));
     assertEquals(extra, [], `unexpected variables reached the child: ${extra.join(", ")}`);
   } finally {
     Deno.env.delete("POOL_TEST_SECRET");
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("an entry's env cannot reset the bridge's recursion depth marker", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry([], { LMSTUDIO_BRIDGE_DEPTH: "0" }) });
+  const lines: string[] = [];
+  const log = createLogger({ level: "warn", write: (line) => lines.push(line) });
+  const pool = cfg.pool({ extraEnv: { LMSTUDIO_BRIDGE_DEPTH: "3" }, log });
+  try {
+    const env: unknown = JSON.parse(await call(pool, "fx", "env"));
+    assert(typeof env === "object" && env !== null);
+    assertEquals(Reflect.get(env, "LMSTUDIO_BRIDGE_DEPTH"), "3");
+    assertStringIncludes(lines.join("\n"), 'MCP server "fx" sets LMSTUDIO_BRIDGE_DEPTH');
+  } finally {
     await pool.close();
     cfg.remove();
   }
@@ -729,6 +748,126 @@ Deno.test("pool never lets a slow connect for an old entry replace the current o
   }
 });
 
+Deno.test("closing the pool gives up connects still under way and stops their servers", async () => {
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  // The server never answers initialize (it waits an hour before connecting its transport).
+  cfg.write({ mute: fixtureEntry(["--starts", starts, "--delay-start", "3600000"]) });
+  // The default connect timeout: what close() waited for before it gave connects up.
+  const pool = cfg.pool({ connectTimeoutMs: 30_000 });
+  try {
+    const listing = pool.listTools("mute");
+    listing.catch(() => undefined);
+    await waitFor("the server to start", () => fileExists(starts) && startsIn(starts) === 1);
+    const pid = Number(Deno.readTextFileSync(starts).trim());
+    await settlesWithin(pool.close(), "close() while a server is still connecting");
+    const error = await assertRejects(() => listing, McpServerError, "shutting down");
+    assertEquals(error.kind, "closed");
+    await assertGone(pid);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("a server that failed to start is skipped for a while, saying when it is tried again", async () => {
+  const cfg = new TempConfig({});
+  const starts = join(cfg.dir, "starts.txt");
+  // Starts at once, notes it, and never answers initialize.
+  const mute = {
+    command: "sh",
+    args: ["-c", 'echo started >> "$STARTS"; exec sleep 3600'],
+    env: { STARTS: starts },
+  };
+  cfg.write({ mute });
+  let clock = Date.parse("2030-01-01T12:00:00");
+  const pool = cfg.pool({ connectTimeoutMs: 1000, now: () => clock });
+  try {
+    const first = await assertRejects(() => pool.listTools("mute"), McpServerError);
+    assertEquals(first.kind, "connect_timeout");
+    assertEquals(startsIn(starts), 1);
+
+    clock += 20_000;
+    const again = await assertRejects(() => pool.listTools("mute"), McpServerError);
+    assertEquals(again.kind, "connect_timeout");
+    assertStringIncludes(
+      again.message,
+      'MCP server "mute" failed to start 20 s ago and is not tried again for 40 s (at ',
+    );
+    assertStringIncludes(again.message, "unless its config entry changes: ");
+    assertStringIncludes(again.message, "did not complete the MCP handshake");
+    assertEquals(startsIn(starts), 1, "no second start within the minute");
+    const { servers } = await pool.status();
+    assertEquals(servers[0]?.state, "failed");
+    assertStringIncludes(servers[0]?.reason ?? "", "not tried again for 40 s");
+
+    clock += 41_000;
+    await assertRejects(() => pool.listTools("mute"), McpServerError, "did not complete");
+    assertEquals(startsIn(starts), 2, "tried again after the minute");
+
+    // A changed entry is tried at once.
+    cfg.write({ mute: { ...mute, env: { ...mute.env, CHANGED: "1" } } });
+    await assertRejects(() => pool.listTools("mute"), McpServerError, "did not complete");
+    assertEquals(startsIn(starts), 3);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+/** Tools as a careless server declares them: two good ones around four bad ones. */
+const BADLY_DECLARED_TOOLS = [
+  { name: "good", description: "Fine.", inputSchema: { type: "object", properties: {} } },
+  { name: "noschema", description: "No inputSchema at all." },
+  { name: "stringschema", inputSchema: { type: "string" } },
+  { description: "No name." },
+  { name: "badnotes", inputSchema: { type: "object" }, annotations: "read-only" },
+  { name: "also_good", inputSchema: { type: "object" } },
+];
+
+Deno.test("a badly declared tool is repaired or skipped with a note; the server's other tools work", async () => {
+  const cfg = new TempConfig({
+    raw: {
+      command: DENO,
+      args: cachedRun([join(ROOT, "tests", "fixtures", "pool_raw_server.ts")]),
+      env: { ...denoChildEnv(), RAW_TOOLS: JSON.stringify(BADLY_DECLARED_TOOLS) },
+    },
+  });
+  const lines: string[] = [];
+  const pool = cfg.pool({ log: createLogger({ level: "warn", write: (l) => lines.push(l) }) });
+  try {
+    const notes: string[] = [];
+    const tools = await pool.listTools("raw", { onNote: (n) => notes.push(n) });
+    assertEquals(tools.map((t) => t.name), [
+      "good",
+      "noschema",
+      "stringschema",
+      "badnotes",
+      "also_good",
+    ]);
+    assertEquals(tools[1]!.inputSchema, { type: "object" });
+    assertEquals(tools[3]!.annotations, undefined);
+    assertEquals(notes, [
+      'Tool "noschema" of MCP server "raw" declares no inputSchema; it is offered as taking any ' +
+      "arguments. Report it to the server's authors.",
+      'Tool "stringschema" of MCP server "raw" has an inputSchema of type "string", not an ' +
+      "object schema; it is offered as taking any arguments. Report it to the server's authors.",
+      'MCP server "raw" listed a tool without a name (entry 4 of its list); skipped. Report it ' +
+      "to the server's authors.",
+      'Tool "badnotes" of MCP server "raw" has an invalid annotations (ignored); it is offered ' +
+      "as it is. Report it to the server's authors.",
+    ]);
+    // Logged once, however often the list is asked for.
+    await pool.listTools("raw");
+    assertEquals(lines.filter((l) => l.includes("noschema")).length, 1);
+    assertEquals(textOf(await pool.callTool("raw", "noschema", { any: 1 })), 'noschema {"any":1}');
+    assertEquals(textOf(await pool.callTool("raw", "also_good", {})), "also_good {}");
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
 Deno.test("pool closes idle connections and reopens them on demand", async () => {
   const cfg = new TempConfig({ fx: fixtureEntry() });
   const pool = cfg.pool({ idleMs: 150 });
@@ -742,6 +881,42 @@ Deno.test("pool closes idle connections and reopens them on demand", async () =>
     assertNotEquals(again, pid);
   } finally {
     await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("a remote result over the size limit fails its call saying what to do; the next call works", async (t) => {
+  const events = await startStreamableFixture();
+  const json = await startStreamableFixture({ jsonResponse: true });
+  const legacy = await startSseFixture();
+  const cfg = new TempConfig({
+    events: { type: "http", url: `${events.origin}/mcp` },
+    json: { type: "http", url: `${json.origin}/mcp` },
+    legacy: { type: "sse", url: `${legacy.origin}/sse` },
+  });
+  const pool = cfg.pool({ connectTimeoutMs: 5000, maxMessageBytes: 1024 * 1024 });
+  const big = "x".repeat(2 * 1024 * 1024);
+  try {
+    for (const name of ["events", "json", "legacy"]) {
+      await t.step(name, async () => {
+        assertEquals(await call(pool, name, "echo", { text: "small" }), "small");
+        const error = await assertRejects(
+          () => call(pool, name, "echo", { text: big }),
+          McpServerError,
+        );
+        assertEquals(error.kind, "too_large");
+        assertStringIncludes(
+          error.message,
+          `MCP server "${name}" (http://127.0.0.1:`,
+        );
+        assertStringIncludes(error.message, 'answer to tool "echo" larger than 1.0 MiB');
+        assertStringIncludes(error.message, "Ask the tool for less data");
+        assertEquals(await call(pool, name, "echo", { text: "after" }), "after");
+      });
+    }
+  } finally {
+    await pool.close();
+    await Promise.all([events.close(), json.close(), legacy.close()]);
     cfg.remove();
   }
 });

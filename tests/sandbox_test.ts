@@ -17,6 +17,7 @@ import {
   defaultHost,
   denoPermissionFlags,
   planSandbox,
+  type SandboxConfig,
   type SandboxHost,
   sandboxSetting,
   serverDataDir,
@@ -47,6 +48,7 @@ import {
 } from "./fixtures/attack_model.ts";
 import { type Project, resultText, startServe, tempProject } from "./fixtures/attack_support.ts";
 import { baseEnv, runCli } from "./helpers.ts";
+import type { BridgeSettings } from "../lib/config_bridge.ts";
 
 const FIXTURE = new URL("./fixtures/sandbox_server.ts", import.meta.url).pathname;
 const BRIDGE = new URL("./fixtures/sandbox_bridge.ts", import.meta.url).pathname;
@@ -69,6 +71,8 @@ function entry(command: string, args: string[], more: Partial<ServerEntry> = {})
     disabled: false,
     envNames: [],
     fingerprint: fingerprintOf(resolved),
+    written: { command: resolved.command, args: resolved.args },
+    secrets: [],
     ...resolved,
   };
 }
@@ -272,25 +276,26 @@ Deno.test("Deno's refusals become sentences that name the server and how to allo
   assertEquals(explainStartFailure(other, { ...ctx, confinement: "deno", commandLine: [] }), other);
 });
 
+/** The configuration in force, as the sandbox reads it, with these bridge settings. */
+function withSettings(
+  path: string | undefined,
+  settings: BridgeSettings,
+  bridgePath?: string,
+): SandboxConfig {
+  return { path, bridge: { path: bridgePath, searched: undefined, settings, warnings: [] } };
+}
+
 Deno.test("the sandbox setting comes from the bridge settings, else the environment's default", () => {
-  const config = {
-    path: "/p/.mcp.json",
-    bridge: {
-      servers: { a: { sandbox: "os" }, b: { sandbox: { net: ["x.org"] } }, c: { sandbox: 7 } },
-    },
-  };
+  const config = withSettings("/p/.mcp.json", {
+    servers: { a: { sandbox: "os" }, b: { sandbox: { net: ["x.org"] } } },
+  });
   assertEquals(sandboxSetting(config, "a"), "os");
   assertEquals(sandboxSetting(config, "b"), { net: ["x.org"] });
-  assertEquals(sandboxSetting(config, "c"), "auto", "an invalid setting never loosens it");
-  assertEquals(sandboxSetting(config, "c", "none"), "none");
   assertEquals(sandboxSetting(config, "z", "NONE"), "none");
   assertEquals(sandboxSetting(config, "z", "bogus"), "auto");
-  assertEquals(sandboxSetting({ path: undefined }, "z"), "auto");
+  assertEquals(sandboxSetting(withSettings(undefined, {}), "z"), "auto");
   assertEquals(settingsPath(config), "/p/lmstudio-bridge.json");
-  assertEquals(
-    settingsPath({ path: "/p/.mcp.json", bridge: { path: "/q/b.json" } } as never),
-    "/q/b.json",
-  );
+  assertEquals(settingsPath(withSettings("/p/.mcp.json", {}, "/q/b.json")), "/q/b.json");
 });
 
 /** A machine with deno at /usr/bin/deno and bubblewrap as `bwrap` says. */
@@ -320,7 +325,7 @@ Deno.test("what each server may do: derived for reference servers, widened by th
   const host = fakeHost({ bwrap: true, env: { XDG_DATA_HOME: "/xdg", HTTPS_PROXY: "http://p" } });
   const fs = await planSandbox(
     { ...entry("npx", ["-y", FILESYSTEM, "/data", "link"]), name: "files" },
-    { host, config: { path: "/p/.mcp.json" } },
+    { host, config: withSettings("/p/.mcp.json", {}) },
   );
   assertEquals(fs.confinement, "deno+bwrap");
   assertEquals(fs.policy.read, ["/data", "/work/link", "/data/real"]);
@@ -350,21 +355,18 @@ Deno.test("what each server may do: derived for reference servers, widened by th
 
   const widened = await planSandbox(entry("npx", ["-y", "some-server"]), {
     host,
-    config: {
-      path: "/p/.mcp.json",
-      bridge: {
-        servers: {
-          x: {
-            sandbox: {
-              read: ["~/notes", "rel"],
-              net: ["api.example.com"],
-              run: ["git"],
-              env: ["HTTPS_PROXY"],
-            },
+    config: withSettings("/p/.mcp.json", {
+      servers: {
+        x: {
+          sandbox: {
+            read: ["~/notes", "rel"],
+            net: ["api.example.com"],
+            run: ["git"],
+            env: ["HTTPS_PROXY"],
           },
         },
       },
-    } as never,
+    }),
   });
   assertEquals(widened.policy.read, ["/home/u/notes", "/work/rel"]);
   assertEquals(widened.env, { HTTPS_PROXY: "http://p" });
@@ -394,7 +396,7 @@ Deno.test("without bubblewrap a listing says what is weaker, or that a server ru
     "runs unconfined: uvx starts a Python program, which Deno cannot run, and bubblewrap is " +
       "not installed (apt-get install bubblewrap)",
   );
-  const config = { path: "/p/.mcp.json", bridge: { servers: { x: { sandbox: "os" } } } } as never;
+  const config = withSettings("/p/.mcp.json", { servers: { x: { sandbox: "os" } } });
   const os = await planSandbox(entry("uvx", ["mcp-server-fetch"]), { host, config });
   assertEquals(os.confinement, "bwrap");
   assertStringIncludes(
@@ -403,7 +405,7 @@ Deno.test("without bubblewrap a listing says what is weaker, or that a server ru
   );
   const forced = await planSandbox(entry("uvx", ["x"]), {
     host: fakeHost({ bwrap: true }),
-    config: { path: "/p/.mcp.json", bridge: { servers: { x: { sandbox: "deno" } } } } as never,
+    config: withSettings("/p/.mcp.json", { servers: { x: { sandbox: "deno" } } }),
   });
   assertStringIncludes(forced.problem ?? "", 'is "deno", but it cannot run under Deno: uvx starts');
   const off = await planSandbox(entry("npx", ["-y", "pkg"]), {

@@ -35,7 +35,7 @@ import {
   toolMessages,
 } from "./fixtures/attack_model.ts";
 import { pidsIn } from "./fixtures/attack_support.ts";
-import { assertGone, fileExists, textOf, waitFor } from "./fixtures/pool_support.ts";
+import { assertGone, fileExists, textOf, trustAllTools, waitFor } from "./fixtures/pool_support.ts";
 import {
   connectHttp,
   fixtureEntry,
@@ -262,6 +262,7 @@ async function fixtureProject() {
     `${dir}/.mcp.json`,
     JSON.stringify({ mcpServers: { fixture: fixtureEntry(["--starts", starts]) } }),
   );
+  await trustAllTools(dir);
   return {
     dir,
     file: (name: string) => `${dir}/${name}`,

@@ -22,6 +22,11 @@ Deno.test("LMSTUDIO_MAX_REPLY_BYTES sets the largest reply read, from 1 KiB up",
   );
 });
 
+Deno.test("MCP_JSON_PATH is a setting, trimmed; blank is unset", () => {
+  assertEquals(resolveSettings({ MCP_JSON_PATH: " /srv/mcp.json " }).mcpJsonPath, "/srv/mcp.json");
+  assertEquals(resolveSettings({ MCP_JSON_PATH: "  " }).mcpJsonPath, undefined);
+});
+
 Deno.test("settings accept a base URL for any OpenAI-compatible server and drop a trailing /v1", () => {
   assertEquals(
     resolveSettings({ LMSTUDIO_BASE_URL: "http://127.0.0.1:11434/v1/" }).baseUrl,

@@ -1,5 +1,5 @@
-import { redact, REDACTED } from "../lib/text.ts";
 import { assertEquals } from "./assert.ts";
+import { redact, REDACTED } from "../lib/redact.ts";
 
 Deno.test("redact hides secrets by name and by shape, shortens long values and leaves the rest", () => {
   const input = {

@@ -71,6 +71,8 @@ function entryOf(server: Server): ServerEntry {
     disabled: false,
     envNames: [],
     fingerprint: fingerprintOf(resolved),
+    written: { command: resolved.command, args: resolved.args },
+    secrets: [],
     ...resolved,
   };
 }
