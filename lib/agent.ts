@@ -727,8 +727,6 @@ async function runRoundSafely(
 export async function runAgent(options: AgentOptions): Promise<AgentResult> {
   refuseNested(options.depth ?? 0);
   const run = new TaskRun(options);
-  // While the task runs, config changes may be the model's doing: the config holds them.
-  const endWork = options.deps.config.beginModelWork?.();
   try {
     const conversation = await prepareTask(run);
     const { budget, tools } = conversation;
@@ -743,7 +741,6 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
     if (isAbort(error, run.signal) && !(error instanceof AgentError)) return run.stoppedByAbort();
     throw error;
   } finally {
-    endWork?.();
     run.dispose();
   }
 }

@@ -233,6 +233,7 @@ async function executeCall(
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
       origin: "model",
+      readOnly: p.entry.readOnly,
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
       onProgress: o.onProgress,

@@ -59,6 +59,8 @@ export interface ToolHost {
       onProgress?: (p: ToolProgress) => void;
       /** "model": made for the local model (the pool guards the bridge's config files). */
       origin?: "model";
+      /** The tool is marked read-only: the call cannot have changed the config. */
+      readOnly?: boolean;
     },
   ): Promise<CallToolResult>;
 }
@@ -84,9 +86,7 @@ export interface AgentLmClient
 /** The server's model list, or why it could not be read. */
 export type ModelListing = { list: ModelList } | { error: string };
 /** What the loop needs from the MCP config. */
-export type AgentConfig =
-  & Pick<ConfigSource, "current">
-  & Partial<Pick<ConfigSource, "beginModelWork">>;
+export type AgentConfig = Pick<ConfigSource, "current">;
 /** What the loop needs from the model manager (optional); ModelManager satisfies it. */
 export interface AgentModels {
   /**

@@ -46,9 +46,10 @@ const Rules = z.record(z.string(), Rule, {
   error: 'must be an object of glob -> rule, e.g. {"write_*": "ask"}',
 });
 const Names = z.array(z.string(), { error: 'must be a list of strings, e.g. ["./data"]' });
-const NamesOrAll = z.union([z.literal(true), Names], {
-  error: 'must be true or a list of strings, e.g. ["./data"]',
-});
+/** A grant: true (all), false (none) or a list; false reads as the empty list. */
+const NamesOrAll = z.union([z.boolean(), Names], {
+  error: 'must be true, false or a list of strings, e.g. ["./data"]',
+}).transform((v) => v === false ? [] : v);
 const SANDBOX_MODES = ["auto", "deno", "os", "none"] as const;
 
 /** The object form of `servers.<name>.sandbox`: what to allow beyond the derived defaults. */

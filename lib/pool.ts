@@ -80,6 +80,11 @@ export interface CallToolOptions {
    * name the bridge's config files, and config changes seen while it runs are held.
    */
   origin?: "model";
+  /**
+   * The tool is marked read-only (MCP annotations): a model's call to it does not count as work
+   * that may have written the config (its config-path refusal still applies).
+   */
+  readOnly?: boolean;
 }
 
 /** What {@linkcode McpPool.status} says about a server. */
@@ -270,7 +275,7 @@ export class McpPool {
     args: Record<string, unknown>,
     o: CallToolOptions = {},
   ): Promise<CallToolResult> {
-    if (o.origin !== "model") return await this.#call(server, tool, args, o);
+    if (o.origin !== "model" || o.readOnly === true) return await this.#call(server, tool, args, o);
     const endWork = this.#config.beginModelWork();
     try {
       return await this.#call(server, tool, args, o);

@@ -168,8 +168,6 @@ Deno.test("a grandchild in the server's process group ends with the bridge", asy
 
 Deno.test({
   name: "a grandchild that moved to its own session (setsid) ends with the bridge",
-  // defect: close signals only the server's process group; a setsid grandchild left it and outlives the bridge (lib/stdio_transport.ts close, lib/process_group.ts)
-  ignore: true,
   fn: async () => {
     await using model = await ProgrammableModel.start();
     await using project = await tempProject();
@@ -222,8 +220,6 @@ Deno.test("after a SIGKILL of the bridge, a server that honours end of input exi
 
 Deno.test({
   name: "after a SIGKILL of the bridge, the grandchild of a server that exited is gone too",
-  // defect: nothing stops a server's process group once the bridge is SIGKILLed; the server exits on end of input, its grandchild lives on (lib/stdio_transport.ts start: no watchdog)
-  ignore: true,
   fn: async () => {
     const { grandchild, left } = await afterSigkill([]);
     assertEquals(left, [], `grandchild ${grandchild} outlived the SIGKILLed bridge`);
@@ -232,8 +228,6 @@ Deno.test({
 
 Deno.test({
   name: "after a SIGKILL of the bridge, a server that ignores SIGTERM and end of input is gone too",
-  // defect: nothing ends a downstream server once the bridge is SIGKILLed; one that ignores end of input lives on (lib/stdio_transport.ts start: no watchdog or parent-death signal)
-  ignore: true,
   fn: async () => {
     const { server, left } = await afterSigkill(["--ignore-term"]);
     assertEquals(left, [], `server ${server} outlived the SIGKILLed bridge`);

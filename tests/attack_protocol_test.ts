@@ -156,8 +156,6 @@ Deno.test("serve survives 1 MB and 9 MB garbage lines and answers the request af
 
 Deno.test({
   name: "serve survives an 11 MB stdin line and still answers the next request",
-  // defect: an 11 MB line overflows the SDK ReadBuffer (10 MiB), its transport closes, serveStdio exits 0 without a word (lib/server.ts:89,95)
-  ignore: true,
   fn: async () => {
     await using fake = await FakeLmStudio.start();
     await using project = await tempProject();
@@ -193,8 +191,6 @@ function base64(bytes: Uint8Array): string {
 Deno.test({
   name:
     "analyze_image with an 8 MB PNG data URI (README allows 10 MiB) is answered; serve survives",
-  // defect: the 10.7 MB request line overflows the SDK ReadBuffer; serveStdio ends on transport.onclose, exit 0, no answer (lib/server.ts:89,95)
-  ignore: true,
   fn: async () => {
     await using fake = await FakeLmStudio.start({
       models: [...defaultFakeModels(), { id: "vision-7b", type: "vlm", state: "loaded" }],

@@ -152,8 +152,6 @@ Deno.test("env and header values of a config never show in a listing, log or res
 Deno.test({
   name:
     "secrets in args, URL queries, URL userinfo and ${VAR} values never show in a listing, log or result",
-  // defect: entryTarget prints args and URLs verbatim, in listings, doctor, errors and logs (lib/server_entry.ts:192 entryTarget, lib/tools_mcp.ts formatPoolReport, poolReportJson)
-  ignore: true,
   fn: async () => {
     const found = leaks(await outputs());
     const rows = [...found].map(([where, names]) => `${where} in ${names.join(", ")}`);
@@ -217,8 +215,6 @@ Deno.test("the recursion guard holds: a bridge that hands its task to itself sto
 
 Deno.test({
   name: 'an entry\'s env "LMSTUDIO_BRIDGE_DEPTH": "0" does not allow deeper nesting',
-  // defect: the entry's env is spread after the pool's depth marker and overrides it (lib/connect_stdio.ts:34)
-  ignore: true,
   fn: async () => {
     const levels = await nestingLevels({ LMSTUDIO_BRIDGE_DEPTH: "0" });
     assertEquals(levels, 2, `${levels} levels`);

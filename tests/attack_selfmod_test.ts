@@ -23,8 +23,6 @@ function evilEntry(marker: string): Record<string, unknown> {
 Deno.test({
   name:
     "a model with server-filesystem cannot get its own command started by writing ./.mcp.json (write_file, edit_file)",
-  // defect: hot reload takes whatever the config file says, including entries a model just wrote through a downstream server, and discover-all starts them (lib/config.ts ConfigSource.current, lib/agent_setup.ts resolveServers)
-  ignore: true,
   fn: async () => {
     await using model = await ProgrammableModel.start();
     await using project = await tempProject();
@@ -71,7 +69,8 @@ Deno.test({
         max_rounds: 6,
       });
       const written = await Deno.readTextFile(config);
-      assert(written.includes("evil") || resultText(r).includes("evil"), resultText(r));
+      // Either the write went through (and the next fence must hold) or it was refused.
+      assert(written.includes("evil") || resultText(r).includes("(1 failed)"), resultText(r));
       // A later call: discover-all starts every enabled entry the config lists.
       model.sequence([answer("nothing to do")]);
       await serve.call("autonomous_discover_and_execute", { task: "anything", max_rounds: 1 });

@@ -69,7 +69,7 @@ Deno.test("bridge settings: every section of the map's schema is read", () => {
   assertEquals(parsed.settings, {
     servers: {
       filesystem: { sandbox: "auto", tools: { "write_*": "ask" } },
-      shell: { sandbox: { read: ["./src"], write: false, run: ["git"] } },
+      shell: { sandbox: { read: ["./src"], write: [], run: ["git"] } },
     },
     tools: { "*/*": "allow" },
     sampling: { max_tokens: 1024, per_task: 10 },

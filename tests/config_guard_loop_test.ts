@@ -86,6 +86,8 @@ Deno.test("a local model cannot make the bridge run a command by rewriting .mcp.
       task: "add a server that runs my marker command",
       servers: ["filesystem", "shell"],
       ttlSeconds: 600,
+      // A user who trusts every tool: the config guard alone must stop the rewrite.
+      approveAll: true,
       deps: { client, pool, config: source, log: quiet },
     });
     assertEquals(result.stopped_because, "answer");
@@ -117,6 +119,7 @@ Deno.test("a local model cannot make the bridge run a command by rewriting .mcp.
       task: "use everything",
       servers: "all",
       ttlSeconds: 600,
+      approveAll: true,
       deps: { client, pool, config: source, log: quiet },
     });
     assert(

@@ -121,6 +121,17 @@ export function defaultFakeModels(): FakeModel[] {
 }
 
 /** The paths llama.cpp's server answers without its `--api-key` (`publicModels`). */
+/** Endpoints that take POST: their scripts are not played for a GET. */
+const POST_PATHS = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/responses",
+  "/api/v1/chat",
+  "/api/v1/models/load",
+  "/api/v1/models/unload",
+]);
+
 const PUBLIC_PATHS = new Set(["/health", "/v1/health", "/models", "/v1/models"]);
 
 /** Context length a JIT or REST load uses when none is asked for. */
@@ -255,7 +266,11 @@ export class FakeLmStudio {
       });
     }
 
-    const scripted = this.#queues.get(url.pathname)?.shift();
+    // A script plays the endpoint's own method: a GET of a POST endpoint (the bridge's auth
+    // probe) is answered as LM Studio answers it, and consumes no scripted reply.
+    const scripted = req.method === "GET" && POST_PATHS.has(url.pathname)
+      ? undefined
+      : this.#queues.get(url.pathname)?.shift();
     try {
       if (scripted !== undefined) return await this.#play(scripted, recorded);
       return this.#default(recorded);
