@@ -606,7 +606,7 @@ Deno.test("health is not fooled by a model list that answers without the token c
     assertEquals([h.ok, h.auth], [true, "ok"]);
   });
   await t.step("a check that gets no answer is said to be unchecked", async () => {
-    fake.script("/v1/chat/completions", { delayMs: 60_000, body: {} });
+    fake.script("GET /v1/chat/completions", { delayMs: 60_000, body: {} });
     const h = await client(fake.baseUrl, { token: "k3y" }).client.health({ timeoutMs: 200 });
     assertEquals([h.ok, h.auth], [true, "unchecked"]);
     assertStringIncludes(h.note ?? "", "not checked");

@@ -189,7 +189,11 @@ export class FakeLmStudio {
     return this.#server.addr.port;
   }
 
-  /** Queue replies for a path (e.g. "/v1/chat/completions"); consumed in order; when the queue is empty the default behaviour applies. */
+  /**
+   * Queues replies for a path ("/v1/chat/completions") or for one method of it
+   * ("GET /v1/chat/completions"); consumed in order; when the queue is empty the default
+   * behaviour applies.
+   */
   script(path: string, ...replies: ScriptedReply[]): void {
     const queue = this.#queues.get(path) ?? [];
     queue.push(...replies);
@@ -266,11 +270,13 @@ export class FakeLmStudio {
       });
     }
 
-    // A script plays the endpoint's own method: a GET of a POST endpoint (the bridge's auth
-    // probe) is answered as LM Studio answers it, and consumes no scripted reply.
-    const scripted = req.method === "GET" && POST_PATHS.has(url.pathname)
-      ? undefined
-      : this.#queues.get(url.pathname)?.shift();
+    // A script for "METHOD /path" plays only that method; one for "/path" plays the endpoint's
+    // own method: a GET of a POST endpoint (the bridge's auth probe) is answered as LM Studio
+    // answers it, and consumes no scripted reply meant for the POSTs.
+    const scripted = this.#queues.get(`${req.method} ${url.pathname}`)?.shift() ??
+      (req.method === "GET" && POST_PATHS.has(url.pathname)
+        ? undefined
+        : this.#queues.get(url.pathname)?.shift());
     try {
       if (scripted !== undefined) return await this.#play(scripted, recorded);
       return this.#default(recorded);
