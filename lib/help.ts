@@ -3,7 +3,8 @@ import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Help of `run`. */
-const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
+const RUN_HELP =
+  `Usage: lmstudio-bridge run (--mcp NAME... | --all | --continue FILE) [options] TASK
 
 Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
 (in parallel within a round), reads the results and continues until it has an answer.
@@ -21,6 +22,11 @@ TASK may be several words, or - to read it from stdin.
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
                       (the default sandbox writes nothing: install with
                       \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
+  --session FILE      keep the conversation in FILE: continue the one kept there (same servers
+                      and model, earlier rounds remembered), or start one if FILE does not exist
+  --continue FILE     the same, but FILE must hold a session already (a typo is an error)
+                      (the sandbox writes nothing: a deno allowed to write only FILE writes it;
+                      where that cannot run, the error shows the command that allows FILE)
   --yes, -y           allow every tool call of this run without asking (otherwise calls the
                       rules do not allow are asked about on the terminal, or refused when
                       stdin is not a terminal)
@@ -34,6 +40,8 @@ Examples:
   lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
   lmstudio-bridge run --mcp memory --mcp filesystem "Store the authors listed in AUTHORS as people"
   echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
+  lmstudio-bridge run --mcp filesystem --session notes.json "List the TODOs in src/"
+  lmstudio-bridge run --continue notes.json "Which of them is the oldest?"
 `;
 
 /** Help of `mcps`. */
