@@ -18,6 +18,7 @@ import {
 } from "./args.ts";
 import { agentResultJson } from "./agent.ts";
 import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
+import { liveClient, LiveReply } from "./cli_live.ts";
 import { keepSession, openSessionFile } from "./cli_session.ts";
 import { listNames, plural, shellWord } from "./text.ts";
 
@@ -35,6 +36,7 @@ const OPTIONS = {
   session: { type: "string" },
   continue: { type: "string" },
   yes: { type: "boolean", short: "y" },
+  reasoning: { type: "boolean" },
   json: { type: "boolean" },
 } as const;
 
@@ -198,6 +200,14 @@ export async function runCommand(
   if (servers.length === 0 && !all && !file?.session?.servers.length) throw needsTools();
 
   const { out } = ctx;
+  const json = flag(args, "json");
+  // On a terminal the replies show as they stream; piped or as JSON, the answer comes at the end.
+  const live = out.stdoutIsTerminal && !json
+    ? new LiveReply(out, { reasoning: flag(args, "reasoning") })
+    : undefined;
+  const app = live === undefined
+    ? ctx.app
+    : { ...ctx.app, client: liveClient(ctx.app.client, live) };
   const now = seams.now ?? (() => performance.now());
   const started = now();
   // Servers can take a while to start (a first npx download, a slow handshake): say so.
@@ -207,7 +217,7 @@ export async function runCommand(
       ? "starting the enabled MCP servers…"
       : `starting MCP server${starting.length === 1 ? "" : "s"} ${listNames(starting)}…`,
   );
-  const { result, tracePath } = await runTask(ctx.app, {
+  const { result, tracePath } = await runTask(app, {
     task,
     servers: all ? "all" : servers,
     session: file?.session,
@@ -242,7 +252,7 @@ export async function runCommand(
       keepFailure = { error };
     }
   }
-  if (flag(args, "json")) {
+  if (json) {
     out.stdout(
       JSON.stringify(
         {
@@ -256,7 +266,10 @@ export async function runCommand(
     );
   } else {
     for (const note of result.notes) out.stderr(`note: ${note}`);
-    out.stdout(result.answer.endsWith("\n") ? result.answer : `${result.answer}\n`);
+    // The last reply's answer showed as it streamed; any other (a stop's report) is printed.
+    if (!live?.shows(result.answer)) {
+      out.stdout(result.answer.endsWith("\n") ? result.answer : `${result.answer}\n`);
+    }
     out.stderr(summaryLine(result, ms));
     if (tracePath !== undefined) out.stderr(`trace written to ${tracePath}`);
     if (keptIn !== undefined) {

@@ -30,7 +30,11 @@ TASK may be several words, or - to read it from stdin.
   --yes, -y           allow every tool call of this run without asking (otherwise calls the
                       rules do not allow are asked about on the terminal, or refused when
                       stdin is not a terminal)
+  --reasoning         on a terminal, show the model's reasoning too (dimmed)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
+
+On a terminal the model's replies show as they stream (what it says between tool calls too),
+under one status line on stderr; piped, stdout gets only the final answer, at the end.
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
 budget, context overflow, error) or could not start; 2 usage error; 130 stopped by Ctrl-C
@@ -182,14 +186,18 @@ Examples:
   claude mcp add --transport http lmstudio http://127.0.0.1:8765/mcp
 `,
   chat:
-    `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT
+    `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--reasoning]
+            [--json] PROMPT
 
 One chat completion. PROMPT may be several words, or - to read it from stdin.
-The answer goes to stdout; the model's reasoning (if any) to stderr.
+On a terminal the answer shows as it streams, under a status line, and the model's reasoning
+only with --reasoning (dimmed). Piped, the answer goes to stdout at the end and the reasoning
+(if any) to stderr.
   --model M         model id (default: DEFAULT_MODEL, else the loaded model)
   --system S        system prompt
   --temperature T   sampling temperature (default 0.7)
   --max-tokens N    answer length limit (default 1024)
+  --reasoning       on a terminal, show the model's reasoning too (dimmed)
   --json            print {answer, reasoning, model, usage} as JSON
 `,
   models: `Usage: ${NAME} models [--json]
