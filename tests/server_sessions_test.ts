@@ -69,6 +69,11 @@ type Call = (
   signal?: AbortSignal,
 ) => Promise<CallToolResult>;
 
+/** autonomous_with_mcp on the fixture server, continuing the session `id`. */
+function continueTask(call: Call, id: string, task: string, signal?: AbortSignal) {
+  return call("autonomous_with_mcp", { mcp_name: "fixture", task, session_id: id }, signal);
+}
+
 function sessionIdOf(result: CallToolResult): string {
   const id = (result.structuredContent as { session_id?: unknown } | undefined)?.session_id;
   assert(typeof id === "string", `no session_id in ${resultText(result)}`);
@@ -109,19 +114,11 @@ Deno.test("a result's session_id continues its conversation with the same server
 
       const closed = await call("close_session", { session_id: id });
       assertEquals(closed.isError, undefined);
-      const again = await call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "and now?",
-        session_id: id,
-      });
+      const again = await continueTask(call, id, "and now?");
       assertEquals(again.isError, true);
       assertStringIncludes(resultText(again), `Session "${id}" is gone: it was closed`);
       assertStringIncludes(resultText(await call("list_sessions")), "No sessions");
-      const unknown = await call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "t",
-        session_id: "s_nope",
-      });
+      const unknown = await continueTask(call, "s_nope", "t");
       assertEquals(unknown.isError, true);
       assertStringIncludes(resultText(unknown), 'No session "s_nope"');
       assertEquals((await call("close_session", { session_id: "s_nope" })).isError, true);
@@ -143,11 +140,7 @@ Deno.test("an expired session is an error that says so, not a new session", asyn
     try {
       const id = sessionIdOf(await call("autonomous_with_mcp", { mcp_name: "fixture", task: "t" }));
       now += 61_000;
-      const late = await call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "t2",
-        session_id: id,
-      });
+      const late = await continueTask(call, id, "t2");
       assertEquals(late.isError, true);
       assertStringIncludes(resultText(late), "it expired after 1 min without use");
       assertEquals(h.fake.requestsTo(CHAT).length, 1);
@@ -165,18 +158,10 @@ Deno.test("a session runs one task at a time, and is free again when a task is c
     try {
       const id = sessionIdOf(await call("autonomous_with_mcp", { mcp_name: "fixture", task: "1" }));
       const controller = new AbortController();
-      const running = call(
-        "autonomous_with_mcp",
-        { mcp_name: "fixture", task: "2", session_id: id },
-        controller.signal,
-      );
+      const running = continueTask(call, id, "2", controller.signal);
       running.catch(() => {}); // cancelled below
       await held.arrived;
-      const busy = await call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "2b",
-        session_id: id,
-      });
+      const busy = await continueTask(call, id, "2b");
       assertEquals(busy.isError, true);
       assertStringIncludes(resultText(busy), "is running a task");
       const listed = await call("list_sessions");
@@ -190,11 +175,7 @@ Deno.test("a session runs one task at a time, and is free again when a task is c
         };
         return listed.sessions[0]?.busy === false;
       }, 30_000);
-      const third = await call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "3",
-        session_id: id,
-      });
+      const third = await continueTask(call, id, "3");
       assertStringIncludes(resultText(third), "third");
       assertEquals(sessionIdOf(third), id);
     } finally {
@@ -216,11 +197,7 @@ Deno.test("over HTTP each client sees only its own sessions, which end with its 
         await a.call("autonomous_with_mcp", { mcp_name: "fixture", task: "t" }),
       );
       assertStringIncludes(resultText(await b.call("list_sessions")), "No sessions");
-      const stolen = await b.call("autonomous_with_mcp", {
-        mcp_name: "fixture",
-        task: "what did a ask?",
-        session_id: id,
-      });
+      const stolen = await continueTask((name, args) => b.call(name, args), id, "what did a ask?");
       assertEquals(stolen.isError, true);
       assertStringIncludes(resultText(stolen), `No session "${id}"`);
       assertEquals((await b.call("close_session", { session_id: id })).isError, true);
