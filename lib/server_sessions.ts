@@ -111,7 +111,7 @@ export async function inSession(
 
 /** The description of the autonomous tools' `session_id` parameter. */
 export const SESSION_ID_DESCRIPTION =
-  "Continue the session of an earlier result (same servers and model; earlier rounds remembered).";
+  "An earlier result's session_id: continue that conversation (its servers and model).";
 
 /** One line of `list_sessions`. */
 function sessionLine(s: SessionInfo): string {
