@@ -10,6 +10,7 @@ import { log as rootLog, type Logger } from "./log.ts";
 import { ModelManager } from "./models.ts";
 import type { Output } from "./output.ts";
 import type { McpPool } from "./pool.ts";
+import { SessionRegistry } from "./server_sessions.ts";
 import { DEPTH_VARIABLE, type Settings } from "./settings.ts";
 import { NAME, VERSION } from "./version.ts";
 
@@ -25,6 +26,8 @@ export interface App {
   readonly config: ConfigSource;
   readonly lms: Lms;
   readonly models: ModelManager;
+  /** The autonomous tools' sessions, kept per MCP session (server_sessions.ts). */
+  readonly sessions: SessionRegistry;
   /** The downstream MCP connections; created (and the MCP SDK loaded) on first call. */
   pool(): Promise<McpPool>;
   /** Closes downstream connections; safe to call more than once. */
@@ -96,6 +99,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     config,
     lms,
     models,
+    sessions: new SessionRegistry(),
     pool: () => pool ??= makePool(),
     close: () => closing ??= pool ? pool.then((p) => p.close()) : Promise.resolve(),
   };

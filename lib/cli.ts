@@ -11,8 +11,15 @@ import {
   temperatureOption,
   UsageError,
 } from "./args.ts";
-import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
-import { chooseModel } from "./models.ts";
+import { ProgressReporter } from "./agent_calls.ts";
+import { ModelWatch } from "./agent_stream.ts";
+import type { AgentLmClient } from "./agent_types.ts";
+import { LiveReply } from "./cli_live.ts";
+import type { ChatMessage, ChatStreamEvent, ModelList } from "./lmstudio_types.ts";
+import { log } from "./log.ts";
+import { chooseModel, type ModelChoiceDeps } from "./models.ts";
+import type { Output } from "./output.ts";
+import type { Settings } from "./settings.ts";
 
 /** Joins positionals into a prompt; `-` reads standard input. */
 export async function readPrompt(
@@ -30,16 +37,44 @@ export async function readPrompt(
   return prompt;
 }
 
-/** `chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT` */
+/**
+ * The status line of one model request on a terminal, from its stream events: loading, reading
+ * the prompt, waiting for the first token, tokens and their rate (the loop's wording). Dispose it
+ * when the request ends.
+ */
+function requestStatus(out: Output): { onEvent(event: ChatStreamEvent): void; dispose(): void } {
+  const progress = new ProgressReporter({
+    sink: (p) => out.status(p.message.trim()),
+    total: 1,
+    info: () => ({
+      elapsedMs: 0,
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    }),
+    log: log.child("chat"),
+  });
+  const watch = new ModelWatch({ progress, round: 1, prefix: "", now: () => performance.now() });
+  return { onEvent: watch.onEvent, dispose: () => progress.dispose() };
+}
+
+/**
+ * `chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--reasoning] [--json] PROMPT`.
+ * On a terminal the answer shows as it streams (cli_live.ts), under a status line.
+ */
 export async function chatCommand(
   argv: string[],
-  ctx: CommandContext<Pick<App, "client" | "models" | "settings">>,
+  ctx: CommandContext<
+    ModelChoiceDeps & {
+      client: ModelChoiceDeps["client"] & Pick<AgentLmClient, "chat">;
+      settings: Pick<Settings, "defaultModel" | "modelTtlSeconds">;
+    }
+  >,
 ): Promise<number> {
   const args = parseArgs(argv, {
     model: { type: "string", short: "m" },
     system: { type: "string", short: "s" },
     temperature: { type: "string", short: "t" },
     "max-tokens": { type: "string" },
+    reasoning: { type: "boolean" },
     json: { type: "boolean" },
   }, "chat");
   const temperature = temperatureOption(args, "chat") ?? 0.7;
@@ -52,15 +87,37 @@ export async function chatCommand(
   const system = stringOption(args, "system");
   if (system) messages.push({ role: "system", content: system });
   messages.push({ role: "user", content: prompt });
+  const json = flag(args, "json");
+  const showReasoning = flag(args, "reasoning");
+  // On a terminal the reply shows as it streams; piped or as JSON, it comes at the end.
+  const live = out.stdoutIsTerminal && !json
+    ? new LiveReply(out, { reasoning: showReasoning })
+    : undefined;
+  const status = out.stderrIsTerminal ? requestStatus(out) : undefined;
+  out.status(`asking ${model}…`);
   const result = await app.client.chat({
     model,
     messages,
     temperature,
     max_tokens: maxTokens,
     ttl: app.settings.modelTtlSeconds || undefined,
-  }, { signal });
+  }, {
+    signal,
+    ...(live !== undefined || status !== undefined
+      ? {
+        onEvent: (event: ChatStreamEvent) => {
+          status?.onEvent(event);
+          live?.onEvent(event);
+        },
+      }
+      : {}),
+  }).finally(() => {
+    status?.dispose();
+    out.status("");
+    live?.endReply();
+  });
 
-  if (flag(args, "json")) {
+  if (json) {
     out.stdout(
       JSON.stringify(
         {
@@ -76,7 +133,12 @@ export async function chatCommand(
     );
     return 0;
   }
-  if (result.reasoning) out.stderr(`[reasoning]\n${result.reasoning}\n[/reasoning]`);
+  if (live === undefined) {
+    if (result.reasoning) out.stderr(`[reasoning]\n${result.reasoning}\n[/reasoning]`);
+  } else if (showReasoning && result.reasoning && !live.shows(result.content)) {
+    // Nothing streamed: the reasoning comes with the answer, dimmed.
+    out.stdout(`${result.reasoning.trim()}\n\n`, "dim");
+  }
   if (result.content === "") {
     out.stderr(
       result.finishReason === "length"
@@ -85,7 +147,9 @@ export async function chatCommand(
     );
     return 1;
   }
-  out.stdout(result.content.endsWith("\n") ? result.content : result.content + "\n");
+  if (!live?.shows(result.content)) {
+    out.stdout(result.content.endsWith("\n") ? result.content : result.content + "\n");
+  }
   return 0;
 }
 

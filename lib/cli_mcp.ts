@@ -13,7 +13,7 @@ import {
 } from "./args.ts";
 import { parseConfigText } from "./config.ts";
 import { addServer, ConfigEditError, removeServer } from "./config_edit.ts";
-import { launcherProblem, REPOSITORY, widenCommand } from "./launch.ts";
+import { launcherProblem, WriteError, writeFileNarrowly } from "./launch.ts";
 import { join } from "./path.ts";
 import { NAME } from "./version.ts";
 import { isRecord, tryParseJson } from "./json.ts";
@@ -219,54 +219,12 @@ async function readIfThere(path: string): Promise<string> {
   }
 }
 
-async function granted(descriptor: Deno.PermissionDescriptor): Promise<boolean> {
-  return (await Deno.permissions.query(descriptor)).state === "granted";
-}
-
-/**
- * Writes `text` to the config file `path`. The bridge's sandbox writes nothing, so unless it was
- * installed with write access there, a deno allowed to write that one file does it.
- */
+/** Writes `text` to the config file `path` (see writeFileNarrowly in launch.ts). */
 async function writeConfig(path: string, text: string): Promise<void> {
-  if (await granted({ name: "write", path })) {
-    await Deno.writeTextFile(path, text);
-    return;
-  }
-  const deno = Deno.execPath();
-  const runner = await granted({ name: "run", command: deno })
-    ? deno
-    : await granted({ name: "run", command: "deno" })
-    ? "deno"
-    : undefined;
-  if (REPOSITORY === undefined || runner === undefined) {
-    throw new ConfigEditError(
-      `Cannot write ${path}: the bridge's sandbox allows no writes there. Edit the file by ` +
-        `hand, or allow it with: ${widenCommand({ write: [path] })}`,
-    );
-  }
-  const child = new Deno.Command(runner, {
-    args: [
-      "run",
-      `--allow-write=${path}`,
-      "--no-prompt",
-      "--quiet",
-      "--no-config",
-      join(REPOSITORY, "lib", "config_edit.ts"),
-      path,
-    ],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const out = await child.output();
-  if (!out.success) {
-    throw new ConfigEditError(
-      `Cannot write ${path}: ${firstLine(new TextDecoder().decode(out.stderr), 300)}`,
-    );
+  try {
+    await writeFileNarrowly(path, text, { instead: "Edit the file by hand" });
+  } catch (error: unknown) {
+    throw error instanceof WriteError ? new ConfigEditError(error.message) : error;
   }
 }
 

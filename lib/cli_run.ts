@@ -1,6 +1,7 @@
 /**
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
- * with `--json`); a live status line, notes and the closing summary go to stderr.
+ * with `--json`); a live status line, notes and the closing summary go to stderr. `--session FILE`
+ * and `--continue FILE` continue a conversation kept in a file (cli_session.ts).
  */
 import type { AgentProgress, AgentResult, ApprovalAnswer, Approver } from "./agent_types.ts";
 import { raceAbort } from "./abort.ts";
@@ -17,7 +18,9 @@ import {
 } from "./args.ts";
 import { agentResultJson } from "./agent.ts";
 import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
-import { listNames } from "./text.ts";
+import { liveClient, LiveReply } from "./cli_live.ts";
+import { keepSession, openSessionFile } from "./cli_session.ts";
+import { listNames, plural, shellWord } from "./text.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -30,7 +33,10 @@ const OPTIONS = {
   "allow-tools": { type: "string", multiple: true },
   "time-budget": { type: "string" },
   trace: { type: "string" },
+  session: { type: "string" },
+  continue: { type: "string" },
   yes: { type: "boolean", short: "y" },
+  reasoning: { type: "boolean" },
   json: { type: "boolean" },
 } as const;
 
@@ -129,6 +135,16 @@ export function cliApproval(
   };
 }
 
+/** `run` without --mcp, --all or a session that names servers. */
+function needsTools(): UsageError {
+  return new UsageError(
+    "run needs tools: name MCP servers with --mcp NAME (repeatable), or use --all for every " +
+      "enabled server in the config, or continue a session with --continue FILE. (For a plain " +
+      "answer without tools, use `chat`.)",
+    "run",
+  );
+}
+
 /**
  * Runs `run`. Returns 0 when the model answered, 1 when it stopped for another reason; usage
  * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
@@ -149,16 +165,11 @@ export async function runCommand(
   const args = parseArgs(argv, OPTIONS, "run");
   const servers = stringListOption(args, "mcp");
   const all = flag(args, "all");
-  if (servers.length === 0 && !all) {
-    throw new UsageError(
-      "run needs tools: name MCP servers with --mcp NAME (repeatable), or use --all for every " +
-        "enabled server in the config. (For a plain answer without tools, use `chat`.)",
-      "run",
-    );
-  }
   if (servers.length > 0 && all) {
     throw new UsageError("Use either --mcp NAME or --all, not both.", "run");
   }
+  const sessionNamed = stringOption(args, "session") ?? stringOption(args, "continue");
+  if (servers.length === 0 && !all && sessionNamed === undefined) throw needsTools();
   const maxRounds = integerOption(args, "max-rounds", { min: 1, max: 10_000 });
   const maxTokens = integerOption(args, "max-tokens", { min: 1, max: 10_000_000 });
   const budgetText = stringOption(args, "time-budget");
@@ -184,18 +195,32 @@ export async function runCommand(
     );
   }
 
+  const file = await openSessionFile(args, ctx.app.settings.workDir ?? Deno.cwd());
+  // A continued session brings its servers.
+  if (servers.length === 0 && !all && !file?.session?.servers.length) throw needsTools();
+
   const { out } = ctx;
+  const json = flag(args, "json");
+  // On a terminal the replies show as they stream; piped or as JSON, the answer comes at the end.
+  const live = out.stdoutIsTerminal && !json
+    ? new LiveReply(out, { reasoning: flag(args, "reasoning") })
+    : undefined;
+  const app = live === undefined
+    ? ctx.app
+    : { ...ctx.app, client: liveClient(ctx.app.client, live) };
   const now = seams.now ?? (() => performance.now());
   const started = now();
   // Servers can take a while to start (a first npx download, a slow handshake): say so.
+  const starting = file?.session?.servers.length ? file.session.servers : servers;
   out.status(
-    all
+    all && !file?.session?.servers.length
       ? "starting the enabled MCP servers…"
-      : `starting MCP server${servers.length === 1 ? "" : "s"} ${listNames(servers)}…`,
+      : `starting MCP server${starting.length === 1 ? "" : "s"} ${listNames(starting)}…`,
   );
-  const { result, tracePath } = await runTask(ctx.app, {
+  const { result, tracePath } = await runTask(app, {
     task,
     servers: all ? "all" : servers,
+    session: file?.session,
     model: stringOption(args, "model"),
     instructions: stringOption(args, "system"),
     temperature: temperatureOption(args, "run"),
@@ -216,19 +241,44 @@ export async function runCommand(
   }).finally(() => out.status(""));
 
   const ms = now() - started;
-  if (flag(args, "json")) {
+  // The answer is shown even when the session cannot be kept; that failure comes last.
+  let keptIn: string | undefined;
+  let keepFailure: { error: unknown } | undefined;
+  if (file !== undefined) {
+    try {
+      await keepSession(file, result.session);
+      keptIn = file.path;
+    } catch (error: unknown) {
+      keepFailure = { error };
+    }
+  }
+  if (json) {
     out.stdout(
       JSON.stringify(
-        { ...agentResultJson(result), duration_ms: Math.round(ms) },
+        {
+          ...agentResultJson(result),
+          duration_ms: Math.round(ms),
+          ...(keptIn !== undefined ? { session_file: keptIn } : {}),
+        },
         null,
         2,
       ) + "\n",
     );
   } else {
     for (const note of result.notes) out.stderr(`note: ${note}`);
-    out.stdout(result.answer.endsWith("\n") ? result.answer : `${result.answer}\n`);
+    // The last reply's answer showed as it streamed; any other (a stop's report) is printed.
+    if (!live?.shows(result.answer)) {
+      out.stdout(result.answer.endsWith("\n") ? result.answer : `${result.answer}\n`);
+    }
     out.stderr(summaryLine(result, ms));
     if (tracePath !== undefined) out.stderr(`trace written to ${tracePath}`);
+    if (keptIn !== undefined) {
+      out.stderr(
+        `session kept in ${keptIn} (${plural(result.session.tasks, "task")}); continue it ` +
+          `with: run --continue ${shellWord(keptIn)} TASK`,
+      );
+    }
   }
+  if (keepFailure !== undefined) throw keepFailure.error;
   return result.stopped_because === "answer" ? 0 : 1;
 }

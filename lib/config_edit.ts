@@ -6,9 +6,11 @@
  * (line and column, before anything is written) and `stripJsonc` blanks comments in place, so the
  * positions found in its output are positions in the original text.
  *
- * Run as a program (`deno run --allow-write=FILE lib/config_edit.ts FILE`), it writes standard
- * input to FILE: the bridge's sandbox writes nothing, so `mcps add` hands the edited text to a
- * deno allowed to write that one file and nothing else.
+ * Run as a program (`deno run --allow-write=FILE lib/config_edit.ts FILE [MODE]`), it writes
+ * standard input to FILE (created with the octal permission bits MODE, when given): the bridge's
+ * sandbox writes nothing, so `mcps add` (the edited text) and `run --session` (the session) hand
+ * what they write to a deno allowed to write that one file and nothing else (`writeFileNarrowly`
+ * in launch.ts).
  */
 import { BridgeError } from "./errors.ts";
 import { parseJsonc, stripJsonc } from "./jsonc.ts";
@@ -249,9 +251,13 @@ export function removeServer(text: string, name: string): string {
 }
 
 if (import.meta.main) {
-  const [path] = Deno.args;
+  const [path, mode] = Deno.args;
   if (path === undefined) {
-    throw new Error("usage: deno run --allow-write=FILE lib/config_edit.ts FILE < NEW_TEXT");
+    throw new Error("usage: deno run --allow-write=FILE lib/config_edit.ts FILE [MODE] < NEW_TEXT");
   }
-  await Deno.writeTextFile(path, await new Response(Deno.stdin.readable).text());
+  await Deno.writeTextFile(
+    path,
+    await new Response(Deno.stdin.readable).text(),
+    mode !== undefined ? { mode: parseInt(mode, 8) } : {},
+  );
 }

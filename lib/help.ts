@@ -3,7 +3,8 @@ import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Help of `run`. */
-const RUN_HELP = `Usage: lmstudio-bridge run (--mcp NAME... | --all) [options] TASK
+const RUN_HELP =
+  `Usage: lmstudio-bridge run (--mcp NAME... | --all | --continue FILE) [options] TASK
 
 Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
 (in parallel within a round), reads the results and continues until it has an answer.
@@ -21,10 +22,19 @@ TASK may be several words, or - to read it from stdin.
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
                       (the default sandbox writes nothing: install with
                       \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
+  --session FILE      keep the conversation in FILE: continue the one kept there (same servers
+                      and model, earlier rounds remembered), or start one if FILE does not exist
+  --continue FILE     the same, but FILE must hold a session already (a typo is an error)
+                      (the sandbox writes nothing: a deno allowed to write only FILE writes it;
+                      where that cannot run, the error shows the command that allows FILE)
   --yes, -y           allow every tool call of this run without asking (otherwise calls the
                       rules do not allow are asked about on the terminal, or refused when
                       stdin is not a terminal)
+  --reasoning         on a terminal, show the model's reasoning too (dimmed)
   --json              print {answer, rounds, tool_calls, usage, stopped_because, ...} as JSON
+
+On a terminal the model's replies show as they stream (what it says between tool calls too),
+under one status line on stderr; piped, stdout gets only the final answer, at the end.
 
 Exit codes: 0 the model answered; 1 it stopped otherwise (max rounds, repeated call, time
 budget, context overflow, error) or could not start; 2 usage error; 130 stopped by Ctrl-C
@@ -34,6 +44,8 @@ Examples:
   lmstudio-bridge run --mcp filesystem "Summarise README.md in three bullet points"
   lmstudio-bridge run --mcp memory --mcp filesystem "Store the authors listed in AUTHORS as people"
   echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
+  lmstudio-bridge run --mcp filesystem --session notes.json "List the TODOs in src/"
+  lmstudio-bridge run --continue notes.json "Which of them is the oldest?"
 `;
 
 /** Help of `mcps`. */
@@ -174,14 +186,18 @@ Examples:
   claude mcp add --transport http lmstudio http://127.0.0.1:8765/mcp
 `,
   chat:
-    `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--json] PROMPT
+    `Usage: ${NAME} chat [--model M] [--system S] [--temperature T] [--max-tokens N] [--reasoning]
+            [--json] PROMPT
 
 One chat completion. PROMPT may be several words, or - to read it from stdin.
-The answer goes to stdout; the model's reasoning (if any) to stderr.
+On a terminal the answer shows as it streams, under a status line, and the model's reasoning
+only with --reasoning (dimmed). Piped, the answer goes to stdout at the end and the reasoning
+(if any) to stderr.
   --model M         model id (default: DEFAULT_MODEL, else the loaded model)
   --system S        system prompt
   --temperature T   sampling temperature (default 0.7)
   --max-tokens N    answer length limit (default 1024)
+  --reasoning       on a terminal, show the model's reasoning too (dimmed)
   --json            print {answer, reasoning, model, usage} as JSON
 `,
   models: `Usage: ${NAME} models [--json]

@@ -6,11 +6,16 @@
  * allow a launcher. The installed launcher says how it was installed in
  * {@linkcode LAUNCH_VARIABLE}; messages that must tell the user how to allow something use
  * {@linkcode widenCommand} to name the command that works for the way they run the bridge.
+ *
+ * A file the user asks the bridge to write (an MCP config `mcps add` edits, a session file of
+ * `run --session`) is written by {@linkcode writeFileNarrowly}: by the bridge when its sandbox
+ * allows it, else by a deno allowed to write that one file and nothing else.
  */
 import { z } from "zod";
+import { BridgeError } from "./errors.ts";
 import { isFile, pathCandidates } from "./lms_locate.ts";
 import { join } from "./path.ts";
-import { shellWord } from "./text.ts";
+import { firstLine, shellWord } from "./text.ts";
 
 /** Set by the installed launcher: how the install was made (JSON, see {@linkcode Launch}). */
 export const LAUNCH_VARIABLE = "LMSTUDIO_BRIDGE_LAUNCH";
@@ -203,4 +208,84 @@ export async function launcherProblem(command: string): Promise<string | undefin
     }`;
   }
   return undefined;
+}
+
+/** A file the bridge cannot write: its sandbox does not allow it, or the write failed. */
+export class WriteError extends BridgeError<"write"> {
+  override name = "WriteError";
+}
+
+async function granted(descriptor: Deno.PermissionDescriptor): Promise<boolean> {
+  return (await Deno.permissions.query(descriptor)).state === "granted";
+}
+
+/**
+ * The deno that writes one file for the bridge (lib/config_edit.ts run as a program), when the
+ * bridge runs from its repository and may run deno; undefined otherwise (a compiled binary).
+ */
+async function writerDeno(): Promise<string | undefined> {
+  if (REPOSITORY === undefined) return undefined;
+  const deno = Deno.execPath();
+  if (await granted({ name: "run", command: deno })) return deno;
+  return await granted({ name: "run", command: "deno" }) ? "deno" : undefined;
+}
+
+/**
+ * Why `path` cannot be written, with the exact command that allows it (after `instead`, what the
+ * user can do otherwise, e.g. "Edit the file by hand"); undefined when it can be, by the bridge
+ * or by a deno allowed to write only that file.
+ */
+export async function writeProblem(path: string, instead?: string): Promise<string | undefined> {
+  if (await granted({ name: "write", path }) || await writerDeno() !== undefined) return undefined;
+  const allow = `allow it with: ${widenCommand({ write: [path] })}`;
+  return `Cannot write ${path}: the bridge's sandbox allows no writes there. ` +
+    (instead ? `${instead}, or ${allow}` : allow[0]!.toUpperCase() + allow.slice(1));
+}
+
+/**
+ * Writes `text` to `path` (`mode`: the permission bits of a file it creates). The bridge's sandbox
+ * writes nothing, so unless it was installed with write access there, a deno allowed to write
+ * that one file does it. Throws {@linkcode WriteError} with {@linkcode writeProblem}'s message
+ * when neither can, or why the write failed.
+ */
+export async function writeFileNarrowly(
+  path: string,
+  text: string,
+  o: { mode?: number; instead?: string } = {},
+): Promise<void> {
+  const options = o.mode !== undefined ? { mode: o.mode } : {};
+  if (await granted({ name: "write", path })) {
+    await Deno.writeTextFile(path, text, options);
+    return;
+  }
+  const runner = await writerDeno();
+  if (REPOSITORY === undefined || runner === undefined) {
+    throw new WriteError("write", await writeProblem(path, o.instead) ?? `Cannot write ${path}.`);
+  }
+  const child = new Deno.Command(runner, {
+    args: [
+      "run",
+      `--allow-write=${path}`,
+      "--no-prompt",
+      "--quiet",
+      "--no-config",
+      join(REPOSITORY, "lib", "config_edit.ts"),
+      path,
+      ...(o.mode !== undefined ? [o.mode.toString(8)] : []),
+    ],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) {
+    throw new WriteError(
+      "write",
+      `Cannot write ${path}: ${firstLine(new TextDecoder().decode(out.stderr), 300)}`,
+    );
+  }
 }

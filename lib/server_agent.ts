@@ -1,7 +1,8 @@
 /**
  * The autonomous MCP tools: hand a task to the local model together with the tools of one, several
  * or all configured MCP servers (see lib/agent.ts for the loop). Progress goes to callers that sent
- * a progressToken; a cancelled request aborts the model request and the downstream calls. Also
+ * a progressToken; a cancelled request aborts the model request and the downstream calls. Every
+ * result has a `session_id` that continues its conversation (server_sessions.ts). Also
  * {@linkcode runTask}, the way from the app into the loop that the `run` command shares.
  */
 import { z } from "zod";
@@ -25,6 +26,13 @@ import type {
   ServerRequest,
 } from "./sdk.ts";
 import { errorResult, safeResult } from "./server_result.ts";
+import {
+  inSession,
+  registerSessionTools,
+  SESSION_ID_DESCRIPTION,
+  type SessionOutcome,
+  SessionRegistry,
+} from "./server_sessions.ts";
 import type { Settings } from "./settings.ts";
 import {
   openTraceFile,
@@ -44,6 +52,8 @@ import { redact } from "./redact.ts";
  * tests pass their own client, models or settings.
  */
 export interface AgentApp extends Pick<App, "config" | "log" | "pool"> {
+  /** The autonomous tools' sessions (the App's; tools registered without one keep their own). */
+  readonly sessions?: SessionRegistry;
   readonly client: AgentLmClient;
   /** Loads a named model first; without it the server loads models on demand (JIT). */
   readonly models?: AgentModels;
@@ -241,6 +251,7 @@ const common = {
     "Write a JSONL trace of every model request, reply, tool call and result to this file " +
       "(the bridge must be allowed to write there; the error says how).",
   ),
+  session_id: z.string().min(1).optional().describe(SESSION_ID_DESCRIPTION),
 };
 
 type CommonArgs = {
@@ -251,6 +262,7 @@ type CommonArgs = {
   allowed_tools?: string[] | string;
   time_budget_seconds?: number;
   trace_path?: string;
+  session_id?: string;
 };
 
 /** The SDK's request extra as tool handlers receive it. */
@@ -264,8 +276,11 @@ function allowedList(value: string[] | string | undefined): string[] | undefined
   return list.length > 0 ? list : undefined;
 }
 
-/** The tool result for an agent result: the answer, one status line, structured content. */
-function agentToolResult(result: AgentResult): CallToolResult {
+/**
+ * The tool result for an agent result: the answer, one status line (with the session that
+ * continues it), structured content.
+ */
+function agentToolResult({ result, sessionId, note }: SessionOutcome): CallToolResult {
   const failed = result.tool_calls.filter((c) => !c.ok).length;
   const status = [
     `stopped_because: ${result.stopped_because}`,
@@ -273,11 +288,17 @@ function agentToolResult(result: AgentResult): CallToolResult {
     `${result.tool_calls.length} tool call(s)${failed ? ` (${failed} failed)` : ""}`,
     `${result.usage.total_tokens} tokens`,
     `model ${result.model}`,
+    ...(sessionId !== undefined ? [`session_id ${sessionId}`] : []),
   ].join(" · ");
-  const notes = result.notes.length ? `\nNotes: ${result.notes.map(clause).join("; ")}.` : "";
+  const all = note === undefined ? result.notes : [...result.notes, note];
+  const notes = all.length ? `\nNotes: ${all.map(clause).join("; ")}.` : "";
   return safeResult({
     content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
-    structuredContent: agentResultJson(result),
+    structuredContent: {
+      ...agentResultJson(result),
+      ...(note !== undefined ? { notes: all } : {}),
+      ...(sessionId !== undefined ? { session_id: sessionId } : {}),
+    },
     ...(result.stopped_because === "error" || result.stopped_because === "context_overflow"
       ? { isError: true }
       : {}),
@@ -288,6 +309,7 @@ async function runTool(
   app: AgentApp,
   server: McpServer,
   seams: AgentToolSeams,
+  sessions: SessionRegistry,
   servers: readonly string[] | "all",
   args: CommonArgs,
   extra: Extra,
@@ -303,24 +325,27 @@ async function runTool(
     });
   };
   try {
-    const { result } = await runTask(app, {
-      task: args.task,
-      servers,
-      model: args.model,
-      maxRounds: args.max_rounds,
-      maxTokens: args.max_tokens,
-      allowedTools: allowedList(args.allowed_tools),
-      timeBudgetMs: args.time_budget_seconds !== undefined
-        ? Math.round(args.time_budget_seconds * 1000)
-        : undefined,
-      signal: extra.signal,
-      onProgress,
-      approve: mcpApprover(server, extra),
-      heartbeatMs: seams.heartbeatMs,
-      tracePath: args.trace_path,
-      queryWritePermission: seams.queryWritePermission,
-    });
-    return agentToolResult(result);
+    const store = sessions.store(extra.sessionId);
+    const outcome = await inSession(store, args.session_id, async (session) =>
+      (await runTask(app, {
+        task: args.task,
+        session,
+        servers,
+        model: args.model,
+        maxRounds: args.max_rounds,
+        maxTokens: args.max_tokens,
+        allowedTools: allowedList(args.allowed_tools),
+        timeBudgetMs: args.time_budget_seconds !== undefined
+          ? Math.round(args.time_budget_seconds * 1000)
+          : undefined,
+        signal: extra.signal,
+        onProgress,
+        approve: mcpApprover(server, extra),
+        heartbeatMs: seams.heartbeatMs,
+        tracePath: args.trace_path,
+        queryWritePermission: seams.queryWritePermission,
+      })).result);
+    return agentToolResult(outcome);
   } catch (error: unknown) {
     return errorResult(error);
   }
@@ -331,6 +356,7 @@ function registerAutonomousWithMcpTool(
   server: McpServer,
   app: AgentApp,
   seams: AgentToolSeams,
+  sessions: SessionRegistry,
 ): void {
   server.registerTool(
     "autonomous_with_mcp",
@@ -348,7 +374,7 @@ function registerAutonomousWithMcpTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, server, seams, [args.mcp_name], args, extra),
+    (args, extra) => runTool(app, server, seams, sessions, [args.mcp_name], args, extra),
   );
 }
 
@@ -357,6 +383,7 @@ function registerAutonomousWithMultipleMcpsTool(
   server: McpServer,
   app: AgentApp,
   seams: AgentToolSeams,
+  sessions: SessionRegistry,
 ): void {
   server.registerTool(
     "autonomous_with_multiple_mcps",
@@ -373,7 +400,7 @@ function registerAutonomousWithMultipleMcpsTool(
       },
       annotations: ANNOTATIONS,
     },
-    (args, extra) => runTool(app, server, seams, args.mcp_names, args, extra),
+    (args, extra) => runTool(app, server, seams, sessions, args.mcp_names, args, extra),
   );
 }
 
@@ -382,6 +409,7 @@ function registerAutonomousDiscoverAndExecuteTool(
   server: McpServer,
   app: AgentApp,
   seams: AgentToolSeams,
+  sessions: SessionRegistry,
 ): void {
   server.registerTool("autonomous_discover_and_execute", {
     title: "Local model task with all MCP servers",
@@ -393,16 +421,18 @@ function registerAutonomousDiscoverAndExecuteTool(
       STOP_REASONS,
     inputSchema: common,
     annotations: ANNOTATIONS,
-  }, (args, extra) => runTool(app, server, seams, "all", args, extra));
+  }, (args, extra) => runTool(app, server, seams, sessions, "all", args, extra));
 }
 
-/** Registers the three autonomous tools. */
+/** Registers the three autonomous tools and the tools of their sessions. */
 export function registerAutonomousTools(
   server: McpServer,
   app: AgentApp,
   seams: AgentToolSeams = {},
 ): void {
-  registerAutonomousWithMcpTool(server, app, seams);
-  registerAutonomousWithMultipleMcpsTool(server, app, seams);
-  registerAutonomousDiscoverAndExecuteTool(server, app, seams);
+  const sessions = app.sessions ?? new SessionRegistry();
+  registerAutonomousWithMcpTool(server, app, seams, sessions);
+  registerAutonomousWithMultipleMcpsTool(server, app, seams, sessions);
+  registerAutonomousDiscoverAndExecuteTool(server, app, seams, sessions);
+  registerSessionTools(server, sessions);
 }

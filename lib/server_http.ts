@@ -6,8 +6,8 @@
  * {@linkcode createServer} (the tool table stdio serves), and every session shares the one App:
  * one pool (a downstream server starts once for every client), one config source, one model
  * manager. What a client sends and receives stays in its session: its requests (request ids are
- * per session), their progress (sent on the request's own response stream) and its
- * cancellations. A client that goes away in the middle of a request (its response stream is
+ * per session), their progress (sent on the request's own response stream), its cancellations
+ * and the sessions of its autonomous tasks (session_id). A client that goes away in the middle of a request (its response stream is
  * cancelled) has that request cancelled, so the model request and the downstream calls stop;
  * shutdown answers every request in flight with the reason, cancels it, and closes the
  * downstream servers.
@@ -269,7 +269,11 @@ class Bridge implements HttpBridge {
         this.#log.debug("session opened", { session: s.id, sessions: this.#sessions.size });
       },
       closed: (s) => {
-        if (s.id !== undefined && this.#sessions.get(s.id) === s) this.#sessions.delete(s.id);
+        if (s.id !== undefined && this.#sessions.get(s.id) === s) {
+          this.#sessions.delete(s.id);
+          // The client's autonomous sessions end with its MCP session.
+          this.#app.sessions.drop(s.id);
+        }
         this.#log.debug("session closed", { session: s.id, sessions: this.#sessions.size });
       },
     });

@@ -309,3 +309,149 @@ Deno.test("main.ts run works end to end under the bridge permission set", async 
     });
   });
 });
+
+// ---- session files
+
+/** The chat messages of request `i` the fake got, as [role, content]. */
+function said(env: Env, i: number): [string, unknown][] {
+  const body = env.fake.requestsTo(CHAT)[i]!.body as {
+    messages: { role: string; content: unknown }[];
+  };
+  return body.messages.slice(1).map((m) => [m.role, m.content]);
+}
+
+Deno.test("run --session FILE keeps the conversation, --continue FILE remembers it", async () => {
+  await withEnv(async (env) => {
+    env.fake.script(
+      CHAT,
+      { body: chatReply({ content: "Noted: the key is 42." }) },
+      { body: chatReply({ content: "The key is 42." }) },
+    );
+    const file = join(env.dir, "notes.json");
+    const first = captureOutput();
+    assertEquals(
+      await runCommand(
+        ["--mcp", "fixture", "--session", file, "remember the key 42"],
+        env.ctx(first),
+      ),
+      0,
+    );
+    assertEquals(first.out, "Noted: the key is 42.\n");
+    assertStringIncludes(
+      first.err,
+      `session kept in ${file} (1 task); continue it with: run --continue`,
+    );
+    const kept = JSON.parse(await Deno.readTextFile(file));
+    assertEquals([kept.version, kept.tasks, kept.servers], [1, 1, ["fixture"]]);
+    assertEquals((await Deno.stat(file)).mode! & 0o777, 0o600);
+
+    // No --mcp: the session brings its servers.
+    const second = captureOutput();
+    assertEquals(
+      await runCommand(["--continue", file, "--json", "what is the key?"], env.ctx(second)),
+      0,
+    );
+    const doc = JSON.parse(second.out);
+    assertEquals([doc.answer, doc.session_file], ["The key is 42.", file]);
+    assertEquals(said(env, 1), [
+      ["user", "remember the key 42"],
+      ["assistant", "Noted: the key is 42."],
+      ["user", "what is the key?"],
+    ]);
+    assertEquals(JSON.parse(await Deno.readTextFile(file)).tasks, 2);
+  });
+});
+
+Deno.test("run --continue needs a session there; a file that holds none is left alone", async () => {
+  await withEnv(async (env) => {
+    const out = captureOutput();
+    const missing = join(env.dir, "missing.json");
+    const error = await assertRejects(() => runCommand(["--continue", missing, "t"], env.ctx(out)));
+    assertStringIncludes(error.message, `No session in ${missing}`);
+    assertStringIncludes(error.message, "use --session");
+    const other = join(env.dir, "other.json");
+    await Deno.writeTextFile(other, '{"not": "a session"}');
+    const invalid = await assertRejects(() =>
+      runCommand(["--mcp", "fixture", "--session", other, "t"], env.ctx(out))
+    );
+    assertStringIncludes(invalid.message, `${other} holds no session this bridge can continue`);
+    assertEquals(await Deno.readTextFile(other), '{"not": "a session"}');
+    await assertRejects(
+      () => runCommand(["--session", other, "--continue", other, "t"], env.ctx(out)),
+      UsageError,
+      "not both",
+    );
+    // A new session file still needs servers.
+    await assertRejects(
+      () => runCommand(["--session", join(env.dir, "new.json"), "t"], env.ctx(out)),
+      UsageError,
+      "--continue FILE",
+    );
+    assertEquals(env.fake.requestsTo(CHAT).length, 0);
+  });
+});
+
+Deno.test("main.ts run --session works under the bridge permission set, which writes nothing itself", async () => {
+  await withEnv(async (env) => {
+    const cliEnv = { LMSTUDIO_BASE_URL: env.fake.baseUrl, MCP_JSON_PATH: env.configPath };
+    env.fake.script(
+      CHAT,
+      { body: chatReply({ content: "First." }) },
+      { body: chatReply({ content: "Second." }) },
+    );
+    const file = join(env.dir, "cli-session.json");
+    const first = await runCli(["run", "--mcp", "fixture", "--session", file, "one"], {
+      env: cliEnv,
+    });
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(first.stdout, "First.\n");
+    // Written by a deno allowed to write only that file, readable by its owner only.
+    assertEquals((await Deno.stat(file)).mode! & 0o777, 0o600);
+    const second = await runCli(["run", "--continue", file, "two"], { env: cliEnv });
+    assertEquals(second.code, 0, second.stderr);
+    assertEquals(said(env, 1), [["user", "one"], ["assistant", "First."], ["user", "two"]]);
+    assertEquals(JSON.parse(await Deno.readTextFile(file)).tasks, 2);
+  });
+});
+
+Deno.test("run --session where nothing may write the file fails first with the command that allows it", async () => {
+  await withEnv(async (env) => {
+    const file = join(env.dir, "denied.json");
+    // The bridge's permissions without running deno: no helper can write the file for it.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-env",
+        "--allow-net=127.0.0.1",
+        "--no-prompt",
+        "--quiet",
+        "--cached-only",
+        `--config=${new URL("../deno.json", import.meta.url).pathname}`,
+        new URL("../main.ts", import.meta.url).pathname,
+        "run",
+        "--mcp",
+        "fixture",
+        "--session",
+        file,
+        "t",
+      ],
+      env: {
+        ...denoChildEnv(),
+        LMSTUDIO_BASE_URL: env.fake.baseUrl,
+        MCP_JSON_PATH: env.configPath,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 1, stderr);
+    assertStringIncludes(
+      stderr,
+      `Cannot write ${file}: the bridge's sandbox allows no writes there`,
+    );
+    assertStringIncludes(stderr, `--allow-write=${file}`);
+    assertStringIncludes(stderr, "Then run it again, or leave out --session.");
+    assertEquals(env.fake.requestsTo(CHAT).length, 0);
+  });
+});
