@@ -1,0 +1,66 @@
+/**
+ * Memory of a served bridge over many tasks, and after it: runs TASKS 3-turn tasks through
+ * `deno run ... main.ts serve` (as the goal summary's memory row does), printing the bridge's RSS
+ * (downstream servers left out) every 1000 tasks, then again after 5, 10, 15 and 30 s idle. A
+ * leak stays high when the bridge idles; a heap V8 grew under load and keeps while busy shrinks
+ * once V8's memory reducer runs (it starts after a few seconds without work).
+ *
+ * Not a bench file. Run it alone:
+ *
+ *   deno run -A tests/bench/memory_soak.ts [TASKS] [DENO_FLAG...]
+ *
+ * e.g. `... memory_soak.ts 3000 --v8-flags=--max-semi-space-size=1` to try a V8 flag.
+ */
+import { FakeLmStudio } from "../fakes/lmstudio.ts";
+import { join } from "../../lib/path.ts";
+import { ScriptedModel } from "./model.ts";
+import { bridgeRunner } from "./loops.ts";
+import { bridgeRunLaunch, type Launch, serve } from "./serve_rig.ts";
+import { benchChildrenCached, memoryEntry, treeRss } from "./support.ts";
+
+/** One line on stdout (the lint allows no console). */
+function print(line: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(`${line}\n`));
+}
+
+const [tasksArg = "3000", ...flags] = Deno.args;
+const tasks = Number(tasksArg);
+await benchChildrenCached();
+await using fake = await FakeLmStudio.start();
+const model = new ScriptedModel(fake);
+const dir = await Deno.makeTempDir({ prefix: "memory_soak_" });
+const entry = memoryEntry(join(dir, "memory.jsonl"));
+await Deno.writeTextFile(join(dir, ".mcp.json"), JSON.stringify({ mcpServers: { memory: entry } }));
+const base = bridgeRunLaunch();
+const at = base.args.indexOf("run") + 1;
+const launch: Launch = {
+  ...base,
+  args: [...base.args.slice(0, at), ...flags, ...base.args.slice(at)],
+};
+const served = await serve(launch, { cwd: dir, env: { LMSTUDIO_BASE_URL: fake.baseUrl } });
+const mib = () => `${(treeRss(served.pid, /server-memory/) / 2 ** 20).toFixed(1)} MiB`;
+try {
+  await served.client.listTools();
+  print(`flags: ${flags.join(" ") || "(none)"}; idle after tools/list: ${mib()}`);
+  const run = bridgeRunner(served, "memory");
+  const t0 = performance.now();
+  for (let t = 1; t <= tasks; t++) {
+    model.expect(2);
+    await run(2);
+    // The fake keeps every request it gets: this process must not grow instead.
+    fake.requests.length = 0;
+    model.arrivals.length = 0;
+    if (t % 1000 === 0 || t === tasks) {
+      print(`${t} tasks, ${((performance.now() - t0) / 1000).toFixed(1)} s: ${mib()}`);
+    }
+  }
+  let idle = 0;
+  for (const wait of [5, 5, 5, 15]) {
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    idle += wait;
+    print(`idle ${idle} s: ${mib()}`);
+  }
+} finally {
+  await served.close();
+  await Deno.remove(dir, { recursive: true });
+}
