@@ -6,7 +6,7 @@
  * left of the task's time is the loop's own code (catalog, budget, validation, messages,
  * progress). Also counts the HTTP requests the fake LM Studio received per task. The fake runs in
  * this process, on the same event loop: the chat and callTool figures include some of its work
- * (served figures: profile_loop.ts, marks_summary.ts).
+ * (served figures: profile_loop.ts).
  *
  * Not a bench file. Run it alone:
  *
