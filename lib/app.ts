@@ -58,6 +58,8 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     timeoutMs: settings.requestTimeoutMs,
     retries: settings.retries,
     maxReplyBytes: settings.maxReplyBytes,
+    stream: settings.stream,
+    stallMs: settings.stallMs,
     log: log.child("lmstudio"),
   });
   // ConfigSource reads MCP_JSON_PATH itself; only the --config flag is passed here.
