@@ -4,6 +4,7 @@
  * clock the test moves, and the rate limit of ProgressReporter.update on its own.
  */
 import { agentResultJson } from "../lib/agent.ts";
+import { LmStudioClient } from "../lib/lmstudio.ts";
 import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_calls.ts";
 import type { AgentLmClient, AgentProgress } from "../lib/agent_types.ts";
 import type { ChatResult, ChatStreamEvent, GenerationStats } from "../lib/lmstudio_types.ts";
@@ -146,7 +147,8 @@ Deno.test("without stats or usage a round's tokens are estimated and say so; a s
 
     await t.step("from the server's usage, without streaming", async () => {
       h.fake.script(CHAT, answer("plain"));
-      const result = await h.run({});
+      const client = new LmStudioClient({ baseUrl: h.fake.baseUrl, stream: false, log: quiet });
+      const result = await h.run({ deps: { client } });
       const [detail] = result.rounds_detail;
       assertEquals(detail?.prompt_tokens, 10);
       assertEquals(detail?.completion_tokens, 5);
