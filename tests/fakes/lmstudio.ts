@@ -75,6 +75,8 @@ export interface StreamPlay {
   interleave?: boolean;
   /** Put the usage on the finishing chunk (as llama.cpp once did) instead of a chunk of its own. */
   usageOnFinish?: boolean;
+  /** After `after` events, wait for `until` before the rest (a test's signal, not a clock). */
+  gate?: { after: number; until: Promise<unknown> };
 }
 
 /**
@@ -448,6 +450,9 @@ export class FakeLmStudio {
       pull: async (controller) => {
         const wait = sent === 0 ? o.delayMs ?? 0 : play.chunkMs ?? 0;
         if (wait > 0) await pause(wait);
+        if (play.gate !== undefined && sent === play.gate.after) {
+          await Promise.race([play.gate.until, wake.promise]);
+        }
         if (finished) return;
         if (closing.aborted) {
           controller.close();
