@@ -67,6 +67,11 @@ export type DelayedEnd = "sent" | "abandoned" | "closed";
 export interface StreamPlay {
   /** Time between events (default 0: each goes out as soon as the client reads the last). */
   chunkMs?: number;
+  /**
+   * Events a second, on a schedule (event i is due i / perSecond seconds after the first, and
+   * late ones go out at once): a model generating at that speed.
+   */
+  perSecond?: number;
   /** Send this many events, then nothing more with the connection left open: a stalled server. */
   stallAfter?: number;
   /** Close the stream after this many events, without its end: a server that died mid-reply. */
@@ -426,6 +431,7 @@ export class FakeLmStudio {
     const closing = this.#closing.signal;
     const encoder = new TextEncoder();
     let sent = 0;
+    let firstAt = 0;
     let finished = false;
     // Wakes a waiting pull when the client goes away or the fake closes.
     const wake = Promise.withResolvers<void>();
@@ -448,8 +454,13 @@ export class FakeLmStudio {
       });
     const body = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        const wait = sent === 0 ? o.delayMs ?? 0 : play.chunkMs ?? 0;
+        const wait = sent === 0
+          ? o.delayMs ?? 0
+          : play.perSecond !== undefined
+          ? firstAt + sent * 1000 / play.perSecond - performance.now()
+          : play.chunkMs ?? 0;
         if (wait > 0) await pause(wait);
+        if (sent === 0) firstAt = performance.now();
         if (play.gate !== undefined && sent === play.gate.after) {
           await Promise.race([play.gate.until, wake.promise]);
         }
