@@ -61,6 +61,8 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     timeoutMs: settings.requestTimeoutMs,
     retries: settings.retries,
     maxReplyBytes: settings.maxReplyBytes,
+    stream: settings.stream,
+    stallMs: settings.stallMs,
     log: log.child("lmstudio"),
   });
   const config = new ConfigSource({

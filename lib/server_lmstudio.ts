@@ -8,6 +8,7 @@ import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 import { emptyAnswerText, guarded, READ_ONLY, safeResult, textResult } from "./server_result.ts";
+import { toolModelProgress } from "./server_progress.ts";
 
 /**
  * What the LM Studio tools use of the app: the client, the model manager (it loads a named model
@@ -188,6 +189,7 @@ function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
       const format = typeof args.response_format === "string"
         ? (args.response_format === "text" ? undefined : { type: args.response_format })
         : args.response_format;
+      const progress = toolModelProgress(extra, log);
       const result = await app.client.chat({
         model,
         messages,
@@ -195,7 +197,8 @@ function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
         max_tokens: args.max_tokens,
         response_format: format,
         ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
+      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+      progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
       log.debug("chat_completion done", { model, usage: usageText(result.usage) });
       return answerResult(result.content, {
         reasoning: result.reasoning,
@@ -230,6 +233,7 @@ function registerTextCompletion(server: McpServer, app: LmStudioApp): void {
   }, (args, extra) =>
     guarded(async () => {
       const model = await chooseModel(app, args.model, { signal: extra.signal });
+      const progress = toolModelProgress(extra, app.log.child("tools"));
       const result = await app.client.complete({
         model,
         prompt: args.prompt,
@@ -237,7 +241,8 @@ function registerTextCompletion(server: McpServer, app: LmStudioApp): void {
         max_tokens: args.max_tokens,
         stop: args.stop_sequences,
         ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
+      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+      progress.done(result);
       return textResult(result.text, {
         text: result.text,
         model: result.model ?? model,
@@ -300,12 +305,14 @@ function registerCreateResponse(server: McpServer, app: LmStudioApp): void {
   }, (args, extra) =>
     guarded(async () => {
       const model = await chooseModel(app, args.model, { signal: extra.signal });
+      const progress = toolModelProgress(extra, app.log.child("tools"));
       const r = await app.client.respond({
         model,
         input: args.input_text,
         previous_response_id: args.previous_response_id,
         ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
+      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+      progress.done(r);
       const result = answerResult(r.text, {
         reasoning: r.reasoning,
         structured: {

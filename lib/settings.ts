@@ -18,6 +18,13 @@ export interface Settings {
   readonly retries: number;
   /** Largest reply body read from LM Studio, in bytes (LMSTUDIO_MAX_REPLY_BYTES). */
   readonly maxReplyBytes: number;
+  /** Whether model replies are asked for as streams (LMSTUDIO_STREAM, default on). */
+  readonly stream: boolean;
+  /**
+   * Longest silence of a streamed reply before the request is ended (LMSTUDIO_STALL_MS); 0: no
+   * such limit, only the request timeout.
+   */
+  readonly stallMs: number;
   /** TTL in seconds sent with requests and `lms load` so JIT-loaded models stay for a long task. */
   readonly modelTtlSeconds: number;
   /** Context window assumed when the server does not tell. */
@@ -65,6 +72,13 @@ export const DEFAULT_RETRIES = 2;
  */
 export const DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Longest silence of a streamed reply when LMSTUDIO_STALL_MS is not set: 2 minutes. Tokens come
+ * many a second; before the first one a model may still be loading or reading a long prompt, and
+ * the OpenAI-compatible stream says nothing meanwhile, so the limit leaves room for that.
+ */
+export const DEFAULT_STALL_MS = 120_000;
+
 /** Idle TTL (seconds) of loaded models when LMSTUDIO_MODEL_TTL is not set. */
 export const DEFAULT_MODEL_TTL_SECONDS = 600;
 
@@ -84,6 +98,20 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     );
   }
   return value;
+}
+
+const TRUE_WORDS = ["1", "true", "on", "yes"];
+const FALSE_WORDS = ["0", "false", "off", "no"];
+
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (TRUE_WORDS.includes(raw)) return true;
+  if (FALSE_WORDS.includes(raw)) return false;
+  throw new SettingsError(
+    name,
+    `${name}=${JSON.stringify(env[name])} is not valid: use on or off (also 1/0, true/false).`,
+  );
 }
 
 function nonEmpty(env: Env, name: string): string | undefined {
@@ -161,6 +189,8 @@ export function resolveSettings(env: Env): Settings {
       1024,
       2 ** 31 - 1,
     ),
+    stream: flag(env, "LMSTUDIO_STREAM", true),
+    stallMs: integer(env, "LMSTUDIO_STALL_MS", DEFAULT_STALL_MS, 0, 86_400_000),
     modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", DEFAULT_MODEL_TTL_SECONDS, 0, 604_800),
     defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),

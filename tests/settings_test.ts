@@ -11,6 +11,24 @@ Deno.test("settings default to LM Studio on 127.0.0.1:1234, not localhost", () =
   assertEquals(s.mcpConnectTimeoutMs, 30_000);
   assertEquals(s.mcpCallTimeoutMs, 300_000);
   assertEquals(s.maxReplyBytes, 64 * 1024 * 1024);
+  assertEquals([s.stream, s.stallMs], [true, 120_000]);
+});
+
+Deno.test("LMSTUDIO_STREAM turns streaming off and on; LMSTUDIO_STALL_MS sets the stall limit, 0 none", () => {
+  for (const off of ["off", "0", "false", "NO"]) {
+    assertEquals(resolveSettings({ LMSTUDIO_STREAM: off }).stream, false, off);
+  }
+  for (const on of ["on", "1", "true", "Yes"]) {
+    assertEquals(resolveSettings({ LMSTUDIO_STREAM: on }).stream, true, on);
+  }
+  assertThrows(() => resolveSettings({ LMSTUDIO_STREAM: "maybe" }), SettingsError, "use on or off");
+  assertEquals(resolveSettings({ LMSTUDIO_STALL_MS: "0" }).stallMs, 0);
+  assertEquals(resolveSettings({ LMSTUDIO_STALL_MS: "30000" }).stallMs, 30_000);
+  assertThrows(
+    () => resolveSettings({ LMSTUDIO_STALL_MS: "-1" }),
+    SettingsError,
+    "LMSTUDIO_STALL_MS",
+  );
 });
 
 Deno.test("LMSTUDIO_MAX_REPLY_BYTES sets the largest reply read, from 1 KiB up", () => {
