@@ -21,7 +21,6 @@ import {
   missingEndpointError,
   networkError,
   noModelsLoadedError,
-  NOTHING_LISTED,
   previousResponseError,
   type RequestSite,
   restNotFoundError,
@@ -65,6 +64,7 @@ import {
   DEFAULT_RETRIES,
 } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
+import { pickModel } from "./model_pick.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -516,33 +516,7 @@ export class LmStudioClient {
     const fallback = o?.defaultModel?.trim();
     if (kind === "llm" && fallback) return fallback;
     const list = o?.list ?? await this.listModels(this.#opts(o));
-    const describe = () =>
-      list.models.length === 0
-        ? `The server lists no models. ${NOTHING_LISTED}`
-        : `Models available: ${list.models.map((m) => `${m.id} (${m.type})`).join(", ")}.`;
-    const empty = list.models.length === 0;
-    if (kind === "embedding") {
-      const embeddings = list.models.filter((m) => m.type === "embedding");
-      const picked = embeddings.find((m) => m.state === "loaded") ?? embeddings[0];
-      if (picked) return picked.id;
-      throw new LmStudioError({
-        kind: "not_found",
-        url: `${this.baseUrl}/v1/models`,
-        message: `No embedding model at ${this.baseUrl}. ${describe()} ` +
-          (empty ? "Or" : "Download one (e.g. `lms get nomic-embed-text-v1.5`), or") +
-          " pass the model explicitly.",
-      });
-    }
-    const chat = list.models.filter((m) => m.type !== "embedding");
-    const picked = chat.find((m) => m.state === "loaded") ?? chat[0];
-    if (picked) return picked.id;
-    throw new LmStudioError({
-      kind: "not_found",
-      url: `${this.baseUrl}/v1/models`,
-      message: `No chat model at ${this.baseUrl}. ${describe()} ` +
-        (empty ? "Or" : "Download one (e.g. `lms get qwen2.5-7b-instruct`), or") +
-        " pass the model explicitly (or set DEFAULT_MODEL).",
-    });
+    return pickModel(list, { kind, where: this.baseUrl, url: `${this.baseUrl}/v1/models` });
   }
 
   /**
