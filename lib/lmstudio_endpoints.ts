@@ -253,12 +253,12 @@ export class EndpointRouter implements LmClient {
     };
     const first = !this.#down.has(name);
     this.#down.set(name, down);
-    if (first) this.#log.warn(this.#downNote(endpoint, down, wait));
+    if (first) this.#log.debug(this.#downNote(endpoint, down, wait));
   }
 
   /** Records that endpoint `name` answered: it is no longer skipped. */
   answered(name: string): void {
-    if (this.#down.delete(name)) this.#log.info(`endpoint ${name} answers again`);
+    if (this.#down.delete(name)) this.#log.debug(`endpoint ${name} answers again`);
   }
 
   #downNote(endpoint: Endpoint, down: Down, left: number): string {
@@ -566,7 +566,15 @@ export class EndpointRouter implements LmClient {
     const endpoints = await Promise.all(this.endpoints.map(async (e) => {
       const health = await e.client.health(o);
       if (health.ok) this.answered(e.name);
-      return { name: e.name, ...health };
+      // The client's advice names one host; the install command should allow every blocked one.
+      const blocked = !health.ok && health.modelCount === undefined &&
+        this.#blockedHosts([hostOf(e.baseUrl)]).length > 0;
+      const error = blocked
+        ? `The sandbox blocked the connection to ${e.name} at ${e.baseUrl}: ${
+          this.#sandboxAdvice(e)
+        }.`
+        : health.error;
+      return { name: e.name, ...health, ...(error !== undefined ? { error } : {}) };
     }));
     const named = (h: EndpointHealth, text: string) => `${h.name} at ${h.baseUrl}: ${clause(text)}`;
     const errors = endpoints.flatMap((h) => h.ok ? [] : [named(h, h.error ?? "not healthy")]);

@@ -168,7 +168,7 @@ export class EndpointModels implements Models {
       models: values.flatMap((a) =>
         a.value.models.map((m) => ({ ...m, endpoint: a.endpoint.name }))
       ),
-      note: notes.length > 0 ? notes.join(" ") : null,
+      note: notes.length > 0 ? `${notes.map(clause).join("; ")}.` : null,
     };
   }
 
