@@ -64,7 +64,7 @@ import {
   DEFAULT_RETRIES,
 } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
-import { pickModel } from "./model_pick.ts";
+import { chooseModelName } from "./model_pick.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -510,13 +510,10 @@ export class LmStudioClient {
     explicit: string | undefined,
     o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string; list?: ModelList },
   ): Promise<string> {
-    const named = explicit?.trim();
-    if (named) return named;
-    const kind = o?.kind ?? "llm";
-    const fallback = o?.defaultModel?.trim();
-    if (kind === "llm" && fallback) return fallback;
-    const list = o?.list ?? await this.listModels(this.#opts(o));
-    return pickModel(list, { kind, where: this.baseUrl, url: `${this.baseUrl}/v1/models` });
+    return await chooseModelName(explicit, o ?? {}, () => this.listModels(this.#opts(o)), {
+      where: this.baseUrl,
+      url: `${this.baseUrl}/v1/models`,
+    });
   }
 
   /**

@@ -33,7 +33,7 @@ import type {
 } from "./lmstudio_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
-import { pickModel } from "./model_pick.ts";
+import { chooseModelName } from "./model_pick.ts";
 import { causeChain, errorMessage, isSandboxDenial, networkFailure } from "./errors.ts";
 import { clause, listNames } from "./text.ts";
 
@@ -502,14 +502,7 @@ export class EndpointRouter implements LmClient {
     explicit: string | undefined,
     o?: Parameters<LmStudioClient["resolveModel"]>[1],
   ): Promise<string> {
-    const named = explicit?.trim();
-    if (named) return named;
-    const kind = o?.kind ?? "llm";
-    const fallback = o?.defaultModel?.trim();
-    if (kind === "llm" && fallback) return fallback;
-    const list = o?.list ?? await this.listModels(o);
-    return pickModel(list, {
-      kind,
+    return await chooseModelName(explicit, o ?? {}, () => this.listModels(o), {
       where: this.baseUrl,
       url: `${this.endpoints[0]!.baseUrl}/v1/models`,
     });

@@ -1,11 +1,36 @@
 /**
- * Picking a model from a server's model list when a call names none: for chat, the first loaded
- * LLM, else the first non-embedding model; for embeddings, the loaded embedding model, else any
- * embedding model, never the chat model. Pure: the list is read by the caller (one server's, or the
- * merged list of several).
+ * Picking a model when a call names none: for chat, DEFAULT_MODEL, else the first loaded LLM of
+ * the model list, else its first non-embedding model; for embeddings, the loaded embedding model,
+ * else any embedding model, never the chat model. The list is the caller's (one server's, or the
+ * merged list of several), read only when a pick needs it.
  */
 import { LmStudioError, NOTHING_LISTED } from "./lmstudio_errors.ts";
 import type { ModelList } from "./lmstudio_types.ts";
+
+/** What a model is chosen with: its kind, DEFAULT_MODEL, and the model list if the caller has it. */
+export interface ModelChoice {
+  kind?: "llm" | "embedding";
+  defaultModel?: string;
+  list?: ModelList;
+}
+
+/**
+ * The model to use: `explicit`, else (for chat) `defaultModel`, else one picked from the list
+ * ({@linkcode pickModel}), which is `o.list` or else read with `read`.
+ */
+export async function chooseModelName(
+  explicit: string | undefined,
+  o: ModelChoice,
+  read: () => Promise<ModelList>,
+  site: { where: string; url: string },
+): Promise<string> {
+  const named = explicit?.trim();
+  if (named) return named;
+  const kind = o.kind ?? "llm";
+  const fallback = o.defaultModel?.trim();
+  if (kind === "llm" && fallback) return fallback;
+  return pickModel(o.list ?? await read(), { kind, ...site });
+}
 
 /**
  * The model of `kind` to use from `list`; a list without one is an LmStudioError ("not_found")
