@@ -272,3 +272,65 @@ Deno.test("a setting error about LMSTUDIO_ENDPOINTS stops the CLI, naming the va
   assertStringIncludes(run.stderr, "LM_API_TOKEN is set together with LMSTUDIO_ENDPOINTS");
   assertStringIncludes(run.stderr, "LMSTUDIO_ENDPOINT_GPU_TOKEN for gpu");
 });
+
+Deno.test("one endpoint in front of many GPUs (a LiteLLM proxy, vLLM's router) serves as an OpenAI-compatible server", async (t) => {
+  // FastAPI's answers (LiteLLM and vLLM are FastAPI apps) to what such a front does not have.
+  const notFound = { status: 404, body: { detail: "Not Found" } };
+  const notAllowed = { status: 405, body: { detail: "Method Not Allowed" } };
+  await using front = await FakeLmStudio.start({
+    flavor: "openai-only",
+    token: "sk-litellm",
+    models: [
+      { id: "gpt-oss-120b", type: "llm" },
+      { id: LLAMA, type: "llm" },
+      { id: "bge-m3-embedding", type: "embeddings" },
+    ],
+  });
+  for (let i = 0; i < 8; i++) {
+    front.script("/api/v1/models", notFound);
+    front.script("/api/v0/models", notFound);
+    front.script(`GET ${CHAT}`, notAllowed);
+  }
+  await using dir = await project({ fixture: false });
+  const env = {
+    LMSTUDIO_BASE_URL: `${front.baseUrl}/v1`,
+    LM_API_TOKEN: "sk-litellm",
+    LMSTUDIO_RETRIES: "0",
+    MCP_JSON_PATH: dir.config,
+  };
+  await t.step("models lists what the front serves", async () => {
+    const run = await runCli(["models", "--json"], { env });
+    assertEquals(run.code, 0, run.stderr);
+    const doc = JSON.parse(run.stdout);
+    assertEquals(doc.source, "openai");
+    assertEquals(doc.models.map((m: { id: string }) => m.id), [
+      "gpt-oss-120b",
+      LLAMA,
+      "bge-m3-embedding",
+    ]);
+    assertEquals(doc.endpoints, undefined);
+  });
+  await t.step("requests for its different models all go to it", async () => {
+    for (const model of ["gpt-oss-120b", LLAMA]) {
+      const run = await runCli(["chat", "--model", model, `to ${model}`], { env });
+      assertEquals(run.code, 0, run.stderr);
+      assertEquals(run.stdout, `Echo: to ${model}\n`);
+    }
+    assertEquals(
+      chats(front).map((c) => [(c.body as { model?: string }).model, c.headers["authorization"]]),
+      [["gpt-oss-120b", "Bearer sk-litellm"], [LLAMA, "Bearer sk-litellm"]],
+    );
+  });
+  await t.step("its models load on first request, as the front decides", async () => {
+    const run = await runCli(["lms", "load", "gpt-oss-120b"], { env });
+    assertEquals(run.code, 0, run.stderr);
+    assertStringIncludes(run.stdout + run.stderr, "first request");
+  });
+  await t.step("doctor finds it healthy", async () => {
+    const run = await runCli(["doctor", "--json"], { env });
+    const checks = (JSON.parse(run.stdout) as { checks: { name: string; status: string }[] })
+      .checks;
+    assertEquals(checks.find((c) => c.name === "LM Studio")?.status, "ok");
+    assertEquals(checks.find((c) => c.name === "models")?.status, "ok");
+  });
+});
