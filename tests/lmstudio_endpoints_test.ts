@@ -386,3 +386,43 @@ Deno.test("a merged list hands each endpoint its own part, and takes a fresh par
   assertEquals(fresh.endpoints?.[1]?.modelCount, 2);
   assertEquals(fresh.endpoints?.[1]?.source, "api/v1");
 });
+
+Deno.test("an endpoint whose model list times out is skipped like one that refuses", async () => {
+  await using laptop = await FakeLmStudio.start();
+  await using slow = await FakeLmStudio.start();
+  // Far longer than the router's list timeout: the answer never comes in time.
+  slow.script("/v1/models", { delayMs: 600_000, body: { object: "list", data: [] } });
+  const r = router([endpoint("laptop", laptop.baseUrl), endpoint("slow", slow.baseUrl)], {
+    now: clock().now,
+    listTimeoutMs: 200,
+  });
+  const list = await r.listModels();
+  assertEquals(list.models.map((m) => m.endpoint), ["laptop", "laptop"]);
+  assert(
+    list.notes.includes(`slow at ${slow.baseUrl}: not answering (timed out), retried in 30 s`),
+    list.notes.join("\n"),
+  );
+  assertEquals(
+    r.skipNote("slow"),
+    `slow at ${slow.baseUrl}: not answering (timed out), retried in 30 s`,
+  );
+  const [request] = slow.requestsTo("/v1/models");
+  assert(request !== undefined);
+  assertEquals(await slow.delayedEnd(request), "abandoned");
+});
+
+Deno.test("with one named endpoint, calls go straight to it and its errors are its own", async () => {
+  await using only = await FakeLmStudio.start();
+  const r = router([endpoint("solo", only.baseUrl)]);
+  await r.chat({ model: "unknown-model", messages: [{ role: "user", content: "hi" }] }).then(
+    () => assert(false, "an unknown model must fail"),
+    (error: unknown) => {
+      assert(error instanceof LmStudioError);
+      assertStringIncludes(error.message, `${only.baseUrl} has no model "unknown-model"`);
+    },
+  );
+  assertEquals(only.requestsTo(CHAT).length, 1);
+  // The router read no model list to route it (the client's own 404 check reads only /v1/models).
+  assertEquals(only.requestsTo("/api/v1/models").length, 0);
+  assertEquals((await r.listModels()).models.every((m) => m.endpoint === "solo"), true);
+});
