@@ -21,7 +21,6 @@ import {
   missingEndpointError,
   networkError,
   noModelsLoadedError,
-  NOTHING_LISTED,
   previousResponseError,
   type RequestSite,
   restNotFoundError,
@@ -82,6 +81,7 @@ import {
   DEFAULT_STALL_MS,
 } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
+import { chooseModelName } from "./model_pick.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -817,38 +817,9 @@ export class LmStudioClient {
     explicit: string | undefined,
     o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string; list?: ModelList },
   ): Promise<string> {
-    const named = explicit?.trim();
-    if (named) return named;
-    const kind = o?.kind ?? "llm";
-    const fallback = o?.defaultModel?.trim();
-    if (kind === "llm" && fallback) return fallback;
-    const list = o?.list ?? await this.listModels(this.#opts(o));
-    const describe = () =>
-      list.models.length === 0
-        ? `The server lists no models. ${NOTHING_LISTED}`
-        : `Models available: ${list.models.map((m) => `${m.id} (${m.type})`).join(", ")}.`;
-    const empty = list.models.length === 0;
-    if (kind === "embedding") {
-      const embeddings = list.models.filter((m) => m.type === "embedding");
-      const picked = embeddings.find((m) => m.state === "loaded") ?? embeddings[0];
-      if (picked) return picked.id;
-      throw new LmStudioError({
-        kind: "not_found",
-        url: `${this.baseUrl}/v1/models`,
-        message: `No embedding model at ${this.baseUrl}. ${describe()} ` +
-          (empty ? "Or" : "Download one (e.g. `lms get nomic-embed-text-v1.5`), or") +
-          " pass the model explicitly.",
-      });
-    }
-    const chat = list.models.filter((m) => m.type !== "embedding");
-    const picked = chat.find((m) => m.state === "loaded") ?? chat[0];
-    if (picked) return picked.id;
-    throw new LmStudioError({
-      kind: "not_found",
+    return await chooseModelName(explicit, o ?? {}, () => this.listModels(this.#opts(o)), {
+      where: this.baseUrl,
       url: `${this.baseUrl}/v1/models`,
-      message: `No chat model at ${this.baseUrl}. ${describe()} ` +
-        (empty ? "Or" : "Download one (e.g. `lms get qwen2.5-7b-instruct`), or") +
-        " pass the model explicitly (or set DEFAULT_MODEL).",
     });
   }
 

@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
+import { plural } from "./text.ts";
 import { emptyAnswerText, guarded, READ_ONLY, safeResult, textResult } from "./server_result.ts";
 import { toolModelProgress } from "./server_progress.ts";
 
@@ -57,12 +58,28 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
     description:
       "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, how " +
       "many models it offers, and whether it accepts the token (or none) for requests that use a " +
-      "model. Use it first when other LM Studio tools fail.",
+      "model; with several model servers configured, each one. Use it first when other LM " +
+      "Studio tools fail.",
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
       const h = await app.client.health({ signal: extra.signal });
       const structured = { ...h };
+      if (h.endpoints) {
+        const up = h.endpoints.filter((e) => e.ok).length;
+        const text = [
+          `${up} of ${plural(h.endpoints.length, "model server")} healthy:`,
+          ...h.endpoints.map((e) =>
+            `- ${e.name} at ${e.baseUrl}: ${
+              e.ok
+                ? `answering (${e.latencyMs} ms, ${e.modelCount ?? "unknown number of"} models)` +
+                  (e.note ? `. ${e.note}` : "")
+                : `not healthy: ${e.error ?? "unknown error"}`
+            }`
+          ),
+        ].join("\n");
+        return { ...textResult(text, structured), ...(h.ok ? {} : { isError: true }) };
+      }
       if (!h.ok) {
         return {
           content: [{
@@ -86,8 +103,8 @@ function registerListModels(server: McpServer, app: LmStudioApp): void {
     title: "List models",
     description:
       "Lists the models the local server offers: id, type (llm, vlm = vision, embedding), whether it " +
-      "is loaded, and context length where the server tells. Use the ids as the `model` parameter " +
-      "of the other tools.",
+      "is loaded, and context length where the server tells; with several model servers " +
+      "configured, each model's server. Use the ids as the `model` parameter of the other tools.",
     annotations: READ_ONLY,
   }, (extra) =>
     guarded(async () => {
@@ -99,14 +116,19 @@ function registerListModels(server: McpServer, app: LmStudioApp): void {
         if (ctx) parts.push(`context ${ctx}`);
         if (m.vision) parts.push("vision");
         if (m.toolUse) parts.push("tool use");
-        return `- ${m.id} (${parts.join(", ")})`;
+        return `- ${m.id} (${parts.join(", ")})${m.endpoint ? ` on ${m.endpoint}` : ""}`;
       });
       const text = [
         lines.length ? `${lines.length} models:` : "The server lists no models.",
         ...lines,
         ...list.notes.map((n) => `Note: ${n}`),
       ].join("\n");
-      return textResult(text, { models: list.models, source: list.source, notes: list.notes });
+      return textResult(text, {
+        models: list.models,
+        source: list.source,
+        notes: list.notes,
+        ...(list.endpoints ? { endpoints: list.endpoints } : {}),
+      });
     }));
 }
 
@@ -123,7 +145,7 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
       const lines = current.models.map((m) =>
         `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
           m.contextLength ? `, context ${m.contextLength}` : ""
-        })`
+        })${m.endpoint ? ` on ${m.endpoint}` : ""}`
       );
       // A server without LM Studio's REST state cannot say what is loaded: say that first, and
       // never "no model is loaded".
