@@ -360,6 +360,8 @@ type ChatChunk = z.infer<typeof ChatChunkWire>;
 /** Assembles a streamed `/v1/chat/completions` reply. */
 class ChatAssembler extends ChunkAssembler<ChatChunk> {
   #content = "";
+  /** A `content` that was neither text nor null: kept, so the reply fails as it would unstreamed. */
+  #badContent: unknown = undefined;
   #reasoningContent = "";
   #reasoning = "";
   readonly #calls = new Map<number, CallParts>();
@@ -377,6 +379,11 @@ class ChatAssembler extends ChunkAssembler<ChatChunk> {
     const delta = this.first(chunk.choices)?.delta;
     if (delta === undefined || delta === null) return undefined;
     const content = typeof delta.content === "string" ? delta.content : "";
+    if (
+      delta.content !== undefined && delta.content !== null && typeof delta.content !== "string"
+    ) {
+      this.#badContent ??= delta.content;
+    }
     this.#content += content;
     let thought = "";
     if (typeof delta.reasoning_content === "string") {
@@ -458,7 +465,10 @@ class ChatAssembler extends ChunkAssembler<ChatChunk> {
           : {}),
       },
     }));
-    const message: Record<string, unknown> = { role: "assistant", content: this.#content };
+    const message: Record<string, unknown> = {
+      role: "assistant",
+      content: this.#badContent ?? this.#content,
+    };
     if (this.#reasoningContent !== "") message.reasoning_content = this.#reasoningContent;
     if (this.#reasoning !== "") message.reasoning = this.#reasoning;
     if (toolCalls.length > 0) message.tool_calls = toolCalls;

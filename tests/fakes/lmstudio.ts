@@ -955,8 +955,22 @@ function chatEvents(
     const text = message[key];
     if (typeof text === "string") { for (const piece of tokenPieces(text)) send({ [key]: piece }); }
   }
-  const { text: content } = messageText(message.content);
-  for (const piece of tokenPieces(content)) send({ content: piece });
+  if (
+    message.content !== undefined && message.content !== null &&
+    typeof message.content !== "string" && !Array.isArray(message.content)
+  ) {
+    // A broken reply (content 42) is streamed as broken as it is, as a faulty server would.
+    send({ content: message.content });
+  } else {
+    const { text: content } = messageText(message.content);
+    for (const piece of tokenPieces(content)) send({ content: piece });
+  }
+  if (
+    message.tool_calls !== undefined && message.tool_calls !== null &&
+    !Array.isArray(message.tool_calls)
+  ) {
+    send({ tool_calls: message.tool_calls }); // broken as it is
+  }
   const calls = Array.isArray(message.tool_calls) ? message.tool_calls.filter(isRecord) : [];
   const fragments = calls.map((call, index) => {
     const fn = isRecord(call.function) ? call.function : {};
