@@ -19,7 +19,19 @@ import type {
   Usage,
 } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import type { CallToolResult, Tool } from "./sdk.ts";
+import type {
+  CallToolResult,
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  ElicitRequestParams,
+  ElicitResult,
+  GetPromptResult,
+  Prompt,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplate,
+  Tool,
+} from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import type { ArgumentValidator } from "./tool_schema.ts";
 
@@ -42,7 +54,30 @@ export function isAbort(error: unknown, signal: AbortSignal): boolean {
     (error as { kind?: unknown }).kind === "aborted");
 }
 
-/** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */
+/**
+ * Answers to the requests a downstream server sends while one of its tools runs: the pool gives a
+ * server's `sampling/createMessage` or `elicitation/create` to the call on that server that
+ * registered handlers (the oldest, when several did), and declines it when none did.
+ */
+export interface ServerRequestHandlers {
+  sample?: (
+    params: CreateMessageRequestParams,
+    signal: AbortSignal,
+  ) => Promise<CreateMessageResult>;
+  elicit?: (params: ElicitRequestParams, signal: AbortSignal) => Promise<ElicitResult>;
+}
+
+/** What a server offers besides tools, from its declared capabilities. */
+export interface ServerOffers {
+  tools: boolean;
+  resources: boolean;
+  prompts: boolean;
+}
+
+/**
+ * What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. The
+ * optional methods are the servers' resources and prompts: a host without them offers none.
+ */
 export interface ToolHost {
   listTools(
     server: string,
@@ -61,8 +96,34 @@ export interface ToolHost {
       origin?: "model";
       /** The tool is marked read-only: the call cannot have changed the config. */
       readOnly?: boolean;
+      /** Answers the server's sampling and elicitation requests while the call runs. */
+      onServerRequest?: ServerRequestHandlers;
     },
   ): Promise<CallToolResult>;
+  /** What `server` offers (its capabilities). */
+  offers?(server: string, options: { signal?: AbortSignal }): Promise<ServerOffers>;
+  /** The resources of `server` (every page). */
+  listResources?(server: string, options: { signal?: AbortSignal }): Promise<Resource[]>;
+  /** The resource templates of `server` (every page). */
+  listResourceTemplates?(
+    server: string,
+    options: { signal?: AbortSignal },
+  ): Promise<ResourceTemplate[]>;
+  /** Reads one resource of `server`. */
+  readResource?(
+    server: string,
+    uri: string,
+    options: { signal?: AbortSignal },
+  ): Promise<ReadResourceResult>;
+  /** The prompts of `server` (every page). */
+  listPrompts?(server: string, options: { signal?: AbortSignal }): Promise<Prompt[]>;
+  /** One prompt of `server`, with `args` filled in. */
+  getPrompt?(
+    server: string,
+    name: string,
+    args: Record<string, string>,
+    options: { signal?: AbortSignal },
+  ): Promise<GetPromptResult>;
 }
 
 /** A progress notification of a running downstream tool. */
