@@ -12,6 +12,7 @@
  * task.
  */
 import type { ApprovalGate } from "./agent_approval.ts";
+import { runResourceTool } from "./agent_resources.ts";
 import {
   type AgentProgress,
   isAbort,
@@ -229,6 +230,13 @@ async function executeCall(
     onAnswer: o.onAnswer,
   });
   if (refusal !== undefined) return { ok: false, ...refusal };
+  if (p.entry.resourceTool !== undefined) {
+    return await runResourceTool(ctx.host, {
+      server: p.entry.server,
+      tool: p.entry.resourceTool,
+      args: p.parsed.value,
+    }, ctx.signal);
+  }
   let result: CallToolResult;
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {

@@ -120,10 +120,36 @@ export async function resolveServers(
   return { names, notes, rules };
 }
 
-/** The tools of one server, or why they could not be listed. */
-export type ListedTools = { server: string; tools: Tool[] } | { server: string; error: unknown };
+/**
+ * The tools of one server (and whether it offers resources, which adds the bridge's resource
+ * tools), or why they could not be listed.
+ */
+export type ListedTools =
+  | { server: string; tools: Tool[]; resources?: boolean }
+  | { server: string; error: unknown };
 
-/** Lists the tools of every server in parallel; a failure is kept per server, an abort rejects. */
+/**
+ * Whether `server` offers resources: false when the host cannot tell or the question fails (the
+ * server's tools are still offered); an abort rejects.
+ */
+async function offersResources(
+  host: ToolHost,
+  server: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  if (host.offers === undefined || host.listResources === undefined) return false;
+  try {
+    return (await host.offers(server, { signal })).resources;
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) throw error;
+    return false;
+  }
+}
+
+/**
+ * Lists the tools of every server in parallel, with whether it offers resources; a failure is
+ * kept per server, an abort rejects.
+ */
 export function listServerTools(
   host: ToolHost,
   servers: readonly string[],
@@ -135,7 +161,8 @@ export function listServerTools(
   };
   return Promise.all(servers.map(async (server) => {
     try {
-      return { server, tools: await host.listTools(server, { signal, onNote }) };
+      const tools = await host.listTools(server, { signal, onNote });
+      return { server, tools, resources: await offersResources(host, server, signal) };
     } catch (error: unknown) {
       if (isAbort(error, signal)) throw error;
       return { server, error };
@@ -162,7 +189,9 @@ export function buildCatalog(
     );
   }
   for (const f of failed) o.notes.push(`skipped "${f.server}": ${errorMessage(f.error)}`);
-  const ok = listed.filter((l): l is { server: string; tools: Tool[] } => "tools" in l);
+  const ok = listed.filter((l): l is { server: string; tools: Tool[]; resources?: boolean } =>
+    "tools" in l
+  );
   const servers = ok.map((l) => l.server);
   const catalog = ToolCatalog.build(ok, {
     namespaced: ok.length > 1,
