@@ -34,7 +34,13 @@ import {
   runCalls,
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
-import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
+import {
+  buildCatalog,
+  listServerTools,
+  prepareModel,
+  resolveServers,
+  startingPrompt,
+} from "./agent_setup.ts";
 import { ModelWatch } from "./agent_stream.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import {
@@ -318,7 +324,9 @@ class TaskRun {
       rules: options.rules,
       approveAll: options.approveAll,
       approve: options.approve,
-      task: options.task,
+      task: options.task.trim() === "" && options.prompt !== undefined
+        ? `(the prompt "${options.prompt.name}" of MCP server "${options.prompt.server}")`
+        : options.task,
       trace: this.trace,
       notes: this.notes,
     });
@@ -425,8 +433,8 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   notes.push(...resolved.notes);
   // Rules given by the caller win; else those of the bridge settings in force.
   if (options.rules === undefined) run.approvals.useRules(resolved.rules);
-  // Both honour the signal: a cancellation rejects here at once.
-  const [listed, prepared] = await Promise.all([
+  // All honour the signal: a cancellation rejects here at once.
+  const [listed, prepared, prompted] = await Promise.all([
     listServerTools(deps.pool, run.servers, signal, notes),
     prepareModel({
       client: deps.client,
@@ -437,6 +445,9 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
       notes,
       signal,
     }),
+    options.prompt !== undefined
+      ? startingPrompt(deps.pool, options.prompt, { signal, notes })
+      : Promise.resolve([]),
   ]);
   const { servers, catalog } = buildCatalog(listed, {
     discover: selection === "all",
@@ -448,7 +459,11 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   run.contextTokens = prepared.contextTokens;
 
   const tools = catalog.openaiTools;
-  const task: ChatMessage = { role: "user", content: options.task };
+  // A prompt may say all there is to do; else the task follows its messages.
+  const task: ChatMessage[] = options.prompt !== undefined && options.task.trim() === ""
+    ? []
+    : [{ role: "user", content: options.task }];
+  const opening = [...prompted, ...task];
   // A continued conversation keeps its messages, the system message and first task first.
   const history = (session?.messages ?? []).map((m) => ({ ...m }));
   const system = options.instructions
@@ -457,19 +472,20 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
 ${options.instructions}`
     : systemPrompt(servers);
   const messages: ChatMessage[] = history[0]?.role === "system"
-    ? [...history, task]
-    : [{ role: "system", content: system }, ...history, task];
+    ? [...history, ...opening]
+    : [{ role: "system", content: system }, ...history, ...opening];
   run.messages = messages;
   const budget = planBudget({
     contextTokens: run.contextTokens,
     maxTokens: options.maxTokens,
     tools,
     // What every request carries: the older rounds of a continued conversation can be condensed.
-    messages: session !== undefined ? [...messages.slice(0, 2), task] : messages,
+    messages: session !== undefined ? [...messages.slice(0, 2), ...opening] : messages,
   });
   run.trace?.write({
     type: "start",
     task: options.task,
+    ...(options.prompt !== undefined ? { prompt: options.prompt } : {}),
     servers,
     model: run.model,
     context_tokens: run.contextTokens,

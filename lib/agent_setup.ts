@@ -14,16 +14,18 @@ import {
   ApprovalRules,
   isAbort,
   type ModelListing,
+  type StartingPrompt,
   type ToolHost,
 } from "./agent_types.ts";
-import type { ModelList } from "./lmstudio_types.ts";
+import { promptChatMessages } from "./agent_messages.ts";
+import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";
 import { noConfigFile, usableEntry } from "./config.ts";
 import { errorMessage } from "./errors.ts";
-import { clause, listNames } from "./text.ts";
+import { clause, closestName, listNames, plural } from "./text.ts";
 import { MAX_LISTED_MODELS } from "./lmstudio_errors.ts";
 
 /** The servers to use, and notes on those skipped. */
@@ -411,4 +413,55 @@ export async function contextWindow(o: {
       ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
       : "the server does not report its context length",
   );
+}
+
+/**
+ * The messages of the prompt a task starts from, as chat messages. The prompt is checked against
+ * the server's list first when the host can list prompts: an unknown name or a missing required
+ * argument fails with what the server offers. Any failure throws {@linkcode AgentError} "prompt"
+ * (an abort rejects as it is); a note says what the task started from.
+ */
+export async function startingPrompt(
+  host: ToolHost,
+  prompt: StartingPrompt,
+  o: { signal: AbortSignal; notes: string[] },
+): Promise<ChatMessage[]> {
+  const { server, name } = prompt;
+  const args = prompt.arguments ?? {};
+  const what = `prompt "${name}" of MCP server "${server}"`;
+  const fail = (why: string, cause?: unknown): never => {
+    throw new AgentError("prompt", `Cannot start from the ${what}: ${why}`, { cause });
+  };
+  if (host.getPrompt === undefined) return fail("this bridge cannot read prompts.");
+  try {
+    if (host.listPrompts !== undefined) {
+      const prompts = await host.listPrompts(server, { signal: o.signal });
+      const found = prompts.find((p) => p.name === name);
+      if (found === undefined) {
+        const names = prompts.map((p) => p.name);
+        const close = closestName(name, names);
+        return fail(
+          prompts.length === 0
+            ? "the server offers no prompts."
+            : `the server has no such prompt.${close ? ` Did you mean "${close}"?` : ""} ` +
+              `Its prompts: ${listNames(names, 20)}.`,
+        );
+      }
+      const missing = (found.arguments ?? []).filter((a) => a.required && !(a.name in args));
+      if (missing.length > 0) {
+        const list = missing.map((a) => `${a.name}${a.description ? ` (${a.description})` : ""}`);
+        return fail(
+          `it needs the ${plural(missing.length, "argument")} ${list.join(", ")}. Give ` +
+            "them as the prompt's arguments (`run --prompt-arg NAME=VALUE`).",
+        );
+      }
+    }
+    const result = await host.getPrompt(server, name, args, { signal: o.signal });
+    const messages = promptChatMessages(result.messages);
+    o.notes.push(`started from the ${what} (${plural(messages.length, "message")})`);
+    return messages;
+  } catch (error: unknown) {
+    if (error instanceof AgentError || isAbort(error, o.signal)) throw error;
+    return fail(`${clause(errorMessage(error))}.`, error);
+  }
 }

@@ -43,7 +43,7 @@ export const DEFAULT_MAX_ROUNDS = 100;
  * what to do.
  */
 export class AgentError
-  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session"> {
+  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session" | "prompt"> {
   override name = "AgentError";
 }
 
@@ -340,9 +340,23 @@ export interface AgentDeps {
   validator?: ArgumentValidator;
 }
 
+/** A prompt of an MCP server that starts a task: which server, which prompt, its arguments. */
+export interface StartingPrompt {
+  server: string;
+  name: string;
+  arguments?: Record<string, string>;
+}
+
 /** Options of {@linkcode runAgent}. */
 export interface AgentOptions {
+  /** The task; may be empty when `prompt` says what to do. */
   task: string;
+  /**
+   * Start from this prompt of an MCP server (`prompts/get`): its messages come before the task
+   * text. The server may be any usable server of the config, not only those whose tools are
+   * offered.
+   */
+  prompt?: StartingPrompt;
   /** Server names, or "all" for every enabled usable server except the bridge itself. */
   servers: readonly string[] | "all";
   model?: string;

@@ -2,7 +2,13 @@
  * `run`: the autonomous loop from the command line. The answer goes to stdout (or one JSON document
  * with `--json`); a live status line, notes and the closing summary go to stderr.
  */
-import type { AgentProgress, AgentResult, ApprovalAnswer, Approver } from "./agent_types.ts";
+import type {
+  AgentProgress,
+  AgentResult,
+  ApprovalAnswer,
+  Approver,
+  StartingPrompt,
+} from "./agent_types.ts";
 import { raceAbort } from "./abort.ts";
 import type { Output } from "./output.ts";
 import type { CommandContext } from "./app.ts";
@@ -10,6 +16,7 @@ import {
   flag,
   integerOption,
   parseArgs,
+  type ParsedArgs,
   stringListOption,
   stringOption,
   temperatureOption,
@@ -30,6 +37,8 @@ const OPTIONS = {
   "allow-tools": { type: "string", multiple: true },
   "time-budget": { type: "string" },
   trace: { type: "string" },
+  prompt: { type: "string" },
+  "prompt-arg": { type: "string", multiple: true },
   yes: { type: "boolean", short: "y" },
   json: { type: "boolean" },
 } as const;
@@ -130,6 +139,40 @@ export function cliApproval(
 }
 
 /**
+ * The prompt of `--prompt SERVER/NAME` with its `--prompt-arg KEY=VALUE` arguments, or undefined
+ * without `--prompt`; misuse is a {@linkcode UsageError}.
+ */
+export function promptOption(args: ParsedArgs): StartingPrompt | undefined {
+  const given = stringOption(args, "prompt");
+  const raw = args.values["prompt-arg"];
+  const pairs = Array.isArray(raw) ? raw.filter((x): x is string => typeof x === "string") : [];
+  if (given === undefined) {
+    if (pairs.length > 0) throw new UsageError("--prompt-arg needs --prompt SERVER/NAME.", "run");
+    return undefined;
+  }
+  const slash = given.indexOf("/");
+  if (slash <= 0 || slash === given.length - 1) {
+    throw new UsageError(
+      `--prompt takes SERVER/NAME (a prompt of an MCP server), got ${JSON.stringify(given)}.`,
+      "run",
+    );
+  }
+  const values: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) {
+      throw new UsageError(`--prompt-arg takes KEY=VALUE, got ${JSON.stringify(pair)}.`, "run");
+    }
+    values[pair.slice(0, eq).trim()] = pair.slice(eq + 1);
+  }
+  return {
+    server: given.slice(0, slash),
+    name: given.slice(slash + 1),
+    ...(pairs.length > 0 ? { arguments: values } : {}),
+  };
+}
+
+/**
  * Runs `run`. Returns 0 when the model answered, 1 when it stopped for another reason; usage
  * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
  * not reachable, trace not writable) throw with a message that says what to do.
@@ -173,9 +216,11 @@ export async function runCommand(
     }
     timeBudgetMs = Math.round(value * 1000);
   }
+  const prompt = promptOption(args);
   let task = args.positionals.join(" ").trim();
   if (task === "-") task = (await (seams.readStdin ?? readAllStdin)()).trim();
-  if (task === "") {
+  // A prompt may say all there is to do.
+  if (task === "" && (prompt === undefined || args.positionals.length > 0)) {
     throw new UsageError(
       args.positionals.join(" ").trim() === "-"
         ? "The task read from stdin is empty."
@@ -195,6 +240,7 @@ export async function runCommand(
   );
   const { result, tracePath } = await runTask(ctx.app, {
     task,
+    ...(prompt !== undefined ? { prompt } : {}),
     servers: all ? "all" : servers,
     model: stringOption(args, "model"),
     instructions: stringOption(args, "system"),

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { agentResultJson, runAgent } from "./agent.ts";
 import {
+  AgentError,
   type AgentLmClient,
   type AgentModels,
   type AgentOptions,
@@ -15,6 +16,8 @@ import {
   type ApprovalRequest,
   type Approver,
   DEFAULT_MAX_ROUNDS,
+  type StartingPrompt,
+  type ToolHost,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
 import type {
@@ -39,11 +42,13 @@ import { dirname, resolve } from "./path.ts";
 import { redact } from "./redact.ts";
 
 /**
- * What the loop uses of the app: the pool, the config and the log as they are, the client and the
+ * What the loop uses of the app: the config and the log as they are, the pool, the client and the
  * model manager only as far as the loop calls them, and four settings. {@linkcode App} satisfies it;
  * tests pass their own client, models or settings.
  */
-export interface AgentApp extends Pick<App, "config" | "log" | "pool"> {
+export interface AgentApp extends Pick<App, "config" | "log"> {
+  /** The MCP pool (App's McpPool; tests may give another host of tools). */
+  pool(): Promise<ToolHost>;
   readonly client: AgentLmClient;
   /** Loads a named model first; without it the server loads models on demand (JIT). */
   readonly models?: AgentModels;
@@ -237,6 +242,15 @@ const common = {
   time_budget_seconds: z.number().positive().optional().describe(
     "Stop (unfinished) after this many seconds.",
   ),
+  prompt: z.object({
+    server: z.string().min(1).optional().describe(
+      "The MCP server that has the prompt (default: the task's server, when there is one).",
+    ),
+    name: z.string().min(1).describe("The prompt's name."),
+    arguments: z.record(z.string(), z.string()).optional().describe("The prompt's arguments."),
+  }).optional().describe(
+    "Start from a prompt of an MCP server: its messages come before the task text.",
+  ),
   trace_path: z.string().min(1).optional().describe(
     "Write a JSONL trace of every model request, reply, tool call and result to this file " +
       "(the bridge must be allowed to write there; the error says how).",
@@ -250,8 +264,30 @@ type CommonArgs = {
   max_tokens?: number;
   allowed_tools?: string[] | string;
   time_budget_seconds?: number;
+  prompt?: { server?: string; name: string; arguments?: Record<string, string> };
   trace_path?: string;
 };
+
+/** The prompt a task starts from: its server defaults to the task's only server. */
+function startingPrompt(
+  prompt: CommonArgs["prompt"],
+  servers: readonly string[] | "all",
+): StartingPrompt | undefined {
+  if (prompt === undefined) return undefined;
+  const server = prompt.server ?? (servers !== "all" && servers.length === 1 ? servers[0] : "");
+  if (!server) {
+    throw new AgentError(
+      "prompt",
+      `Name the MCP server that has the prompt "${prompt.name}" (prompt.server): the task uses ` +
+        "more than one server.",
+    );
+  }
+  return {
+    server,
+    name: prompt.name,
+    ...(prompt.arguments ? { arguments: prompt.arguments } : {}),
+  };
+}
 
 /** The SDK's request extra as tool handlers receive it. */
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -306,6 +342,7 @@ async function runTool(
     const { result } = await runTask(app, {
       task: args.task,
       servers,
+      prompt: startingPrompt(args.prompt, servers),
       model: args.model,
       maxRounds: args.max_rounds,
       maxTokens: args.max_tokens,
