@@ -34,6 +34,7 @@ import {
   runCalls,
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
+import { SamplingAnswerer, type SamplingLimits } from "./agent_sampling.ts";
 import {
   buildCatalog,
   listServerTools,
@@ -51,6 +52,7 @@ import {
   DEFAULT_MAX_ROUNDS,
   isAbort,
   type RoundDetail,
+  type ServerRequestHandlers,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
@@ -74,7 +76,7 @@ import type {
 } from "./lmstudio_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { recoverTextToolCalls } from "./tool_calls.ts";
-import type { ToolCatalog } from "./tool_catalog.ts";
+import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
 import { type ArgumentValidator, sharedArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { clause, shortJson } from "./text.ts";
@@ -125,6 +127,7 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     servers: result.servers,
     notes: result.notes,
     approvals: result.approvals,
+    sampling: result.sampling,
     rounds_detail: result.rounds_detail,
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
@@ -277,6 +280,9 @@ class TaskRun {
   readonly signal: AbortSignal;
   readonly progress: ProgressReporter;
   readonly approvals: ApprovalGate;
+  readonly sampling: SamplingAnswerer;
+  /** The sampling limits: the caller's, else the bridge settings' (prepareTask). */
+  samplingLimits: SamplingLimits;
   readonly usage: Usage = emptyUsage();
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
@@ -330,6 +336,25 @@ class TaskRun {
       trace: this.trace,
       notes: this.notes,
     });
+    this.samplingLimits = options.sampling ?? {};
+    this.sampling = new SamplingAnswerer({
+      client: options.deps.client,
+      model: () => this.model,
+      contextTokens: () => this.contextTokens,
+      approvals: this.approvals,
+      usage: this.usage,
+      limits: () => this.samplingLimits,
+      temperature: options.temperature,
+      ttlSeconds: options.ttlSeconds,
+      trace: this.trace,
+      now: this.now,
+    });
+  }
+
+  /** What the servers' requests get while the call of `entry` in `round` runs. */
+  serverRequests(entry: CatalogEntry, round: number): ServerRequestHandlers {
+    const call = { round, server: entry.server, tool: entry.tool, signal: this.signal };
+    return { sample: (params, signal) => this.sampling.answer(call, params, signal) };
   }
 
   /** Ends the task: the result, the trace's stop event and the last progress event. */
@@ -345,6 +370,7 @@ class TaskRun {
       context_tokens: this.contextTokens,
       notes: this.notes,
       approvals: this.approvals.records,
+      sampling: this.sampling.records,
       rounds_detail: this.roundsDetail,
       session: this.session(),
       ...(error !== undefined ? { error } : {}),
@@ -433,6 +459,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   notes.push(...resolved.notes);
   // Rules given by the caller win; else those of the bridge settings in force.
   if (options.rules === undefined) run.approvals.useRules(resolved.rules);
+  if (options.sampling === undefined) run.samplingLimits = resolved.sampling;
   // All honour the signal: a cancellation rejects here at once.
   const [listed, prepared, prompted] = await Promise.all([
     listServerTools(deps.pool, run.servers, signal, notes),
@@ -692,6 +719,7 @@ async function callTools(
       host: options.deps.pool,
       signal,
       timeoutMs: options.toolTimeoutMs,
+      serverRequests: (entry, round) => run.serverRequests(entry, round),
     },
     progress: run.progress,
     heartbeatMs: run.heartbeatMs,

@@ -16,6 +16,7 @@ import { runResourceTool } from "./agent_resources.ts";
 import {
   type AgentProgress,
   isAbort,
+  type ServerRequestHandlers,
   type ToolCallRecord,
   type ToolHost,
   type ToolProgress,
@@ -166,6 +167,8 @@ export interface ExecuteContext {
   host: ToolHost;
   signal: AbortSignal;
   timeoutMs?: number;
+  /** Answers the requests the server sends while the call of `entry` in `round` runs. */
+  serverRequests?: (entry: CatalogEntry, round: number) => ServerRequestHandlers;
 }
 
 /**
@@ -245,6 +248,9 @@ async function executeCall(
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
       onProgress: o.onProgress,
+      ...(ctx.serverRequests !== undefined
+        ? { onServerRequest: ctx.serverRequests(p.entry, o.round) }
+        : {}),
     });
   } catch (error: unknown) {
     if (isAbort(error, ctx.signal)) throw error;

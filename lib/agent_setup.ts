@@ -18,6 +18,7 @@ import {
   type ToolHost,
 } from "./agent_types.ts";
 import { promptChatMessages } from "./agent_messages.ts";
+import type { SamplingLimits } from "./agent_sampling.ts";
 import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
@@ -34,6 +35,8 @@ export interface ResolvedServers {
   notes: string[];
   /** The approval rules of the bridge settings in force (lmstudio-bridge.json). */
   rules: ApprovalRules;
+  /** The sampling limits of the bridge settings in force. */
+  sampling: SamplingLimits;
 }
 
 /**
@@ -52,7 +55,7 @@ export async function resolveServers(
     throw new AgentError("servers", current.error);
   }
   const notes: string[] = [];
-  const { tools, servers } = current.bridge.settings;
+  const { tools, servers, sampling = {} } = current.bridge.settings;
   const rules: ApprovalRules = { tools, servers };
   // The error says that the last good configuration is still in force.
   if (current.error !== undefined) notes.push(`MCP config problem: ${clause(current.error)}`);
@@ -71,7 +74,7 @@ export async function resolveServers(
         skipped.push(`"${entry.name}": ${problem}`);
       } else usable.push(entry);
     }
-    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, rules };
+    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, rules, sampling };
     if (current.path === undefined) {
       const text = noConfigFile(current.searched);
       throw new AgentError("servers", `${text[0]!.toUpperCase()}${text.slice(1)}`);
@@ -119,7 +122,7 @@ export async function resolveServers(
     }
   }
   if (problems.length > 0) throw new AgentError("servers", problems.join("\n"));
-  return { names, notes, rules };
+  return { names, notes, rules, sampling };
 }
 
 /**

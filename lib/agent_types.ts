@@ -33,6 +33,7 @@ import type {
   Tool,
 } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
+import type { SamplingLimits, SamplingRecord } from "./agent_sampling.ts";
 import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
@@ -243,6 +244,8 @@ export interface AgentResult {
   notes: string[];
   /** Every approval decision, in the order made. */
   approvals: ApprovalRecord[];
+  /** Every sampling request of a server, answered or not, in order. */
+  sampling: SamplingRecord[];
   /** The figures of each round's model request, in order. */
   rounds_detail: RoundDetail[];
   /** The conversation with this task in it, to keep for a task that continues it. */
@@ -290,6 +293,11 @@ export interface ApprovalRequest {
   readOnly: boolean;
   /** From the tool's MCP annotations: destructiveHint (true when not said, as MCP defines it). */
   destructive: boolean;
+  /**
+   * "sampling": not a tool call but a server asking the local model to generate text; `tool` is
+   * then `sampling/createMessage` and `arguments` say which of its tools asked and what for.
+   */
+  kind?: "sampling";
 }
 
 /** Run this call (`once`), run it and later calls of the same tool in this task, or refuse it. */
@@ -406,5 +414,10 @@ export interface AgentOptions {
   approve?: Approver;
   /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
   approveAll?: boolean;
+  /**
+   * Limits of the sampling requests of servers, answered by the task's model (default: the
+   * bridge settings' `sampling` section; see agent_sampling.ts).
+   */
+  sampling?: SamplingLimits;
   deps: AgentDeps;
 }

@@ -139,6 +139,16 @@ async function queryWrite(path: string): Promise<Deno.PermissionState> {
  * (shortened, secrets redacted), what the tool says of itself, and the task it serves.
  */
 export function approvalQuestion(req: ApprovalRequest): string {
+  if (req.kind === "sampling") {
+    const during = typeof req.arguments.during_tool === "string"
+      ? ` while its tool ${req.arguments.during_tool} runs`
+      : "";
+    return [
+      `MCP server "${req.server}" asks the local model to generate text (sampling)${during}.`,
+      `Request: ${shortJson(redact(req.arguments), 400)}`,
+      `Task: ${shorten(req.task, 200)}`,
+    ].join("\n");
+  }
   const kind = req.destructive
     ? " It may change or delete things (destructive)."
     : req.readOnly
