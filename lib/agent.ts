@@ -35,6 +35,7 @@ import {
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
 import { SamplingAnswerer, type SamplingLimits } from "./agent_sampling.ts";
+import { ElicitationRelay } from "./agent_elicitation.ts";
 import {
   buildCatalog,
   listServerTools,
@@ -281,6 +282,7 @@ class TaskRun {
   readonly progress: ProgressReporter;
   readonly approvals: ApprovalGate;
   readonly sampling: SamplingAnswerer;
+  readonly elicitation: ElicitationRelay;
   /** The sampling limits: the caller's, else the bridge settings' (prepareTask). */
   samplingLimits: SamplingLimits;
   readonly usage: Usage = emptyUsage();
@@ -326,13 +328,20 @@ class TaskRun {
       log: this.log,
       now: this.now,
     });
+    const task = options.task.trim() === "" && options.prompt !== undefined
+      ? `(the prompt "${options.prompt.name}" of MCP server "${options.prompt.server}")`
+      : options.task;
     this.approvals = new ApprovalGate({
       rules: options.rules,
       approveAll: options.approveAll,
       approve: options.approve,
-      task: options.task.trim() === "" && options.prompt !== undefined
-        ? `(the prompt "${options.prompt.name}" of MCP server "${options.prompt.server}")`
-        : options.task,
+      task,
+      trace: this.trace,
+      notes: this.notes,
+    });
+    this.elicitation = new ElicitationRelay({
+      elicit: options.elicit,
+      task,
       trace: this.trace,
       notes: this.notes,
     });
@@ -354,7 +363,10 @@ class TaskRun {
   /** What the servers' requests get while the call of `entry` in `round` runs. */
   serverRequests(entry: CatalogEntry, round: number): ServerRequestHandlers {
     const call = { round, server: entry.server, tool: entry.tool, signal: this.signal };
-    return { sample: (params, signal) => this.sampling.answer(call, params, signal) };
+    return {
+      sample: (params, signal) => this.sampling.answer(call, params, signal),
+      elicit: (params, signal) => this.elicitation.ask(call, params, signal),
+    };
   }
 
   /** Ends the task: the result, the trace's stop event and the last progress event. */

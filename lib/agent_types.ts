@@ -34,6 +34,7 @@ import type {
 } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import type { SamplingLimits, SamplingRecord } from "./agent_sampling.ts";
+import type { Elicitor } from "./agent_elicitation.ts";
 import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
@@ -414,6 +415,11 @@ export interface AgentOptions {
   approve?: Approver;
   /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
   approveAll?: boolean;
+  /**
+   * Asks the person behind the task what a server wants to know (elicitation); without it such
+   * requests are declined. The model never sees them.
+   */
+  elicit?: Elicitor;
   /**
    * Limits of the sampling requests of servers, answered by the task's model (default: the
    * bridge settings' `sampling` section; see agent_sampling.ts).

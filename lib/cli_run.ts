@@ -25,6 +25,8 @@ import {
 import { agentResultJson } from "./agent.ts";
 import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
 import { listNames } from "./text.ts";
+import { cliElicitor, oneAtATime } from "./cli_elicit.ts";
+import type { Elicitor } from "./agent_elicitation.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -139,6 +141,23 @@ export function cliApproval(
 }
 
 /**
+ * What `run` asks its user: approvals ({@linkcode cliApproval}) and servers' elicitation
+ * ({@linkcode cliElicitor}), one question at a time on the one terminal.
+ */
+function terminalQuestions(
+  o: { yes: boolean; stdinIsTerminal: boolean; out: Output; readLine: LineReader },
+): { approveAll: boolean; approve: Approver; elicit: Elicitor } {
+  const turn = oneAtATime();
+  const approval = cliApproval(o);
+  const elicit = cliElicitor(o);
+  return {
+    approveAll: approval.approveAll,
+    approve: (req, signal) => turn(() => approval.approve(req, signal)),
+    elicit: (req, signal) => turn(() => elicit(req, signal)),
+  };
+}
+
+/**
  * The prompt of `--prompt SERVER/NAME` with its `--prompt-arg KEY=VALUE` arguments, or undefined
  * without `--prompt`; misuse is a {@linkcode UsageError}.
  */
@@ -187,6 +206,8 @@ export async function runCommand(
     now?: () => number;
     /** Whether stdin is a terminal (default: asks Deno). */
     stdinIsTerminal?: boolean;
+    /** The lines typed on the terminal (default: stdin). */
+    readLine?: LineReader;
   } = {},
 ): Promise<number> {
   const args = parseArgs(argv, OPTIONS, "run");
@@ -252,12 +273,13 @@ export async function runCommand(
     signal: ctx.signal,
     onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
     tracePath: stringOption(args, "trace"),
-    ...cliApproval({
+    ...terminalQuestions({
       yes: flag(args, "yes"),
       // With the task read from stdin, stdin is not there to answer.
       stdinIsTerminal: (seams.stdinIsTerminal ?? Deno.stdin.isTerminal()) &&
         args.positionals.join(" ").trim() !== "-",
       out,
+      readLine: seams.readLine ?? stdinLines(),
     }),
   }).finally(() => out.status(""));
 

@@ -20,6 +20,7 @@ import {
   type ToolHost,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
+import { declined, type Elicitor } from "./agent_elicitation.ts";
 import type {
   CallToolResult,
   McpServer,
@@ -215,6 +216,37 @@ export function mcpApprover(server: McpServer, extra: Pick<Extra, "requestId">):
   };
 }
 
+/**
+ * An {@linkcode Elicitor} that forwards a downstream server's elicitation to the user of the MCP
+ * client behind `extra` (related to that tool call), its message saying which server asks. A
+ * client that cannot elicit in the request's mode (form or URL) gets it declined with why.
+ */
+export function mcpElicitor(server: McpServer, extra: Pick<Extra, "requestId">): Elicitor {
+  return async (req, signal) => {
+    const capabilities = server.server.getClientCapabilities()?.elicitation;
+    const client = server.server.getClientVersion()?.name ?? "the MCP client";
+    const { params } = req;
+    const url = params.mode === "url";
+    if (!capabilities) return declined(`${client} does not offer MCP elicitation`);
+    if (url ? !capabilities.url : !capabilities.form) {
+      return declined(`${client} cannot answer ${url ? "URL" : "form"} elicitation`);
+    }
+    const message = `MCP server "${req.server}" asks (its tool ${req.tool} runs for a task of ` +
+      `the local model): ${params.message}`;
+    try {
+      return await server.server.elicitInput(
+        params.mode === "url"
+          ? { mode: "url", message, elicitationId: params.elicitationId, url: params.url }
+          : { mode: "form", message, requestedSchema: params.requestedSchema },
+        { signal, relatedRequestId: extra.requestId },
+      );
+    } catch (error: unknown) {
+      if (signal.aborted) throw error;
+      return declined(`asking ${client}'s user failed: ${clause(errorMessage(error))}`);
+    }
+  };
+}
+
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
 type AgentToolSeams = Pick<AgentTask, "heartbeatMs" | "queryWritePermission">;
 
@@ -363,6 +395,7 @@ async function runTool(
       signal: extra.signal,
       onProgress,
       approve: mcpApprover(server, extra),
+      elicit: mcpElicitor(server, extra),
       heartbeatMs: seams.heartbeatMs,
       tracePath: args.trace_path,
       queryWritePermission: seams.queryWritePermission,
