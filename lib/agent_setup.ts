@@ -37,6 +37,8 @@ export interface ResolvedServers {
   rules: ApprovalRules;
   /** The sampling limits of the bridge settings in force. */
   sampling: SamplingLimits;
+  /** `tools_on_demand.share` of the bridge settings in force, if set. */
+  toolShare?: number;
 }
 
 /**
@@ -55,8 +57,10 @@ export async function resolveServers(
     throw new AgentError("servers", current.error);
   }
   const notes: string[] = [];
-  const { tools, servers, sampling = {} } = current.bridge.settings;
+  const { tools, servers, sampling = {}, tools_on_demand } = current.bridge.settings;
   const rules: ApprovalRules = { tools, servers };
+  const toolShare = tools_on_demand?.share;
+  const settings = { rules, sampling, ...(toolShare !== undefined ? { toolShare } : {}) };
   // The error says that the last good configuration is still in force.
   if (current.error !== undefined) notes.push(`MCP config problem: ${clause(current.error)}`);
   if (selection === "all") {
@@ -74,7 +78,7 @@ export async function resolveServers(
         skipped.push(`"${entry.name}": ${problem}`);
       } else usable.push(entry);
     }
-    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, rules, sampling };
+    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, ...settings };
     if (current.path === undefined) {
       const text = noConfigFile(current.searched);
       throw new AgentError("servers", `${text[0]!.toUpperCase()}${text.slice(1)}`);
@@ -122,7 +126,7 @@ export async function resolveServers(
     }
   }
   if (problems.length > 0) throw new AgentError("servers", problems.join("\n"));
-  return { names, notes, rules, sampling };
+  return { names, notes, ...settings };
 }
 
 /**
