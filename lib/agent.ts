@@ -65,19 +65,20 @@ import {
   planBudget,
   resultChars,
   toolOverflowMessage,
+  toolsTokens,
 } from "./agent_budget.ts";
 import type {
   ChatMessage,
   ChatRequest,
   ChatResult,
   GenerationStats,
-  OpenAiTool,
   RawToolCall,
   Usage,
 } from "./lmstudio_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { recoverTextToolCalls } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
+import { DEFAULT_TOOL_SHARE, ToolOffer } from "./tool_demand.ts";
 import { type ArgumentValidator, sharedArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { clause, shortJson } from "./text.ts";
@@ -130,6 +131,7 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     approvals: result.approvals,
     sampling: result.sampling,
     rounds_detail: result.rounds_detail,
+    ...(result.tools_on_demand !== undefined ? { tools_on_demand: result.tools_on_demand } : {}),
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
 }
@@ -295,6 +297,10 @@ class TaskRun {
   model: string;
   servers: string[] = [];
   contextTokens: number;
+  /** The tool definitions sent each round, once the task has its tools (prepareTask). */
+  offer: ToolOffer | undefined;
+  /** The share of the window the tool definitions may take (prepareTask). */
+  toolShare = DEFAULT_TOOL_SHARE;
   /** The model's last non-empty text, quoted in the work summary. */
   lastText = "";
   readonly #userSignal: AbortSignal;
@@ -311,6 +317,7 @@ class TaskRun {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
     this.contextTokens = this.defaultContext;
+    this.offer = undefined;
     this.model = options.session?.model || options.model || options.defaultModel || "";
     this.#userSignal = options.signal ?? new AbortController().signal;
     // The overall time budget aborts like a cancellation, but is reported as "time_budget".
@@ -384,6 +391,17 @@ class TaskRun {
       approvals: this.approvals.records,
       sampling: this.sampling.records,
       rounds_detail: this.roundsDetail,
+      ...(this.offer?.onDemand
+        ? {
+          tools_on_demand: {
+            catalog: this.offer.catalog.entries.length,
+            all_tokens: this.offer.allTokens,
+            share: this.toolShare,
+            load_tool: this.offer.loadName!,
+            loads: [...this.offer.history],
+          },
+        }
+        : {}),
       session: this.session(),
       ...(error !== undefined ? { error } : {}),
     };
@@ -443,7 +461,8 @@ class TaskRun {
 /** What every round works on: the tools offered, the budget, the messages so far. */
 interface Conversation {
   catalog: ToolCatalog;
-  tools: OpenAiTool[];
+  /** The tool definitions each request carries: all, or on demand. */
+  offer: ToolOffer;
   budget: Budget;
   messages: ChatMessage[];
   validator: ArgumentValidator;
@@ -472,6 +491,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   // Rules given by the caller win; else those of the bridge settings in force.
   if (options.rules === undefined) run.approvals.useRules(resolved.rules);
   if (options.sampling === undefined) run.samplingLimits = resolved.sampling;
+  run.toolShare = options.toolShare ?? resolved.toolShare ?? DEFAULT_TOOL_SHARE;
   // All honour the signal: a cancellation rejects here at once.
   const [listed, prepared, prompted] = await Promise.all([
     listServerTools(deps.pool, run.servers, signal, notes),
@@ -497,7 +517,9 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   run.model = prepared.id;
   run.contextTokens = prepared.contextTokens;
 
-  const tools = catalog.openaiTools;
+  const offer = ToolOffer.plan({ catalog, contextTokens: run.contextTokens, share: run.toolShare });
+  run.offer = offer;
+  if (offer.onDemand) notes.push(offer.note(run.contextTokens, run.toolShare));
   // A prompt may say all there is to do; else the task follows its messages.
   const task: ChatMessage[] = options.prompt !== undefined && options.task.trim() === ""
     ? []
@@ -517,7 +539,9 @@ ${options.instructions}`
   const budget = planBudget({
     contextTokens: run.contextTokens,
     maxTokens: options.maxTokens,
-    tools,
+    tools: offer.tools(),
+    // On demand, the room for the definitions loaded is kept from the start.
+    ...(offer.onDemand ? { toolReserve: offer.limit } : {}),
     // What every request carries: the older rounds of a continued conversation can be condensed.
     messages: session !== undefined ? [...messages.slice(0, 2), ...opening] : messages,
   });
@@ -530,11 +554,14 @@ ${options.instructions}`
     context_tokens: run.contextTokens,
     tool_tokens: budget.toolTokens,
     tools: catalog.names,
+    ...(offer.onDemand
+      ? { tools_on_demand: { all_tokens: offer.allTokens, share: run.toolShare } }
+      : {}),
     notes,
   });
   return {
     catalog,
-    tools,
+    offer,
     budget,
     messages,
     validator: options.deps.validator ?? sharedArgumentValidator,
@@ -552,7 +579,7 @@ function chatRequest(run: TaskRun, conversation: Conversation): ChatRequest {
   return {
     model: run.model,
     messages: conversation.messages.map((m) => ({ ...m })),
-    tools: conversation.tools,
+    tools: conversation.offer.tools(),
     tool_choice: "auto",
     ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
     ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
@@ -598,12 +625,16 @@ async function askModel(
     stopHeartbeat();
   }
   trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
-  run.roundsDetail.push(
-    watch.finish(
-      reply,
-      () => conversationTokens(request.messages) + conversation.budget.toolTokens,
-    ),
-  );
+  const tools = request.tools ?? [];
+  const toolTokens = toolsTokens(tools);
+  const { offer } = conversation;
+  run.roundsDetail.push({
+    ...watch.finish(reply, () => conversationTokens(request.messages) + toolTokens),
+    tool_tokens: toolTokens,
+    ...(offer.onDemand
+      ? { tools_loaded: tools.map((t) => t.function.name).filter((n) => n !== offer.loadName) }
+      : {}),
+  });
   if (reply.usage) {
     run.usage.prompt_tokens += reply.usage.prompt_tokens;
     run.usage.completion_tokens += reply.usage.completion_tokens;
@@ -618,12 +649,16 @@ async function askModel(
  */
 function readReply(
   reply: ChatResult,
-  catalog: ToolCatalog,
+  conversation: Conversation,
 ): { text: string; calls: RawToolCall[]; recovered: boolean } {
   if (reply.toolCalls.length > 0 || reply.content === "") {
     return { text: reply.content, calls: reply.toolCalls, recovered: false };
   }
-  const found = recoverTextToolCalls(reply.content, (name) => catalog.resolve(name) !== undefined);
+  const { catalog, offer } = conversation;
+  const found = recoverTextToolCalls(
+    reply.content,
+    (name) => catalog.resolve(name) !== undefined || name === offer.loadName,
+  );
   if (found.calls.length === 0) return { text: reply.content, calls: [], recovered: false };
   return { text: found.text, calls: found.calls, recovered: true };
 }
@@ -668,7 +703,7 @@ async function runRound(
   run: TaskRun,
   conversation: Conversation,
 ): Promise<AgentResult | undefined> {
-  const { budget, messages, catalog } = conversation;
+  const { budget, messages } = conversation;
   if (run.signal.aborted) return run.stoppedByAbort();
   if (run.rounds >= run.maxRounds) {
     return run.unfinished("max_rounds", maxRoundsText(run.rounds, run.maxRounds));
@@ -687,7 +722,7 @@ async function runRound(
   const asked = await askModel(run, conversation, round);
   if ("stopped" in asked) return asked.stopped;
   const { reply } = asked;
-  const { text, calls, recovered } = readReply(reply, catalog);
+  const { text, calls, recovered } = readReply(reply, conversation);
   if (recovered) {
     run.log.debug("recovered tool calls printed as text", { round, count: calls.length });
   }
@@ -708,7 +743,7 @@ async function callTools(
   o: { round: number; text: string; calls: RawToolCall[]; recovered: boolean },
 ): Promise<AgentResult | undefined> {
   const { signal, options } = run;
-  const { budget, messages, catalog } = conversation;
+  const { budget, messages, catalog, offer } = conversation;
   const { round, text, calls, recovered } = o;
   const pending = pendingCalls(calls, { round, usedIds: conversation.usedIds, catalog });
   messages.push(assistantMessage(text, pending));
@@ -732,6 +767,7 @@ async function callTools(
       signal,
       timeoutMs: options.toolTimeoutMs,
       serverRequests: (entry, round) => run.serverRequests(entry, round),
+      offer,
     },
     progress: run.progress,
     heartbeatMs: run.heartbeatMs,
@@ -739,6 +775,10 @@ async function callTools(
     now: run.now,
   });
   run.records.push(...outcome.records);
+  const loads = offer.history.filter((l) => l.round === round);
+  if (loads.length > 0) {
+    run.trace?.write({ type: "tools_loaded", round, loads, loaded: offer.loaded });
+  }
   if (outcome.failed) {
     if (isAbort(outcome.failed.error, signal)) return run.stoppedByAbort();
     throw outcome.failed.error;
@@ -785,9 +825,10 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
   const run = new TaskRun(options);
   try {
     const conversation = await prepareTask(run);
-    const { budget, tools } = conversation;
+    const { budget, offer } = conversation;
     if (budget.fixedTokens > budget.promptBudget) {
-      return run.finish("context_overflow", toolOverflowMessage(budget, tools));
+      const onDemand = offer.onDemand ? { tools: offer.catalog.entries.length } : undefined;
+      return run.finish("context_overflow", toolOverflowMessage(budget, offer.tools(), onDemand));
     }
     while (true) {
       const result = await runRoundSafely(run, conversation);

@@ -27,6 +27,7 @@ import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
 import { parseToolArguments, TOO_DEEP } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
+import type { ToolOffer } from "./tool_demand.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./agent_trace.ts";
@@ -169,6 +170,8 @@ export interface ExecuteContext {
   timeoutMs?: number;
   /** Answers the requests the server sends while the call of `entry` in `round` runs. */
   serverRequests?: (entry: CatalogEntry, round: number) => ServerRequestHandlers;
+  /** The tools sent: runs `load_tools` calls and loads the tools called (tool_demand.ts). */
+  offer?: ToolOffer;
 }
 
 /**
@@ -186,6 +189,16 @@ async function executeCall(
     onAnswer: () => void;
   },
 ): Promise<{ text: string; ok: boolean; error?: string }> {
+  const offer = ctx.offer;
+  if (!p.entry && offer?.loadName !== undefined && p.name === offer.loadName) {
+    if (p.parsed.ok) return offer.load(p.parsed.value, o.round);
+    return {
+      ok: false,
+      error: `arguments are not a JSON object: ${p.parsed.error}`,
+      text: `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. Send ` +
+        'them as one JSON object, e.g. {"names": ["a_tool"]}.',
+    };
+  }
   if (!p.entry) {
     const error = `there is no tool named "${p.name}"`;
     return {
@@ -195,6 +208,8 @@ async function executeCall(
         "Call one of these by its exact name.",
     };
   }
+  // Called without loading it first, a tool is loaded: its definition is sent from now on.
+  offer?.touch(p.entry, o.round);
   const schema = p.entry.inputSchema;
   // Only the error texts below need the summary.
   const parameters = () => describeParameters(schema);

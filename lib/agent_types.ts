@@ -19,6 +19,7 @@ import type {
   Usage,
 } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
+import type { ToolLoad } from "./tool_demand.ts";
 import type {
   CallToolResult,
   CreateMessageRequestParams,
@@ -227,6 +228,24 @@ export interface RoundDetail {
   estimated: boolean;
   /** Tool calls the reply asked for. */
   tool_calls: number;
+  /** Estimated tokens of the tool definitions the request carried. */
+  tool_tokens: number;
+  /** Tools sent on demand: the tools whose full definitions the request carried. */
+  tools_loaded?: string[];
+}
+
+/** How a task's tools were sent on demand (tool_demand.ts). */
+export interface ToolsOnDemand {
+  /** The tools in the catalogue. */
+  catalog: number;
+  /** Estimated tokens all their definitions would take. */
+  all_tokens: number;
+  /** The share of the context window the definitions may take. */
+  share: number;
+  /** The catalogue tool's name. */
+  load_tool: string;
+  /** Every tool loaded (or unloaded to make room), in order, with its round. */
+  loads: ToolLoad[];
 }
 
 /** The outcome of {@linkcode runAgent}. */
@@ -249,6 +268,8 @@ export interface AgentResult {
   sampling: SamplingRecord[];
   /** The figures of each round's model request, in order. */
   rounds_detail: RoundDetail[];
+  /** Set when the tool definitions were sent on demand: which tools were loaded and when. */
+  tools_on_demand?: ToolsOnDemand;
   /** The conversation with this task in it, to keep for a task that continues it. */
   session: AgentSession;
   /** The failure behind `stopped_because: "error"`. */
@@ -425,5 +446,11 @@ export interface AgentOptions {
    * bridge settings' `sampling` section; see agent_sampling.ts).
    */
   sampling?: SamplingLimits;
+  /**
+   * Share of the context window (0 to 1) the tool definitions may take before they are sent on
+   * demand (default: the bridge settings' `tools_on_demand.share`, else 0.4; 1 never; see
+   * tool_demand.ts).
+   */
+  toolShare?: number;
   deps: AgentDeps;
 }

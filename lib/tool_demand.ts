@@ -8,8 +8,15 @@
  * its schema) and is loaded. The definitions loaded stay within the share: loading more unloads
  * those used least recently, and a request that alone would not fit loads what fits and says so.
  *
+ * The share: 0.4 by default; 1 turns tools on demand off (every definition is sent, and a task
+ * whose definitions do not fit ends with context_overflow before any model request, as without
+ * this module); 0 sends every task's tools on demand, however few. The definitions loaded may
+ * take up to the share (less the catalogue), so the room the budget keeps for the tools is the
+ * same whatever the model loads.
+ *
  * {@linkcode ToolOffer} is what the loop sends each round: every definition, or (on demand)
- * `load_tools` and those loaded. Pure: no I/O.
+ * `load_tools` and those loaded; it records which tools were loaded in which round and how (a
+ * `load_tools` call, or a call of a tool not loaded). Pure: no I/O.
  */
 import { toolsTokens } from "./agent_budget.ts";
 import type { OpenAiTool } from "./lmstudio_types.ts";
@@ -22,6 +29,16 @@ export const DEFAULT_TOOL_SHARE = 0.4;
 export const LOAD_TOOLS = "load_tools";
 /** Characters of a tool's description the catalogue keeps. */
 const SUMMARY_CHARS = 100;
+
+/** A tool loaded (or unloaded to make room) in a round, as the result and the trace report it. */
+export interface ToolLoad {
+  round: number;
+  tool: string;
+  /** `load_tools`: the model asked; `call`: it called the tool without loading it first. */
+  via: "load_tools" | "call";
+  /** Unloaded to make room for others (`via` says what loaded those). */
+  unloaded?: true;
+}
 
 /** The outcome of a `load_tools` call, as the loop records it. */
 export interface LoadOutcome {
@@ -67,6 +84,10 @@ export class ToolOffer {
   readonly loadName: string | undefined;
   /** Tokens all definitions take. */
   readonly allTokens: number;
+  /** Tokens the definitions may take: the share of the window (the budget's tool reserve). */
+  readonly limit: number;
+  /** Every load and unload, in order. */
+  readonly history: ToolLoad[] = [];
   readonly #loadTool: OpenAiTool | undefined;
   /** Most tokens the loaded definitions may take. */
   readonly #room: number;
@@ -77,9 +98,12 @@ export class ToolOffer {
     this.catalog = catalog;
     this.allTokens = toolsTokens(catalog.openaiTools);
     const limit = Math.floor(Math.max(0, share) * contextTokens);
-    this.onDemand = this.allTokens > limit;
+    this.limit = limit;
+    // A share of 1 (or more) turns tools on demand off.
+    this.onDemand = share < 1 && this.allTokens > limit;
     if (this.onDemand) {
-      this.loadName = catalog.resolve(LOAD_TOOLS)?.name === LOAD_TOOLS
+      // A name the catalog would take for one of its tools gets the bridge's prefix.
+      this.loadName = catalog.resolve(LOAD_TOOLS) !== undefined
         ? `bridge__${LOAD_TOOLS}`
         : LOAD_TOOLS;
       this.#loadTool = loadToolsDefinition(this.loadName, catalog);
@@ -114,12 +138,25 @@ export class ToolOffer {
       "tools it picks (tools_on_demand.share in lmstudio-bridge.json)";
   }
 
-  /** Loads the tool of a call the model made (without loading it first), as used most recently. */
-  touch(entry: CatalogEntry): void {
+  /**
+   * Loads the tool of a call the model made in `round` (whether it was loaded or not), as used
+   * most recently.
+   */
+  touch(entry: CatalogEntry, round: number): void {
     if (!this.onDemand) return;
+    const before = this.#loaded.has(entry.name);
     this.#loaded.delete(entry.name);
     this.#loaded.set(entry.name, entry);
-    this.#fit(new Set([entry.name]));
+    const { unloaded } = this.#fit(new Set([entry.name]));
+    // A definition larger than the whole room does not stay loaded: the call ran all the same.
+    const now = !before && this.#loaded.has(entry.name) ? [entry.name] : [];
+    this.#record(round, "call", now, unloaded);
+  }
+
+  /** Adds `loaded` and `unloaded` to the history. */
+  #record(round: number, via: ToolLoad["via"], loaded: string[], unloaded: string[]): void {
+    for (const tool of unloaded) this.history.push({ round, tool, via, unloaded: true });
+    for (const tool of loaded) this.history.push({ round, tool, via });
   }
 
   /** Unloads the least recently used tools not in `keep` until the loaded ones fit; answers them. */
@@ -142,8 +179,8 @@ export class ToolOffer {
     return { unloaded, dropped };
   }
 
-  /** Runs a `load_tools` call: loads the tools named in `args.names`, says what it did. */
-  load(args: Record<string, unknown>): LoadOutcome {
+  /** Runs a `load_tools` call of `round`: loads the tools named in `args.names`, says what it did. */
+  load(args: Record<string, unknown>, round: number): LoadOutcome {
     const raw = args.names;
     const names = (Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : [])
       .filter((n): n is string => typeof n === "string")
@@ -160,6 +197,7 @@ export class ToolOffer {
     }
     const unknown: string[] = [];
     const asked = new Set<string>();
+    const before = new Set(this.#loaded.keys());
     for (const name of names) {
       const entry = this.catalog.resolve(name);
       if (entry === undefined) {
@@ -172,6 +210,7 @@ export class ToolOffer {
     }
     const { unloaded, dropped } = this.#fit(asked);
     const loaded = [...asked].filter((n) => this.#loaded.has(n));
+    this.#record(round, "load_tools", loaded.filter((n) => !before.has(n)), unloaded);
     const lines: string[] = [];
     if (loaded.length > 0) {
       lines.push(

@@ -124,7 +124,7 @@ Deno.test("bridge settings: tools_on_demand.share is a number from 0 to 1", () =
   assert(!wrong.ok);
   assertEquals(
     wrong.error,
-    "/p/s.json:1:23: tools_on_demand.share must be a number from 0 to 1. Fix the file; it is " +
+    "/p/s.json:1:22: tools_on_demand.share must be a number from 0 to 1. Fix the file; it is " +
       "re-read on the next use.",
   );
 });
