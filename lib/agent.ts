@@ -2,7 +2,8 @@
  * The autonomous loop: hands a task to the local model together with the tools of MCP servers,
  * runs the tool calls it asks for (in parallel within a round), feeds the results back and stops
  * with an answer, at `max_rounds`, on a repeated call loop, on cancellation, at a time budget or
- * when the context window cannot hold the tools.
+ * when the context window cannot hold the tools. Tool definitions that would take more than a
+ * share of the window are sent on demand (a catalogue and `load_tools`; tool_demand.ts).
  *
  * Everything the model gets wrong (bad JSON, arguments that do not match the schema, unknown tool
  * names, tool errors, timeouts) goes back to it as a tool result it can act on; model output never

@@ -16,7 +16,8 @@
  *
  * {@linkcode ToolOffer} is what the loop sends each round: every definition, or (on demand)
  * `load_tools` and those loaded; it records which tools were loaded in which round and how (a
- * `load_tools` call, or a call of a tool not loaded). Pure: no I/O.
+ * `load_tools` call, or a call of a tool not loaded). Each task starts with none loaded, a
+ * continued session too. Pure: no I/O.
  */
 import { toolsTokens } from "./agent_budget.ts";
 import type { OpenAiTool } from "./lmstudio_types.ts";

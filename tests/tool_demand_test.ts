@@ -5,7 +5,8 @@
  * tools, call one and answer.
  */
 import { agentResultJson } from "../lib/agent.ts";
-import { toolsTokens } from "../lib/agent_budget.ts";
+import { planBudget, toolOverflowMessage, toolsTokens } from "../lib/agent_budget.ts";
+import { memoryTrace } from "../lib/agent_trace.ts";
 import type { OpenAiTool } from "../lib/lmstudio_types.ts";
 import type { Tool } from "../lib/sdk.ts";
 import { ToolCatalog } from "../lib/tool_catalog.ts";
@@ -147,6 +148,23 @@ Deno.test("tools on demand: loading, calls without loading, and the room", async
   });
 });
 
+Deno.test("tools on demand: the budget keeps the share for the tools; when even that does not fit, it says so", () => {
+  const catalog = catalogOf(tool("alpha"), tool("beta"), tool("gamma"));
+  const offer = ToolOffer.plan({ catalog, contextTokens: 400, share: 0.4 });
+  assert(offer.onDemand);
+  const budget = planBudget({
+    contextTokens: 400,
+    tools: offer.tools(),
+    toolReserve: offer.limit,
+    messages: [{ role: "user", content: "t".repeat(1000) }],
+  });
+  assertEquals(budget.toolTokens, 160);
+  assert(budget.fixedTokens > budget.promptBudget);
+  const text = toolOverflowMessage(budget, offer.tools(), { tools: 3 });
+  assertStringIncludes(text, "even sent on demand, the catalogue of 3 tools");
+  assertStringIncludes(text, "lower tools_on_demand.share in lmstudio-bridge.json");
+});
+
 /** A model loaded with an 8k window. */
 const SMALL: FakeModel[] = [{
   id: "small-8k",
@@ -191,7 +209,8 @@ Deno.test("a task over server-everything, -filesystem and -memory at 8k gets its
         calls({ name: "memory__read_graph", arguments: {} }),
         (req) => answer(String(toolMessages(req).at(-2)?.content ?? "nothing")),
       );
-      const result = await h.run(TASK);
+      const trace = memoryTrace();
+      const result = await h.run({ ...TASK, trace });
       assertEquals(result.stopped_because, "answer");
       assertStringIncludes(result.answer, "The launch code is 4711.");
       assertEquals(result.rounds, 4);
@@ -247,6 +266,23 @@ Deno.test("a task over server-everything, -filesystem and -memory at 8k gets its
       assert(sent.every((n) => n < demand.all_tokens / 3), JSON.stringify(sent));
       assert(result.notes.some((n) => n.includes("tools_on_demand.share")), result.notes.join());
       assertEquals(agentResultJson(result).tools_on_demand, demand);
+      // The trace has each round's loads and what is loaded after it.
+      assertEquals(trace.events.filter((e) => e.type === "tools_loaded"), [
+        {
+          type: "tools_loaded",
+          round: 1,
+          loads: [demand.loads[0]],
+          loaded: ["filesystem__read_text_file"],
+        },
+        {
+          type: "tools_loaded",
+          round: 3,
+          loads: [demand.loads[1]],
+          loaded: ["filesystem__read_text_file", "memory__read_graph"],
+        },
+      ]);
+      const start = trace.events.find((e) => e.type === "start")!;
+      assertEquals(start.tools_on_demand, { all_tokens: demand.all_tokens, share: 0.4 });
       // The system message and task stay first.
       assertEquals(messagesOf(requests[0]!).map((m) => m.role), ["system", "user"]);
     });
