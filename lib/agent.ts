@@ -2,7 +2,8 @@
  * The autonomous loop: hands a task to the local model together with the tools of MCP servers,
  * runs the tool calls it asks for (in parallel within a round), feeds the results back and stops
  * with an answer, at `max_rounds`, on a repeated call loop, on cancellation, at a time budget or
- * when the context window cannot hold the tools.
+ * when the context window cannot hold the tools. Tool definitions that would take more than a
+ * share of the window are sent on demand (a catalogue and `load_tools`; tool_demand.ts).
  *
  * Everything the model gets wrong (bad JSON, arguments that do not match the schema, unknown tool
  * names, tool errors, timeouts) goes back to it as a tool result it can act on; model output never
@@ -34,7 +35,15 @@ import {
   runCalls,
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
-import { buildCatalog, listServerTools, prepareModel, resolveServers } from "./agent_setup.ts";
+import { SamplingAnswerer, type SamplingLimits } from "./agent_sampling.ts";
+import { ElicitationRelay } from "./agent_elicitation.ts";
+import {
+  buildCatalog,
+  listServerTools,
+  prepareModel,
+  resolveServers,
+  startingPrompt,
+} from "./agent_setup.ts";
 import { ModelWatch } from "./agent_stream.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import {
@@ -45,6 +54,7 @@ import {
   DEFAULT_MAX_ROUNDS,
   isAbort,
   type RoundDetail,
+  type ServerRequestHandlers,
   type StopReason,
   type ToolCallRecord,
 } from "./agent_types.ts";
@@ -56,19 +66,20 @@ import {
   planBudget,
   resultChars,
   toolOverflowMessage,
+  toolsTokens,
 } from "./agent_budget.ts";
 import type {
   ChatMessage,
   ChatRequest,
   ChatResult,
   GenerationStats,
-  OpenAiTool,
   RawToolCall,
   Usage,
 } from "./lmstudio_types.ts";
 import { log as rootLog, type Logger } from "./log.ts";
 import { recoverTextToolCalls } from "./tool_calls.ts";
-import type { ToolCatalog } from "./tool_catalog.ts";
+import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
+import { DEFAULT_TOOL_SHARE, ToolOffer } from "./tool_demand.ts";
 import { type ArgumentValidator, sharedArgumentValidator } from "./tool_schema.ts";
 import { errorMessage } from "./errors.ts";
 import { clause, shortJson } from "./text.ts";
@@ -119,7 +130,9 @@ export function agentResultJson(result: AgentResult): Record<string, unknown> {
     servers: result.servers,
     notes: result.notes,
     approvals: result.approvals,
+    sampling: result.sampling,
     rounds_detail: result.rounds_detail,
+    ...(result.tools_on_demand !== undefined ? { tools_on_demand: result.tools_on_demand } : {}),
     ...(result.error !== undefined ? { error: result.error } : {}),
   };
 }
@@ -271,6 +284,10 @@ class TaskRun {
   readonly signal: AbortSignal;
   readonly progress: ProgressReporter;
   readonly approvals: ApprovalGate;
+  readonly sampling: SamplingAnswerer;
+  readonly elicitation: ElicitationRelay;
+  /** The sampling limits: the caller's, else the bridge settings' (prepareTask). */
+  samplingLimits: SamplingLimits;
   readonly usage: Usage = emptyUsage();
   readonly records: ToolCallRecord[] = [];
   readonly notes: string[] = [];
@@ -281,6 +298,10 @@ class TaskRun {
   model: string;
   servers: string[] = [];
   contextTokens: number;
+  /** The tool definitions sent each round, once the task has its tools (prepareTask). */
+  offer: ToolOffer | undefined;
+  /** The share of the window the tool definitions may take (prepareTask). */
+  toolShare = DEFAULT_TOOL_SHARE;
   /** The model's last non-empty text, quoted in the work summary. */
   lastText = "";
   readonly #userSignal: AbortSignal;
@@ -297,6 +318,7 @@ class TaskRun {
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.defaultContext = options.defaultContextLength ?? DEFAULT_CONTEXT_TOKENS;
     this.contextTokens = this.defaultContext;
+    this.offer = undefined;
     this.model = options.session?.model || options.model || options.defaultModel || "";
     this.#userSignal = options.signal ?? new AbortController().signal;
     // The overall time budget aborts like a cancellation, but is reported as "time_budget".
@@ -314,14 +336,45 @@ class TaskRun {
       log: this.log,
       now: this.now,
     });
+    const task = options.task.trim() === "" && options.prompt !== undefined
+      ? `(the prompt "${options.prompt.name}" of MCP server "${options.prompt.server}")`
+      : options.task;
     this.approvals = new ApprovalGate({
       rules: options.rules,
       approveAll: options.approveAll,
       approve: options.approve,
-      task: options.task,
+      task,
       trace: this.trace,
       notes: this.notes,
     });
+    this.elicitation = new ElicitationRelay({
+      elicit: options.elicit,
+      task,
+      trace: this.trace,
+      notes: this.notes,
+    });
+    this.samplingLimits = options.sampling ?? {};
+    this.sampling = new SamplingAnswerer({
+      client: options.deps.client,
+      model: () => this.model,
+      contextTokens: () => this.contextTokens,
+      approvals: this.approvals,
+      usage: this.usage,
+      limits: () => this.samplingLimits,
+      temperature: options.temperature,
+      ttlSeconds: options.ttlSeconds,
+      trace: this.trace,
+      now: this.now,
+    });
+  }
+
+  /** What the servers' requests get while the call of `entry` in `round` runs. */
+  serverRequests(entry: CatalogEntry, round: number): ServerRequestHandlers {
+    const call = { round, server: entry.server, tool: entry.tool, signal: this.signal };
+    return {
+      sample: (params, signal) => this.sampling.answer(call, params, signal),
+      elicit: (params, signal) => this.elicitation.ask(call, params, signal),
+    };
   }
 
   /** Ends the task: the result, the trace's stop event and the last progress event. */
@@ -337,7 +390,19 @@ class TaskRun {
       context_tokens: this.contextTokens,
       notes: this.notes,
       approvals: this.approvals.records,
+      sampling: this.sampling.records,
       rounds_detail: this.roundsDetail,
+      ...(this.offer?.onDemand
+        ? {
+          tools_on_demand: {
+            catalog: this.offer.catalog.entries.length,
+            all_tokens: this.offer.allTokens,
+            share: this.toolShare,
+            load_tool: this.offer.loadName!,
+            loads: [...this.offer.history],
+          },
+        }
+        : {}),
       session: this.session(),
       ...(error !== undefined ? { error } : {}),
     };
@@ -397,7 +462,8 @@ class TaskRun {
 /** What every round works on: the tools offered, the budget, the messages so far. */
 interface Conversation {
   catalog: ToolCatalog;
-  tools: OpenAiTool[];
+  /** The tool definitions each request carries: all, or on demand. */
+  offer: ToolOffer;
   budget: Budget;
   messages: ChatMessage[];
   validator: ArgumentValidator;
@@ -425,8 +491,10 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   notes.push(...resolved.notes);
   // Rules given by the caller win; else those of the bridge settings in force.
   if (options.rules === undefined) run.approvals.useRules(resolved.rules);
-  // Both honour the signal: a cancellation rejects here at once.
-  const [listed, prepared] = await Promise.all([
+  if (options.sampling === undefined) run.samplingLimits = resolved.sampling;
+  run.toolShare = options.toolShare ?? resolved.toolShare ?? DEFAULT_TOOL_SHARE;
+  // All honour the signal: a cancellation rejects here at once.
+  const [listed, prepared, prompted] = await Promise.all([
     listServerTools(deps.pool, run.servers, signal, notes),
     prepareModel({
       client: deps.client,
@@ -437,6 +505,9 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
       notes,
       signal,
     }),
+    options.prompt !== undefined
+      ? startingPrompt(deps.pool, options.prompt, { signal, notes })
+      : Promise.resolve([]),
   ]);
   const { servers, catalog } = buildCatalog(listed, {
     discover: selection === "all",
@@ -447,8 +518,14 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   run.model = prepared.id;
   run.contextTokens = prepared.contextTokens;
 
-  const tools = catalog.openaiTools;
-  const task: ChatMessage = { role: "user", content: options.task };
+  const offer = ToolOffer.plan({ catalog, contextTokens: run.contextTokens, share: run.toolShare });
+  run.offer = offer;
+  if (offer.onDemand) notes.push(offer.note(run.contextTokens, run.toolShare));
+  // A prompt may say all there is to do; else the task follows its messages.
+  const task: ChatMessage[] = options.prompt !== undefined && options.task.trim() === ""
+    ? []
+    : [{ role: "user", content: options.task }];
+  const opening = [...prompted, ...task];
   // A continued conversation keeps its messages, the system message and first task first.
   const history = (session?.messages ?? []).map((m) => ({ ...m }));
   const system = options.instructions
@@ -457,29 +534,35 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
 ${options.instructions}`
     : systemPrompt(servers);
   const messages: ChatMessage[] = history[0]?.role === "system"
-    ? [...history, task]
-    : [{ role: "system", content: system }, ...history, task];
+    ? [...history, ...opening]
+    : [{ role: "system", content: system }, ...history, ...opening];
   run.messages = messages;
   const budget = planBudget({
     contextTokens: run.contextTokens,
     maxTokens: options.maxTokens,
-    tools,
+    tools: offer.tools(),
+    // On demand, the room for the definitions loaded is kept from the start.
+    ...(offer.onDemand ? { toolReserve: offer.limit } : {}),
     // What every request carries: the older rounds of a continued conversation can be condensed.
-    messages: session !== undefined ? [...messages.slice(0, 2), task] : messages,
+    messages: session !== undefined ? [...messages.slice(0, 2), ...opening] : messages,
   });
   run.trace?.write({
     type: "start",
     task: options.task,
+    ...(options.prompt !== undefined ? { prompt: options.prompt } : {}),
     servers,
     model: run.model,
     context_tokens: run.contextTokens,
     tool_tokens: budget.toolTokens,
     tools: catalog.names,
+    ...(offer.onDemand
+      ? { tools_on_demand: { all_tokens: offer.allTokens, share: run.toolShare } }
+      : {}),
     notes,
   });
   return {
     catalog,
-    tools,
+    offer,
     budget,
     messages,
     validator: options.deps.validator ?? sharedArgumentValidator,
@@ -497,7 +580,7 @@ function chatRequest(run: TaskRun, conversation: Conversation): ChatRequest {
   return {
     model: run.model,
     messages: conversation.messages.map((m) => ({ ...m })),
-    tools: conversation.tools,
+    tools: conversation.offer.tools(),
     tool_choice: "auto",
     ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
     ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
@@ -543,12 +626,16 @@ async function askModel(
     stopHeartbeat();
   }
   trace?.write({ type: "response", round, ms: Math.round(run.now() - asked), body: reply });
-  run.roundsDetail.push(
-    watch.finish(
-      reply,
-      () => conversationTokens(request.messages) + conversation.budget.toolTokens,
-    ),
-  );
+  const tools = request.tools ?? [];
+  const toolTokens = toolsTokens(tools);
+  const { offer } = conversation;
+  run.roundsDetail.push({
+    ...watch.finish(reply, () => conversationTokens(request.messages) + toolTokens),
+    tool_tokens: toolTokens,
+    ...(offer.onDemand
+      ? { tools_loaded: tools.map((t) => t.function.name).filter((n) => n !== offer.loadName) }
+      : {}),
+  });
   if (reply.usage) {
     run.usage.prompt_tokens += reply.usage.prompt_tokens;
     run.usage.completion_tokens += reply.usage.completion_tokens;
@@ -563,12 +650,16 @@ async function askModel(
  */
 function readReply(
   reply: ChatResult,
-  catalog: ToolCatalog,
+  conversation: Conversation,
 ): { text: string; calls: RawToolCall[]; recovered: boolean } {
   if (reply.toolCalls.length > 0 || reply.content === "") {
     return { text: reply.content, calls: reply.toolCalls, recovered: false };
   }
-  const found = recoverTextToolCalls(reply.content, (name) => catalog.resolve(name) !== undefined);
+  const { catalog, offer } = conversation;
+  const found = recoverTextToolCalls(
+    reply.content,
+    (name) => catalog.resolve(name) !== undefined || name === offer.loadName,
+  );
   if (found.calls.length === 0) return { text: reply.content, calls: [], recovered: false };
   return { text: found.text, calls: found.calls, recovered: true };
 }
@@ -613,7 +704,7 @@ async function runRound(
   run: TaskRun,
   conversation: Conversation,
 ): Promise<AgentResult | undefined> {
-  const { budget, messages, catalog } = conversation;
+  const { budget, messages } = conversation;
   if (run.signal.aborted) return run.stoppedByAbort();
   if (run.rounds >= run.maxRounds) {
     return run.unfinished("max_rounds", maxRoundsText(run.rounds, run.maxRounds));
@@ -632,7 +723,7 @@ async function runRound(
   const asked = await askModel(run, conversation, round);
   if ("stopped" in asked) return asked.stopped;
   const { reply } = asked;
-  const { text, calls, recovered } = readReply(reply, catalog);
+  const { text, calls, recovered } = readReply(reply, conversation);
   if (recovered) {
     run.log.debug("recovered tool calls printed as text", { round, count: calls.length });
   }
@@ -653,7 +744,7 @@ async function callTools(
   o: { round: number; text: string; calls: RawToolCall[]; recovered: boolean },
 ): Promise<AgentResult | undefined> {
   const { signal, options } = run;
-  const { budget, messages, catalog } = conversation;
+  const { budget, messages, catalog, offer } = conversation;
   const { round, text, calls, recovered } = o;
   const pending = pendingCalls(calls, { round, usedIds: conversation.usedIds, catalog });
   messages.push(assistantMessage(text, pending));
@@ -676,6 +767,8 @@ async function callTools(
       host: options.deps.pool,
       signal,
       timeoutMs: options.toolTimeoutMs,
+      serverRequests: (entry, round) => run.serverRequests(entry, round),
+      offer,
     },
     progress: run.progress,
     heartbeatMs: run.heartbeatMs,
@@ -683,6 +776,10 @@ async function callTools(
     now: run.now,
   });
   run.records.push(...outcome.records);
+  const loads = offer.history.filter((l) => l.round === round);
+  if (loads.length > 0) {
+    run.trace?.write({ type: "tools_loaded", round, loads, loaded: offer.loaded });
+  }
   if (outcome.failed) {
     if (isAbort(outcome.failed.error, signal)) return run.stoppedByAbort();
     throw outcome.failed.error;
@@ -729,9 +826,10 @@ export async function runAgent(options: AgentOptions): Promise<AgentResult> {
   const run = new TaskRun(options);
   try {
     const conversation = await prepareTask(run);
-    const { budget, tools } = conversation;
+    const { budget, offer } = conversation;
     if (budget.fixedTokens > budget.promptBudget) {
-      return run.finish("context_overflow", toolOverflowMessage(budget, tools));
+      const onDemand = offer.onDemand ? { tools: offer.catalog.entries.length } : undefined;
+      return run.finish("context_overflow", toolOverflowMessage(budget, offer.tools(), onDemand));
     }
     while (true) {
       const result = await runRoundSafely(run, conversation);

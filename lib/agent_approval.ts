@@ -138,10 +138,13 @@ export interface Verdict {
   rule: string;
 }
 
-/** The verdict on a call of `entry`: its rule, else the default by its annotations. */
+/**
+ * The verdict on a call of `entry`: its rule, else `fallback` when given, else the default by
+ * its annotations.
+ */
 export function verdictFor(
   entry: Pick<CatalogEntry, "server" | "tool" | "readOnly">,
-  o: { rules?: ApprovalRules; approveAll?: boolean },
+  o: { rules?: ApprovalRules; approveAll?: boolean; fallback?: Verdict },
 ): Verdict {
   const matched = matchRule(o.rules, entry.server, entry.tool);
   if (matched?.rule === "deny") return { action: "deny", rule: `${matched.source}: deny` };
@@ -149,6 +152,7 @@ export function verdictFor(
   if (matched !== undefined) {
     return { action: matched.rule, rule: `${matched.source}: ${matched.rule}` };
   }
+  if (o.fallback !== undefined) return o.fallback;
   return entry.readOnly
     ? { action: "allow", rule: "default: read-only" }
     : { action: "ask", rule: "default: not read-only" };
@@ -171,9 +175,22 @@ export interface Refusal {
   text: string;
 }
 
+/**
+ * What a decision is about: the catalog entry of a tool call, or a server's sampling request
+ * shaped like one (agent_sampling.ts).
+ */
+export type GateSubject = Pick<
+  CatalogEntry,
+  "name" | "server" | "tool" | "readOnly" | "destructive"
+>;
+
 /** What {@linkcode ApprovalGate.check} needs of a call. */
 export interface GateCall {
-  entry: CatalogEntry;
+  entry: GateSubject;
+  /** A server's sampling request rather than a tool call (the approver is told). */
+  kind?: "sampling";
+  /** The verdict when no rule matches (default: by the tool's annotations). */
+  fallback?: Verdict;
   /** The parsed arguments (shown to the approver redacted). */
   args: Record<string, unknown>;
   round: number;
@@ -232,7 +249,11 @@ export class ApprovalGate {
    */
   async check(call: GateCall): Promise<Refusal | undefined> {
     const { entry } = call;
-    const verdict = verdictFor(entry, { rules: this.#rules, approveAll: this.#approveAll });
+    const verdict = verdictFor(entry, {
+      rules: this.#rules,
+      approveAll: this.#approveAll,
+      fallback: call.fallback,
+    });
     if (verdict.action === "allow") {
       this.#record(call, { rule: verdict.rule, asked: false, answer: "allow" });
       return undefined;
@@ -284,6 +305,7 @@ export class ApprovalGate {
         task: this.#task,
         readOnly: entry.readOnly,
         destructive: entry.destructive,
+        ...(call.kind !== undefined ? { kind: call.kind } : {}),
       };
       try {
         answer = await this.#approve(request, signal);

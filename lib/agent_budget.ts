@@ -52,7 +52,7 @@ export interface Budget {
 const definitionChars = new WeakMap<OpenAiTool, number>();
 
 /** Estimated tokens of `tools` as JSON, each definition measured once. */
-function toolsTokens(tools: readonly OpenAiTool[]): number {
+export function toolsTokens(tools: readonly OpenAiTool[]): number {
   // `[a,b]`: the brackets and the commas between the definitions.
   let chars = 2 + Math.max(0, tools.length - 1);
   for (const tool of tools) {
@@ -66,14 +66,18 @@ function toolsTokens(tools: readonly OpenAiTool[]): number {
   return Math.ceil(chars / CHARS_PER_TOKEN);
 }
 
-/** Shares `contextTokens` between the `tools`, the starting `messages` and the reply. */
+/**
+ * Shares `contextTokens` between the `tools`, the starting `messages` and the reply. With
+ * `toolReserve`, the tools get at least that many tokens (tools sent on demand grow to it).
+ */
 export function planBudget(o: {
   contextTokens: number;
   maxTokens?: number;
   tools: readonly OpenAiTool[];
   messages: readonly ChatMessage[];
+  toolReserve?: number;
 }): Budget {
-  const toolTokens = toolsTokens(o.tools);
+  const toolTokens = Math.max(toolsTokens(o.tools), o.toolReserve ?? 0);
   const replyReserve = o.maxTokens ?? Math.min(4096, Math.floor(o.contextTokens / 4));
   return {
     contextTokens: o.contextTokens,
@@ -84,8 +88,24 @@ export function planBudget(o: {
   };
 }
 
-/** Why a task whose tool definitions do not fit was not started, naming the largest tools. */
-export function toolOverflowMessage(budget: Budget, tools: readonly OpenAiTool[]): string {
+/**
+ * Why a task whose tool definitions do not fit was not started, naming the largest tools; with
+ * `onDemand`, why even the catalogue of the tools sent on demand (tool_demand.ts) does not.
+ */
+export function toolOverflowMessage(
+  budget: Budget,
+  tools: readonly OpenAiTool[],
+  onDemand?: { tools: number },
+): string {
+  if (onDemand !== undefined) {
+    return `The task was not started: even sent on demand, the catalogue of ${onDemand.tools} ` +
+      `tools and the room for the tools the model loads need about ${budget.toolTokens} ` +
+      `tokens, and with the task that is more than the ${budget.promptBudget} tokens the ` +
+      `model's context window (${budget.contextTokens} tokens, ${budget.replyReserve} kept for ` +
+      "the reply) leaves for the conversation. Offer fewer tools with allowed_tools, pick fewer " +
+      "servers, lower tools_on_demand.share in lmstudio-bridge.json, or load the model with a " +
+      "larger context length.";
+  }
   const biggest = [...tools]
     .map((t) => ({ name: t.function.name, tokens: estimateTokens(JSON.stringify(t)) }))
     .sort((a, b) => b.tokens - a.tokens)

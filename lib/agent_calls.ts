@@ -12,9 +12,11 @@
  * task.
  */
 import type { ApprovalGate } from "./agent_approval.ts";
+import { runResourceTool } from "./agent_resources.ts";
 import {
   type AgentProgress,
   isAbort,
+  type ServerRequestHandlers,
   type ToolCallRecord,
   type ToolHost,
   type ToolProgress,
@@ -25,6 +27,7 @@ import type { Logger } from "./log.ts";
 import type { CallToolResult } from "./sdk.ts";
 import { parseToolArguments, TOO_DEEP } from "./tool_calls.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
+import type { ToolOffer } from "./tool_demand.ts";
 import { formatToolResult, truncateText } from "./tool_output.ts";
 import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./agent_trace.ts";
@@ -165,6 +168,10 @@ export interface ExecuteContext {
   host: ToolHost;
   signal: AbortSignal;
   timeoutMs?: number;
+  /** Answers the requests the server sends while the call of `entry` in `round` runs. */
+  serverRequests?: (entry: CatalogEntry, round: number) => ServerRequestHandlers;
+  /** The tools sent: runs `load_tools` calls and loads the tools called (tool_demand.ts). */
+  offer?: ToolOffer;
 }
 
 /**
@@ -182,6 +189,16 @@ async function executeCall(
     onAnswer: () => void;
   },
 ): Promise<{ text: string; ok: boolean; error?: string }> {
+  const offer = ctx.offer;
+  if (!p.entry && offer?.loadName !== undefined && p.name === offer.loadName) {
+    if (p.parsed.ok) return offer.load(p.parsed.value, o.round);
+    return {
+      ok: false,
+      error: `arguments are not a JSON object: ${p.parsed.error}`,
+      text: `Error: the arguments for ${p.name} could not be read: ${p.parsed.error}. Send ` +
+        'them as one JSON object, e.g. {"names": ["a_tool"]}.',
+    };
+  }
   if (!p.entry) {
     const error = `there is no tool named "${p.name}"`;
     return {
@@ -191,6 +208,8 @@ async function executeCall(
         "Call one of these by its exact name.",
     };
   }
+  // Called without loading it first, a tool is loaded: its definition is sent from now on.
+  offer?.touch(p.entry, o.round);
   const schema = p.entry.inputSchema;
   // Only the error texts below need the summary.
   const parameters = () => describeParameters(schema);
@@ -229,6 +248,13 @@ async function executeCall(
     onAnswer: o.onAnswer,
   });
   if (refusal !== undefined) return { ok: false, ...refusal };
+  if (p.entry.resourceTool !== undefined) {
+    return await runResourceTool(ctx.host, {
+      server: p.entry.server,
+      tool: p.entry.resourceTool,
+      args: p.parsed.value,
+    }, ctx.signal);
+  }
   let result: CallToolResult;
   try {
     result = await ctx.host.callTool(p.entry.server, p.entry.tool, p.parsed.value, {
@@ -237,6 +263,9 @@ async function executeCall(
       signal: ctx.signal,
       ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
       onProgress: o.onProgress,
+      ...(ctx.serverRequests !== undefined
+        ? { onServerRequest: ctx.serverRequests(p.entry, o.round) }
+        : {}),
     });
   } catch (error: unknown) {
     if (isAbort(error, ctx.signal)) throw error;

@@ -14,16 +14,19 @@ import {
   ApprovalRules,
   isAbort,
   type ModelListing,
+  type StartingPrompt,
   type ToolHost,
 } from "./agent_types.ts";
-import type { ModelList } from "./lmstudio_types.ts";
+import { promptChatMessages } from "./agent_messages.ts";
+import type { SamplingLimits } from "./agent_sampling.ts";
+import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";
 import { isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { ToolCatalog } from "./tool_catalog.ts";
 import { noConfigFile, usableEntry } from "./config.ts";
 import { errorMessage } from "./errors.ts";
-import { clause, listNames } from "./text.ts";
+import { clause, closestName, listNames, plural } from "./text.ts";
 import { MAX_LISTED_MODELS } from "./lmstudio_errors.ts";
 
 /** The servers to use, and notes on those skipped. */
@@ -32,6 +35,10 @@ export interface ResolvedServers {
   notes: string[];
   /** The approval rules of the bridge settings in force (lmstudio-bridge.json). */
   rules: ApprovalRules;
+  /** The sampling limits of the bridge settings in force. */
+  sampling: SamplingLimits;
+  /** `tools_on_demand.share` of the bridge settings in force, if set. */
+  toolShare?: number;
 }
 
 /**
@@ -50,8 +57,10 @@ export async function resolveServers(
     throw new AgentError("servers", current.error);
   }
   const notes: string[] = [];
-  const { tools, servers } = current.bridge.settings;
+  const { tools, servers, sampling = {}, tools_on_demand } = current.bridge.settings;
   const rules: ApprovalRules = { tools, servers };
+  const toolShare = tools_on_demand?.share;
+  const settings = { rules, sampling, ...(toolShare !== undefined ? { toolShare } : {}) };
   // The error says that the last good configuration is still in force.
   if (current.error !== undefined) notes.push(`MCP config problem: ${clause(current.error)}`);
   if (selection === "all") {
@@ -69,7 +78,7 @@ export async function resolveServers(
         skipped.push(`"${entry.name}": ${problem}`);
       } else usable.push(entry);
     }
-    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, rules };
+    if (usable.length > 0) return { names: usable.map((e) => e.name), notes, ...settings };
     if (current.path === undefined) {
       const text = noConfigFile(current.searched);
       throw new AgentError("servers", `${text[0]!.toUpperCase()}${text.slice(1)}`);
@@ -117,13 +126,39 @@ export async function resolveServers(
     }
   }
   if (problems.length > 0) throw new AgentError("servers", problems.join("\n"));
-  return { names, notes, rules };
+  return { names, notes, ...settings };
 }
 
-/** The tools of one server, or why they could not be listed. */
-export type ListedTools = { server: string; tools: Tool[] } | { server: string; error: unknown };
+/**
+ * The tools of one server (and whether it offers resources, which adds the bridge's resource
+ * tools), or why they could not be listed.
+ */
+export type ListedTools =
+  | { server: string; tools: Tool[]; resources?: boolean }
+  | { server: string; error: unknown };
 
-/** Lists the tools of every server in parallel; a failure is kept per server, an abort rejects. */
+/**
+ * Whether `server` offers resources: false when the host cannot tell or the question fails (the
+ * server's tools are still offered); an abort rejects.
+ */
+async function offersResources(
+  host: ToolHost,
+  server: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  if (host.offers === undefined || host.listResources === undefined) return false;
+  try {
+    return (await host.offers(server, { signal })).resources;
+  } catch (error: unknown) {
+    if (isAbort(error, signal)) throw error;
+    return false;
+  }
+}
+
+/**
+ * Lists the tools of every server in parallel, with whether it offers resources; a failure is
+ * kept per server, an abort rejects.
+ */
 export function listServerTools(
   host: ToolHost,
   servers: readonly string[],
@@ -135,7 +170,8 @@ export function listServerTools(
   };
   return Promise.all(servers.map(async (server) => {
     try {
-      return { server, tools: await host.listTools(server, { signal, onNote }) };
+      const tools = await host.listTools(server, { signal, onNote });
+      return { server, tools, resources: await offersResources(host, server, signal) };
     } catch (error: unknown) {
       if (isAbort(error, signal)) throw error;
       return { server, error };
@@ -162,7 +198,9 @@ export function buildCatalog(
     );
   }
   for (const f of failed) o.notes.push(`skipped "${f.server}": ${errorMessage(f.error)}`);
-  const ok = listed.filter((l): l is { server: string; tools: Tool[] } => "tools" in l);
+  const ok = listed.filter((l): l is { server: string; tools: Tool[]; resources?: boolean } =>
+    "tools" in l
+  );
   const servers = ok.map((l) => l.server);
   const catalog = ToolCatalog.build(ok, {
     namespaced: ok.length > 1,
@@ -382,4 +420,55 @@ export async function contextWindow(o: {
       ? `${o.client.baseUrl} does not report context lengths: it has no LM Studio REST API`
       : "the server does not report its context length",
   );
+}
+
+/**
+ * The messages of the prompt a task starts from, as chat messages. The prompt is checked against
+ * the server's list first when the host can list prompts: an unknown name or a missing required
+ * argument fails with what the server offers. Any failure throws {@linkcode AgentError} "prompt"
+ * (an abort rejects as it is); a note says what the task started from.
+ */
+export async function startingPrompt(
+  host: ToolHost,
+  prompt: StartingPrompt,
+  o: { signal: AbortSignal; notes: string[] },
+): Promise<ChatMessage[]> {
+  const { server, name } = prompt;
+  const args = prompt.arguments ?? {};
+  const what = `prompt "${name}" of MCP server "${server}"`;
+  const fail = (why: string, cause?: unknown): never => {
+    throw new AgentError("prompt", `Cannot start from the ${what}: ${why}`, { cause });
+  };
+  if (host.getPrompt === undefined) return fail("this bridge cannot read prompts.");
+  try {
+    if (host.listPrompts !== undefined) {
+      const prompts = await host.listPrompts(server, { signal: o.signal });
+      const found = prompts.find((p) => p.name === name);
+      if (found === undefined) {
+        const names = prompts.map((p) => p.name);
+        const close = closestName(name, names);
+        return fail(
+          prompts.length === 0
+            ? "the server offers no prompts."
+            : `the server has no such prompt.${close ? ` Did you mean "${close}"?` : ""} ` +
+              `Its prompts: ${listNames(names, 20)}.`,
+        );
+      }
+      const missing = (found.arguments ?? []).filter((a) => a.required && !(a.name in args));
+      if (missing.length > 0) {
+        const list = missing.map((a) => `${a.name}${a.description ? ` (${a.description})` : ""}`);
+        return fail(
+          `it needs the ${plural(missing.length, "argument")} ${list.join(", ")}. Give ` +
+            "them as the prompt's arguments (`run --prompt-arg NAME=VALUE`).",
+        );
+      }
+    }
+    const result = await host.getPrompt(server, name, args, { signal: o.signal });
+    const messages = promptChatMessages(result.messages);
+    o.notes.push(`started from the ${what} (${plural(messages.length, "message")})`);
+    return messages;
+  } catch (error: unknown) {
+    if (error instanceof AgentError || isAbort(error, o.signal)) throw error;
+    return fail(`${clause(errorMessage(error))}.`, error);
+  }
 }

@@ -126,7 +126,7 @@ export class ModelWatch {
     reply: ChatResult & { stats?: GenerationStats },
     /** The request's tokens as the budget estimates them, asked only when the server did not say. */
     estimatePrompt: () => number,
-  ): RoundDetail {
+  ): Omit<RoundDetail, "tool_tokens" | "tools_loaded"> {
     const stats = reply.stats ?? this.#stats;
     const totalMs = Math.round(stats?.totalMs ?? this.#now() - this.#started);
     let prompt = stats?.promptTokens ?? reply.usage?.prompt_tokens;
@@ -142,7 +142,7 @@ export class ModelWatch {
     // Generation time: after the first token when it is known, else the whole request.
     const perSecond = stats?.tokensPerSecond ??
       rate(completion, totalMs - (ttftMs ?? 0));
-    const detail: RoundDetail = {
+    const detail: Omit<RoundDetail, "tool_tokens" | "tools_loaded"> = {
       round: this.#round,
       model_ms: totalMs,
       ...(ttftMs !== undefined ? { ttft_ms: Math.round(ttftMs) } : {}),

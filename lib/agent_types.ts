@@ -19,8 +19,23 @@ import type {
   Usage,
 } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import type { CallToolResult, Tool } from "./sdk.ts";
+import type { ToolLoad } from "./tool_demand.ts";
+import type {
+  CallToolResult,
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  ElicitRequestParams,
+  ElicitResult,
+  GetPromptResult,
+  Prompt,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplate,
+  Tool,
+} from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
+import type { SamplingLimits, SamplingRecord } from "./agent_sampling.ts";
+import type { Elicitor } from "./agent_elicitation.ts";
 import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
@@ -31,7 +46,7 @@ export const DEFAULT_MAX_ROUNDS = 100;
  * what to do.
  */
 export class AgentError
-  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session"> {
+  extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session" | "prompt"> {
   override name = "AgentError";
 }
 
@@ -42,7 +57,30 @@ export function isAbort(error: unknown, signal: AbortSignal): boolean {
     (error as { kind?: unknown }).kind === "aborted");
 }
 
-/** What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. */
+/**
+ * Answers to the requests a downstream server sends while one of its tools runs: the pool gives a
+ * server's `sampling/createMessage` or `elicitation/create` to the call on that server that
+ * registered handlers (the oldest, when several did), and declines it when none did.
+ */
+export interface ServerRequestHandlers {
+  sample?: (
+    params: CreateMessageRequestParams,
+    signal: AbortSignal,
+  ) => Promise<CreateMessageResult>;
+  elicit?: (params: ElicitRequestParams, signal: AbortSignal) => Promise<ElicitResult>;
+}
+
+/** What a server offers besides tools, from its declared capabilities. */
+export interface ServerOffers {
+  tools: boolean;
+  resources: boolean;
+  prompts: boolean;
+}
+
+/**
+ * What the loop needs from the MCP pool; {@linkcode McpPool} satisfies it structurally. The
+ * optional methods are the servers' resources and prompts: a host without them offers none.
+ */
 export interface ToolHost {
   listTools(
     server: string,
@@ -61,8 +99,34 @@ export interface ToolHost {
       origin?: "model";
       /** The tool is marked read-only: the call cannot have changed the config. */
       readOnly?: boolean;
+      /** Answers the server's sampling and elicitation requests while the call runs. */
+      onServerRequest?: ServerRequestHandlers;
     },
   ): Promise<CallToolResult>;
+  /** What `server` offers (its capabilities). */
+  offers?(server: string, options: { signal?: AbortSignal }): Promise<ServerOffers>;
+  /** The resources of `server` (every page). */
+  listResources?(server: string, options: { signal?: AbortSignal }): Promise<Resource[]>;
+  /** The resource templates of `server` (every page). */
+  listResourceTemplates?(
+    server: string,
+    options: { signal?: AbortSignal },
+  ): Promise<ResourceTemplate[]>;
+  /** Reads one resource of `server`. */
+  readResource?(
+    server: string,
+    uri: string,
+    options: { signal?: AbortSignal },
+  ): Promise<ReadResourceResult>;
+  /** The prompts of `server` (every page). */
+  listPrompts?(server: string, options: { signal?: AbortSignal }): Promise<Prompt[]>;
+  /** One prompt of `server`, with `args` filled in. */
+  getPrompt?(
+    server: string,
+    name: string,
+    args: Record<string, string>,
+    options: { signal?: AbortSignal },
+  ): Promise<GetPromptResult>;
 }
 
 /** A progress notification of a running downstream tool. */
@@ -164,6 +228,24 @@ export interface RoundDetail {
   estimated: boolean;
   /** Tool calls the reply asked for. */
   tool_calls: number;
+  /** Estimated tokens of the tool definitions the request carried. */
+  tool_tokens: number;
+  /** Tools sent on demand: the tools whose full definitions the request carried. */
+  tools_loaded?: string[];
+}
+
+/** How a task's tools were sent on demand (tool_demand.ts). */
+export interface ToolsOnDemand {
+  /** The tools in the catalogue. */
+  catalog: number;
+  /** Estimated tokens all their definitions would take. */
+  all_tokens: number;
+  /** The share of the context window the definitions may take. */
+  share: number;
+  /** The catalogue tool's name. */
+  load_tool: string;
+  /** Every tool loaded (or unloaded to make room), in order, with its round. */
+  loads: ToolLoad[];
 }
 
 /** The outcome of {@linkcode runAgent}. */
@@ -182,8 +264,12 @@ export interface AgentResult {
   notes: string[];
   /** Every approval decision, in the order made. */
   approvals: ApprovalRecord[];
+  /** Every sampling request of a server, answered or not, in order. */
+  sampling: SamplingRecord[];
   /** The figures of each round's model request, in order. */
   rounds_detail: RoundDetail[];
+  /** Set when the tool definitions were sent on demand: which tools were loaded and when. */
+  tools_on_demand?: ToolsOnDemand;
   /** The conversation with this task in it, to keep for a task that continues it. */
   session: AgentSession;
   /** The failure behind `stopped_because: "error"`. */
@@ -229,6 +315,11 @@ export interface ApprovalRequest {
   readOnly: boolean;
   /** From the tool's MCP annotations: destructiveHint (true when not said, as MCP defines it). */
   destructive: boolean;
+  /**
+   * "sampling": not a tool call but a server asking the local model to generate text; `tool` is
+   * then `sampling/createMessage` and `arguments` say which of its tools asked and what for.
+   */
+  kind?: "sampling";
 }
 
 /** Run this call (`once`), run it and later calls of the same tool in this task, or refuse it. */
@@ -279,9 +370,23 @@ export interface AgentDeps {
   validator?: ArgumentValidator;
 }
 
+/** A prompt of an MCP server that starts a task: which server, which prompt, its arguments. */
+export interface StartingPrompt {
+  server: string;
+  name: string;
+  arguments?: Record<string, string>;
+}
+
 /** Options of {@linkcode runAgent}. */
 export interface AgentOptions {
+  /** The task; may be empty when `prompt` says what to do. */
   task: string;
+  /**
+   * Start from this prompt of an MCP server (`prompts/get`): its messages come before the task
+   * text. The server may be any usable server of the config, not only those whose tools are
+   * offered.
+   */
+  prompt?: StartingPrompt;
   /** Server names, or "all" for every enabled usable server except the bridge itself. */
   servers: readonly string[] | "all";
   model?: string;
@@ -331,5 +436,21 @@ export interface AgentOptions {
   approve?: Approver;
   /** Allow every call that would be asked about (`run --yes`); deny rules still deny. */
   approveAll?: boolean;
+  /**
+   * Asks the person behind the task what a server wants to know (elicitation); without it such
+   * requests are declined. The model never sees them.
+   */
+  elicit?: Elicitor;
+  /**
+   * Limits of the sampling requests of servers, answered by the task's model (default: the
+   * bridge settings' `sampling` section; see agent_sampling.ts).
+   */
+  sampling?: SamplingLimits;
+  /**
+   * Share of the context window (0 to 1) the tool definitions may take before they are sent on
+   * demand (default: the bridge settings' `tools_on_demand.share`, else 0.4; 1 never; see
+   * tool_demand.ts).
+   */
+  toolShare?: number;
   deps: AgentDeps;
 }

@@ -3,7 +3,13 @@
  * with `--json`); a live status line, notes and the closing summary go to stderr. `--session FILE`
  * and `--continue FILE` continue a conversation kept in a file (cli_session.ts).
  */
-import type { AgentProgress, AgentResult, ApprovalAnswer, Approver } from "./agent_types.ts";
+import type {
+  AgentProgress,
+  AgentResult,
+  ApprovalAnswer,
+  Approver,
+  StartingPrompt,
+} from "./agent_types.ts";
 import { raceAbort } from "./abort.ts";
 import type { Output } from "./output.ts";
 import type { CommandContext } from "./app.ts";
@@ -11,6 +17,7 @@ import {
   flag,
   integerOption,
   parseArgs,
+  type ParsedArgs,
   stringListOption,
   stringOption,
   temperatureOption,
@@ -21,6 +28,8 @@ import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
 import { liveClient, LiveReply } from "./cli_live.ts";
 import { keepSession, openSessionFile } from "./cli_session.ts";
 import { listNames, plural, shellWord } from "./text.ts";
+import { cliElicitor, oneAtATime } from "./cli_elicit.ts";
+import type { Elicitor } from "./agent_elicitation.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -35,6 +44,8 @@ const OPTIONS = {
   trace: { type: "string" },
   session: { type: "string" },
   continue: { type: "string" },
+  prompt: { type: "string" },
+  "prompt-arg": { type: "string", multiple: true },
   yes: { type: "boolean", short: "y" },
   reasoning: { type: "boolean" },
   json: { type: "boolean" },
@@ -146,6 +157,57 @@ function needsTools(): UsageError {
 }
 
 /**
+ * What `run` asks its user: approvals ({@linkcode cliApproval}) and servers' elicitation
+ * ({@linkcode cliElicitor}), one question at a time on the one terminal.
+ */
+function terminalQuestions(
+  o: { yes: boolean; stdinIsTerminal: boolean; out: Output; readLine: LineReader },
+): { approveAll: boolean; approve: Approver; elicit: Elicitor } {
+  const turn = oneAtATime();
+  const approval = cliApproval(o);
+  const elicit = cliElicitor(o);
+  return {
+    approveAll: approval.approveAll,
+    approve: (req, signal) => turn(() => approval.approve(req, signal)),
+    elicit: (req, signal) => turn(() => elicit(req, signal)),
+  };
+}
+
+/**
+ * The prompt of `--prompt SERVER/NAME` with its `--prompt-arg KEY=VALUE` arguments, or undefined
+ * without `--prompt`; misuse is a {@linkcode UsageError}.
+ */
+export function promptOption(args: ParsedArgs): StartingPrompt | undefined {
+  const given = stringOption(args, "prompt");
+  const raw = args.values["prompt-arg"];
+  const pairs = Array.isArray(raw) ? raw.filter((x): x is string => typeof x === "string") : [];
+  if (given === undefined) {
+    if (pairs.length > 0) throw new UsageError("--prompt-arg needs --prompt SERVER/NAME.", "run");
+    return undefined;
+  }
+  const slash = given.indexOf("/");
+  if (slash <= 0 || slash === given.length - 1) {
+    throw new UsageError(
+      `--prompt takes SERVER/NAME (a prompt of an MCP server), got ${JSON.stringify(given)}.`,
+      "run",
+    );
+  }
+  const values: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) {
+      throw new UsageError(`--prompt-arg takes KEY=VALUE, got ${JSON.stringify(pair)}.`, "run");
+    }
+    values[pair.slice(0, eq).trim()] = pair.slice(eq + 1);
+  }
+  return {
+    server: given.slice(0, slash),
+    name: given.slice(slash + 1),
+    ...(pairs.length > 0 ? { arguments: values } : {}),
+  };
+}
+
+/**
  * Runs `run`. Returns 0 when the model answered, 1 when it stopped for another reason; usage
  * errors throw {@linkcode UsageError}; failures before the first round (unknown server, LM Studio
  * not reachable, trace not writable) throw with a message that says what to do.
@@ -160,6 +222,8 @@ export async function runCommand(
     now?: () => number;
     /** Whether stdin is a terminal (default: asks Deno). */
     stdinIsTerminal?: boolean;
+    /** The lines typed on the terminal (default: stdin). */
+    readLine?: LineReader;
   } = {},
 ): Promise<number> {
   const args = parseArgs(argv, OPTIONS, "run");
@@ -184,9 +248,11 @@ export async function runCommand(
     }
     timeBudgetMs = Math.round(value * 1000);
   }
+  const prompt = promptOption(args);
   let task = args.positionals.join(" ").trim();
   if (task === "-") task = (await (seams.readStdin ?? readAllStdin)()).trim();
-  if (task === "") {
+  // A prompt may say all there is to do.
+  if (task === "" && (prompt === undefined || args.positionals.length > 0)) {
     throw new UsageError(
       args.positionals.join(" ").trim() === "-"
         ? "The task read from stdin is empty."
@@ -219,6 +285,7 @@ export async function runCommand(
   );
   const { result, tracePath } = await runTask(app, {
     task,
+    ...(prompt !== undefined ? { prompt } : {}),
     servers: all ? "all" : servers,
     session: file?.session,
     model: stringOption(args, "model"),
@@ -231,12 +298,13 @@ export async function runCommand(
     signal: ctx.signal,
     onProgress: out.stderrIsTerminal ? (p) => out.status(statusLine(p)) : undefined,
     tracePath: stringOption(args, "trace"),
-    ...cliApproval({
+    ...terminalQuestions({
       yes: flag(args, "yes"),
       // With the task read from stdin, stdin is not there to answer.
       stdinIsTerminal: (seams.stdinIsTerminal ?? Deno.stdin.isTerminal()) &&
         args.positionals.join(" ").trim() !== "-",
       out,
+      readLine: seams.readLine ?? stdinLines(),
     }),
   }).finally(() => out.status(""));
 

@@ -5,7 +5,8 @@
  *
  * - {@linkcode BridgeSettings}: the sections, each optional. `servers.<name>.sandbox` (how a
  *   server is confined), `servers.<name>.tools` and `tools` (approval rules: glob -> allow, ask or
- *   deny), `sampling` (limits of sampling requests from servers).
+ *   deny), `sampling` (limits of sampling requests from servers), `tools_on_demand` (when tool
+ *   definitions are sent on demand).
  * - {@linkcode parseBridgeSettings}: JSONC, validated with zod. A wrong value is an error with
  *   line and column (the file is not used; ConfigSource keeps the last good settings); an unknown
  *   key is a warning with line and column, never fatal.
@@ -39,6 +40,11 @@ export interface BridgeSettings {
   /** Global approval rules, `server/tool` globs. */
   tools?: RuleMap;
   sampling?: { max_tokens?: number; per_task?: number };
+  /**
+   * Tool definitions taking more than `share` (0 to 1) of the model's context window are sent
+   * on demand: a catalogue and a load_tools tool instead (tool_demand.ts).
+   */
+  tools_on_demand?: { share?: number };
 }
 
 const Rule = z.enum(["allow", "ask", "deny"], { error: 'must be "allow", "ask" or "deny"' });
@@ -90,8 +96,12 @@ const Sampling = z.strictObject({
   max_tokens: z.number({ error: "must be a whole number of 1 or more" }).int().min(1).optional(),
   per_task: z.number({ error: "must be a whole number of 0 or more" }).int().min(0).optional(),
 }, { error: 'must be an object like {"max_tokens": 1024, "per_task": 10}' });
+const OnDemand = z.strictObject({
+  share: z.number({ error: "must be a number from 0 to 1" }).min(0).max(1).optional(),
+}, { error: 'must be an object like {"share": 0.4}' });
 const Settings = z.strictObject({
   $schema: z.string().optional(),
+  tools_on_demand: OnDemand.optional(),
   servers: z.record(z.string(), Server, { error: "must be an object of server name -> settings" })
     .optional(),
   tools: Rules.optional(),
@@ -188,8 +198,9 @@ export function parseBridgeSettings(text: string, path: string): ParsedBridgeSet
 
 /** The keys the schema knows at `path` (of an unknown key's parent), for the warning. */
 function knownKeys(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return "servers, tools, sampling";
+  if (path.length === 0) return "servers, tools, sampling, tools_on_demand";
   if (path[0] === "sampling") return "max_tokens, per_task";
+  if (path[0] === "tools_on_demand") return "share";
   if (path[0] === "servers" && path.length === 2) return "sandbox, tools";
   if (path[0] === "servers" && path.length === 3) return "read, write, net, env, run";
   return "none";

@@ -8,7 +8,7 @@ const RUN_HELP =
 
 Lets the local model do TASK with the tools of MCP servers from the MCP config: it calls tools
 (in parallel within a round), reads the results and continues until it has an answer.
-TASK may be several words, or - to read it from stdin.
+TASK may be several words, or - to read it from stdin; with --prompt it may be left out.
 
   --mcp NAME          use this server's tools (repeatable, or NAME,NAME)
   --all               use every enabled server in the config (except this bridge)
@@ -19,6 +19,8 @@ TASK may be several words, or - to read it from stdin.
   --max-tokens N      length limit of each model reply
   --allow-tools GLOB  only offer matching tools (*, ?; raw or server__tool names; repeatable)
   --time-budget S     stop unfinished after S seconds
+  --prompt SERVER/NAME  start from this prompt of an MCP server (its messages come first)
+  --prompt-arg K=V    an argument of the prompt (repeatable)
   --trace FILE        write a JSONL trace of requests, replies, tool calls and results
                       (the default sandbox writes nothing: install with
                       \`deno task --quiet install --allow-write=DIR\` for traces in DIR)
@@ -46,6 +48,7 @@ Examples:
   echo "What changed in CHANGELOG.md?" | lmstudio-bridge run --all --json -
   lmstudio-bridge run --mcp filesystem --session notes.json "List the TODOs in src/"
   lmstudio-bridge run --continue notes.json "Which of them is the oldest?"
+  lmstudio-bridge run --mcp everything --prompt everything/args-prompt --prompt-arg city=Paris
 `;
 
 /** Help of `mcps`. */

@@ -63,3 +63,17 @@ export type {
 export type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport";
 export type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol";
 export type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types";
+// The requests downstream servers send the bridge, and their resources and prompts.
+export type {
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  ElicitRequestParams,
+  ElicitResult,
+  GetPromptResult,
+  Prompt,
+  PromptMessage,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplate,
+  SamplingMessage,
+} from "@modelcontextprotocol/sdk/types";

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { agentResultJson, runAgent } from "./agent.ts";
 import {
+  AgentError,
   type AgentLmClient,
   type AgentModels,
   type AgentOptions,
@@ -16,8 +17,11 @@ import {
   type ApprovalRequest,
   type Approver,
   DEFAULT_MAX_ROUNDS,
+  type StartingPrompt,
+  type ToolHost,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
+import { declined, type Elicitor } from "./agent_elicitation.ts";
 import type {
   CallToolResult,
   McpServer,
@@ -47,11 +51,13 @@ import { dirname, resolve } from "./path.ts";
 import { redact } from "./redact.ts";
 
 /**
- * What the loop uses of the app: the pool, the config and the log as they are, the client and the
+ * What the loop uses of the app: the config and the log as they are, the pool, the client and the
  * model manager only as far as the loop calls them, and four settings. {@linkcode App} satisfies it;
  * tests pass their own client, models or settings.
  */
-export interface AgentApp extends Pick<App, "config" | "log" | "pool"> {
+export interface AgentApp extends Pick<App, "config" | "log"> {
+  /** The MCP pool (App's McpPool; tests may give another host of tools). */
+  pool(): Promise<ToolHost>;
   /** The autonomous tools' sessions (the App's; tools registered without one keep their own). */
   readonly sessions?: SessionRegistry;
   readonly client: AgentLmClient;
@@ -144,6 +150,16 @@ async function queryWrite(path: string): Promise<Deno.PermissionState> {
  * (shortened, secrets redacted), what the tool says of itself, and the task it serves.
  */
 export function approvalQuestion(req: ApprovalRequest): string {
+  if (req.kind === "sampling") {
+    const during = typeof req.arguments.during_tool === "string"
+      ? ` while its tool ${req.arguments.during_tool} runs`
+      : "";
+    return [
+      `MCP server "${req.server}" asks the local model to generate text (sampling)${during}.`,
+      `Request: ${shortJson(redact(req.arguments), 400)}`,
+      `Task: ${shorten(req.task, 200)}`,
+    ].join("\n");
+  }
   const kind = req.destructive
     ? " It may change or delete things (destructive)."
     : req.readOnly
@@ -210,6 +226,37 @@ export function mcpApprover(server: McpServer, extra: Pick<Extra, "requestId">):
   };
 }
 
+/**
+ * An {@linkcode Elicitor} that forwards a downstream server's elicitation to the user of the MCP
+ * client behind `extra` (related to that tool call), its message saying which server asks. A
+ * client that cannot elicit in the request's mode (form or URL) gets it declined with why.
+ */
+export function mcpElicitor(server: McpServer, extra: Pick<Extra, "requestId">): Elicitor {
+  return async (req, signal) => {
+    const capabilities = server.server.getClientCapabilities()?.elicitation;
+    const client = server.server.getClientVersion()?.name ?? "the MCP client";
+    const { params } = req;
+    const url = params.mode === "url";
+    if (!capabilities) return declined(`${client} does not offer MCP elicitation`);
+    if (url ? !capabilities.url : !capabilities.form) {
+      return declined(`${client} cannot answer ${url ? "URL" : "form"} elicitation`);
+    }
+    const message = `MCP server "${req.server}" asks (its tool ${req.tool} runs for a task of ` +
+      `the local model): ${params.message}`;
+    try {
+      return await server.server.elicitInput(
+        params.mode === "url"
+          ? { mode: "url", message, elicitationId: params.elicitationId, url: params.url }
+          : { mode: "form", message, requestedSchema: params.requestedSchema },
+        { signal, relatedRequestId: extra.requestId },
+      );
+    } catch (error: unknown) {
+      if (signal.aborted) throw error;
+      return declined(`asking ${client}'s user failed: ${clause(errorMessage(error))}`);
+    }
+  };
+}
+
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
 type AgentToolSeams = Pick<AgentTask, "heartbeatMs" | "queryWritePermission">;
 
@@ -247,6 +294,15 @@ const common = {
   time_budget_seconds: z.number().positive().optional().describe(
     "Stop (unfinished) after this many seconds.",
   ),
+  prompt: z.object({
+    server: z.string().min(1).optional().describe(
+      "The MCP server that has the prompt (default: the task's server, when there is one).",
+    ),
+    name: z.string().min(1).describe("The prompt's name."),
+    arguments: z.record(z.string(), z.string()).optional().describe("The prompt's arguments."),
+  }).optional().describe(
+    "Start from a prompt of an MCP server: its messages come before the task text.",
+  ),
   trace_path: z.string().min(1).optional().describe(
     "Write a JSONL trace of every model request, reply, tool call and result to this file " +
       "(the bridge must be allowed to write there; the error says how).",
@@ -261,9 +317,31 @@ type CommonArgs = {
   max_tokens?: number;
   allowed_tools?: string[] | string;
   time_budget_seconds?: number;
+  prompt?: { server?: string; name: string; arguments?: Record<string, string> };
   trace_path?: string;
   session_id?: string;
 };
+
+/** The prompt a task starts from: its server defaults to the task's only server. */
+function startingPrompt(
+  prompt: CommonArgs["prompt"],
+  servers: readonly string[] | "all",
+): StartingPrompt | undefined {
+  if (prompt === undefined) return undefined;
+  const server = prompt.server ?? (servers !== "all" && servers.length === 1 ? servers[0] : "");
+  if (!server) {
+    throw new AgentError(
+      "prompt",
+      `Name the MCP server that has the prompt "${prompt.name}" (prompt.server): the task uses ` +
+        "more than one server.",
+    );
+  }
+  return {
+    server,
+    name: prompt.name,
+    ...(prompt.arguments ? { arguments: prompt.arguments } : {}),
+  };
+}
 
 /** The SDK's request extra as tool handlers receive it. */
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -331,6 +409,7 @@ async function runTool(
         task: args.task,
         session,
         servers,
+        prompt: startingPrompt(args.prompt, servers),
         model: args.model,
         maxRounds: args.max_rounds,
         maxTokens: args.max_tokens,
@@ -341,6 +420,7 @@ async function runTool(
         signal: extra.signal,
         onProgress,
         approve: mcpApprover(server, extra),
+        elicit: mcpElicitor(server, extra),
         heartbeatMs: seams.heartbeatMs,
         tracePath: args.trace_path,
         queryWritePermission: seams.queryWritePermission,

@@ -6,10 +6,15 @@
  * The names the model sees are sanitised to what OpenAI-compatible servers accept, namespaced as
  * `server__tool` when several servers take part, and kept unique and within 64 characters with
  * short stable hashes.
+ *
+ * A server that offers resources gets the bridge's resource tools after its own
+ * (`list_resources`, `read_resource`, agent_resources.ts), named and filtered like its tools; a
+ * tool of its own by the same name keeps the name, and the bridge's gets a hash suffix.
  */
 import type { OpenAiTool } from "./lmstudio_types.ts";
 import type { Tool } from "./sdk.ts";
 import { cleanToolSchema } from "./tool_schema.ts";
+import { type ResourceTool, resourceTools } from "./agent_resources.ts";
 
 /** OpenAI-compatible servers accept function names matching this. */
 export const TOOL_NAME_PATTERN: RegExp = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -165,12 +170,16 @@ export interface CatalogEntry {
   destructive: boolean;
   /** The OpenAI tool definition sent to the model. */
   openai: OpenAiTool;
+  /** One of the bridge's resource tools for the server (not a tool of the server). */
+  resourceTool?: ResourceTool;
 }
 
 /** Tools of one server, as listed by it. */
 export interface ServerTools {
   server: string;
   tools: Tool[];
+  /** The server offers resources: the bridge's resource tools are added for it. */
+  resources?: boolean;
 }
 
 /** Options for {@linkcode ToolCatalog.build}. */
@@ -179,6 +188,16 @@ export interface CatalogOptions {
   namespaced: boolean;
   /** Glob patterns over raw (`read_*`) or namespaced (`filesystem__read_*`) names; empty = all. */
   allowed?: readonly string[];
+}
+
+/** The bridge's resource tools for `server` when it offers resources, each noted in `added`. */
+function resourceEntries(server: string, offered: boolean, added: Map<Tool, ResourceTool>): Tool[] {
+  if (!offered) return [];
+  const tools = resourceTools(server);
+  return (["list_resources", "read_resource"] as const).map((kind) => {
+    added.set(tools[kind], kind);
+    return tools[kind];
+  });
 }
 
 /** The tools offered to the model and how their names map back to servers. */
@@ -198,9 +217,10 @@ export class ToolCatalog {
   static build(servers: readonly ServerTools[], options: CatalogOptions): ToolCatalog {
     const patterns = (options.allowed ?? []).map(globToRegExp);
     const excluded: string[] = [];
-    const kept = servers.map(({ server, tools }) => ({
+    const added = new Map<Tool, ResourceTool>();
+    const kept = servers.map(({ server, tools, resources }) => ({
       server,
-      tools: tools.filter((tool) => {
+      tools: [...tools, ...resourceEntries(server, resources === true, added)].filter((tool) => {
         const full = `${server}${NAMESPACE_SEPARATOR}${tool.name}`;
         if (patterns.length === 0 || patterns.some((p) => p.test(tool.name) || p.test(full))) {
           return true;
@@ -226,6 +246,7 @@ export class ToolCatalog {
           destructive: tool.annotations?.readOnlyHint !== true &&
             tool.annotations?.destructiveHint !== false,
           openai: openaiDefinition(tool, name),
+          ...(added.has(tool) ? { resourceTool: added.get(tool) } : {}),
         });
       });
     });

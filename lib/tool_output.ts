@@ -6,7 +6,11 @@ import { isRecord } from "./json.ts";
 import type { CallToolResult } from "./sdk.ts";
 import { base64Bytes, formatBytes } from "./text.ts";
 
-function describePart(part: Record<string, unknown>): string {
+/**
+ * One MCP content block as text: a text as it is, an image or audio by type and size, an
+ * embedded resource with its text (binary ones by size), a resource link by name and URI.
+ */
+export function describePart(part: Record<string, unknown>): string {
   const mime = typeof part.mimeType === "string" ? part.mimeType : "unknown type";
   switch (part.type) {
     case "text":

@@ -5,7 +5,22 @@
  * scripted replies, and waits on what the fake and the fixture record.
  */
 import { runAgent } from "../lib/agent.ts";
-import type { AgentDeps, AgentOptions, AgentResult } from "../lib/agent_types.ts";
+import type {
+  AgentDeps,
+  AgentOptions,
+  AgentResult,
+  ServerRequestHandlers,
+  ToolHost,
+} from "../lib/agent_types.ts";
+import type {
+  CallToolResult,
+  GetPromptResult,
+  Prompt,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplate,
+  Tool,
+} from "../lib/sdk.ts";
 import { ConfigSource } from "../lib/config.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
@@ -206,4 +221,102 @@ export function calls(
   ...list: { name: string; arguments: string | Record<string, unknown>; id?: string | null }[]
 ): ScriptedReplyValue {
   return { body: chatReply({ content: "", toolCalls: list }) };
+}
+
+/** What a server offers besides its real tools, for {@linkcode featureHost}. */
+export interface ServerFeatures {
+  resources?: Resource[];
+  templates?: ResourceTemplate[];
+  /** Answers `resources/read`; throws for an unknown URI as a server would. */
+  read?: (uri: string) => ReadResourceResult;
+  prompts?: Prompt[];
+  /** Answers `prompts/get`. */
+  prompt?: (name: string, args: Record<string, string>) => GetPromptResult;
+  /**
+   * Tools run in this process, beside the server's real ones: each gets the handlers of the call
+   * (contract 3), so it can ask for sampling or elicitation as a downstream server would.
+   */
+  tools?: Record<
+    string,
+    {
+      definition: Omit<Tool, "name">;
+      run: (
+        args: Record<string, unknown>,
+        handlers: ServerRequestHandlers,
+        signal: AbortSignal,
+      ) => Promise<CallToolResult>;
+    }
+  >;
+}
+
+/**
+ * A {@linkcode ToolHost} with the real pool's tools plus resources, prompts and in-process tools
+ * given per server, as McpPool offers them by contract 6 (and contract 3 for the handlers): the
+ * loop's side of those contracts tested before and apart from the pool's. `calls` records what
+ * was asked, in order (`read <uri>`, `prompt <name> <args>`, `list <server>`).
+ */
+export function featureHost(
+  pool: ToolHost,
+  features: Record<string, ServerFeatures>,
+): ToolHost & { calls: string[] } {
+  const calls: string[] = [];
+  const of = (server: string) => features[server] ?? {};
+  return {
+    calls,
+    async listTools(server, options) {
+      const own = Object.entries(of(server).tools ?? {}).map(([name, t]) => ({
+        name,
+        ...t.definition,
+      }));
+      return [...await pool.listTools(server, options), ...own];
+    },
+    callTool(server, tool, args, options) {
+      const own = of(server).tools?.[tool];
+      if (own === undefined) return pool.callTool(server, tool, args, options);
+      calls.push(`call ${server}/${tool}`);
+      return own.run(
+        args,
+        options?.onServerRequest ?? {},
+        options?.signal ?? new AbortController().signal,
+      );
+    },
+    offers(server) {
+      const f = of(server);
+      return Promise.resolve({
+        tools: true,
+        resources: f.resources !== undefined || f.templates !== undefined,
+        prompts: f.prompts !== undefined,
+      });
+    },
+    listResources(server) {
+      calls.push(`list ${server}`);
+      return Promise.resolve(of(server).resources ?? []);
+    },
+    listResourceTemplates(server) {
+      return Promise.resolve(of(server).templates ?? []);
+    },
+    readResource(server, uri) {
+      calls.push(`read ${uri}`);
+      const read = of(server).read;
+      if (read === undefined) return Promise.reject(new Error(`${server} has no resources`));
+      try {
+        return Promise.resolve(read(uri));
+      } catch (error: unknown) {
+        return Promise.reject(error);
+      }
+    },
+    listPrompts(server) {
+      return Promise.resolve(of(server).prompts ?? []);
+    },
+    getPrompt(server, name, args) {
+      calls.push(`prompt ${name} ${JSON.stringify(args)}`);
+      const get = of(server).prompt;
+      if (get === undefined) return Promise.reject(new Error(`${server} has no prompts`));
+      try {
+        return Promise.resolve(get(name, args));
+      } catch (error: unknown) {
+        return Promise.reject(error);
+      }
+    },
+  };
 }

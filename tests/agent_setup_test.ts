@@ -79,7 +79,8 @@ Deno.test("unknown or disabled servers fail before any model call, listing the v
 Deno.test("discover-all uses every enabled server except disabled ones and the bridge itself", async () => {
   await withHarness(async (h) => {
     h.fake.script(CHAT, answer("ok"));
-    const result = await h.run({ servers: "all" });
+    // Every definition in the first request (tools on demand: tests/tool_demand_test.ts).
+    const result = await h.run({ servers: "all", toolShare: 1 });
     assertEquals(result.servers, ["memory", "filesystem", "fixture"]);
     assert(result.notes.some((n) => n.includes('"bridge"') && n.includes("recursion")));
     assert(result.notes.some((n) => n.includes('"lmstudio"') && n.includes("recursion")));

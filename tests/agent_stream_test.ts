@@ -104,6 +104,9 @@ Deno.test("a streamed request reports loading, prompt, waiting and tokens at mos
     assertEquals(generating[0]!.message, "round 1/4: model: 25 tokens, 100 tok/s");
     assertEquals(messages.at(-2), "round 1/4: model: 100 tokens in 2.0 s, 100 tok/s");
     assertEquals(messages.at(-1), "done: answer");
+    // The fixture's definitions, as estimated (tests/tool_demand_test.ts checks the figure).
+    const toolTokens = result.rounds_detail[0]?.tool_tokens ?? 0;
+    assert(toolTokens > 100, String(toolTokens));
     assertEquals(result.rounds_detail, [{
       round: 1,
       model_ms: 2000,
@@ -113,6 +116,7 @@ Deno.test("a streamed request reports loading, prompt, waiting and tokens at mos
       completion_tokens: 100,
       estimated: false,
       tool_calls: 0,
+      tool_tokens: toolTokens,
     }]);
     // As `run --json` and the autonomous tools report it.
     assertEquals(agentResultJson(result).rounds_detail, result.rounds_detail);

@@ -64,6 +64,8 @@ Deno.test("a multi-round task creates entities in server-memory and reads a file
     );
     const result = await h.run({
       servers: ["memory", "filesystem"],
+      // Every definition in each request (tools on demand: tests/tool_demand_test.ts).
+      toolShare: 1,
       task: "Store Ada, read notes",
       // create_entities changes the graph: without this rule it would need approval.
       rules: { servers: { memory: { tools: { "create_*": "allow" } } } },
@@ -196,7 +198,7 @@ Deno.test("the oldest tool results are condensed first to stay inside the contex
   });
 });
 
-Deno.test("tool definitions that overflow the context stop before any model request", async () => {
+Deno.test("tool definitions that overflow the context stop before any model request when tools on demand is off", async () => {
   const models: FakeModel[] = [{
     id: "tiny",
     type: "llm",
@@ -205,14 +207,15 @@ Deno.test("tool definitions that overflow the context stop before any model requ
     loadedContextLength: 600,
   }];
   await withHarness(async (h) => {
-    const result = await h.run({});
+    // A share of 1: never on demand (tests/tool_demand_test.ts has the default).
+    const result = await h.run({ toolShare: 1 });
     assertEquals(result.stopped_because, "context_overflow");
     assertStringIncludes(result.answer, "allowed_tools");
     assertStringIncludes(result.answer, "600 tokens");
     assertEquals(h.fake.requestsTo(CHAT).length, 0);
     // allowed_tools makes it fit.
     h.fake.script(CHAT, answer("fits"));
-    const narrow = await h.run({ allowedTools: ["sleep"] });
+    const narrow = await h.run({ allowedTools: ["sleep"], toolShare: 1 });
     assertEquals(narrow.stopped_because, "answer");
     assertEquals(toolNamesOf(h.fake.requestsTo(CHAT)[0]!), ["sleep"]);
   }, { models });

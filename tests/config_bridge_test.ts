@@ -112,8 +112,21 @@ Deno.test("bridge settings: unknown keys are warnings with line and column, neve
     '/p/s.json:2:51: unknown key "servers.fs.tool" is ignored (check its spelling; known keys ' +
     "there: sandbox, tools).",
     '/p/s.json:3:3: unknown key "tool" is ignored (check its spelling; known keys there: ' +
-    "servers, tools, sampling).",
+    "servers, tools, sampling, tools_on_demand).",
   ]);
+});
+
+Deno.test("bridge settings: tools_on_demand.share is a number from 0 to 1", () => {
+  const ok = parseBridgeSettings('{"tools_on_demand": {"share": 0.25}}', "/p/s.json");
+  assert(ok.ok);
+  assertEquals(ok.settings, { tools_on_demand: { share: 0.25 } });
+  const wrong = parseBridgeSettings('{"tools_on_demand": {"share": 40}}', "/p/s.json");
+  assert(!wrong.ok);
+  assertEquals(
+    wrong.error,
+    "/p/s.json:1:22: tools_on_demand.share must be a number from 0 to 1. Fix the file; it is " +
+      "re-read on the next use.",
+  );
 });
 
 Deno.test("locateJsonPath points at a member's key, through comments, arrays and nesting", () => {
