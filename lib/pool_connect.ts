@@ -15,6 +15,7 @@
 import { widenCommand } from "./launch.ts";
 import {
   Client,
+  type ClientCapabilities,
   ErrorCode,
   getDefaultEnvironment,
   McpError,
@@ -23,11 +24,13 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "./sdk.ts";
+import type { ConnectPhase } from "./pool_progress.ts";
 import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import type { LogFields, Logger } from "./log.ts";
 import { Connection } from "./pool_connection.ts";
 import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./pool_remote.ts";
+import { answerRequests, type ServerRequests } from "./pool_requests.ts";
 import { OWNER_VARIABLE, type ProcessTracker } from "./pool_reaper.ts";
 import {
   type ExitInfo,
@@ -46,6 +49,10 @@ type Timer = ReturnType<typeof setTimeout>;
 /** What connecting to a server takes from the pool. */
 export interface ConnectOptions {
   clientInfo: { name: string; version: string };
+  /** What the client advertises (sampling, elicitation); the connection answers accordingly. */
+  capabilities: ClientCapabilities;
+  /** What the connect is doing now, for the start-up progress of the callers waiting for it. */
+  phase?: ConnectPhase;
   /** Bound on spawn + MCP handshake. */
   connectTimeoutMs: number;
   log: Logger;
@@ -82,9 +89,16 @@ function abandonedError(entry: ServerEntry, cause: unknown): McpServerError {
   );
 }
 
-/** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
-function newClient(clientInfo: { name: string; version: string }): Client {
-  return new Client(clientInfo, { capabilities: {} });
+/**
+ * The SDK client the bridge connects to `server` with: `clientInfo`, the capabilities it
+ * advertises, and the router of the server's requests those capabilities promise answers to.
+ */
+function newClient(
+  server: string,
+  o: Pick<ConnectOptions, "clientInfo" | "capabilities">,
+): { client: Client; requests: ServerRequests } {
+  const client = new Client(o.clientInfo, { capabilities: o.capabilities });
+  return { client, requests: answerRequests(client, server, o.capabilities) };
 }
 
 /**
@@ -193,7 +207,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
       : (pid) => tracker.spawned(pid, marker, o.signalGroup !== undefined),
     reap: tracker === undefined ? undefined : (pid) => tracker.reap(pid),
   });
-  const client = newClient(o.clientInfo);
+  const { client, requests } = newClient(name, o);
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
@@ -225,6 +239,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
     child: transport,
     onClosed: o.onClosed,
     onExited: o.onExited,
+    requests,
   });
   o.log.debug("started", {
     server: name,
@@ -292,8 +307,9 @@ async function stdioConnectError(o: {
     return new McpServerError(
       `MCP server "${name}" did not complete the MCP handshake within ` +
         `${o.connectTimeoutMs} ms. Command: ${target}.${formatTail(stderr)}\n` +
-        `If it downloads on first start (npx -y, uvx), run the command once by hand, or raise ` +
-        `MCP_CONNECT_TIMEOUT_MS; otherwise check that it speaks MCP over stdio.`,
+        `If it downloads on first start (npx -y, uvx), run the command once by hand, or give ` +
+        `it longer: "timeout" in its config entry (milliseconds, e.g. 120000) or ` +
+        `MCP_CONNECT_TIMEOUT_MS for every server; otherwise check that it speaks MCP over stdio.`,
       { ...base, kind: "connect_timeout" },
     );
   }
@@ -317,6 +333,7 @@ async function isDirectory(path: string): Promise<boolean> {
 
 interface Connected {
   client: Client;
+  requests: ServerRequests;
   remote: RemoteWatch;
 }
 
@@ -347,11 +364,11 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
       // Closing the transport fails every request still waiting on it.
       transport.close().catch(() => undefined);
     });
-    const client = newClient(o.clientInfo);
+    const { client, requests } = newClient(name, o);
     client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
     try {
       await handshake(client, transport, { timeoutMs: o.connectTimeoutMs, signal: o.signal });
-      return { client, remote };
+      return { client, requests, remote };
     } catch (error) {
       o.track(client.close().catch(() => undefined));
       if (o.signal?.aborted) throw abandonedError(entry, error);
@@ -406,6 +423,7 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
     remote: connected.remote,
     stderr,
     onClosed: o.onClosed,
+    requests: connected.requests,
   });
 }
 
@@ -445,7 +463,8 @@ function remoteConnectError(
   if (isHandshakeTimeout(error)) {
     return new McpServerError(
       `MCP server "${name}" at ${url} did not complete the MCP handshake within ` +
-        `${o.connectTimeoutMs} ms. Check that the server is up and speaks MCP at that URL.`,
+        `${o.connectTimeoutMs} ms. Check that the server is up and speaks MCP at that URL (a ` +
+        `slow one can be given longer: "timeout" in its config entry, in milliseconds).`,
       { ...base, kind: "connect_timeout" },
     );
   }
