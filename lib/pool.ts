@@ -162,6 +162,10 @@ export interface ServerStatus {
   };
   /** The sampling and elicitation requests it sent since it started, once it sent any. */
   requests?: RequestCounts;
+  /** The entry's own `timeout` (ms), when it has one. */
+  timeoutMs?: number;
+  /** What the bridge makes of its entry otherwise than written (a `timeout` it ignores). */
+  notes?: string[];
   /** Process id of a connected stdio server (or of the old one, while restarting). */
   pid?: number;
   /** How it is confined (sandbox.ts): one word, what it may do, and why. */
@@ -590,6 +594,8 @@ export class McpPool {
         target: entryTarget(entry),
         envNames: [...entry.envNames],
         sandbox: sandboxes[i]!,
+        ...(entry.timeoutMs === undefined ? {} : { timeoutMs: entry.timeoutMs }),
+        ...(entry.notes === undefined ? {} : { notes: [...entry.notes] }),
       };
       if (entry.disabled) return { ...base, state: "disabled" };
       if (entry.problem !== undefined) return { ...base, state: "invalid", reason: entry.problem };
