@@ -36,6 +36,7 @@ import {
   type Resource,
   type ResourceTemplate,
   type Tool,
+  UnauthorizedError,
 } from "./sdk.ts";
 import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
 import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
@@ -56,7 +57,8 @@ import { type ConnectOptions, connectServer } from "./pool_connect.ts";
 import { exitText, formatTail, McpServerError, redactError } from "./pool_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
 import { ProcessTracker } from "./pool_reaper.ts";
-import { errorMessage } from "./errors.ts";
+import { causeChain, errorMessage } from "./errors.ts";
+import { configHome, defaultOAuthDir, OAuthSessions } from "./pool_oauth.ts";
 import type { ToolProgress } from "./agent_types.ts";
 import { closestName, listNames, plural, shellWord } from "./text.ts";
 import { type SandboxStatus, sandboxStatus } from "./sandbox.ts";
@@ -226,6 +228,17 @@ export interface McpPoolOptions {
    */
   cwd?: string;
   home?: string;
+  /**
+   * Where the OAuth tokens of remote servers are kept, one file per server (pool_oauth.ts).
+   * Default: {@linkcode defaultOAuthDir} ($XDG_CONFIG_HOME or ~/.config, then
+   * lmstudio-bridge/oauth); null: the bridge does no OAuth (a 401 asks for a header).
+   */
+  oauthDir?: string | null;
+  /**
+   * A connect that needs the user to authorize the bridge waits for the answer (the CLI on a
+   * terminal) instead of failing at once with the page to open. Default false.
+   */
+  waitForAuthorization?: boolean;
 }
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
@@ -274,6 +287,8 @@ export class McpPool {
   readonly #tracker?: ProcessTracker;
   readonly #now: () => number;
   readonly #capabilities: ReturnType<typeof clientCapabilities>;
+  readonly #oauth?: OAuthSessions;
+  readonly #waitForAuthorization: boolean;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
   readonly #remarks = new Map<string, Remark>();
@@ -303,6 +318,13 @@ export class McpPool {
     this.#tracker = options.tracker === undefined
       ? ProcessTracker.create({ log: this.#log })
       : options.tracker ?? undefined;
+    const oauthDir = options.oauthDir === undefined
+      ? defaultOAuthDir(configHome(), this.#home)
+      : options.oauthDir;
+    this.#oauth = oauthDir === null
+      ? undefined
+      : new OAuthSessions({ dir: oauthDir, log: this.#log.child("oauth"), now: this.#now });
+    this.#waitForAuthorization = options.waitForAuthorization ?? false;
   }
 
   /**
@@ -575,6 +597,12 @@ export class McpPool {
     error: unknown,
     o: Omit<CallErrorOptions, "onBroken">,
   ): Promise<unknown> {
+    const oauth = this.#oauth?.get(conn.name);
+    if (oauth !== undefined && causeChain(error).some((e) => e instanceof UnauthorizedError)) {
+      // Signed out (its token file deleted) or the refresh was refused: a new connection asks.
+      this.#dropBroken(conn, "the server wants the bridge authorized again");
+      return oauth.authorizationError(error);
+    }
     const explained = await explainCallError(conn, error, {
       ...o,
       onBroken: (reason) => this.#dropBroken(conn, redactEntryText(conn.entry, reason)),
@@ -682,6 +710,7 @@ export class McpPool {
       return p.promise.catch(() => undefined);
     });
     await Promise.all(pending);
+    this.#oauth?.close();
     for (const conn of [...this.#live.values(), ...this.#retired]) this.#closeConn(conn);
     this.#live.clear();
     this.#retired.clear();
@@ -826,8 +855,10 @@ export class McpPool {
         if (this.#connecting.get(name)?.promise !== promise) throw error;
         this.#connecting.delete(name);
         const at = this.#now();
-        // Given up because the pool closed: nothing to remember about the server.
-        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted;
+        // Given up because the pool closed: nothing to remember about the server. Nor when it
+        // waits for the user to authorize the bridge: the next call, once they did, goes on.
+        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted &&
+          !(error instanceof McpServerError && error.kind === "unauthorized");
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
@@ -994,6 +1025,8 @@ export class McpPool {
       tracker: this.#tracker,
       track: (p) => this.#track(p),
       config: this.#config,
+      oauth: this.#oauth?.for(entry),
+      waitForAuthorization: this.#waitForAuthorization,
     };
     return connectServer(entry, options);
   }

@@ -23,6 +23,7 @@ import {
   SseError,
   StreamableHTTPClientTransport,
   type Transport,
+  UnauthorizedError,
 } from "./sdk.ts";
 import type { ConnectPhase } from "./pool_progress.ts";
 import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
@@ -43,6 +44,7 @@ import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } 
 import type { ConfigSource } from "./config.ts";
 import { sandboxLaunch } from "./sandbox.ts";
 import { raceAbort } from "./abort.ts";
+import type { OAuthSession } from "./pool_oauth.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -79,6 +81,14 @@ export interface ConnectOptions {
   maxMessageBytes?: number;
   /** Follows what stdio servers start, and ends it at close (pool_reaper.ts). */
   tracker?: ProcessTracker;
+  /**
+   * The OAuth client of a streamable HTTP entry without an `Authorization` header of its own
+   * (pool_oauth.ts): a 401 answer starts the authorization, and the connect fails with the page
+   * to open, or waits for the user's answer when {@linkcode waitForAuthorization} is set.
+   */
+  oauth?: OAuthSession;
+  /** Wait for the user to answer an authorization page (the CLI on a terminal) and go on. */
+  waitForAuthorization?: boolean;
 }
 
 /** The connect was given up because the pool closed (the bridge is shutting down). */
@@ -353,12 +363,17 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
   }
   const requestInit: RequestInit = { headers: { ...entry.headers } };
   const stderr = new StderrTail(0, () => {});
+  const oauth = entry.transport === "sse" ? undefined : o.oauth;
   const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
     const remote = new RemoteWatch({ maxMessageBytes: o.maxMessageBytes });
     // Every response goes through the watch, which also bounds the size of each message.
     const transport = kind === "sse"
       ? new SSEClientTransport(parsed, { requestInit, fetch: remote.fetch })
-      : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
+      : new StreamableHTTPClientTransport(parsed, {
+        requestInit,
+        fetch: remote.fetch,
+        authProvider: oauth,
+      });
     remote.attach(transport, (reason) => {
       o.log.debug("connection lost", { server: name, reason });
       // Closing the transport fails every request still waiting on it.
@@ -388,9 +403,9 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
       connected = await attempt("sse");
     } else {
       try {
-        connected = await attempt("http");
+        connected = await authorized(oauth, o, () => attempt("http"));
       } catch (error) {
-        if (!shouldFallBackToSse(error)) throw error;
+        if (!shouldFallBackToSse(error) || oauth?.tried) throw error;
         o.log.debug("streamable HTTP refused; trying SSE", {
           server: name,
           error: errorMessage(error),
@@ -415,6 +430,7 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
       host: parsed.host,
       error,
       connectTimeoutMs: o.connectTimeoutMs,
+      oauth,
     });
   }
   return new Connection({
@@ -427,16 +443,59 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
   });
 }
 
+/**
+ * Runs `attempt` (a streamable HTTP connect) with `oauth`: a server that wants authorization
+ * fails it with the page to open, or, with `waitForAuthorization`, the user's answer is awaited
+ * and the connect tried again. An authorization still waiting for its answer is not started
+ * anew: the same page is named again.
+ */
+async function authorized<T>(
+  oauth: OAuthSession | undefined,
+  o: Pick<ConnectOptions, "waitForAuthorization" | "signal">,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  if (oauth === undefined) return await attempt();
+  await oauth.load();
+  if (oauth.waiting !== undefined && await oauth.tokens() === undefined) {
+    if (o.waitForAuthorization !== true) throw oauth.authorizationError();
+    await oauth.awaitAuthorization(o.signal);
+  }
+  oauth.beginConnect();
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!(error instanceof UnauthorizedError) || o.signal?.aborted) throw error;
+    if (o.waitForAuthorization !== true) throw oauth.authorizationError(error);
+    await oauth.awaitAuthorization(o.signal);
+    oauth.beginConnect();
+    try {
+      return await attempt();
+    } catch (again) {
+      throw again instanceof UnauthorizedError ? oauth.authorizationError(again) : again;
+    }
+  }
+}
+
 function remoteConnectError(
-  o: { entry: ServerEntry; host: string; error: unknown; connectTimeoutMs: number },
+  o: {
+    entry: ServerEntry;
+    host: string;
+    error: unknown;
+    connectTimeoutMs: number;
+    oauth?: OAuthSession;
+  },
 ): McpServerError {
-  const { entry, host, error } = o;
+  const { entry, error } = o;
+  let host = o.host;
   const name = entry.name;
   const url = entryUrl(entry);
   const base = { server: name, cause: error };
   const chain = causeChain(error);
   const denial = chain.find(isSandboxDenial);
   if (denial !== undefined) {
+    // The host refused may be another (the server's authorization server, for OAuth).
+    const denied = /net access to "([^"]+)"/.exec(errorMessage(denial))?.[1] ?? host;
+    host = denied.replace(/:(80|443)$/, "");
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
         `access to ${host} (${errorMessage(denial)}). Allow it (the "bridge" permission set ` +
@@ -445,6 +504,14 @@ function remoteConnectError(
     );
   }
   const status = httpStatusOf(error);
+  if (o.oauth?.tried) {
+    return new McpServerError(
+      `MCP server "${name}" at ${url} wants authorization, and the bridge's OAuth sign-in ` +
+        `with it failed: ${errorMessage(error)}. If the server takes a fixed credential ` +
+        `instead, set it in the entry's "headers" (e.g. "Authorization": "Bearer \${TOKEN}").`,
+      { ...base, kind: "unauthorized" },
+    );
+  }
   if (status === 401 || status === 403) {
     return new McpServerError(
       `MCP server "${name}" at ${url} refused the connection with HTTP ${status}: ` +

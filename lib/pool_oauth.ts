@@ -40,6 +40,8 @@ import { widenCommand } from "./launch.ts";
 import { errorMessage } from "./errors.ts";
 import { tryParseJson } from "./json.ts";
 import { safeText } from "./text.ts";
+import { raceAbort } from "./abort.ts";
+import { McpServerError } from "./pool_errors.ts";
 
 /** How long an authorization page stays valid (the listener for its answer waits that long). */
 export const AUTHORIZATION_TTL_MS = 600_000;
@@ -51,6 +53,16 @@ export function defaultOAuthDir(
 ): string | undefined {
   const config = env.XDG_CONFIG_HOME || (home === undefined ? undefined : join(home, ".config"));
   return config === undefined ? undefined : join(config, "lmstudio-bridge", "oauth");
+}
+
+/** $XDG_CONFIG_HOME, when the bridge may read it and it is set. */
+export function configHome(): { XDG_CONFIG_HOME?: string } {
+  try {
+    const value = Deno.env.get("XDG_CONFIG_HOME");
+    return value === undefined ? {} : { XDG_CONFIG_HOME: value };
+  } catch {
+    return {};
+  }
 }
 
 /** The file in `dir` that keeps the OAuth state of `server` (its name made safe for a file). */
@@ -93,12 +105,19 @@ class TokenStore {
   readonly #log: Logger;
   #kept: Kept = {};
   #loaded = false;
+  /** The modification time of the file when last read or written; undefined: no file. */
+  #seen?: number;
+  #warned = false;
   /** Why the tokens stay in memory, once a write was refused. */
   #memoryOnly?: string;
 
-  constructor(o: { dir: string; server: string; resource: string; log: Logger }) {
-    this.#dir = o.dir;
-    this.path = tokenFileOf(o.dir, o.server);
+  constructor(o: { dir: string | undefined; server: string; resource: string; log: Logger }) {
+    this.#dir = o.dir ?? "";
+    this.path = o.dir === undefined ? "" : tokenFileOf(o.dir, o.server);
+    if (o.dir === undefined) {
+      this.#memoryOnly = "the bridge knows no home directory to keep them in (HOME and " +
+        "XDG_CONFIG_HOME are not set)";
+    }
     this.#server = o.server;
     this.#resource = o.resource;
     this.#log = o.log;
@@ -115,17 +134,44 @@ class TokenStore {
       : `in memory only, until the bridge exits: ${this.#memoryOnly}`;
   }
 
-  /** Reads the file once; one for another URL, or unreadable, is ignored (and said so). */
+  /**
+   * Reads the file when it changed since the last look (once, at first); one for another URL,
+   * or unreadable, is ignored (and said so). A file the bridge read or wrote that is gone now
+   * signs it out: the tokens it held are dropped.
+   */
   async load(): Promise<void> {
-    if (this.#loaded) return;
+    if (this.#memoryOnly !== undefined) return;
+    let mtime: number | undefined;
+    try {
+      mtime = (await Deno.stat(this.path)).mtime?.getTime() ?? 0;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        if (!this.#loaded) {
+          this.#log.warn(`cannot read ${this.path} (${errorMessage(error)}); authorizing anew`);
+        }
+        this.#loaded = true;
+        return;
+      }
+    }
+    if (mtime === undefined) {
+      if (this.#seen !== undefined) {
+        this.#log.info(
+          `${this.path} was deleted: the bridge is signed out of MCP server "${this.#server}"`,
+        );
+        this.#kept = {};
+      }
+      this.#seen = undefined;
+      this.#loaded = true;
+      return;
+    }
+    if (this.#loaded && this.#seen === mtime) return;
     this.#loaded = true;
+    this.#seen = mtime;
     let text: string;
     try {
       text = await Deno.readTextFile(this.path);
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        this.#log.warn(`cannot read ${this.path} (${errorMessage(error)}); authorizing anew`);
-      }
+      this.#log.warn(`cannot read ${this.path} (${errorMessage(error)}); authorizing anew`);
       return;
     }
     const json = tryParseJson(text);
@@ -135,6 +181,7 @@ class TokenStore {
         `${this.path} is not an OAuth token file the bridge wrote; ignoring it (delete it, ` +
           `and the bridge asks MCP server "${this.#server}" for authorization anew)`,
       );
+      this.#kept = {};
       return;
     }
     if (parsed.data.resource !== this.#resource) {
@@ -142,6 +189,7 @@ class TokenStore {
         `${this.path} holds tokens for ${parsed.data.resource}, not ${this.#resource}; ` +
           "authorizing anew",
       );
+      this.#kept = {};
       return;
     }
     this.#kept = { client: parsed.data.client, tokens: parsed.data.tokens };
@@ -155,7 +203,10 @@ class TokenStore {
       else Object.assign(next, { [key]: value });
     }
     this.#kept = next;
-    if (this.#memoryOnly !== undefined) return;
+    if (this.#memoryOnly !== undefined) {
+      if (!this.#warned) this.#keepInMemory(this.#memoryOnly);
+      return;
+    }
     const writable = (await Deno.permissions.query({ name: "write", path: this.#dir })).state;
     if (writable !== "granted") {
       this.#keepInMemory(
@@ -175,6 +226,8 @@ class TokenStore {
       const tmp = `${this.path}.${crypto.randomUUID()}.tmp`;
       await Deno.writeTextFile(tmp, JSON.stringify(doc, null, 2) + "\n", { mode: 0o600 });
       await Deno.rename(tmp, this.path);
+      this.#seen = (await Deno.stat(this.path)).mtime?.getTime() ?? 0;
+      this.#loaded = true;
     } catch (error) {
       this.#keepInMemory(`writing ${this.path} failed (${errorMessage(error)})`);
     }
@@ -182,6 +235,7 @@ class TokenStore {
 
   #keepInMemory(why: string): void {
     this.#memoryOnly = why;
+    this.#warned = true;
     this.#log.warn(
       `The OAuth tokens of MCP server "${this.#server}" are kept in memory only: ${why}`,
     );
@@ -237,7 +291,9 @@ export class OAuthSession implements OAuthClientProvider {
   /** Why the last authorization failed, until one succeeds. */
   failure?: string;
 
-  constructor(o: { entry: ServerEntry; dir: string; log: Logger; now?: () => number }) {
+  constructor(
+    o: { entry: ServerEntry; dir: string | undefined; log: Logger; now?: () => number },
+  ) {
     this.server = o.entry.name;
     this.#serverUrl = o.entry.url ?? "";
     this.resource = resourceOf(this.#serverUrl);
@@ -315,7 +371,9 @@ export class OAuthSession implements OAuthClientProvider {
     return this.#store.save({ client });
   }
 
-  tokens(): OAuthTokens | undefined {
+  /** The kept tokens, as the file has them now (deleted: none, the bridge is signed out). */
+  async tokens(): Promise<OAuthTokens | undefined> {
+    await this.#store.load();
     return this.#store.kept.tokens;
   }
 
@@ -374,24 +432,27 @@ export class OAuthSession implements OAuthClientProvider {
 
   /** Listens for the answer to the authorization page `url` and tells the user to open it. */
   #await(url: URL): void {
-    this.#settle(new Error("a new authorization page replaced it"));
+    // A page still waiting is replaced; its listener (on the same port) answers for this one.
+    this.#settle(new Error("a new authorization page replaced it"), { keepListening: true });
     const port = this.#port ?? freePort();
-    let listener: Deno.HttpServer;
-    try {
-      listener = Deno.serve(
-        { hostname: "127.0.0.1", port, onListen: () => {} },
-        (request) => this.#answer(request),
-      );
-    } catch (error) {
-      // The registration names this port: the next try registers with another.
-      this.#port = undefined;
-      void this.#store.save({ client: undefined });
-      throw new Error(
-        `the bridge cannot listen on 127.0.0.1:${port} for the answer of the authorization ` +
-          `page (${errorMessage(error)}); try again, it will use another port`,
-      );
+    this.#port = port;
+    if (this.#listener === undefined) {
+      try {
+        this.#listener = Deno.serve(
+          { hostname: "127.0.0.1", port, onListen: () => {} },
+          (request) => this.#answer(request),
+        );
+      } catch (error) {
+        // The registration names this port: the next try registers with another.
+        this.#port = undefined;
+        this.#verifier = undefined;
+        void this.#store.save({ client: undefined });
+        throw new Error(
+          `the bridge cannot listen on 127.0.0.1:${port} for the answer of the authorization ` +
+            `page (${errorMessage(error)}); try again, it will use another port`,
+        );
+      }
     }
-    this.#listener = listener;
     let settle!: (error?: Error) => void;
     const authorized = new Promise<void>((resolve, reject) => {
       settle = (error) => error === undefined ? resolve() : reject(error);
@@ -423,15 +484,18 @@ export class OAuthSession implements OAuthClientProvider {
     );
   }
 
-  /** Ends the wait for an answer: authorized (no error) or not, and stops the listener. */
-  #settle(error?: Error): void {
+  /**
+   * Ends the wait for an answer: authorized (no error) or not, and stops the listener (unless a
+   * new page is about to use it).
+   */
+  #settle(error?: Error, o: { keepListening?: boolean } = {}): void {
     const waiting = this.#waiting;
     const listener = this.#listener;
     this.#waiting = undefined;
-    this.#listener = undefined;
-    this.#verifier = error === undefined ? this.#verifier : undefined;
-    // Let the answer page go out first.
-    if (listener !== undefined) {
+    if (listener !== undefined && o.keepListening !== true) {
+      this.#listener = undefined;
+      if (error !== undefined) this.#verifier = undefined;
+      // Let the answer page go out first.
       setTimeout(() => void listener.shutdown().catch(() => undefined), 0);
     }
     if (waiting === undefined) return;
@@ -475,6 +539,47 @@ export class OAuthSession implements OAuthClientProvider {
     );
   }
 
+  /**
+   * The error a connect (or a call) fails with while the user has to authorize the bridge: the
+   * page to open and what to do then, or why the last authorization failed.
+   */
+  authorizationError(cause?: unknown): McpServerError {
+    const waiting = this.#waiting;
+    const base = { server: this.server, kind: "unauthorized" as const, cause };
+    if (waiting === undefined) {
+      const why = this.failure ?? (cause === undefined ? "no page to open" : errorMessage(cause));
+      return new McpServerError(
+        `MCP server "${this.server}" needs you to authorize the bridge (OAuth), and the last ` +
+          `authorization did not complete: ${why}. Retry: the bridge gives you a new page to open.`,
+        base,
+      );
+    }
+    const minutes = Math.max(1, Math.ceil((waiting.expiresAt - this.#now()) / 60_000));
+    return new McpServerError(
+      `MCP server "${this.server}" needs you to authorize the bridge (OAuth): open ` +
+        `${waiting.url} in a browser, sign in and allow access, then retry (the page is valid ` +
+        `for ${minutes} more minute${minutes === 1 ? "" : "s"}; the bridge must keep running ` +
+        `meanwhile). The tokens are kept ${this.keptWhere}.`,
+      base,
+    );
+  }
+
+  /**
+   * Waits for the user to answer the authorization page (the CLI on a terminal does), until
+   * `signal` aborts; throws {@linkcode authorizationError} when it failed or expired.
+   */
+  async awaitAuthorization(signal?: AbortSignal): Promise<void> {
+    const waiting = this.#waiting;
+    if (waiting === undefined) throw this.authorizationError();
+    this.#log.warn(`waiting for you to authorize the bridge at ${waiting.url} (Ctrl-C gives up)`);
+    try {
+      await raceAbort(waiting.authorized, signal);
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw this.authorizationError(error);
+    }
+  }
+
   /** Stops waiting for an answer (the pool is closing). */
   close(): void {
     this.#settle(new Error("the bridge is shutting down"));
@@ -483,12 +588,12 @@ export class OAuthSession implements OAuthClientProvider {
 
 /** The OAuth sessions of a pool's remote servers, kept across their connections. */
 export class OAuthSessions {
-  readonly #dir: string;
+  readonly #dir: string | undefined;
   readonly #log: Logger;
   readonly #now?: () => number;
   readonly #sessions = new Map<string, OAuthSession>();
 
-  constructor(o: { dir: string; log: Logger; now?: () => number }) {
+  constructor(o: { dir: string | undefined; log: Logger; now?: () => number }) {
     this.#dir = o.dir;
     this.#log = o.log;
     this.#now = o.now;
