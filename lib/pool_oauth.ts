@@ -6,18 +6,31 @@
  *
  * - The user is told the page to open: the SDK hands the authorization URL to
  *   {@linkcode OAuthSession.redirectToAuthorization}, which logs it (stderr) and starts a
- *   one-shot listener on 127.0.0.1 for the answer (`/callback`, the registered redirect URI);
+ *   listener on 127.0.0.1 for the answer (`/callback`, the registered redirect URI; an answer
+ *   whose `state` is not the page's is refused);
  *   the connect then fails with an error whose message has the URL (a tool result, for MCP
  *   callers), or the pool waits for the answer when the caller asked it to (the CLI). The page
  *   stays valid for {@linkcode AUTHORIZATION_TTL_MS}; a connect meanwhile fails at once with the
  *   same URL instead of starting a second authorization.
  * - Tokens (and the client registration) are kept in one file per server,
- *   `~/.config/lmstudio-bridge/oauth/<server>.json` ({@linkcode defaultOAuthDir}), readable by
- *   the user only; deleting it signs the bridge out. The bridge's sandbox allows no writes by
- *   default: then they are kept in memory only (until the bridge exits) and a warning names the
- *   install command that allows writing that directory.
+ *   `~/.config/lmstudio-bridge/oauth/<server>.json` (`$XDG_CONFIG_HOME/lmstudio-bridge/oauth`
+ *   when that is set; {@linkcode defaultOAuthDir}), mode 0600 in a 0700 directory. Deleting it
+ *   signs the bridge out, at once: the file is looked at again before each request (by its
+ *   modification time), and a file that is gone takes the tokens with it.
  * - Refresh is the SDK's: a request answered 401 with a refresh token at hand refreshes it and
- *   tries again; the new tokens are saved the same way.
+ *   sends the request again; the new tokens are saved the same way. A refused refresh starts a
+ *   new authorization (the call fails with the page to open).
+ * - The sandbox (deno.json "permissions" -> "bridge", which `deno task install` turns into
+ *   flags; lib/launch.ts): reading the token file is covered by its `read`, XDG_CONFIG_HOME and
+ *   HOME by its `env`, the loopback listener for the answer (127.0.0.1 only, a free port) by
+ *   its `net` (127.0.0.1). It allows no writes: the tokens are then kept in memory only (until
+ *   the bridge exits) and one warning names the command that allows writing that directory and
+ *   nothing else (`deno task install --allow-write=DIR`, {@linkcode widenCommand}); the user
+ *   opts in. A remote server's host, and its authorization server's when another, need
+ *   `--allow-net=HOST` like any remote server; a refused one is named in the connect error.
+ * - The CLI on a terminal waits for the answer (`waitForAuthorization`); `serve` (and the CLI
+ *   without a terminal) fails the connect at once with the page to open, and the bridge keeps
+ *   listening for the answer while it runs, so the next call after the user opened it works.
  * - An entry that sets its own `Authorization` header keeps its fixed credential: no OAuth.
  */
 import { z } from "zod";

@@ -165,3 +165,21 @@ Deno.test("the tokens' directory defaults to the user's config directory", () =>
   assertEquals(tokenFileOf("/d", "web"), "/d/web.json");
   assertMatch(tokenFileOf("/d", "../a/b"), /^\/d\/__a_b-[0-9a-f]{8}\.json$/);
 });
+
+Deno.test("an entry with its own Authorization header keeps it: no OAuth", async () => {
+  const fixture = await startOAuthFixture();
+  const cfg = new TempConfig({
+    secure: { type: "http", url: fixture.mcpUrl, headers: { Authorization: "Bearer fixed" } },
+  });
+  const pool = cfg.pool({ oauthDir: join(cfg.dir, "oauth") });
+  try {
+    const error = await assertRejects(() => pool.callTool("secure", "echo", { text: "hi" }));
+    assert(error instanceof McpServerError, String(error));
+    assertStringIncludes(error.message, "refused the connection with HTTP 401");
+    assertEquals(fixture.counts.registrations, 0);
+  } finally {
+    await pool.close();
+    await fixture.close();
+    cfg.remove();
+  }
+});
