@@ -451,14 +451,25 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
  */
 async function authorized<T>(
   oauth: OAuthSession | undefined,
-  o: Pick<ConnectOptions, "waitForAuthorization" | "signal">,
+  o: Pick<ConnectOptions, "waitForAuthorization" | "signal" | "phase">,
   attempt: () => Promise<T>,
 ): Promise<T> {
   if (oauth === undefined) return await attempt();
+  // While the user has the page open, the callers' progress says so.
+  const awaitUser = async () => {
+    if (o.phase !== undefined) {
+      Object.assign(o.phase, { what: "authorizing", url: oauth.waiting?.url });
+    }
+    try {
+      await oauth.awaitAuthorization(o.signal);
+    } finally {
+      if (o.phase !== undefined) Object.assign(o.phase, { what: "starting", url: undefined });
+    }
+  };
   await oauth.load();
   if (oauth.waiting !== undefined && await oauth.tokens() === undefined) {
     if (o.waitForAuthorization !== true) throw oauth.authorizationError();
-    await oauth.awaitAuthorization(o.signal);
+    await awaitUser();
   }
   oauth.beginConnect();
   try {
@@ -466,7 +477,7 @@ async function authorized<T>(
   } catch (error) {
     if (!(error instanceof UnauthorizedError) || o.signal?.aborted) throw error;
     if (o.waitForAuthorization !== true) throw oauth.authorizationError(error);
-    await oauth.awaitAuthorization(o.signal);
+    await awaitUser();
     oauth.beginConnect();
     try {
       return await attempt();

@@ -183,3 +183,26 @@ Deno.test("an entry with its own Authorization header keeps it: no OAuth", async
     cfg.remove();
   }
 });
+
+Deno.test("a pool that waits for the user says so in the call's progress, then the call goes on", async () => {
+  const fixture = await startOAuthFixture();
+  const cfg = new TempConfig({ secure: { type: "http", url: fixture.mcpUrl } });
+  const pool = cfg.pool({ oauthDir: join(cfg.dir, "oauth"), waitForAuthorization: true });
+  let opened: Promise<void> | undefined;
+  try {
+    const result = await pool.callTool("secure", "echo", { text: "waited" }, {
+      onProgress: (p) => {
+        const message = p.message ?? "";
+        if (opened !== undefined || !message.includes("waiting for you to authorize")) return;
+        opened = authorize(/open (http:\/\/\S+):/.exec(message)?.[1] ?? "");
+      },
+    });
+    assert(opened !== undefined, "no progress named the page");
+    await opened;
+    assertEquals(textOf(result), "waited");
+  } finally {
+    await pool.close();
+    await fixture.close();
+    cfg.remove();
+  }
+});
