@@ -117,7 +117,12 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       return 0;
     }
     const settings = settingsFromEnv();
-    app = createApp(settings, { configPath: global.configPath });
+    app = createApp(settings, {
+      configPath: global.configPath,
+      // Someone at a terminal can open an authorization page while the command waits.
+      waitForAuthorization: command !== "serve" && Deno.stdin.isTerminal() &&
+        Deno.stderr.isTerminal(),
+    });
     if (command === "serve") {
       if (global.rest.length > 0) {
         // `serve --http [HOST:]PORT [--token-file FILE]`; anything else is a usage error there.

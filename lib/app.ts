@@ -57,6 +57,11 @@ export interface AppOptions {
   /** `--config FILE`; wins over MCP_JSON_PATH. */
   configPath?: string;
   log?: Logger;
+  /**
+   * A remote server that needs the user to authorize the bridge (OAuth) makes the command wait
+   * for the answer to the page it names, instead of failing with it (the CLI on a terminal).
+   */
+  waitForAuthorization?: boolean;
 }
 
 /** Builds the services for `settings`. */
@@ -85,6 +90,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
       log: log.child("pool"),
       clientInfo: { name: NAME, version: VERSION },
       extraEnv: { [DEPTH_VARIABLE]: String(settings.depth + 1) },
+      waitForAuthorization: options.waitForAuthorization,
     });
   };
   return {

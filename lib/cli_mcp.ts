@@ -18,7 +18,7 @@ import { join } from "./path.ts";
 import { NAME } from "./version.ts";
 import { isRecord, tryParseJson } from "./json.ts";
 import { needsMcpTasks } from "./pool_connection.ts";
-import type { Tool } from "./sdk.ts";
+import type { Prompt, Resource, ResourceTemplate, Tool } from "./sdk.ts";
 import { formatPoolReport, poolReportJson, withLaunchProblems } from "./server_mcp.ts";
 import { firstLine, plural, shellWord } from "./text.ts";
 import { contentText } from "./tool_output.ts";
@@ -88,8 +88,10 @@ export function paramsSummary(tool: Pick<Tool, "inputSchema">): string {
 const TASK_NOTE = "(needs MCP tasks; not callable through the bridge)";
 
 /**
- * `tools NAME [--json]`. Tools that can only run as MCP tasks are listed last, marked as not
- * callable; `--json` puts them under `taskRequiredTools`, apart from the callable `tools`.
+ * `tools NAME [--json]`: the server's tools, then what it offers beyond them (resources,
+ * resource templates, prompts with their arguments). Tools that can only run as MCP tasks are
+ * listed last, marked as not callable; `--json` puts them under `taskRequiredTools`, apart from
+ * the callable `tools`, and the rest under `resources`, `resourceTemplates` and `prompts`.
  */
 export async function toolsCommand(
   argv: string[],
@@ -107,29 +109,91 @@ export async function toolsCommand(
     signal: ctx.signal,
     includeTaskRequired: true,
     onNote: (note) => notes.push(note),
+    onProgress: (p) => ctx.out.status(p.message ?? ""),
   });
+  ctx.out.status("");
+  const request = { signal: ctx.signal };
+  const [resources, resourceTemplates, prompts] = await Promise.all([
+    pool.listResources(name, request),
+    pool.listResourceTemplates(name, request),
+    pool.listPrompts(name, request),
+  ]);
   const tools = all.filter((t) => !needsMcpTasks(t));
   const taskTools = all.filter(needsMcpTasks);
   if (flag(args, "json")) {
-    ctx.out.stdout(
-      JSON.stringify({ server: name, tools, taskRequiredTools: taskTools, notes }, null, 2) + "\n",
-    );
+    const doc = {
+      server: name,
+      tools,
+      taskRequiredTools: taskTools,
+      resources,
+      resourceTemplates,
+      prompts,
+      notes,
+    };
+    ctx.out.stdout(JSON.stringify(doc, null, 2) + "\n");
     return 0;
   }
   const more = taskTools.length === 0
     ? ""
     : ` (and ${taskTools.length} that need${taskTools.length === 1 ? "s" : ""} MCP tasks)`;
-  const lines = [`${name}: ${plural(tools.length, "tool")}${more}`];
+  const beyond = [
+    resources.length > 0 ? plural(resources.length, "resource") : "",
+    resourceTemplates.length > 0 ? plural(resourceTemplates.length, "resource template") : "",
+    prompts.length > 0 ? plural(prompts.length, "prompt") : "",
+  ].filter((x) => x !== "");
+  const lines = [
+    `${name}: ${plural(tools.length, "tool")}${more}${beyond.map((b) => `, ${b}`).join("")}`,
+  ];
   for (const tool of [...tools, ...taskTools]) {
     const note = needsMcpTasks(tool) ? `  ${TASK_NOTE}` : "";
     lines.push("", `${tool.name}(${paramsSummary(tool)})${note}`);
     const description = firstLine(tool.description);
     if (description !== "") lines.push(`  ${description}`);
   }
+  lines.push(...offersLines({ resources, resourceTemplates, prompts }));
   // Tools the server declared wrongly: what was repaired or left out.
   if (notes.length > 0) lines.push("", ...notes.map((note) => `note: ${note}`));
   ctx.out.stdout(lines.join("\n") + "\n");
   return 0;
+}
+
+/** "  uri  (mime type)  name: description" for a resource or a resource template. */
+function resourceLine(
+  address: string,
+  r: { name: string; title?: string; mimeType?: string; description?: string },
+): string {
+  const label = r.title ?? r.name;
+  const description = firstLine(r.description);
+  return `  ${address}${r.mimeType === undefined ? "" : `  (${r.mimeType})`}` +
+    `${label === "" || label === address ? "" : `  ${label}`}` +
+    `${description === "" ? "" : `: ${description}`}`;
+}
+
+/** The resources, resource templates and prompts sections of `tools NAME`, each when not empty. */
+function offersLines(o: {
+  resources: readonly Resource[];
+  resourceTemplates: readonly ResourceTemplate[];
+  prompts: readonly Prompt[];
+}): string[] {
+  const lines: string[] = [];
+  if (o.resources.length > 0) {
+    lines.push("", "Resources (read them with their URI):");
+    for (const r of o.resources) lines.push(resourceLine(r.uri, r));
+  }
+  if (o.resourceTemplates.length > 0) {
+    lines.push("", "Resource templates (fill in the {parts} to get a URI):");
+    for (const t of o.resourceTemplates) lines.push(resourceLine(t.uriTemplate, t));
+  }
+  if (o.prompts.length > 0) {
+    lines.push("", "Prompts (their arguments are strings):");
+    for (const p of o.prompts) {
+      const params = (p.arguments ?? []).map((a) => `${a.name}${a.required === true ? "" : "?"}`);
+      lines.push(`  ${p.name}(${params.join(", ")})`);
+      const description = firstLine(p.description);
+      if (description !== "") lines.push(`    ${description}`);
+    }
+  }
+  return lines;
 }
 
 function parseToolArgs(raw: string | undefined): Record<string, unknown> {

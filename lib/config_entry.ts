@@ -34,6 +34,14 @@ export interface ServerEntry {
   headers: Record<string, string>;
   /** `"disabled": true` in the file. */
   disabled: boolean;
+  /**
+   * `"timeout"` in the file (milliseconds, as Claude Code and LM Studio write it): bounds this
+   * server's start-up and each of its requests (a call's bound restarts with each progress
+   * notification). Unset: the bridge's MCP_CONNECT_TIMEOUT_MS and MCP_CALL_TIMEOUT_MS.
+   */
+  timeoutMs?: number;
+  /** What the bridge makes of a field otherwise than as written (a `timeout` it ignores). */
+  notes?: string[];
   /** Why this entry is unusable (unset `${VAR}`, invalid field...); undefined when usable. */
   problem?: string;
   /**
@@ -185,7 +193,11 @@ const RawEntrySchema = z.object({
   url: z.string().nullish(),
   headers: StringMap.nullish(),
   disabled: z.boolean().nullish(),
+  timeout: z.number().nullish(),
 });
+
+/** Bounds of an entry's `timeout`: a second (less starts no server) to a day. */
+export const ENTRY_TIMEOUT_MS = { min: 1000, max: 86_400_000 } as const;
 
 /** How a value reads in a message: "a list", "an object", "a string", "null"... */
 export function typeName(value: unknown): string {
@@ -221,6 +233,7 @@ const EXPECTED: Record<string, string> = {
   env: 'an object of string values, e.g. {"KEY": "value"}',
   headers: 'an object of string values, e.g. {"Authorization": "Bearer ${TOKEN}"}',
   disabled: "true or false",
+  timeout: "a number of milliseconds, e.g. 60000",
 };
 
 function issueMessage(raw: unknown, issue: z.core.$ZodIssue): string {
@@ -263,6 +276,7 @@ interface EntryFields {
   url?: string;
   headers?: Record<string, string>;
   disabled?: boolean;
+  timeout?: number;
 }
 
 function withoutNulls(data: z.infer<typeof RawEntrySchema>): EntryFields {
@@ -317,6 +331,7 @@ export function resolveEntry(
         url: typeof raw["url"] === "string" ? raw["url"] : undefined,
         headers: stringMapOf(raw["headers"]),
         disabled: raw["disabled"] === true,
+        timeout: typeof raw["timeout"] === "number" ? raw["timeout"] : undefined,
       };
     }
   }
@@ -400,6 +415,7 @@ export function resolveEntry(
   }
 
   problems.push(...expansionProblems(ctx));
+  const timeout = fields.timeout === undefined ? {} : entryTimeout(fields.timeout);
 
   const resolved = { transport, command, args, env, cwd, url, headers };
   const written = transport === "stdio"
@@ -409,6 +425,8 @@ export function resolveEntry(
     name,
     ...resolved,
     disabled: fields.disabled === true,
+    ...(timeout.timeoutMs === undefined ? {} : { timeoutMs: timeout.timeoutMs }),
+    ...(timeout.note === undefined ? {} : { notes: [timeout.note] }),
     envNames: Object.keys(rawEnv),
     written,
     secrets: secretsOf({ written, env, headers, substitutions: ctx.substitutions }),
@@ -416,6 +434,26 @@ export function resolveEntry(
   };
   if (problems.length > 0) entry.problem = `MCP server "${name}": ${problems.join("; ")}.`;
   return entry;
+}
+
+/**
+ * An entry's `timeout` as the bridge uses it, and a note when it is not used as written: under a
+ * second it is ignored, as Claude Code ignores it (Cline writes seconds there: `"timeout": 60`),
+ * and over a day it is cut to a day.
+ */
+function entryTimeout(ms: number): { timeoutMs?: number; note?: string } {
+  const { min, max } = ENTRY_TIMEOUT_MS;
+  if (!Number.isFinite(ms) || ms < min) {
+    return {
+      note: `"timeout": ${ms} is ignored: it is in milliseconds, and under ${min} it is taken ` +
+        "for a mistake (Claude Code ignores it too), so the bridge's defaults apply. Write " +
+        `${ms > 0 ? Math.round(ms * 1000) : 60000} for ${ms > 0 ? ms : 60} s.`,
+    };
+  }
+  if (ms > max) {
+    return { timeoutMs: max, note: `"timeout": ${ms} is more than a day; a day (${max}) is used.` };
+  }
+  return { timeoutMs: Math.round(ms) };
 }
 
 // -- identify -------------------------------------------------------------------------------------

@@ -29,8 +29,14 @@ import {
   type CallToolResult,
   CallToolResultSchema,
   ErrorCode,
+  type GetPromptResult,
   McpError,
+  type Prompt,
+  type ReadResourceResult,
+  type Resource,
+  type ResourceTemplate,
   type Tool,
+  UnauthorizedError,
 } from "./sdk.ts";
 import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
 import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
@@ -51,14 +57,37 @@ import { type ConnectOptions, connectServer } from "./pool_connect.ts";
 import { exitText, formatTail, McpServerError, redactError } from "./pool_errors.ts";
 import { type GroupSignaller, groupSignaller } from "./pool_stdio.ts";
 import { ProcessTracker } from "./pool_reaper.ts";
-import { errorMessage } from "./errors.ts";
+import { causeChain, errorMessage } from "./errors.ts";
+import { configHome, defaultOAuthDir, OAuthSessions } from "./pool_oauth.ts";
 import type { ToolProgress } from "./agent_types.ts";
-import { plural } from "./text.ts";
+import { closestName, listNames, plural, shellWord } from "./text.ts";
 import { type SandboxStatus, sandboxStatus } from "./sandbox.ts";
+import {
+  type AnswerOptions,
+  clientCapabilities,
+  type RequestCounts,
+  type ServerRequestHandlers,
+} from "./pool_requests.ts";
+import { type ConnectPhase, startReporter } from "./pool_progress.ts";
+
+export type { ServerRequestHandlers } from "./pool_requests.ts";
+
+/** What every request to a server takes (listings, reads, prompts, calls). */
+export interface RequestOptions {
+  /** Cancels the request (and, while the server starts, the wait for it). */
+  signal?: AbortSignal;
+  /**
+   * Progress while the server starts (its process spawns, `npx` downloads it, the handshake
+   * runs), about once a second: "starting memory (npx may be downloading it): 12 s". A call's
+   * own progress notifications come here too, afterwards.
+   */
+  onProgress?: (p: ToolProgress) => void;
+  /** Bounds the request; default: the entry's `timeout`, else the pool's default. */
+  timeoutMs?: number;
+}
 
 /** Options of {@linkcode McpPool.listTools}. */
-export interface ListToolsOptions {
-  signal?: AbortSignal;
+export interface ListToolsOptions extends Omit<RequestOptions, "timeoutMs"> {
   /** Also return the tools that can only run as MCP tasks (the bridge cannot call them). */
   includeTaskRequired?: boolean;
   /**
@@ -69,12 +98,21 @@ export interface ListToolsOptions {
 }
 
 /** Per-call options of {@linkcode McpPool.callTool}. */
-export interface CallToolOptions {
+export interface CallToolOptions extends RequestOptions {
   /** Cancels the call; the server receives `notifications/cancelled`. */
   signal?: AbortSignal;
-  /** Fails the call when the server sends neither a result nor progress for this long. */
+  /**
+   * Fails the call when the server sends neither a result nor progress for this long (time the
+   * bridge spends answering the server's own requests does not count). Default: the entry's
+   * `timeout`, else the pool's `callTimeoutMs`.
+   */
   timeoutMs?: number;
-  onProgress?: (p: ToolProgress) => void;
+  /**
+   * Who answers the server's sampling and elicitation requests while this call runs (see
+   * pool_requests.ts: a request goes to the oldest call in flight on the server with a handler
+   * of its kind; without one it is refused with a reason).
+   */
+  onServerRequest?: ServerRequestHandlers;
   /**
    * "model": the call is made for the local model (the autonomous loop). Such a call may not
    * name the bridge's config files, and config changes seen while it runs are held.
@@ -113,6 +151,23 @@ export interface ServerStatus {
   envNames: string[];
   /** Number of tools the bridge can call (not counting those that need MCP tasks), once listed. */
   toolCount?: number;
+  /**
+   * What a connected server offers beyond tools: whether it declared resources and prompts, and
+   * how many of each, once listed.
+   */
+  offers?: {
+    resources: boolean;
+    prompts: boolean;
+    resourceCount?: number;
+    resourceTemplateCount?: number;
+    promptCount?: number;
+  };
+  /** The sampling and elicitation requests it sent since it started, once it sent any. */
+  requests?: RequestCounts;
+  /** The entry's own `timeout` (ms), when it has one. */
+  timeoutMs?: number;
+  /** What the bridge makes of its entry otherwise than written (a `timeout` it ignores). */
+  notes?: string[];
   /** Process id of a connected stdio server (or of the old one, while restarting). */
   pid?: number;
   /** How it is confined (sandbox.ts): one word, what it may do, and why. */
@@ -159,6 +214,12 @@ export interface McpPoolOptions {
    * the bridge run `deno`; null: none.
    */
   tracker?: ProcessTracker | null;
+  /**
+   * What servers may ask of the bridge, advertised when connecting: sampling and elicitation
+   * (form and URL mode) unless turned off here. Who answers is up to each call
+   * ({@linkcode CallToolOptions.onServerRequest}). Roots are never offered (pool_requests.ts).
+   */
+  answers?: AnswerOptions;
   /** The clock of {@linkcode retryFailedStartMs}. Default Date.now. */
   now?: () => number;
   /**
@@ -167,6 +228,17 @@ export interface McpPoolOptions {
    */
   cwd?: string;
   home?: string;
+  /**
+   * Where the OAuth tokens of remote servers are kept, one file per server (pool_oauth.ts).
+   * Default: {@linkcode defaultOAuthDir} ($XDG_CONFIG_HOME or ~/.config, then
+   * lmstudio-bridge/oauth); null: the bridge does no OAuth (a 401 asks for a header).
+   */
+  oauthDir?: string | null;
+  /**
+   * A connect that needs the user to authorize the bridge waits for the answer (the CLI on a
+   * terminal) instead of failing at once with the page to open. Default false.
+   */
+  waitForAuthorization?: boolean;
 }
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
@@ -183,6 +255,10 @@ interface Pending {
   promise: Promise<Connection>;
   /** Gives the connect up (the pool is closing). */
   abort: AbortController;
+  /** performance.now() when it started, for the start-up progress of callers that join it. */
+  startedAt: number;
+  /** What the connect is doing now, for the start-up progress. */
+  phase: ConnectPhase;
 }
 
 interface Remark {
@@ -210,6 +286,9 @@ export class McpPool {
   readonly #home?: string;
   readonly #tracker?: ProcessTracker;
   readonly #now: () => number;
+  readonly #capabilities: ReturnType<typeof clientCapabilities>;
+  readonly #oauth?: OAuthSessions;
+  readonly #waitForAuthorization: boolean;
   readonly #live = new Map<string, Connection>();
   readonly #connecting = new Map<string, Pending>();
   readonly #remarks = new Map<string, Remark>();
@@ -232,12 +311,20 @@ export class McpPool {
       : options.signalGroup ?? undefined;
     this.#retryFailedStartMs = options.retryFailedStartMs ?? DEFAULT_RETRY_FAILED_START_MS;
     this.#now = options.now ?? Date.now;
+    this.#capabilities = clientCapabilities(options.answers);
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#cwd = options.cwd ?? currentDir();
     this.#home = options.home ?? homeDir();
     this.#tracker = options.tracker === undefined
       ? ProcessTracker.create({ log: this.#log })
       : options.tracker ?? undefined;
+    const oauthDir = options.oauthDir === undefined
+      ? defaultOAuthDir(configHome(), this.#home)
+      : options.oauthDir;
+    this.#oauth = oauthDir === null
+      ? undefined
+      : new OAuthSessions({ dir: oauthDir, log: this.#log.child("oauth"), now: this.#now });
+    this.#waitForAuthorization = options.waitForAuthorization ?? false;
   }
 
   /**
@@ -245,18 +332,117 @@ export class McpPool {
    * Tools that can only run as MCP tasks ({@linkcode needsMcpTasks}) are left out unless
    * `includeTaskRequired` is set: the bridge cannot call them.
    */
-  async listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
-    const conn = await this.#acquire(server, o.signal);
-    try {
-      const tools = await raceAbort(conn.tools(this.#connectTimeoutMs), o.signal);
+  listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
+    return this.#use(server, o, "listing its tools", async (conn, timeoutMs) => {
+      const tools = await raceAbort(conn.tools(timeoutMs), o.signal);
       if (!conn.toolNotesLogged) {
         conn.toolNotesLogged = true;
         for (const note of conn.toolNotes) this.#log.warn(note);
       }
       for (const note of conn.toolNotes) o.onNote?.(note);
       return o.includeTaskRequired === true ? tools : tools.filter((t) => !needsMcpTasks(t));
+    });
+  }
+
+  /**
+   * The resources of `server` (every page), cached per connection and refreshed when the server
+   * says they changed; empty for a server that declares no resources. A resource the server
+   * declared wrongly is left out (and logged).
+   */
+  listResources(server: string, o: RequestOptions = {}): Promise<Resource[]> {
+    return this.#use(server, o, "listing its resources", async (conn, timeoutMs) => {
+      const listed = await raceAbort(conn.resources(timeoutMs), o.signal);
+      this.#logNotes(conn, "resources", listed.notes);
+      return listed.items;
+    });
+  }
+
+  /** The resource templates of `server` (every page), cached like the resources. */
+  listResourceTemplates(server: string, o: RequestOptions = {}): Promise<ResourceTemplate[]> {
+    return this.#use(server, o, "listing its resource templates", async (conn, timeoutMs) => {
+      const listed = await raceAbort(conn.resourceTemplates(timeoutMs), o.signal);
+      this.#logNotes(conn, "resourceTemplates", listed.notes);
+      return listed.items;
+    });
+  }
+
+  /**
+   * Reads one resource of `server` (never cached: its content may change). A server that
+   * declares no resources is not asked: that fails with a message saying so.
+   */
+  readResource(server: string, uri: string, o: RequestOptions = {}): Promise<ReadResourceResult> {
+    const what = `reading resource ${JSON.stringify(uri)}`;
+    return this.#use(server, o, what, async (conn, timeoutMs) => {
+      if (!conn.offers.resources) throw notOffered(server, "resources", what);
+      return await conn.client.readResource({ uri }, { signal: o.signal, timeout: timeoutMs });
+    });
+  }
+
+  /** The prompts of `server` (every page), cached per connection, refreshed on list_changed. */
+  listPrompts(server: string, o: RequestOptions = {}): Promise<Prompt[]> {
+    return this.#use(server, o, "listing its prompts", async (conn, timeoutMs) => {
+      const listed = await raceAbort(conn.prompts(timeoutMs), o.signal);
+      this.#logNotes(conn, "prompts", listed.notes);
+      return listed.items;
+    });
+  }
+
+  /**
+   * Gets prompt `name` of `server` with `args` (the server fills its template). A prompt the
+   * server does not list, or a required argument left out, fails with a message that lists the
+   * prompts or the prompt's arguments, without asking the server.
+   */
+  getPrompt(
+    server: string,
+    name: string,
+    args: Record<string, string> = {},
+    o: RequestOptions = {},
+  ): Promise<GetPromptResult> {
+    const what = `getting prompt ${JSON.stringify(name)}`;
+    return this.#use(server, o, what, async (conn, timeoutMs) => {
+      if (!conn.offers.prompts) throw notOffered(server, "prompts", what);
+      const prompts = await raceAbort(conn.prompts(timeoutMs), o.signal);
+      const problem = promptProblem(server, name, args, prompts.items);
+      if (problem !== undefined) throw problem;
+      return await conn.client.getPrompt(
+        { name, arguments: args },
+        { signal: o.signal, timeout: timeoutMs },
+      );
+    });
+  }
+
+  /** What `server` declared it offers (its capabilities); connects to it if needed. */
+  offers(
+    server: string,
+    o: RequestOptions = {},
+  ): Promise<{ tools: boolean; resources: boolean; prompts: boolean }> {
+    return this.#use(server, o, "connecting", (conn) => Promise.resolve(conn.offers));
+  }
+
+  /** Logs once per fetched list what was wrong with its items. */
+  #logNotes(conn: Connection, list: string, notes: readonly string[]): void {
+    if (notes.length === 0 || conn.loggedNotes.has(notes)) return;
+    conn.loggedNotes.add(notes);
+    for (const note of notes) this.#log.warn(note, { list });
+  }
+
+  /**
+   * Runs `fn` on a usable connection to `server` (starting it if needed, reporting start-up
+   * progress to `o.onProgress`) with the request's timeout; a failure becomes an McpServerError
+   * that says what happened while `what` ("listing its resources").
+   */
+  async #use<T>(
+    server: string,
+    o: RequestOptions,
+    what: string,
+    fn: (conn: Connection, timeoutMs: number) => Promise<T>,
+  ): Promise<T> {
+    const { conn, entry } = await this.#acquire(server, o);
+    const timeoutMs = o.timeoutMs ?? entry.timeoutMs ?? this.#connectTimeoutMs;
+    try {
+      return await fn(conn, timeoutMs);
     } catch (error) {
-      throw await this.#explain(conn, error, { signal: o.signal, what: "listing its tools" });
+      throw await this.#explain(conn, error, { signal: o.signal, what, timeoutMs });
     } finally {
       this.#release(conn);
     }
@@ -292,9 +478,14 @@ export class McpPool {
     args: Record<string, unknown>,
     o: CallToolOptions,
   ): Promise<CallToolResult> {
-    const conn = await this.#acquire(server, o.signal);
-    const timeoutMs = o.timeoutMs ?? this.#callTimeoutMs;
+    const { conn, entry } = await this.#acquire(server, o);
+    const timeoutMs = o.timeoutMs ?? entry.timeoutMs ?? this.#callTimeoutMs;
+    const listTimeoutMs = entry.timeoutMs ?? this.#connectTimeoutMs;
     const onProgress = o.onProgress;
+    const unregister = o.onServerRequest === undefined
+      ? undefined
+      : conn.requests.register(tool, o.onServerRequest);
+    const watchdog = new CallWatchdog(timeoutMs, conn);
     try {
       if (o.origin === "model") {
         const refused = await this.#refuseConfigPaths(conn.entry, tool, args);
@@ -303,11 +494,15 @@ export class McpPool {
       const known = conn.cachedTool(tool);
       if (known !== undefined && needsMcpTasks(known)) throw taskRequiredError({ server, tool });
       const result = await conn.client.callTool({ name: tool, arguments: args }, undefined, {
-        signal: o.signal,
-        timeout: timeoutMs,
-        resetTimeoutOnProgress: true,
+        signal: o.signal === undefined
+          ? watchdog.signal
+          : AbortSignal.any([o.signal, watchdog.signal]),
+        // The watchdog bounds the call: it restarts on progress and waits while the bridge
+        // answers the server's own requests (a person may be filling in a form).
+        timeout: MAX_TIMER_MS,
         // Always ask for progress so that long tools which report it are not timed out.
         onprogress: (p) => {
+          watchdog.reset();
           onProgress?.({ progress: p.progress, total: p.total, message: p.message });
         },
       });
@@ -316,7 +511,7 @@ export class McpPool {
         if (parsed.data.isError === true && known === undefined) {
           // It may have failed because the tool does not exist or needs MCP tasks: say so rather
           // than pass on "Tool x not found" or "method not found".
-          const problem = await this.#toolProblem(conn, tool, textOf(parsed.data));
+          const problem = await this.#toolProblem(conn, tool, textOf(parsed.data), listTimeoutMs);
           if (problem !== undefined) throw problem;
         }
         return parsed.data;
@@ -327,10 +522,12 @@ export class McpPool {
       const rejected = error instanceof McpError && !conn.closed && !o.signal?.aborted &&
         error.code !== ErrorCode.RequestTimeout && error.code !== ErrorCode.ConnectionClosed;
       const problem = rejected
-        ? await this.#toolProblem(conn, tool, error.message, error)
+        ? await this.#toolProblem(conn, tool, error.message, listTimeoutMs, error)
         : undefined;
       throw problem ?? await this.#explain(conn, error, { signal: o.signal, tool, timeoutMs });
     } finally {
+      watchdog.stop();
+      unregister?.();
       this.#release(conn);
     }
   }
@@ -376,9 +573,10 @@ export class McpPool {
     conn: Connection,
     tool: string,
     answer: string,
+    timeoutMs: number,
     cause?: unknown,
   ): Promise<McpServerError | undefined> {
-    const listed = await conn.tools(this.#connectTimeoutMs).catch(() => undefined);
+    const listed = await conn.tools(timeoutMs).catch(() => undefined);
     if (listed === undefined) return undefined;
     const found = listed.find((t) => t.name === tool);
     const server = conn.name;
@@ -399,6 +597,12 @@ export class McpPool {
     error: unknown,
     o: Omit<CallErrorOptions, "onBroken">,
   ): Promise<unknown> {
+    const oauth = this.#oauth?.get(conn.name);
+    if (oauth !== undefined && causeChain(error).some((e) => e instanceof UnauthorizedError)) {
+      // Signed out (its token file deleted) or the refresh was refused: a new connection asks.
+      this.#dropBroken(conn, "the server wants the bridge authorized again");
+      return oauth.authorizationError(error);
+    }
     const explained = await explainCallError(conn, error, {
       ...o,
       onBroken: (reason) => this.#dropBroken(conn, redactEntryText(conn.entry, reason)),
@@ -418,13 +622,33 @@ export class McpPool {
         target: entryTarget(entry),
         envNames: [...entry.envNames],
         sandbox: sandboxes[i]!,
+        ...(entry.timeoutMs === undefined ? {} : { timeoutMs: entry.timeoutMs }),
+        ...(entry.notes === undefined ? {} : { notes: [...entry.notes] }),
       };
       if (entry.disabled) return { ...base, state: "disabled" };
       if (entry.problem !== undefined) return { ...base, state: "invalid", reason: entry.problem };
       if (entry.held !== undefined) return { ...base, state: "held", reason: entry.held };
       const live = this.#live.get(entry.name);
       if (live && live.usable && live.fingerprint === entry.fingerprint) {
-        return { ...base, state: "connected", toolCount: live.toolCount, pid: live.pid };
+        const { resources, prompts } = live.offers;
+        const counts = live.counts;
+        const asked = live.requests.counts;
+        return {
+          ...base,
+          state: "connected",
+          toolCount: live.toolCount,
+          pid: live.pid,
+          offers: {
+            resources,
+            prompts,
+            ...(counts.resources === undefined ? {} : { resourceCount: counts.resources }),
+            ...(counts.resourceTemplates === undefined
+              ? {}
+              : { resourceTemplateCount: counts.resourceTemplates }),
+            ...(counts.prompts === undefined ? {} : { promptCount: counts.prompts }),
+          },
+          ...(asked.sampling + asked.elicitation > 0 ? { requests: { ...asked } } : {}),
+        };
       }
       if (this.#connecting.get(entry.name)?.fingerprint === entry.fingerprint) {
         return { ...base, state: "connecting" };
@@ -486,6 +710,7 @@ export class McpPool {
       return p.promise.catch(() => undefined);
     });
     await Promise.all(pending);
+    this.#oauth?.close();
     for (const conn of [...this.#live.values(), ...this.#retired]) this.#closeConn(conn);
     this.#live.clear();
     this.#retired.clear();
@@ -495,8 +720,15 @@ export class McpPool {
 
   // -- connection lifecycle ---------------------------------------------------------------
 
-  /** A usable connection for `name` with one use already counted (pair with #release). */
-  async #acquire(name: string, signal?: AbortSignal): Promise<Connection> {
+  /**
+   * A usable connection for `name` with one use already counted (pair with #release), and the
+   * entry in force. While it starts, `o.onProgress` hears what is happening about once a second.
+   */
+  async #acquire(
+    name: string,
+    o: Pick<RequestOptions, "signal" | "onProgress">,
+  ): Promise<{ conn: Connection; entry: ServerEntry }> {
+    const signal = o.signal;
     for (let attempt = 0;; attempt++) {
       this.#assertOpen(name);
       const config = await this.#config.current();
@@ -513,13 +745,17 @@ export class McpPool {
       const live = this.#live.get(name);
       if (live && live.usable && live.fingerprint === entry.fingerprint) {
         this.#begin(live);
-        return live;
+        return { conn: live, entry };
       }
       let pending = this.#connecting.get(name);
       if (pending === undefined || pending.fingerprint !== entry.fingerprint) {
         this.#assertNotFailedRecently(entry);
         pending = this.#startConnect(entry);
       }
+      const reporting = o.onProgress === undefined
+        ? undefined
+        : startReporter(entry, pending, o.onProgress, (e) =>
+          this.#log.debug("progress callback failed", { error: errorMessage(e) }));
       let conn: Connection;
       try {
         conn = await raceAbort(pending.promise, signal);
@@ -531,10 +767,12 @@ export class McpPool {
           );
         }
         throw error;
+      } finally {
+        reporting?.stop();
       }
       if (conn.usable) {
         this.#begin(conn);
-        return conn;
+        return { conn, entry };
       }
       // It closed (or the config changed) between connecting and this caller resuming: retry.
       if (attempt >= 2) {
@@ -592,7 +830,8 @@ export class McpPool {
     const name = entry.name;
     const seq = ++this.#seq;
     const abort = new AbortController();
-    const promise = this.#connect(entry, abort.signal).then(
+    const phase: ConnectPhase = { what: "starting" };
+    const promise = this.#connect(entry, abort.signal, phase).then(
       (conn) => {
         conn.seq = seq;
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
@@ -616,8 +855,10 @@ export class McpPool {
         if (this.#connecting.get(name)?.promise !== promise) throw error;
         this.#connecting.delete(name);
         const at = this.#now();
-        // Given up because the pool closed: nothing to remember about the server.
-        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted;
+        // Given up because the pool closed: nothing to remember about the server. Nor when it
+        // waits for the user to authorize the bridge: the next call, once they did, goes on.
+        const remember = this.#retryFailedStartMs > 0 && !abort.signal.aborted &&
+          !(error instanceof McpServerError && error.kind === "unauthorized");
         this.#remarks.set(name, {
           fingerprint: entry.fingerprint,
           state: "failed",
@@ -630,7 +871,14 @@ export class McpPool {
         throw error;
       },
     );
-    const pending = { fingerprint: entry.fingerprint, seq, promise, abort };
+    const pending: Pending = {
+      fingerprint: entry.fingerprint,
+      seq,
+      promise,
+      abort,
+      startedAt: performance.now(),
+      phase,
+    };
     this.#connecting.set(name, pending);
     // Callers may all have given up (aborted); the outcome is recorded above either way.
     promise.catch(() => undefined);
@@ -760,12 +1008,14 @@ export class McpPool {
 
   // -- connecting ---------------------------------------------------------------------------
 
-  #connect(entry: ServerEntry, signal: AbortSignal): Promise<Connection> {
+  #connect(entry: ServerEntry, signal: AbortSignal, phase: ConnectPhase): Promise<Connection> {
     const options: ConnectOptions = {
       signal,
       maxMessageBytes: this.#maxMessageBytes,
       clientInfo: this.#clientInfo,
-      connectTimeoutMs: this.#connectTimeoutMs,
+      capabilities: this.#capabilities,
+      phase,
+      connectTimeoutMs: entry.timeoutMs ?? this.#connectTimeoutMs,
       log: this.#log,
       extraEnv: this.#extraEnv,
       stderrLines: this.#stderrLines,
@@ -775,6 +1025,8 @@ export class McpPool {
       tracker: this.#tracker,
       track: (p) => this.#track(p),
       config: this.#config,
+      oauth: this.#oauth?.for(entry),
+      waitForAuthorization: this.#waitForAuthorization,
     };
     return connectServer(entry, options);
   }
@@ -797,4 +1049,104 @@ function clockTime(ms: number): string {
 /** The text parts of a result, joined (what the server said). */
 function textOf(result: CallToolResult): string {
   return result.content.map((part) => part.type === "text" ? part.text : "").join(" ").trim();
+}
+
+/** The longest timer setTimeout takes (about 24.8 days): "no timeout" for the SDK's own timer. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Bounds one tool call: fires after `timeoutMs` without a result or progress, unless the bridge
+ * is answering one of the server's own requests then (sampling, elicitation: the server is
+ * waiting for the bridge); once that answer is sent, the call gets `timeoutMs` again. Firing
+ * aborts {@linkcode signal} with the SDK's timeout error, so the call fails as one that timed out.
+ */
+class CallWatchdog {
+  readonly #ms: number;
+  readonly #conn: Connection;
+  readonly #abort = new AbortController();
+  readonly #offIdle: () => void;
+  #timer?: ReturnType<typeof setTimeout>;
+
+  constructor(ms: number, conn: Connection) {
+    this.#ms = ms;
+    this.#conn = conn;
+    this.#offIdle = conn.requests.onIdle(() => this.reset());
+    this.reset();
+  }
+
+  /** Aborted when the call timed out. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Something came from the server: the call has `ms` again. */
+  reset(): void {
+    if (this.#abort.signal.aborted) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#fire(), this.#ms);
+  }
+
+  #fire(): void {
+    // Waiting for the bridge's own answer: the clock restarts when it is sent (onIdle).
+    if (this.#conn.requests.answering > 0) return;
+    this.#abort.abort(
+      new McpError(ErrorCode.RequestTimeout, "Request timed out", { timeout: this.#ms }),
+    );
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#offIdle();
+  }
+}
+
+/** `server` declares no `kind` (resources, prompts), so `what` cannot be asked of it. */
+function notOffered(server: string, kind: "resources" | "prompts", what: string): McpServerError {
+  return new McpServerError(
+    `MCP server "${server}" offers no ${kind} (it does not declare the capability), so the bridge ` +
+      `cannot do ${what}. Run \`lmstudio-bridge tools ${
+        shellWord(server)
+      }\` to see what it offers.`,
+    { server, kind: "unsupported" },
+  );
+}
+
+/**
+ * Why prompt `name` cannot be got with `args`, from the server's list: it is not listed (with a
+ * close name and the list), or a required argument is missing, or an argument is unknown.
+ */
+function promptProblem(
+  server: string,
+  name: string,
+  args: Record<string, string>,
+  prompts: readonly Prompt[],
+): McpServerError | undefined {
+  const prompt = prompts.find((p) => p.name === name);
+  const base = { server, kind: "unknown_prompt" as const };
+  if (prompt === undefined) {
+    const names = prompts.map((p) => p.name);
+    const near = closestName(name, names);
+    return new McpServerError(
+      `MCP server "${server}" has no prompt "${name}". ` +
+        `${near === undefined ? "" : `Did you mean "${near}"? `}` +
+        (names.length === 0 ? "It lists no prompts." : `Its prompts: ${listNames(names)}.`),
+      base,
+    );
+  }
+  const declared = prompt.arguments ?? [];
+  const missing = declared.filter((a) => a.required === true && args[a.name] === undefined);
+  const unknown = Object.keys(args).filter((k) => !declared.some((a) => a.name === k));
+  if (missing.length === 0 && unknown.length === 0) return undefined;
+  const takes = declared.length === 0
+    ? "It takes no arguments."
+    : `It takes: ${declared.map((a) => `${a.name}${a.required === true ? "" : "?"}`).join(", ")}.`;
+  const wrong = [
+    missing.length > 0 ? `missing ${listNames(missing.map((a) => a.name))}` : "",
+    unknown.length > 0 ? `unknown ${listNames(unknown)}` : "",
+  ].filter((x) => x !== "").join("; ");
+  return new McpServerError(
+    `Prompt "${name}" of MCP server "${server}" cannot be got with these arguments (${wrong}). ` +
+      takes,
+    { server, kind: "protocol" },
+  );
 }

@@ -15,6 +15,7 @@
 import { widenCommand } from "./launch.ts";
 import {
   Client,
+  type ClientCapabilities,
   ErrorCode,
   getDefaultEnvironment,
   McpError,
@@ -22,12 +23,15 @@ import {
   SseError,
   StreamableHTTPClientTransport,
   type Transport,
+  UnauthorizedError,
 } from "./sdk.ts";
+import type { ConnectPhase } from "./pool_progress.ts";
 import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import type { LogFields, Logger } from "./log.ts";
 import { Connection } from "./pool_connection.ts";
 import { exitText, formatTail, httpStatusOf, McpServerError } from "./pool_errors.ts";
 import { RemoteWatch } from "./pool_remote.ts";
+import { answerRequests, type ServerRequests } from "./pool_requests.ts";
 import { OWNER_VARIABLE, type ProcessTracker } from "./pool_reaper.ts";
 import {
   type ExitInfo,
@@ -40,12 +44,17 @@ import { causeChain, errnoCode, errorMessage, isSandboxDenial, networkFailure } 
 import type { ConfigSource } from "./config.ts";
 import { sandboxLaunch } from "./sandbox.ts";
 import { raceAbort } from "./abort.ts";
+import type { OAuthSession } from "./pool_oauth.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
 /** What connecting to a server takes from the pool. */
 export interface ConnectOptions {
   clientInfo: { name: string; version: string };
+  /** What the client advertises (sampling, elicitation); the connection answers accordingly. */
+  capabilities: ClientCapabilities;
+  /** What the connect is doing now, for the start-up progress of the callers waiting for it. */
+  phase?: ConnectPhase;
   /** Bound on spawn + MCP handshake. */
   connectTimeoutMs: number;
   log: Logger;
@@ -72,6 +81,14 @@ export interface ConnectOptions {
   maxMessageBytes?: number;
   /** Follows what stdio servers start, and ends it at close (pool_reaper.ts). */
   tracker?: ProcessTracker;
+  /**
+   * The OAuth client of a streamable HTTP entry without an `Authorization` header of its own
+   * (pool_oauth.ts): a 401 answer starts the authorization, and the connect fails with the page
+   * to open, or waits for the user's answer when {@linkcode waitForAuthorization} is set.
+   */
+  oauth?: OAuthSession;
+  /** Wait for the user to answer an authorization page (the CLI on a terminal) and go on. */
+  waitForAuthorization?: boolean;
 }
 
 /** The connect was given up because the pool closed (the bridge is shutting down). */
@@ -82,9 +99,16 @@ function abandonedError(entry: ServerEntry, cause: unknown): McpServerError {
   );
 }
 
-/** The SDK client the bridge connects with: `clientInfo`, no client capabilities. */
-function newClient(clientInfo: { name: string; version: string }): Client {
-  return new Client(clientInfo, { capabilities: {} });
+/**
+ * The SDK client the bridge connects to `server` with: `clientInfo`, the capabilities it
+ * advertises, and the router of the server's requests those capabilities promise answers to.
+ */
+function newClient(
+  server: string,
+  o: Pick<ConnectOptions, "clientInfo" | "capabilities">,
+): { client: Client; requests: ServerRequests } {
+  const client = new Client(o.clientInfo, { capabilities: o.capabilities });
+  return { client, requests: answerRequests(client, server, o.capabilities) };
 }
 
 /**
@@ -193,7 +217,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
       : (pid) => tracker.spawned(pid, marker, o.signalGroup !== undefined),
     reap: tracker === undefined ? undefined : (pid) => tracker.reap(pid),
   });
-  const client = newClient(o.clientInfo);
+  const { client, requests } = newClient(name, o);
   client.onerror = (error) => serverLog.debug(`transport: ${errorMessage(error)}`);
   const started = performance.now();
   try {
@@ -225,6 +249,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
     child: transport,
     onClosed: o.onClosed,
     onExited: o.onExited,
+    requests,
   });
   o.log.debug("started", {
     server: name,
@@ -292,8 +317,9 @@ async function stdioConnectError(o: {
     return new McpServerError(
       `MCP server "${name}" did not complete the MCP handshake within ` +
         `${o.connectTimeoutMs} ms. Command: ${target}.${formatTail(stderr)}\n` +
-        `If it downloads on first start (npx -y, uvx), run the command once by hand, or raise ` +
-        `MCP_CONNECT_TIMEOUT_MS; otherwise check that it speaks MCP over stdio.`,
+        `If it downloads on first start (npx -y, uvx), run the command once by hand, or give ` +
+        `it longer: "timeout" in its config entry (milliseconds, e.g. 120000) or ` +
+        `MCP_CONNECT_TIMEOUT_MS for every server; otherwise check that it speaks MCP over stdio.`,
       { ...base, kind: "connect_timeout" },
     );
   }
@@ -317,6 +343,7 @@ async function isDirectory(path: string): Promise<boolean> {
 
 interface Connected {
   client: Client;
+  requests: ServerRequests;
   remote: RemoteWatch;
 }
 
@@ -336,22 +363,27 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
   }
   const requestInit: RequestInit = { headers: { ...entry.headers } };
   const stderr = new StderrTail(0, () => {});
+  const oauth = entry.transport === "sse" ? undefined : o.oauth;
   const attempt = async (kind: "http" | "sse"): Promise<Connected> => {
     const remote = new RemoteWatch({ maxMessageBytes: o.maxMessageBytes });
     // Every response goes through the watch, which also bounds the size of each message.
     const transport = kind === "sse"
       ? new SSEClientTransport(parsed, { requestInit, fetch: remote.fetch })
-      : new StreamableHTTPClientTransport(parsed, { requestInit, fetch: remote.fetch });
+      : new StreamableHTTPClientTransport(parsed, {
+        requestInit,
+        fetch: remote.fetch,
+        authProvider: oauth,
+      });
     remote.attach(transport, (reason) => {
       o.log.debug("connection lost", { server: name, reason });
       // Closing the transport fails every request still waiting on it.
       transport.close().catch(() => undefined);
     });
-    const client = newClient(o.clientInfo);
+    const { client, requests } = newClient(name, o);
     client.onerror = (error) => o.log.debug(`transport: ${errorMessage(error)}`, { server: name });
     try {
       await handshake(client, transport, { timeoutMs: o.connectTimeoutMs, signal: o.signal });
-      return { client, remote };
+      return { client, requests, remote };
     } catch (error) {
       o.track(client.close().catch(() => undefined));
       if (o.signal?.aborted) throw abandonedError(entry, error);
@@ -371,9 +403,9 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
       connected = await attempt("sse");
     } else {
       try {
-        connected = await attempt("http");
+        connected = await authorized(oauth, o, () => attempt("http"));
       } catch (error) {
-        if (!shouldFallBackToSse(error)) throw error;
+        if (!shouldFallBackToSse(error) || oauth?.tried) throw error;
         o.log.debug("streamable HTTP refused; trying SSE", {
           server: name,
           error: errorMessage(error),
@@ -398,6 +430,7 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
       host: parsed.host,
       error,
       connectTimeoutMs: o.connectTimeoutMs,
+      oauth,
     });
   }
   return new Connection({
@@ -406,19 +439,74 @@ async function connectRemote(entry: ServerEntry, o: ConnectOptions): Promise<Con
     remote: connected.remote,
     stderr,
     onClosed: o.onClosed,
+    requests: connected.requests,
   });
 }
 
+/**
+ * Runs `attempt` (a streamable HTTP connect) with `oauth`: a server that wants authorization
+ * fails it with the page to open, or, with `waitForAuthorization`, the user's answer is awaited
+ * and the connect tried again. An authorization still waiting for its answer is not started
+ * anew: the same page is named again.
+ */
+async function authorized<T>(
+  oauth: OAuthSession | undefined,
+  o: Pick<ConnectOptions, "waitForAuthorization" | "signal" | "phase">,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  if (oauth === undefined) return await attempt();
+  // While the user has the page open, the callers' progress says so.
+  const awaitUser = async () => {
+    if (o.phase !== undefined) {
+      Object.assign(o.phase, { what: "authorizing", url: oauth.waiting?.url });
+    }
+    try {
+      await oauth.awaitAuthorization(o.signal);
+    } finally {
+      if (o.phase !== undefined) Object.assign(o.phase, { what: "starting", url: undefined });
+    }
+  };
+  await oauth.load();
+  if (oauth.waiting !== undefined && await oauth.tokens() === undefined) {
+    if (o.waitForAuthorization !== true) throw oauth.authorizationError();
+    await awaitUser();
+  }
+  oauth.beginConnect();
+  try {
+    return await attempt();
+  } catch (error) {
+    if (!(error instanceof UnauthorizedError) || o.signal?.aborted) throw error;
+    if (o.waitForAuthorization !== true) throw oauth.authorizationError(error);
+    await awaitUser();
+    oauth.beginConnect();
+    try {
+      return await attempt();
+    } catch (again) {
+      throw again instanceof UnauthorizedError ? oauth.authorizationError(again) : again;
+    }
+  }
+}
+
 function remoteConnectError(
-  o: { entry: ServerEntry; host: string; error: unknown; connectTimeoutMs: number },
+  o: {
+    entry: ServerEntry;
+    host: string;
+    error: unknown;
+    connectTimeoutMs: number;
+    oauth?: OAuthSession;
+  },
 ): McpServerError {
-  const { entry, host, error } = o;
+  const { entry, error } = o;
+  let host = o.host;
   const name = entry.name;
   const url = entryUrl(entry);
   const base = { server: name, cause: error };
   const chain = causeChain(error);
   const denial = chain.find(isSandboxDenial);
   if (denial !== undefined) {
+    // The host refused may be another (the server's authorization server, for OAuth).
+    const denied = /net access to "([^"]+)"/.exec(errorMessage(denial))?.[1] ?? host;
+    host = denied.replace(/:(80|443)$/, "");
     return new McpServerError(
       `Cannot connect to MCP server "${name}" at ${url}: Deno's sandbox does not allow network ` +
         `access to ${host} (${errorMessage(denial)}). Allow it (the "bridge" permission set ` +
@@ -427,6 +515,14 @@ function remoteConnectError(
     );
   }
   const status = httpStatusOf(error);
+  if (o.oauth?.tried) {
+    return new McpServerError(
+      `MCP server "${name}" at ${url} wants authorization, and the bridge's OAuth sign-in ` +
+        `with it failed: ${errorMessage(error)}. If the server takes a fixed credential ` +
+        `instead, set it in the entry's "headers" (e.g. "Authorization": "Bearer \${TOKEN}").`,
+      { ...base, kind: "unauthorized" },
+    );
+  }
   if (status === 401 || status === 403) {
     return new McpServerError(
       `MCP server "${name}" at ${url} refused the connection with HTTP ${status}: ` +
@@ -445,7 +541,8 @@ function remoteConnectError(
   if (isHandshakeTimeout(error)) {
     return new McpServerError(
       `MCP server "${name}" at ${url} did not complete the MCP handshake within ` +
-        `${o.connectTimeoutMs} ms. Check that the server is up and speaks MCP at that URL.`,
+        `${o.connectTimeoutMs} ms. Check that the server is up and speaks MCP at that URL (a ` +
+        `slow one can be given longer: "timeout" in its config entry, in milliseconds).`,
       { ...base, kind: "connect_timeout" },
     );
   }

@@ -1,8 +1,9 @@
 /**
  * One live connection to a downstream MCP server ({@linkcode Connection}): its SDK client, how
  * its process exited or why its remote end was lost, its in-flight count and idle timer (kept by
- * the pool), and its tool list, fetched page by page and cached until the server says the list
- * changed.
+ * the pool), its lists (tools, resources, resource templates, prompts), each fetched page by page
+ * and cached until the server says it changed (pool_lists.ts), and the calls that may answer the
+ * server's own requests (sampling, elicitation: pool_requests.ts).
  *
  * And what a failed call on it becomes: {@linkcode explainCallError} reads the connection's state
  * (closed by the bridge, exited with its stderr tail, lost mid-call) and the SDK's error (timeout,
@@ -14,6 +15,14 @@ import {
   type Client,
   ErrorCode,
   McpError,
+  type Prompt,
+  PromptListChangedNotificationSchema,
+  PromptSchema,
+  type Resource,
+  ResourceListChangedNotificationSchema,
+  ResourceSchema,
+  type ResourceTemplate,
+  ResourceTemplateSchema,
   type Tool,
   ToolListChangedNotificationSchema,
 } from "./sdk.ts";
@@ -24,14 +33,15 @@ import {
   httpStatusOf,
   McpServerError,
   MessageTooLargeError,
+  serverErrorText,
 } from "./pool_errors.ts";
 import type { RemoteWatch } from "./pool_remote.ts";
-import { readToolList, ToolListPageSchema } from "./pool_tools.ts";
+import { readToolList } from "./pool_tools.ts";
+import { CachedList, fetchPages, type Listed, readItems } from "./pool_lists.ts";
+import { ServerRequests } from "./pool_requests.ts";
 import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./pool_stdio.ts";
 import { causeChain, errorMessage, networkFailure } from "./errors.ts";
 import { clip, closestName, formatBytes, shellWord } from "./text.ts";
-
-const MAX_TOOL_PAGES = 1000;
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -70,10 +80,12 @@ export class Connection {
   readonly #onClosed: (conn: Connection) => void;
   readonly #onExited: (conn: Connection) => void;
   #exitNoted = false;
-  #tools?: Tool[];
-  #toolNotes: string[] = [];
-  #toolsPromise?: Promise<Tool[]>;
-  #toolsVersion = 0;
+  readonly #tools: CachedList<Tool>;
+  readonly #resources: CachedList<Resource>;
+  readonly #templates: CachedList<ResourceTemplate>;
+  readonly #prompts: CachedList<Prompt>;
+  /** The calls in flight that answer the server's sampling and elicitation requests. */
+  readonly requests: ServerRequests;
 
   constructor(options: {
     entry: ServerEntry;
@@ -84,6 +96,8 @@ export class Connection {
     remote?: RemoteWatch;
     onClosed: (conn: Connection) => void;
     onExited?: (conn: Connection) => void;
+    /** Answers the server's sampling and elicitation requests (installed before the handshake). */
+    requests?: ServerRequests;
   }) {
     this.name = options.entry.name;
     this.entry = options.entry;
@@ -94,12 +108,62 @@ export class Connection {
     this.#onClosed = options.onClosed;
     this.#onExited = options.onExited ?? (() => {});
     this.client.onclose = () => this.#markClosed();
-    this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
-      this.#toolsVersion++;
-      this.#tools = undefined;
-      this.#toolNotes = [];
-      this.#toolsPromise = undefined;
+    const name = this.name;
+    const client = this.client;
+    const has = (what: "tools" | "resources" | "prompts") =>
+      client.getServerCapabilities()?.[what] !== undefined;
+    const list = <T>(
+      what: "tools" | "resources" | "prompts",
+      method: string,
+      key: string,
+      read: (raw: readonly unknown[]) => Listed<T>,
+    ) =>
+      new CachedList<T>((timeoutMs) =>
+        has(what)
+          ? fetchPages({ client, server: name, method, key, timeoutMs, read })
+          : Promise.resolve({ items: [], notes: [] })
+      );
+    this.#tools = list("tools", "tools/list", "tools", (raw) => {
+      const { tools, notes } = readToolList(raw, name);
+      return { items: tools, notes };
     });
+    this.#resources = list(
+      "resources",
+      "resources/list",
+      "resources",
+      (raw) =>
+        readItems(raw, { schema: ResourceSchema, server: name, what: "resource", label: "uri" }),
+    );
+    this.#templates = list(
+      "resources",
+      "resources/templates/list",
+      "resourceTemplates",
+      (raw) =>
+        readItems(raw, {
+          schema: ResourceTemplateSchema,
+          server: name,
+          what: "resource template",
+          label: "uriTemplate",
+        }),
+    );
+    this.#prompts = list(
+      "prompts",
+      "prompts/list",
+      "prompts",
+      (raw) =>
+        readItems(raw, { schema: PromptSchema, server: name, what: "prompt", label: "name" }),
+    );
+    this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      this.#tools.invalidate();
+    });
+    this.client.setNotificationHandler(ResourceListChangedNotificationSchema, () => {
+      this.#resources.invalidate();
+      this.#templates.invalidate();
+    });
+    this.client.setNotificationHandler(PromptListChangedNotificationSchema, () => {
+      this.#prompts.invalidate();
+    });
+    this.requests = options.requests ?? new ServerRequests(name);
   }
 
   /** Process id of a stdio server's spawned process. */
@@ -132,7 +196,7 @@ export class Connection {
 
   /** The tool named `name`, if the tool list is cached. */
   cachedTool(name: string): Tool | undefined {
-    return this.#tools?.find((t) => t.name === name);
+    return this.#tools.cached?.items.find((t) => t.name === name);
   }
 
   /**
@@ -153,7 +217,26 @@ export class Connection {
 
   /** Number of tools the bridge can call, once listed. */
   get toolCount(): number | undefined {
-    return this.#tools?.filter((t) => !needsMcpTasks(t)).length;
+    return this.#tools.cached?.items.filter((t) => !needsMcpTasks(t)).length;
+  }
+
+  /** What the server declared it offers (its capabilities), once connected. */
+  get offers(): { tools: boolean; resources: boolean; prompts: boolean } {
+    const caps = this.client.getServerCapabilities();
+    return {
+      tools: caps?.tools !== undefined,
+      resources: caps?.resources !== undefined,
+      prompts: caps?.prompts !== undefined,
+    };
+  }
+
+  /** Numbers of resources, resource templates and prompts, for the lists fetched so far. */
+  get counts(): { resources?: number; resourceTemplates?: number; prompts?: number } {
+    return {
+      resources: this.#resources.cached?.items.length,
+      resourceTemplates: this.#templates.cached?.items.length,
+      prompts: this.#prompts.cached?.items.length,
+    };
   }
 
   #markClosed(): void {
@@ -174,66 +257,39 @@ export class Connection {
    * pool_tools.ts), one note each; empty when nothing was.
    */
   get toolNotes(): readonly string[] {
-    return this.#toolNotes;
+    return this.#tools.cached?.notes ?? [];
   }
 
   /** The pool logged {@linkcode toolNotes} of the current list. */
   toolNotesLogged = false;
 
+  /** The notes of other lists (resources, prompts) the pool has logged. */
+  readonly loggedNotes = new WeakSet<readonly string[]>();
+
   /**
    * All tools (every page), cached until the server says the list changed. A tool declared
    * wrongly is repaired or left out ({@linkcode toolNotes} say which), never the whole list.
    */
-  tools(timeoutMs: number): Promise<Tool[]> {
-    if (this.#tools) return Promise.resolve(this.#tools);
-    if (this.#toolsPromise) return this.#toolsPromise;
-    const version = this.#toolsVersion;
-    const promise = this.#fetchTools(timeoutMs).then(({ tools, notes }) => {
-      if (this.#toolsVersion === version) {
-        this.#tools = tools;
-        this.#toolNotes = notes;
-        this.toolNotesLogged = false;
-      }
-      return tools;
-    }).finally(() => {
-      if (this.#toolsPromise === promise) this.#toolsPromise = undefined;
-    });
-    this.#toolsPromise = promise;
-    return promise;
+  async tools(timeoutMs: number): Promise<Tool[]> {
+    const before = this.#tools.cached;
+    const listed = await this.#tools.get(timeoutMs);
+    if (listed !== before) this.toolNotesLogged = false;
+    return listed.items;
   }
 
-  async #fetchTools(timeoutMs: number): Promise<{ tools: Tool[]; notes: string[] }> {
-    if (this.client.getServerCapabilities()?.tools === undefined) return { tools: [], notes: [] };
-    const tools: Tool[] = [];
-    const notes: string[] = [];
-    const seen = new Set<string>();
-    let cursor: string | undefined;
-    for (let page = 0; page < MAX_TOOL_PAGES; page++) {
-      // Each tool is checked on its own (pool_tools.ts): one bad tool must not cost the rest.
-      const result = await this.client.request(
-        { method: "tools/list", params: cursor === undefined ? {} : { cursor } },
-        ToolListPageSchema,
-        { timeout: timeoutMs },
-      );
-      const checked = readToolList(result.tools, this.name);
-      tools.push(...checked.tools);
-      notes.push(...checked.notes);
-      cursor = result.nextCursor;
-      if (cursor === undefined || cursor === "") return { tools, notes };
-      if (seen.has(cursor)) {
-        throw new McpServerError(
-          `MCP server "${this.name}" returned the tools/list cursor ${
-            JSON.stringify(cursor)
-          } twice; its pagination is broken. Report it to the server's authors.`,
-          { server: this.name, kind: "protocol" },
-        );
-      }
-      seen.add(cursor);
-    }
-    throw new McpServerError(
-      `MCP server "${this.name}" returned more than ${MAX_TOOL_PAGES} pages of tools; giving up.`,
-      { server: this.name, kind: "protocol" },
-    );
+  /** All resources (every page), cached until the server says its resources changed. */
+  resources(timeoutMs: number): Promise<Listed<Resource>> {
+    return this.#resources.get(timeoutMs);
+  }
+
+  /** All resource templates (every page), cached like the resources. */
+  resourceTemplates(timeoutMs: number): Promise<Listed<ResourceTemplate>> {
+    return this.#templates.get(timeoutMs);
+  }
+
+  /** All prompts (every page), cached until the server says its prompts changed. */
+  prompts(timeoutMs: number): Promise<Listed<Prompt>> {
+    return this.#prompts.get(timeoutMs);
   }
 
   /** Closes the client (and the child or session); the same promise on every call. */
@@ -346,14 +402,15 @@ export async function explainCallError(
     const stdio = conn.entry.transport === "stdio";
     return new McpServerError(
       `MCP server "${name}" did not answer ${what} within ${o.timeoutMs ?? "the"} ms ` +
-        `(and sent no progress); the call was cancelled. Give it a longer timeout or check ` +
-        `the server.${stdio ? formatTail(conn.stderr.lines) : ""}`,
+        `(and sent no progress); the call was cancelled. Give it longer ("timeout" in the ` +
+        `server's config entry, in milliseconds, or MCP_CALL_TIMEOUT_MS for every server) or ` +
+        `check the server.${stdio ? formatTail(conn.stderr.lines) : ""}`,
       { ...base, kind: "timeout", stderrTail: conn.stderr.lines },
     );
   }
   if (error instanceof McpError) {
     return new McpServerError(
-      `MCP server "${name}" rejected ${what}: ${error.message}`,
+      `MCP server "${name}" rejected ${what}: ${serverErrorText(error.message)}`,
       { ...base, kind: "protocol" },
     );
   }
@@ -392,11 +449,7 @@ export function unknownToolError(o: {
   cause?: unknown;
 }): McpServerError {
   const { server, tool, names, cause } = o;
-  // An McpError thrown by a server comes back wrapped in one more "MCP error -32602: ".
-  const answer = (o.answer ?? "").replace(/\s+/g, " ").trim().replace(
-    /^(MCP error -?\d+: )\1+/,
-    "$1",
-  );
+  const answer = serverErrorText((o.answer ?? "").replace(/\s+/g, " ").trim());
   const said = answer === "" ? "" : ` (it answered: ${clip(answer, 200)})`;
   const near = closestName(tool, names);
   const shown = names.slice(0, LISTED_TOOLS);

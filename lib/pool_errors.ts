@@ -25,7 +25,18 @@ export type McpServerErrorKind =
   | "closed"
   | "unsupported"
   | "unknown_tool"
+  | "unknown_prompt"
+  /** A remote server needs the user to authorize the bridge (OAuth); the message has the URL. */
+  | "unauthorized"
   | "too_large";
+
+/**
+ * The message of an McpError a server sent, once: the SDK prefixes "MCP error -32602: " when
+ * the server throws and again when the client receives it, so it would read twice.
+ */
+export function serverErrorText(message: string): string {
+  return message.replace(/^(MCP error -?\d+: )\1+/, "$1");
+}
 
 /** A downstream MCP server failed; the message says what failed, why and what to do. */
 export class McpServerError extends BridgeError<McpServerErrorKind> {

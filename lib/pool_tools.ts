@@ -10,12 +10,6 @@ import { type Tool, ToolSchema } from "./sdk.ts";
 import { typeName } from "./config_entry.ts";
 import { isRecord } from "./json.ts";
 
-/** One page of `tools/list`, with each tool still unchecked. */
-export const ToolListPageSchema = z.looseObject({
-  tools: z.array(z.unknown()),
-  nextCursor: z.string().optional(),
-});
-
 /** Fields a tool may do without: an invalid one is dropped rather than losing the tool. */
 const OPTIONAL_FIELDS = new Set([
   "title",

@@ -27,6 +27,14 @@ export {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+// @ts-types="@modelcontextprotocol/sdk/client/auth"
+export { auth, UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+// @ts-types="@modelcontextprotocol/sdk/shared/auth"
+export {
+  OAuthClientInformationFullSchema,
+  OAuthClientInformationSchema,
+  OAuthTokensSchema,
+} from "@modelcontextprotocol/sdk/shared/auth.js";
 // @ts-types="@modelcontextprotocol/sdk/client/sse"
 export { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
 // @ts-types="@modelcontextprotocol/sdk/inMemory"
@@ -37,30 +45,64 @@ export { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 export {
   CallToolRequestSchema,
   CallToolResultSchema,
+  CreateMessageRequestSchema,
+  CreateMessageResultSchema,
   ElicitRequestSchema,
+  ElicitResultSchema,
   ErrorCode,
+  GetPromptRequestSchema,
+  GetPromptResultSchema,
   isInitializeRequest,
   isJSONRPCErrorResponse,
   isJSONRPCNotification,
   isJSONRPCRequest,
   isJSONRPCResultResponse,
   JSONRPCMessageSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
   McpError,
+  PromptListChangedNotificationSchema,
+  PromptSchema,
+  ReadResourceRequestSchema,
+  ReadResourceResultSchema,
+  ResourceListChangedNotificationSchema,
+  ResourceSchema,
+  ResourceTemplateSchema,
   ToolListChangedNotificationSchema,
   ToolSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 export type {
   CallToolResult,
+  ClientCapabilities,
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  ElicitRequestParams,
+  ElicitResult,
+  GetPromptResult,
   JSONRPCMessage,
   MessageExtraInfo,
+  Prompt,
+  ReadResourceResult,
   RequestId,
+  Resource,
+  ResourceTemplate,
   ServerNotification,
   ServerRequest,
   Tool,
 } from "@modelcontextprotocol/sdk/types";
 export type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport";
+export type {
+  OAuthClientProvider,
+  OAuthDiscoveryState,
+} from "@modelcontextprotocol/sdk/client/auth";
+export type {
+  OAuthClientInformationMixed,
+  OAuthClientMetadata,
+  OAuthTokens,
+} from "@modelcontextprotocol/sdk/shared/auth";
 export type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol";
 export type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types";
 // The requests downstream servers send the bridge, and their resources and prompts.

@@ -85,6 +85,7 @@ export function formatPoolReport(report: PoolReport): string {
     const facts = [s.transport, STATE_LABEL[s.state]];
     if (s.pid !== undefined) facts.push(`pid ${s.pid}`);
     if (s.toolCount !== undefined) facts.push(plural(s.toolCount, "tool"));
+    facts.push(...offerFacts(s));
     lines.push(`${s.name}  [${facts.join(", ")}]`);
     lines.push(`  ${s.target}`);
     if (s.state !== "disabled" && s.state !== "invalid") {
@@ -92,6 +93,10 @@ export function formatPoolReport(report: PoolReport): string {
       lines.push(`  sandbox: ${s.sandbox.confinement}: ${s.sandbox.allows}${note}`);
     }
     if (s.envNames.length > 0) lines.push(`  env: ${s.envNames.join(", ")}`);
+    if (s.timeoutMs !== undefined) lines.push(`  timeout: ${s.timeoutMs} ms (its config entry)`);
+    const asked = requestsLine(s);
+    if (asked !== undefined) lines.push(`  ${asked}`);
+    for (const note of s.notes ?? []) lines.push(indent(`note: ${note}`, "  "));
     if (s.reason !== undefined) {
       const label = s.state === "invalid"
         ? "problem"
@@ -104,6 +109,42 @@ export function formatPoolReport(report: PoolReport): string {
     if (problem !== undefined) lines.push(indent(`cannot start: ${problem}`, "  "));
   }
   return lines.join("\n");
+}
+
+/**
+ * What a connected server offers beyond tools, for its line: "7 resources", "2 resource
+ * templates", "4 prompts" once listed, the bare kind while only declared.
+ */
+function offerFacts(s: ServerStatus): string[] {
+  const offers = s.offers;
+  if (offers === undefined) return [];
+  const facts: string[] = [];
+  if (offers.resources) {
+    facts.push(
+      offers.resourceCount === undefined ? "resources" : plural(offers.resourceCount, "resource"),
+    );
+    if (offers.resourceTemplateCount !== undefined && offers.resourceTemplateCount > 0) {
+      facts.push(plural(offers.resourceTemplateCount, "resource template"));
+    }
+  }
+  if (offers.prompts) {
+    facts.push(offers.promptCount === undefined ? "prompts" : plural(offers.promptCount, "prompt"));
+  }
+  return facts;
+}
+
+/** "asked for sampling 2 times, elicitation once (1 refused)" once a server asked anything. */
+function requestsLine(s: ServerStatus): string | undefined {
+  const r = s.requests;
+  if (r === undefined) return undefined;
+  const times = (n: number) => n === 1 ? "once" : `${n} times`;
+  const asked = [
+    r.sampling > 0 ? `sampling ${times(r.sampling)}` : "",
+    r.elicitation > 0 ? `elicitation ${times(r.elicitation)}` : "",
+  ].filter((x) => x !== "").join(", ");
+  return `asked the bridge for ${asked}${
+    r.refused > 0 ? ` (${r.refused} refused: no call running could answer)` : ""
+  }`;
 }
 
 /** Which bridge settings file is in force, and what is wrong with it. */
@@ -147,6 +188,10 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
       reason: s.reason ?? null,
       envNames: s.envNames,
       toolCount: s.toolCount ?? null,
+      offers: s.offers ?? null,
+      requests: s.requests ?? null,
+      timeoutMs: s.timeoutMs ?? null,
+      notes: s.notes ?? [],
       pid: s.pid ?? null,
       usable: s.state !== "disabled" && s.state !== "invalid" &&
         report.launchProblems?.[s.name] === undefined,
@@ -161,7 +206,9 @@ const DESCRIPTION =
   "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
   "transport (stdio/http/sse), command line or URL, state (not started, connected, restarting " +
   "after a config change, failed with the reason, disabled, held, or invalid with the problem), the names of its " +
-  "environment variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote). Also tells which " +
+  "environment variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote); for a " +
+  "connected server, what it offers beyond tools (resources, resource templates, prompts) and the sampling and " +
+  "elicitation requests it sent the bridge. Also tells which " +
   "config file and which bridge settings file (lmstudio-bridge.json) are in force and whether the newest edit of " +
   "either failed to parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
 

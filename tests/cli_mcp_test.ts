@@ -365,6 +365,79 @@ Deno.test("call prints text, summarises other content and fails on isError", asy
   });
 });
 
+Deno.test("tools shows what a server offers beyond tools: resources, templates, prompts", async () => {
+  await withPool({ fx: fixtureEntry(["--extras", "--resources", "2"]) }, async ({ pool }) => {
+    const out = captureOutput();
+    assertEquals(await toolsCommand(["fx"], poolContext(pool, out)), 0);
+    assertStringIncludes(
+      out.out,
+      "fx: 14 tools, 3 resources, 2 resource templates, 2 prompts\n",
+    );
+    assertStringIncludes(
+      out.out,
+      "\nResources (read them with their URI):\n" +
+        "  fx://item/1  (text/plain)  item 1: Text item 1.\n" +
+        "  fx://item/2  (text/plain)  item 2: Text item 2.\n" +
+        "  fx://pixel.png  (image/png)  pixel\n",
+    );
+    assertStringIncludes(
+      out.out,
+      "\nResource templates (fill in the {parts} to get a URI):\n" +
+        "  fx://item/{n}  (text/plain)  item\n  fx://echo/{text}  echo\n",
+    );
+    assertStringIncludes(
+      out.out,
+      "\nPrompts (their arguments are strings):\n  plain()\n    A prompt without arguments.\n" +
+        "  greet(name, style?)\n    Greets someone.\n",
+    );
+    const json = captureOutput();
+    assertEquals(await toolsCommand(["fx", "--json"], poolContext(pool, json)), 0);
+    const doc = JSON.parse(json.out);
+    assertEquals(doc.resources.map((r: { uri: string }) => r.uri), [
+      "fx://item/1",
+      "fx://item/2",
+      "fx://pixel.png",
+    ]);
+    assertEquals(doc.resourceTemplates.length, 2);
+    assertEquals(doc.prompts[1].arguments[0], {
+      name: "name",
+      description: "Who to greet.",
+      required: true,
+    });
+    // Once listed, mcps and list_available_mcps count them, and what the server asked for.
+    // A direct call cannot sample: the server's request is refused, and its tool fails.
+    await assertRejects(() => pool.callTool("fx", "sample", { text: "hi" }), McpServerError);
+    const mcps = captureOutput();
+    assertEquals(await mcpsCommand([], poolContext(pool, mcps)), 0);
+    assertMatch(
+      mcps.out,
+      /fx {2}\[stdio, connected, pid \d+, 14 tools, 3 resources, 2 resource templates, 2 prompts\]/,
+    );
+    assertStringIncludes(
+      mcps.out,
+      "  asked the bridge for sampling once (1 refused: no call running could answer)\n",
+    );
+  });
+});
+
+Deno.test("mcps shows an entry's own timeout, and the one it ignores", async () => {
+  await withPool({
+    fx: { ...fixtureEntry(), timeout: 90000 },
+    cline: { command: "npx", args: ["-y", "x"], timeout: 60 },
+  }, async ({ pool }) => {
+    const out = captureOutput();
+    await mcpsCommand([], poolContext(pool, out));
+    assertStringIncludes(out.out, "  timeout: 90000 ms (its config entry)\n");
+    assertStringIncludes(out.out, 'note: "timeout": 60 is ignored: it is in milliseconds');
+    const json = captureOutput();
+    await mcpsCommand(["--json"], poolContext(pool, json));
+    const servers = JSON.parse(json.out).servers;
+    assertEquals(servers[0].timeoutMs, 90000);
+    assertEquals(servers[1].timeoutMs, null);
+    assertEquals(servers[1].notes.length, 1);
+  });
+});
+
 Deno.test("list_available_mcps answers a real MCP client with text and structured content", async () => {
   await withPool({
     fx: fixtureEntry(),

@@ -201,6 +201,31 @@ Deno.test("config ignores unknown fields and null optional fields", () => {
   assertEquals(e.env, {});
 });
 
+Deno.test("config reads an entry's timeout in milliseconds, and says when it ignores one", () => {
+  assertEquals(only({ command: "npx", timeout: 60000 }).timeoutMs, 60000);
+  assertEquals(only({ url: "http://127.0.0.1:1/mcp", timeout: 2500.4 }).timeoutMs, 2500);
+  assertEquals(only({ command: "npx" }).timeoutMs, undefined);
+  // Cline writes seconds: as milliseconds that would start nothing, so it is ignored (as Claude
+  // Code ignores a timeout under 1000), the entry stays usable and a note says why.
+  const cline = only({ command: "npx", timeout: 60 });
+  assertEquals([cline.problem, cline.timeoutMs], [undefined, undefined]);
+  assertStringIncludes(cline.notes?.[0] ?? "", '"timeout": 60 is ignored');
+  assertStringIncludes(cline.notes?.[0] ?? "", "Write 60000 for 60 s");
+  const huge = only({ command: "npx", timeout: 1e12 });
+  assertEquals(huge.timeoutMs, 86_400_000);
+  assertStringIncludes(huge.notes?.[0] ?? "", "more than a day");
+  // Not a number: the entry says what the field must be.
+  assertStringIncludes(
+    only({ command: "npx", timeout: "60000" }).problem ?? "",
+    '"timeout" must be a number of milliseconds, e.g. 60000, not a string',
+  );
+  // The timeout is no part of what the connection depends on: changing it restarts nothing.
+  assertEquals(
+    only({ command: "npx", timeout: 5000 }).fingerprint,
+    only({ command: "npx" }).fingerprint,
+  );
+});
+
 Deno.test("config hides disabled entries behind a flag but keeps them listed", () => {
   const servers = parse({
     mcpServers: { on: { command: "a" }, off: { command: "b", disabled: true } },

@@ -7,7 +7,7 @@ import { createLogger } from "../lib/log.ts";
 import { join } from "../lib/path.ts";
 import { needsMcpTasks } from "../lib/pool_connection.ts";
 import type { ToolProgress } from "../lib/agent_types.ts";
-import { McpPool, type McpPoolOptions } from "../lib/pool.ts";
+import { McpPool } from "../lib/pool.ts";
 import { McpServerError } from "../lib/pool_errors.ts";
 import {
   assert,
@@ -19,6 +19,7 @@ import {
 } from "./assert.ts";
 import { settlesWithin } from "./agent_harness.ts";
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
+import { fixtureEntry, silent, TempConfig } from "./fixtures/pool_config.ts";
 import {
   assertGone,
   cachedEntry,
@@ -35,51 +36,8 @@ import {
 
 const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 const DENO_JSON = join(ROOT, "deno.json");
-const FIXTURE = join(ROOT, "tests", "fixtures", "pool_fixture_server.ts");
 const PROBE = join(ROOT, "tests", "fixtures", "pool_permission_probe.ts");
 const DENO = Deno.execPath();
-const silent = createLogger({ level: "silent" });
-
-/** A config entry that runs our stdio fixture with `flags`. */
-function fixtureEntry(flags: string[] = [], env: Record<string, string> = {}) {
-  return {
-    command: DENO,
-    args: cachedRun([FIXTURE, ...flags]),
-    env: { ...denoChildEnv(), ...env },
-  };
-}
-
-/** A temp dir with an .mcp.json that can be rewritten (atomically, so the stat changes). */
-class TempConfig {
-  readonly dir: string;
-  readonly path: string;
-  readonly source: ConfigSource;
-  #version = 0;
-  constructor(servers: Record<string, unknown>) {
-    this.dir = Deno.makeTempDirSync({ prefix: "pool_test_" });
-    this.path = join(this.dir, ".mcp.json");
-    this.write(servers);
-    this.source = new ConfigSource({
-      explicitPath: this.path,
-      env: {},
-      cwd: this.dir,
-      home: this.dir,
-      log: silent,
-    });
-  }
-  write(servers: Record<string, unknown>): void {
-    const tmp = `${this.path}.${++this.#version}.tmp`;
-    Deno.writeTextFileSync(tmp, JSON.stringify({ mcpServers: servers }, null, 2));
-    Deno.renameSync(tmp, this.path);
-  }
-  pool(options: Omit<McpPoolOptions, "config"> = {}): McpPool {
-    return new McpPool({ config: this.source, log: silent, connectTimeoutMs: 20_000, ...options });
-  }
-  remove(): void {
-    Deno.removeSync(this.dir, { recursive: true });
-  }
-}
-
 async function call(pool: McpPool, server: string, tool: string, args = {}): Promise<string> {
   return textOf(await pool.callTool(server, tool, args));
 }
@@ -652,11 +610,14 @@ Deno.test("pool passes progress, timeouts and cancellation through to the server
         onProgress: (p) => seen.push(p),
       });
       assertEquals(textOf(result), "done after 3 steps");
+      // The first call starts the server: its start-up comes first, then the tool's own steps.
+      assertMatch(seen[0]?.message ?? "", /^starting fx: \d+ s$/);
+      const steps = seen.filter((p) => !p.message?.startsWith("starting "));
       // The SDK drops a progress notification that arrives together with the result, so the
       // last step may be missing; the earlier ones must be there, in order.
-      assertEquals(seen.map((p) => p.progress).slice(0, 2), [1, 2]);
-      assertEquals(seen[0]?.total, 3);
-      assertEquals(seen[0]?.message, "step 1");
+      assertEquals(steps.map((p) => p.progress).slice(0, 2), [1, 2]);
+      assertEquals(steps[0]?.total, 3);
+      assertEquals(steps[0]?.message, "step 1");
     });
     await t.step("progress resets the call timeout", async () => {
       const result = await pool.callTool("fx", "slow", { ms: 900, steps: 6 }, { timeoutMs: 450 });
