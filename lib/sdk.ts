@@ -105,17 +105,5 @@ export type {
 } from "@modelcontextprotocol/sdk/shared/auth";
 export type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol";
 export type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types";
-// The requests downstream servers send the bridge, and their resources and prompts.
-export type {
-  CreateMessageRequestParams,
-  CreateMessageResult,
-  ElicitRequestParams,
-  ElicitResult,
-  GetPromptResult,
-  Prompt,
-  PromptMessage,
-  ReadResourceResult,
-  Resource,
-  ResourceTemplate,
-  SamplingMessage,
-} from "@modelcontextprotocol/sdk/types";
+// Also the requests downstream servers send the bridge (above: their resources and prompts).
+export type { PromptMessage, SamplingMessage } from "@modelcontextprotocol/sdk/types";

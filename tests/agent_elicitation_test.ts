@@ -379,7 +379,6 @@ Deno.test("run asks a server's elicitation on the terminal, and declines without
 // The pool side of elicitation (contract 3); until McpPool serves it, this test waits.
 Deno.test({
   name: "end to end: server-everything's trigger-elicitation-request reaches the elicitor",
-  ignore: !("offers" in McpPool.prototype),
   fn: async () => {
     await withHarness(async (h) => {
       const asked: ElicitationRequest[] = [];

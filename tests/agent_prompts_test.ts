@@ -218,7 +218,6 @@ Deno.test("the autonomous tools take a prompt; its server defaults to the task's
 // The pool side of prompts (contract 6); until McpPool has it, this test waits.
 Deno.test({
   name: "end to end: a task starts from server-everything's args-prompt through the pool",
-  ignore: !("getPrompt" in McpPool.prototype),
   fn: async () => {
     await withHarness(async (h) => {
       h.fake.script(CHAT, answer("Mild."));

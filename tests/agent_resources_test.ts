@@ -150,12 +150,8 @@ Deno.test("the model lists and reads a server's resources; large ones are cut, u
   });
 });
 
-// The pool side of resources (contract 6); until McpPool has it, this test waits.
-const POOL_HAS_RESOURCES = "listResources" in McpPool.prototype;
-
 Deno.test({
   name: "end to end: the model reads a document of server-everything through the pool",
-  ignore: !POOL_HAS_RESOURCES,
   fn: async () => {
     await withHarness(async (h) => {
       h.fake.script(
@@ -172,8 +168,8 @@ Deno.test({
       const requests = h.fake.requestsTo(CHAT);
       const names = toolNamesOf(requests[0]!);
       assert(names.includes("everything__read_resource"), names.join(", "));
-      // server-memory offers no resources.
-      assert(!names.includes("memory__read_resource"));
+      // server-memory (2026.8.31) declares resources too: each server gets its own pair.
+      assert(names.includes("memory__read_resource"), names.join(", "));
       const listing = String(toolMessages(requests[1]!)[0]!.content);
       assertStringIncludes(
         listing,

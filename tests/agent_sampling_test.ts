@@ -225,7 +225,6 @@ Deno.test("the approval rules decide sampling like a call of sampling/createMess
 // The pool side of sampling (contract 3); until McpPool serves it, this test waits.
 Deno.test({
   name: "end to end: server-everything's trigger-sampling-request is answered by the local model",
-  ignore: !("offers" in McpPool.prototype),
   fn: async () => {
     await withHarness(async (h) => {
       h.fake.script(
