@@ -504,6 +504,15 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
       contextLength: run.defaultContext,
       notes,
       signal,
+      onLoading: (model) => {
+        const started = run.now();
+        run.progress.report(0, 0, `loading ${model}`);
+        return run.progress.heartbeat({
+          round: 0,
+          everyMs: run.heartbeatMs,
+          describe: () => `loading ${model} (${((run.now() - started) / 1000).toFixed(0)} s)`,
+        });
+      },
     }),
     options.prompt !== undefined
       ? startingPrompt(deps.pool, options.prompt, { signal, notes })

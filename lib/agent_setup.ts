@@ -306,6 +306,11 @@ export async function prepareModel(o: {
   contextLength: number;
   notes: string[];
   signal: AbortSignal;
+  /**
+   * Told when the model is about to be loaded (the list says it is not); the function it returns
+   * is called when the load has ended, whichever way. For progress: "loading qwen3-8b (12 s)".
+   */
+  onLoading?: (model: string) => () => void;
 }): Promise<PreparedModel> {
   const { signal, notes } = o;
   // Read once and handed down. Without it the chat request tells whether the model exists; a
@@ -320,6 +325,7 @@ export async function prepareModel(o: {
   });
   let id = asked;
   let contextLength = o.contextLength;
+  let notLoaded = false;
   if ("list" in listing) {
     checkModelListed({
       id: asked,
@@ -328,6 +334,7 @@ export async function prepareModel(o: {
       fromDefault: !o.model?.trim() && !!o.defaultModel?.trim(),
     });
     const info = findModel(asked, listing.list.models);
+    notLoaded = info?.state === "not-loaded";
     // An instance id (`qwen3-8b:2`) names one loaded instance: keep it.
     if (info !== undefined && !(info.instanceIds ?? []).includes(asked)) id = info.id;
     // A load asking for more than the model supports would fail.
@@ -336,6 +343,7 @@ export async function prepareModel(o: {
   let loaded = false;
   let after: ModelListing | undefined;
   if (o.models) {
+    const loadEnded = notLoaded ? o.onLoading?.(id) : undefined;
     try {
       // The race ends the wait even for a manager that does not honour the signal.
       const ensured = await raceAbort(
@@ -355,6 +363,8 @@ export async function prepareModel(o: {
       if (isAbort(error, signal)) throw error;
       // The chat request JIT-loads the model or fails with its own clear error.
       notes.push(`could not pre-load ${id}: ${errorMessage(error)}`);
+    } finally {
+      loadEnded?.();
     }
   }
   const contextTokens = await contextWindow({

@@ -9,6 +9,7 @@ import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_calls.ts";
 import type { AgentLmClient, AgentProgress } from "../lib/agent_types.ts";
 import type { ChatResult, ChatStreamEvent, GenerationStats } from "../lib/lmstudio_types.ts";
 import { answer, CHAT, settlesWithin, withHarness } from "./agent_harness.ts";
+import { defaultFakeModels } from "./fakes/lmstudio.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { quiet } from "./rigs.ts";
 
@@ -192,4 +193,43 @@ Deno.test("a held-back update goes out when the gap has passed, and an event of 
   progress.report(1, 2, "round 2");
   progress.dispose();
   assertEquals(got, ["a", "c", "round 2"]);
+});
+
+Deno.test("a task whose model is not loaded says it is loading it, with the time so far, until the load ends", async () => {
+  const models = defaultFakeModels().map((m) =>
+    m.type === "llm" ? { ...m, state: "not-loaded" as const } : m
+  );
+  await withHarness(async (h) => {
+    const messages: string[] = [];
+    const beat = Promise.withResolvers<void>();
+    let loads = 0;
+    const result = await h.run({
+      heartbeatMs: 1,
+      deps: {
+        models: {
+          ensureLoaded: async (model) => {
+            loads++;
+            // The load ends once a heartbeat has said it is still going (at once when nothing
+            // said it was loading, so that the assertions below fail rather than hang).
+            if (messages.includes("loading qwen2.5-7b-instruct")) await beat.promise;
+            return { model, via: "lms" };
+          },
+        },
+      },
+      onProgress: (e) => {
+        messages.push(e.message);
+        if (/^loading qwen2\.5-7b-instruct \(\d+ s\)$/.test(e.message)) beat.resolve();
+      },
+    });
+    assertEquals(result.stopped_because, "answer");
+    assertEquals(loads, 1);
+    assert(messages.includes("loading qwen2.5-7b-instruct"), messages.join(" | "));
+    assert(messages.some((m) => /^loading qwen2\.5-7b-instruct \(\d+ s\)$/.test(m)));
+    // Nothing about loading once the load has ended.
+    const asking = messages.findIndex((m) => m.includes("asking"));
+    assert(
+      asking > 0 && messages.slice(asking).every((m) => !m.startsWith("loading")),
+      messages.join(" | "),
+    );
+  }, { models });
 });
