@@ -20,12 +20,9 @@ import type {
 } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
 import type { ToolLoad } from "./tool_demand.ts";
+import type { ServerRequestHandlers } from "./pool_requests.ts";
 import type {
   CallToolResult,
-  CreateMessageRequestParams,
-  CreateMessageResult,
-  ElicitRequestParams,
-  ElicitResult,
   GetPromptResult,
   Prompt,
   ReadResourceResult,
@@ -58,18 +55,10 @@ export function isAbort(error: unknown, signal: AbortSignal): boolean {
 }
 
 /**
- * Answers to the requests a downstream server sends while one of its tools runs: the pool gives a
- * server's `sampling/createMessage` or `elicitation/create` to the call on that server that
- * registered handlers (the oldest, when several did), and declines it when none did.
+ * Answers to the requests a downstream server sends while one of its tools runs (the pool gives
+ * a server's `sampling/createMessage` or `elicitation/create` to the call that registered them).
  */
-export interface ServerRequestHandlers {
-  sample?: (
-    params: CreateMessageRequestParams,
-    signal: AbortSignal,
-  ) => Promise<CreateMessageResult>;
-  elicit?: (params: ElicitRequestParams, signal: AbortSignal) => Promise<ElicitResult>;
-}
-
+export type { ServerRequestHandlers } from "./pool_requests.ts";
 /** What a server offers besides tools, from its declared capabilities. */
 export interface ServerOffers {
   tools: boolean;
