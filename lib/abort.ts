@@ -35,3 +35,10 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefine
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
+
+/** True when `signal` fired or `error` is an abort (an AbortError, or of kind "aborted"). */
+export function isAbort(error: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted) return true;
+  return error instanceof Error && (error.name === "AbortError" ||
+    (error as { kind?: unknown }).kind === "aborted");
+}

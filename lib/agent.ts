@@ -22,7 +22,7 @@
  * context window) in agent_setup.ts, the context budget in agent_budget.ts, the tool calls and
  * progress in agent_calls.ts, traces in agent_trace.ts.
  */
-import { raceAbort } from "./abort.ts";
+import { isAbort, raceAbort } from "./abort.ts";
 import {
   assistantMessage,
   callArguments,
@@ -35,7 +35,7 @@ import {
   runCalls,
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
-import { SamplingAnswerer, type SamplingLimits } from "./agent_sampling.ts";
+import { SamplingAnswerer } from "./agent_sampling.ts";
 import { ElicitationRelay } from "./agent_elicitation.ts";
 import {
   buildCatalog,
@@ -52,8 +52,8 @@ import {
   type AgentResult,
   type AgentSession,
   DEFAULT_MAX_ROUNDS,
-  isAbort,
   type RoundDetail,
+  type SamplingLimits,
   type ServerRequestHandlers,
   type StopReason,
   type ToolCallRecord,

@@ -15,7 +15,6 @@ import type { ApprovalGate } from "./agent_approval.ts";
 import { runResourceTool } from "./agent_resources.ts";
 import {
   type AgentProgress,
-  isAbort,
   type ServerRequestHandlers,
   type ToolCallRecord,
   type ToolHost,
@@ -33,6 +32,7 @@ import { type ArgumentValidator, describeParameters } from "./tool_schema.ts";
 import type { TraceSink } from "./agent_trace.ts";
 import { errorMessage } from "./errors.ts";
 import { clip, shortJson } from "./text.ts";
+import { isAbort } from "./abort.ts";
 
 /** The same call with the same arguments this many times in a row stops the loop. */
 export const REPEAT_LIMIT = 3;

@@ -8,29 +8,14 @@
  * Every request is a trace event (`elicitation`: server, tool, action, reason).
  */
 import type { TraceSink } from "./agent_trace.ts";
-import { isAbort } from "./agent_types.ts";
 import { errorMessage } from "./errors.ts";
 import type { ElicitRequestParams, ElicitResult } from "./sdk.ts";
 import { clause } from "./text.ts";
+import { isAbort } from "./abort.ts";
+import type { Elicitor } from "./agent_types.ts";
 
 /** Where a declined request's result says why it was declined. */
 export const DECLINE_REASON_KEY = "lmstudio-bridge/reason";
-
-/** What the person asked sees of an elicitation request. */
-export interface ElicitationRequest {
-  /** The server that asks, and its tool whose call is running. */
-  server: string;
-  tool: string;
-  /** The task, as the caller gave it. */
-  task: string;
-  params: ElicitRequestParams;
-}
-
-/**
- * Asks the person behind the task what a server wants to know: their answer, or a decline
- * ({@linkcode declined}) saying why nobody could be asked. Rejects only when `signal` aborts.
- */
-export type Elicitor = (request: ElicitationRequest, signal: AbortSignal) => Promise<ElicitResult>;
 
 /** A declined request, with why. */
 export function declined(reason: string): ElicitResult {

@@ -11,7 +11,7 @@ import type { ReadResourceResult, Resource, ResourceTemplate, Tool } from "./sdk
 import { errorMessage } from "./errors.ts";
 import { clause, firstLine, formatBytes, plural } from "./text.ts";
 import { describePart } from "./tool_output.ts";
-import { isAbort } from "./agent_types.ts";
+import { isAbort } from "./abort.ts";
 
 /** The tools the bridge adds for a server that offers resources. */
 export type ResourceTool = "list_resources" | "read_resource";

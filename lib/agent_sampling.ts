@@ -24,11 +24,12 @@ import type { ApprovalGate } from "./agent_approval.ts";
 import { conversationTokens } from "./agent_budget.ts";
 import { McpMessageError, samplingChatMessages } from "./agent_messages.ts";
 import type { TraceSink } from "./agent_trace.ts";
-import { type AgentLmClient, isAbort } from "./agent_types.ts";
+import type { AgentLmClient, SamplingLimits, SamplingRecord } from "./agent_types.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import type { CreateMessageRequestParams, CreateMessageResult } from "./sdk.ts";
 import { clause, plural, shorten } from "./text.ts";
+import { isAbort } from "./abort.ts";
 
 /** Longest sampling reply when the settings do not say, in tokens. */
 export const DEFAULT_SAMPLING_MAX_TOKENS = 1024;
@@ -37,35 +38,10 @@ export const DEFAULT_SAMPLING_PER_TASK = 10;
 /** The tool name the approval rules know a server's sampling requests by. */
 export const SAMPLING_TOOL = "sampling/createMessage";
 
-/** The limits of sampling (lmstudio-bridge.json `sampling`). */
-export interface SamplingLimits {
-  max_tokens?: number;
-  per_task?: number;
-}
-
 /** Why a sampling request was not answered. */
 export class SamplingError
   extends BridgeError<"limit" | "unsupported" | "too_large" | "refused" | "model"> {
   override name = "SamplingError";
-}
-
-/** One sampling request, as the result and the trace report it. */
-export interface SamplingRecord {
-  round: number;
-  /** The server that asked, and its tool whose call was running. */
-  server: string;
-  tool: string;
-  ok: boolean;
-  /** Why it was not answered, or why the model failed. */
-  error?: string;
-  /** What the server asked for, and what the reply was allowed. */
-  requested_max_tokens: number;
-  max_tokens: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  /** endTurn, maxTokens, or what the model said. */
-  stop_reason?: string;
-  duration_ms: number;
 }
 
 /** The tool call during which a server asks. */

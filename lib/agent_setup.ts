@@ -5,20 +5,19 @@
  * context window is. Problems that leave nothing to work with throw {@linkcode AgentError}; lesser
  * ones become notes for the caller.
  */
-import { raceAbort } from "./abort.ts";
+import { isAbort, raceAbort } from "./abort.ts";
 import {
   type AgentConfig,
   AgentError,
   type AgentLmClient,
   type AgentModels,
   ApprovalRules,
-  isAbort,
   type ModelListing,
+  type SamplingLimits,
   type StartingPrompt,
   type ToolHost,
 } from "./agent_types.ts";
 import { promptChatMessages } from "./agent_messages.ts";
-import type { SamplingLimits } from "./agent_sampling.ts";
 import type { ChatMessage, ModelList } from "./lmstudio_types.ts";
 import { findModel } from "./model_names.ts";
 import type { Tool } from "./sdk.ts";

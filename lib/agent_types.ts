@@ -19,10 +19,11 @@ import type {
   Usage,
 } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";
-import type { ToolLoad } from "./tool_demand.ts";
 import type { ServerRequestHandlers } from "./pool_requests.ts";
 import type {
   CallToolResult,
+  ElicitRequestParams,
+  ElicitResult,
   GetPromptResult,
   Prompt,
   ReadResourceResult,
@@ -31,8 +32,6 @@ import type {
   Tool,
 } from "./sdk.ts";
 import type { TraceSink } from "./agent_trace.ts";
-import type { SamplingLimits, SamplingRecord } from "./agent_sampling.ts";
-import type { Elicitor } from "./agent_elicitation.ts";
 import type { ArgumentValidator } from "./tool_schema.ts";
 
 /** Rounds allowed when the caller does not say. */
@@ -45,13 +44,6 @@ export const DEFAULT_MAX_ROUNDS = 100;
 export class AgentError
   extends BridgeError<"recursion" | "servers" | "tools" | "model" | "session" | "prompt"> {
   override name = "AgentError";
-}
-
-/** True when `signal` fired or `error` is an abort (an AbortError, or of kind "aborted"). */
-export function isAbort(error: unknown, signal: AbortSignal): boolean {
-  if (signal.aborted) return true;
-  return error instanceof Error && (error.name === "AbortError" ||
-    (error as { kind?: unknown }).kind === "aborted");
 }
 
 /**
@@ -442,4 +434,55 @@ export interface AgentOptions {
    */
   toolShare?: number;
   deps: AgentDeps;
+}
+
+/** The limits of sampling (lmstudio-bridge.json `sampling`). */
+export interface SamplingLimits {
+  max_tokens?: number;
+  per_task?: number;
+}
+
+/** One sampling request, as the result and the trace report it. */
+export interface SamplingRecord {
+  round: number;
+  /** The server that asked, and its tool whose call was running. */
+  server: string;
+  tool: string;
+  ok: boolean;
+  /** Why it was not answered, or why the model failed. */
+  error?: string;
+  /** What the server asked for, and what the reply was allowed. */
+  requested_max_tokens: number;
+  max_tokens: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** endTurn, maxTokens, or what the model said. */
+  stop_reason?: string;
+  duration_ms: number;
+}
+
+/** What the person asked sees of an elicitation request. */
+export interface ElicitationRequest {
+  /** The server that asks, and its tool whose call is running. */
+  server: string;
+  tool: string;
+  /** The task, as the caller gave it. */
+  task: string;
+  params: ElicitRequestParams;
+}
+
+/**
+ * Asks the person behind the task what a server wants to know: their answer, or a decline
+ * ({@linkcode declined}) saying why nobody could be asked. Rejects only when `signal` aborts.
+ */
+export type Elicitor = (request: ElicitationRequest, signal: AbortSignal) => Promise<ElicitResult>;
+
+/** A tool loaded (or unloaded to make room) in a round, as the result and the trace report it. */
+export interface ToolLoad {
+  round: number;
+  tool: string;
+  /** `load_tools`: the model asked; `call`: it called the tool without loading it first. */
+  via: "load_tools" | "call";
+  /** Unloaded to make room for others (`via` says what loaded those). */
+  unloaded?: true;
 }

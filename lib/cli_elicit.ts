@@ -7,12 +7,14 @@
  * URL request shows the URL and asks whether the user is done there. Without a terminal the
  * request is declined with why.
  */
-import type { Elicitor } from "./agent_elicitation.ts";
 import { declined } from "./agent_elicitation.ts";
-import type { LineReader } from "./cli_run.ts";
 import { isRecord } from "./json.ts";
 import type { Output } from "./output.ts";
 import type { ElicitResult } from "./sdk.ts";
+import { type Elicitor } from "./agent_types.ts";
+
+/** Reads one line of the terminal (null at its end); aborting stops waiting. */
+export type LineReader = (signal: AbortSignal) => Promise<string | null>;
 
 /** A value of an elicitation form, as MCP allows them. */
 type FieldValue = string | number | boolean | string[];

@@ -28,8 +28,8 @@ import { type AgentApp, approvalQuestion, runTask } from "./server_agent.ts";
 import { liveClient, LiveReply } from "./cli_live.ts";
 import { keepSession, openSessionFile } from "./cli_session.ts";
 import { listNames, plural, shellWord } from "./text.ts";
-import { cliElicitor, oneAtATime } from "./cli_elicit.ts";
-import type { Elicitor } from "./agent_elicitation.ts";
+import { cliElicitor, type LineReader, oneAtATime } from "./cli_elicit.ts";
+import { type Elicitor } from "./agent_types.ts";
 
 const OPTIONS = {
   mcp: { type: "string", multiple: true },
@@ -73,9 +73,6 @@ function summaryLine(result: AgentResult, ms: number): string {
     `tool call(s)${failed ? ` (${failed} failed)` : ""}, ${result.usage.total_tokens} tokens, ` +
     `${seconds(ms)}, model ${result.model}`;
 }
-
-/** Reads one line of the terminal (null at its end); aborting stops waiting. */
-export type LineReader = (signal: AbortSignal) => Promise<string | null>;
 
 /** Lines of standard input, read as they come. */
 function stdinLines(): LineReader {

@@ -17,11 +17,12 @@ import {
   type ApprovalRequest,
   type Approver,
   DEFAULT_MAX_ROUNDS,
+  type Elicitor,
   type StartingPrompt,
   type ToolHost,
 } from "./agent_types.ts";
 import type { App } from "./app.ts";
-import { declined, type Elicitor } from "./agent_elicitation.ts";
+import { declined } from "./agent_elicitation.ts";
 import type {
   CallToolResult,
   McpServer,

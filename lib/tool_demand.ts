@@ -23,6 +23,7 @@ import { toolsTokens } from "./agent_budget.ts";
 import type { OpenAiTool } from "./lmstudio_types.ts";
 import { firstLine, listNames, plural } from "./text.ts";
 import type { CatalogEntry, ToolCatalog } from "./tool_catalog.ts";
+import type { ToolLoad } from "./agent_types.ts";
 
 /** Share of the context window the tool definitions may take before they are sent on demand. */
 export const DEFAULT_TOOL_SHARE = 0.4;
@@ -30,16 +31,6 @@ export const DEFAULT_TOOL_SHARE = 0.4;
 export const LOAD_TOOLS = "load_tools";
 /** Characters of a tool's description the catalogue keeps. */
 const SUMMARY_CHARS = 100;
-
-/** A tool loaded (or unloaded to make room) in a round, as the result and the trace report it. */
-export interface ToolLoad {
-  round: number;
-  tool: string;
-  /** `load_tools`: the model asked; `call`: it called the tool without loading it first. */
-  via: "load_tools" | "call";
-  /** Unloaded to make room for others (`via` says what loaded those). */
-  unloaded?: true;
-}
 
 /** The outcome of a `load_tools` call, as the loop records it. */
 export interface LoadOutcome {

@@ -5,14 +5,13 @@
  * for one that cannot, and `run` asks on the terminal (scripted lines) or declines without one.
  * The loop side runs with a tool run in-process that asks as a server would
  * (tests/agent_harness.ts `featureHost`, contract 3); the end-to-end test against
- * server-everything runs once McpPool serves these requests.
+ * server-everything runs through the pool.
  */
-import { DECLINE_REASON_KEY, type ElicitationRequest } from "../lib/agent_elicitation.ts";
+import { DECLINE_REASON_KEY } from "../lib/agent_elicitation.ts";
 import type { ServerRequestHandlers, ToolHost } from "../lib/agent_types.ts";
-import { fieldValue, terminalElicitor } from "../lib/cli_elicit.ts";
-import { type LineReader, runCommand } from "../lib/cli_run.ts";
+import { fieldValue, type LineReader, terminalElicitor } from "../lib/cli_elicit.ts";
+import { runCommand } from "../lib/cli_run.ts";
 import { captureOutput } from "../lib/output.ts";
-import { McpPool } from "../lib/pool.ts";
 import {
   Client,
   type ElicitRequestParams,
@@ -35,6 +34,7 @@ import {
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { cachedEntry, REFERENCE_SERVERS, textOf } from "./fixtures/pool_support.ts";
 import { commandContext, quiet } from "./rigs.ts";
+import { type ElicitationRequest } from "../lib/agent_types.ts";
 
 const SECRET_QUESTION = "What is your favourite colour?";
 
@@ -376,7 +376,6 @@ Deno.test("run asks a server's elicitation on the terminal, and declines without
   });
 });
 
-// The pool side of elicitation (contract 3); until McpPool serves it, this test waits.
 Deno.test({
   name: "end to end: server-everything's trigger-elicitation-request reaches the elicitor",
   fn: async () => {

@@ -4,13 +4,12 @@
  * when they are wrong; the autonomous tools take a `prompt` input and `run` takes `--prompt
  * SERVER/NAME` with `--prompt-arg KEY=VALUE`. The loop side runs on a host with contract 6's
  * methods (tests/agent_harness.ts `featureHost`); the end-to-end tests against server-everything
- * run once McpPool has them.
+ * run through the pool.
  */
 import { AgentError } from "../lib/agent_types.ts";
 import { UsageError } from "../lib/args.ts";
 import { runCommand } from "../lib/cli_run.ts";
 import { captureOutput } from "../lib/output.ts";
-import { McpPool } from "../lib/pool.ts";
 import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
 import { type AgentApp, registerAutonomousTools } from "../lib/server_agent.ts";
 import {
@@ -215,7 +214,6 @@ Deno.test("the autonomous tools take a prompt; its server defaults to the task's
   });
 });
 
-// The pool side of prompts (contract 6); until McpPool has it, this test waits.
 Deno.test({
   name: "end to end: a task starts from server-everything's args-prompt through the pool",
   fn: async () => {

@@ -3,10 +3,9 @@
  * `read_resource` in the catalog of a server that offers resources, their results as the model
  * reads them, and the loop running them (read-only, cut to the budget, failures as text). The loop
  * side runs on a host with contract 6's methods (tests/agent_harness.ts `featureHost`); the end
- * to end test against server-everything runs once McpPool has them.
+ * to end test against server-everything runs through the pool.
  */
 import { resourceListText, resourceReadText } from "../lib/agent_resources.ts";
-import { McpPool } from "../lib/pool.ts";
 import { ToolCatalog } from "../lib/tool_catalog.ts";
 import {
   answer,

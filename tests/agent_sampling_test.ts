@@ -4,11 +4,10 @@
  * gets it, the per-task count, the context window, the approval rules (`sampling/createMessage`),
  * and the records in the result and the trace. The loop side runs with a tool run in-process that
  * asks as a server would (tests/agent_harness.ts `featureHost`, contract 3); the end-to-end test
- * against server-everything's trigger-sampling-request runs once McpPool serves these requests.
+ * against server-everything's trigger-sampling-request runs through the pool.
  */
 import { memoryTrace } from "../lib/agent_trace.ts";
 import type { AgentResult, ApprovalRequest, ServerRequestHandlers } from "../lib/agent_types.ts";
-import { McpPool } from "../lib/pool.ts";
 import { approvalQuestion } from "../lib/server_agent.ts";
 import type { CallToolResult, CreateMessageRequestParams } from "../lib/sdk.ts";
 import { errorMessage } from "../lib/errors.ts";
@@ -222,7 +221,6 @@ Deno.test("the approval rules decide sampling like a call of sampling/createMess
   });
 });
 
-// The pool side of sampling (contract 3); until McpPool serves it, this test waits.
 Deno.test({
   name: "end to end: server-everything's trigger-sampling-request is answered by the local model",
   fn: async () => {
