@@ -117,7 +117,7 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       return 0;
     }
     const settings = settingsFromEnv();
-    app = createApp(settings, { configPath: global.configPath });
+    app = createApp(settings, { configPath: global.configPath, watchConfig: true });
     if (command === "serve") {
       if (global.rest.length > 0) {
         // `serve --http [HOST:]PORT [--token-file FILE]`; anything else is a usage error there.

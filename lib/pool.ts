@@ -280,8 +280,9 @@ export class McpPool {
     try {
       return await this.#call(server, tool, args, o);
     } finally {
-      // What the call changed is seen now, while it still counts as the model's work.
-      await this.#config.current();
+      // What the call changed is seen now, while it still counts as the model's work: with a
+      // stat, as the watcher's event may still be on its way.
+      await this.#config.current({ verify: true });
       endWork();
     }
   }
