@@ -65,6 +65,8 @@ export class Connection {
   idleTimer?: Timer;
   /** Set once closing started. */
   closing?: Promise<void>;
+  /** Called when the server says its tool list changed (the pool drops what it kept of it). */
+  onToolsChanged?: () => void;
   readonly #child?: ChildState;
   readonly #remote?: RemoteWatch;
   readonly #onClosed: (conn: Connection) => void;
@@ -99,6 +101,7 @@ export class Connection {
       this.#tools = undefined;
       this.#toolNotes = [];
       this.#toolsPromise = undefined;
+      this.onToolsChanged?.();
     });
   }
 
