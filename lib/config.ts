@@ -26,12 +26,15 @@
  * - An event marks the config dirty: the next call stats (and re-reads what changed). A check
  *   during which an event arrived does not count as a clean one.
  * - For {@linkcode SETTLE_MS} after an event every call stats: edits come in bursts (an editor
- *   writes, renames, sets modes; a tool writes twice), and the events of the later steps may
- *   still be on their way when the next call comes. A write followed at once by a call in those
- *   seconds is seen by that call's stat. So is a write followed by a call in the same process
- *   when nothing was written for a while, as soon as its event has been read, which takes well
- *   under a millisecond on Linux (inotify) and macOS; a call in between still sees the version
- *   before the write, as it would have if it had come a moment earlier.
+ *   writes, renames, sets modes; a tool writes twice, all within milliseconds), and the events
+ *   of the later steps may still be on their way when the next call comes. A write followed at
+ *   once by a call in that window is seen by that call's stat, whether or not its event came.
+ * - Outside it, a write is seen by the first call after its event was read, which takes well
+ *   under a millisecond (inotify on Linux; measured: about half of the calls made right after
+ *   `await Deno.writeTextFile` in the same process come before the event); a call in between
+ *   still sees the version before the write, as it would have had it come a moment earlier.
+ *   That is the price of a check without a syscall: any syscall (a stat costs 5 to 40 us) would
+ *   be the check again.
  * - Coarse timestamps (the "modified too recently" rule below) need no stat of their own: an
  *   edit that keeps the stat unchanged still gives an event, and the re-read that follows
  *   compares the bytes.
@@ -321,8 +324,12 @@ export interface ConfigSourceOptions {
   watch?: boolean | WatchFactory;
 }
 
-/** After a file-system event, calls stat-check the config for this long (see the module doc). */
-export const SETTLE_MS = 2_000;
+/**
+ * After a file-system event, calls stat-check the config for this long (see the module doc):
+ * hundreds of times what an event takes to arrive and what an editor's save takes, on a loaded
+ * machine too.
+ */
+export const SETTLE_MS = 250;
 
 /** While watching, the config is still stat-checked at least this often (see the module doc). */
 export const VERIFY_MS = 5_000;

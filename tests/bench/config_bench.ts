@@ -2,8 +2,8 @@
  * Hot reload of the MCP config: every tool call asks ConfigSource.current(), which only stats the
  * file when nothing changed; after an edit it reads and parses it again, and for the next 2 s
  * (while the file's timestamp cannot be trusted) it re-reads it on every call to compare. With
- * `watch` (what the bridge runs with), an unchanged config costs no stat at all, and in the 2 s
- * after a file-system event every call stats again.
+ * `watch` (what the bridge runs with), an unchanged config costs no stat at all, and for
+ * SETTLE_MS (250 ms) after a file-system event every call stats again.
  * Measured on a 50-server file (stdio entries with `${VAR}` expansion and env, HTTP and SSE
  * entries with headers), found as ./.mcp.json (the first candidate) and as ~/.mcp.json (after
  * two candidates that do not exist).
@@ -56,7 +56,7 @@ interface ConfigFixture {
   watched: ConfigSource;
   /** Watching, found as ~/.mcp.json. */
   watchedInHome: ConfigSource;
-  /** Watching, with a clock that stays within 2 s of an event: the seconds after an edit. */
+  /** Watching, with a clock that stays within SETTLE_MS of an event: right after an edit. */
   watchedAfterEdit: ConfigSource;
 }
 
@@ -142,7 +142,7 @@ const unchanged = [
   ["current() in the 2 s after an edit (stat + read + compare)", "justEdited"],
   ["watching: current() when unchanged (no stat)", "watched"],
   ["watching: current() when unchanged, found as ~/.mcp.json", "watchedInHome"],
-  ["watching: current() in the 2 s after an event (stat)", "watchedAfterEdit"],
+  ["watching: current() right after an event (stat)", "watchedAfterEdit"],
 ] as const;
 
 for (const [name, key] of unchanged) {
