@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertStrictEquals, assertStringIncludes } from "./assert.ts";
 import { type ConfigFs, ConfigSource, SETTLE_MS, VERIFY_MS } from "../lib/config.ts";
 import { type ConfigWatcher, watchDirs, type WatchFactory } from "../lib/config_watch.ts";
-import { createLogger } from "../lib/log.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
 import { basename, dirname, join } from "../lib/path.ts";
 
 const silent = createLogger({ level: "silent" });
@@ -52,6 +52,14 @@ function countingFs(): ConfigFs & { stats: number } {
 function clock(): { now: () => number; advance(ms: number): void } {
   let t = Date.now() + 60_000;
   return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+/** A watching source for the layout `t` with a clock past every mtime. */
+function watching(
+  t: Layout,
+  o: { watch: WatchFactory; now: () => number; fs?: ConfigFs; log?: Logger },
+): ConfigSource {
+  return new ConfigSource({ cwd: t.cwd, home: t.home, env: {}, log: o.log ?? silent, ...o });
 }
 
 /** A watcher the test feeds; `emit` resolves once the consumer has handled the event. */
@@ -144,15 +152,7 @@ Deno.test("watching: an unchanged config costs no stat; an event makes the next 
   const fs = countingFs();
   const time = clock();
   const w = fakeWatchers();
-  using source = new ConfigSource({
-    cwd: t.cwd,
-    home: t.home,
-    env: {},
-    log: silent,
-    fs,
-    now: time.now,
-    watch: w.factory,
-  });
+  using source = watching(t, { fs, now: time.now, watch: w.factory });
   const first = await source.current();
   assertEquals(first.servers.map((s) => s.name), ["one"]);
   // The project dir, home (for ~/.lmstudio and ~/.mcp.json) and the parent dir are watched.
@@ -210,14 +210,7 @@ Deno.test("watching: deleting and creating candidates moves to the file that win
   await writeConfig(home, "home");
   const time = clock();
   const w = fakeWatchers();
-  using source = new ConfigSource({
-    cwd: t.cwd,
-    home: t.home,
-    env: {},
-    log: silent,
-    now: time.now,
-    watch: w.factory,
-  });
+  using source = watching(t, { now: time.now, watch: w.factory });
   assertEquals((await source.current()).path, project);
   await Deno.remove(project);
   await w.last().emit("remove", project);
@@ -243,15 +236,7 @@ Deno.test("watching for real: an edit of ~/.mcp.json and a new ~/.lmstudio/mcp.j
   const time = clock();
   const fs = countingFs();
   const w = realWatchers();
-  using source = new ConfigSource({
-    cwd: t.cwd,
-    home: t.home,
-    env: {},
-    log: silent,
-    fs,
-    now: time.now,
-    watch: w.factory,
-  });
+  using source = watching(t, { fs, now: time.now, watch: w.factory });
   const first = await source.current();
   assertEquals(first.path, home);
   const stats = fs.stats;
@@ -295,10 +280,7 @@ Deno.test("watching: where no watcher can start, every call stats, and why is lo
   const log = createLogger({ level: "info", write: (line) => lines.push(line) });
   const fs = countingFs();
   let tries = 0;
-  using source = new ConfigSource({
-    cwd: t.cwd,
-    home: t.home,
-    env: {},
+  using source = watching(t, {
     log,
     fs,
     now: clock().now,
