@@ -499,7 +499,8 @@ async function afterIdleRows(
         n: 1000,
       }, { label: "first call", ...f(first) }),
       {
-        measure: `  servers running after them (${started} after the first call)`,
+        measure:
+          `  servers started by them (${started} of ${n} still ran when the first call ended)`,
         value: String(running),
         against: "",
       },
