@@ -119,6 +119,7 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
     const settings = settingsFromEnv();
     app = createApp(settings, {
       configPath: global.configPath,
+      watchConfig: true,
       // Someone at a terminal can open an authorization page while the command waits.
       waitForAuthorization: command !== "serve" && Deno.stdin.isTerminal() &&
         Deno.stderr.isTerminal(),

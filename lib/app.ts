@@ -37,7 +37,7 @@ export interface App {
   readonly sessions: SessionRegistry;
   /** The downstream MCP connections; created (and the MCP SDK loaded) on first call. */
   pool(): Promise<McpPool>;
-  /** Closes downstream connections; safe to call more than once. */
+  /** Closes downstream connections and stops watching the config; safe to call more than once. */
   close(): Promise<void>;
 }
 
@@ -62,6 +62,11 @@ export interface AppOptions {
    * for the answer to the page it names, instead of failing with it (the CLI on a terminal).
    */
   waitForAuthorization?: boolean;
+  /**
+   * Watch the config directories so that an unchanged config costs no stat per call
+   * (ConfigSource `watch`); `close` stops it. Default false.
+   */
+  watchConfig?: boolean;
 }
 
 /** Builds the services for `settings`. */
@@ -73,6 +78,7 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     bridgeConfigPath: settings.bridgeConfigPath,
     cwd: settings.workDir,
     log: log.child("config"),
+    watch: options.watchConfig === true,
   });
   const lms = new Lms({ log: log.child("lms") });
   const { client, models } = settings.namedEndpoints
@@ -102,7 +108,10 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     models,
     sessions: new SessionRegistry(),
     pool: () => pool ??= makePool(),
-    close: () => closing ??= pool ? pool.then((p) => p.close()) : Promise.resolve(),
+    close: () =>
+      closing ??= (pool ? pool.then((p) => p.close()) : Promise.resolve()).finally(() =>
+        config.close()
+      ),
   };
 }
 

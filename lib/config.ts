@@ -10,9 +10,40 @@
  * - Each entry is validated on its own (config_entry.ts): one bad entry gets a `problem` and the
  *   others still work. `${VAR}` / `${VAR:-default}` expand in command, args, env values, cwd, url
  *   and header values.
- * - Change detection is a `stat` per call (path, mtime, ctime, size, inode); the file is re-read
- *   only when that changes, and a broken edit keeps the last good configuration in force.
+ * - Change detection is a `stat` (path, mtime, ctime, size, inode) of the candidates and the
+ *   settings file; a file is re-read only when that changes, and a broken edit keeps the last good
+ *   configuration in force. With `watch` (the app sets it), the directories of every candidate
+ *   and settings file are watched (config_watch.ts) and an unchanged check is a clock read and
+ *   a comparison, without a stat; see "When the watcher is trusted" below.
  * - Every problem is a {@linkcode ConfigError}.
+ *
+ * When the watcher is trusted. A file-system event arrives after the write that caused it, a
+ * moment later (another thread reads it), so "no event yet" does not prove "no change". The
+ * check therefore falls back to the stat in every case where a change may not have been
+ * reported yet, and skips it only in the steady state:
+ * - The watcher is opened before the stat that starts trusting it, so a change made before is
+ *   seen by that stat and one made after gives an event.
+ * - An event marks the config dirty: the next call stats (and re-reads what changed). A check
+ *   during which an event arrived does not count as a clean one.
+ * - For {@linkcode SETTLE_MS} after an event every call stats: edits come in bursts (an editor
+ *   writes, renames, sets modes; a tool writes twice, all within milliseconds), and the events
+ *   of the later steps may still be on their way when the next call comes. A write followed at
+ *   once by a call in that window is seen by that call's stat, whether or not its event came.
+ * - Outside it, a write is seen by the first call after its event was read, which takes well
+ *   under a millisecond (inotify on Linux; measured: about half of the calls made right after
+ *   `await Deno.writeTextFile` in the same process come before the event); a call in between
+ *   still sees the version before the write, as it would have had it come a moment earlier.
+ *   That is the price of a check without a syscall: any syscall (a stat costs 5 to 40 us) would
+ *   be the check again.
+ * - Coarse timestamps (the "modified too recently" rule below) need no stat of their own: an
+ *   edit that keeps the stat unchanged still gives an event, and the re-read that follows
+ *   compares the bytes.
+ * - Even without events the config is stat-checked every {@linkcode VERIFY_MS}: a change the
+ *   watcher cannot see (a network file system changed from another machine) is seen then.
+ * - A call for the local model checks with a stat when it ends ({@linkcode ConfigSource.current}
+ *   `verify`): what the model changed must be seen while it still counts as its work (held).
+ * - Where watching is not possible (no read permission for a directory, no watchers left, an
+ *   unsupported platform) every call stats, as without `watch`; why is logged once.
  */
 import { type Env, fnv1a64, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
 import { isRecord, stableStringify } from "./json.ts";
@@ -22,6 +53,7 @@ import { currentDir, dirname, expandTilde, homeDir, join, resolve } from "./path
 import { BridgeError, errorMessage } from "./errors.ts";
 import { closestName, plural } from "./text.ts";
 import { BRIDGE_SETTINGS_FILE, type BridgeSettings, parseBridgeSettings } from "./config_bridge.ts";
+import { ConfigWatch, watchDirs, type WatchFactory } from "./config_watch.ts";
 
 /** The configuration in force. */
 export interface McpConfig {
@@ -282,9 +314,25 @@ export interface ConfigSourceOptions {
   home?: string;
   log?: Logger;
   fs?: ConfigFs;
-  /** Clock for the "modified too recently to trust the timestamp" check. */
+  /** Clock for the "modified too recently to trust the timestamp" check and the watcher's rules. */
   now?: () => number;
+  /**
+   * Watch the config directories so that an unchanged check needs no stat (see the module doc);
+   * a function: the watcher to use (tests). Default false. Call {@linkcode ConfigSource.close}
+   * when done.
+   */
+  watch?: boolean | WatchFactory;
 }
+
+/**
+ * After a file-system event, calls stat-check the config for this long (see the module doc):
+ * hundreds of times what an event takes to arrive and what an editor's save takes, on a loaded
+ * machine too.
+ */
+export const SETTLE_MS = 250;
+
+/** While watching, the config is still stat-checked at least this often (see the module doc). */
+export const VERIFY_MS = 5_000;
 
 /**
  * A file modified less than this long before it was read may be changed again without its
@@ -420,6 +468,16 @@ export class ConfigSource {
   #pendingBridge?: BridgeConfig;
   #bridgeView?: BridgeConfig;
   #sandboxView?: { list: ServerEntry[]; bridge: BridgeConfig; view: ServerEntry[] };
+  /** The directory watcher, when watching (it may have given up: see its `failed`). */
+  #watch?: ConfigWatch;
+  /** `#current` as a settled promise, for the check that needs no stat. */
+  #settled?: Promise<McpConfig>;
+  /** Until when `#settled` may be returned without a stat (0: not now). */
+  #trustedUntil = 0;
+  /** When the last file-system event that counted came. */
+  #lastEventAt = -Infinity;
+  /** The real paths of the files in use, where they differ (a symlinked ~/.mcp.json). */
+  #inUseReal: { key: string; paths: string[] } = { key: "", paths: [] };
 
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
@@ -431,6 +489,27 @@ export class ConfigSource {
     this.#log = options.log ?? defaultLog.child("config");
     this.#fs = options.fs ?? realFs;
     this.#now = options.now ?? Date.now;
+    const watch = options.watch ?? false;
+    if (watch !== false) {
+      this.#watch = new ConfigWatch({
+        factory: watch === true ? watchDirs : watch,
+        log: this.#log,
+        onEvent: () => {
+          this.#trustedUntil = 0;
+          this.#lastEventAt = this.#now();
+        },
+      });
+    }
+  }
+
+  /** Stops watching the config directories; later calls stat-check. Safe to call twice. */
+  close(): void {
+    this.#watch?.close();
+    this.#trustedUntil = 0;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** The candidate paths in search order. */
@@ -446,11 +525,18 @@ export class ConfigSource {
   }
 
   /**
-   * Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins); re-reads
-   * on change. The same object while nothing changed. Never throws.
+   * Cheap when unchanged (stat only: mtime, ctime, size, inode, and which candidate wins; no stat
+   * while a watcher is trusted, see the module doc); re-reads on change. The same object while
+   * nothing changed. Never throws. `verify`: stat-check even when the watcher is trusted (and
+   * after a check already under way).
    */
-  current(): Promise<McpConfig> {
-    if (this.#pending) return this.#pending;
+  current(o: { verify?: boolean } = {}): Promise<McpConfig> {
+    if (o.verify !== true && this.#now() < this.#trustedUntil && this.#settled !== undefined) {
+      return this.#settled;
+    }
+    if (this.#pending) {
+      return o.verify === true ? this.#pending.then(() => this.current(o)) : this.#pending;
+    }
     this.#pending = this.#refreshAll().finally(() => {
       this.#pending = undefined;
     });
@@ -458,13 +544,59 @@ export class ConfigSource {
   }
 
   async #refreshAll(): Promise<McpConfig> {
+    const watch = this.#watch;
+    // Opened (or re-planned) before the stat, so a change in between gives an event.
+    const watching = watch !== undefined && await watch.ensure(this.#watchFiles());
+    const events = watch?.events ?? 0;
+    this.#trustedUntil = 0;
     const read = await this.#refresh();
     const bridge = this.#withBridgeHold(await this.#refreshBridge(read.path));
     const servers = { ...read, servers: this.#withSandbox(this.#withHolds(read.servers), bridge) };
-    const previous = this.#current;
-    if (previous !== undefined && this.#isSame(previous, servers, bridge)) return previous;
-    this.#current = { ...servers, bridge };
-    return this.#current;
+    let current = this.#current;
+    if (current === undefined || !this.#isSame(current, servers, bridge)) {
+      current = this.#current = { ...servers, bridge };
+      this.#settled = Promise.resolve(current);
+    }
+    if (watching && await this.#sameFilesInUse(read.path, bridge.path)) {
+      const now = this.#now();
+      if (watch.events === events && now >= this.#lastEventAt + SETTLE_MS) {
+        this.#trustedUntil = now + VERIFY_MS;
+      }
+    }
+    return current;
+  }
+
+  /** Every file whose change is watched for: the candidates and the settings files beside them. */
+  #watchFiles(): string[] {
+    const mcp = this.candidates().map((c) => c.path);
+    const explicitBridge = this.#bridgeCandidate(undefined)?.path;
+    const bridge = explicitBridge !== undefined
+      ? [explicitBridge]
+      : mcp.map((p) => join(dirname(p), BRIDGE_SETTINGS_FILE));
+    return [...new Set([...mcp, ...bridge, ...this.#inUseReal.paths])];
+  }
+
+  /**
+   * Whether the files in use are those the watcher was planned for. A file in use that is a
+   * symlink (a ~/.mcp.json kept in a dotfiles repository) changes where its target lives: that
+   * directory is watched too, from the next check on.
+   */
+  async #sameFilesInUse(...paths: (string | undefined)[]): Promise<boolean> {
+    const inUse = paths.filter((p): p is string => p !== undefined);
+    const key = inUse.join("\0");
+    if (key === this.#inUseReal.key) return true;
+    const real: string[] = [];
+    for (const path of inUse) {
+      try {
+        const target = await Deno.realPath(path);
+        if (target !== path) real.push(target);
+      } catch {
+        // Gone or unreadable: the next stat says so.
+      }
+    }
+    const before = this.#inUseReal.paths.join("\0");
+    this.#inUseReal = { key, paths: real };
+    return real.join("\0") === before;
   }
 
   #isSame(previous: McpConfig, servers: ServersConfig, bridge: BridgeConfig): boolean {
@@ -505,6 +637,7 @@ export class ConfigSource {
     this.#holds.delete(name);
     this.#holdsVersion++;
     this.#current = undefined;
+    this.#trustedUntil = 0;
     return true;
   }
 
@@ -515,6 +648,7 @@ export class ConfigSource {
     this.#pendingBridge = undefined;
     this.#bridgeView = undefined;
     this.#current = undefined;
+    this.#trustedUntil = 0;
     return true;
   }
 

@@ -18,6 +18,13 @@
  * - Start-up is bounded by `connectTimeoutMs`; a missing command, a Deno permission denial and a
  *   server that never answers `initialize` each get a message that says what to do.
  * - Idle connections close after `idleMs`; {@linkcode McpPool.close} closes everything.
+ * - A server's tool list is kept after its connection closes (idle, exit), keyed by its entry's
+ *   fingerprint: listing its tools again answers from it without starting the server, and only
+ *   a call starts it. It is dropped when the entry changes (or goes) and when the server says its
+ *   list changed (tools/list_changed); while connected, the live list is used.
+ * - At most `maxConcurrentStarts` servers start at once (default
+ *   {@linkcode DEFAULT_MAX_CONCURRENT_STARTS}); the others wait their turn (status: connecting,
+ *   waiting to start), so a first discover-all over 50 servers does not run 50 start-ups at once.
  *
  * The pool keeps the keyed connections and their life cycle. One connection, its tool list and
  * the message of a failed call on it are in pool_connection.ts; starting servers (stdio, HTTP,
@@ -239,7 +246,19 @@ export interface McpPoolOptions {
    * terminal) instead of failing at once with the page to open. Default false.
    */
   waitForAuthorization?: boolean;
+  /**
+   * Servers started (spawned or connected, up to the end of the MCP handshake) at once; more wait
+   * their turn. Default {@linkcode DEFAULT_MAX_CONCURRENT_STARTS}.
+   */
+  maxConcurrentStarts?: number;
 }
+
+/**
+ * Servers started at once by default: enough to keep two cores busy while `npx`/`uvx` launchers
+ * start, few enough that a discover-all over 50 servers does not start 50 runtimes at once (each
+ * a few hundred MB while it starts).
+ */
+export const DEFAULT_MAX_CONCURRENT_STARTS = 8;
 
 // The defaults of settings.ts (MCP_IDLE_MS, MCP_CONNECT_TIMEOUT_MS, MCP_CALL_TIMEOUT_MS) again:
 // it does not export them. Import them from there once it does.
@@ -259,6 +278,15 @@ interface Pending {
   startedAt: number;
   /** What the connect is doing now, for the start-up progress. */
   phase: ConnectPhase;
+  /** `queued`: waiting for one of the `maxConcurrentStarts` turns. */
+  turn: { queued: boolean };
+}
+
+/** A server's tool list, kept after its connection closes (see the module docs). */
+interface KeptTools {
+  fingerprint: string;
+  tools: Tool[];
+  notes: readonly string[];
 }
 
 interface Remark {
@@ -296,6 +324,10 @@ export class McpPool {
   readonly #closing = new Set<Promise<void>>();
   #closed = false;
   #seq = 0;
+  readonly #keptTools = new Map<string, KeptTools>();
+  readonly #maxStarts: number;
+  #starting = 0;
+  readonly #startTurns: (() => void)[] = [];
 
   constructor(options: McpPoolOptions) {
     this.#config = options.config;
@@ -315,6 +347,7 @@ export class McpPool {
     this.#maxMessageBytes = options.maxMessageBytes;
     this.#cwd = options.cwd ?? currentDir();
     this.#home = options.home ?? homeDir();
+    this.#maxStarts = Math.max(1, options.maxConcurrentStarts ?? DEFAULT_MAX_CONCURRENT_STARTS);
     this.#tracker = options.tracker === undefined
       ? ProcessTracker.create({ log: this.#log })
       : options.tracker ?? undefined;
@@ -332,9 +365,24 @@ export class McpPool {
    * Tools that can only run as MCP tasks ({@linkcode needsMcpTasks}) are left out unless
    * `includeTaskRequired` is set: the bridge cannot call them.
    */
-  listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
+  async listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
+    const kept = await this.#keptToolsOf(server);
+    if (kept !== undefined) {
+      for (const note of kept.notes) o.onNote?.(note);
+      return o.includeTaskRequired === true
+        ? kept.tools
+        : kept.tools.filter((t) => !needsMcpTasks(t));
+    }
     return this.#use(server, o, "listing its tools", async (conn, timeoutMs) => {
       const tools = await raceAbort(conn.tools(timeoutMs), o.signal);
+      // Only a list the connection still holds (none came in between saying it changed).
+      if (conn.toolCount !== undefined) {
+        this.#keptTools.set(server, {
+          fingerprint: conn.fingerprint,
+          tools,
+          notes: conn.toolNotes,
+        });
+      }
       if (!conn.toolNotesLogged) {
         conn.toolNotesLogged = true;
         for (const note of conn.toolNotes) this.#log.warn(note);
@@ -449,6 +497,24 @@ export class McpPool {
   }
 
   /**
+   * The tool list kept for `name` when it is not connected and its entry has not changed since;
+   * undefined: ask the server (which starts it, or says why it cannot).
+   */
+  async #keptToolsOf(name: string): Promise<KeptTools | undefined> {
+    if (this.#closed || !this.#keptTools.has(name)) return undefined;
+    const config = await this.#config.current();
+    this.#reconcile(config);
+    const kept = this.#keptTools.get(name);
+    const entry = config.servers.find((s) => s.name === name);
+    if (kept === undefined || entry === undefined || entry.fingerprint !== kept.fingerprint) {
+      return undefined;
+    }
+    if (entry.disabled || entry.problem !== undefined || entry.held !== undefined) return undefined;
+    const live = this.#live.get(name);
+    return live?.usable && live.fingerprint === entry.fingerprint ? undefined : kept;
+  }
+
+  /**
    * Calls one tool; failures of the server (not `isError` results) throw McpServerError. A call
    * made for the local model (`origin: "model"`) that names one of the bridge's config files is
    * refused with an `isError` result saying why, and the config is checked again before the
@@ -466,8 +532,9 @@ export class McpPool {
     try {
       return await this.#call(server, tool, args, o);
     } finally {
-      // What the call changed is seen now, while it still counts as the model's work.
-      await this.#config.current();
+      // What the call changed is seen now, while it still counts as the model's work: with a
+      // stat, as the watcher's event may still be on its way.
+      await this.#config.current({ verify: true });
       endWork();
     }
   }
@@ -650,8 +717,15 @@ export class McpPool {
           ...(asked.sampling + asked.elicitation > 0 ? { requests: { ...asked } } : {}),
         };
       }
-      if (this.#connecting.get(entry.name)?.fingerprint === entry.fingerprint) {
-        return { ...base, state: "connecting" };
+      const pending = this.#connecting.get(entry.name);
+      if (pending?.fingerprint === entry.fingerprint) {
+        return pending.turn.queued
+          ? {
+            ...base,
+            state: "connecting",
+            reason: `waiting to start: ${this.#maxStarts} servers are starting at once`,
+          }
+          : { ...base, state: "connecting" };
       }
       const finishing = this.#finishing(entry);
       if (finishing !== undefined) return { ...base, ...finishing };
@@ -831,9 +905,21 @@ export class McpPool {
     const seq = ++this.#seq;
     const abort = new AbortController();
     const phase: ConnectPhase = { what: "starting" };
-    const promise = this.#connect(entry, abort.signal, phase).then(
+    const turn = { queued: false };
+    const started = this.#inTurn(
+      name,
+      turn,
+      abort.signal,
+      () => this.#connect(entry, abort.signal, phase),
+    );
+    const promise = started.then(
       (conn) => {
         conn.seq = seq;
+        conn.onToolsChanged = () => {
+          if (this.#keptTools.get(name)?.fingerprint === conn.fingerprint) {
+            this.#keptTools.delete(name);
+          }
+        };
         if (this.#connecting.get(name)?.promise === promise) this.#connecting.delete(name);
         const newer = (this.#connecting.get(name)?.seq ?? 0) > seq ||
           (this.#live.get(name)?.seq ?? 0) > seq;
@@ -878,6 +964,7 @@ export class McpPool {
       abort,
       startedAt: performance.now(),
       phase,
+      turn,
     };
     this.#connecting.set(name, pending);
     // Callers may all have given up (aborted); the outcome is recorded above either way.
@@ -885,9 +972,51 @@ export class McpPool {
     return pending;
   }
 
+  /**
+   * Runs `start` once fewer than `maxConcurrentStarts` starts are under way (`turn.queued`
+   * meanwhile); a start given up while waiting (`signal`: the pool closes) fails without running.
+   */
+  async #inTurn<T>(
+    name: string,
+    turn: { queued: boolean },
+    signal: AbortSignal,
+    start: () => Promise<T>,
+  ): Promise<T> {
+    while (this.#starting >= this.#maxStarts) {
+      turn.queued = true;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener("abort", wake);
+          const i = this.#startTurns.indexOf(wake);
+          if (i >= 0) this.#startTurns.splice(i, 1);
+          resolve();
+        };
+        this.#startTurns.push(wake);
+        signal.addEventListener("abort", wake);
+      });
+      if (signal.aborted) {
+        throw new McpServerError(
+          `Gave up starting MCP server "${name}": the bridge is shutting down.`,
+          { server: name, kind: "closed" },
+        );
+      }
+    }
+    turn.queued = false;
+    this.#starting++;
+    try {
+      return await start();
+    } finally {
+      this.#starting--;
+      this.#startTurns[0]?.();
+    }
+  }
+
   /** Closes connections whose entry vanished, changed, got disabled or became invalid. */
   #reconcile(config: McpConfig): void {
     const byName = new Map(config.servers.map((s) => [s.name, s]));
+    for (const [name, kept] of this.#keptTools) {
+      if (byName.get(name)?.fingerprint !== kept.fingerprint) this.#keptTools.delete(name);
+    }
     for (const [name, conn] of this.#live) {
       const entry = byName.get(name);
       let why: string | undefined;

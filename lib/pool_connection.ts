@@ -75,6 +75,8 @@ export class Connection {
   idleTimer?: Timer;
   /** Set once closing started. */
   closing?: Promise<void>;
+  /** Called when the server says its tool list changed (the pool drops what it kept of it). */
+  onToolsChanged?: () => void;
   readonly #child?: ChildState;
   readonly #remote?: RemoteWatch;
   readonly #onClosed: (conn: Connection) => void;
@@ -155,6 +157,7 @@ export class Connection {
     );
     this.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       this.#tools.invalidate();
+      this.onToolsChanged?.();
     });
     this.client.setNotificationHandler(ResourceListChangedNotificationSchema, () => {
       this.#resources.invalidate();

@@ -1,12 +1,15 @@
 /**
  * Hot reload of the MCP config: every tool call asks ConfigSource.current(), which only stats the
  * file when nothing changed; after an edit it reads and parses it again, and for the next 2 s
- * (while the file's timestamp cannot be trusted) it re-reads it on every call to compare.
+ * (while the file's timestamp cannot be trusted) it re-reads it on every call to compare. With
+ * `watch` (what the bridge runs with), an unchanged config costs no stat at all, and for
+ * SETTLE_MS (250 ms) after a file-system event every call stats again.
  * Measured on a 50-server file (stdio entries with `${VAR}` expansion and env, HTTP and SSE
  * entries with headers), found as ./.mcp.json (the first candidate) and as ~/.mcp.json (after
  * two candidates that do not exist).
  */
 import { ConfigSource, parseConfigText } from "../../lib/config.ts";
+import { watchDirs, type WatchFactory } from "../../lib/config_watch.ts";
 import { join } from "../../lib/path.ts";
 import { check, quiet, Shared } from "./support.ts";
 
@@ -49,6 +52,26 @@ interface ConfigFixture {
   inHome: ConfigSource;
   /** A clock that keeps the file "just edited" (half a second old) for every call. */
   justEdited: ConfigSource;
+  /** Watching, found as ./.mcp.json. */
+  watched: ConfigSource;
+  /** Watching, found as ~/.mcp.json. */
+  watchedInHome: ConfigSource;
+  /** Watching, with a clock that stays within SETTLE_MS of an event: right after an edit. */
+  watchedAfterEdit: ConfigSource;
+}
+
+/** The real watcher, which reports one change of `path` as soon as it starts. */
+function editedAtStart(path: string): WatchFactory {
+  return (dirs) => {
+    const inner = watchDirs(dirs);
+    return {
+      close: () => inner.close(),
+      async *[Symbol.asyncIterator]() {
+        yield { kind: "modify", paths: [path] };
+        yield* inner;
+      },
+    };
+  };
 }
 
 const fixture = new Shared<ConfigFixture>(async () => {
@@ -70,14 +93,39 @@ const fixture = new Shared<ConfigFixture>(async () => {
     log: quiet,
     now: () => past.getTime() + 500,
   });
-  for (const s of [source, inHome, justEdited]) {
+  const watched = new ConfigSource({ env: ENV, cwd: dir, home: dir, log: quiet, watch: true });
+  const watchedInHome = new ConfigSource({
+    env: ENV,
+    cwd: elsewhere,
+    home: dir,
+    log: quiet,
+    watch: true,
+  });
+  const fixed = Date.now();
+  const watchedAfterEdit = new ConfigSource({
+    env: ENV,
+    cwd: dir,
+    home: dir,
+    log: quiet,
+    now: () => fixed,
+    watch: editedAtStart(path),
+  });
+  const all = [source, inHome, justEdited, watched, watchedInHome, watchedAfterEdit];
+  for (const s of all) {
     const config = await s.current();
     check(config.servers.length === SERVERS && config.path === path, `50 servers from ${path}`);
   }
+  const closeAll = () => all.forEach((s) => s.close());
   return {
-    value: { dir, path, source, inHome, justEdited },
-    close: () => Deno.remove(dir, { recursive: true }),
-    abandon: () => Deno.removeSync(dir, { recursive: true }),
+    value: { dir, path, source, inHome, justEdited, watched, watchedInHome, watchedAfterEdit },
+    close: () => {
+      closeAll();
+      return Deno.remove(dir, { recursive: true });
+    },
+    abandon: () => {
+      closeAll();
+      Deno.removeSync(dir, { recursive: true });
+    },
   };
 });
 
@@ -92,6 +140,9 @@ const unchanged = [
   ["current() when unchanged (stat only)", "source"],
   ["current() when unchanged, found as ~/.mcp.json", "inHome"],
   ["current() in the 2 s after an edit (stat + read + compare)", "justEdited"],
+  ["watching: current() when unchanged (no stat)", "watched"],
+  ["watching: current() when unchanged, found as ~/.mcp.json", "watchedInHome"],
+  ["watching: current() right after an event (stat)", "watchedAfterEdit"],
 ] as const;
 
 for (const [name, key] of unchanged) {

@@ -15,6 +15,7 @@ import { ConfigSource } from "../../lib/config.ts";
 import { LmStudioClient } from "../../lib/lmstudio.ts";
 import { join } from "../../lib/path.ts";
 import { defaultFakeModels, FakeLmStudio } from "../fakes/lmstudio.ts";
+import { processTree } from "../fixtures/pool_support.ts";
 import { limitRow, mib, ms, notMeasured, ratioRow, type Row, table } from "./goals.ts";
 import {
   bridgeRunner,
@@ -37,6 +38,7 @@ import {
 import {
   benchChildrenCached,
   check,
+  commandLine,
   median,
   memoryEntry,
   QUICK,
@@ -150,8 +152,9 @@ async function configRows(): Promise<Row[]> {
       await Deno.writeTextFile(join(d, ".mcp.json"), configText(50));
       await Deno.utime(join(d, ".mcp.json"), past, past);
     }
-    const inProject = new ConfigSource({ env: {}, cwd: project, home, log: quiet });
-    const inHome = new ConfigSource({ env: {}, cwd: elsewhere, home, log: quiet });
+    // Watching, as the bridge runs: an unchanged check costs no stat.
+    using inProject = new ConfigSource({ env: {}, cwd: project, home, log: quiet, watch: true });
+    using inHome = new ConfigSource({ env: {}, cwd: elsewhere, home, log: quiet, watch: true });
     for (const [source, where] of [[inProject, "project"], [inHome, "home"]] as const) {
       const config = await source.current();
       check(
@@ -164,15 +167,19 @@ async function configRows(): Promise<Row[]> {
     const project1 = await perCall(() => inProject.current(), 2000);
     const home1 = await perCall(() => inHome.current(), 2000);
 
-    // The seconds after an edit: the first call re-reads and parses; the next ones, while the
-    // file is younger than the filesystem's timestamp resolution, re-read it to compare.
+    // The seconds after an edit: the first call re-reads and parses (`verify`: it does not wait
+    // for the watcher's event); the next ones stat for 2 s after the event and, while the file is
+    // younger than the filesystem's timestamp resolution, re-read it to compare.
     const firsts: number[] = [];
     const racy: number[] = [];
     for (let edit = 1; edit <= SCALE.batches; edit++) {
       await Deno.writeTextFile(path, configText(50, edit));
       const edited = Date.now();
       let t0 = performance.now();
-      check((await inProject.current()).servers.length === 50, "edited config read");
+      check(
+        (await inProject.current({ verify: true })).servers.length === 50,
+        "edited config read",
+      );
       firsts.push(performance.now() - t0);
       let calls = 0;
       t0 = performance.now();
@@ -429,6 +436,7 @@ async function discoverRows(): Promise<Row[]> {
     const later: number[] = [];
     for (let rep = 0; rep < SCALE.reps; rep++) later.push(await discover(served, model));
     const n = SCALE.servers;
+    const idle = await afterIdleRows(many.dir, env, model);
     return [
       ratioRow(`first autonomous_discover_and_execute, ${n} servers`, f(first), {
         label: "1 server",
@@ -443,6 +451,7 @@ async function discoverRows(): Promise<Row[]> {
         text: "1 s",
         n: 1000,
       }, { label: "first call", ...f(first) }),
+      ...idle,
     ];
   } finally {
     await served.close();
@@ -450,10 +459,65 @@ async function discoverRows(): Promise<Row[]> {
   }
 }
 
+/** The downstream servers running under `pid`. */
+function downstream(pid: number): number {
+  return processTree(pid).filter((p) => p !== pid && DOWNSTREAM.test(commandLine(p))).length;
+}
+
+/**
+ * Later discover-all calls once every server closed idle (MCP_IDLE_MS=1000): the tools the
+ * bridge kept are offered without starting them.
+ */
+async function afterIdleRows(
+  dir: string,
+  env: Record<string, string>,
+  model: ScriptedModel,
+): Promise<Row[]> {
+  const n = SCALE.servers;
+  progress(`discover-all: ${n} servers, later calls after idle closes`);
+  const served = await serve(bridgeTaskLaunch(), {
+    cwd: dir,
+    env: { ...env, MCP_IDLE_MS: "1000" },
+  });
+  try {
+    const first = await discover(served, model);
+    const started = downstream(served.pid);
+    const later: number[] = [];
+    let running = 0;
+    for (let rep = 0; rep < SCALE.reps; rep++) {
+      const deadline = Date.now() + 30_000;
+      while (downstream(served.pid) > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      check(downstream(served.pid) === 0, "every server closed idle");
+      later.push(await discover(served, model));
+      running = Math.max(running, downstream(served.pid));
+    }
+    return [
+      limitRow(`later discover-all calls after idle closes, ${n} servers`, f(median(later)), {
+        text: "1 s",
+        n: 1000,
+      }, { label: "first call", ...f(first) }),
+      {
+        measure:
+          `  servers started by them (${started} of ${n} still ran when the first call ended)`,
+        value: String(running),
+        against: "",
+      },
+    ];
+  } finally {
+    await served.close();
+  }
+}
+
 // -- the summary ----------------------------------------------------------------------------------
 
 async function summary(): Promise<Row[]> {
   await benchChildrenCached();
+  // BENCH_ONLY=config or =discover measures that section alone.
+  const only = Deno.env.get("BENCH_ONLY");
+  if (only === "config") return await configRows();
+  if (only === "discover") return await discoverRows();
   const rows = await configRows();
   {
     await using fake = await FakeLmStudio.start();
