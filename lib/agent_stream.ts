@@ -58,7 +58,7 @@ export class ModelWatch {
   constructor(o: {
     progress: ProgressReporter;
     round: number;
-    /** "round 2/9:" */
+    /** "round 2/9:" ("" for none: a single request of a tool) */
     prefix: string;
     now: () => number;
   }) {
@@ -97,7 +97,12 @@ export class ModelWatch {
   };
 
   #update(message: string): void {
-    this.#progress.update(this.#round, `${this.#prefix} ${message}`);
+    this.#progress.update(this.#round, this.#prefixed(message));
+  }
+
+  /** `message` after the prefix, when there is one. */
+  #prefixed(message: string): string {
+    return this.#prefix === "" ? message : `${this.#prefix} ${message}`;
   }
 
   /** "model: 312 tokens, 41 tok/s" while it generates (thinking, or writing tool calls). */
@@ -107,7 +112,8 @@ export class ModelWatch {
       : this.#answering
       ? ""
       : "thinking, ";
-    const perSecond = rate(this.#tokens, this.#now() - (this.#firstTokenAt ?? this.#now()));
+    // The tokens after the first over the time since it came: a single token has no rate yet.
+    const perSecond = rate(this.#tokens - 1, this.#now() - (this.#firstTokenAt ?? this.#now()));
     return `model: ${what}${plural(this.#tokens, "token")}` +
       (perSecond !== undefined ? `, ${rateText(perSecond)}` : "");
   }
@@ -152,9 +158,9 @@ export class ModelWatch {
       : "";
     this.#progress.bump(
       this.#round,
-      `${this.#prefix} model: ${estimated ? "about " : ""}${
-        plural(completion, "token")
-      } in ${seconds} s${speed}`,
+      this.#prefixed(
+        `model: ${estimated ? "about " : ""}${plural(completion, "token")} in ${seconds} s${speed}`,
+      ),
     );
     return detail;
   }

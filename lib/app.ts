@@ -5,9 +5,11 @@
  */
 import { ConfigSource } from "./config.ts";
 import { LmStudioClient } from "./lmstudio.ts";
+import type { LmClient } from "./lmstudio_endpoints.ts";
 import { Lms } from "./lms.ts";
 import { log as rootLog, type Logger } from "./log.ts";
-import { ModelManager } from "./models.ts";
+import { endpointServices } from "./model_endpoints.ts";
+import { ModelManager, type Models } from "./models.ts";
 import type { Output } from "./output.ts";
 import type { McpPool } from "./pool.ts";
 import { SessionRegistry } from "./server_sessions.ts";
@@ -22,10 +24,15 @@ import { NAME, VERSION } from "./version.ts";
 export interface App {
   readonly settings: Settings;
   readonly log: Logger;
-  readonly client: LmStudioClient;
+  /**
+   * LM Studio (or another OpenAI-compatible server); with LMSTUDIO_ENDPOINTS, a router that
+   * sends each request to the endpoint that has its model (lmstudio_endpoints.ts).
+   */
+  readonly client: LmClient;
   readonly config: ConfigSource;
   readonly lms: Lms;
-  readonly models: ModelManager;
+  /** Model state and loading; with LMSTUDIO_ENDPOINTS, per endpoint (model_endpoints.ts). */
+  readonly models: Models;
   /** The autonomous tools' sessions, kept per MCP session (server_sessions.ts). */
   readonly sessions: SessionRegistry;
   /** The downstream MCP connections; created (and the MCP SDK loaded) on first call. */
@@ -55,14 +62,6 @@ export interface AppOptions {
 /** Builds the services for `settings`. */
 export function createApp(settings: Settings, options: AppOptions = {}): App {
   const log = options.log ?? rootLog;
-  const client = new LmStudioClient({
-    baseUrl: settings.baseUrl,
-    token: settings.token,
-    timeoutMs: settings.requestTimeoutMs,
-    retries: settings.retries,
-    maxReplyBytes: settings.maxReplyBytes,
-    log: log.child("lmstudio"),
-  });
   const config = new ConfigSource({
     explicitPath: options.configPath,
     mcpJsonPath: settings.mcpJsonPath,
@@ -71,13 +70,9 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     log: log.child("config"),
   });
   const lms = new Lms({ log: log.child("lms") });
-  const models = new ModelManager({
-    client,
-    lms,
-    ttlSeconds: settings.modelTtlSeconds,
-    defaultContextLength: settings.defaultContextLength,
-    log: log.child("models"),
-  });
+  const { client, models } = settings.namedEndpoints
+    ? endpointServices(settings, { lms, log })
+    : singleServer(settings, { lms, log });
   let pool: Promise<McpPool> | undefined;
   let closing: Promise<void> | undefined;
   const makePool = async (): Promise<McpPool> => {
@@ -103,4 +98,29 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     pool: () => pool ??= makePool(),
     close: () => closing ??= pool ? pool.then((p) => p.close()) : Promise.resolve(),
   };
+}
+
+/** The client and model manager of the one server of LMSTUDIO_BASE_URL and LM_API_TOKEN. */
+function singleServer(
+  settings: Settings,
+  o: { lms: Lms; log: Logger },
+): { client: LmClient; models: Models } {
+  const client = new LmStudioClient({
+    baseUrl: settings.baseUrl,
+    token: settings.token,
+    timeoutMs: settings.requestTimeoutMs,
+    retries: settings.retries,
+    maxReplyBytes: settings.maxReplyBytes,
+    stream: settings.stream,
+    stallMs: settings.stallMs,
+    log: o.log.child("lmstudio"),
+  });
+  const models = new ModelManager({
+    client,
+    lms: o.lms,
+    ttlSeconds: settings.modelTtlSeconds,
+    defaultContextLength: settings.defaultContextLength,
+    log: o.log.child("models"),
+  });
+  return { client, models };
 }

@@ -167,8 +167,11 @@ export async function modelsCommand(
     ctx.out.stdout(JSON.stringify(modelListJson(list), null, 2) + "\n");
     return 0;
   }
+  // With several endpoints, each model's is a column of its own.
+  const several = list.endpoints !== undefined;
   const rows = list.models.map((m) => [
     m.id,
+    ...(several ? [m.endpoint ?? "-"] : []),
     m.type,
     m.state ?? "-",
     String(m.loadedContextLength ?? m.maxContextLength ?? "-"),
@@ -176,19 +179,28 @@ export async function modelsCommand(
   ]);
   if (rows.length === 0) {
     ctx.out.stderr(
-      `The server at ${ctx.app.settings.baseUrl} offers no models. Download one in LM Studio ` +
-        "(Discover tab) or with `lms get <model>`, then try again.",
+      `${
+        several
+          ? `The servers ${ctx.app.client.baseUrl} offer`
+          : `The server at ${ctx.app.settings.baseUrl} offers`
+      } no models. Download one in LM Studio (Discover tab) or with \`lms get <model>\`, then ` +
+        "try again.",
     );
+    // Why an endpoint gave nothing (not answering, token refused) is in its note.
+    const notes = several ? list.notes : [];
+    for (const note of notes) ctx.out.stderr(`note: ${note}`);
     return 0;
   }
-  ctx.out.stdout(table(["MODEL", "TYPE", "STATE", "CONTEXT", "CAPS"], rows));
+  const header = ["MODEL", ...(several ? ["ENDPOINT"] : []), "TYPE", "STATE", "CONTEXT", "CAPS"];
+  ctx.out.stdout(table(header, rows));
   for (const note of list.notes) ctx.out.stderr(`note: ${note}`);
   return 0;
 }
 
 /**
  * The `models --json` document: every key of every model always present, null when the server
- * does not tell (as `lms ls --json` and `lms ps --json` do).
+ * does not tell (as `lms ls --json` and `lms ps --json` do). With several endpoints, every model
+ * also has `endpoint`, and `endpoints` tells what each endpoint answered.
  */
 export function modelListJson(list: ModelList): Record<string, unknown> {
   return {
@@ -206,8 +218,10 @@ export function modelListJson(list: ModelList): Record<string, unknown> {
       arch: m.arch ?? null,
       quantization: m.quantization ?? null,
       instanceIds: m.instanceIds ?? null,
+      ...(list.endpoints ? { endpoint: m.endpoint ?? null } : {}),
     })),
     notes: list.notes,
+    ...(list.endpoints ? { endpoints: list.endpoints } : {}),
   };
 }
 

@@ -9,9 +9,10 @@ import { flag, parseArgs, UsageError } from "./args.ts";
 import { entryTarget, isBridgeEntry, type ServerEntry } from "./config_entry.ts";
 import { errorMessage } from "./errors.ts";
 import { currentLaunch, extraFlags, onPath, widenCommand } from "./launch.ts";
-import { clause, listNames } from "./text.ts";
+import { clause, listNames, plural } from "./text.ts";
 import type { McpConfig } from "./config.ts";
 import { sandboxStatus } from "./sandbox.ts";
+import type { EndpointHealth } from "./lmstudio_endpoints.ts";
 
 /** ok: fine; warn: works with less; fail: something the user must fix. */
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -27,37 +28,91 @@ const MARK: Record<CheckStatus, string> = { ok: "ok  ", warn: "warn", fail: "FAI
 
 async function checkLmStudio(app: App, signal: AbortSignal): Promise<Check[]> {
   const health = await app.client.health({ signal, timeoutMs: 5000 });
+  if (health.endpoints) return await checkEndpoints(app, health.endpoints, signal);
   if (!health.ok) {
     return [{ name: "LM Studio", status: "fail", detail: health.error ?? "not answering" }];
   }
-  const checks: Check[] = [{
+  return [{
     name: "LM Studio",
     status: "ok",
     detail: `${health.baseUrl} answers in ${health.latencyMs} ms` +
       (app.settings.token ? " (with LM_API_TOKEN)" : "") +
       (health.note ? `. ${health.note}` : ""),
-  }];
+  }, ...await checkModels(app, signal)];
+}
+
+/** The check's name for endpoint `name` of LMSTUDIO_ENDPOINTS. */
+function endpointCheckName(name: string): string {
+  return `endpoint ${name}`;
+}
+
+/**
+ * One check per endpoint of LMSTUDIO_ENDPOINTS, then the merged model list. An endpoint that is
+ * not healthy fails only when none is: while another answers, requests for the models it has go
+ * on, and it is tried again after a back-off.
+ */
+async function checkEndpoints(
+  app: App,
+  endpoints: EndpointHealth[],
+  signal: AbortSignal,
+): Promise<Check[]> {
+  const anyUp = endpoints.some((e) => e.ok);
+  const checks = endpoints.map((e): Check => {
+    const setting = app.settings.endpoints.find((s) => s.name === e.name);
+    const name = endpointCheckName(e.name);
+    if (!e.ok) {
+      return {
+        name,
+        status: anyUp ? "warn" : "fail",
+        detail: clause(e.error ?? `${e.baseUrl} is not answering`) +
+          (anyUp
+            ? "; its models are unavailable until it answers, the other endpoints serve on"
+            : ""),
+      };
+    }
+    return {
+      name,
+      status: "ok",
+      detail: `${e.baseUrl} answers in ${e.latencyMs} ms, ` +
+        (e.modelCount === undefined ? "model count unknown" : plural(e.modelCount, "model")) +
+        (setting?.token ? ` (with ${setting.tokenVariable})` : "") +
+        (e.note ? `. ${e.note}` : ""),
+    };
+  });
+  return anyUp ? [...checks, ...await checkModels(app, signal)] : checks;
+}
+
+/** The model list (merged, with several endpoints) and DEFAULT_MODEL in it. */
+async function checkModels(app: App, signal: AbortSignal): Promise<Check[]> {
+  const checks: Check[] = [];
   try {
     const list = await app.client.listModels({ signal, timeoutMs: 5000 });
     const llms = list.models.filter((m) => m.type !== "embedding");
     const loaded = llms.filter((m) => m.state === "loaded");
     const known = list.source === "openai" ? "load state unknown" : `${loaded.length} loaded`;
+    const via = list.endpoints
+      ? list.endpoints.map((e) => `${e.name}: ${e.modelCount ?? "none"} via ${e.source ?? "-"}`)
+        .join(", ")
+      : `via ${list.source}`;
+    // An endpoint that gave no list has its own check saying why.
+    const said = new Set(list.endpoints?.flatMap((e) => e.error === null ? [] : [e.error]));
+    const notes = list.notes.filter((n) => !said.has(n));
     checks.push({
       name: "models",
       status: llms.length ? "ok" : "fail",
       detail: llms.length
-        ? `${list.models.length} models (${known}; via ${list.source})` +
-          (list.notes.length ? `. ${list.notes.map(clause).join("; ")}` : "")
+        ? `${list.models.length} models (${known}; ${via})` +
+          (notes.length ? `. ${notes.map(clause).join("; ")}` : "")
         : "no chat model is available: download one in LM Studio (Discover tab) or `lms get`",
     });
     const wanted = app.settings.defaultModel;
     if (wanted !== undefined) {
-      const found = list.models.some((m) => m.id === wanted);
+      const found = list.models.find((m) => m.id === wanted);
       checks.push({
         name: "DEFAULT_MODEL",
         status: found ? "ok" : "fail",
         detail: found
-          ? wanted
+          ? wanted + (found.endpoint ? ` (on ${found.endpoint})` : "")
           : `${wanted} is not among the server's models (${
             list.models.map((m) => m.id).join(", ") || "none"
           }); fix DEFAULT_MODEL`,
@@ -100,7 +155,9 @@ async function permission(descriptor: Deno.PermissionDescriptor): Promise<boolea
 async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check[]> {
   const checks: Check[] = [];
   const url = new URL(app.settings.baseUrl);
-  if (!await permission({ name: "net", host: url.host })) {
+  if (app.settings.namedEndpoints) {
+    checks.push(...await checkEndpointHosts(app));
+  } else if (!await permission({ name: "net", host: url.host })) {
     checks.push({
       name: "sandbox: network",
       status: "fail",
@@ -148,13 +205,37 @@ async function checkPermissions(app: App, servers: ServerEntry[]): Promise<Check
     });
   }
   if (checks.length === 0) {
+    const hosts = [...new Set(app.settings.endpoints.map((e) => new URL(e.baseUrl).hostname))];
     checks.push({
       name: "sandbox",
       status: "ok",
-      detail: `network to ${url.hostname} and every configured launcher allowed`,
+      detail: `network to ${listNames(hosts)} and every configured launcher allowed`,
     });
   }
   return checks;
+}
+
+/**
+ * The endpoints of LMSTUDIO_ENDPOINTS the sandbox does not let the bridge reach (it allows
+ * loopback only, plus what the install added), with the one command that allows them all.
+ */
+async function checkEndpointHosts(app: App): Promise<Check[]> {
+  const blocked: Array<{ name: string; host: string }> = [];
+  for (const e of app.settings.endpoints) {
+    const host = new URL(e.baseUrl).host;
+    if (!await permission({ name: "net", host })) blocked.push({ name: e.name, host });
+  }
+  if (blocked.length === 0) return [];
+  const hosts = [...new Set(blocked.map((b) => b.host))];
+  return [{
+    name: "sandbox: network",
+    status: "fail",
+    detail: `${listNames(blocked.map((b) => `${b.name} (${b.host})`))} ${
+      blocked.length === 1 ? "is" : "are"
+    } outside the sandbox, which allows loopback only; allow ${
+      hosts.length === 1 ? "it" : "them"
+    } with: ${widenCommand({ net: hosts })}`,
+  }];
 }
 
 async function checkServer(
@@ -293,7 +374,10 @@ export async function doctorCommand(argv: string[], ctx: CommandContext): Promis
   const { out } = ctx;
   // The names are known before the checks run, except those of sandbox findings.
   const servers = (await ctx.app.config.current()).servers.map((s) => `server ${s.name}`);
-  const width = Math.max(15, ...servers.map((n) => n.length));
+  const endpoints = ctx.app.settings.namedEndpoints
+    ? ctx.app.settings.endpoints.map((e) => endpointCheckName(e.name))
+    : [];
+  const width = Math.max(15, ...[...servers, ...endpoints].map((n) => n.length));
   const checks = await runChecks(ctx.app, ctx.signal, (done, pending) => {
     if (json) return;
     if (done.length > 0) out.stdout(checkLines(done, width) + "\n");

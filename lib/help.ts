@@ -148,6 +148,9 @@ Global options:
 Environment:
   LMSTUDIO_BASE_URL  server URL (default http://127.0.0.1:1234; Ollama http://127.0.0.1:11434)
   LM_API_TOKEN       bearer token when LM Studio requires authentication
+  LMSTUDIO_ENDPOINTS several servers instead: "laptop=http://127.0.0.1:1234, gpu=http://HOST:1234"
+                     (requests go to the one that has the model; tokens in
+                     LMSTUDIO_ENDPOINT_<NAME>_TOKEN, e.g. LMSTUDIO_ENDPOINT_GPU_TOKEN)
   DEFAULT_MODEL      model used when none is named
   MCP_JSON_PATH      MCP config file
   LMSTUDIO_BRIDGE_TOKEN  bearer token clients of serve --http must send

@@ -27,6 +27,7 @@ import {
 import { log as rootLog, type Logger } from "./log.ts";
 import { denoSpawn, type SpawnFn, type SpawnResult } from "./spawn.ts";
 import { errorMessage, isSandboxDenial } from "./errors.ts";
+import { formatSeconds } from "./text.ts";
 
 /** How to get `lms`, in words that fit every surface (errors from here reach the CLI and tools). */
 export const LMS_INSTALL_HINT =
@@ -352,8 +353,4 @@ export async function lmsManages(
     );
   }
   return decide(true, `\`lms\` (${location.path}) manages the server at ${url.origin}.`, status);
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }

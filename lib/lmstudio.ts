@@ -21,11 +21,13 @@ import {
   missingEndpointError,
   networkError,
   noModelsLoadedError,
-  NOTHING_LISTED,
   previousResponseError,
   type RequestSite,
   restNotFoundError,
+  stalledError,
   statelessResponseError,
+  streamEndedError,
+  streamFailedError,
   timeoutError,
   tooLargeError,
   unknownModelError,
@@ -33,14 +35,26 @@ import {
 import type {
   ChatRequest,
   ChatResult,
+  ChatStreamEvent,
   CompletionRequest,
   CompletionResult,
   EmbeddingRequest,
   EmbeddingResult,
+  GenerationStats,
   ModelList,
   ResponseRequest,
   ResponseResult,
+  Usage,
 } from "./lmstudio_types.ts";
+import {
+  GenerationTracker,
+  type SseEvent,
+  SseParser,
+  type StreamAssembler,
+  streamAssembler,
+  StreamEventError,
+  type StreamKind,
+} from "./lmstudio_stream.ts";
 import {
   AnyWire,
   chatResult,
@@ -57,20 +71,35 @@ import {
   ResponseWire,
   V0ModelsWire,
   V1ModelsWire,
+  validateReply,
   wireResponseFormat,
 } from "./lmstudio_wire.ts";
 import {
   DEFAULT_MAX_REPLY_BYTES,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
+  DEFAULT_STALL_MS,
 } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
+import { chooseModelName } from "./model_pick.ts";
 
 /** Per-call options. */
 export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
 }
+
+/** Per-call options of a generation (chat, completion, response). */
+export interface GenerateOptions extends CallOptions {
+  /**
+   * Gets the reply as it streams: silence before the first token ("waiting", about once a
+   * second), each piece ("delta", with the reply's tokens so far), the figures ("done").
+   */
+  onEvent?: (event: ChatStreamEvent) => void;
+}
+
+/** A generation's figures, beside the result of the call. */
+export type WithStats<T> = T & { stats: GenerationStats };
 
 /** Options of {@linkcode LmStudioClient}; I/O is injectable for tests. */
 export interface LmStudioClientOptions {
@@ -87,6 +116,13 @@ export interface LmStudioClientOptions {
    * the limit. Default {@linkcode DEFAULT_MAX_REPLY_BYTES} (64 MiB).
    */
   maxReplyBytes?: number;
+  /** Ask for model replies as streams (default true); false sends `stream: false`. */
+  stream?: boolean;
+  /**
+   * Longest silence of a streamed reply, in ms, before the request ends with a message saying
+   * what came last; default {@linkcode DEFAULT_STALL_MS}; 0: none (only `timeoutMs`).
+   */
+  stallMs?: number;
   fetch?: typeof fetch;
   /** Sleeps between retries; must reject when `signal` aborts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -95,12 +131,67 @@ export interface LmStudioClientOptions {
   log?: Logger;
 }
 
+/**
+ * A request that generates: its progress, and (`assembler`) the reading of its reply as a
+ * stream of server-sent events when the server sends one.
+ */
+export interface Generation {
+  tracker: GenerationTracker;
+  /** Set when the reply was asked for as a stream. */
+  assembler?: StreamAssembler;
+  /** Longest silence of the stream; 0: none. */
+  stallMs: number;
+}
+
 /** Options of {@linkcode LmStudioClient.request}. */
 export type RequestOptions<T> = CallOptions & {
   body?: unknown;
   schema: z.ZodType<T>;
   retries?: number;
+  generation?: Generation;
 };
+
+/** How one try ended: a body to parse, a reply assembled from a stream, or an error to judge. */
+type Outcome =
+  | { ok: true; text: string; value?: undefined }
+  | { ok: true; value: unknown; text?: undefined }
+  | { ok: false; error: LmStudioError; transient: boolean; retryAfter?: number };
+
+/** Whether a reply is a stream of server-sent events. */
+function isEventStream(response: Response): boolean {
+  return /text\/event-stream/i.test(response.headers.get("content-type") ?? "");
+}
+
+/** A body that is server-sent events despite its content type (a mislabelled stream). */
+const LOOKS_LIKE_EVENTS = /^\s*(data|event):/;
+
+/**
+ * Ends a streamed request that gets no byte for `ms`: `touch` on every byte. A single timer
+ * that re-arms itself for the rest of the silence, so the bytes cost no timers.
+ */
+class StallWatch {
+  #last = performance.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly ms: number, onStall: () => void) {
+    const arm = (wait: number) => {
+      this.#timer = setTimeout(() => {
+        const quiet = performance.now() - this.#last;
+        if (quiet >= this.ms) onStall();
+        else arm(this.ms - quiet);
+      }, wait);
+    };
+    arm(ms);
+  }
+
+  touch(): void {
+    this.#last = performance.now();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+}
 
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
 function retryAfterMs(value: string | null, now: number): number | undefined {
@@ -147,6 +238,11 @@ async function readCapped(
   return new TextDecoder().decode(bytes);
 }
 
+/** The token counts of a reply's usage, for its figures. */
+function tokensOf(usage: Usage | undefined): { prompt?: number; completion?: number } | undefined {
+  return usage && { prompt: usage.prompt_tokens, completion: usage.completion_tokens };
+}
+
 /** Backoff before retry `attempt` (0-based): 500 ms doubling, capped at 8 s, with jitter in [50%, 100%]. */
 export function backoffMs(attempt: number, random: number): number {
   const base = Math.min(8_000, 500 * 2 ** attempt);
@@ -164,6 +260,10 @@ export class LmStudioClient {
   readonly #timeoutMs: number;
   readonly #retries: number;
   readonly #maxReplyBytes: number;
+  readonly #stream: boolean;
+  readonly #stallMs: number;
+  /** Paths whose server answered a request for a stream in one piece: no stall limit there. */
+  readonly #unstreamed = new Set<string>();
   readonly #fetch: typeof fetch;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #random: () => number;
@@ -175,6 +275,8 @@ export class LmStudioClient {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
+    this.#stream = options.stream ?? true;
+    this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;
@@ -202,11 +304,29 @@ export class LmStudioClient {
     if (this.#token !== undefined) headers["authorization"] = `Bearer ${this.#token}`;
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
 
+    const generation = options.generation;
+    if (generation?.assembler !== undefined) headers.accept = "text/event-stream, application/json";
     for (let attempt = 0;; attempt++) {
       if (signal?.aborted) throw abortedError({ url, what, cause: signal.reason });
-      const outcome = await this.#attempt({ site, method, headers, body, timeoutMs, signal });
-      if (outcome.ok) return parseReply(outcome.text, options.schema, site);
+      const outcome = await this.#attempt({
+        site,
+        method,
+        headers,
+        body,
+        timeoutMs,
+        signal,
+        generation,
+      });
+      if (outcome.ok) {
+        return outcome.text === undefined
+          ? validateReply(outcome.value, options.schema, site)
+          : parseReply(outcome.text, options.schema, site);
+      }
       const { error, retryAfter } = outcome;
+      // llama.cpp answers 503 "Loading model" while it loads: say so while waiting to retry.
+      if (error.status === 503 && /loading/i.test(error.serverMessage ?? "")) {
+        generation?.tracker.loading();
+      }
       const retryable = (error.kind === "unreachable" && outcome.transient) ||
         (error.kind === "http" && error.status !== undefined &&
           (error.status === 429 || error.status >= 500));
@@ -236,23 +356,34 @@ export class LmStudioClient {
     body: string | undefined;
     timeoutMs: number;
     signal: AbortSignal | undefined;
-  }): Promise<
-    | { ok: true; text: string }
-    | { ok: false; error: LmStudioError; transient: boolean; retryAfter?: number }
-  > {
-    const timeout = new AbortController();
-    let timedOut = false;
+    generation: Generation | undefined;
+  }): Promise<Outcome> {
+    const control = new AbortController();
+    let ended: "timeout" | "stall" | undefined;
     const timer = setTimeout(() => {
-      timedOut = true;
-      timeout.abort(new DOMException("timeout", "TimeoutError"));
+      ended ??= "timeout";
+      control.abort(new DOMException("timeout", "TimeoutError"));
     }, o.timeoutMs);
-    const signal = o.signal ? AbortSignal.any([o.signal, timeout.signal]) : timeout.signal;
     const { url, what } = o.site;
-    // A failure without an HTTP answer: cancelled, timed out, or a network failure to judge.
-    const failed = (cause: unknown) => {
+    const generation = o.generation;
+    const streamed = generation?.assembler !== undefined;
+    const stall = streamed && generation.stallMs > 0 && !this.#unstreamed.has(what)
+      ? new StallWatch(generation.stallMs, () => {
+        ended ??= "stall";
+        control.abort(new DOMException("stalled", "TimeoutError"));
+      })
+      : undefined;
+    const signal = o.signal ? AbortSignal.any([o.signal, control.signal]) : control.signal;
+    // A failure without an HTTP answer: cancelled, timed out, stalled, or a network failure to
+    // judge (never retried once a streamed reply has begun: its pieces were passed on).
+    const failed = (cause: unknown, begun = false) => {
       if (o.signal?.aborted) throw abortedError({ url, what, cause });
-      if (timedOut) throw timeoutError({ ...o.site, ms: o.timeoutMs, cause });
-      return { ok: false as const, ...networkError({ ...o.site, cause }) };
+      if (ended === "timeout") throw timeoutError({ ...o.site, ms: o.timeoutMs, cause });
+      if (ended === "stall" && stall !== undefined && generation !== undefined) {
+        throw stalledError({ ...o.site, ms: stall.ms, seen: generation.tracker.seen(), cause });
+      }
+      const network = networkError({ ...o.site, cause });
+      return { ok: false as const, ...network, transient: network.transient && !begun };
     };
     try {
       let response: Response;
@@ -266,12 +397,27 @@ export class LmStudioClient {
       } catch (cause: unknown) {
         return failed(cause);
       }
+      stall?.touch();
+      generation?.tracker.headers();
+      if (response.ok && generation?.assembler !== undefined && isEventStream(response)) {
+        try {
+          return {
+            ok: true,
+            value: await this.#readEvents(response, { ...o.site, generation, stall }),
+          };
+        } catch (cause: unknown) {
+          if (cause instanceof LmStudioError) throw cause;
+          return failed(cause, true);
+        }
+      }
+      // A reply in one piece: nothing more to wait for byte by byte.
+      stall?.stop();
       let text: string;
       try {
         const read = await readCapped(response, this.#maxReplyBytes);
         if (typeof read !== "string") {
           // Close the connection too, so the server stops sending the rest.
-          timeout.abort(new DOMException("reply too large", "AbortError"));
+          control.abort(new DOMException("reply too large", "AbortError"));
           throw tooLargeError({ ...o.site, limit: this.#maxReplyBytes, ...read });
         }
         text = read;
@@ -280,7 +426,20 @@ export class LmStudioClient {
         return failed(cause);
       }
       // LM Studio answers some errors with 200: those are errors like any other.
-      if (response.ok && !isErrorReply(text)) return { ok: true, text };
+      if (response.ok && !isErrorReply(text)) {
+        if (generation?.assembler === undefined) return { ok: true, text };
+        if (LOOKS_LIKE_EVENTS.test(text)) {
+          return { ok: true, value: this.#assembleText(text, { ...o.site, generation }) };
+        }
+        if (!this.#unstreamed.has(what)) {
+          this.#unstreamed.add(what);
+          this.#log.debug(
+            `${this.baseUrl} answered ${what} in one piece although asked for a stream; ` +
+              "its replies there get no stall limit",
+          );
+        }
+        return { ok: true, text };
+      }
       const retryAfter = retryAfterMs(response.headers.get("retry-after"), Date.now());
       return {
         ok: false,
@@ -296,6 +455,135 @@ export class LmStudioClient {
       };
     } finally {
       clearTimeout(timer);
+      stall?.stop();
+    }
+  }
+
+  /**
+   * Reads a streamed reply event by event as it arrives, passing its pieces on, up to the body
+   * limit: the body the endpoint would have answered without streaming. Stops reading (which
+   * closes the connection) at the stream's end event, on an error event, or when the caller
+   * aborts (the read then rejects at once).
+   */
+  async #readEvents(
+    response: Response,
+    o: RequestSite & { generation: Generation; stall: StallWatch | undefined },
+  ): Promise<unknown> {
+    const { stall } = o;
+    const parser = new SseParser();
+    const decoder = new TextDecoder();
+    const events: SseEvent[] = [];
+    let read = 0;
+    let finished = false;
+    const reader = response.body?.getReader();
+    try {
+      while (!finished && reader !== undefined) {
+        const { done, value } = await reader.read();
+        if (done) {
+          parser.feed(decoder.decode(), events);
+          parser.end(events);
+        } else {
+          read += value.byteLength;
+          if (read > this.#maxReplyBytes) {
+            throw tooLargeError({ ...o, limit: this.#maxReplyBytes, read, announced: false });
+          }
+          stall?.touch();
+          parser.feed(decoder.decode(value, { stream: true }), events);
+        }
+        finished = this.#take(events, o) || done;
+      }
+    } finally {
+      // Whatever follows the end (or an error) is not wanted: cancelling closes the connection.
+      await reader?.cancel().catch(() => {});
+    }
+    return this.#assembled(o);
+  }
+
+  /** A mislabelled stream read whole: its events assembled the same way, after the fact. */
+  #assembleText(text: string, o: RequestSite & { generation: Generation }): unknown {
+    const parser = new SseParser();
+    const events: SseEvent[] = [];
+    parser.feed(text, events);
+    parser.end(events);
+    this.#take(events, o);
+    return this.#assembled(o);
+  }
+
+  /** Passes `events` to the assembler and their pieces on (emptying it): true at the stream's end. */
+  #take(events: SseEvent[], o: RequestSite & { generation: Generation }): boolean {
+    const { tracker } = o.generation;
+    const assembler = o.generation.assembler!;
+    try {
+      for (const event of events) {
+        const piece = assembler.take(event);
+        if (piece === "end") return true;
+        if (piece !== undefined) tracker.piece(piece, assembler.toolCalls);
+      }
+      return false;
+    } catch (cause: unknown) {
+      if (!(cause instanceof StreamEventError)) throw cause;
+      if (cause.kind === "stream_error") {
+        throw streamFailedError({ ...o, body: cause.detail, seen: tracker.seen() });
+      }
+      throw badResponseError({ ...o, detail: cause.detail, cause });
+    } finally {
+      events.length = 0;
+    }
+  }
+
+  /** The assembled body of a stream that has ended; one that ended early is an error. */
+  #assembled(o: RequestSite & { generation: Generation }): unknown {
+    const { tracker } = o.generation;
+    const assembler = o.generation.assembler!;
+    if (!assembler.complete) throw streamEndedError({ ...o, seen: tracker.seen() });
+    const body = assembler.body();
+    if (body === undefined) {
+      throw badResponseError({ ...o, detail: "the stream held no reply", cause: undefined });
+    }
+    return body;
+  }
+
+  /**
+   * Sends a generation request, streamed unless streaming is off (`stream: true`, usage asked
+   * for where the endpoint has it), with its progress going to `o.onEvent`; the reply's wire
+   * body and the tracker that holds its figures (finish it with the usage the reply reports).
+   */
+  async #generate<T>(g: {
+    kind: StreamKind;
+    path: string;
+    body: Record<string, unknown>;
+    schema: z.ZodType<T>;
+    model: string;
+    call: GenerateOptions | undefined;
+    /** The body when streaming is off (today's request, unchanged). */
+    unstreamed?: Record<string, unknown>;
+  }): Promise<{ wire: T; tracker: GenerationTracker }> {
+    const tracker = new GenerationTracker({
+      model: g.model,
+      ...(g.call?.onEvent ? { onEvent: g.call.onEvent } : {}),
+      log: this.#log,
+    });
+    const streamed = this.#stream;
+    const body = !streamed ? g.unstreamed ?? g.body : {
+      ...g.body,
+      stream: true,
+      ...(g.kind === "response" ? {} : { stream_options: { include_usage: true } }),
+    };
+    try {
+      const wire = await this.#withModel(g.model, g.call, () =>
+        this.request("POST", g.path, {
+          ...this.#opts(g.call),
+          body,
+          schema: g.schema,
+          generation: {
+            tracker,
+            ...(streamed ? { assembler: streamAssembler(g.kind) } : {}),
+            stallMs: this.#stallMs,
+          },
+        }));
+      return { wire, tracker };
+    } finally {
+      tracker.end();
     }
   }
 
@@ -364,40 +652,52 @@ export class LmStudioClient {
   }
 
   /**
-   * POST /v1/chat/completions; reasoning separated from the answer, tool calls left raw. A
+   * POST /v1/chat/completions, streamed (see {@linkcode GenerateOptions.onEvent}); reasoning
+   * separated from the answer, tool calls left raw, the generation's figures in `stats`. A
    * `response_format` of type `json_object` is sent as a permissive JSON schema (see
    * {@linkcode wireResponseFormat}).
    */
-  async chat(req: ChatRequest, o?: CallOptions): Promise<ChatResult> {
+  async chat(req: ChatRequest, o?: GenerateOptions): Promise<WithStats<ChatResult>> {
     const body: Record<string, unknown> = {
       ...req,
       ...(req.response_format !== undefined
         ? { response_format: wireResponseFormat(req.response_format) }
         : {}),
-      stream: false,
     };
-    const wire = await this.#withModel(
-      req.model,
-      o,
-      () =>
-        this.request("POST", "/v1/chat/completions", { ...this.#opts(o), body, schema: ChatWire }),
+    const { wire, tracker } = await this.#generate({
+      kind: "chat",
+      path: "/v1/chat/completions",
+      body,
+      unstreamed: { ...body, stream: false },
+      schema: ChatWire,
+      model: req.model,
+      call: o,
+    });
+    const result = this.#lenient(
+      "POST /v1/chat/completions",
+      (ignored) => chatResult(wire, ignored),
     );
-    return this.#lenient("POST /v1/chat/completions", (ignored) => chatResult(wire, ignored));
+    return { ...result, stats: tracker.finish(tokensOf(result.usage)) };
   }
 
-  /** POST /v1/completions. */
-  async complete(req: CompletionRequest, o?: CallOptions): Promise<CompletionResult> {
-    const wire = await this.#withModel(
-      req.model,
-      o,
-      () =>
-        this.request("POST", "/v1/completions", {
-          ...this.#opts(o),
-          body: req,
-          schema: CompletionWire,
-        }),
+  /** POST /v1/completions, streamed like {@linkcode chat}. */
+  async complete(
+    req: CompletionRequest,
+    o?: GenerateOptions,
+  ): Promise<WithStats<CompletionResult>> {
+    const { wire, tracker } = await this.#generate({
+      kind: "completion",
+      path: "/v1/completions",
+      body: { ...req },
+      schema: CompletionWire,
+      model: req.model,
+      call: o,
+    });
+    const result = this.#lenient(
+      "POST /v1/completions",
+      (ignored) => completionResult(wire, ignored),
     );
-    return this.#lenient("POST /v1/completions", (ignored) => completionResult(wire, ignored));
+    return { ...result, stats: tracker.finish(tokensOf(result.usage)) };
   }
 
   /** POST /v1/embeddings; vectors ordered by the server's `index`. */
@@ -427,25 +727,25 @@ export class LmStudioClient {
   }
 
   /**
-   * POST /v1/responses (stateful; LM Studio 0.3.29+). A follow-up (`previous_response_id`) that the
-   * server answers with `previous_response_id: null` fails: that server kept no state.
+   * POST /v1/responses (stateful; LM Studio 0.3.29+), streamed like {@linkcode chat}. A follow-up
+   * (`previous_response_id`) that the server answers with `previous_response_id: null` fails:
+   * that server kept no state.
    */
-  async respond(req: ResponseRequest, o?: CallOptions): Promise<ResponseResult> {
-    let wire: z.infer<typeof ResponseWire>;
+  async respond(req: ResponseRequest, o?: GenerateOptions): Promise<WithStats<ResponseResult>> {
+    let generated: { wire: z.infer<typeof ResponseWire>; tracker: GenerationTracker };
     try {
-      wire = await this.#withModel(
-        req.model,
-        o,
-        () =>
-          this.request("POST", "/v1/responses", {
-            ...this.#opts(o),
-            body: req,
-            schema: ResponseWire,
-          }),
-      );
+      generated = await this.#generate({
+        kind: "response",
+        path: "/v1/responses",
+        body: { ...req },
+        schema: ResponseWire,
+        model: req.model,
+        call: o,
+      });
     } catch (error: unknown) {
       throw previousResponseError(error, req.previous_response_id);
     }
+    const { wire, tracker } = generated;
     if (req.previous_response_id !== undefined && wire.previous_response_id === null) {
       throw statelessResponseError({
         baseUrl: this.baseUrl,
@@ -453,7 +753,14 @@ export class LmStudioClient {
         previousResponseId: req.previous_response_id,
       });
     }
-    return this.#lenient("POST /v1/responses", (ignored) => responseResult(wire, ignored));
+    const result = this.#lenient("POST /v1/responses", (ignored) => responseResult(wire, ignored));
+    const usage = result.usage;
+    return {
+      ...result,
+      stats: tracker.finish(
+        usage && { prompt: usage.input_tokens, completion: usage.output_tokens },
+      ),
+    };
   }
 
   /** POST /api/v1/models/load; LmStudioError kind "not_found" when the server has no REST API. */
@@ -510,38 +817,9 @@ export class LmStudioClient {
     explicit: string | undefined,
     o?: CallOptions & { kind?: "llm" | "embedding"; defaultModel?: string; list?: ModelList },
   ): Promise<string> {
-    const named = explicit?.trim();
-    if (named) return named;
-    const kind = o?.kind ?? "llm";
-    const fallback = o?.defaultModel?.trim();
-    if (kind === "llm" && fallback) return fallback;
-    const list = o?.list ?? await this.listModels(this.#opts(o));
-    const describe = () =>
-      list.models.length === 0
-        ? `The server lists no models. ${NOTHING_LISTED}`
-        : `Models available: ${list.models.map((m) => `${m.id} (${m.type})`).join(", ")}.`;
-    const empty = list.models.length === 0;
-    if (kind === "embedding") {
-      const embeddings = list.models.filter((m) => m.type === "embedding");
-      const picked = embeddings.find((m) => m.state === "loaded") ?? embeddings[0];
-      if (picked) return picked.id;
-      throw new LmStudioError({
-        kind: "not_found",
-        url: `${this.baseUrl}/v1/models`,
-        message: `No embedding model at ${this.baseUrl}. ${describe()} ` +
-          (empty ? "Or" : "Download one (e.g. `lms get nomic-embed-text-v1.5`), or") +
-          " pass the model explicitly.",
-      });
-    }
-    const chat = list.models.filter((m) => m.type !== "embedding");
-    const picked = chat.find((m) => m.state === "loaded") ?? chat[0];
-    if (picked) return picked.id;
-    throw new LmStudioError({
-      kind: "not_found",
+    return await chooseModelName(explicit, o ?? {}, () => this.listModels(this.#opts(o)), {
+      where: this.baseUrl,
       url: `${this.baseUrl}/v1/models`,
-      message: `No chat model at ${this.baseUrl}. ${describe()} ` +
-        (empty ? "Or" : "Download one (e.g. `lms get qwen2.5-7b-instruct`), or") +
-        " pass the model explicitly (or set DEFAULT_MODEL).",
     });
   }
 

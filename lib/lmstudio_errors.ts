@@ -9,7 +9,7 @@
 import { widenCommand } from "./launch.ts";
 import { z } from "zod";
 import { BridgeError, isSandboxDenial, networkFailure } from "./errors.ts";
-import { clip, formatBytes, listNames } from "./text.ts";
+import { clip, formatBytes, formatSeconds, listNames } from "./text.ts";
 
 /** What went wrong with a request to LM Studio. */
 export type LmErrorKind =
@@ -21,7 +21,8 @@ export type LmErrorKind =
   | "http"
   | "bad_response"
   | "unsupported"
-  | "too_large";
+  | "too_large"
+  | "stalled";
 
 /** A failed LM Studio request; the message says what failed and what to do next. */
 export class LmStudioError extends BridgeError<LmErrorKind> {
@@ -197,8 +198,7 @@ export function httpError(
 ): LmStudioError {
   const { baseUrl, url, what, status } = o;
   const { message: serverMessage, code } = parseErrorBody(o.body);
-  // The server's own words, without a final period: the sentence goes on after them.
-  const said = serverMessage !== undefined ? `: ${serverMessage.replace(/[.\s]+$/, "")}` : "";
+  const said = saidText(serverMessage);
   const statusText = status >= 200 && status < 300
     ? `an error (HTTP ${status})`
     : `${status}${o.statusText ? ` ${o.statusText}` : ""}`;
@@ -227,7 +227,22 @@ export function httpError(
       message: `LM Studio at ${baseUrl} answered ${what} with ${statusText}${said}.`,
     });
   }
-  const advice = status === 429
+  return new LmStudioError({
+    kind: "http",
+    ...common,
+    message: `LM Studio at ${baseUrl} answered ${what} with ${statusText}${said}.` +
+      failureAdvice(status, serverMessage),
+  });
+}
+
+/** ": the server's own words", without a final period (the sentence goes on), or "". */
+function saidText(serverMessage: string | undefined): string {
+  return serverMessage !== undefined ? `: ${serverMessage.replace(/[.\s]+$/, "")}` : "";
+}
+
+/** What to do about a failure the server reported (" " + advice), or "" when nothing helps. */
+function failureAdvice(status: number, serverMessage: string | undefined): string {
+  return status === 429
     ? " The server is busy; wait and try again."
     : /context (length|window|size)|too many tokens|exceeds? .*context|n_ctx/i.test(
         serverMessage ?? "",
@@ -238,10 +253,58 @@ export function httpError(
     : status >= 500
     ? " The server failed; check LM Studio's developer logs, and that the model fits in memory."
     : "";
+}
+
+/**
+ * The error for a failure the server reported inside a streamed reply (`data: {"error": ...}`,
+ * an `error` event), `seen` saying where the reply was: "after 12 tokens".
+ */
+export function streamFailedError(o: RequestSite & { body: string; seen: string }): LmStudioError {
+  const { message: serverMessage, code } = parseErrorBody(o.body);
+  const said = saidText(serverMessage);
   return new LmStudioError({
     kind: "http",
-    ...common,
-    message: `LM Studio at ${baseUrl} answered ${what} with ${statusText}${said}.${advice}`,
+    url: o.url,
+    status: 200,
+    ...(serverMessage !== undefined ? { serverMessage } : {}),
+    ...(code !== undefined ? { code } : {}),
+    message: `LM Studio at ${o.baseUrl} reported an error in its streamed reply to ${o.what} ` +
+      `(${o.seen})${said}.` + (failureAdvice(200, serverMessage) ||
+        " Check LM Studio's developer logs (`lms log stream`), then try again."),
+  });
+}
+
+/** The error for a streamed reply that ended before it said it was whole. */
+export function streamEndedError(o: RequestSite & { seen: string }): LmStudioError {
+  return new LmStudioError({
+    kind: "bad_response",
+    url: o.url,
+    message: `The streamed reply of ${o.baseUrl} to ${o.what} ended ${o.seen}, without a ` +
+      "finish reason or end marker: the server stopped before the answer was complete " +
+      "(it may have crashed or run out of memory). Check LM Studio's developer logs " +
+      "(`lms log stream`), then try again.",
+  });
+}
+
+/**
+ * The error for a streamed request that got no byte for `ms` (LMSTUDIO_STALL_MS), `seen` saying
+ * what came last: "before the first token", "while loading qwen3-8b (60%)", "after 312 tokens".
+ */
+export function stalledError(
+  o: RequestSite & { ms: number; seen: string; cause: unknown },
+): LmStudioError {
+  return new LmStudioError({
+    kind: "stalled",
+    url: o.url,
+    message:
+      `LM Studio at ${o.baseUrl} sent nothing for ${
+        formatSeconds(o.ms)
+      } ${o.seen}, so ${o.what} was ` +
+      "ended. The model or the server may be stuck, or the machine out of memory: check LM " +
+      "Studio's developer logs (`lms log stream`), then try again. If it is only slow here " +
+      "(a long prompt on a slow machine), raise LMSTUDIO_STALL_MS (milliseconds; 0 turns the " +
+      "check off); if this server never streams its replies, set LMSTUDIO_STREAM=off.",
+    cause: o.cause,
   });
 }
 

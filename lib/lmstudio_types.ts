@@ -18,6 +18,8 @@ export interface ModelInfo {
   arch?: string;
   quantization?: string;
   instanceIds?: string[];
+  /** The endpoint that serves it, when the bridge talks to several (LMSTUDIO_ENDPOINTS). */
+  endpoint?: string;
 }
 
 /** The models of a server, where the details came from, and what could not be known. */
@@ -25,6 +27,22 @@ export interface ModelList {
   models: ModelInfo[];
   source: "api/v1" | "api/v0" | "openai";
   notes: string[];
+  /** With several endpoints (LMSTUDIO_ENDPOINTS): each one's part of the merged list, in order. */
+  endpoints?: ModelListEndpoint[];
+}
+
+/** One endpoint's part of a model list merged from several servers. */
+export interface ModelListEndpoint {
+  name: string;
+  baseUrl: string;
+  /** Where its models' details came from; null when its list could not be read. */
+  source: ModelList["source"] | null;
+  /** How many models it lists; null when its list could not be read. */
+  modelCount: number | null;
+  /** Why its list could not be read (not answering, token refused...), else null. */
+  error: string | null;
+  /** True while it is not answering: it is skipped until its retry time. */
+  down: boolean;
 }
 
 /** A part of a multimodal user message. */

@@ -170,6 +170,56 @@ export const V1ModelsWire = z.looseObject({
   })),
 });
 
+// ---------------------------------------------------------------------------------------------
+// Streamed replies: one schema per server-sent event. Every field is spare (read with a type
+// check by the assembler in lmstudio_stream.ts), so an odd field never fails a whole stream.
+
+const ToolCallDeltaWire = z.looseObject({
+  index: spare,
+  id: spare,
+  function: z.looseObject({ name: spare, arguments: spare }).nullish(),
+});
+
+/** One tool call fragment of a streamed chat reply. */
+export type ToolCallDelta = z.infer<typeof ToolCallDeltaWire>;
+
+/** One `chat.completion.chunk` of a streamed `/v1/chat/completions` reply. */
+export const ChatChunkWire = z.looseObject({
+  id: spare,
+  model: spare,
+  choices: z.array(z.looseObject({
+    index: spare,
+    finish_reason: spare,
+    delta: z.looseObject({
+      content: spare,
+      reasoning_content: spare,
+      reasoning: spare,
+      tool_calls: z.array(ToolCallDeltaWire).nullish(),
+    }).nullish(),
+  })).nullish(),
+  usage: spare,
+});
+
+/** One chunk of a streamed `/v1/completions` reply. */
+export const CompletionChunkWire = z.looseObject({
+  id: spare,
+  model: spare,
+  choices: z.array(z.looseObject({ index: spare, text: spare, finish_reason: spare })).nullish(),
+  usage: spare,
+});
+
+/**
+ * One event of a streamed `/v1/responses` reply (`response.output_text.delta`,
+ * `response.completed`, ...); the full response an end event carries is read with
+ * {@linkcode ResponseWire}.
+ */
+export const ResponseEventWire = z.looseObject({
+  type: spare,
+  delta: spare,
+  item: z.looseObject({ type: spare }).nullish(),
+  response: spare,
+});
+
 const QuantizationWire = z.looseObject({ name: z.string() });
 
 const JsonObjectFormat = z.looseObject({ type: z.literal("json_object") });
@@ -188,7 +238,6 @@ export function wireResponseFormat(format: unknown): unknown {
 }
 
 /** A reply whose content does not matter. */
-/** A reply whose content does not matter. */
 export const AnyWire = z.unknown();
 
 /** Parses a reply body with `schema`; one that is not JSON or does not match is a bad_response. */
@@ -199,6 +248,11 @@ export function parseReply<T>(text: string, schema: z.ZodType<T>, site: RequestS
   } catch (cause: unknown) {
     throw badResponseError({ ...site, detail: `not JSON: ${clip(text.trim(), 120)}`, cause });
   }
+  return validateReply(json, schema, site);
+}
+
+/** Validates a parsed reply (or one assembled from a stream) with `schema`, else a bad_response. */
+export function validateReply<T>(json: unknown, schema: z.ZodType<T>, site: RequestSite): T {
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issues = parsed.error.issues.slice(0, 3).map((i) =>

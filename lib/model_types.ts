@@ -38,6 +38,8 @@ export interface EnsureResult {
    * caller passed the list it had: a load changes what the list says about the model.
    */
   list?: ModelList;
+  /** The endpoint that has the model, when the bridge talks to several (LMSTUDIO_ENDPOINTS). */
+  endpoint?: string;
 }
 
 /** {@linkcode EnsureResult} as JSON: the same keys every time, `note` null when there is none. */
@@ -56,6 +58,8 @@ export interface CurrentModel {
    */
   status: string | null;
   contextLength: number | null;
+  /** The endpoint it is loaded on, when the bridge talks to several (LMSTUDIO_ENDPOINTS). */
+  endpoint?: string;
 }
 
 /** What `ModelManager.currentModels` reports. */
@@ -76,6 +80,8 @@ export interface DownloadedSummary {
   maxContextLength: number | null;
   vision: boolean | null;
   toolUse: boolean | null;
+  /** The endpoint that has it, when the bridge talks to several (LMSTUDIO_ENDPOINTS). */
+  endpoint?: string;
 }
 
 /** What `ModelManager.downloadedModels` reports. */
@@ -92,6 +98,8 @@ export interface UnloadReport {
   /** The instance identifiers unloaded. */
   unloaded: string[];
   source: "lms" | "rest-v1";
+  /** The endpoint it was unloaded on, when the bridge talks to several (LMSTUDIO_ENDPOINTS). */
+  endpoint?: string;
 }
 
 /**
@@ -127,6 +135,24 @@ export interface ServerStatusReport {
   ttlSeconds: number;
   /** The context length loads ask for when the caller names none; null: LM Studio's default. */
   defaultContextLength: number | null;
+  /**
+   * With several endpoints (LMSTUDIO_ENDPOINTS): each one's state; the fields above are then
+   * those of the endpoint `lms` manages, else of the first.
+   */
+  endpoints?: EndpointStatus[];
+}
+
+/** One endpoint's part of a {@linkcode ServerStatusReport}. */
+export interface EndpointStatus {
+  name: string;
+  baseUrl: string;
+  reachable: boolean;
+  latencyMs: number;
+  modelCount: number | null;
+  error: string | null;
+  management: Management;
+  managementReason: string;
+  source: ModelSource | null;
 }
 
 /** Why something about models cannot be done; the message says what to do. */

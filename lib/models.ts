@@ -473,6 +473,24 @@ export class ModelManager {
   }
 }
 
+/**
+ * What the app uses of model management: a {@linkcode ModelManager} for one server, or one per
+ * endpoint behind EndpointModels (model_endpoints.ts).
+ */
+export type Models = Pick<
+  ModelManager,
+  | "ttlSeconds"
+  | "defaultContextLength"
+  | "invalidate"
+  | "ensureLoaded"
+  | "load"
+  | "management"
+  | "currentModels"
+  | "unload"
+  | "downloadedModels"
+  | "status"
+>;
+
 /** One check/load that concurrent {@linkcode ModelManager.ensureLoaded} calls share. */
 interface SharedEnsure {
   promise: Promise<EnsureResult>;

@@ -104,8 +104,15 @@ async function printBanner(app: App): Promise<void> {
 /** "LM Studio at URL answering (N models, T ms)" or "... not answering: why", for banners. */
 export async function lmStudioState(app: Pick<App, "client" | "settings">): Promise<string> {
   const health = await app.client.health({ timeoutMs: 2000 });
-  const state = health.ok
-    ? `answering (${health.modelCount ?? "?"} models, ${health.latencyMs} ms)`
-    : `not answering: ${health.error ?? "unknown error"}`;
-  return `LM Studio at ${app.settings.baseUrl} ${state}`;
+  const state = (h: Omit<typeof health, "endpoints">) =>
+    h.ok
+      ? `answering (${h.modelCount ?? "?"} models, ${h.latencyMs} ms)`
+      : `not answering: ${h.error ?? "unknown error"}`;
+  if (health.endpoints) {
+    // Several model servers (LMSTUDIO_ENDPOINTS): each one's state.
+    return `model servers: ${
+      health.endpoints.map((e) => `${e.name} at ${e.baseUrl} ${state(e)}`).join("; ")
+    }`;
+  }
+  return `LM Studio at ${app.settings.baseUrl} ${state(health)}`;
 }

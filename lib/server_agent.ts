@@ -370,15 +370,20 @@ export function registerAutonomousTools(
   chosen?: readonly ToolName[],
 ): void {
   const sessions = app.sessions ?? new SessionRegistry();
-  registerChosen({
-    autonomous_with_mcp: () => registerAutonomousWithMcpTool(server, app, seams, sessions),
-    autonomous_with_multiple_mcps: () =>
-      registerAutonomousWithMultipleMcpsTool(server, app, seams, sessions),
-    autonomous_discover_and_execute: () =>
-      registerAutonomousDiscoverAndExecuteTool(server, app, seams, sessions),
-    list_sessions: () => registerListSessions(server, sessions),
-    close_session: () => registerCloseSession(server, sessions),
-  }, server, app, chosen);
+  registerChosen(
+    {
+      autonomous_with_mcp: () => registerAutonomousWithMcpTool(server, app, seams, sessions),
+      autonomous_with_multiple_mcps: () =>
+        registerAutonomousWithMultipleMcpsTool(server, app, seams, sessions),
+      autonomous_discover_and_execute: () =>
+        registerAutonomousDiscoverAndExecuteTool(server, app, seams, sessions),
+      list_sessions: () => registerListSessions(server, sessions),
+      close_session: () => registerCloseSession(server, sessions),
+    },
+    server,
+    app,
+    chosen,
+  );
 }
 
 /** One line of `list_sessions`. */

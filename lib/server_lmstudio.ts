@@ -3,11 +3,12 @@
  * stateful responses. One registration function per tool, schema beside it.
  */
 import type { CallToolResult, McpServer } from "./sdk.ts";
-import { z } from "zod";
 import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
+import { plural } from "./text.ts";
 import { emptyAnswerText, guarded, safeResult, textResult } from "./server_result.ts";
+import { toolModelProgress } from "./server_progress.ts";
 import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import type { ToolName } from "./tool_groups.ts";
 
@@ -46,6 +47,21 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
     guarded(async () => {
       const h = await app.client.health({ signal: extra.signal });
       const structured = { ...h };
+      if (h.endpoints) {
+        const up = h.endpoints.filter((e) => e.ok).length;
+        const text = [
+          `${up} of ${plural(h.endpoints.length, "model server")} healthy:`,
+          ...h.endpoints.map((e) =>
+            `- ${e.name} at ${e.baseUrl}: ${
+              e.ok
+                ? `answering (${e.latencyMs} ms, ${e.modelCount ?? "unknown number of"} models)` +
+                  (e.note ? `. ${e.note}` : "")
+                : `not healthy: ${e.error ?? "unknown error"}`
+            }`
+          ),
+        ].join("\n");
+        return { ...textResult(text, structured), ...(h.ok ? {} : { isError: true }) };
+      }
       if (!h.ok) {
         return {
           content: [{
@@ -75,14 +91,19 @@ function registerListModels(server: McpServer, app: LmStudioApp): void {
         if (ctx) parts.push(`context ${ctx}`);
         if (m.vision) parts.push("vision");
         if (m.toolUse) parts.push("tool use");
-        return `- ${m.id} (${parts.join(", ")})`;
+        return `- ${m.id} (${parts.join(", ")})${m.endpoint ? ` on ${m.endpoint}` : ""}`;
       });
       const text = [
         lines.length ? `${lines.length} models:` : "The server lists no models.",
         ...lines,
         ...list.notes.map((n) => `Note: ${n}`),
       ].join("\n");
-      return textResult(text, { models: list.models, source: list.source, notes: list.notes });
+      return textResult(text, {
+        models: list.models,
+        source: list.source,
+        notes: list.notes,
+        ...(list.endpoints ? { endpoints: list.endpoints } : {}),
+      });
     }));
 }
 
@@ -93,7 +114,7 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
       const lines = current.models.map((m) =>
         `- ${m.id} (${m.type}${m.status ? `, ${m.status}` : ""}${
           m.contextLength ? `, context ${m.contextLength}` : ""
-        })`
+        })${m.endpoint ? ` on ${m.endpoint}` : ""}`
       );
       // A server without LM Studio's REST state cannot say what is loaded: say that first, and
       // never "no model is loaded".
@@ -116,108 +137,132 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
 
 function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
   const log = app.log.child("tools");
-  server.registerTool("chat_completion", TOOLS.chat_completion, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const messages: ChatMessage[] = [];
-      if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
-      messages.push({ role: "user", content: args.prompt });
-      const format = typeof args.response_format === "string"
-        ? (args.response_format === "text" ? undefined : { type: args.response_format })
-        : args.response_format;
-      const result = await app.client.chat({
-        model,
-        messages,
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        response_format: format,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
-      log.debug("chat_completion done", { model, usage: usageText(result.usage) });
-      return answerResult(result.content, {
-        reasoning: result.reasoning,
-        finishReason: result.finishReason,
-        structured: {
-          answer: result.content,
-          reasoning: result.reasoning ?? null,
-          model: result.model ?? model,
-          finish_reason: result.finishReason ?? null,
-          usage: result.usage ?? null,
-        },
-      });
-    }));
+  server.registerTool(
+    "chat_completion",
+    TOOLS.chat_completion,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const messages: ChatMessage[] = [];
+        if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
+        messages.push({ role: "user", content: args.prompt });
+        const format = typeof args.response_format === "string"
+          ? (args.response_format === "text" ? undefined : { type: args.response_format })
+          : args.response_format;
+        const progress = toolModelProgress(extra, log);
+        const result = await app.client.chat({
+          model,
+          messages,
+          temperature: args.temperature,
+          max_tokens: args.max_tokens,
+          response_format: format,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
+        log.debug("chat_completion done", { model, usage: usageText(result.usage) });
+        return answerResult(result.content, {
+          reasoning: result.reasoning,
+          finishReason: result.finishReason,
+          structured: {
+            answer: result.content,
+            reasoning: result.reasoning ?? null,
+            model: result.model ?? model,
+            finish_reason: result.finishReason ?? null,
+            usage: result.usage ?? null,
+          },
+        });
+      }),
+  );
 }
 
 function registerTextCompletion(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("text_completion", TOOLS.text_completion, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const result = await app.client.complete({
-        model,
-        prompt: args.prompt,
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        stop: args.stop_sequences,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
-      return textResult(result.text, {
-        text: result.text,
-        model: result.model ?? model,
-        finish_reason: result.finishReason ?? null,
-        usage: result.usage ?? null,
-      });
-    }));
+  server.registerTool(
+    "text_completion",
+    TOOLS.text_completion,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const progress = toolModelProgress(extra, app.log.child("tools"));
+        const result = await app.client.complete({
+          model,
+          prompt: args.prompt,
+          temperature: args.temperature,
+          max_tokens: args.max_tokens,
+          stop: args.stop_sequences,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done(result);
+        return textResult(result.text, {
+          text: result.text,
+          model: result.model ?? model,
+          finish_reason: result.finishReason ?? null,
+          usage: result.usage ?? null,
+        });
+      }),
+  );
 }
 
 function registerGenerateEmbeddings(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("generate_embeddings", TOOLS.generate_embeddings, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, {
-        kind: "embedding",
-        signal: extra.signal,
-      });
-      const result = await app.client.embed({ model, input: args.text }, { signal: extra.signal });
-      const dims = result.embeddings[0]?.length ?? 0;
-      const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
-        result.model ?? model
-      }:\n${JSON.stringify(result.embeddings)}`;
-      return textResult(summary, {
-        model: result.model ?? model,
-        dimensions: dims,
-        embeddings: result.embeddings,
-        usage: result.usage ?? null,
-      });
-    }));
+  server.registerTool(
+    "generate_embeddings",
+    TOOLS.generate_embeddings,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, {
+          kind: "embedding",
+          signal: extra.signal,
+        });
+        const result = await app.client.embed({ model, input: args.text }, {
+          signal: extra.signal,
+        });
+        const dims = result.embeddings[0]?.length ?? 0;
+        const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
+          result.model ?? model
+        }:\n${JSON.stringify(result.embeddings)}`;
+        return textResult(summary, {
+          model: result.model ?? model,
+          dimensions: dims,
+          embeddings: result.embeddings,
+          usage: result.usage ?? null,
+        });
+      }),
+  );
 }
 
 function registerCreateResponse(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("create_response", TOOLS.create_response, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const r = await app.client.respond({
-        model,
-        input: args.input_text,
-        previous_response_id: args.previous_response_id,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal });
-      const result = answerResult(r.text, {
-        reasoning: r.reasoning,
-        structured: {
-          response_id: r.id,
-          answer: r.text,
-          reasoning: r.reasoning ?? null,
-          model: r.model ?? model,
-          previous_response_id: r.previousResponseId ?? null,
-          status: r.status ?? null,
-          usage: r.usage ?? null,
-        },
-      });
-      result.content.push({
-        type: "text",
-        text: `response_id: ${r.id} (pass it as previous_response_id to continue)`,
-      });
-      return result;
-    }));
+  server.registerTool(
+    "create_response",
+    TOOLS.create_response,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const progress = toolModelProgress(extra, app.log.child("tools"));
+        const r = await app.client.respond({
+          model,
+          input: args.input_text,
+          previous_response_id: args.previous_response_id,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done(r);
+        const result = answerResult(r.text, {
+          reasoning: r.reasoning,
+          structured: {
+            response_id: r.id,
+            answer: r.text,
+            reasoning: r.reasoning ?? null,
+            model: r.model ?? model,
+            previous_response_id: r.previousResponseId ?? null,
+            status: r.status ?? null,
+            usage: r.usage ?? null,
+          },
+        });
+        result.content.push({
+          type: "text",
+          text: `response_id: ${r.id} (pass it as previous_response_id to continue)`,
+        });
+        return result;
+      }),
+  );
 }
 
 /** Registers the LM Studio tools (those of `chosen`, or all). */
@@ -226,13 +271,18 @@ export function registerLmStudioTools(
   app: LmStudioApp,
   chosen?: readonly ToolName[],
 ): void {
-  registerChosen({
-    health_check: registerHealthCheck,
-    list_models: registerListModels,
-    get_current_model: registerGetCurrentModel,
-    chat_completion: registerChatCompletion,
-    text_completion: registerTextCompletion,
-    generate_embeddings: registerGenerateEmbeddings,
-    create_response: registerCreateResponse,
-  }, server, app, chosen);
+  registerChosen(
+    {
+      health_check: registerHealthCheck,
+      list_models: registerListModels,
+      get_current_model: registerGetCurrentModel,
+      chat_completion: registerChatCompletion,
+      text_completion: registerTextCompletion,
+      generate_embeddings: registerGenerateEmbeddings,
+      create_response: registerCreateResponse,
+    },
+    server,
+    app,
+    chosen,
+  );
 }

@@ -8,12 +8,7 @@
  * session. {@linkcode inSession} runs a task in a session; `list_sessions` and `close_session`
  * (server_agent.ts) show and forget them.
  */
-import {
-  SessionError,
-  type SessionInfo,
-  SessionStore,
-  type SessionStoreOptions,
-} from "./agent_sessions.ts";
+import { SessionError, SessionStore, type SessionStoreOptions } from "./agent_sessions.ts";
 import type { AgentResult, AgentSession } from "./agent_types.ts";
 
 /** MCP sessions whose stores are kept at most (`serve --http`); the least recently used goes. */

@@ -116,14 +116,14 @@ const common = {
 export const TOOL_DEFINITIONS = {
   health_check: {
     title: "Check LM Studio",
-    description: "Is the local LLM server up (and the token accepted)? URL, latency, model " +
-      "count. Call it first when another tool fails.",
+    description: "Is the local LLM server (each, if several) up and the token accepted? URL, " +
+      "latency, model count. Call it first when another tool fails.",
     annotations: READ_ONLY,
   },
   list_models: {
     title: "List models",
     description: "Models the local server offers: id, type (llm, vlm = vision, embedding), " +
-      "loaded or not, context length. The ids go in `model`.",
+      "loaded or not, context length, server (if several). The ids go in `model`.",
     annotations: READ_ONLY,
   },
   get_current_model: {
@@ -175,7 +175,9 @@ export const TOOL_DEFINITIONS = {
     description: "Embedding vectors for a text or a list of texts, from a local embedding model.",
     inputSchema: {
       text: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2048)]),
-      model: z.string().min(1).optional().describe("Embedding model id; default: one the server has."),
+      model: z.string().min(1).optional().describe(
+        "Embedding model id; default: one the server has.",
+      ),
     },
     annotations: READ_ONLY,
   },
@@ -204,7 +206,9 @@ export const TOOL_DEFINITIONS = {
       model: z.string().min(1).optional().describe(
         "Vision model id (vlm in list_models); default: DEFAULT_MODEL or a loaded vision model.",
       ),
-      detail: z.enum(["auto", "low", "high"]).optional().describe("low = faster, high = small text."),
+      detail: z.enum(["auto", "low", "high"]).optional().describe(
+        "low = faster, high = small text.",
+      ),
       max_tokens: answerTokens,
       temperature: temperature.optional().describe("Low (0) for extraction."),
     },
@@ -262,7 +266,8 @@ export const TOOL_DEFINITIONS = {
   },
   list_sessions: {
     title: "List autonomous sessions",
-    description: "Sessions of earlier autonomous_* tasks that a new task can continue (session_id).",
+    description:
+      "Sessions of earlier autonomous_* tasks that a new task can continue (session_id).",
     annotations: READ_ONLY,
   },
   close_session: {
@@ -364,8 +369,10 @@ function listed(name: ToolName, tools: readonly ToolName[]): Tool {
   const inputSchema = inputJsonSchema(definition.inputSchema);
   const after = definition.after;
   let description = definition.description;
-  if (after !== undefined && tools.indexOf(after.tool) >= 0 &&
-    tools.indexOf(after.tool) < tools.indexOf(name)) {
+  if (
+    after !== undefined && tools.indexOf(after.tool) >= 0 &&
+    tools.indexOf(after.tool) < tools.indexOf(name)
+  ) {
     description = after.description ?? description;
     const other: ToolDefinition = TOOL_DEFINITIONS[after.tool];
     const theirs = other.inputSchema ?? {};

@@ -12,7 +12,14 @@ import type { Logger } from "./log.ts";
 import { findModel } from "./model_names.ts";
 import { basename } from "./path.ts";
 import { emptyAnswerText, errorResult, safeResult } from "./server_result.ts";
-import type { CallToolResult, McpServer } from "./sdk.ts";
+import type {
+  CallToolResult,
+  McpServer,
+  RequestHandlerExtra,
+  ServerNotification,
+  ServerRequest,
+} from "./sdk.ts";
+import { toolModelProgress } from "./server_progress.ts";
 import { TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";
@@ -195,6 +202,9 @@ function imageList(images: string | string[]): string[] {
   return [images];
 }
 
+/** The context of one tool call (its signal, progress token, notification sender). */
+type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
 /** The arguments of one `analyze_image` call, after validation. */
 type AnalyzeImageArgs = z.infer<z.ZodObject<typeof TOOLS.analyze_image.inputSchema>>;
 
@@ -202,8 +212,9 @@ type AnalyzeImageArgs = z.infer<z.ZodObject<typeof TOOLS.analyze_image.inputSche
 async function analyzeImage(
   app: VisionApp,
   args: AnalyzeImageArgs,
-  signal?: AbortSignal,
+  extra: ToolExtra,
 ): Promise<CallToolResult> {
+  const signal = extra.signal;
   const log = app.log.child("vision");
   const { workDir } = app.settings;
   const [loaded, chosen] = await Promise.allSettled([
@@ -228,13 +239,15 @@ async function analyzeImage(
       await app.models.ensureLoaded(model, { signal });
     }
     const started = performance.now();
+    const progress = toolModelProgress(extra, log);
     const result = await app.client.chat({
       model,
       messages: [{ role: "user", content: imageMessageParts(args.prompt, images, args.detail) }],
       max_tokens: args.max_tokens,
       ...(args.temperature === undefined ? {} : { temperature: args.temperature }),
       ttl: app.settings.modelTtlSeconds || undefined,
-    }, { signal });
+    }, { signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+    progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
     log.debug("analyze_image done", {
       model,
       images: images.length,
@@ -281,6 +294,6 @@ export function registerAnalyzeImageTool(server: McpServer, app: VisionApp): voi
   server.registerTool(
     "analyze_image",
     TOOLS.analyze_image,
-    (args, extra) => analyzeImage(app, args, extra.signal),
+    (args, extra) => analyzeImage(app, args, extra),
   );
 }

@@ -58,6 +58,11 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(minutes / 60)} h${rest ? ` ${rest} min` : ""}`;
 }
 
+/** A duration in seconds: "30 s" for whole seconds, else "1.5 s". */
+export function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 /** How many bytes base64 `data` decodes to. */
 export function base64Bytes(data: string): number {
   const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;

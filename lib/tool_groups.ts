@@ -89,7 +89,7 @@ export function chooseTools(text: string, source: string): { tools: ToolName[] }
   const chosen = new Set<ToolName>();
   for (const name of names) {
     const lower = name.toLowerCase();
-    if (isGroup(lower)) for (const tool of TOOL_GROUPS[lower]) chosen.add(tool);
+    if (isGroup(lower)) { for (const tool of TOOL_GROUPS[lower]) chosen.add(tool); }
     else if (isTool(lower)) chosen.add(lower);
     else {
       const near = closestName(name, [...GROUP_NAMES, ...ALL_TOOLS]);

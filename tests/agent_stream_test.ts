@@ -4,6 +4,7 @@
  * clock the test moves, and the rate limit of ProgressReporter.update on its own.
  */
 import { agentResultJson } from "../lib/agent.ts";
+import { LmStudioClient } from "../lib/lmstudio.ts";
 import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_calls.ts";
 import type { AgentLmClient, AgentProgress } from "../lib/agent_types.ts";
 import type { ChatResult, ChatStreamEvent, GenerationStats } from "../lib/lmstudio_types.ts";
@@ -99,7 +100,8 @@ Deno.test("a streamed request reports loading, prompt, waiting and tokens at mos
     for (let i = 1; i < generating.length; i++) {
       assert(generating[i]!.at - generating[i - 1]!.at >= UPDATE_GAP_MS, messages.join("\n"));
     }
-    assertEquals(generating[0]!.message, "round 1/4: model: 25 tokens, 104 tok/s");
+    // 24 tokens after the first, 10 ms apart: the 100 tok/s they came at.
+    assertEquals(generating[0]!.message, "round 1/4: model: 25 tokens, 100 tok/s");
     assertEquals(messages.at(-2), "round 1/4: model: 100 tokens in 2.0 s, 100 tok/s");
     assertEquals(messages.at(-1), "done: answer");
     assertEquals(result.rounds_detail, [{
@@ -146,7 +148,8 @@ Deno.test("without stats or usage a round's tokens are estimated and say so; a s
 
     await t.step("from the server's usage, without streaming", async () => {
       h.fake.script(CHAT, answer("plain"));
-      const result = await h.run({});
+      const client = new LmStudioClient({ baseUrl: h.fake.baseUrl, stream: false, log: quiet });
+      const result = await h.run({ deps: { client } });
       const [detail] = result.rounds_detail;
       assertEquals(detail?.prompt_tokens, 10);
       assertEquals(detail?.completion_tokens, 5);

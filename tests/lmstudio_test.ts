@@ -67,8 +67,24 @@ Deno.test("chat returns the answer, usage and an empty tool call list", async ()
   assert(result.usage !== undefined && result.usage.total_tokens > 0);
   const sent = fake.requestsTo("/v1/chat/completions")[0];
   assertEquals((sent?.body as Record<string, unknown>).temperature, 0.1);
-  assertEquals((sent?.body as Record<string, unknown>).stream, false);
+  // Streamed, with the usage at the end where the server can add it.
+  assertEquals((sent?.body as Record<string, unknown>).stream, true);
+  assertEquals((sent?.body as Record<string, unknown>).stream_options, { include_usage: true });
   assertEquals(sent?.headers["content-type"], "application/json");
+});
+
+Deno.test("with streaming off, chat asks for one JSON body and gets the same result", async () => {
+  await using fake = await FakeLmStudio.start();
+  const streamed = await client(fake.baseUrl).client.chat({ model: QWEN, messages: [user("hi")] });
+  const { client: c } = client(fake.baseUrl, { stream: false });
+  const result = await c.chat({ model: QWEN, messages: [user("hi")] });
+  const sent = fake.requestsTo("/v1/chat/completions")[1]?.body as Record<string, unknown>;
+  assertEquals([sent.stream, sent.stream_options], [false, undefined]);
+  const { stats: _streamed, id: _one, ...streamedResult } = streamed;
+  const { stats, id: _other, ...plainResult } = result;
+  assertEquals(plainResult, streamedResult);
+  assertEquals(stats.estimated, false);
+  assertEquals(stats.completionTokens, result.usage?.completion_tokens);
 });
 
 Deno.test("chat sends tools, tool_choice, response_format and ttl as given", async () => {
@@ -962,7 +978,12 @@ Deno.test("an error object in a 200 reply is an error like a 4xx with that messa
 
 Deno.test("a reply larger than the limit fails with its size and what to do, read no further", async (t) => {
   await using fake = await FakeLmStudio.start();
-  const { client: c } = client(fake.baseUrl, { maxReplyBytes: 64 * 1024, retries: 0 });
+  // One JSON body (the limit counts the bytes of the body, and a stream's are many more).
+  const { client: c } = client(fake.baseUrl, {
+    maxReplyBytes: 64 * 1024,
+    retries: 0,
+    stream: false,
+  });
   const ask = () => c.chat({ model: QWEN, messages: [user("x")], max_tokens: 100_000 });
   await t.step("one that announces its size is not read at all", async () => {
     fake.script(CHAT_PATH, { body: chatReply({ content: "x".repeat(200_000) }) });
@@ -1007,6 +1028,24 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
     fake.script(CHAT_PATH, { body: chatReply({ content: "y".repeat(60_000) }) });
     assertEquals((await ask()).content.length, 60_000);
   });
+  await t.step("a stream is read up to the limit, then its connection closed", async () => {
+    await using fake = await FakeLmStudio.start({ stream: "sse" });
+    const streaming = client(fake.baseUrl, { maxReplyBytes: 64 * 1024, retries: 0 }).client;
+    // About 230 bytes an event: 1,000 of them pass the limit; then the fake waits, so that only
+    // the client closing the connection ends the reply.
+    fake.script(CHAT_PATH, {
+      body: chatReply({ content: "word ".repeat(2_000) }),
+      stream: { stallAfter: 1_000 },
+    });
+    const error = await assertRejects(
+      () => streaming.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "before the client stopped reading",
+    );
+    assertEquals(error.kind, "too_large");
+    const [request] = fake.requestsTo(CHAT_PATH).slice(-1);
+    assertEquals(await fake.delayedEnd(request!), "abandoned");
+  });
 });
 
 Deno.test("unusable fields the client can do without are ignored, and logged at debug", async (t) => {
@@ -1046,7 +1085,8 @@ Deno.test("unusable fields the client can do without are ignored, and logged at 
     fake.script("/v1/completions", {
       body: { choices: [{ text: "t", finish_reason: 1 }], usage: [], model: 5 },
     });
-    assertEquals(await c.complete({ model: QWEN, prompt: "p" }), { text: "t" });
+    const { stats: _, ...completion } = await c.complete({ model: QWEN, prompt: "p" });
+    assertEquals(completion, { text: "t" });
     fake.script("/v1/embeddings", {
       body: { data: [{ index: "0", embedding: [1] }], usage: "n/a", model: null },
     });

@@ -23,8 +23,20 @@
  *   `responses: false` (LM Studio before 0.3.29).
  * - With `token`, every request without `Authorization: Bearer <token>` gets a 401 (with
  *   `publicModels`, llama.cpp-like, the model list is answered without it).
+ * - Streaming: a `/v1/chat/completions`, `/v1/completions` or `/v1/responses` request with
+ *   `"stream": true` gets its reply (the default one, or a scripted JSON body) as server-sent
+ *   events, as LM Studio sends them: `chat.completion.chunk`s of about one token each (the first
+ *   with `role`, reasoning in `delta.reasoning_content` / `delta.reasoning`, tool calls as
+ *   `{index, id, type, function: {name, arguments: ""}}` then argument fragments, a last chunk with
+ *   `delta: {}` and the finish reason), a usage chunk with `choices: []` when
+ *   `stream_options.include_usage` is set, then `data: [DONE]`; completions alike; responses as
+ *   named events ending with `response.completed`. Flavor "openai-only" sends each tool call whole
+ *   in one fragment, as Ollama does. Option `stream: "ignore"` (or FAKE_LMSTUDIO_STREAM=ignore in
+ *   the environment) answers in one JSON body instead, like a server that ignores `stream`.
+ *   Errors and `raw` replies are never streamed; `events` plays raw SSE events.
  *
- * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]`.
+ * Standalone: `deno run -A tests/fakes/lmstudio.ts --port 1234 [--flavor openai-only] [--token T]
+ * [--stream ignore]`.
  */
 
 import type { ModelInfo } from "../../lib/lmstudio_types.ts";
@@ -51,13 +63,40 @@ export interface RecordedRequest {
  */
 export type DelayedEnd = "sent" | "abandoned" | "closed";
 
-/** A reply to play: JSON `body` (or `raw` text) with `status` (default 200), after `delayMs` (cut short when the client goes away). */
+/** How a streamed reply is played. */
+export interface StreamPlay {
+  /** Time between events (default 0: each goes out as soon as the client reads the last). */
+  chunkMs?: number;
+  /**
+   * Events a second, on a schedule (event i is due i / perSecond seconds after the first, and
+   * late ones go out at once): a model generating at that speed.
+   */
+  perSecond?: number;
+  /** Send this many events, then nothing more with the connection left open: a stalled server. */
+  stallAfter?: number;
+  /** Close the stream after this many events, without its end: a server that died mid-reply. */
+  cutAfter?: number;
+  /** Send the fragments of several tool calls round-robin instead of one call after the other. */
+  interleave?: boolean;
+  /** Put the usage on the finishing chunk (as llama.cpp once did) instead of a chunk of its own. */
+  usageOnFinish?: boolean;
+  /** After `after` events, wait for `until` before the rest (a test's signal, not a clock). */
+  gate?: { after: number; until: Promise<unknown> };
+}
+
+/**
+ * A reply to play: JSON `body` (or `raw` text, or raw server-sent `events`, each a complete event
+ * such as `data: {...}\n\n`) with `status` (default 200), after `delayMs` (cut short when the
+ * client goes away); `stream` says how a streamed one is played.
+ */
 export interface ScriptedReplyValue {
   status?: number;
   body?: unknown;
   delayMs?: number;
   headers?: Record<string, string>;
   raw?: string;
+  events?: string[];
+  stream?: StreamPlay;
 }
 
 /**
@@ -92,7 +131,26 @@ export interface FakeLmStudioOptions {
   jit?: boolean;
   /** Port to listen on (default 0: any free port). */
   port?: number;
+  /**
+   * "sse" (default): stream replies to requests with `"stream": true`; "ignore": answer them in
+   * one JSON body, like a server without streaming. The default comes from FAKE_LMSTUDIO_STREAM
+   * when it is set, so a whole test suite can run either way.
+   */
+  stream?: "sse" | "ignore";
+  /** false: ignore `stream_options.include_usage` (LM Studio before 0.3.18): no usage in streams. */
+  streamUsage?: boolean;
 }
+
+/** The streaming mode of fakes started without `stream`: FAKE_LMSTUDIO_STREAM, else "sse". */
+export function defaultStreamMode(): "sse" | "ignore" {
+  const mode = Deno.env.get("FAKE_LMSTUDIO_STREAM");
+  if (mode === undefined || mode === "" || mode === "sse") return "sse";
+  if (mode === "ignore") return "ignore";
+  throw new Error(`FAKE_LMSTUDIO_STREAM must be "sse" or "ignore", got "${mode}"`);
+}
+
+/** The endpoints that stream their replies when asked to. */
+const STREAMED_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses"]);
 
 /** The default model list of the fake. */
 export function defaultFakeModels(): FakeModel[] {
@@ -157,6 +215,8 @@ export class FakeLmStudio {
   readonly #publicModels: boolean;
   readonly #responsesApi: boolean;
   readonly #jit: boolean;
+  readonly #stream: "sse" | "ignore";
+  readonly #streamUsage: boolean;
   readonly #queues = new Map<string, ScriptedReply[]>();
   readonly #responses = new Map<string, StoredResponse>();
   readonly #delayedEnds = new Map<RecordedRequest, PromiseWithResolvers<DelayedEnd>>();
@@ -172,6 +232,8 @@ export class FakeLmStudio {
     this.#publicModels = options.publicModels ?? false;
     this.#responsesApi = options.responses ?? true;
     this.#jit = options.jit ?? true;
+    this.#stream = options.stream ?? defaultStreamMode();
+    this.#streamUsage = options.streamUsage ?? true;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: options.port ?? 0, onListen: () => {} },
       (req) => this.#handle(req),
@@ -211,8 +273,9 @@ export class FakeLmStudio {
   }
 
   /**
-   * How the delayed reply to `request` (one of {@linkcode requests}, scripted with `delayMs`)
-   * ended; settles when it has. A client that gives up on the reply shows here as "abandoned".
+   * How the delayed or streamed reply to `request` (one of {@linkcode requests}, scripted with
+   * `delayMs`, or any streamed reply) ended; settles when it has. A client that gives up on the
+   * reply (closes the connection) shows here as "abandoned".
    */
   delayedEnd(request: RecordedRequest): Promise<DelayedEnd> {
     return this.#delayedEndOf(request).promise;
@@ -279,17 +342,45 @@ export class FakeLmStudio {
         : this.#queues.get(url.pathname)?.shift());
     try {
       if (scripted !== undefined) return await this.#play(scripted, recorded);
-      return this.#default(recorded);
+      const reply = this.#default(recorded);
+      if (!this.#streams(recorded) || reply.status !== 200) return reply;
+      const text = await reply.text();
+      const events = streamedEvents(
+        recorded,
+        JSON.parse(text),
+        {},
+        this.#flavor,
+        this.#streamUsage,
+      );
+      if (events === undefined) return new Response(text, { status: 200, headers: reply.headers });
+      return this.#eventStream(recorded, events, { status: 200 });
     } catch (error: unknown) {
       const message = error instanceof Error ? error.message : String(error);
       return json(500, { error: { message: `fake LM Studio failed: ${message}` } });
     }
   }
 
+  /** Whether the reply to `req` goes out as server-sent events (when it is an answer). */
+  #streams(req: RecordedRequest): boolean {
+    return this.#stream === "sse" && req.method === "POST" && STREAMED_PATHS.has(req.path) &&
+      field(req.body, "stream") === true;
+  }
+
   async #play(reply: ScriptedReply, req: RecordedRequest): Promise<Response> {
     const value = typeof reply === "function" ? await reply(req) : reply;
     if (value instanceof Response) return value;
+    if (value.events !== undefined) return this.#eventStream(req, value.events, value);
     const status = value.status ?? 200;
+    if (status === 200 && value.raw === undefined && this.#streams(req)) {
+      const events = streamedEvents(
+        req,
+        value.body,
+        value.stream ?? {},
+        this.#flavor,
+        this.#streamUsage,
+      );
+      if (events !== undefined) return this.#eventStream(req, events, value);
+    }
     const raw = value.raw !== undefined;
     const text = raw ? value.raw : value.body === undefined ? null : JSON.stringify(value.body);
     const headers = {
@@ -343,6 +434,87 @@ export class FakeLmStudio {
       cancel: () => {
         stop();
         ended("abandoned");
+      },
+    });
+  }
+
+  /**
+   * A reply of server-sent `events`, one chunk each, played as `o.stream` says after `o.delayMs`;
+   * how it ended is told by {@linkcode delayedEnd}.
+   */
+  #eventStream(
+    req: RecordedRequest,
+    events: string[],
+    o: Pick<ScriptedReplyValue, "status" | "headers" | "delayMs" | "stream">,
+  ): Response {
+    const end = this.#delayedEndOf(req);
+    const play = o.stream ?? {};
+    const closing = this.#closing.signal;
+    const encoder = new TextEncoder();
+    let sent = 0;
+    let firstAt = 0;
+    let finished = false;
+    // Wakes a waiting pull when the client goes away or the fake closes.
+    const wake = Promise.withResolvers<void>();
+    const onClose = () => wake.resolve();
+    closing.addEventListener("abort", onClose, { once: true });
+    const finish = (how: DelayedEnd) => {
+      if (finished) return;
+      finished = true;
+      closing.removeEventListener("abort", onClose);
+      wake.resolve();
+      end.resolve(how);
+    };
+    const pause = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake.promise.then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    const body = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const wait = sent === 0
+          ? o.delayMs ?? 0
+          : play.perSecond !== undefined
+          ? firstAt + sent * 1000 / play.perSecond - performance.now()
+          : play.chunkMs ?? 0;
+        if (wait > 0) await pause(wait);
+        if (sent === 0) firstAt = performance.now();
+        if (play.gate !== undefined && sent === play.gate.after) {
+          await Promise.race([play.gate.until, wake.promise]);
+        }
+        if (finished) return;
+        if (closing.aborted) {
+          controller.close();
+          return finish("closed");
+        }
+        const stalled = play.stallAfter !== undefined && sent >= play.stallAfter;
+        if (stalled) {
+          // Nothing more, the connection left open: until the client goes away or the fake closes.
+          await wake.promise;
+          if (!finished) {
+            controller.close();
+            finish("closed");
+          }
+          return;
+        }
+        const cut = play.cutAfter !== undefined && sent >= play.cutAfter;
+        if (cut || sent >= events.length) {
+          controller.close();
+          return finish("sent");
+        }
+        controller.enqueue(encoder.encode(events[sent++]!));
+      },
+      cancel: () => finish("abandoned"),
+    }, { highWaterMark: 0 });
+    return new Response(body, {
+      status: o.status ?? 200,
+      headers: {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        ...o.headers,
       },
     });
   }
@@ -681,6 +853,204 @@ export function chatReply(o: {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+/** `data: <json>` as one server-sent event. */
+export function sseData(data: unknown): string {
+  return `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+}
+
+/** A named server-sent event (`event: <name>` and its data). */
+export function sseEvent(name: string, data: unknown): string {
+  return `event: ${name}\n${sseData(data)}`;
+}
+
+/** A scripted reply of raw server-sent events: `data:` JSON for objects, strings as they are. */
+export function sseReply(
+  events: (string | Record<string, unknown>)[],
+  o: Omit<ScriptedReplyValue, "events" | "body" | "raw"> = {},
+): ScriptedReplyValue {
+  return { ...o, events: events.map((e) => typeof e === "string" ? e : sseData(e)) };
+}
+
+/** Text cut in pieces of about a token each: up to 4 non-space characters with the space before. */
+export function tokenPieces(text: string): string[] {
+  return text.match(/\s*\S{1,4}|\s+/g) ?? [];
+}
+
+/**
+ * The server-sent events of a reply `body` to `req` (chat, completion or response), as LM Studio
+ * streams it; undefined when the body is not an answer of that endpoint (an error, another shape).
+ */
+function streamedEvents(
+  req: RecordedRequest,
+  body: unknown,
+  play: StreamPlay,
+  flavor: FakeLmStudioOptions["flavor"],
+  streamUsage: boolean,
+): string[] | undefined {
+  if (!isRecord(body) || (body.error !== undefined && body.error !== null)) return undefined;
+  const usage = streamUsage && field(field(req.body, "stream_options"), "include_usage") === true
+    ? body.usage
+    : undefined;
+  switch (req.path) {
+    case "/v1/chat/completions":
+      return chatEvents(body, { ...play, usage, wholeCalls: flavor === "openai-only" });
+    case "/v1/completions":
+      return completionEvents(body, { ...play, usage });
+    case "/v1/responses":
+      return typeof body.id === "string" ? responseEvents(body) : undefined;
+  }
+  return undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The end of a chunked stream: the usage (own chunk, or on the finishing one) and `[DONE]`. */
+function chunkedEnd(
+  base: Record<string, unknown>,
+  finishing: Record<string, unknown>,
+  o: { usage?: unknown; usageOnFinish?: boolean },
+): string[] {
+  const withUsage = o.usage !== undefined && o.usage !== null;
+  if (withUsage && o.usageOnFinish) {
+    return [sseData({ ...finishing, usage: o.usage }), sseData("[DONE]")];
+  }
+  return [
+    sseData(finishing),
+    ...(withUsage ? [sseData({ ...base, choices: [], usage: o.usage })] : []),
+    sseData("[DONE]"),
+  ];
+}
+
+function chatEvents(
+  body: Record<string, unknown>,
+  o: StreamPlay & { usage?: unknown; wholeCalls: boolean },
+): string[] | undefined {
+  const choices = body.choices;
+  const choice = Array.isArray(choices) ? choices[0] : undefined;
+  const message = field(choice, "message");
+  if (!isRecord(message)) return undefined;
+  const base = {
+    id: body.id,
+    object: "chat.completion.chunk",
+    created: body.created ?? 1731000000,
+    model: body.model,
+    system_fingerprint: body.system_fingerprint ?? body.model,
+  };
+  const chunk = (delta: Record<string, unknown>, finish: unknown = null) => ({
+    ...base,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  });
+  const out: string[] = [];
+  let first = true;
+  const send = (delta: Record<string, unknown>) => {
+    out.push(sseData(chunk(first ? { role: "assistant", ...delta } : delta)));
+    first = false;
+  };
+  for (const key of ["reasoning_content", "reasoning"]) {
+    const text = message[key];
+    if (typeof text === "string") { for (const piece of tokenPieces(text)) send({ [key]: piece }); }
+  }
+  const { text: content } = messageText(message.content);
+  for (const piece of tokenPieces(content)) send({ content: piece });
+  const calls = Array.isArray(message.tool_calls) ? message.tool_calls.filter(isRecord) : [];
+  const fragments = calls.map((call, index) => {
+    const fn = isRecord(call.function) ? call.function : {};
+    const head = { index, ...(call.id !== undefined ? { id: call.id } : {}), type: "function" };
+    const args = fn.arguments;
+    if (o.wholeCalls || typeof args !== "string") {
+      // Ollama: the whole call in one fragment (and arguments sent as an object stay whole).
+      return [{ ...head, function: { name: fn.name, arguments: args } }];
+    }
+    return [
+      { ...head, function: { name: fn.name, arguments: "" } },
+      ...tokenPieces(args).map((piece) => ({ index, function: { arguments: piece } })),
+    ];
+  });
+  if (o.interleave) {
+    for (let i = 0; fragments.some((f) => i < f.length); i++) {
+      for (const f of fragments) if (i < f.length) send({ tool_calls: [f[i]] });
+    }
+  } else {
+    for (const f of fragments) for (const fragment of f) send({ tool_calls: [fragment] });
+  }
+  if (first) send({ content: "" });
+  return [...out, ...chunkedEnd(base, chunk({}, field(choice, "finish_reason") ?? null), o)];
+}
+
+function completionEvents(
+  body: Record<string, unknown>,
+  o: StreamPlay & { usage?: unknown },
+): string[] | undefined {
+  const choices = body.choices;
+  const choice = Array.isArray(choices) ? choices[0] : undefined;
+  if (!isRecord(choice)) return undefined;
+  const base = {
+    ...(body.id !== undefined ? { id: body.id } : {}),
+    object: "text_completion",
+    created: body.created ?? 1731000000,
+    model: body.model,
+  };
+  const chunk = (text: string, finish: unknown = null) => ({
+    ...base,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+  });
+  const text = typeof choice.text === "string" ? choice.text : "";
+  return [
+    ...tokenPieces(text).map((piece) => sseData(chunk(piece))),
+    ...chunkedEnd(base, chunk("", choice.finish_reason ?? null), o),
+  ];
+}
+
+/** A `/v1/responses` stream: created, each output item's deltas, completed (OpenAI's events). */
+function responseEvents(body: Record<string, unknown>): string[] {
+  let sequence = 0;
+  const out: string[] = [];
+  const send = (type: string, data: Record<string, unknown>) =>
+    out.push(sseEvent(type, { type, sequence_number: sequence++, ...data }));
+  send("response.created", {
+    response: { ...body, status: "in_progress", output: [], usage: null },
+  });
+  const output = Array.isArray(body.output) ? body.output.filter(isRecord) : [];
+  output.forEach((item, outputIndex) => {
+    const itemId = item.id ?? `item_${outputIndex}`;
+    const where = { item_id: itemId, output_index: outputIndex };
+    if (item.type === "function_call") {
+      send("response.output_item.added", {
+        output_index: outputIndex,
+        item: { ...item, arguments: "", status: "in_progress" },
+      });
+      const args = typeof item.arguments === "string" ? item.arguments : "";
+      for (const delta of tokenPieces(args)) {
+        send("response.function_call_arguments.delta", { ...where, delta });
+      }
+      send("response.function_call_arguments.done", { ...where, arguments: args });
+    } else {
+      send("response.output_item.added", {
+        output_index: outputIndex,
+        item: { ...item, content: [], status: "in_progress" },
+      });
+      const parts = Array.isArray(item.content) ? item.content.filter(isRecord) : [];
+      parts.forEach((part, contentIndex) => {
+        const text = typeof part.text === "string" ? part.text : "";
+        const delta = item.type === "reasoning"
+          ? "response.reasoning_text.delta"
+          : "response.output_text.delta";
+        for (const piece of tokenPieces(text)) {
+          send(delta, { ...where, content_index: contentIndex, delta: piece });
+        }
+      });
+    }
+    send("response.output_item.done", { output_index: outputIndex, item });
+  });
+  send("response.completed", { response: body });
+  return out;
+}
+
 /** An OpenAI-shaped error body `{"error":{"message","type","code"}}`. */
 export function errorBody(
   message: string,
@@ -817,15 +1187,21 @@ if (import.meta.main) {
     port: { type: "string" },
     flavor: { type: "string" },
     token: { type: "string" },
+    stream: { type: "string" },
   }, "fake-lmstudio");
   const flavor = stringOption(args, "flavor") ?? "lmstudio";
   if (flavor !== "lmstudio" && flavor !== "lmstudio-v0" && flavor !== "openai-only") {
     throw new Error(`--flavor must be lmstudio, lmstudio-v0 or openai-only, got "${flavor}"`);
   }
+  const stream = stringOption(args, "stream") ?? defaultStreamMode();
+  if (stream !== "sse" && stream !== "ignore") {
+    throw new Error(`--stream must be sse or ignore, got "${stream}"`);
+  }
   const fake = await FakeLmStudio.start({
     port: integerOption(args, "port", { min: 0, max: 65535 }) ?? 1234,
     flavor,
     token: stringOption(args, "token"),
+    stream,
   });
   Deno.stderr.writeSync(
     new TextEncoder().encode(`fake LM Studio (${flavor}) listening on ${fake.baseUrl}\n`),

@@ -192,3 +192,104 @@ Deno.test("fake runs standalone and prints its URL on stderr", async () => {
     });
   }
 });
+
+/** The `data:` values of a stream, JSON parsed (`[DONE]` as the string). */
+async function streamOf(fake: FakeLmStudio, path: string, body: Record<string, unknown>) {
+  const response = await fetch(`${fake.baseUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "qwen2.5-7b-instruct", stream: true, ...body }),
+  });
+  const text = await response.text();
+  const blocks = text.split("\n\n").filter((b) => b !== "");
+  return {
+    type: response.headers.get("content-type"),
+    names: blocks.map((b) => /^event: (.*)$/m.exec(b)?.[1]),
+    data: blocks.map((b) => {
+      const data = /^data: (.*)$/m.exec(b)?.[1] ?? "";
+      return data === "[DONE]" ? data : JSON.parse(data) as Record<string, unknown>;
+    }),
+  };
+}
+
+type Chunk = { choices: { delta: Record<string, unknown>; finish_reason: unknown }[] };
+
+Deno.test("fake streams chat replies as LM Studio does: role first, pieces, finish, usage, [DONE]", async () => {
+  await using fake = await FakeLmStudio.start({ stream: "sse" });
+  const messages = [{ role: "user", content: "hello there" }];
+  const s = await streamOf(fake, "/v1/chat/completions", {
+    messages,
+    stream_options: { include_usage: true },
+  });
+  assertEquals(s.type, "text/event-stream");
+  assertEquals(s.data.at(-1), "[DONE]");
+  const chunks = s.data.slice(0, -1) as Record<string, unknown>[];
+  const usage = chunks.at(-1)!;
+  assertEquals([usage.choices, typeof usage.usage], [[], "object"]);
+  const pieces = chunks.slice(0, -1) as unknown as Chunk[];
+  assertEquals(pieces[0]!.choices[0]!.delta.role, "assistant");
+  assertEquals(pieces.at(-1)!.choices[0], {
+    index: 0,
+    delta: {},
+    logprobs: null,
+    finish_reason: "stop",
+  });
+  assertEquals(pieces.map((c) => c.choices[0]!.delta.content ?? "").join(""), "Echo: hello there");
+  assert(pieces.length > 3, "about a token a chunk");
+  // Without include_usage (or for a server that ignores it) no usage chunk.
+  const plain = await streamOf(fake, "/v1/chat/completions", { messages });
+  assert(plain.data.every((d) => d === "[DONE]" || !("usage" in d)));
+});
+
+Deno.test("fake streams tool calls as fragments per index, or whole like Ollama (openai-only)", async () => {
+  for (const flavor of ["lmstudio", "openai-only"] as const) {
+    await using fake = await FakeLmStudio.start({ stream: "sse", flavor });
+    fake.script("/v1/chat/completions", {
+      body: chatReply({
+        toolCalls: [{ id: "c1", name: "read_file", arguments: '{"path":"a.md"}' }],
+      }),
+    });
+    const s = await streamOf(fake, "/v1/chat/completions", { messages: [] });
+    const fragments = (s.data.slice(0, -1) as unknown as Chunk[])
+      .flatMap((c) => (c.choices[0]?.delta.tool_calls as Record<string, unknown>[]) ?? []);
+    assertEquals(fragments[0], {
+      index: 0,
+      id: "c1",
+      type: "function",
+      function: { name: "read_file", arguments: flavor === "openai-only" ? '{"path":"a.md"}' : "" },
+    });
+    if (flavor === "lmstudio") {
+      assert(fragments.length > 2, "argument fragments follow");
+      assert(fragments.slice(1).every((f) => f.id === undefined && f.index === 0));
+    } else {
+      assertEquals(fragments.length, 1);
+    }
+  }
+});
+
+Deno.test("fake streams responses as named events ending with the whole response", async () => {
+  await using fake = await FakeLmStudio.start({ stream: "sse" });
+  const s = await streamOf(fake, "/v1/responses", { input: "hi" });
+  assertEquals(s.names[0], "response.created");
+  assertEquals(s.names.at(-1), "response.completed");
+  assert(s.names.includes("response.output_text.delta"));
+  const completed = s.data.at(-1) as { response: { output_text?: string; status: string } };
+  assertEquals(completed.response.status, "completed");
+});
+
+Deno.test("fake answers in one body when told to ignore stream, and never streams an error", async () => {
+  await using ignoring = await FakeLmStudio.start({ stream: "ignore" });
+  const plain = await post(ignoring, "/v1/chat/completions", {
+    model: "qwen2.5-7b-instruct",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+  });
+  assertEquals(plain.body.object, "chat.completion");
+  await using fake = await FakeLmStudio.start({ stream: "sse" });
+  const refused = await post(fake, "/v1/chat/completions", {
+    model: "text-embedding-nomic-embed-text-v1.5",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+  });
+  assertEquals(refused.status, 400);
+});
