@@ -177,6 +177,7 @@ async function install(argv: string[], repo: string, cwd: string, io: Io): Promi
   }
   io.stdout(`Check it with: ${name} doctor`);
   io.stdout(`Add it to Claude Code with: claude mcp add lmstudio -- ${name} serve`);
+  io.stdout("  (add --tools autonomous,mcp after serve to offer only the delegating tools)");
   return 0;
 }
 

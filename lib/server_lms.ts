@@ -10,7 +10,7 @@ import { type EnsureResult, type ServerStatusReport, sourceLabel } from "./model
 import { ensureReport } from "./models.ts";
 import type { CallToolResult, McpServer } from "./sdk.ts";
 import { errorResult, guarded, textResult } from "./server_result.ts";
-import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
+import { contextLengthParam, registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import type { ToolName } from "./tool_groups.ts";
 import { errorMessage } from "./errors.ts";
 import { formatBytes, plural } from "./text.ts";
@@ -100,7 +100,13 @@ function registerListDownloaded(server: McpServer, app: LmsApp): void {
 function registerLoad(server: McpServer, app: LmsApp): void {
   server.registerTool(
     "lms_load_model",
-    TOOLS.lms_load_model,
+    {
+      ...TOOLS.lms_load_model,
+      inputSchema: {
+        ...TOOLS.lms_load_model.inputSchema,
+        context_length: contextLengthParam(app.models.defaultContextLength),
+      },
+    },
     ({ model_name, ttl, context_length }, extra) =>
       guarded(async () => {
         const result = await app.models.load(model_name, {
@@ -141,7 +147,13 @@ function registerUnload(server: McpServer, app: LmsApp): void {
 function registerEnsure(server: McpServer, app: LmsApp): void {
   server.registerTool(
     "lms_ensure_model_loaded",
-    TOOLS.lms_ensure_model_loaded,
+    {
+      ...TOOLS.lms_ensure_model_loaded,
+      inputSchema: {
+        ...TOOLS.lms_ensure_model_loaded.inputSchema,
+        context_length: contextLengthParam(app.models.defaultContextLength),
+      },
+    },
     ({ model_name, context_length }, extra) =>
       guarded(async () => {
         const result = await app.models.ensureLoaded(model_name, {

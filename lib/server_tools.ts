@@ -19,9 +19,10 @@ import { MAX_IMAGE_BYTES, MAX_IMAGES, SUPPORTED_IMAGE_TYPES } from "./image_type
 import type { McpServer, Tool } from "./sdk.ts";
 import { READ_ONLY } from "./server_result.ts";
 import { formatBytes } from "./text.ts";
+import { CHARS_PER_TOKEN } from "./tool_output.ts";
 import { ALL_TOOLS, type ToolName } from "./tool_groups.ts";
 
-/** Most tokens (characters / 4) the definitions of every tool may take in a model's context. */
+/** Most tokens (characters / CHARS_PER_TOKEN) the definitions of every tool may take in a model's context. */
 export const TOOL_CONTEXT_BUDGET = 2500;
 
 /** MCP tool annotations (hints for the client, not shown to its model). */
@@ -83,8 +84,47 @@ const modelName = z.string().trim().min(1).describe(
   "Model key, e.g. qwen/qwen3-8b (case and publisher prefix do not matter).",
 );
 const contextLength = z.number().int().min(256).max(10_000_000).optional().describe(
-  "Context tokens if it must load (default LMSTUDIO_CONTEXT_LENGTH, capped at the model's).",
+  contextLengthText(undefined),
 );
+
+/** What `context_length` says a load without it uses: `fallback`, or LM Studio's setting. */
+function contextLengthText(fallback: number | undefined): string {
+  return "Context tokens if it must load; default " +
+    (fallback === undefined
+      ? "LM Studio's setting for the model."
+      : `${fallback} (the bridge's LMSTUDIO_CONTEXT_LENGTH), capped at the model's.`);
+}
+
+/** What the definitions state of the running bridge (its defaults). */
+export interface ListingFacts {
+  /** LMSTUDIO_CONTEXT_LENGTH: the context a model loads with. */
+  readonly defaultContextLength?: number;
+}
+
+const contextLengths = new Map<number, typeof contextLength>();
+
+/**
+ * The `context_length` parameter stating the load default `fallback` (the same object for the
+ * same default, so the tools that share it in a listing still do).
+ */
+export function contextLengthParam(fallback: number | undefined): typeof contextLength {
+  if (fallback === undefined) return contextLength;
+  let described = contextLengths.get(fallback);
+  if (described === undefined) {
+    described = contextLength.describe(contextLengthText(fallback));
+    contextLengths.set(fallback, described);
+  }
+  return described;
+}
+
+/** The definition of `name` stating `facts`. */
+export function toolDefinition(name: ToolName, facts: ListingFacts = {}): ToolDefinition {
+  const definition: ToolDefinition = TOOL_DEFINITIONS[name];
+  const shape = definition.inputSchema;
+  if (shape?.context_length === undefined) return definition;
+  const described = contextLengthParam(facts.defaultContextLength);
+  return { ...definition, inputSchema: { ...shape, context_length: described } };
+}
 
 /** Parameters of the three autonomous tools. */
 const common = {
@@ -364,8 +404,8 @@ function inputJsonSchema(shape: z.ZodRawShape | undefined): Tool["inputSchema"] 
  * The listing of `name` in a listing of `tools`: with its shorter description, and without the
  * descriptions of the parameters it shares, when the tool it refers to comes first.
  */
-function listed(name: ToolName, tools: readonly ToolName[]): Tool {
-  const definition: ToolDefinition = TOOL_DEFINITIONS[name];
+function listed(name: ToolName, tools: readonly ToolName[], facts: ListingFacts): Tool {
+  const definition = toolDefinition(name, facts);
   const inputSchema = inputJsonSchema(definition.inputSchema);
   const after = definition.after;
   let description = definition.description;
@@ -374,7 +414,7 @@ function listed(name: ToolName, tools: readonly ToolName[]): Tool {
     tools.indexOf(after.tool) < tools.indexOf(name)
   ) {
     description = after.description ?? description;
-    const other: ToolDefinition = TOOL_DEFINITIONS[after.tool];
+    const other = toolDefinition(after.tool, facts);
     const theirs = other.inputSchema ?? {};
     const properties = z.record(z.string(), z.record(z.string(), z.unknown()))
       .parse(inputSchema.properties ?? {});
@@ -394,12 +434,12 @@ function listed(name: ToolName, tools: readonly ToolName[]): Tool {
 
 const listings = new Map<string, Tool[]>();
 
-/** The `tools/list` answer for `tools` (built once per choice of tools). */
-export function toolListing(tools: readonly ToolName[]): Tool[] {
-  const key = tools.join(",");
+/** The `tools/list` answer for `tools` (built once per choice of tools and facts). */
+export function toolListing(tools: readonly ToolName[], facts: ListingFacts = {}): Tool[] {
+  const key = `${tools.join(",")} ${facts.defaultContextLength ?? ""}`;
   let listing = listings.get(key);
   if (listing === undefined) {
-    listing = tools.map((name) => listed(name, tools));
+    listing = tools.map((name) => listed(name, tools, facts));
     listings.set(key, listing);
   }
   return listing;
@@ -408,17 +448,20 @@ export function toolListing(tools: readonly ToolName[]): Tool[] {
 /**
  * What the definitions of `tools` take in a calling model's context, in characters of the JSON
  * of what a client like Claude Code gives its model (name, description, input schema; the title
- * and annotations are for the client), and in tokens estimated as characters / 4.
+ * and annotations are for the client), and in tokens as the loop estimates them (CHARS_PER_TOKEN).
  */
-export function toolContextSize(tools: readonly ToolName[]): { chars: number; tokens: number } {
+export function toolContextSize(
+  tools: readonly ToolName[],
+  facts: ListingFacts = {},
+): { chars: number; tokens: number } {
   const chars = JSON.stringify(
-    toolListing(tools).map((t) => ({
+    toolListing(tools, facts).map((t) => ({
       name: t.name,
       description: t.description,
       inputSchema: t.inputSchema,
     })),
   ).length;
-  return { chars, tokens: Math.round(chars / 4) };
+  return { chars, tokens: Math.ceil(chars / CHARS_PER_TOKEN) };
 }
 
 /** How a tool group module registers each of its tools. */

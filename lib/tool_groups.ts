@@ -3,6 +3,7 @@
  * (LMSTUDIO_BRIDGE_TOOLS, `serve --tools`): a comma-separated list of group names and tool names.
  * Names only, no schemas: settings.ts reads it at start-up, before anything heavier is loaded.
  */
+import { UsageError } from "./args.ts";
 import { closestName, listNames } from "./text.ts";
 
 /** Each group and its tools, in the order `tools/list` shows them. */
@@ -102,4 +103,33 @@ export function chooseTools(text: string, source: string): { tools: ToolName[] }
     }
   }
   return { tools: ALL_TOOLS.filter((t) => chosen.has(t)) };
+}
+
+/**
+ * `serve`'s arguments without `--tools LIST` (or `--tools=LIST`), and the tools LIST chooses
+ * (undefined without the option). A missing list or an unknown name is a usage error.
+ */
+export function serveToolsOption(argv: readonly string[]): {
+  tools?: ToolName[];
+  rest: string[];
+} {
+  const rest: string[] = [];
+  let list: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--tools") {
+      list = argv[++i];
+      if (list === undefined || list.startsWith("--")) {
+        throw new UsageError(
+          `--tools needs a list of tool groups (${GROUP_NAMES.join(", ")}) or tool names.`,
+          "serve",
+        );
+      }
+    } else if (arg.startsWith("--tools=")) list = arg.slice("--tools=".length);
+    else rest.push(arg);
+  }
+  if (list === undefined) return { rest };
+  const choice = chooseTools(list, `--tools ${JSON.stringify(list)}`);
+  if ("problem" in choice) throw new UsageError(choice.problem, "serve");
+  return { tools: choice.tools, rest };
 }
