@@ -2,7 +2,7 @@
  * Start-up and idle memory of `serve` the ways users launch it, interleaved with the minimal
  * server on the same SDK so a busy moment hits every launch alike: spawn until the `initialize`
  * answer arrived, and the RSS of the whole process tree (the `deno task` wrapper included) after
- * `tools/list`. Medians of REPS start-ups of each launch. The goal summary's start-up rows measure
+ * `tools/list` (sampleStarts). Medians of REPS start-ups of each launch. The goal summary's start-up rows measure
  * the same; this prints them alone, faster.
  *
  * Not a bench file. Run it alone:
@@ -19,9 +19,10 @@ import {
   bridgeTaskLaunch,
   installedLaunch,
   type Launch,
-  serve,
+  sampleStarts,
+  type StartSamples,
 } from "./serve_rig.ts";
-import { benchChildrenCached, median, treeRss } from "./support.ts";
+import { benchChildrenCached, median } from "./support.ts";
 
 /** One line on stdout (the lint allows no console). */
 function print(line: string): void {
@@ -42,27 +43,16 @@ const minimal = benchServerLaunch("minimal server", "minimal_server.ts");
 const launches: Launch[] = [minimal, bridgeRunLaunch(), bridgeTaskLaunch()];
 const installed = installedLaunch();
 if (installed) launches.push(installed);
-const start: Record<string, number[]> = {};
-const rss: Record<string, number[]> = {};
+let samples: StartSamples;
 try {
-  for (let rep = 0; rep < reps; rep++) {
-    for (const launch of launches) {
-      const served = await serve(launch, {
-        cwd: dir,
-        env: { LMSTUDIO_BASE_URL: fake.baseUrl, ...extra },
-      });
-      try {
-        await served.client.listTools();
-        (start[launch.label] ??= []).push(served.startMs);
-        (rss[launch.label] ??= []).push(treeRss(served.pid));
-      } finally {
-        await served.close();
-      }
-    }
-  }
+  samples = await sampleStarts(launches, reps, {
+    cwd: dir,
+    env: { LMSTUDIO_BASE_URL: fake.baseUrl, ...extra },
+  });
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
+const { start, rss } = samples;
 const floorMs = median(start[minimal.label]!);
 const floorRss = median(rss[minimal.label]!);
 print(`medians of ${reps}: spawn to initialize answered | RSS after tools/list (ratio to minimal)`);
