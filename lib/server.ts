@@ -14,21 +14,23 @@ import { registerListAvailableMcpsTool } from "./server_mcp.ts";
 import { registerAnalyzeImageTool } from "./server_vision.ts";
 import { errorResult } from "./server_result.ts";
 import { registerChosen, toolListing } from "./server_tools.ts";
-import { ALL_TOOLS, groupOf, groupsOf, type ToolGroup, type ToolName } from "./tool_groups.ts";
+import { ALL_TOOLS, groupOf, groupsOf, type ToolName } from "./tool_groups.ts";
 import { NAME, VERSION } from "./version.ts";
 
-/** What the server tells its client, by the tool groups it serves. */
-const GUIDANCE: Readonly<Partial<Record<ToolGroup, string>>> = {
-  autonomous: "delegate self-contained work with the autonomous_* tools (the local model runs " +
-    "the tool loop itself)",
-  lmstudio: "ask it directly with chat_completion",
-  lms: "manage models with the lms_* tools",
-};
+/** What the server tells its client of the tools it serves: [what it says, when it serves...]. */
+const GUIDANCE: ReadonlyArray<readonly [string, (tool: ToolName) => boolean]> = [
+  [
+    "delegate self-contained work with the autonomous_* tools (the local model runs the tool " +
+    "loop itself)",
+    (t) => t.startsWith("autonomous_"),
+  ],
+  ["ask it directly with chat_completion", (t) => t === "chat_completion"],
+  ["manage models with the lms_* tools", (t) => t.startsWith("lms_")],
+];
 
 /** The server's instructions for a client offered `tools`. */
 function instructions(tools: readonly ToolName[]): string {
-  const groups = groupsOf(tools);
-  const uses = groups.flatMap((g) => GUIDANCE[g] ?? []);
+  const uses = GUIDANCE.filter(([, serves]) => tools.some(serves)).map(([text]) => text);
   const first = uses.length === 0
     ? ""
     : ` ${uses[0]![0]!.toUpperCase()}${uses.join(", ").slice(1)}.`;

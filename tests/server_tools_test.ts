@@ -104,6 +104,10 @@ Deno.test("serve --tools autonomous,mcp serves only those tools and refuses the 
     [],
     "a refused call reaches no model",
   );
+  // The instructions speak of what is served only.
+  const told = bridge.client.getInstructions() ?? "";
+  assertStringIncludes(told, "Delegate self-contained work with the autonomous_* tools");
+  assert(!/chat_completion|lms_|health_check/.test(told), told);
   const listed = await bridge.client.callTool({ name: "list_available_mcps", arguments: {} });
   assertEquals(listed.isError, undefined);
 });
