@@ -8,6 +8,7 @@ import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
 import { type Output, processOutput } from "./lib/output.ts";
 import { settingsFromEnv } from "./lib/settings.ts";
+import { serveToolsOption } from "./lib/tool_groups.ts";
 import { NAME, VERSION } from "./lib/version.ts";
 import { BridgeError, errorMessage } from "./lib/errors.ts";
 
@@ -116,7 +117,13 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       out.stdout(commandHelp(command) ?? MAIN_HELP);
       return 0;
     }
-    const settings = settingsFromEnv();
+    let settings = settingsFromEnv();
+    if (command === "serve") {
+      // `serve --tools LIST` chooses the tools served, over LMSTUDIO_BRIDGE_TOOLS.
+      const { tools, rest } = serveToolsOption(global.rest);
+      if (tools !== undefined) settings = { ...settings, tools };
+      global.rest = rest;
+    }
     app = createApp(settings, {
       configPath: global.configPath,
       watchConfig: true,

@@ -44,6 +44,13 @@ class InstallError extends Error {
   override name = "InstallError";
 }
 
+/**
+ * V8 flags of the installed and compiled command (and of `deno task start`/`cli` in deno.json):
+ * a heap that grows less under load. A served bridge after 3,000 tasks: about 135 MiB instead of
+ * 234 MiB (tests/bench/memory_soak.ts), at no measurable cost in time.
+ */
+export const V8_FLAGS = "--v8-flags=--optimize-for-size";
+
 const OPTIONS = {
   root: { type: "string" },
   name: { type: "string" },
@@ -137,6 +144,7 @@ async function install(argv: string[], repo: string, cwd: string, io: Io): Promi
     "--name",
     name,
     ...flags,
+    V8_FLAGS,
     "--no-prompt",
     "--quiet",
     "--config",
@@ -177,6 +185,7 @@ async function install(argv: string[], repo: string, cwd: string, io: Io): Promi
   }
   io.stdout(`Check it with: ${name} doctor`);
   io.stdout(`Add it to Claude Code with: claude mcp add lmstudio -- ${name} serve`);
+  io.stdout("  (add --tools autonomous,mcp after serve to offer only the delegating tools)");
   return 0;
 }
 
@@ -223,6 +232,7 @@ async function compile(argv: string[], repo: string, cwd: string, io: Io): Promi
   const result = await runDeno([
     "compile",
     ...permissionFlags(readPermissionSet(repo), extras),
+    V8_FLAGS,
     "--no-prompt",
     "--config",
     join(repo, "deno.json"),

@@ -1,5 +1,6 @@
 /** Help texts of the program and of each command (printed by `--help` and on misuse). */
 import { DEFAULT_MAX_ROUNDS } from "./agent_types.ts";
+import { GROUP_NAMES } from "./tool_groups.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Help of `run`. */
@@ -157,6 +158,7 @@ Environment:
   DEFAULT_MODEL      model used when none is named
   MCP_JSON_PATH      MCP config file
   LMSTUDIO_BRIDGE_TOKEN  bearer token clients of serve --http must send
+  LMSTUDIO_BRIDGE_TOOLS  the tools serve exposes, as serve --tools (default: all)
   LOG_LEVEL          debug | info | warn | error | silent (default info)
 
 Exit codes: 0 success, 1 the work failed, 2 usage error.
@@ -168,12 +170,17 @@ const HELP: Readonly<Record<string, string>> = {
   tools: TOOLS_HELP,
   call: CALL_HELP,
   lms: LMS_HELP,
-  serve: `Usage: ${NAME} serve [--http [HOST:]PORT [--token-file FILE]]
+  serve: `Usage: ${NAME} serve [--tools LIST] [--http [HOST:]PORT [--token-file FILE]]
 
 Runs the MCP server. Without options: on stdio (JSON-RPC on stdin/stdout, diagnostics on
 stderr), one bridge per client. Add it to Claude Code with:
   claude mcp add lmstudio -- ${NAME} serve
 (after \`deno task --quiet install\` in the repository put ${NAME} on PATH).
+  --tools LIST         serve only these of the bridge's tools (else LMSTUDIO_BRIDGE_TOOLS, else
+                       all): groups and tool names, comma-separated. Groups:
+                       ${GROUP_NAMES.join(", ")}.
+                       E.g. --tools autonomous,mcp for the delegating tools alone (fewer
+                       tools take less of the client model's context)
 
 With --http, one bridge serves every client over MCP streamable HTTP at /mcp, each in its own
 session, sharing one pool of downstream servers (each starts once for all clients), one config

@@ -12,6 +12,9 @@ import { shorten } from "./text.ts";
 /** The largest image accepted, in bytes (10 MiB). */
 export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 
+/** The most images one call may carry. */
+export const MAX_IMAGES = 10;
+
 /** The image types vision models accept here. */
 export type ImageMime = "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp";
 

@@ -11,12 +11,11 @@
  * URIs and bare base64; image_url.ts for URLs) and loads several at once.
  */
 import { type ImageFileOptions, loadBareBase64, loadDataUri, loadFile } from "./image_file.ts";
-import { ImageError, type LoadedImage } from "./image_type.ts";
+import { ImageError, type LoadedImage, MAX_IMAGES } from "./image_type.ts";
 import { type ImageUrlOptions, loadUrl } from "./image_url.ts";
 import { shorten } from "./text.ts";
 
-/** The most images one call may carry. */
-export const MAX_IMAGES = 10;
+export { MAX_IMAGES };
 
 /** Options for {@linkcode loadImage}; every field has a production default. */
 export interface LoadImageOptions extends ImageFileOptions, ImageUrlOptions {}

@@ -4,7 +4,7 @@
  */
 import process from "node:process";
 import type { Readable, Writable } from "node:stream";
-import { McpServer } from "./sdk.ts";
+import { ListToolsRequestSchema, McpServer } from "./sdk.ts";
 import { LineStdioServerTransport } from "./server_stdio.ts";
 import type { App } from "./app.ts";
 import { registerAutonomousTools } from "./server_agent.ts";
@@ -12,34 +12,84 @@ import { registerLmsTools } from "./server_lms.ts";
 import { registerLmStudioTools } from "./server_lmstudio.ts";
 import { registerListAvailableMcpsTool } from "./server_mcp.ts";
 import { registerAnalyzeImageTool } from "./server_vision.ts";
+import { errorResult } from "./server_result.ts";
+import { registerChosen, toolListing } from "./server_tools.ts";
+import { ALL_TOOLS, groupOf, groupsOf, type ToolName } from "./tool_groups.ts";
 import { NAME, VERSION } from "./version.ts";
 
-const INSTRUCTIONS =
-  `${NAME} gives you a local LLM (LM Studio, Ollama or llama.cpp on this machine) and lets it ` +
-  "use the MCP servers configured in .mcp.json. Delegate self-contained work with the " +
-  "autonomous_* tools (the local model runs the tool loop itself), ask it directly with " +
-  "chat_completion, and manage models with the lms_* tools. Start with health_check if a call fails.";
+/** What the server tells its client of the tools it serves: [what it says, when it serves...]. */
+const GUIDANCE: ReadonlyArray<readonly [string, (tool: ToolName) => boolean]> = [
+  [
+    "delegate self-contained work with the autonomous_* tools (the local model runs the tool " +
+    "loop itself)",
+    (t) => t.startsWith("autonomous_"),
+  ],
+  ["ask it directly with chat_completion", (t) => t === "chat_completion"],
+  ["manage models with the lms_* tools", (t) => t.startsWith("lms_")],
+];
+
+/** The server's instructions for a client offered `tools`. */
+function instructions(tools: readonly ToolName[]): string {
+  const uses = GUIDANCE.filter(([, serves]) => tools.some(serves)).map(([text]) => text);
+  const first = uses.length === 0
+    ? ""
+    : ` ${uses[0]![0]!.toUpperCase()}${uses.join(", ").slice(1)}.`;
+  const health = tools.includes("health_check") ? " Start with health_check if a call fails." : "";
+  return `${NAME} gives you a local LLM (LM Studio, Ollama or llama.cpp on this machine) and lets ` +
+    `it use the MCP servers configured in .mcp.json.${first}${health}`;
+}
+
+/** A tool of the table, each group registering those of `chosen` (from the app). */
+type Registration = (server: McpServer, app: App, chosen: readonly ToolName[]) => void;
 
 /**
  * The table of tool groups; each registers its tools with their schemas and annotations, and takes
  * from the app what it uses (the pool on first use, so the tools that never touch a downstream
  * server never create it).
  */
-const TOOL_GROUPS: ReadonlyArray<(server: McpServer, app: App) => void> = [
+const REGISTRATIONS: readonly Registration[] = [
   registerLmStudioTools,
-  registerAnalyzeImageTool,
-  registerListAvailableMcpsTool,
-  registerAutonomousTools,
+  (server, app, chosen) =>
+    registerChosen({ analyze_image: registerAnalyzeImageTool }, server, app, chosen),
+  (server, app, chosen) =>
+    registerChosen({ list_available_mcps: registerListAvailableMcpsTool }, server, app, chosen),
+  (server, app, chosen) => registerAutonomousTools(server, app, {}, chosen),
   registerLmsTools,
 ];
 
-/** Builds the MCP server with every tool registered. */
+/**
+ * A tool left out of `chosen`: unlisted, and a call to it (from a client that remembers an
+ * earlier listing, or a model that guesses) says why it is not there and how to get it.
+ */
+function registerHidden(server: McpServer, name: ToolName, chosen: readonly ToolName[]): void {
+  const group = groupOf(name);
+  server.registerTool(name, { description: `Not served (tool group ${group}).` }, () =>
+    errorResult(
+      `${name} is not served here: this bridge serves only the tool groups ` +
+        `${
+          groupsOf(chosen).join(", ")
+        } (LMSTUDIO_BRIDGE_TOOLS or serve --tools). To use ${name}, ` +
+        `add ${group} (or ${name}) to that list and restart the server.`,
+    ));
+}
+
+/**
+ * Builds the MCP server with the tools of `app.settings.tools` (LMSTUDIO_BRIDGE_TOOLS, serve
+ * --tools; every tool by default), listed as server_tools.ts writes them for a calling model.
+ */
 export function createServer(app: App): McpServer {
+  const chosen = app.settings.tools;
   const server = new McpServer(
     { name: NAME, version: VERSION },
-    { capabilities: { tools: {}, logging: {} }, instructions: INSTRUCTIONS },
+    { capabilities: { tools: {}, logging: {} }, instructions: instructions(chosen) },
   );
-  for (const register of TOOL_GROUPS) register(server, app);
+  for (const register of REGISTRATIONS) register(server, app, chosen);
+  for (const name of ALL_TOOLS) if (!chosen.includes(name)) registerHidden(server, name, chosen);
+  // Replaces the SDK's listing (registration above installed it): only the chosen tools, lean.
+  const listing = toolListing(chosen, {
+    defaultContextLength: app.models.defaultContextLength,
+  });
+  server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listing }));
   return server;
 }
 

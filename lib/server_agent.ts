@@ -5,8 +5,6 @@
  * result has a `session_id` that continues its conversation (server_sessions.ts). Also
  * {@linkcode runTask}, the way from the app into the loop that the `run` command shares.
  */
-import { z } from "zod";
-import { agentResultJson, runAgent } from "./agent.ts";
 import {
   AgentError,
   type AgentLmClient,
@@ -16,7 +14,6 @@ import {
   type AgentResult,
   type ApprovalRequest,
   type Approver,
-  DEFAULT_MAX_ROUNDS,
   type Elicitor,
   type StartingPrompt,
   type ToolHost,
@@ -30,14 +27,11 @@ import type {
   ServerNotification,
   ServerRequest,
 } from "./sdk.ts";
-import { errorResult, safeResult } from "./server_result.ts";
-import {
-  inSession,
-  registerSessionTools,
-  SESSION_ID_DESCRIPTION,
-  type SessionOutcome,
-  SessionRegistry,
-} from "./server_sessions.ts";
+import { errorResult, safeResult, textResult } from "./server_result.ts";
+import { inSession, type SessionOutcome, SessionRegistry } from "./server_sessions.ts";
+import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
+import type { ToolName } from "./tool_groups.ts";
+import type { SessionInfo } from "./agent_sessions.ts";
 import type { Settings } from "./settings.ts";
 import {
   openTraceFile,
@@ -47,7 +41,7 @@ import {
 } from "./agent_trace.ts";
 import { widenCommand } from "./launch.ts";
 import { errorMessage } from "./errors.ts";
-import { clause, shorten, shortJson } from "./text.ts";
+import { clause, formatBytes, formatDuration, plural, shorten, shortJson } from "./text.ts";
 import { dirname, resolve } from "./path.ts";
 import { redact } from "./redact.ts";
 
@@ -104,6 +98,8 @@ export async function runTask(
     ? undefined
     : await openTrace(tracePath, queryWritePermission);
   try {
+    // The loop's modules load with the first task: `serve` answers the handshake without them.
+    const { runAgent } = await import("./agent.ts");
     const result = await runAgent({
       ...options,
       defaultModel: settings.defaultModel,
@@ -261,56 +257,6 @@ export function mcpElicitor(server: McpServer, extra: Pick<Extra, "requestId">):
 /** Test seams of the autonomous tools: a shorter heartbeat, a simulated write-permission denial. */
 type AgentToolSeams = Pick<AgentTask, "heartbeatMs" | "queryWritePermission">;
 
-const ANNOTATIONS = {
-  readOnlyHint: false,
-  destructiveHint: true,
-  idempotentHint: false,
-  openWorldHint: true,
-} as const;
-
-const STOP_REASONS =
-  "stopped_because says how it ended: answer (done), max_rounds, repeated_call (the model looped), " +
-  "time_budget, cancelled, context_overflow (the tools do not fit the model's context window; use " +
-  "allowed_tools) or error.";
-
-/** Parameters shared by the three tools. */
-const common = {
-  task: z.string().min(1).describe(
-    "The task, self-contained: the local model sees only this text and the tools, not your conversation.",
-  ),
-  model: z.string().min(1).optional().describe(
-    "Model id (see list_models). Omit to use DEFAULT_MODEL or the loaded model.",
-  ),
-  max_rounds: z.number().int().min(1).max(1000).optional().describe(
-    `Most model turns before stopping unfinished (default ${DEFAULT_MAX_ROUNDS}).`,
-  ),
-  max_tokens: z.number().int().min(1).optional().describe(
-    "Length limit of each model reply in tokens (default: the server's). Reasoning models spend " +
-      "part of it thinking: allow a few thousand.",
-  ),
-  allowed_tools: z.union([z.array(z.string()), z.string()]).optional().describe(
-    "Only offer these tools: glob patterns with * and ?, over raw tool names (read_*) or " +
-      "server__tool names (filesystem__read_*). A list, or one comma-separated string.",
-  ),
-  time_budget_seconds: z.number().positive().optional().describe(
-    "Stop (unfinished) after this many seconds.",
-  ),
-  prompt: z.object({
-    server: z.string().min(1).optional().describe(
-      "The MCP server that has the prompt (default: the task's server, when there is one).",
-    ),
-    name: z.string().min(1).describe("The prompt's name."),
-    arguments: z.record(z.string(), z.string()).optional().describe("The prompt's arguments."),
-  }).optional().describe(
-    "Start from a prompt of an MCP server: its messages come before the task text.",
-  ),
-  trace_path: z.string().min(1).optional().describe(
-    "Write a JSONL trace of every model request, reply, tool call and result to this file " +
-      "(the bridge must be allowed to write there; the error says how).",
-  ),
-  session_id: z.string().min(1).optional().describe(SESSION_ID_DESCRIPTION),
-};
-
 type CommonArgs = {
   task: string;
   model?: string;
@@ -355,11 +301,21 @@ function allowedList(value: string[] | string | undefined): string[] | undefined
   return list.length > 0 ? list : undefined;
 }
 
+/** The parameter whose limit ended a task unfinished, by `stopped_because`. */
+const LIMITS: Partial<Record<AgentResult["stopped_because"], string>> = {
+  max_rounds: "max_rounds",
+  time_budget: "time_budget_seconds",
+};
+
 /**
- * The tool result for an agent result: the answer, one status line (with the session that
- * continues it), structured content.
+ * The tool result for an agent result: the answer (which says why a task stopped unfinished), one
+ * status line (with the session that continues it), how to go on after a limit, structured
+ * content.
  */
-function agentToolResult({ result, sessionId, note }: SessionOutcome): CallToolResult {
+async function agentToolResult(
+  { result, sessionId, note }: SessionOutcome,
+): Promise<CallToolResult> {
+  const { agentResultJson } = await import("./agent.ts");
   const failed = result.tool_calls.filter((c) => !c.ok).length;
   const status = [
     `stopped_because: ${result.stopped_because}`,
@@ -371,8 +327,12 @@ function agentToolResult({ result, sessionId, note }: SessionOutcome): CallToolR
   ].join(" · ");
   const all = note === undefined ? result.notes : [...result.notes, note];
   const notes = all.length ? `\nNotes: ${all.map(clause).join("; ")}.` : "";
+  const limit = LIMITS[result.stopped_because];
+  const next = limit !== undefined && sessionId !== undefined
+    ? `\nTo go on, call again with session_id ${sessionId} (and a larger ${limit}).`
+    : "";
   return safeResult({
-    content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}` }],
+    content: [{ type: "text", text: `${result.answer}\n\n[${status}]${notes}${next}` }],
     structuredContent: {
       ...agentResultJson(result),
       ...(note !== undefined ? { notes: all } : {}),
@@ -426,7 +386,7 @@ async function runTool(
         tracePath: args.trace_path,
         queryWritePermission: seams.queryWritePermission,
       })).result);
-    return agentToolResult(outcome);
+    return await agentToolResult(outcome);
   } catch (error: unknown) {
     return errorResult(error);
   }
@@ -441,20 +401,7 @@ function registerAutonomousWithMcpTool(
 ): void {
   server.registerTool(
     "autonomous_with_mcp",
-    {
-      title: "Local model task with one MCP server",
-      description:
-        "Hands a self-contained task to the local LLM (LM Studio on this machine), which works on " +
-        "it on its own with the tools of ONE configured MCP server (names: list_available_mcps), " +
-        "calling them as often as needed, and returns its final answer. The tools run locally, " +
-        "with the user's permissions. Use it to offload multi-step work that needs one server " +
-        `(files, a knowledge graph, a database...). ${STOP_REASONS}`,
-      inputSchema: {
-        mcp_name: z.string().min(1).describe("The MCP server, as named in the MCP config."),
-        ...common,
-      },
-      annotations: ANNOTATIONS,
-    },
+    TOOLS.autonomous_with_mcp,
     (args, extra) => runTool(app, server, seams, sessions, [args.mcp_name], args, extra),
   );
 }
@@ -468,19 +415,7 @@ function registerAutonomousWithMultipleMcpsTool(
 ): void {
   server.registerTool(
     "autonomous_with_multiple_mcps",
-    {
-      title: "Local model task with several MCP servers",
-      description:
-        "Like autonomous_with_mcp, but the local LLM gets the tools of SEVERAL configured MCP " +
-        "servers at once (named server__tool), for tasks that combine them, e.g. read files and " +
-        "store facts in memory. Every named server must exist and be enabled; the call fails " +
-        `before any work when one does not, listing the valid names. ${STOP_REASONS}`,
-      inputSchema: {
-        mcp_names: z.array(z.string().min(1)).min(1).describe("The MCP servers to use."),
-        ...common,
-      },
-      annotations: ANNOTATIONS,
-    },
+    TOOLS.autonomous_with_multiple_mcps,
     (args, extra) => runTool(app, server, seams, sessions, args.mcp_names, args, extra),
   );
 }
@@ -492,28 +427,68 @@ function registerAutonomousDiscoverAndExecuteTool(
   seams: AgentToolSeams,
   sessions: SessionRegistry,
 ): void {
-  server.registerTool("autonomous_discover_and_execute", {
-    title: "Local model task with all MCP servers",
-    description:
-      "Like autonomous_with_multiple_mcps, with the tools of EVERY enabled server in the MCP " +
-      "config (except this bridge itself and servers that fail to start, which are skipped and " +
-      "noted). Convenient when you do not know which server is needed; when you do, name it with " +
-      "autonomous_with_mcp instead: fewer tools are faster and fit small context windows. " +
-      STOP_REASONS,
-    inputSchema: common,
-    annotations: ANNOTATIONS,
-  }, (args, extra) => runTool(app, server, seams, sessions, "all", args, extra));
+  server.registerTool(
+    "autonomous_discover_and_execute",
+    TOOLS.autonomous_discover_and_execute,
+    (args, extra) => runTool(app, server, seams, sessions, "all", args, extra),
+  );
 }
 
-/** Registers the three autonomous tools and the tools of their sessions. */
+/** Registers the three autonomous tools and the tools of their sessions (those of `chosen`). */
 export function registerAutonomousTools(
   server: McpServer,
   app: AgentApp,
   seams: AgentToolSeams = {},
+  chosen?: readonly ToolName[],
 ): void {
   const sessions = app.sessions ?? new SessionRegistry();
-  registerAutonomousWithMcpTool(server, app, seams, sessions);
-  registerAutonomousWithMultipleMcpsTool(server, app, seams, sessions);
-  registerAutonomousDiscoverAndExecuteTool(server, app, seams, sessions);
-  registerSessionTools(server, sessions);
+  registerChosen(
+    {
+      autonomous_with_mcp: () => registerAutonomousWithMcpTool(server, app, seams, sessions),
+      autonomous_with_multiple_mcps: () =>
+        registerAutonomousWithMultipleMcpsTool(server, app, seams, sessions),
+      autonomous_discover_and_execute: () =>
+        registerAutonomousDiscoverAndExecuteTool(server, app, seams, sessions),
+      list_sessions: () => registerListSessions(server, sessions),
+      close_session: () => registerCloseSession(server, sessions),
+    },
+    server,
+    app,
+    chosen,
+  );
+}
+
+/** One line of `list_sessions`. */
+function sessionLine(s: SessionInfo): string {
+  return [
+    s.id,
+    `model ${s.model || "?"}`,
+    s.servers.length ? `servers ${s.servers.join(", ")}` : "no servers",
+    `${plural(s.tasks, "task")}, ${plural(s.rounds, "round")}`,
+    formatBytes(s.bytes),
+    s.busy ? "running a task" : `expires in ${formatDuration(s.expires_in_ms)} unless used`,
+  ].join(" · ");
+}
+
+/** `list_sessions`, over the store of the caller's MCP session. */
+function registerListSessions(server: McpServer, sessions: SessionRegistry): void {
+  server.registerTool("list_sessions", TOOLS.list_sessions, (extra) => {
+    const list = sessions.store(extra.sessionId).list();
+    const text = list.length === 0
+      ? "No sessions: each autonomous_* result has a session_id that continues it."
+      : list.map(sessionLine).join("\n");
+    return textResult(text, { sessions: list });
+  });
+}
+
+/** `close_session`, over the store of the caller's MCP session. */
+function registerCloseSession(server: McpServer, sessions: SessionRegistry): void {
+  server.registerTool("close_session", TOOLS.close_session, (args, extra) => {
+    try {
+      sessions.store(extra.sessionId).close(args.session_id);
+      return textResult(`Closed session ${args.session_id}.`, { closed: args.session_id });
+    } catch (error: unknown) {
+      return errorResult(error);
+    }
+  });
 }

@@ -3,30 +3,20 @@
  * stateful responses. One registration function per tool, schema beside it.
  */
 import type { CallToolResult, McpServer } from "./sdk.ts";
-import { z } from "zod";
 import type { App } from "./app.ts";
 import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 import { plural } from "./text.ts";
-import { emptyAnswerText, guarded, READ_ONLY, safeResult, textResult } from "./server_result.ts";
+import { emptyAnswerText, guarded, safeResult, textResult } from "./server_result.ts";
 import { toolModelProgress } from "./server_progress.ts";
+import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
+import type { ToolName } from "./tool_groups.ts";
 
 /**
  * What the LM Studio tools use of the app: the client, the model manager (it loads a named model
  * before use and tells which models are loaded), the settings and the log.
  */
 type LmStudioApp = Pick<App, "client" | "models" | "settings" | "log">;
-
-const GENERATES = {
-  readOnlyHint: true,
-  destructiveHint: false,
-  idempotentHint: false,
-  openWorldHint: false,
-};
-
-const modelParam = z.string().min(1).optional().describe(
-  "Model id as listed by list_models. Omit to use DEFAULT_MODEL or the model that is loaded.",
-);
 
 function usageText(usage: Usage | undefined): string {
   return usage
@@ -53,15 +43,7 @@ function answerResult(
 }
 
 function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("health_check", {
-    title: "Check LM Studio",
-    description:
-      "Checks whether the local LM Studio (or OpenAI-compatible) server answers, how fast, how " +
-      "many models it offers, and whether it accepts the token (or none) for requests that use a " +
-      "model; with several model servers configured, each one. Use it first when other LM " +
-      "Studio tools fail.",
-    annotations: READ_ONLY,
-  }, (extra) =>
+  server.registerTool("health_check", TOOLS.health_check, (extra) =>
     guarded(async () => {
       const h = await app.client.health({ signal: extra.signal });
       const structured = { ...h };
@@ -99,14 +81,7 @@ function registerHealthCheck(server: McpServer, app: LmStudioApp): void {
 }
 
 function registerListModels(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("list_models", {
-    title: "List models",
-    description:
-      "Lists the models the local server offers: id, type (llm, vlm = vision, embedding), whether it " +
-      "is loaded, and context length where the server tells; with several model servers " +
-      "configured, each model's server. Use the ids as the `model` parameter of the other tools.",
-    annotations: READ_ONLY,
-  }, (extra) =>
+  server.registerTool("list_models", TOOLS.list_models, (extra) =>
     guarded(async () => {
       const list = await app.client.listModels({ signal: extra.signal });
       const lines = list.models.map((m) => {
@@ -133,13 +108,7 @@ function registerListModels(server: McpServer, app: LmStudioApp): void {
 }
 
 function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("get_current_model", {
-    title: "Current model",
-    description:
-      "Tells which model(s) are loaded right now, from LM Studio's model state (REST API or `lms ps`), " +
-      "and which model a call without `model` would use. Does not run the model.",
-    annotations: READ_ONLY,
-  }, (extra) =>
+  server.registerTool("get_current_model", TOOLS.get_current_model, (extra) =>
     guarded(async () => {
       const current = await app.models.currentModels({ signal: extra.signal });
       const lines = current.models.map((m) =>
@@ -166,202 +135,154 @@ function registerGetCurrentModel(server: McpServer, app: LmStudioApp): void {
     }));
 }
 
-const responseFormat = z.union([
-  z.enum(["text", "json_object"]),
-  z.object({
-    type: z.literal("json_schema"),
-    json_schema: z.object({
-      name: z.string().optional(),
-      schema: z.record(z.string(), z.unknown()),
-      strict: z.boolean().optional(),
-    }),
-  }),
-]).optional().describe(
-  'Answer format: "text" (default), "json_object" (any JSON object; sent to the server as a JSON ' +
-    "schema that allows any object, since LM Studio accepts only json_schema and text), or " +
-    '{"type":"json_schema","json_schema":{"name":"x","schema":{...JSON Schema...}}} for output ' +
-    "that follows a schema.",
-);
-
 function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
   const log = app.log.child("tools");
-  server.registerTool("chat_completion", {
-    title: "Chat with the local model",
-    description:
-      "Sends one prompt (and an optional system prompt) to the local model and returns its answer. " +
-      "Good for delegating drafting, summarising, classification or brainstorming to a local, free, " +
-      "private model. The model's reasoning, if any, is returned separately from the answer.",
-    inputSchema: {
-      prompt: z.string().min(1).describe("The user message."),
-      system_prompt: z.string().optional().describe("Optional system instructions."),
-      model: modelParam,
-      temperature: z.number().min(0).max(2).default(0.7).describe("Sampling temperature, 0-2."),
-      max_tokens: z.number().int().min(1).max(1_000_000).default(1024).describe(
-        "Maximum tokens of the answer (reasoning models need more).",
-      ),
-      response_format: responseFormat,
-    },
-    annotations: GENERATES,
-  }, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const messages: ChatMessage[] = [];
-      if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
-      messages.push({ role: "user", content: args.prompt });
-      const format = typeof args.response_format === "string"
-        ? (args.response_format === "text" ? undefined : { type: args.response_format })
-        : args.response_format;
-      const progress = toolModelProgress(extra, log);
-      const result = await app.client.chat({
-        model,
-        messages,
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        response_format: format,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
-      progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
-      log.debug("chat_completion done", { model, usage: usageText(result.usage) });
-      return answerResult(result.content, {
-        reasoning: result.reasoning,
-        finishReason: result.finishReason,
-        structured: {
-          answer: result.content,
-          reasoning: result.reasoning ?? null,
-          model: result.model ?? model,
-          finish_reason: result.finishReason ?? null,
-          usage: result.usage ?? null,
-        },
-      });
-    }));
+  server.registerTool(
+    "chat_completion",
+    TOOLS.chat_completion,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const messages: ChatMessage[] = [];
+        if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
+        messages.push({ role: "user", content: args.prompt });
+        const format = typeof args.response_format === "string"
+          ? (args.response_format === "text" ? undefined : { type: args.response_format })
+          : args.response_format;
+        const progress = toolModelProgress(extra, log);
+        const result = await app.client.chat({
+          model,
+          messages,
+          temperature: args.temperature,
+          max_tokens: args.max_tokens,
+          response_format: format,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
+        log.debug("chat_completion done", { model, usage: usageText(result.usage) });
+        return answerResult(result.content, {
+          reasoning: result.reasoning,
+          finishReason: result.finishReason,
+          structured: {
+            answer: result.content,
+            reasoning: result.reasoning ?? null,
+            model: result.model ?? model,
+            finish_reason: result.finishReason ?? null,
+            usage: result.usage ?? null,
+          },
+        });
+      }),
+  );
 }
 
 function registerTextCompletion(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("text_completion", {
-    title: "Raw text completion",
-    description:
-      "Continues a raw text prompt with the local model (no chat template): code completion, " +
-      "fill-in text, or base-model style generation. Stops at any of stop_sequences.",
-    inputSchema: {
-      prompt: z.string().min(1).describe("Text to continue."),
-      model: modelParam,
-      temperature: z.number().min(0).max(2).default(0.7),
-      max_tokens: z.number().int().min(1).max(1_000_000).default(1024),
-      stop_sequences: z.array(z.string()).max(16).optional().describe(
-        "Strings that end the completion.",
-      ),
-    },
-    annotations: GENERATES,
-  }, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const progress = toolModelProgress(extra, app.log.child("tools"));
-      const result = await app.client.complete({
-        model,
-        prompt: args.prompt,
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        stop: args.stop_sequences,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
-      progress.done(result);
-      return textResult(result.text, {
-        text: result.text,
-        model: result.model ?? model,
-        finish_reason: result.finishReason ?? null,
-        usage: result.usage ?? null,
-      });
-    }));
+  server.registerTool(
+    "text_completion",
+    TOOLS.text_completion,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const progress = toolModelProgress(extra, app.log.child("tools"));
+        const result = await app.client.complete({
+          model,
+          prompt: args.prompt,
+          temperature: args.temperature,
+          max_tokens: args.max_tokens,
+          stop: args.stop_sequences,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done(result);
+        return textResult(result.text, {
+          text: result.text,
+          model: result.model ?? model,
+          finish_reason: result.finishReason ?? null,
+          usage: result.usage ?? null,
+        });
+      }),
+  );
 }
 
 function registerGenerateEmbeddings(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("generate_embeddings", {
-    title: "Embeddings",
-    description:
-      "Computes embedding vectors for one text or a list of texts with a local embedding model " +
-      "(never the chat model). Use for semantic search, clustering or similarity.",
-    inputSchema: {
-      text: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2048)]).describe(
-        "A text or a list of texts.",
-      ),
-      model: z.string().min(1).optional().describe(
-        "Embedding model id (e.g. text-embedding-nomic-embed-text-v1.5). Omit to pick one.",
-      ),
-    },
-    annotations: READ_ONLY,
-  }, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, {
-        kind: "embedding",
-        signal: extra.signal,
-      });
-      const result = await app.client.embed({ model, input: args.text }, { signal: extra.signal });
-      const dims = result.embeddings[0]?.length ?? 0;
-      const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
-        result.model ?? model
-      }:\n${JSON.stringify(result.embeddings)}`;
-      return textResult(summary, {
-        model: result.model ?? model,
-        dimensions: dims,
-        embeddings: result.embeddings,
-        usage: result.usage ?? null,
-      });
-    }));
+  server.registerTool(
+    "generate_embeddings",
+    TOOLS.generate_embeddings,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, {
+          kind: "embedding",
+          signal: extra.signal,
+        });
+        const result = await app.client.embed({ model, input: args.text }, {
+          signal: extra.signal,
+        });
+        const dims = result.embeddings[0]?.length ?? 0;
+        const summary = `${result.embeddings.length} embedding(s) of ${dims} dimensions from ${
+          result.model ?? model
+        }:\n${JSON.stringify(result.embeddings)}`;
+        return textResult(summary, {
+          model: result.model ?? model,
+          dimensions: dims,
+          embeddings: result.embeddings,
+          usage: result.usage ?? null,
+        });
+      }),
+  );
 }
 
 function registerCreateResponse(server: McpServer, app: LmStudioApp): void {
-  server.registerTool("create_response", {
-    title: "Stateful response",
-    description:
-      "Sends input to the local model through LM Studio's stateful Responses API. Pass the " +
-      "returned response_id as previous_response_id to continue the same conversation without " +
-      "resending it. Needs LM Studio 0.3.29 or newer.",
-    inputSchema: {
-      input_text: z.string().min(1).describe("The new user input."),
-      previous_response_id: z.string().min(1).optional().describe(
-        "response_id from an earlier create_response call, to continue that conversation.",
-      ),
-      model: modelParam,
-    },
-    annotations: GENERATES,
-  }, (args, extra) =>
-    guarded(async () => {
-      const model = await chooseModel(app, args.model, { signal: extra.signal });
-      const progress = toolModelProgress(extra, app.log.child("tools"));
-      const r = await app.client.respond({
-        model,
-        input: args.input_text,
-        previous_response_id: args.previous_response_id,
-        ttl: app.settings.modelTtlSeconds || undefined,
-      }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
-      progress.done(r);
-      const result = answerResult(r.text, {
-        reasoning: r.reasoning,
-        structured: {
-          response_id: r.id,
-          answer: r.text,
-          reasoning: r.reasoning ?? null,
-          model: r.model ?? model,
-          previous_response_id: r.previousResponseId ?? null,
-          status: r.status ?? null,
-          usage: r.usage ?? null,
-        },
-      });
-      result.content.push({
-        type: "text",
-        text: `response_id: ${r.id} (pass it as previous_response_id to continue)`,
-      });
-      return result;
-    }));
+  server.registerTool(
+    "create_response",
+    TOOLS.create_response,
+    (args, extra) =>
+      guarded(async () => {
+        const model = await chooseModel(app, args.model, { signal: extra.signal });
+        const progress = toolModelProgress(extra, app.log.child("tools"));
+        const r = await app.client.respond({
+          model,
+          input: args.input_text,
+          previous_response_id: args.previous_response_id,
+          ttl: app.settings.modelTtlSeconds || undefined,
+        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        progress.done(r);
+        const result = answerResult(r.text, {
+          reasoning: r.reasoning,
+          structured: {
+            response_id: r.id,
+            answer: r.text,
+            reasoning: r.reasoning ?? null,
+            model: r.model ?? model,
+            previous_response_id: r.previousResponseId ?? null,
+            status: r.status ?? null,
+            usage: r.usage ?? null,
+          },
+        });
+        result.content.push({
+          type: "text",
+          text: `response_id: ${r.id} (pass it as previous_response_id to continue)`,
+        });
+        return result;
+      }),
+  );
 }
 
-/** Registers every LM Studio tool. */
-export function registerLmStudioTools(server: McpServer, app: LmStudioApp): void {
-  registerHealthCheck(server, app);
-  registerListModels(server, app);
-  registerGetCurrentModel(server, app);
-  registerChatCompletion(server, app);
-  registerTextCompletion(server, app);
-  registerGenerateEmbeddings(server, app);
-  registerCreateResponse(server, app);
+/** Registers the LM Studio tools (those of `chosen`, or all). */
+export function registerLmStudioTools(
+  server: McpServer,
+  app: LmStudioApp,
+  chosen?: readonly ToolName[],
+): void {
+  registerChosen(
+    {
+      health_check: registerHealthCheck,
+      list_models: registerListModels,
+      get_current_model: registerGetCurrentModel,
+      chat_completion: registerChatCompletion,
+      text_completion: registerTextCompletion,
+      generate_embeddings: registerGenerateEmbeddings,
+      create_response: registerCreateResponse,
+    },
+    server,
+    app,
+    chosen,
+  );
 }

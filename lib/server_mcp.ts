@@ -7,6 +7,7 @@ import type { BridgeConfig, McpConfig } from "./config.ts";
 import type { ServerState, ServerStatus } from "./pool.ts";
 import type { McpServer } from "./sdk.ts";
 import { errorResult, textResult } from "./server_result.ts";
+import { TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import { launcherProblem } from "./launch.ts";
 import { plural } from "./text.ts";
 
@@ -202,29 +203,9 @@ export function poolReportJson(report: PoolReport): Record<string, unknown> {
   };
 }
 
-const DESCRIPTION =
-  "List the MCP servers configured for this bridge (its .mcp.json): for each one its name, " +
-  "transport (stdio/http/sse), command line or URL, state (not started, connected, restarting " +
-  "after a config change, failed with the reason, disabled, held, or invalid with the problem), the names of its " +
-  "environment variables and how it is confined (deno+bwrap, deno, bwrap, none = unconfined, remote); for a " +
-  "connected server, what it offers beyond tools (resources, resource templates, prompts) and the sampling and " +
-  "elicitation requests it sent the bridge. Also tells which " +
-  "config file and which bridge settings file (lmstudio-bridge.json) are in force and whether the newest edit of " +
-  "either failed to parse. Use a listed name as mcp_name / mcp_names of the autonomous_* tools. Starts nothing.";
-
 /** Registers `list_available_mcps`. */
 export function registerListAvailableMcpsTool(server: McpServer, app: Pick<App, "pool">): void {
-  server.registerTool("list_available_mcps", {
-    title: "List configured MCP servers",
-    description: DESCRIPTION,
-    inputSchema: {},
-    annotations: {
-      readOnlyHint: true,
-      destructiveHint: false,
-      idempotentHint: true,
-      openWorldHint: false,
-    },
-  }, async () => {
+  server.registerTool("list_available_mcps", TOOLS.list_available_mcps, async () => {
     try {
       const report = await withLaunchProblems(await (await app.pool()).status());
       return textResult(formatPoolReport(report), poolReportJson(report));

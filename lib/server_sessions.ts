@@ -6,19 +6,10 @@
  * session: over stdio that is the one client; with `serve --http` each client has its own, so no
  * client sees, continues or closes another's sessions, and a client's sessions end with its MCP
  * session. {@linkcode inSession} runs a task in a session; `list_sessions` and `close_session`
- * show and forget them.
+ * (server_agent.ts) show and forget them.
  */
-import { z } from "zod";
-import {
-  SessionError,
-  type SessionInfo,
-  SessionStore,
-  type SessionStoreOptions,
-} from "./agent_sessions.ts";
+import { SessionError, SessionStore, type SessionStoreOptions } from "./agent_sessions.ts";
 import type { AgentResult, AgentSession } from "./agent_types.ts";
-import type { McpServer } from "./sdk.ts";
-import { errorResult, READ_ONLY, textResult } from "./server_result.ts";
-import { formatBytes, formatDuration, plural } from "./text.ts";
 
 /** MCP sessions whose stores are kept at most (`serve --http`); the least recently used goes. */
 export const MAX_SESSION_OWNERS = 64;
@@ -107,54 +98,4 @@ export async function inSession(
       note: `session ${id} keeps its conversation from before this task: ${error.message}`,
     };
   }
-}
-
-/** The description of the autonomous tools' `session_id` parameter. */
-export const SESSION_ID_DESCRIPTION =
-  "An earlier result's session_id: continue that conversation (its servers and model).";
-
-/** One line of `list_sessions`. */
-function sessionLine(s: SessionInfo): string {
-  return [
-    s.id,
-    `model ${s.model || "?"}`,
-    s.servers.length ? `servers ${s.servers.join(", ")}` : "no servers",
-    `${plural(s.tasks, "task")}, ${plural(s.rounds, "round")}`,
-    formatBytes(s.bytes),
-    s.busy ? "running a task" : `expires in ${formatDuration(s.expires_in_ms)} unless used`,
-  ].join(" · ");
-}
-
-/** `list_sessions` and `close_session`, over the store of the caller's MCP session. */
-export function registerSessionTools(server: McpServer, sessions: SessionRegistry): void {
-  server.registerTool("list_sessions", {
-    title: "List autonomous sessions",
-    description:
-      "Lists the sessions of earlier autonomous_* tasks that a new task can continue (session_id).",
-    annotations: READ_ONLY,
-  }, (extra) => {
-    const list = sessions.store(extra.sessionId).list();
-    const text = list.length === 0
-      ? "No sessions: each autonomous_* result has a session_id that continues it."
-      : list.map(sessionLine).join("\n");
-    return textResult(text, { sessions: list });
-  });
-  server.registerTool("close_session", {
-    title: "Close an autonomous session",
-    description: "Forgets an autonomous session (session_id) and its conversation.",
-    inputSchema: { session_id: z.string().min(1).describe("The session to forget.") },
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: false,
-      openWorldHint: false,
-    },
-  }, (args, extra) => {
-    try {
-      sessions.store(extra.sessionId).close(args.session_id);
-      return textResult(`Closed session ${args.session_id}.`, { closed: args.session_id });
-    } catch (error: unknown) {
-      return errorResult(error);
-    }
-  });
 }

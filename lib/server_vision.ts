@@ -3,8 +3,8 @@
  * vision-capable local model as one multimodal user message. Also the choice of that model.
  */
 import { z } from "zod";
-import { type LoadedImage, SUPPORTED_IMAGE_TYPES } from "./image_type.ts";
-import { loadImages, MAX_IMAGES } from "./images.ts";
+import type { LoadedImage } from "./image_type.ts";
+import { loadImages } from "./images.ts";
 import type { App } from "./app.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts";
@@ -20,6 +20,7 @@ import type {
   ServerRequest,
 } from "./sdk.ts";
 import { toolModelProgress } from "./server_progress.ts";
+import { TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import { BridgeError, errorMessage } from "./errors.ts";
 import { plural } from "./text.ts";
 
@@ -201,44 +202,11 @@ function imageList(images: string | string[]): string[] {
   return [images];
 }
 
-const DESCRIPTION =
-  "Shows one or more images to a local vision model and returns its answer to your prompt. " +
-  "One tool for every image task: describe an image, compare several (they are numbered Image 1, " +
-  "Image 2, ... in order), read/extract text (OCR), answer a question about a screenshot, chart, " +
-  "diagram, photo or UI. `images` takes file paths on this machine (absolute is safest; ~/ works), " +
-  "data URIs (data:image/png;base64,...) or public http(s) URLs; up to " +
-  `${MAX_IMAGES} images of at most 10 MB each, types ${SUPPORTED_IMAGE_TYPES}. ` +
-  "Put everything you want to know into `prompt`. Without `model` it uses DEFAULT_MODEL or a " +
-  "loaded vision model (list_models shows which models have vision).";
-
-/** The input schema of `analyze_image` (a zod shape, as registerTool takes it). */
-const analyzeImageInput = {
-  images: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).describe(
-    "One image or a list: file path, data URI, or http(s) URL. Several images are sent in order.",
-  ),
-  prompt: z.string().min(1).describe(
-    'What to do with the image(s), e.g. "Describe this screenshot", "What changed between ' +
-      'image 1 and image 2?", "Extract all text verbatim".',
-  ),
-  model: z.string().min(1).optional().describe(
-    "A vision-capable model id (list_models marks them vlm/vision). Omit to pick one.",
-  ),
-  detail: z.enum(["auto", "low", "high"]).optional().describe(
-    "Image detail hint passed to the server (low = faster, high = small text).",
-  ),
-  max_tokens: z.number().int().min(1).max(1_000_000).default(1024).describe(
-    "Maximum tokens of the answer (raise it for long text extraction or reasoning models).",
-  ),
-  temperature: z.number().min(0).max(2).optional().describe(
-    "Sampling temperature, 0-2 (low for extraction, e.g. 0).",
-  ),
-};
-
 /** The context of one tool call (its signal, progress token, notification sender). */
 type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /** The arguments of one `analyze_image` call, after validation. */
-type AnalyzeImageArgs = z.infer<z.ZodObject<typeof analyzeImageInput>>;
+type AnalyzeImageArgs = z.infer<z.ZodObject<typeof TOOLS.analyze_image.inputSchema>>;
 
 /** Runs one `analyze_image` call; never throws (failures are isError results). */
 async function analyzeImage(
@@ -323,15 +291,9 @@ async function analyzeImage(
 
 /** Registers `analyze_image` on the server. */
 export function registerAnalyzeImageTool(server: McpServer, app: VisionApp): void {
-  server.registerTool("analyze_image", {
-    title: "Analyze images with a local vision model",
-    description: DESCRIPTION,
-    inputSchema: analyzeImageInput,
-    annotations: {
-      readOnlyHint: true,
-      destructiveHint: false,
-      idempotentHint: false,
-      openWorldHint: true,
-    },
-  }, (args, extra) => analyzeImage(app, args, extra));
+  server.registerTool(
+    "analyze_image",
+    TOOLS.analyze_image,
+    (args, extra) => analyzeImage(app, args, extra),
+  );
 }

@@ -3,6 +3,7 @@
  * clear start-up error ({@linkcode SettingsError}) rather than a surprise later.
  */
 import { BridgeError } from "./errors.ts";
+import { ALL_TOOLS, chooseTools, type ToolName } from "./tool_groups.ts";
 
 /** One model server the bridge talks to: its name, origin and bearer token. */
 export interface EndpointSetting {
@@ -72,6 +73,11 @@ export interface Settings {
    * `lmstudio-bridge.json` next to the MCP config file.
    */
   readonly bridgeConfigPath: string | undefined;
+  /**
+   * `LMSTUDIO_BRIDGE_TOOLS`: the bridge's own tools that `serve` exposes (groups and tool names,
+   * tool_groups.ts); every tool when unset.
+   */
+  readonly tools: readonly ToolName[];
 }
 
 /** A setting that cannot be used; the message names the variable and what would be valid. */
@@ -308,6 +314,14 @@ function checkLogLevel(env: Env): void {
   );
 }
 
+function toolChoice(env: Env): readonly ToolName[] {
+  const raw = env.LMSTUDIO_BRIDGE_TOOLS;
+  if (raw === undefined || raw.trim() === "") return ALL_TOOLS;
+  const choice = chooseTools(raw, `LMSTUDIO_BRIDGE_TOOLS=${JSON.stringify(raw)}`);
+  if ("problem" in choice) throw new SettingsError("LMSTUDIO_BRIDGE_TOOLS", choice.problem);
+  return choice.tools;
+}
+
 /** Resolves settings from an environment map. Pure: tests pass their own map. */
 export function resolveSettings(env: Env): Settings {
   checkLogLevel(env);
@@ -345,6 +359,7 @@ export function resolveSettings(env: Env): Settings {
     depth: integer(env, DEPTH_VARIABLE, 0, 0, 100),
     mcpJsonPath: nonEmpty(env, "MCP_JSON_PATH"),
     bridgeConfigPath: nonEmpty(env, "LMSTUDIO_BRIDGE_CONFIG"),
+    tools: toolChoice(env),
   });
 }
 

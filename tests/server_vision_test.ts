@@ -78,7 +78,7 @@ Deno.test("analyze_image is listed as a read-only, open-world tool with its para
   for (const p of ["images", "prompt", "model", "detail", "max_tokens", "temperature"]) {
     assert(p in (tool.inputSchema.properties ?? {}), `parameter ${p}`);
   }
-  assertMatch(tool.description ?? "", /describe.*compare.*text/is);
+  assertMatch(tool.description ?? "", /describe.*compare.*OCR/is);
 });
 
 Deno.test("analyze_image sends the prompt and every image as data URIs to a loaded vision model", async () => {

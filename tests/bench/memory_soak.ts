@@ -1,15 +1,16 @@
 /**
  * Memory of a served bridge over many tasks, and after it: runs TASKS 3-turn tasks through
  * `deno run ... main.ts serve` (as the goal summary's memory row does), printing the bridge's RSS
- * (downstream servers left out) every 1000 tasks, then again after 5, 10, 15 and 30 s idle. A
+ * (downstream servers left out) after 1, 10 and 100 tasks and every 1000, then again after 5, 10, 15 and 30 s idle. A
  * leak stays high when the bridge idles; a heap V8 grew under load and keeps while busy shrinks
  * once V8's memory reducer runs (it starts after a few seconds without work).
  *
  * Not a bench file. Run it alone:
  *
- *   deno run -A tests/bench/memory_soak.ts [TASKS] [DENO_FLAG...]
+ *   deno run -A tests/bench/memory_soak.ts [TASKS] [DENO_FLAG...] [--env=NAME=VALUE ...]
  *
- * e.g. `... memory_soak.ts 3000 --v8-flags=--max-semi-space-size=1` to try a V8 flag.
+ * e.g. `... memory_soak.ts 3000 --v8-flags=--max-semi-space-size=1` to try a V8 flag, or
+ * `--env=MALLOC_ARENA_MAX=2` to run the bridge with that variable.
  */
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
 import { join } from "../../lib/path.ts";
@@ -23,7 +24,14 @@ function print(line: string): void {
   Deno.stdout.writeSync(new TextEncoder().encode(`${line}\n`));
 }
 
-const [tasksArg = "3000", ...flags] = Deno.args;
+const [tasksArg = "3000", ...rest] = Deno.args;
+const flags = rest.filter((a) => !a.startsWith("--env="));
+const extra: Record<string, string> = {};
+for (const arg of rest.filter((a) => a.startsWith("--env="))) {
+  const pair = arg.slice("--env=".length);
+  const at = pair.indexOf("=");
+  extra[pair.slice(0, at)] = pair.slice(at + 1);
+}
 const tasks = Number(tasksArg);
 await benchChildrenCached();
 await using fake = await FakeLmStudio.start();
@@ -37,11 +45,15 @@ const launch: Launch = {
   ...base,
   args: [...base.args.slice(0, at), ...flags, ...base.args.slice(at)],
 };
-const served = await serve(launch, { cwd: dir, env: { LMSTUDIO_BASE_URL: fake.baseUrl } });
+const served = await serve(launch, {
+  cwd: dir,
+  env: { LMSTUDIO_BASE_URL: fake.baseUrl, ...extra },
+});
 const mib = () => `${(treeRss(served.pid, /server-memory/) / 2 ** 20).toFixed(1)} MiB`;
 try {
   await served.client.listTools();
-  print(`flags: ${flags.join(" ") || "(none)"}; idle after tools/list: ${mib()}`);
+  const options = [...flags, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)];
+  print(`options: ${options.join(" ") || "(none)"}; idle after tools/list: ${mib()}`);
   const run = bridgeRunner(served, "memory");
   const t0 = performance.now();
   for (let t = 1; t <= tasks; t++) {
@@ -50,7 +62,7 @@ try {
     // The fake keeps every request it gets: this process must not grow instead.
     fake.requests.length = 0;
     model.arrivals.length = 0;
-    if (t % 1000 === 0 || t === tasks) {
+    if (t % 1000 === 0 || t === tasks || t === 1 || t === 10 || t === 100) {
       print(`${t} tasks, ${((performance.now() - t0) / 1000).toFixed(1)} s: ${mib()}`);
     }
   }

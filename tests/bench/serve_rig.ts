@@ -8,7 +8,7 @@ import { join } from "../../lib/path.ts";
 import { type CallToolResult, Client, StdioClientTransport } from "../../lib/sdk.ts";
 import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
 import { processGone, processTree } from "../fixtures/pool_support.ts";
-import { check, denoChildEnv, killTree, ROOT, textOf } from "./support.ts";
+import { check, denoChildEnv, killTree, ROOT, textOf, treeRss } from "./support.ts";
 
 /** A program to spawn: argv and how to name it in the rows. */
 export interface Launch {
@@ -121,4 +121,37 @@ export async function serve(
       for (const p of tree) if (!processGone(p)) killTree(p);
     },
   };
+}
+
+/** Per launch label: the start-up times (spawn to `initialize` answered, ms) and idle RSS. */
+export interface StartSamples {
+  start: Record<string, number[]>;
+  rss: Record<string, number[]>;
+}
+
+/**
+ * Starts each of `launches` `reps` times, interleaved so a busy moment hits every launch alike:
+ * the time to the `initialize` answer, and the RSS of the whole process tree (a `deno task`
+ * wrapper included) after `tools/list`.
+ */
+export async function sampleStarts(
+  launches: readonly Launch[],
+  reps: number,
+  o: { cwd: string; env: Record<string, string> },
+): Promise<StartSamples> {
+  const start: Record<string, number[]> = {};
+  const rss: Record<string, number[]> = {};
+  for (let rep = 0; rep < reps; rep++) {
+    for (const launch of launches) {
+      const served = await serve(launch, o);
+      try {
+        await served.client.listTools();
+        (start[launch.label] ??= []).push(served.startMs);
+        (rss[launch.label] ??= []).push(treeRss(served.pid));
+      } finally {
+        await served.close();
+      }
+    }
+  }
+  return { start, rss };
 }

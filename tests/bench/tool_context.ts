@@ -12,7 +12,7 @@
  * `--drafts=FILE` also prints what the list would cost with the descriptions of FILE (a tool's
  * `description` and `parameters`, and `shared_parameters` for every tool that has them), with
  * `$schema` and the integer ranges no model needs (9007199254740991, 1000000) left out, and what
- * each tool group (server.ts) and some combinations of groups would cost with them. "model
+ * each tool group (tool_groups.ts) and some combinations of groups would cost with them. "model
  * context" counts only what a client like Claude Code gives its model: name, description, input
  * schema (title, annotations and execution are metadata for the client).
  *
@@ -21,29 +21,19 @@
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
 import { bridgeRunLaunch, serve } from "./serve_rig.ts";
 import { benchChildrenCached } from "./support.ts";
+import { TOOL_GROUPS } from "../../lib/tool_groups.ts";
 
 /** One line on stdout (the lint allows no console). */
 function print(line: string): void {
   Deno.stdout.writeSync(new TextEncoder().encode(`${line}\n`));
 }
 
-/** The tool groups of server.ts (LMSTUDIO_BRIDGE_TOOLS would name them). */
-const GROUPS: Record<string, (name: string) => boolean> = {
-  lmstudio: (n) =>
-    [
-      "health_check",
-      "list_models",
-      "get_current_model",
-      "chat_completion",
-      "text_completion",
-      "generate_embeddings",
-      "create_response",
-    ].includes(n),
-  vision: (n) => n === "analyze_image",
-  mcp: (n) => n === "list_available_mcps",
-  autonomous: (n) => n.startsWith("autonomous_"),
-  lms: (n) => n.startsWith("lms_"),
-};
+/** The tool groups (tool_groups.ts, the names LMSTUDIO_BRIDGE_TOOLS takes), as membership tests. */
+const GROUPS: Record<string, (name: string) => boolean> = Object.fromEntries(
+  Object.entries(TOOL_GROUPS).map((
+    [g, tools],
+  ) => [g, (n: string) => (tools as readonly string[]).includes(n)]),
+);
 
 await benchChildrenCached();
 await using fake = await FakeLmStudio.start();

@@ -32,8 +32,10 @@ import {
   bridgeTaskLaunch,
   installedLaunch,
   type Launch,
+  sampleStarts,
   serve,
   type Served,
+  type StartSamples,
 } from "./serve_rig.ts";
 import {
   benchChildrenCached,
@@ -216,24 +218,16 @@ async function startRows(baseUrl: string): Promise<Row[]> {
   if (installed) launches.push(installed);
   progress(`start-up and idle memory (${SCALE.starts} x ${launches.length} launches)`);
   const { dir } = await projectDir(1);
-  const start: Record<string, number[]> = {};
-  const rss: Record<string, number[]> = {};
+  let samples: StartSamples;
   try {
-    for (let rep = 0; rep < SCALE.starts; rep++) {
-      for (const launch of launches) {
-        const served = await serve(launch, { cwd: dir, env: { LMSTUDIO_BASE_URL: baseUrl } });
-        try {
-          await served.client.listTools();
-          (start[launch.label] ??= []).push(served.startMs);
-          (rss[launch.label] ??= []).push(treeRss(served.pid));
-        } finally {
-          await served.close();
-        }
-      }
-    }
+    samples = await sampleStarts(launches, SCALE.starts, {
+      cwd: dir,
+      env: { LMSTUDIO_BASE_URL: baseUrl },
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+  const { start, rss } = samples;
   const floorStart = { label: minimal.label, ...f(median(start[minimal.label]!)) };
   const floorRss = { label: minimal.label, ...m(median(rss[minimal.label]!)) };
   const row = (label: string, goal?: number): Row[] => [
