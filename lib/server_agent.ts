@@ -264,29 +264,42 @@ type CommonArgs = {
   max_tokens?: number;
   allowed_tools?: string[] | string;
   time_budget_seconds?: number;
-  prompt?: { server?: string; name: string; arguments?: Record<string, string> };
+  prompt?: string;
+  prompt_arguments?: Record<string, string>;
   trace_path?: string;
   session_id?: string;
 };
 
-/** The prompt a task starts from: its server defaults to the task's only server. */
+/**
+ * The prompt a task starts from (`prompt`: NAME or SERVER/NAME, with `prompt_arguments`): its
+ * server defaults to the task's only server.
+ */
 function startingPrompt(
-  prompt: CommonArgs["prompt"],
+  args: Pick<CommonArgs, "prompt" | "prompt_arguments">,
   servers: readonly string[] | "all",
 ): StartingPrompt | undefined {
-  if (prompt === undefined) return undefined;
-  const server = prompt.server ?? (servers !== "all" && servers.length === 1 ? servers[0] : "");
-  if (!server) {
+  const { prompt } = args;
+  if (prompt === undefined) {
+    if (args.prompt_arguments !== undefined) {
+      throw new AgentError("prompt", "prompt_arguments needs prompt (NAME or SERVER/NAME).");
+    }
+    return undefined;
+  }
+  const slash = prompt.indexOf("/");
+  const only = servers !== "all" && servers.length === 1 ? servers[0] : undefined;
+  const server = slash > 0 ? prompt.slice(0, slash) : only;
+  const name = slash > 0 ? prompt.slice(slash + 1) : prompt;
+  if (!server || !name) {
     throw new AgentError(
       "prompt",
-      `Name the MCP server that has the prompt "${prompt.name}" (prompt.server): the task uses ` +
+      `Name the MCP server that has the prompt "${prompt}" as SERVER/NAME: the task uses ` +
         "more than one server.",
     );
   }
   return {
     server,
-    name: prompt.name,
-    ...(prompt.arguments ? { arguments: prompt.arguments } : {}),
+    name,
+    ...(args.prompt_arguments ? { arguments: args.prompt_arguments } : {}),
   };
 }
 
@@ -370,7 +383,7 @@ async function runTool(
         task: args.task,
         session,
         servers,
-        prompt: startingPrompt(args.prompt, servers),
+        prompt: startingPrompt(args, servers),
         model: args.model,
         maxRounds: args.max_rounds,
         maxTokens: args.max_tokens,

@@ -136,7 +136,7 @@ const common = {
     `Most model turns (default ${DEFAULT_MAX_ROUNDS}).`,
   ),
   max_tokens: z.number().int().min(1).optional().describe(
-    "Token limit per reply (default: the server's); reasoning models need thousands.",
+    "Token limit per reply; reasoning models need thousands.",
   ),
   allowed_tools: z.union([z.array(z.string()), z.string()]).optional().describe(
     "Offer only these: globs (* ?) over tool or server__tool names; a list or comma-separated.",
@@ -144,11 +144,10 @@ const common = {
   time_budget_seconds: z.number().positive().optional().describe(
     "Stop, unfinished, after this many seconds.",
   ),
-  prompt: z.object({
-    server: z.string().min(1).optional().describe("Default: the task's only server."),
-    name: z.string().min(1),
-    arguments: z.record(z.string(), z.string()).optional(),
-  }).optional().describe("Start from an MCP server's prompt (its messages before the task)."),
+  prompt: z.string().min(1).optional().describe(
+    "An MCP prompt to start from: NAME, or SERVER/NAME with several servers.",
+  ),
+  prompt_arguments: z.record(z.string(), z.string()).optional(),
   trace_path: z.string().min(1).optional().describe(
     "Write a JSONL trace of the requests, replies and tool calls to this file.",
   ),
@@ -179,8 +178,8 @@ export const TOOL_DEFINITIONS = {
   },
   chat_completion: {
     title: "Chat with the local model",
-    description: "One prompt to the local model, its answer back (reasoning apart). For " +
-      "drafting, summarising, classifying, brainstorming: local, free, private.",
+    description: "One prompt to the local model, its answer back (reasoning apart): drafting, " +
+      "summarising, classifying; local, free, private.",
     inputSchema: {
       prompt: z.string().min(1).describe("The user message."),
       system_prompt: z.string().optional().describe("System instructions."),
@@ -270,9 +269,9 @@ export const TOOL_DEFINITIONS = {
   },
   autonomous_with_mcp: {
     title: "Local model task with one MCP server",
-    description: "Hands a self-contained task to the local model, which does it alone with the " +
-      "tools of ONE configured MCP server (run here, with the user's permissions) and returns its " +
-      "final answer: multi-step work on files, a knowledge graph, a database...",
+    description: "The local model does a self-contained task alone with the tools of ONE " +
+      "configured MCP server (run here, with the user's permissions) and returns its answer: " +
+      "multi-step work on files, a knowledge graph, a database...",
     inputSchema: {
       mcp_name: z.string().min(1).describe("Server name (list_available_mcps)."),
       ...common,
@@ -287,8 +286,7 @@ export const TOOL_DEFINITIONS = {
     after: {
       tool: "autonomous_with_mcp",
       description: "Like autonomous_with_mcp (same parameters), with the tools of SEVERAL " +
-        "servers (named server__tool) for tasks that combine them. An unknown or disabled name " +
-        "fails before any work.",
+        "servers (named server__tool) for tasks that combine them.",
     },
     inputSchema: {
       mcp_names: z.array(z.string().min(1)).min(1).describe("Server names (list_available_mcps)."),
@@ -304,8 +302,8 @@ export const TOOL_DEFINITIONS = {
     after: {
       tool: "autonomous_with_mcp",
       description: "Like autonomous_with_mcp (same parameters), with the tools of EVERY enabled " +
-        "server (those failing to start are skipped and noted). If you know the server, " +
-        "autonomous_with_mcp is faster and fits small contexts.",
+        "server (those failing to start are skipped). Knowing the server? autonomous_with_mcp " +
+        "is faster.",
     },
     inputSchema: common,
     annotations: AUTONOMOUS,
@@ -344,7 +342,7 @@ export const TOOL_DEFINITIONS = {
   lms_load_model: {
     title: "Load a model",
     description: "Loads a downloaded model (no-op if loaded) so requests do not wait; unloaded " +
-      "after `ttl` idle seconds. Errors say the memory needed or the models there are.",
+      "after `ttl` idle seconds.",
     inputSchema: {
       model_name: modelName,
       ttl: z.number().int().min(0).max(604_800).optional().describe(
@@ -381,8 +379,8 @@ export const TOOL_DEFINITIONS = {
 
 /**
  * `schema` without what tells a model nothing: `$schema`, integer bounds that are only the
- * safe-integer range, and `minLength: 1` (the call is still validated against all of it; an empty
- * string fails with a message that says so).
+ * safe-integer range, `minLength: 1` and `propertyNames` that only say keys are strings (the call
+ * is still validated against all of it; an empty string fails with a message that says so).
  */
 function lean(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(lean);
@@ -393,6 +391,8 @@ function lean(schema: unknown): unknown {
     if (key === "maximum" && value === Number.MAX_SAFE_INTEGER) continue;
     if (key === "minimum" && value === Number.MIN_SAFE_INTEGER) continue;
     if (key === "minLength" && value === 1) continue;
+    // Keys of a JSON object are always strings.
+    if (key === "propertyNames" && JSON.stringify(value) === '{"type":"string"}') continue;
     out[key] = lean(value);
   }
   return out;

@@ -21,7 +21,7 @@ import {
   type ServerFeatures,
   withHarness,
 } from "./agent_harness.ts";
-import { assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { cachedEntry, REFERENCE_SERVERS, textOf } from "./fixtures/pool_support.ts";
 import { commandContext, quiet } from "./rigs.ts";
 import type { ToolHost } from "../lib/agent_types.ts";
@@ -191,7 +191,8 @@ Deno.test("the autonomous tools take a prompt; its server defaults to the task's
         arguments: {
           mcp_name: "fixture",
           task: "Be brief.",
-          prompt: { name: "weather", arguments: { city: "Rome" } },
+          prompt: "weather",
+          prompt_arguments: { city: "Rome" },
         },
       });
       assertStringIncludes(textOf(one as { content: unknown[] }), "Cloudy.");
@@ -201,12 +202,28 @@ Deno.test("the autonomous tools take a prompt; its server defaults to the task's
       });
       const several = await client.callTool({
         name: "autonomous_with_multiple_mcps",
-        arguments: { mcp_names: ["fixture", "memory"], task: "t", prompt: { name: "weather" } },
+        arguments: { mcp_names: ["fixture", "memory"], task: "t", prompt: "weather" },
       });
       assertEquals(several.isError, true);
       assertStringIncludes(
         textOf(several as { content: unknown[] }),
-        'Name the MCP server that has the prompt "weather" (prompt.server)',
+        'Name the MCP server that has the prompt "weather" as SERVER/NAME',
+      );
+      h.fake.script(CHAT, answer("Sunny."));
+      const named = await client.callTool({
+        name: "autonomous_with_multiple_mcps",
+        arguments: {
+          mcp_names: ["fixture", "memory"],
+          task: "Be brief.",
+          prompt: "fixture/weather",
+          prompt_arguments: { city: "Oslo" },
+        },
+      });
+      assertStringIncludes(textOf(named as { content: unknown[] }), "Sunny.");
+      assert(
+        JSON.stringify(messagesOf(h.fake.requestsTo(CHAT).at(-1)!)).includes(
+          "What's the weather in Oslo?",
+        ),
       );
     } finally {
       await close();
