@@ -287,6 +287,8 @@ interface KeptTools {
   fingerprint: string;
   tools: Tool[];
   notes: readonly string[];
+  /** What the server declared it offers (its capabilities), kept with its tools. */
+  offers: { tools: boolean; resources: boolean; prompts: boolean };
 }
 
 interface Remark {
@@ -381,6 +383,7 @@ export class McpPool {
           fingerprint: conn.fingerprint,
           tools,
           notes: conn.toolNotes,
+          offers: conn.offers,
         });
       }
       if (!conn.toolNotesLogged) {
@@ -460,11 +463,14 @@ export class McpPool {
   }
 
   /** What `server` declared it offers (its capabilities); connects to it if needed. */
-  offers(
+  async offers(
     server: string,
     o: RequestOptions = {},
   ): Promise<{ tools: boolean; resources: boolean; prompts: boolean }> {
-    return this.#use(server, o, "connecting", (conn) => Promise.resolve(conn.offers));
+    // A server closed idle is not started again to say what it offers: it said so before.
+    const kept = await this.#keptToolsOf(server);
+    if (kept !== undefined) return kept.offers;
+    return await this.#use(server, o, "connecting", (conn) => Promise.resolve(conn.offers));
   }
 
   /** Logs once per fetched list what was wrong with its items. */

@@ -95,6 +95,10 @@ Deno.test("tool lists are kept after an idle close: listing again starts nothing
   const second = await Promise.all(names.map((n) => pool.listTools(n)));
   assertEquals(second, first, "the same tools");
   assertEquals([0, 1, 2].map((i) => starts(log(i))), [1, 1, 1], "no server started");
+  // What each offers beyond tools (discover-all asks, for the resource tools) is kept too.
+  const offers = await Promise.all(names.map((n) => pool.offers(n)));
+  assert(offers.every((o) => o.tools), JSON.stringify(offers));
+  assertEquals([0, 1, 2].map((i) => starts(log(i))), [1, 1, 1], "offers started nothing");
   assert((await pool.status()).servers.every((x) => x.state === "not-started"));
 
   const pid = textOf(await pool.callTool("fx1", "pid", {}));

@@ -15,7 +15,7 @@ import {
   toolCalls,
   toolMessages,
 } from "../fixtures/attack_model.ts";
-import { processTree } from "../fixtures/pool_support.ts";
+import { processTree, trustAllTools } from "../fixtures/pool_support.ts";
 import { connectHttp, fixtureEntry, spawnHttpServe } from "../fixtures/serve_http_support.ts";
 import { bridgeCommand } from "../helpers.ts";
 import { check, killTree, textOf } from "./support.ts";
@@ -42,6 +42,8 @@ async function project(): Promise<{ dir: string; starts: string }> {
     `${dir}/.mcp.json`,
     JSON.stringify({ mcpServers: { fixture: fixtureEntry(["--starts", starts]) } }),
   );
+  // The fixture's echo is not marked read-only and the bench's clients cannot be asked.
+  await trustAllTools(dir);
   return { dir, starts };
 }
 

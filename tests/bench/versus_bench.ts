@@ -257,13 +257,19 @@ async function startRows(baseUrl: string): Promise<Row[]> {
 // -- the loops, the MCP layer, the context, memory over many tasks ----------------------------------
 
 function toolTokens(tools: unknown[]): Row {
-  const chars = JSON.stringify(tools).length;
+  // What a client puts in its model's context of each tool: name, description, input schema (the
+  // title and annotations of tools/list are for the client's UI and its permission prompts).
+  const seen = tools.map((t) => {
+    const { name, description, inputSchema } = (t ?? {}) as Record<string, unknown>;
+    return { name, description, inputSchema };
+  });
+  const chars = JSON.stringify(seen).length;
   // About 4 characters per token for English text and JSON (no tokenizer here).
   const tokens = Math.round(chars / 4);
   return limitRow(
     `tool definitions in the caller's context (${tools.length} tools, ${
       (chars / 1000).toFixed(1)
-    } kB)`,
+    } kB; the whole tools/list ${(JSON.stringify(tools).length / 1000).toFixed(1)} kB)`,
     { text: `${tokens} tokens`, n: tokens },
     { text: "2500 tokens", n: 2500 },
     { note: "about chars / 4" },
