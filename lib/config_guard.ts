@@ -116,15 +116,12 @@ function* stringsIn(value: unknown, depth = 0): Generator<string> {
  */
 export function configPathNamed(args: unknown, o: GuardContext): string | undefined {
   const fold = (p: string, insensitive: boolean) => insensitive ? p.toLowerCase() : p;
-  const targets = o.protected.map((path) => {
-    const insensitive = o.caseInsensitive ?? ignoresCase(path);
-    return { path, insensitive, canonical: fold(canonicalPath(resolve(path)), insensitive) };
-  });
+  const targets = o.protected.map((path) => protectedTarget(path, o.caseInsensitive));
   const names = new Set(targets.map((t) => basename(t.path).toLowerCase()));
   const roots = [
     o.cwd,
     ...o.args.map((a) => asPath(a, o.home)).filter((a): a is string => a !== undefined)
-      .map((a) => resolve(o.cwd, a)).filter(isDirectory),
+      .map((a) => resolve(o.cwd, a)).filter(isKnownDirectory),
   ];
   const check = (candidate: string): string | undefined => {
     const paths = isAbsolute(candidate) ? [candidate] : roots.map((r) => resolve(r, candidate));
@@ -149,6 +146,55 @@ export function configPathNamed(args: unknown, o: GuardContext): string | undefi
     }
   }
   return undefined;
+}
+
+/** A protected file as calls are compared with it: its canonical path, folded where case is ignored. */
+interface Target {
+  path: string;
+  insensitive: boolean;
+  canonical: string;
+}
+
+/**
+ * How long a protected file's canonical path is reused. Working it out takes a dozen system calls
+ * (most of them failing, for the candidate files that do not exist) on every tool call otherwise;
+ * the paths of the calls themselves are resolved afresh every time, so a link a model makes to a
+ * config file is seen at once.
+ */
+const TARGET_TTL_MS = 1000;
+const targets = new Map<string, { at: number; target: Target }>();
+
+function protectedTarget(path: string, caseInsensitive: boolean | undefined): Target {
+  const key = `${caseInsensitive ?? "?"}\0${path}`;
+  const now = performance.now();
+  const kept = targets.get(key);
+  if (kept !== undefined && now - kept.at < TARGET_TTL_MS) return kept.target;
+  const insensitive = caseInsensitive ?? ignoresCase(path);
+  const canonical = canonicalPath(resolve(path));
+  const target = {
+    path,
+    insensitive,
+    canonical: insensitive ? canonical.toLowerCase() : canonical,
+  };
+  if (targets.size >= 256) targets.clear();
+  targets.set(key, { at: now, target });
+  return target;
+}
+
+const directories = new Map<string, { at: number; is: boolean }>();
+
+/**
+ * {@linkcode isDirectory} of a server's argument, reused for {@linkcode TARGET_TTL_MS}: the same
+ * arguments come with every call to the server.
+ */
+function isKnownDirectory(path: string): boolean {
+  const now = performance.now();
+  const kept = directories.get(path);
+  if (kept !== undefined && now - kept.at < TARGET_TTL_MS) return kept.is;
+  const is = isDirectory(path);
+  if (directories.size >= 256) directories.clear();
+  directories.set(path, { at: now, is });
+  return is;
 }
 
 function isDirectory(path: string): boolean {
