@@ -162,39 +162,36 @@ interface Target {
  * config file is seen at once.
  */
 const TARGET_TTL_MS = 1000;
-const targets = new Map<string, { at: number; target: Target }>();
 
-function protectedTarget(path: string, caseInsensitive: boolean | undefined): Target {
-  const key = `${caseInsensitive ?? "?"}\0${path}`;
-  const now = performance.now();
-  const kept = targets.get(key);
-  if (kept !== undefined && now - kept.at < TARGET_TTL_MS) return kept.target;
-  const insensitive = caseInsensitive ?? ignoresCase(path);
-  const canonical = canonicalPath(resolve(path));
-  const target = {
-    path,
-    insensitive,
-    canonical: insensitive ? canonical.toLowerCase() : canonical,
-  };
-  if (targets.size >= 256) targets.clear();
-  targets.set(key, { at: now, target });
-  return target;
+/** Values worked out from the file system, each reused for {@linkcode TARGET_TTL_MS}. */
+class Recent<T> {
+  readonly #kept = new Map<string, { at: number; value: T }>();
+
+  get(key: string, compute: () => T): T {
+    const now = performance.now();
+    const kept = this.#kept.get(key);
+    if (kept !== undefined && now - kept.at < TARGET_TTL_MS) return kept.value;
+    const value = compute();
+    if (this.#kept.size >= 256) this.#kept.clear();
+    this.#kept.set(key, { at: now, value });
+    return value;
+  }
 }
 
-const directories = new Map<string, { at: number; is: boolean }>();
+const targets = new Recent<Target>();
+/** Whether a server's argument is a directory: the same arguments come with every call. */
+const directories = new Recent<boolean>();
 
-/**
- * {@linkcode isDirectory} of a server's argument, reused for {@linkcode TARGET_TTL_MS}: the same
- * arguments come with every call to the server.
- */
+function protectedTarget(path: string, caseInsensitive: boolean | undefined): Target {
+  return targets.get(`${caseInsensitive ?? "?"}\0${path}`, () => {
+    const insensitive = caseInsensitive ?? ignoresCase(path);
+    const canonical = canonicalPath(resolve(path));
+    return { path, insensitive, canonical: insensitive ? canonical.toLowerCase() : canonical };
+  });
+}
+
 function isKnownDirectory(path: string): boolean {
-  const now = performance.now();
-  const kept = directories.get(path);
-  if (kept !== undefined && now - kept.at < TARGET_TTL_MS) return kept.is;
-  const is = isDirectory(path);
-  if (directories.size >= 256) directories.clear();
-  directories.set(path, { at: now, is });
-  return is;
+  return directories.get(path, () => isDirectory(path));
 }
 
 function isDirectory(path: string): boolean {
