@@ -11,6 +11,7 @@ import {
   taskOf,
   toolCalls,
 } from "./fixtures/attack_model.ts";
+import { waitFor } from "./fixtures/pool_support.ts";
 import {
   attackEntry,
   descendants,
@@ -124,16 +125,23 @@ Deno.test("120 rewrites of .mcp.json (valid, invalid, half-written, deleted, ren
     },
   ];
   const REWRITES = 120;
+  let before = await listing();
   try {
     for (let i = 0; i < REWRITES; i++) {
       const variant = variants[i % variants.length]!;
       await variant.write();
-      // Each state is looked at in the first rounds, alone (a config check under way when the file
-      // changed is shared by the calls that come meanwhile, so a listing right after a write
-      // may show the state before it); then the churn goes on while four workers run tasks.
+      // Each state is looked at in the first rounds, alone; then the churn goes on while four
+      // workers run tasks. A write is seen once its file-system event has come (well under a
+      // millisecond, lib/config.ts), so a listing right after it may still show the state
+      // before: each state is waited for (every variant changes what the listing says).
       if (i === variants.length) workers = [0, 1, 2, 3].map(worker);
       if (i < variants.length) {
-        const text = await listing();
+        let text = before;
+        await waitFor(`the listing after the "${variant.kind}" write`, async () => {
+          text = await listing();
+          return text !== before;
+        });
+        before = text;
         if (variant.kind === "invalid" || variant.kind === "half-written") {
           assertStringIncludes(text, "Config error");
           // The last good config stays in force: "a" (and "b" from the last good file) work.
