@@ -13,11 +13,10 @@ import {
 } from "./args.ts";
 import { ProgressReporter } from "./agent_calls.ts";
 import { ModelWatch } from "./agent_stream.ts";
-import type { AgentLmClient } from "./agent_types.ts";
 import { LiveReply } from "./cli_live.ts";
 import type { ChatMessage, ChatStreamEvent, ModelList } from "./lmstudio_types.ts";
 import { log } from "./log.ts";
-import { chooseModel, type ModelChoiceDeps } from "./models.ts";
+import { chatOnce, type ChatOnceDeps } from "./model_chat.ts";
 import type { Output } from "./output.ts";
 import type { Settings } from "./settings.ts";
 
@@ -63,9 +62,8 @@ function requestStatus(out: Output): { onEvent(event: ChatStreamEvent): void; di
 export async function chatCommand(
   argv: string[],
   ctx: CommandContext<
-    ModelChoiceDeps & {
-      client: ModelChoiceDeps["client"] & Pick<AgentLmClient, "chat">;
-      settings: Pick<Settings, "defaultModel" | "modelTtlSeconds">;
+    ChatOnceDeps & {
+      settings: Pick<Settings, "defaultModel" | "modelTtlSeconds" | "defaultContextLength">;
     }
   >,
 ): Promise<number> {
@@ -82,7 +80,6 @@ export async function chatCommand(
   const prompt = await readPrompt(args.positionals, "chat");
   const { app, out, signal } = ctx;
 
-  const model = await chooseModel(app, stringOption(args, "model"), { signal });
   const messages: ChatMessage[] = [];
   const system = stringOption(args, "system");
   if (system) messages.push({ role: "system", content: system });
@@ -94,15 +91,16 @@ export async function chatCommand(
     ? new LiveReply(out, { reasoning: showReasoning })
     : undefined;
   const status = out.stderrIsTerminal ? requestStatus(out) : undefined;
-  out.status(`asking ${model}…`);
-  const result = await app.client.chat({
-    model,
+  const { model, result } = await chatOnce(app, stringOption(args, "model"), {
     messages,
     temperature,
     max_tokens: maxTokens,
     ttl: app.settings.modelTtlSeconds || undefined,
   }, {
     signal,
+    onModel: (chosen) => out.status(`asking ${chosen}…`),
+    // On a terminal, LM Studio's load and prompt progress show too (its native chat).
+    watch: live !== undefined || status !== undefined,
     ...(live !== undefined || status !== undefined
       ? {
         onEvent: (event: ChatStreamEvent) => {

@@ -82,6 +82,12 @@ import {
 } from "./settings.ts";
 import { errorMessage } from "./errors.ts";
 import { chooseModelName } from "./model_pick.ts";
+import {
+  NATIVE_CHAT_PATH,
+  NativeChatAssembler,
+  nativeChatBody,
+  nativeReplyAsChat,
+} from "./lmstudio_native.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -96,6 +102,19 @@ export interface GenerateOptions extends CallOptions {
    * second), each piece ("delta", with the reply's tokens so far), the figures ("done").
    */
   onEvent?: (event: ChatStreamEvent) => void;
+  /**
+   * For {@linkcode LmStudioClient.chat}: send a request that fits LM Studio's native chat (one
+   * user turn of text, no tools, no output format) to `/api/v1/chat`, whose stream also tells how
+   * far a model load and the reading of the prompt have got ("loading" and "prompt" events with
+   * `progress`). A server without it (before LM Studio 0.4, Ollama, llama.cpp) is asked
+   * `/v1/chat/completions` instead, and no longer asked natively.
+   */
+  native?: boolean;
+  /**
+   * With `native`: the context length for a model the request loads (LM Studio loads a model
+   * that is not loaded for the request); only for a model known not to be loaded.
+   */
+  loadContextLength?: number;
 }
 
 /** A generation's figures, beside the result of the call. */
@@ -262,6 +281,8 @@ export class LmStudioClient {
   readonly #maxReplyBytes: number;
   readonly #stream: boolean;
   readonly #stallMs: number;
+  /** Whether the server has LM Studio's native chat; undefined until a request or list tells. */
+  #native: boolean | undefined;
   /** Paths whose server answered a request for a stream in one piece: no stall limit there. */
   readonly #unstreamed = new Set<string>();
   readonly #fetch: typeof fetch;
@@ -517,7 +538,18 @@ export class LmStudioClient {
       for (const event of events) {
         const piece = assembler.take(event);
         if (piece === "end") return true;
-        if (piece !== undefined) tracker.piece(piece, assembler.toolCalls);
+        if (piece === undefined) continue;
+        if (piece.phase !== undefined) {
+          const { kind, progress } = piece.phase;
+          if (kind === "loading") tracker.loading(progress);
+          else tracker.prompt(progress);
+        }
+        if (
+          piece.content !== undefined || piece.reasoning !== undefined ||
+          piece.toolText !== undefined
+        ) {
+          tracker.piece(piece, assembler.toolCalls);
+        }
       }
       return false;
     } catch (cause: unknown) {
@@ -648,6 +680,11 @@ export class LmStudioClient {
       this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire }),
     ]);
     if (base.status === "rejected") throw base.reason;
+    // LM Studio's REST API v1 comes with its native chat; a server without the one has neither.
+    if (v1.status === "fulfilled") this.#native ??= true;
+    else if (v1.reason instanceof LmStudioError && v1.reason.kind === "not_found") {
+      this.#native = false;
+    }
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }
 
@@ -658,6 +695,13 @@ export class LmStudioClient {
    * {@linkcode wireResponseFormat}).
    */
   async chat(req: ChatRequest, o?: GenerateOptions): Promise<WithStats<ChatResult>> {
+    const native = o?.native && this.#stream && this.#native !== false
+      ? nativeChatBody(req, o.loadContextLength)
+      : undefined;
+    if (native !== undefined) {
+      const answered = await this.#nativeChat(req, native, o);
+      if (answered !== undefined) return answered;
+    }
     const body: Record<string, unknown> = {
       ...req,
       ...(req.response_format !== undefined
@@ -677,6 +721,59 @@ export class LmStudioClient {
       "POST /v1/chat/completions",
       (ignored) => chatResult(wire, ignored),
     );
+    return { ...result, stats: tracker.finish(tokensOf(result.usage)) };
+  }
+
+  /**
+   * `req` sent to LM Studio's native chat as `body` ({@linkcode nativeChatBody}), its stream's
+   * load and prompt progress passed on; undefined when the server has no native chat or refused
+   * the request before its reply began (the caller then asks `/v1/chat/completions`, which says
+   * what is wrong in the words every server uses).
+   */
+  async #nativeChat(
+    req: ChatRequest,
+    body: Record<string, unknown>,
+    o: GenerateOptions | undefined,
+  ): Promise<WithStats<ChatResult> | undefined> {
+    const tracker = new GenerationTracker({
+      model: req.model,
+      ...(o?.onEvent ? { onEvent: o.onEvent } : {}),
+      log: this.#log,
+    });
+    const what = `POST ${NATIVE_CHAT_PATH}`;
+    const assembler = new NativeChatAssembler({ maxTokens: req.max_tokens });
+    let wire: unknown;
+    try {
+      wire = await this.request("POST", NATIVE_CHAT_PATH, {
+        ...this.#opts(o),
+        body,
+        schema: AnyWire,
+        // The fallback has the retries; a failure here goes there at once.
+        retries: 0,
+        generation: { tracker, assembler, stallMs: this.#stallMs },
+      });
+    } catch (error: unknown) {
+      // Refused before its stream began; an error in the stream (a failed load) is the answer.
+      const refused = error instanceof LmStudioError && !assembler.begun &&
+        !o?.signal?.aborted && (error.status !== undefined || error.kind === "unreachable");
+      if (!refused) throw error;
+      const missing = error.status === 405 || error.status === 501 ||
+        (error.kind === "not_found" && !/model/i.test(error.serverMessage ?? ""));
+      if (missing) this.#native = false;
+      this.#log.debug(
+        `${this.baseUrl} did not take ${what} (${error.message}); asking /v1/chat/completions` +
+          (missing ? " from now on" : ""),
+      );
+      return undefined;
+    } finally {
+      tracker.end();
+    }
+    this.#native = true;
+    // A native reply in one body (a server that ignored `stream`), or the assembled stream.
+    const chat = nativeReplyAsChat(wire, req.max_tokens) ?? wire;
+    const site = { baseUrl: this.baseUrl, url: `${this.baseUrl}${NATIVE_CHAT_PATH}`, what };
+    const reply = validateReply(chat, ChatWire, site);
+    const result = this.#lenient(what, (ignored) => chatResult(reply, ignored));
     return { ...result, stats: tracker.finish(tokensOf(result.usage)) };
   }
 

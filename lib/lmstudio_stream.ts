@@ -171,6 +171,11 @@ export interface StreamPiece {
   reasoning?: string;
   /** Tool call text (names and arguments). */
   toolText?: string;
+  /**
+   * What the server says it is doing before the reply (LM Studio's native chat stream): loading
+   * the model or reading the prompt, with the share done (0..1) where it tells.
+   */
+  phase?: { kind: "loading" | "prompt"; progress?: number };
 }
 
 /** An event the client cannot take: the server reported an error, or sent something unreadable. */
@@ -613,6 +618,7 @@ type Phase =
   | { kind: "sent" }
   | { kind: "headers" }
   | { kind: "loading"; progress?: number }
+  | { kind: "prompt"; progress?: number }
   | { kind: "answer" };
 
 function percent(progress: number | undefined): string {
@@ -676,6 +682,12 @@ export class GenerationTracker {
       model: this.#model,
       ...(progress !== undefined ? { progress } : {}),
     });
+  }
+
+  /** The server says it is reading the prompt (`progress` 0..1 where it tells). */
+  prompt(progress?: number): void {
+    this.#phase = { kind: "prompt", ...(progress !== undefined ? { progress } : {}) };
+    this.#send({ type: "prompt", ...(progress !== undefined ? { progress } : {}) });
   }
 
   /** A piece of the reply; `toolCalls` is how many tool calls the reply has begun. */
@@ -742,6 +754,9 @@ export class GenerationTracker {
           "loading, or reading a long prompt)";
       case "loading":
         return `while loading ${this.#model}${percent(p.progress)}`;
+      case "prompt":
+        return `while the model was reading the prompt${percent(p.progress)}, before the ` +
+          "first token (a long prompt on a slow machine can take minutes)";
       case "answer": {
         const calls = this.#toolCalls > 0 ? `, in ${plural(this.#toolCalls, "tool call")}` : "";
         return `in the middle of the reply, after ${plural(this.#tokens, "token")}${calls} ` +

@@ -8,6 +8,7 @@ import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 import { plural } from "./text.ts";
 import { emptyAnswerText, guarded, safeResult, textResult } from "./server_result.ts";
+import { chatOnce } from "./model_chat.ts";
 import { toolModelProgress } from "./server_progress.ts";
 import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import type { ToolName } from "./tool_groups.ts";
@@ -142,7 +143,6 @@ function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
     TOOLS.chat_completion,
     (args, extra) =>
       guarded(async () => {
-        const model = await chooseModel(app, args.model, { signal: extra.signal });
         const messages: ChatMessage[] = [];
         if (args.system_prompt) messages.push({ role: "system", content: args.system_prompt });
         messages.push({ role: "user", content: args.prompt });
@@ -150,14 +150,18 @@ function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
           ? (args.response_format === "text" ? undefined : { type: args.response_format })
           : args.response_format;
         const progress = toolModelProgress(extra, log);
-        const result = await app.client.chat({
-          model,
+        const { model, result } = await chatOnce(app, args.model, {
           messages,
           temperature: args.temperature,
           max_tokens: args.max_tokens,
           response_format: format,
           ttl: app.settings.modelTtlSeconds || undefined,
-        }, { signal: extra.signal, onEvent: progress.onEvent }).finally(() => progress.dispose());
+        }, {
+          signal: extra.signal,
+          onEvent: progress.onEvent,
+          // A caller who watches hears LM Studio's load and prompt progress (its native chat).
+          watch: progress.onEvent !== undefined,
+        }).finally(() => progress.dispose());
         progress.done({ text: result.content, reasoning: result.reasoning, stats: result.stats });
         log.debug("chat_completion done", { model, usage: usageText(result.usage) });
         return answerResult(result.content, {

@@ -5,13 +5,16 @@
  * before the model has sent the second; piped, stdout stays the answer alone.
  */
 import type { AgentLmClient } from "../lib/agent_types.ts";
+import { chatCommand } from "../lib/cli.ts";
 import { LiveReply } from "../lib/cli_live.ts";
+import { LmStudioClient } from "../lib/lmstudio.ts";
 import { runCommand } from "../lib/cli_run.ts";
 import type { ChatResult, ChatStreamEvent } from "../lib/lmstudio_types.ts";
 import { type OutputStream, streamOutput } from "../lib/output.ts";
 import { shellWord } from "../lib/text.ts";
 import { withHarness } from "./agent_harness.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { FakeLmStudio, nativeReply } from "./fakes/lmstudio.ts";
 import { FIRST_HALF, REASONING, SECOND_HALF } from "./fixtures/live_reply.ts";
 import { cachedRun } from "./fixtures/pool_support.ts";
 import { baseEnv, REPO, type Terminal, terminal } from "./helpers.ts";
@@ -222,4 +225,56 @@ Deno.test("piped, run and chat print what they always did, whatever streams", as
   const chat = await piped(["chat", "hi"]);
   assertEquals([chat.code, chat.stdout], [0, `${FIRST_HALF}${SECOND_HALF}\n`], chat.stderr);
   assertEquals(chat.stderr, `[reasoning]\n${REASONING}\n[/reasoning]\n`);
+});
+
+Deno.test("chat on a terminal shows LM Studio's load and prompt percentages in its status line", async () => {
+  await using fake = await FakeLmStudio.start({
+    stream: "sse",
+    models: [{ id: "qwen2.5-7b-instruct", type: "llm", state: "not-loaded" }],
+  });
+  // The screen as it is written; the fake holds its stream until the screen shows what is waited for.
+  let written = "";
+  const waits: { text: string; resolve: () => void }[] = [];
+  const shows = (text: string) => {
+    const wait = Promise.withResolvers<void>();
+    waits.push({ text, resolve: wait.resolve });
+    return wait.promise;
+  };
+  const stream = (): OutputStream => ({
+    writeSync: (p) => {
+      written += new TextDecoder().decode(p);
+      for (const w of waits) if (written.includes(w.text)) w.resolve();
+      return p.length;
+    },
+    isTerminal: () => true,
+  });
+  const out = streamOutput({
+    stdout: stream(),
+    stderr: stream(),
+    columns: () => 200,
+    color: false,
+  });
+  fake.script("/api/v1/chat", {
+    body: nativeReply({ content: "ready", loadSeconds: 1 }),
+    stream: {
+      gate: [
+        { after: 4, until: shows("loading qwen2.5-7b-instruct 60%") },
+        { after: 8, until: shows("reading the prompt 35%") },
+      ],
+    },
+  });
+  const client = new LmStudioClient({ baseUrl: fake.baseUrl, retries: 0, log: quiet });
+  const code = await chatCommand(["hello"], {
+    app: {
+      client,
+      settings: { defaultModel: undefined, modelTtlSeconds: 600, defaultContextLength: 8192 },
+      models: { ensureLoaded: () => Promise.reject(new Error("the request loads the model")) },
+    },
+    out,
+    signal: new AbortController().signal,
+  });
+  assertEquals(code, 0);
+  assertStringIncludes(written, "loading qwen2.5-7b-instruct 60%");
+  assertStringIncludes(written, "reading the prompt 35%");
+  assertStringIncludes(written, "ready");
 });

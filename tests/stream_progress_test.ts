@@ -15,12 +15,18 @@ import { createServer } from "../lib/server.ts";
 import { registerAutonomousTools } from "../lib/server_agent.ts";
 import { resolveSettings } from "../lib/settings.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { chatReply, FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
+import {
+  chatReply,
+  FakeLmStudio,
+  type FakeLmStudioOptions,
+  nativeReply,
+} from "./fakes/lmstudio.ts";
 import { cachedEntry } from "./fixtures/pool_support.ts";
 import { connectInMemory, quiet, resultText } from "./rigs.ts";
 
 const FIXTURE = new URL("./fixtures/agent_server.ts", import.meta.url).pathname;
 const CHAT = "/v1/chat/completions";
+const NATIVE = "/api/v1/chat";
 const PNG_1X1 =
   "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8" +
   "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
@@ -83,31 +89,100 @@ async function bridge(fakeOptions: FakeLmStudioOptions = {}) {
 const TOKENS = /^model: (thinking, )?\d+ tokens?(, [\d.]+ tok\/s)?$/;
 const FIGURES = /^model: (about )?\d+ tokens? in \d+\.\d s/;
 
-Deno.test("chat_completion sends the model's streamed progress with token counts, then its figures", async () => {
-  await using b = await bridge();
-  const seen = new Seen();
-  b.fake.script(CHAT, {
-    body: chatReply({ content: "one two three four five six seven eight nine ten" }),
-    // Half the answer, then nothing until the client has heard the token count.
-    stream: { gate: { after: 4, until: seen.until(TOKENS) } },
+// LM Studio 0.4+ answers a watched chat_completion on its native chat; one before 0.4 (no
+// /api/v1) on /v1/chat/completions. Both stream; the caller hears the same.
+const CHAT_SERVERS = [
+  {
+    flavor: "lmstudio",
+    path: NATIVE,
+    reply: (content: string) => nativeReply({ content }),
+    // chat.start, prompt_processing start, 2 progress, end, message.start: then the tokens.
+    before: 6,
+  },
+  {
+    flavor: "lmstudio-v0",
+    path: CHAT,
+    reply: (content: string) => chatReply({ content }),
+    before: 0,
+  },
+] as const;
+
+for (const server of CHAT_SERVERS) {
+  Deno.test(`chat_completion sends the model's streamed progress with token counts, then its figures (${server.flavor})`, async () => {
+    await using b = await bridge({ flavor: server.flavor });
+    const seen = new Seen();
+    b.fake.script(server.path, {
+      body: server.reply("one two three four five six seven eight nine ten"),
+      // Half the answer, then nothing until the client has heard the token count.
+      stream: { gate: { after: server.before + 4, until: seen.until(TOKENS) } },
+    });
+    const result = await b.call("chat_completion", { prompt: "count" }, seen);
+    assertEquals(resultText(result as never), "one two three four five six seven eight nine ten");
+    assert(seen.messages.some((m) => TOKENS.test(m)), JSON.stringify(seen.messages));
+    assertMatch(seen.messages.at(-1) ?? "", FIGURES);
+    assertEquals(b.fake.pending(server.path), 0);
   });
-  const result = await b.call("chat_completion", { prompt: "count" }, seen);
-  assertEquals(resultText(result as never), "one two three four five six seven eight nine ten");
-  assert(seen.messages.some((m) => TOKENS.test(m)), JSON.stringify(seen.messages));
+
+  Deno.test(`before the first token the caller hears that the model is still waited for (${server.flavor})`, async () => {
+    await using b = await bridge({ flavor: server.flavor });
+    const seen = new Seen();
+    const waiting = seen.until(/^waiting for the first token \(\d+ s\)$/);
+    b.fake.script(server.path, async () => {
+      await waiting;
+      return { body: server.reply("here") };
+    });
+    const result = await b.call("chat_completion", { prompt: "slow" }, seen);
+    assertEquals(resultText(result as never), "here");
+    assertMatch(seen.messages[0] ?? "", /^waiting for the first token/);
+  });
+}
+
+Deno.test("chat_completion forwards LM Studio's own load and prompt percentages (native chat)", async () => {
+  await using b = await bridge({
+    models: [{
+      id: "qwen2.5-7b-instruct",
+      type: "llm",
+      state: "not-loaded",
+      maxContextLength: 6000,
+    }],
+  });
+  const seen = new Seen();
+  b.fake.script(NATIVE, {
+    body: nativeReply({ content: "loaded and read", loadSeconds: 3.2 }),
+    stream: {
+      gate: [
+        // chat.start, model_load.start and progress 20% and 60%: held until the 60% is heard.
+        { after: 4, until: seen.until(/^loading qwen2\.5-7b-instruct 60%$/) },
+        // Then the rest of the load, prompt_processing.start and 35%: held until that is heard.
+        { after: 8, until: seen.until(/^reading the prompt 35%$/) },
+      ],
+    },
+  });
+  const result = await b.call("chat_completion", { prompt: "hi" }, seen);
+  assertEquals(resultText(result as never), "loaded and read");
   assertMatch(seen.messages.at(-1) ?? "", FIGURES);
+  // The load was left to the request, with the bridge's context length capped at the model's.
+  assertEquals(b.fake.requestsTo("/api/v1/models/load").length, 0);
+  const body = b.fake.requestsTo(NATIVE)[0]?.body as Record<string, unknown>;
+  assertEquals(
+    [body.model, body.input, body.context_length, body.stream, body.store],
+    ["qwen2.5-7b-instruct", "hi", 6000, true, false],
+  );
+  assertEquals(b.fake.requestsTo(CHAT).length, 0);
 });
 
-Deno.test("before the first token the caller hears that the model is still waited for", async () => {
-  await using b = await bridge();
-  const seen = new Seen();
-  const waiting = seen.until(/^waiting for the first token \(\d+ s\)$/);
-  b.fake.script(CHAT, async () => {
-    await waiting;
-    return { body: chatReply({ content: "here" }) };
+Deno.test("a model LM Studio does not load for the request is loaded by the bridge, then asked", async () => {
+  await using b = await bridge({
+    jit: false,
+    models: [
+      { id: "qwen2.5-7b-instruct", type: "llm", state: "not-loaded", maxContextLength: 8192 },
+    ],
   });
-  const result = await b.call("chat_completion", { prompt: "slow" }, seen);
-  assertEquals(resultText(result as never), "here");
-  assertMatch(seen.messages[0] ?? "", /^waiting for the first token/);
+  const seen = new Seen();
+  const result = await b.call("chat_completion", { prompt: "hi" }, seen);
+  assertEquals(resultText(result as never), "Echo: hi");
+  assertEquals(b.fake.requestsTo(NATIVE).length, 1);
+  assertEquals(b.fake.requestsTo("/api/v1/models/load").length, 1);
 });
 
 Deno.test("text_completion, create_response and analyze_image report the model's progress too", async (t) => {

@@ -8,6 +8,12 @@
  *   JIT-loaded; an embedding model, images sent to a non-vision model, or a `response_format`
  *   other than `json_schema` and `text` (`json_object` included) are a 400.
  * - `POST /v1/completions`: echoes the prompt as the completion text.
+ * - `POST /api/v1/chat` (LM Studio's native chat, flavor "lmstudio"): `"Echo: <input>"`, an
+ *   unloaded model loaded for the request (JIT setting as above); with `"stream": true` its named
+ *   events (`chat.start`, `model_load.*` when it loaded the model, `prompt_processing.*`,
+ *   `reasoning.*`, `message.*`, `chat.end` with the whole reply). Its error bodies
+ *   (`{"error":{"type":"model_not_found"|"invalid_request","message"}}`) follow the documented
+ *   `error` event; the HTTP statuses are the fake's guess (the docs do not give them).
  * - `POST /v1/embeddings`: deterministic 8-dimensional unit vectors per input (embedding models only).
  * - `POST /v1/responses`: stateful; text `"Echo: <input> (turn N)"`; an unknown
  *   `previous_response_id` is a 400 with code `previous_response_not_found`. Flavor
@@ -63,6 +69,12 @@ export interface RecordedRequest {
  */
 export type DelayedEnd = "sent" | "abandoned" | "closed";
 
+/** A point where a streamed reply waits for a test's signal. */
+export interface StreamGate {
+  after: number;
+  until: Promise<unknown>;
+}
+
 /** How a streamed reply is played. */
 export interface StreamPlay {
   /** Time between events (default 0: each goes out as soon as the client reads the last). */
@@ -80,8 +92,11 @@ export interface StreamPlay {
   interleave?: boolean;
   /** Put the usage on the finishing chunk (as llama.cpp once did) instead of a chunk of its own. */
   usageOnFinish?: boolean;
-  /** After `after` events, wait for `until` before the rest (a test's signal, not a clock). */
-  gate?: { after: number; until: Promise<unknown> };
+  /**
+   * After `after` events, wait for `until` before the rest (a test's signal, not a clock); several
+   * gates hold the stream at several points.
+   */
+  gate?: StreamGate | StreamGate[];
 }
 
 /**
@@ -150,7 +165,12 @@ export function defaultStreamMode(): "sse" | "ignore" {
 }
 
 /** The endpoints that stream their replies when asked to. */
-const STREAMED_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses"]);
+const STREAMED_PATHS = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/responses",
+  "/api/v1/chat",
+]);
 
 /** The default model list of the fake. */
 export function defaultFakeModels(): FakeModel[] {
@@ -482,8 +502,9 @@ export class FakeLmStudio {
           : play.chunkMs ?? 0;
         if (wait > 0) await pause(wait);
         if (sent === 0) firstAt = performance.now();
-        if (play.gate !== undefined && sent === play.gate.after) {
-          await Promise.race([play.gate.until, wake.promise]);
+        const gate = [play.gate ?? []].flat().find((g) => g.after === sent);
+        if (gate !== undefined) {
+          await Promise.race([gate.until, wake.promise]);
         }
         if (finished) return;
         if (closing.aborted) {
@@ -556,6 +577,8 @@ export class FakeLmStudio {
         return json(200, { object: "list", data: this.models.map(v0Model) });
       case "GET /api/v1/models":
         return json(200, { models: this.models.map(v1Model) });
+      case "POST /api/v1/chat":
+        return this.#nativeChat(req.body);
       case "POST /api/v1/models/load":
         return this.#load(req.body);
       case "POST /api/v1/models/unload":
@@ -655,6 +678,63 @@ export class FakeLmStudio {
         emptyToolCalls: Array.isArray(field(body, "tools")),
         usage: { prompt_tokens: prompt, completion_tokens: completion },
         id: `chatcmpl-${this.#chatCounter}`,
+      }),
+    );
+  }
+
+  /**
+   * LM Studio's native chat (`POST /api/v1/chat`): `"Echo: <input>"`; a model that is not loaded
+   * is loaded for the request (the reply's stats then have `model_load_time_seconds`, and its
+   * stream the `model_load.*` events); `store` (default true) gives a `response_id`.
+   */
+  #nativeChat(body: unknown): Response {
+    const invalid = (message: string, param?: string) =>
+      json(400, {
+        error: { type: "invalid_request", message, ...(param ? { param } : {}) },
+      });
+    const id = field(body, "model");
+    if (typeof id !== "string" || id === "") return invalid('"model" is required', "model");
+    const model = this.#find(id);
+    if (!model) {
+      return json(404, { error: { type: "model_not_found", message: `Model "${id}" not found` } });
+    }
+    if (model.type === "embeddings") {
+      return invalid(`Model "${id}" is an embedding model and cannot be used for chat`, "model");
+    }
+    const temperature = field(body, "temperature");
+    if (typeof temperature === "number" && (temperature < 0 || temperature > 1)) {
+      return invalid('"temperature" must be between 0 and 1', "temperature");
+    }
+    const input = field(body, "input");
+    const text = typeof input === "string"
+      ? input
+      : Array.isArray(input)
+      ? input.map((item) => field(item, "content")).filter((c) => typeof c === "string").join("\n")
+      : undefined;
+    if (text === undefined) return invalid('"input" is required', "input");
+    let loadSeconds: number | undefined;
+    if (model.state !== "loaded") {
+      if (!this.#jit) {
+        return json(404, {
+          error: { type: "model_not_found", message: `Model "${id}" is not loaded` },
+        });
+      }
+      model.state = "loaded";
+      model.loadedContextLength = Math.min(model.maxContextLength ?? 4096, DEFAULT_LOAD_CONTEXT);
+      loadSeconds = 2.5;
+    }
+    const content = `Echo: ${text}`;
+    const system = field(body, "system_prompt");
+    const promptChars = text.length + (typeof system === "string" ? system.length : 0);
+    this.#chatCounter++;
+    return json(
+      200,
+      nativeReply({
+        content,
+        model: model.id,
+        inputTokens: Math.ceil(promptChars / 4) + 4,
+        ...(loadSeconds !== undefined ? { loadSeconds } : {}),
+        ...(field(body, "store") !== false ? { responseId: `resp_${this.#chatCounter}` } : {}),
       }),
     );
   }
@@ -853,6 +933,41 @@ export function chatReply(o: {
   };
 }
 
+/**
+ * Builders for exact wire shapes: a reply of LM Studio's native chat (`POST /api/v1/chat`, the
+ * body without streaming and the `result` of its stream's `chat.end`). `loadSeconds` says the
+ * request loaded the model (`stats.model_load_time_seconds`).
+ */
+export function nativeReply(o: {
+  content?: string;
+  reasoning?: string;
+  model?: string;
+  inputTokens?: number;
+  outputTokens?: number;
+  loadSeconds?: number;
+  responseId?: string;
+}): Record<string, unknown> {
+  const content = o.content ?? "";
+  const output = [
+    ...(o.reasoning !== undefined ? [{ type: "reasoning", content: o.reasoning }] : []),
+    { type: "message", content },
+  ];
+  const reasoningTokens = Math.ceil((o.reasoning ?? "").length / 4);
+  return {
+    model_instance_id: o.model ?? "qwen2.5-7b-instruct",
+    output,
+    stats: {
+      input_tokens: o.inputTokens ?? 10,
+      total_output_tokens: o.outputTokens ?? Math.ceil(content.length / 4) + reasoningTokens,
+      reasoning_output_tokens: reasoningTokens,
+      tokens_per_second: 42.5,
+      time_to_first_token_seconds: 0.12,
+      ...(o.loadSeconds !== undefined ? { model_load_time_seconds: o.loadSeconds } : {}),
+    },
+    ...(o.responseId !== undefined ? { response_id: o.responseId } : {}),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Streams
 
@@ -915,6 +1030,8 @@ function streamedEvents(
       return completionEvents(body, { ...play, usage });
     case "/v1/responses":
       return typeof body.id === "string" ? responseEvents(body) : undefined;
+    case "/api/v1/chat":
+      return Array.isArray(body.output) ? nativeEvents(body) : undefined;
   }
   return undefined;
 }
@@ -1076,6 +1193,39 @@ function responseEvents(body: Record<string, unknown>): string[] {
     send("response.output_item.done", { output_index: outputIndex, item });
   });
   send("response.completed", { response: body });
+  return out;
+}
+
+/**
+ * The stream of a native chat reply, as LM Studio sends it: `chat.start`; the `model_load.*`
+ * events when the reply says the request loaded the model; `prompt_processing.*`; each output
+ * item's start, token-sized deltas and end; and `chat.end` with the whole reply. Every event is
+ * named, and its data repeats the name as `type`.
+ */
+function nativeEvents(body: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const send = (type: string, data: Record<string, unknown> = {}) =>
+    out.push(sseEvent(type, { type, ...data }));
+  const instance = { model_instance_id: body.model_instance_id };
+  send("chat.start", instance);
+  const loadSeconds = field(body.stats, "model_load_time_seconds");
+  if (typeof loadSeconds === "number") {
+    send("model_load.start", instance);
+    for (const progress of [0.2, 0.6, 1]) send("model_load.progress", { ...instance, progress });
+    send("model_load.end", { ...instance, load_time_seconds: loadSeconds });
+  }
+  send("prompt_processing.start");
+  for (const progress of [0.35, 1]) send("prompt_processing.progress", { progress });
+  send("prompt_processing.end");
+  for (const item of Array.isArray(body.output) ? body.output.filter(isRecord) : []) {
+    const kind = item.type === "reasoning" ? "reasoning" : item.type === "message" ? "message" : "";
+    if (kind === "") continue;
+    send(`${kind}.start`);
+    const text = typeof item.content === "string" ? item.content : "";
+    for (const content of tokenPieces(text)) send(`${kind}.delta`, { content });
+    send(`${kind}.end`);
+  }
+  send("chat.end", { result: body });
   return out;
 }
 
