@@ -43,8 +43,8 @@ import {
   type Resource,
   type ResourceTemplate,
   type Tool,
-  UnauthorizedError,
 } from "./sdk.ts";
+import { UnauthorizedError } from "./sdk_client.ts";
 import { ConfigError, type ConfigSource, type McpConfig, usableEntry } from "./config.ts";
 import { entryTarget, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import { log as defaultLog, type Logger } from "./log.ts";

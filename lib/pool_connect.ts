@@ -13,18 +13,15 @@
  *   answered an HTTP error, cannot be reached, or never completed the handshake.
  */
 import { widenCommand } from "./launch.ts";
+import { type ClientCapabilities, ErrorCode, McpError, type Transport } from "./sdk.ts";
 import {
   Client,
-  type ClientCapabilities,
-  ErrorCode,
   getDefaultEnvironment,
-  McpError,
   SSEClientTransport,
   SseError,
   StreamableHTTPClientTransport,
-  type Transport,
   UnauthorizedError,
-} from "./sdk.ts";
+} from "./sdk_client.ts";
 import type { ConnectPhase } from "./pool_progress.ts";
 import { entryTarget, entryUrl, redactEntryText, type ServerEntry } from "./config_entry.ts";
 import type { LogFields, Logger } from "./log.ts";

@@ -12,7 +12,6 @@
  * {@linkcode unknownToolError} a tool the server does not have.
  */
 import {
-  type Client,
   ErrorCode,
   McpError,
   type Prompt,
@@ -26,6 +25,7 @@ import {
   type Tool,
   ToolListChangedNotificationSchema,
 } from "./sdk.ts";
+import type { Client } from "./sdk_client.ts";
 import { entryUrl, type ServerEntry } from "./config_entry.ts";
 import {
   exitText,

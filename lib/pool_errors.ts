@@ -4,7 +4,7 @@
  * last stderr lines, how its process exited, and a short network reason ("connection refused")
  * dug out of a chain of wrapped errors.
  */
-import { StreamableHTTPError } from "./sdk.ts";
+import { StreamableHTTPError } from "./sdk_client.ts";
 import type { ExitInfo } from "./pool_stdio.ts";
 import { BridgeError, causeChain } from "./errors.ts";
 import { formatBytes } from "./text.ts";

@@ -5,7 +5,7 @@
  * wrongly is left out with a note saying so ({@linkcode readItems}), and the rest stay usable.
  */
 import { z } from "zod";
-import type { Client } from "./sdk.ts";
+import type { Client } from "./sdk_client.ts";
 import { McpServerError } from "./pool_errors.ts";
 import { isRecord } from "./json.ts";
 

@@ -44,7 +44,7 @@ import {
   type OAuthDiscoveryState,
   type OAuthTokens,
   OAuthTokensSchema,
-} from "./sdk.ts";
+} from "./sdk_client.ts";
 import type { ServerEntry } from "./config_entry.ts";
 import { fnv1a64 } from "./config_entry.ts";
 import type { Logger } from "./log.ts";

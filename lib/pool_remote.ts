@@ -9,7 +9,8 @@
  * events ({@linkcode SseScan}), and the watch learns how the stream ended.
  */
 import { z } from "zod";
-import { SSEClientTransport, SseError, type Transport } from "./sdk.ts";
+import type { Transport } from "./sdk.ts";
+import { SSEClientTransport, SseError } from "./sdk_client.ts";
 import { tryParseJson } from "./json.ts";
 import { errorMessage, networkFailure } from "./errors.ts";
 import { MessageTooLargeError } from "./pool_errors.ts";

@@ -17,7 +17,6 @@
  * allows with the client's roots, and the bridge's own directories are not what the user granted.
  */
 import {
-  type Client,
   type ClientCapabilities,
   type CreateMessageRequestParams,
   CreateMessageRequestSchema,
@@ -28,6 +27,7 @@ import {
   ErrorCode,
   McpError,
 } from "./sdk.ts";
+import type { Client } from "./sdk_client.ts";
 
 /** Who answers a server's requests during one tool call. */
 export interface ServerRequestHandlers {

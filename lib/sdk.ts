@@ -1,8 +1,13 @@
 /**
- * The one entry to the MCP TypeScript SDK. The SDK's package exports map the types of a
- * `x.js` subpath to a missing `x.js.d.ts`, so under Deno every symbol imported from a `.js`
- * subpath would silently be `any`. Each re-export below names its declarations explicitly with
- * `@ts-types`, so the whole project gets the SDK's real types (and strict checking) from here.
+ * The one entry to the MCP TypeScript SDK's server side and to the protocol's types and schemas:
+ * what `serve` loads before it answers `initialize`. The client side (the pool's Client, its
+ * transports, OAuth) is in sdk_client.ts, loaded with the pool on first use, and the HTTP server
+ * transports in sdk_http.ts, loaded by `serve --http`; importing the SDK anywhere else is not done.
+ *
+ * The SDK's package exports map the types of a `x.js` subpath to a missing `x.js.d.ts`, so under
+ * Deno every symbol imported from a `.js` subpath would silently be `any`. Each re-export below
+ * names its declarations explicitly with `@ts-types`, so the whole project gets the SDK's real
+ * types (and strict checking) from here.
  */
 
 // @ts-types="@modelcontextprotocol/sdk/server/mcp"
@@ -11,34 +16,7 @@ export { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 export { Server } from "@modelcontextprotocol/sdk/server/index.js";
 // @ts-types="@modelcontextprotocol/sdk/server/stdio"
 export { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-// @ts-types="@modelcontextprotocol/sdk/server/sse"
-export { SSEServerTransport } from "@modelcontextprotocol/sdk/server/sse.js";
-// @ts-types="@modelcontextprotocol/sdk/server/webStandardStreamableHttp"
-export { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-// @ts-types="@modelcontextprotocol/sdk/client/index"
-export { Client } from "@modelcontextprotocol/sdk/client/index.js";
-// @ts-types="@modelcontextprotocol/sdk/client/stdio"
-export {
-  getDefaultEnvironment,
-  StdioClientTransport,
-} from "@modelcontextprotocol/sdk/client/stdio.js";
-// @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
-export {
-  StreamableHTTPClientTransport,
-  StreamableHTTPError,
-} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-// @ts-types="@modelcontextprotocol/sdk/client/auth"
-export { auth, UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
-// @ts-types="@modelcontextprotocol/sdk/shared/auth"
-export {
-  OAuthClientInformationFullSchema,
-  OAuthClientInformationSchema,
-  OAuthTokensSchema,
-} from "@modelcontextprotocol/sdk/shared/auth.js";
-// @ts-types="@modelcontextprotocol/sdk/client/sse"
-export { SSEClientTransport, SseError } from "@modelcontextprotocol/sdk/client/sse.js";
-// @ts-types="@modelcontextprotocol/sdk/inMemory"
-export { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+// The server validates with it too (server/index.js loads it), so it costs serve nothing more.
 // @ts-types="@modelcontextprotocol/sdk/validation/ajv-provider"
 export { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv-provider.js";
 // @ts-types="@modelcontextprotocol/sdk/types"
@@ -94,15 +72,6 @@ export type {
   Tool,
 } from "@modelcontextprotocol/sdk/types";
 export type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport";
-export type {
-  OAuthClientProvider,
-  OAuthDiscoveryState,
-} from "@modelcontextprotocol/sdk/client/auth";
-export type {
-  OAuthClientInformationMixed,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from "@modelcontextprotocol/sdk/shared/auth";
 export type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol";
 export type { JsonSchemaType } from "@modelcontextprotocol/sdk/validation/types";
 // Also the requests downstream servers send the bridge (above: their resources and prompts).

@@ -27,8 +27,8 @@ import {
   type RequestId,
   type Transport,
   type TransportSendOptions,
-  WebStandardStreamableHTTPServerTransport,
 } from "./sdk.ts";
+import { WebStandardStreamableHTTPServerTransport } from "./sdk_http.ts";
 import { createServer, lmStudioState } from "./server.ts";
 import {
   allowNetFlag,

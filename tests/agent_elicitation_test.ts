@@ -13,13 +13,12 @@ import { fieldValue, type LineReader, terminalElicitor } from "../lib/cli_elicit
 import { runCommand } from "../lib/cli_run.ts";
 import { captureOutput } from "../lib/output.ts";
 import {
-  Client,
   type ElicitRequestParams,
   ElicitRequestSchema,
   type ElicitResult,
-  InMemoryTransport,
   McpServer,
 } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { type AgentApp, registerAutonomousTools } from "../lib/server_agent.ts";
 import {
   answer,

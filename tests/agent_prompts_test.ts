@@ -10,7 +10,8 @@ import { AgentError } from "../lib/agent_types.ts";
 import { UsageError } from "../lib/args.ts";
 import { runCommand } from "../lib/cli_run.ts";
 import { captureOutput } from "../lib/output.ts";
-import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
+import { McpServer } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { type AgentApp, registerAutonomousTools } from "../lib/server_agent.ts";
 import {
   answer,

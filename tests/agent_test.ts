@@ -14,7 +14,8 @@ import {
 import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import type { LmStudioClient } from "../lib/lmstudio.ts";
 import { join } from "../lib/path.ts";
-import { Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
+import { McpServer } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { registerAutonomousTools } from "../lib/server_agent.ts";
 import {
   answer,

@@ -3,7 +3,8 @@
  * SDK Client that declares it and answers, and one that does not), and `run` asks on the terminal
  * (a pseudo-terminal through util-linux `script`), refuses without one, and allows all with --yes.
  */
-import { Client, ElicitRequestSchema, InMemoryTransport, McpServer } from "../lib/sdk.ts";
+import { ElicitRequestSchema, McpServer } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { REQUEST } from "./fixtures/tty_approver.ts";
 import { mcpApprover } from "../lib/server_agent.ts";
 import { cliApproval, terminalApprover } from "../lib/cli_run.ts";

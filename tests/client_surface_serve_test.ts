@@ -5,12 +5,8 @@
  * has the server elicit (answered by the client, never the model) and sample (answered by the
  * local model); a second starts from one of the server's prompts.
  */
-import {
-  type CallToolResult,
-  Client,
-  ElicitRequestSchema,
-  StdioClientTransport,
-} from "../lib/sdk.ts";
+import { type CallToolResult, ElicitRequestSchema } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk_client.ts";
 import { join } from "../lib/path.ts";
 import { answer, calls, CHAT, messagesOf, toolMessages } from "./agent_harness.ts";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";

@@ -18,7 +18,7 @@ import { denortProblem } from "../lib/cli_install.ts";
 import { join } from "../lib/path.ts";
 import { firstLine } from "../lib/text.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
-import { Client, StdioClientTransport } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk_client.ts";
 import { NAME, VERSION } from "../lib/version.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";

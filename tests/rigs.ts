@@ -11,7 +11,8 @@ import { createLogger, type Logger } from "../lib/log.ts";
 import { ModelManager, type ModelManagerOptions } from "../lib/models.ts";
 import type { Output } from "../lib/output.ts";
 import type { McpPool } from "../lib/pool.ts";
-import { type CallToolResult, Client, InMemoryTransport, type McpServer } from "../lib/sdk.ts";
+import type { CallToolResult, McpServer } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { FakeLms, type FakeLmsScenario } from "./fakes/lms.ts";
 import { FakeLmStudio, type FakeLmStudioOptions } from "./fakes/lmstudio.ts";
 

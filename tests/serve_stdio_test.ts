@@ -2,7 +2,7 @@
  * `serve`'s stdio transport and large messages: an image of 8 MB sent inline as a data URI is
  * answered; a message over the 64 MiB limit gets a JSON-RPC error and the server goes on.
  */
-import { Client, StdioClientTransport } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk_client.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { LineStdioServerTransport, oversizedMessageId } from "../lib/server_stdio.ts";
 import { PassThrough } from "node:stream";

@@ -2,7 +2,7 @@
  * `serve` as Claude Code runs it: main.ts spawned under the "bridge" permission set, spoken to
  * by a real SDK Client over stdio.
  */
-import { Client, StdioClientTransport } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk_client.ts";
 import type { CallToolResult } from "../lib/sdk.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { FakeLmStudio } from "./fakes/lmstudio.ts";

@@ -7,7 +7,8 @@
 import { createApp } from "../lib/app.ts";
 import type { AgentLmClient } from "../lib/agent_types.ts";
 import { join } from "../lib/path.ts";
-import { type CallToolResult, Client, InMemoryTransport, McpServer } from "../lib/sdk.ts";
+import { type CallToolResult, McpServer } from "../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../lib/sdk_client.ts";
 import { registerAutonomousTools } from "../lib/server_agent.ts";
 import { startHttpBridge } from "../lib/server_http.ts";
 import { SessionRegistry } from "../lib/server_sessions.ts";

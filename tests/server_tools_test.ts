@@ -5,7 +5,7 @@
  * chosen tools, a call to another is refused saying how to get it, and an unknown name stops the
  * start with the closest valid one.
  */
-import { Client, StdioClientTransport } from "../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../lib/sdk_client.ts";
 import type { CallToolResult, Tool } from "../lib/sdk.ts";
 import { TOOL_CONTEXT_BUDGET, toolContextSize } from "../lib/server_tools.ts";
 import { ALL_TOOLS, chooseTools, serveToolsOption, TOOL_GROUPS } from "../lib/tool_groups.ts";

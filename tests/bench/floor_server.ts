@@ -12,13 +12,8 @@
  */
 import process from "node:process";
 import { z } from "zod";
-import {
-  type CallToolResult,
-  Client,
-  McpServer,
-  StdioClientTransport,
-  StdioServerTransport,
-} from "../../lib/sdk.ts";
+import { type CallToolResult, McpServer, StdioServerTransport } from "../../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../../lib/sdk_client.ts";
 
 const Downstream = z.object({
   command: z.string(),

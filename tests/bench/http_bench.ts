@@ -6,7 +6,8 @@
  * pays), with the downstream spawns counted and the peak resident memory of the bridges and
  * everything below them sampled every 50 ms. The figures and the ratios are printed at the end.
  */
-import { type CallToolResult, Client, StdioClientTransport } from "../../lib/sdk.ts";
+import type { CallToolResult } from "../../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../../lib/sdk_client.ts";
 import { pidsIn, rssKb, serveEnv } from "../fixtures/attack_support.ts";
 import {
   answer,

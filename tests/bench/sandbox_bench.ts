@@ -5,7 +5,7 @@
  * the server runs before its first start, since the sandbox has no network).
  */
 import { join } from "../../lib/path.ts";
-import { Client, getDefaultEnvironment } from "../../lib/sdk.ts";
+import { Client, getDefaultEnvironment } from "../../lib/sdk_client.ts";
 import { StdioChildTransport } from "../../lib/pool_stdio.ts";
 import { defaultHost, type SandboxHost, sandboxLaunch } from "../../lib/sandbox.ts";
 import type { ServerEntry } from "../../lib/config_entry.ts";

@@ -5,7 +5,8 @@
  * server, so every row crosses the same process boundary and pays the same JSON-RPC costs.
  */
 import { join } from "../../lib/path.ts";
-import { type CallToolResult, Client, StdioClientTransport } from "../../lib/sdk.ts";
+import type { CallToolResult } from "../../lib/sdk.ts";
+import { Client, StdioClientTransport } from "../../lib/sdk_client.ts";
 import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
 import { processGone, processTree } from "../fixtures/pool_support.ts";
 import { check, denoChildEnv, killTree, ROOT, textOf, treeRss } from "./support.ts";

@@ -9,7 +9,7 @@ import { createApp } from "../../lib/app.ts";
 import { LmStudioClient } from "../../lib/lmstudio.ts";
 import { join } from "../../lib/path.ts";
 import type { CallToolResult } from "../../lib/sdk.ts";
-import { Client, InMemoryTransport } from "../../lib/sdk.ts";
+import { Client, InMemoryTransport } from "../../lib/sdk_client.ts";
 import { createServer } from "../../lib/server.ts";
 import { resolveSettings } from "../../lib/settings.ts";
 import { FakeLmStudio } from "../fakes/lmstudio.ts";

@@ -3,8 +3,9 @@
  * with the project's config) imports them and reports the import time, its RSS and used heap;
  * the wall time from spawn to exit is measured outside. Medians of REPS fresh processes. The
  * sets: nothing (the runtime alone), zod, the SDK's server modules imported directly, the
- * project's SDK entry lib/sdk.ts (which loads the client side too), main.ts's static imports,
- * and main.ts plus lib/server.ts (what `serve` loads before the handshake).
+ * project's SDK entry lib/sdk.ts (the server side), with lib/sdk_client.ts (the client side the
+ * pool loads on first use), main.ts's static imports, and main.ts plus lib/server.ts (what
+ * `serve` loads before the handshake).
  *
  * Not a bench file. Run it alone: `deno run -A tests/bench/startup_imports.ts [REPS]`.
  */
@@ -40,7 +41,8 @@ const SETS: Record<string, string[]> = {
     "npm:/@modelcontextprotocol/sdk@1.32.2/server/mcp.js",
     "npm:/@modelcontextprotocol/sdk@1.32.2/server/stdio.js",
   ],
-  "lib/sdk.ts (all of the SDK)": [lib("lib/sdk.ts")],
+  "lib/sdk.ts (the SDK's server side)": [lib("lib/sdk.ts")],
+  "lib/sdk.ts + lib/sdk_client.ts (all of the SDK)": [lib("lib/sdk.ts"), lib("lib/sdk_client.ts")],
   "main.ts static imports": [lib("main.ts")],
   "main.ts + lib/server.ts (serve)": [lib("main.ts"), lib("lib/server.ts")],
 };
