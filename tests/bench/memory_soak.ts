@@ -17,7 +17,7 @@ import { join } from "../../lib/path.ts";
 import { ScriptedModel } from "./model.ts";
 import { bridgeRunner } from "./loops.ts";
 import { bridgeRunLaunch, type Launch, serve } from "./serve_rig.ts";
-import { benchChildrenCached, memoryEntry, treeRss } from "./support.ts";
+import { benchChildrenCached, memoryEntry, treeMemory } from "./support.ts";
 
 /** One line on stdout (the lint allows no console). */
 function print(line: string): void {
@@ -49,7 +49,7 @@ const served = await serve(launch, {
   cwd: dir,
   env: { LMSTUDIO_BASE_URL: fake.baseUrl, ...extra },
 });
-const mib = () => `${(treeRss(served.pid, /server-memory/) / 2 ** 20).toFixed(1)} MiB`;
+const mib = () => `${(treeMemory(served.pid, /server-memory/) / 2 ** 20).toFixed(1)} MiB`;
 try {
   await served.client.listTools();
   const options = [...flags, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)];

@@ -9,7 +9,8 @@ import type { CallToolResult } from "../../lib/sdk.ts";
 import { Client, StdioClientTransport } from "../../lib/sdk_client.ts";
 import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
 import { processGone, processTree } from "../fixtures/pool_support.ts";
-import { check, denoChildEnv, killTree, ROOT, textOf, treeRss } from "./support.ts";
+import { shellWord } from "../../lib/text.ts";
+import { check, denoChildEnv, killTree, ROOT, textOf, treeMemory } from "./support.ts";
 
 /** A program to spawn: argv and how to name it in the rows. */
 export interface Launch {
@@ -53,6 +54,49 @@ export function installedLaunch(): Launch | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The installed command as a user gets it: {@linkcode installedLaunch} when there is one, else
+ * `deno task install --root <root>` run now (offline: the cache has every dependency), and the
+ * launcher it writes.
+ */
+export async function benchInstalledLaunch(root: string): Promise<Launch> {
+  const found = installedLaunch();
+  if (found) return found;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "--cwd", ROOT, "install", "--root", root],
+    env: { ...baseEnv({ HOME: root }), ...denoChildEnv() },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+  check(out.success, `deno task install --root ${root} failed:\n${text}`);
+  return {
+    label: "installed lmstudio-bridge",
+    command: join(root, "bin", "lmstudio-bridge"),
+    args: ["serve"],
+  };
+}
+
+/**
+ * `launch` started the way `deno task start` starts the bridge: a deno.json written in `dir` whose
+ * `start` task is the launch's command line (with the same DENO_NO_UPDATE_CHECK=1), run by
+ * `deno task --quiet --cwd <dir> start`. What the wrapper costs is then the same on both sides.
+ */
+export async function throughTask(launch: Launch, dir: string): Promise<Launch> {
+  await Deno.mkdir(dir, { recursive: true });
+  const line = [launch.command, ...launch.args].map(shellWord).join(" ");
+  await Deno.writeTextFile(
+    join(dir, "deno.json"),
+    JSON.stringify({ tasks: { start: `DENO_NO_UPDATE_CHECK=1 ${line}` } }),
+  );
+  return {
+    label: `${launch.label} through deno task`,
+    command: Deno.execPath(),
+    args: ["task", "--quiet", "--cwd", dir, "start"],
+  };
 }
 
 /** A bench server beside this file (floor_server.ts, minimal_server.ts), run like the bridge. */
@@ -131,9 +175,27 @@ export interface StartSamples {
 }
 
 /**
+ * A DENO_DIR for one launch: every entry of `denoDir` linked in, except V8's code cache, which the
+ * launch gets of its own. Deno keeps one code cache per DENO_DIR and drops an entry compiled with
+ * other V8 flags, so launches that differ in flags (`deno task start` runs with
+ * --optimize-for-size) and share modules (the SDK) would recompile them at each turn when
+ * interleaved; a user runs one of them, from a warm cache.
+ */
+export async function ownCodeCache(denoDir: string, dir: string): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  for await (const entry of Deno.readDir(denoDir)) {
+    if (entry.name.startsWith("v8_code_cache")) continue;
+    await Deno.symlink(join(denoDir, entry.name), join(dir, entry.name));
+  }
+  return dir;
+}
+
+/**
  * Starts each of `launches` `reps` times, interleaved so a busy moment hits every launch alike:
- * the time to the `initialize` answer, and the RSS of the whole process tree (a `deno task`
- * wrapper included) after `tools/list`.
+ * the time to the `initialize` answer, and the memory of the whole process tree (a `deno task`
+ * wrapper included, {@linkcode treeMemory}) after `tools/list`. Each launch has its own V8 code
+ * cache ({@linkcode ownCodeCache}) and starts once unmeasured first, so every measured start is
+ * a warm one, as a user's are.
  */
 export async function sampleStarts(
   launches: readonly Launch[],
@@ -142,17 +204,28 @@ export async function sampleStarts(
 ): Promise<StartSamples> {
   const start: Record<string, number[]> = {};
   const rss: Record<string, number[]> = {};
-  for (let rep = 0; rep < reps; rep++) {
-    for (const launch of launches) {
-      const served = await serve(launch, o);
-      try {
-        await served.client.listTools();
-        (start[launch.label] ??= []).push(served.startMs);
-        (rss[launch.label] ??= []).push(treeRss(served.pid));
-      } finally {
-        await served.close();
+  const caches = await Deno.makeTempDir({ prefix: "bench_code_caches_" });
+  try {
+    const denoDir = baseEnv().DENO_DIR!;
+    const envs = await Promise.all(launches.map(async (_, i) => ({
+      ...o.env,
+      DENO_DIR: await ownCodeCache(denoDir, join(caches, String(i))),
+    })));
+    for (let rep = -1; rep < reps; rep++) {
+      for (const [i, launch] of launches.entries()) {
+        const served = await serve(launch, { cwd: o.cwd, env: envs[i]! });
+        try {
+          await served.client.listTools();
+          if (rep < 0) continue;
+          (start[launch.label] ??= []).push(served.startMs);
+          (rss[launch.label] ??= []).push(treeMemory(served.pid));
+        } finally {
+          await served.close();
+        }
       }
     }
+  } finally {
+    await Deno.remove(caches, { recursive: true });
   }
   return { start, rss };
 }

@@ -1,26 +1,29 @@
 /**
  * Start-up and idle memory of `serve` the ways users launch it, interleaved with the minimal
  * server on the same SDK so a busy moment hits every launch alike: spawn until the `initialize`
- * answer arrived, and the RSS of the whole process tree (the `deno task` wrapper included) after
- * `tools/list` (sampleStarts). Medians of REPS start-ups of each launch. The goal summary's start-up rows measure
+ * answer arrived, and the memory of the whole process tree (the `deno task` wrapper included,
+ * shared pages once) after `tools/list` (sampleStarts); the minimal server also through a `deno
+ * task` of its own, and the installed command (installed into a temporary root when there is none
+ * on PATH). Medians of REPS start-ups of each launch. The goal summary's start-up rows measure
  * the same; this prints them alone, faster.
  *
  * Not a bench file. Run it alone:
  *
  *   deno run -A tests/bench/startup_serve.ts [REPS] [--env=NAME=VALUE ...]
  *
- * The installed command is measured when `lmstudio-bridge` is on PATH (or in dist/): e.g.
- * `deno task --quiet install --root /tmp/lb` then `PATH=/tmp/lb/bin:$PATH deno run -A ...`.
+ * The installed command is the `lmstudio-bridge` on PATH (or in dist/) when there is one.
  */
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
+import { join } from "../../lib/path.ts";
 import {
+  benchInstalledLaunch,
   benchServerLaunch,
   bridgeRunLaunch,
   bridgeTaskLaunch,
-  installedLaunch,
   type Launch,
   sampleStarts,
   type StartSamples,
+  throughTask,
 } from "./serve_rig.ts";
 import { benchChildrenCached, median } from "./support.ts";
 
@@ -40,11 +43,16 @@ await benchChildrenCached();
 await using fake = await FakeLmStudio.start();
 const dir = await Deno.makeTempDir({ prefix: "startup_serve_" });
 const minimal = benchServerLaunch("minimal server", "minimal_server.ts");
-const launches: Launch[] = [minimal, bridgeRunLaunch(), bridgeTaskLaunch()];
-const installed = installedLaunch();
-if (installed) launches.push(installed);
 let samples: StartSamples;
+let launches: Launch[];
 try {
+  launches = [
+    minimal,
+    await throughTask(minimal, join(dir, "minimal-task")),
+    bridgeRunLaunch(),
+    bridgeTaskLaunch(),
+    await benchInstalledLaunch(join(dir, "installed")),
+  ];
   samples = await sampleStarts(launches, reps, {
     cwd: dir,
     env: { LMSTUDIO_BASE_URL: fake.baseUrl, ...extra },
@@ -55,7 +63,9 @@ try {
 const { start, rss } = samples;
 const floorMs = median(start[minimal.label]!);
 const floorRss = median(rss[minimal.label]!);
-print(`medians of ${reps}: spawn to initialize answered | RSS after tools/list (ratio to minimal)`);
+print(
+  `medians of ${reps}: spawn to initialize answered | memory after tools/list (ratio to minimal)`,
+);
 for (const launch of launches) {
   const s = median(start[launch.label]!);
   const r = median(rss[launch.label]!) / 2 ** 20;

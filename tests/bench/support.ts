@@ -131,22 +131,31 @@ export function commandLine(pid: number): string {
   }
 }
 
-/** Resident memory of `pid` in bytes (VmRSS in /proc), 0 when it is gone. */
-export function rssBytes(pid: number): number {
+/** Resident memory of `pid` in bytes, split into its private and its shared pages; 0s when gone. */
+export function residentBytes(pid: number): { private: number; shared: number } {
+  let text: string;
   try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
-    return kb === undefined ? 0 : Number(kb) * 1024;
+    text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
   } catch {
-    return 0;
+    return { private: 0, shared: 0 };
   }
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return {
+    private: (kb("Private_Clean") + kb("Private_Dirty")) * 1024,
+    shared: (kb("Shared_Clean") + kb("Shared_Dirty")) * 1024,
+  };
 }
 
 /**
  * Resident memory of `pid` and everything below it, leaving out the subtrees of processes whose
  * command line matches `exclude` (the downstream MCP servers, when the bridge alone is meant).
+ * Each process's private pages, plus the shared pages once (those of the process that has the
+ * most): the pages a `deno task` wrapper shares with the `deno run` below it are the same pages
+ * of the same executable, and adding up RSS would count them twice. For one process it is its
+ * RSS.
  */
-export function treeRss(pid: number, exclude?: RegExp): number {
+export function treeMemory(pid: number, exclude?: RegExp): number {
   const tree = processTree(pid);
   const skipped = new Set<number>();
   for (const p of tree) {
@@ -154,7 +163,15 @@ export function treeRss(pid: number, exclude?: RegExp): number {
       for (const q of processTree(p)) skipped.add(q);
     }
   }
-  return tree.filter((p) => !skipped.has(p)).reduce((sum, p) => sum + rssBytes(p), 0);
+  let own = 0;
+  let shared = 0;
+  for (const p of tree) {
+    if (skipped.has(p)) continue;
+    const r = residentBytes(p);
+    own += r.private;
+    shared = Math.max(shared, r.shared);
+  }
+  return own + shared;
 }
 
 /** Child programs of the benches themselves, beside this file. */
