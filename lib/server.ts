@@ -85,11 +85,13 @@ export function createServer(app: App): McpServer {
   );
   for (const register of REGISTRATIONS) register(server, app, chosen);
   for (const name of ALL_TOOLS) if (!chosen.includes(name)) registerHidden(server, name, chosen);
-  // Replaces the SDK's listing (registration above installed it): only the chosen tools, lean.
-  const listing = toolListing(chosen, {
-    defaultContextLength: app.models.defaultContextLength,
-  });
-  server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listing }));
+  // Replaces the SDK's listing (registration above installed it): only the chosen tools, lean,
+  // built on the first tools/list (once; it takes longer than the rest of the start-up's own
+  // work) rather than before the handshake is answered.
+  const facts = { defaultContextLength: app.models.defaultContextLength };
+  server.server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: toolListing(chosen, facts),
+  }));
   return server;
 }
 
@@ -131,7 +133,23 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   globalThis.addEventListener("unhandledrejection", onRejection);
 
   await server.connect(transport);
-  if (options.banner !== false) void printBanner(app);
+  if (options.banner !== false) {
+    // Once the first request is answered (or a second passes without one): the health check
+    // loads fetch and asks LM Studio, work the client's `initialize` need not wait behind.
+    let shown = false;
+    const show = () => {
+      clearTimeout(banner);
+      if (!shown) void printBanner(app);
+      shown = true;
+    };
+    const banner = setTimeout(show, 1000);
+    const handle = transport.onmessage;
+    transport.onmessage = (message) => {
+      handle?.(message);
+      if (!shown) setTimeout(show, 0);
+    };
+    void stopped.then(() => clearTimeout(banner));
+  }
 
   const why = await stopped;
   log.debug("shutting down", { why });

@@ -10,7 +10,7 @@ import { Client, StdioClientTransport } from "../../lib/sdk_client.ts";
 import { baseEnv, bridgeCommand, MAIN } from "../helpers.ts";
 import { processGone, processTree } from "../fixtures/pool_support.ts";
 import { shellWord } from "../../lib/text.ts";
-import { check, denoChildEnv, killTree, ROOT, textOf, treeMemory } from "./support.ts";
+import { check, denoChildEnv, killTree, ROOT, textOf, treeCpuMs, treeMemory } from "./support.ts";
 
 /** A program to spawn: argv and how to name it in the rows. */
 export interface Launch {
@@ -113,6 +113,8 @@ export interface Served {
   pid: number;
   /** Wall time from spawn until the `initialize` answer arrived, ms. */
   startMs: number;
+  /** CPU time the process tree had used when the `initialize` answer arrived, ms. */
+  startCpuMs: number;
   /** Calls `tool` and returns its text; throws on an error result. */
   call(tool: string, args: Record<string, unknown>): Promise<string>;
   /** Tool calls made so far. */
@@ -138,11 +140,13 @@ export async function serve(
   const startMs = performance.now() - t0;
   const pid = transport.pid;
   check(pid !== null, `${launch.label} has a pid`);
+  const startCpuMs = treeCpuMs(pid);
   let calls = 0;
   return {
     client,
     pid,
     startMs,
+    startCpuMs,
     get calls() {
       return calls;
     },
@@ -171,6 +175,8 @@ export async function serve(
 /** Per launch label: the start-up times (spawn to `initialize` answered, ms) and idle RSS. */
 export interface StartSamples {
   start: Record<string, number[]>;
+  /** CPU time of the process tree when the `initialize` answer arrived, ms. */
+  cpu: Record<string, number[]>;
   rss: Record<string, number[]>;
 }
 
@@ -203,6 +209,7 @@ export async function sampleStarts(
   o: { cwd: string; env: Record<string, string> },
 ): Promise<StartSamples> {
   const start: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
   const rss: Record<string, number[]> = {};
   const caches = await Deno.makeTempDir({ prefix: "bench_code_caches_" });
   try {
@@ -218,6 +225,7 @@ export async function sampleStarts(
           await served.client.listTools();
           if (rep < 0) continue;
           (start[launch.label] ??= []).push(served.startMs);
+          (cpu[launch.label] ??= []).push(served.startCpuMs);
           (rss[launch.label] ??= []).push(treeMemory(served.pid));
         } finally {
           await served.close();
@@ -227,5 +235,5 @@ export async function sampleStarts(
   } finally {
     await Deno.remove(caches, { recursive: true });
   }
-  return { start, rss };
+  return { start, cpu, rss };
 }

@@ -60,17 +60,22 @@ try {
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
-const { start, rss } = samples;
+const { start, cpu, rss } = samples;
 const floorMs = median(start[minimal.label]!);
+const floorCpu = median(cpu[minimal.label]!);
 const floorRss = median(rss[minimal.label]!);
 print(
-  `medians of ${reps}: spawn to initialize answered | memory after tools/list (ratio to minimal)`,
+  `medians of ${reps}: spawn to initialize answered | CPU time by then | memory after tools/list (ratios to minimal)`,
 );
 for (const launch of launches) {
   const s = median(start[launch.label]!);
+  const c = median(cpu[launch.label]!);
   const r = median(rss[launch.label]!) / 2 ** 20;
   print(
-    `${s.toFixed(0).padStart(6)} ms (${(s / floorMs).toFixed(2)}x) ${r.toFixed(1).padStart(7)} ` +
+    `${s.toFixed(0).padStart(6)} ms (${(s / floorMs).toFixed(2)}x) ` +
+      `${c.toFixed(0).padStart(6)} ms (${(c / floorCpu).toFixed(2)}x) ${
+        r.toFixed(1).padStart(7)
+      } ` +
       `MiB (${(r * 2 ** 20 / floorRss).toFixed(2)}x)  ${launch.label}`,
   );
 }

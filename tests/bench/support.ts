@@ -148,6 +148,29 @@ export function residentBytes(pid: number): { private: number; shared: number } 
 }
 
 /**
+ * CPU time `pid` and everything below it have used so far, ms: the run time of each of their
+ * threads (Linux /proc/PID/task/TID/schedstat, in ns). Threads that have ended are not counted.
+ * Steadier than wall time on a busy machine: time spent waiting for a core is not in it.
+ */
+export function treeCpuMs(pid: number): number {
+  let ns = 0;
+  for (const p of processTree(pid)) {
+    try {
+      for (const t of Deno.readDirSync(`/proc/${p}/task`)) {
+        try {
+          ns += Number(Deno.readTextFileSync(`/proc/${p}/task/${t.name}/schedstat`).split(" ")[0]);
+        } catch {
+          // The thread ended meanwhile.
+        }
+      }
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return ns / 1e6;
+}
+
+/**
  * Resident memory of `pid` and everything below it, leaving out the subtrees of processes whose
  * command line matches `exclude` (the downstream MCP servers, when the bridge alone is meant).
  * Each process's private pages, plus the shared pages once (those of the process that has the
