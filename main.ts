@@ -2,7 +2,6 @@
  * lmstudio-bridge entry point: parse argv, pick `serve` or a CLI command, map errors to exit codes
  * (0 success, 1 the work failed, 2 usage error). Results go to stdout, everything else to stderr.
  */
-import { UsageError } from "./lib/args.ts";
 import { type App, type CommandContext, createApp } from "./lib/app.ts";
 import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
@@ -10,7 +9,7 @@ import { type Output, processOutput } from "./lib/output.ts";
 import { settingsFromEnv } from "./lib/settings.ts";
 import { serveToolsOption } from "./lib/tool_groups.ts";
 import { NAME, VERSION } from "./lib/version.ts";
-import { BridgeError, errorMessage } from "./lib/errors.ts";
+import { BridgeError, errorMessage, UsageError } from "./lib/errors.ts";
 
 /** Within this time after a Ctrl-C, another SIGINT is the same Ctrl-C delivered twice. */
 const DUPLICATE_SIGNAL_MS = 1000;

@@ -3,15 +3,9 @@
  * `@std/cli` is a one-file change.
  */
 import { parseArgs as nodeParseArgs } from "node:util";
-import { BridgeError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
 
-/** Misuse of the command line; main.ts prints help and exits 2. */
-export class UsageError extends BridgeError<"usage"> {
-  override name = "UsageError";
-  constructor(message: string, readonly command?: string) {
-    super("usage", message);
-  }
-}
+export { UsageError };
 
 /** One option of a command. */
 export interface OptionSpec {

@@ -1,6 +1,6 @@
 /**
  * Error plumbing every module shares: the base class {@linkcode BridgeError} (a `kind` and a
- * message that says what to do), the message of anything thrown, the cause chain, telling Deno's
+ * message that says what to do) and {@linkcode UsageError}, the message of anything thrown, the cause chain, telling Deno's
  * sandbox apart from the operating system, and one classifier of network failures.
  */
 
@@ -14,6 +14,17 @@ export class BridgeError<K extends string = string> extends Error {
   constructor(kind: K, message: string, options?: { cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.kind = kind;
+  }
+}
+
+/**
+ * Misuse of the command line; main.ts prints help and exits 2. Here rather than in args.ts so
+ * that `serve` reports it without loading the option parser (and node:util behind it).
+ */
+export class UsageError extends BridgeError<"usage"> {
+  override name = "UsageError";
+  constructor(message: string, readonly command?: string) {
+    super("usage", message);
   }
 }
 

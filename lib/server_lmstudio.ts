@@ -8,7 +8,6 @@ import type { ChatMessage, Usage } from "./lmstudio_types.ts";
 import { chooseModel } from "./models.ts";
 import { plural } from "./text.ts";
 import { emptyAnswerText, guarded, safeResult, textResult } from "./server_result.ts";
-import { chatOnce } from "./model_chat.ts";
 import { toolModelProgress } from "./server_progress.ts";
 import { registerChosen, TOOL_DEFINITIONS as TOOLS } from "./server_tools.ts";
 import type { ToolName } from "./tool_groups.ts";
@@ -150,6 +149,8 @@ function registerChatCompletion(server: McpServer, app: LmStudioApp): void {
           ? (args.response_format === "text" ? undefined : { type: args.response_format })
           : args.response_format;
         const progress = toolModelProgress(extra, log);
+        // Loaded on the first chat, not at the server's start.
+        const { chatOnce } = await import("./model_chat.ts");
         const { model, result } = await chatOnce(app, args.model, {
           messages,
           temperature: args.temperature,

@@ -4,7 +4,6 @@
  */
 import { z } from "zod";
 import type { LoadedImage } from "./image_type.ts";
-import { loadImages } from "./images.ts";
 import type { App } from "./app.ts";
 import type { LmStudioClient } from "./lmstudio.ts";
 import type { ChatContentPart, ModelInfo, ModelList } from "./lmstudio_types.ts";
@@ -218,7 +217,10 @@ async function analyzeImage(
   const log = app.log.child("vision");
   const { workDir } = app.settings;
   const [loaded, chosen] = await Promise.allSettled([
-    loadImages(imageList(args.images), { ...(workDir ? { cwd: workDir } : {}), signal }),
+    // Reading and fetching images is loaded on the first call, not at the server's start.
+    import("./images.ts").then(({ loadImages }) =>
+      loadImages(imageList(args.images), { ...(workDir ? { cwd: workDir } : {}), signal })
+    ),
     chooseVisionModel(app.client, {
       explicit: args.model,
       defaultModel: app.settings.defaultModel,

@@ -3,7 +3,7 @@
  * (LMSTUDIO_BRIDGE_TOOLS, `serve --tools`): a comma-separated list of group names and tool names.
  * Names only, no schemas: settings.ts reads it at start-up, before anything heavier is loaded.
  */
-import { UsageError } from "./args.ts";
+import { UsageError } from "./errors.ts";
 import { closestName, listNames } from "./text.ts";
 
 /** Each group and its tools, in the order `tools/list` shows them. */

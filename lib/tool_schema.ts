@@ -103,7 +103,8 @@ export const MAX_COMPILED_SCHEMAS = 256;
  * be shared by every task: {@linkcode sharedArgumentValidator}.
  */
 export class ArgumentValidator {
-  #ajv = new AjvJsonSchemaValidator();
+  /** Made on the first compilation: building Ajv takes milliseconds the server's start need not pay. */
+  #ajv: AjvJsonSchemaValidator | undefined;
   #bySchema = new WeakMap<object, Check | null>();
   #byText = new Map<string, Check | null>();
   #compilations = 0;
@@ -122,11 +123,12 @@ export class ArgumentValidator {
     let check = this.#byText.get(text);
     if (check === undefined) {
       if (this.#byText.size >= MAX_COMPILED_SCHEMAS) {
-        this.#ajv = new AjvJsonSchemaValidator();
+        this.#ajv = undefined;
         this.#byText.clear();
       }
       this.#compilations += 1;
       try {
+        this.#ajv ??= new AjvJsonSchemaValidator();
         const validate = this.#ajv.getValidator(cleaned as JsonSchemaType);
         check = (input) => {
           const result = validate(input);
