@@ -10,7 +10,8 @@
  *   deno run -A tests/bench/memory_soak.ts [TASKS] [DENO_FLAG...] [--env=NAME=VALUE ...]
  *
  * e.g. `... memory_soak.ts 3000 --v8-flags=--max-semi-space-size=1` to try a V8 flag, or
- * `--env=MALLOC_ARENA_MAX=2` to run the bridge with that variable.
+ * `--env=MALLOC_ARENA_MAX=2` to run the bridge with that variable. `--long=5x100` first runs 5
+ * tasks of 100 rounds (the goal summary's memory row comes after its long tasks).
  */
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
 import { join } from "../../lib/path.ts";
@@ -25,7 +26,8 @@ function print(line: string): void {
 }
 
 const [tasksArg = "3000", ...rest] = Deno.args;
-const flags = rest.filter((a) => !a.startsWith("--env="));
+const flags = rest.filter((a) => !a.startsWith("--env=") && !a.startsWith("--long="));
+const long = /^--long=(\d+)x(\d+)$/.exec(rest.find((a) => a.startsWith("--long=")) ?? "");
 const extra: Record<string, string> = {};
 for (const arg of rest.filter((a) => a.startsWith("--env="))) {
   const pair = arg.slice("--env=".length);
@@ -55,6 +57,15 @@ try {
   const options = [...flags, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)];
   print(`options: ${options.join(" ") || "(none)"}; idle after tools/list: ${mib()}`);
   const run = bridgeRunner(served, "memory");
+  if (long) {
+    for (let t = 0; t < Number(long[1]); t++) {
+      model.expect(Number(long[2]));
+      await run(Number(long[2]));
+    }
+    fake.requests.length = 0;
+    model.arrivals.length = 0;
+    print(`after ${long[1]} tasks of ${long[2]} rounds: ${mib()}`);
+  }
   const t0 = performance.now();
   for (let t = 1; t <= tasks; t++) {
     model.expect(2);
