@@ -80,6 +80,7 @@ import {
   DEFAULT_RETRIES,
   DEFAULT_STALL_MS,
 } from "./settings.ts";
+import { ChunkReader, readBytes } from "./byte_stream.ts";
 import { errorMessage } from "./errors.ts";
 import { chooseModelName } from "./model_pick.ts";
 import {
@@ -181,6 +182,9 @@ function isEventStream(response: Response): boolean {
   return /text\/event-stream/i.test(response.headers.get("content-type") ?? "");
 }
 
+/** The buffer a streamed reply is read into: its events are small, and come a few at a time. */
+const STREAM_READ_BYTES = 8 * 1024;
+
 /** A body that is server-sent events despite its content type (a mislabelled stream). */
 const LOOKS_LIKE_EVENTS = /^\s*(data|event):/;
 
@@ -235,25 +239,12 @@ async function readCapped(
     return { read: announced, announced: true };
   }
   if (response.body === null) return "";
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let read = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    read += value.byteLength;
-    if (read > limit) {
-      await reader.cancel().catch(() => {}); // the rest is not wanted
-      return { read, announced: false };
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(read);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
+  const bytes = await readBytes(
+    response.body,
+    limit,
+    Number.isNaN(announced) ? undefined : announced,
+  );
+  if (!(bytes instanceof Uint8Array)) return { read: bytes.read, announced: false };
   return new TextDecoder().decode(bytes);
 }
 
@@ -496,10 +487,13 @@ export class LmStudioClient {
     const events: SseEvent[] = [];
     let read = 0;
     let finished = false;
-    const reader = response.body?.getReader();
+    const reader = response.body === null
+      ? undefined
+      : new ChunkReader(response.body, STREAM_READ_BYTES);
     try {
       while (!finished && reader !== undefined) {
-        const { done, value } = await reader.read();
+        const value = await reader.read();
+        const done = value === undefined;
         if (done) {
           parser.feed(decoder.decode(), events);
           parser.end(events);
