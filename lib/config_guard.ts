@@ -77,19 +77,22 @@ function canonicalMissing(path: string, depth: number): string {
 /**
  * {@linkcode canonicalPath} of a call's path, or undefined when it cannot be any of the files
  * whose canonical names (lower case) are `names`: nothing is there, not even a link, and its
- * own name is none of them (the canonical path of a missing file ends in its name).
+ * own name is none of them (the canonical path of a missing file ends in its name). A call's
+ * strings are mostly no paths at all (a search, a text): one lstat says so.
  */
 function candidatePath(path: string, names: ReadonlySet<string>): string | undefined {
-  const real = realPath(path);
-  if (real !== undefined) return real;
-  if (!names.has(basename(path).toLowerCase())) {
-    try {
-      Deno.lstatSync(path);
-    } catch {
-      return undefined; // Nothing there.
-    }
+  try {
+    Deno.lstatSync(path);
+  } catch {
+    // Nothing there, not even a link.
+    return names.has(basename(path).toLowerCase()) ? canonicalMissing(path, 0) : undefined;
   }
-  return canonicalMissing(path, 0);
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    // A dangling link, or not readable.
+    return canonicalMissing(path, 0);
+  }
 }
 
 /** Whether the file system holding `path` (or its nearest existing ancestor) ignores case. */
