@@ -274,6 +274,8 @@ export class LmStudioClient {
   readonly #stallMs: number;
   /** Whether the server has LM Studio's native chat; undefined until a request or list tells. */
   #native: boolean | undefined;
+  /** Whether the last model list had `/api/v1/models` (then `/api/v0/models` is not needed). */
+  #restV1 = false;
   /** Paths whose server answered a request for a stream in one piece: no stall limit there. */
   readonly #unstreamed = new Set<string>();
   readonly #fetch: typeof fetch;
@@ -665,20 +667,32 @@ export class LmStudioClient {
     };
   }
 
-  /** `/v1/models` enriched by `/api/v1/models` (LM Studio 0.4+) or `/api/v0/models`; falls back cleanly on other servers. */
+  /**
+   * `/v1/models` enriched by `/api/v1/models` (LM Studio 0.4+) or `/api/v0/models`; falls back
+   * cleanly on other servers. The lists are asked in parallel; once the server answered
+   * `/api/v1/models`, `/api/v0/models` is asked only when that fails.
+   */
   async listModels(o?: CallOptions): Promise<ModelList> {
     const call = { ...this.#opts(o), retries: 0 };
-    const [base, v1, v0] = await Promise.allSettled([
+    const askV0 = () => this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire });
+    const knownV1 = this.#restV1;
+    const [base, v1, early] = await Promise.allSettled([
       this.request("GET", "/v1/models", { ...this.#opts(o), schema: ModelsWire }),
       this.request("GET", "/api/v1/models", { ...call, schema: V1ModelsWire }),
-      this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire }),
+      knownV1 ? undefined : askV0(),
     ]);
     if (base.status === "rejected") throw base.reason;
+    this.#restV1 = v1.status === "fulfilled";
     // LM Studio's REST API v1 comes with its native chat; a server without the one has neither.
     if (v1.status === "fulfilled") this.#native ??= true;
     else if (v1.reason instanceof LmStudioError && v1.reason.kind === "not_found") {
       this.#native = false;
     }
+    const v0 = !knownV1
+      ? early as PromiseSettledResult<z.infer<typeof V0ModelsWire>>
+      : v1.status === "rejected"
+      ? (await Promise.allSettled([askV0()]))[0]
+      : undefined;
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }
 

@@ -336,6 +336,30 @@ Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () =
   assertEquals(inFlight, [3, 3, 3], "all three were asked at once");
 });
 
+Deno.test("once a server answered /api/v1/models, /api/v0/models is asked only when that fails", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const asked = (from: number) => fake.requests.slice(from).map((r) => r.path).sort();
+  let from = fake.requests.length;
+  assertEquals((await c.listModels()).source, "api/v1");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
+  from = fake.requests.length;
+  const again = await c.listModels();
+  assertEquals(again.source, "api/v1");
+  assertEquals(asked(from), ["/api/v1/models", "/v1/models"]);
+  // v1 fails: v0 is asked after it, and its details are used.
+  fake.script("/api/v1/models", { status: 500, body: { error: "busy" } });
+  from = fake.requests.length;
+  const fallback = await c.listModels();
+  assertEquals(fallback.source, "api/v0");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
+  assertEquals(fallback.models.map((m) => m.id), again.models.map((m) => m.id));
+  // Until v1 answers again, all three are asked together.
+  from = fake.requests.length;
+  assertEquals((await c.listModels()).source, "api/v1");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
+});
+
 Deno.test("resolveModel picks models by the documented rules", async (t) => {
   await t.step("explicit, then the default model, win without asking the server", async () => {
     await using fake = await FakeLmStudio.start();
