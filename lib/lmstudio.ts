@@ -116,6 +116,12 @@ export interface GenerateOptions extends CallOptions {
    * that is not loaded for the request); only for a model known not to be loaded.
    */
   loadContextLength?: number;
+  /**
+   * For {@linkcode LmStudioClient.chat}: the caller never changes a message or tool definition
+   * object once it was sent (a changed message is a new object), so their JSON text is kept and
+   * reused by the next requests, which send them all again (the autonomous loop's rounds).
+   */
+  unchanged?: boolean;
 }
 
 /** A generation's figures, beside the result of the call. */
@@ -166,6 +172,8 @@ export interface Generation {
 /** Options of {@linkcode LmStudioClient.request}. */
 export type RequestOptions<T> = CallOptions & {
   body?: unknown;
+  /** Writes the body as JSON (default `JSON.stringify`). */
+  serialize?: (body: unknown) => string;
   schema: z.ZodType<T>;
   retries?: number;
   generation?: Generation;
@@ -176,6 +184,39 @@ type Outcome =
   | { ok: true; text: string; value?: undefined }
   | { ok: true; value: unknown; text?: undefined }
   | { ok: false; error: LmStudioError; transient: boolean; retryAfter?: number };
+
+/** JSON text of the messages and tool definitions of requests sent with `unchanged`. */
+const keptJson = new WeakMap<object, string>();
+
+/** `JSON.stringify(item)`, kept per object. */
+function itemJson(item: unknown): string {
+  if (typeof item !== "object" || item === null) return JSON.stringify(item) ?? "null";
+  let text = keptJson.get(item);
+  if (text === undefined) {
+    text = JSON.stringify(item);
+    keptJson.set(item, text);
+  }
+  return text;
+}
+
+/**
+ * `JSON.stringify(body)`, byte for byte, with the JSON text of its messages and tools reused
+ * ({@linkcode GenerateOptions.unchanged}).
+ */
+function bodyJsonKept(body: unknown): string {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return JSON.stringify(body);
+  }
+  const fields: string[] = [];
+  for (const [key, value] of Object.entries(body)) {
+    if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
+    const text = (key === "messages" || key === "tools") && Array.isArray(value)
+      ? `[${value.map(itemJson).join(",")}]`
+      : JSON.stringify(value);
+    fields.push(`${JSON.stringify(key)}:${text}`);
+  }
+  return `{${fields.join(",")}}`;
+}
 
 /** Whether a reply is a stream of server-sent events. */
 function isEventStream(response: Response): boolean {
@@ -316,7 +357,9 @@ export class LmStudioClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (options.body !== undefined) headers["content-type"] = "application/json";
     if (this.#token !== undefined) headers["authorization"] = `Bearer ${this.#token}`;
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const body = options.body === undefined
+      ? undefined
+      : (options.serialize ?? JSON.stringify)(options.body);
 
     const generation = options.generation;
     if (generation?.assembler !== undefined) headers.accept = "text/event-stream, application/json";
@@ -585,6 +628,7 @@ export class LmStudioClient {
     call: GenerateOptions | undefined;
     /** The body when streaming is off (today's request, unchanged). */
     unstreamed?: Record<string, unknown>;
+    serialize?: (body: unknown) => string;
   }): Promise<{ wire: T; tracker: GenerationTracker }> {
     const tracker = new GenerationTracker({
       model: g.model,
@@ -602,6 +646,7 @@ export class LmStudioClient {
         this.request("POST", g.path, {
           ...this.#opts(g.call),
           body,
+          ...(g.serialize ? { serialize: g.serialize } : {}),
           schema: g.schema,
           generation: {
             tracker,
@@ -724,6 +769,7 @@ export class LmStudioClient {
       schema: ChatWire,
       model: req.model,
       call: o,
+      ...(o?.unchanged ? { serialize: bodyJsonKept } : {}),
     });
     const result = this.#lenient(
       "POST /v1/chat/completions",

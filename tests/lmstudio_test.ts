@@ -6,6 +6,7 @@ import {
   MAX_RETRY_AFTER_MS,
 } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
+import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import { createLogger } from "../lib/log.ts";
 import {
   assert,
@@ -334,6 +335,41 @@ Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () =
   const list = await c.listModels();
   assertEquals(list.source, "api/v1");
   assertEquals(inFlight, [3, 3, 3], "all three were asked at once");
+});
+
+Deno.test("a chat sent with unchanged messages reuses their JSON and sends the same bytes", async () => {
+  await using fake = await FakeLmStudio.start();
+  const bodies: string[] = [];
+  const { client: c } = client(fake.baseUrl, {
+    fetch: (input, init) => {
+      if (typeof init?.body === "string") bodies.push(init.body);
+      return fetch(input, init);
+    },
+  });
+  const tool = {
+    type: "function" as const,
+    function: { name: "search", description: "Searches.", parameters: { type: "object" } },
+  };
+  const messages: ChatMessage[] = [
+    { role: "system", content: "Work." },
+    { role: "user", content: 'Find "x" \u2028 and ünïcode' },
+  ];
+  const send = async (unchanged: boolean) => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "ok" }) });
+    await c.chat({ model: QWEN, messages: [...messages], tools: [tool], tool_choice: "auto" }, {
+      unchanged,
+    });
+  };
+  for (let round = 0; round < 3; round++) {
+    await send(true);
+    await send(false);
+    assertEquals(bodies.at(-2), bodies.at(-1), `round ${round}: the same bytes either way`);
+    messages.push({ role: "assistant", content: `round ${round}` });
+    // A condensed message is a new object: it is sent as it is now.
+    messages[1] = { ...messages[1]!, content: `condensed ${round}` };
+  }
+  assertStringIncludes(bodies.at(-1)!, '"content":"condensed 1"');
+  assertEquals(JSON.parse(bodies.at(-1)!).messages.length, 4);
 });
 
 Deno.test("once a server answered /api/v1/models, /api/v0/models is asked only when that fails", async () => {
