@@ -583,12 +583,16 @@ ${options.instructions}`
   };
 }
 
-/** The chat request of a round: the conversation so far and the tools. */
+/**
+ * The chat request of a round: the conversation so far and the tools. The messages are the
+ * conversation's own objects, which are never changed once made (a condensed message is a new
+ * object), so the client keeps their JSON from round to round.
+ */
 function chatRequest(run: TaskRun, conversation: Conversation): ChatRequest {
   const { options } = run;
   return {
     model: run.model,
-    messages: conversation.messages.map((m) => ({ ...m })),
+    messages: [...conversation.messages],
     tools: conversation.offer.tools(),
     tool_choice: "auto",
     ...(options.maxTokens !== undefined ? { max_tokens: options.maxTokens } : {}),
@@ -625,7 +629,11 @@ async function askModel(
   });
   let reply: ChatResult & { stats?: GenerationStats };
   try {
-    reply = await run.options.deps.client.chat(request, { signal, onEvent: watch.onEvent });
+    reply = await run.options.deps.client.chat(request, {
+      signal,
+      onEvent: watch.onEvent,
+      unchanged: true,
+    });
   } catch (error: unknown) {
     if (isAbort(error, signal)) return { stopped: run.stoppedByAbort() };
     const message = errorMessage(error);

@@ -29,9 +29,26 @@ function messageTokens(message: ChatMessage): number {
   return Math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS;
 }
 
+/**
+ * The last count of each conversation counted: its messages then and their tokens. The loop
+ * counts its conversation every round; only the messages added or replaced since are counted
+ * again (a message is never changed in place: a condensed one is a new object).
+ */
+const counted = new WeakMap<readonly ChatMessage[], { messages: ChatMessage[]; tokens: number }>();
+
 /** Estimated tokens of a conversation, message overhead included. */
 export function conversationTokens(messages: readonly ChatMessage[]): number {
-  return messages.reduce((sum, m) => sum + messageTokens(m), 0);
+  const kept = counted.get(messages);
+  let same = 0;
+  let tokens = 0;
+  if (kept !== undefined && kept.messages.length <= messages.length) {
+    while (same < kept.messages.length && kept.messages[same] === messages[same]) same++;
+    if (same === kept.messages.length) tokens = kept.tokens;
+    else same = 0;
+  }
+  for (let i = same; i < messages.length; i++) tokens += messageTokens(messages[i]!);
+  counted.set(messages, { messages: messages.slice(), tokens });
+  return tokens;
 }
 
 /** How a context window is shared, in tokens. */

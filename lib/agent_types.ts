@@ -119,13 +119,19 @@ export interface ToolProgress {
 
 /**
  * What the loop needs from the LM Studio client: its chat request reports the reply as it streams
- * (`onEvent`, where the server streams) and answers with the generation's figures (`stats`).
+ * (`onEvent`, where the server streams) and answers with the generation's figures (`stats`). The
+ * loop never changes a message or tool definition it sent (`unchanged`: a client may keep their
+ * JSON for the next rounds).
  */
 export interface AgentLmClient
   extends Pick<LmStudioClient, "baseUrl" | "resolveModel" | "listModels"> {
   chat(
     request: ChatRequest,
-    options?: { signal?: AbortSignal; onEvent?: (event: ChatStreamEvent) => void },
+    options?: {
+      signal?: AbortSignal;
+      onEvent?: (event: ChatStreamEvent) => void;
+      unchanged?: boolean;
+    },
   ): Promise<ChatResult & { stats?: GenerationStats }>;
 }
 /** The server's model list, or why it could not be read. */

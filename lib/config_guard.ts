@@ -17,6 +17,7 @@
  * it on its own) is caught later: a config version first seen while a local model works is held
  * (config.ts).
  */
+import { existsSync } from "node:fs";
 import { basename, dirname, expandTilde, isAbsolute, join, resolve } from "./path.ts";
 
 /** Longest string argument read as a path (file contents are not paths). */
@@ -39,11 +40,25 @@ export interface GuardContext {
 
 /** `path` with symbolic links resolved as far as it exists; dangling links are followed. */
 export function canonicalPath(path: string, depth = 0): string {
+  return realPath(path) ?? canonicalMissing(path, depth);
+}
+
+/**
+ * The real path of `path` when something is there. Asked of a stat first, which says "nothing"
+ * without an error: a failed `realPathSync` costs an error object, three times the stat.
+ */
+function realPath(path: string): string | undefined {
+  if (!existsSync(path)) return undefined;
   try {
     return Deno.realPathSync(path);
   } catch {
-    // Does not exist (yet), or not readable: look at what it is and at its parent.
+    // Gone meanwhile, or not readable.
+    return undefined;
   }
+}
+
+/** {@linkcode canonicalPath} of a path that does not resolve: a dangling link, or nothing. */
+function canonicalMissing(path: string, depth: number): string {
   if (depth < 32) {
     try {
       if (Deno.lstatSync(path).isSymlink) {
@@ -57,6 +72,27 @@ export function canonicalPath(path: string, depth = 0): string {
   const parent = dirname(path);
   if (parent === path) return path;
   return join(canonicalPath(parent, depth + 1), basename(path));
+}
+
+/**
+ * {@linkcode canonicalPath} of a call's path, or undefined when it cannot be any of the files
+ * whose canonical names (lower case) are `names`: nothing is there, not even a link, and its
+ * own name is none of them (the canonical path of a missing file ends in its name). A call's
+ * strings are mostly no paths at all (a search, a text): one lstat says so.
+ */
+function candidatePath(path: string, names: ReadonlySet<string>): string | undefined {
+  try {
+    Deno.lstatSync(path);
+  } catch {
+    // Nothing there, not even a link.
+    return names.has(basename(path).toLowerCase()) ? canonicalMissing(path, 0) : undefined;
+  }
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    // A dangling link, or not readable.
+    return canonicalMissing(path, 0);
+  }
 }
 
 /** Whether the file system holding `path` (or its nearest existing ancestor) ignores case. */
@@ -116,16 +152,12 @@ function* stringsIn(value: unknown, depth = 0): Generator<string> {
  */
 export function configPathNamed(args: unknown, o: GuardContext): string | undefined {
   const fold = (p: string, insensitive: boolean) => insensitive ? p.toLowerCase() : p;
-  const targets = o.protected.map((path) => protectedTarget(path, o.caseInsensitive));
-  const names = new Set(targets.map((t) => basename(t.path).toLowerCase()));
-  const roots = [
-    o.cwd,
-    ...o.args.map((a) => asPath(a, o.home)).filter((a): a is string => a !== undefined)
-      .map((a) => resolve(o.cwd, a)).filter(isKnownDirectory),
-  ];
+  const { targets, names, canonicalNames, roots } = planFor(o);
   const check = (candidate: string): string | undefined => {
     const paths = isAbsolute(candidate) ? [candidate] : roots.map((r) => resolve(r, candidate));
-    const canonical = paths.map((path) => canonicalPath(resolve(path)));
+    const canonical = paths.map((path) => candidatePath(resolve(path), canonicalNames))
+      .filter((c): c is string => c !== undefined);
+    if (canonical.length === 0) return undefined;
     // In the order given: the files in use come first, so the message names the one that counts.
     return targets.find((t) => canonical.some((c) => fold(c, t.insensitive) === t.canonical))
       ?.path;
@@ -137,7 +169,8 @@ export function configPathNamed(args: unknown, o: GuardContext): string | undefi
     // Words of a command line (one line: file contents, which have many, are not read for
     // words) that end in a protected file's name.
     if (value.length > MAX_COMMAND_CHARS || value.includes("\n")) continue;
-    if (![...names].some((n) => value.toLowerCase().includes(n))) continue;
+    const lower = value.toLowerCase();
+    if (![...names].some((n) => lower.includes(n))) continue;
     for (const word of value.split(/[\s"'`;&|<>()=,]+/)) {
       if (!names.has(basename(word).toLowerCase())) continue;
       const path = asPath(word, o.home);
@@ -146,6 +179,62 @@ export function configPathNamed(args: unknown, o: GuardContext): string | undefi
     }
   }
   return undefined;
+}
+
+/** What calls on one server are checked against: the protected files and the roots of paths. */
+interface GuardPlan {
+  targets: Target[];
+  /** The protected files' names, lower case (the words of a command line are matched on them). */
+  names: Set<string>;
+  /** The names of the protected files' canonical paths, lower case. */
+  canonicalNames: Set<string>;
+  /** The directories a relative path may be relative to: the working directory, then its roots. */
+  roots: string[];
+}
+
+/**
+ * The plan of the last call with the same protected list and server arguments (the same arrays:
+ * the pool keeps them while the config is unchanged), reused for {@linkcode TARGET_TTL_MS}.
+ */
+const plans = new WeakMap<readonly string[], {
+  context: GuardContext;
+  at: number;
+  plan: GuardPlan;
+}>();
+
+function planFor(o: GuardContext): GuardPlan {
+  const now = performance.now();
+  const kept = plans.get(o.args);
+  if (
+    kept !== undefined && now - kept.at < TARGET_TTL_MS && kept.context.protected === o.protected &&
+    kept.context.cwd === o.cwd && kept.context.home === o.home &&
+    kept.context.caseInsensitive === o.caseInsensitive
+  ) {
+    return kept.plan;
+  }
+  const targets = o.protected.map((path) => protectedTarget(path, o.caseInsensitive));
+  const plan: GuardPlan = {
+    targets,
+    names: new Set(targets.map((t) => basename(t.path).toLowerCase())),
+    canonicalNames: new Set(targets.map((t) => basename(t.canonical).toLowerCase())),
+    roots: [
+      o.cwd,
+      ...o.args.map((a) => asPath(a, o.home)).filter((a): a is string => a !== undefined)
+        .map((a) => resolve(o.cwd, a)).filter(isKnownDirectory),
+    ],
+  };
+  plans.set(o.args, {
+    context: {
+      protected: o.protected,
+      cwd: o.cwd,
+      args: o.args,
+      ...(o.home !== undefined ? { home: o.home } : {}),
+      ...(o.caseInsensitive !== undefined ? { caseInsensitive: o.caseInsensitive } : {}),
+    },
+    at: now,
+    plan,
+  });
+  return plan;
 }
 
 /** A protected file as calls are compared with it: its canonical path, folded where case is ignored. */

@@ -80,6 +80,7 @@ import {
   DEFAULT_RETRIES,
   DEFAULT_STALL_MS,
 } from "./settings.ts";
+import { ChunkReader, readBytes } from "./byte_stream.ts";
 import { errorMessage } from "./errors.ts";
 import { chooseModelName } from "./model_pick.ts";
 import {
@@ -115,6 +116,12 @@ export interface GenerateOptions extends CallOptions {
    * that is not loaded for the request); only for a model known not to be loaded.
    */
   loadContextLength?: number;
+  /**
+   * For {@linkcode LmStudioClient.chat}: the caller never changes a message or tool definition
+   * object once it was sent (a changed message is a new object), so their JSON text is kept and
+   * reused by the next requests, which send them all again (the autonomous loop's rounds).
+   */
+  unchanged?: boolean;
 }
 
 /** A generation's figures, beside the result of the call. */
@@ -165,6 +172,8 @@ export interface Generation {
 /** Options of {@linkcode LmStudioClient.request}. */
 export type RequestOptions<T> = CallOptions & {
   body?: unknown;
+  /** Writes the body as JSON (default `JSON.stringify`). */
+  serialize?: (body: unknown) => string;
   schema: z.ZodType<T>;
   retries?: number;
   generation?: Generation;
@@ -176,10 +185,46 @@ type Outcome =
   | { ok: true; value: unknown; text?: undefined }
   | { ok: false; error: LmStudioError; transient: boolean; retryAfter?: number };
 
+/** JSON text of the messages and tool definitions of requests sent with `unchanged`. */
+const keptJson = new WeakMap<object, string>();
+
+/** `JSON.stringify(item)`, kept per object. */
+function itemJson(item: unknown): string {
+  if (typeof item !== "object" || item === null) return JSON.stringify(item) ?? "null";
+  let text = keptJson.get(item);
+  if (text === undefined) {
+    text = JSON.stringify(item);
+    keptJson.set(item, text);
+  }
+  return text;
+}
+
+/**
+ * `JSON.stringify(body)`, byte for byte, with the JSON text of its messages and tools reused
+ * ({@linkcode GenerateOptions.unchanged}).
+ */
+function bodyJsonKept(body: unknown): string {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return JSON.stringify(body);
+  }
+  const fields: string[] = [];
+  for (const [key, value] of Object.entries(body)) {
+    if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
+    const text = (key === "messages" || key === "tools") && Array.isArray(value)
+      ? `[${value.map(itemJson).join(",")}]`
+      : JSON.stringify(value);
+    fields.push(`${JSON.stringify(key)}:${text}`);
+  }
+  return `{${fields.join(",")}}`;
+}
+
 /** Whether a reply is a stream of server-sent events. */
 function isEventStream(response: Response): boolean {
   return /text\/event-stream/i.test(response.headers.get("content-type") ?? "");
 }
+
+/** The buffer a streamed reply is read into: its events are small, and come a few at a time. */
+const STREAM_READ_BYTES = 8 * 1024;
 
 /** A body that is server-sent events despite its content type (a mislabelled stream). */
 const LOOKS_LIKE_EVENTS = /^\s*(data|event):/;
@@ -235,25 +280,12 @@ async function readCapped(
     return { read: announced, announced: true };
   }
   if (response.body === null) return "";
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let read = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    read += value.byteLength;
-    if (read > limit) {
-      await reader.cancel().catch(() => {}); // the rest is not wanted
-      return { read, announced: false };
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(read);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
+  const bytes = await readBytes(
+    response.body,
+    limit,
+    Number.isNaN(announced) ? undefined : announced,
+  );
+  if (!(bytes instanceof Uint8Array)) return { read: bytes.read, announced: false };
   return new TextDecoder().decode(bytes);
 }
 
@@ -283,6 +315,8 @@ export class LmStudioClient {
   readonly #stallMs: number;
   /** Whether the server has LM Studio's native chat; undefined until a request or list tells. */
   #native: boolean | undefined;
+  /** Whether the last model list had `/api/v1/models` (then `/api/v0/models` is not needed). */
+  #restV1 = false;
   /** Paths whose server answered a request for a stream in one piece: no stall limit there. */
   readonly #unstreamed = new Set<string>();
   readonly #fetch: typeof fetch;
@@ -323,7 +357,9 @@ export class LmStudioClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (options.body !== undefined) headers["content-type"] = "application/json";
     if (this.#token !== undefined) headers["authorization"] = `Bearer ${this.#token}`;
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const body = options.body === undefined
+      ? undefined
+      : (options.serialize ?? JSON.stringify)(options.body);
 
     const generation = options.generation;
     if (generation?.assembler !== undefined) headers.accept = "text/event-stream, application/json";
@@ -496,10 +532,13 @@ export class LmStudioClient {
     const events: SseEvent[] = [];
     let read = 0;
     let finished = false;
-    const reader = response.body?.getReader();
+    const reader = response.body === null
+      ? undefined
+      : new ChunkReader(response.body, STREAM_READ_BYTES);
     try {
       while (!finished && reader !== undefined) {
-        const { done, value } = await reader.read();
+        const value = await reader.read();
+        const done = value === undefined;
         if (done) {
           parser.feed(decoder.decode(), events);
           parser.end(events);
@@ -589,6 +628,7 @@ export class LmStudioClient {
     call: GenerateOptions | undefined;
     /** The body when streaming is off (today's request, unchanged). */
     unstreamed?: Record<string, unknown>;
+    serialize?: (body: unknown) => string;
   }): Promise<{ wire: T; tracker: GenerationTracker }> {
     const tracker = new GenerationTracker({
       model: g.model,
@@ -606,6 +646,7 @@ export class LmStudioClient {
         this.request("POST", g.path, {
           ...this.#opts(g.call),
           body,
+          ...(g.serialize ? { serialize: g.serialize } : {}),
           schema: g.schema,
           generation: {
             tracker,
@@ -671,20 +712,32 @@ export class LmStudioClient {
     };
   }
 
-  /** `/v1/models` enriched by `/api/v1/models` (LM Studio 0.4+) or `/api/v0/models`; falls back cleanly on other servers. */
+  /**
+   * `/v1/models` enriched by `/api/v1/models` (LM Studio 0.4+) or `/api/v0/models`; falls back
+   * cleanly on other servers. The lists are asked in parallel; once the server answered
+   * `/api/v1/models`, `/api/v0/models` is asked only when that fails.
+   */
   async listModels(o?: CallOptions): Promise<ModelList> {
     const call = { ...this.#opts(o), retries: 0 };
-    const [base, v1, v0] = await Promise.allSettled([
+    const askV0 = () => this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire });
+    const knownV1 = this.#restV1;
+    const [base, v1, early] = await Promise.allSettled([
       this.request("GET", "/v1/models", { ...this.#opts(o), schema: ModelsWire }),
       this.request("GET", "/api/v1/models", { ...call, schema: V1ModelsWire }),
-      this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire }),
+      knownV1 ? undefined : askV0(),
     ]);
     if (base.status === "rejected") throw base.reason;
+    this.#restV1 = v1.status === "fulfilled";
     // LM Studio's REST API v1 comes with its native chat; a server without the one has neither.
     if (v1.status === "fulfilled") this.#native ??= true;
     else if (v1.reason instanceof LmStudioError && v1.reason.kind === "not_found") {
       this.#native = false;
     }
+    const v0 = !knownV1
+      ? early as PromiseSettledResult<z.infer<typeof V0ModelsWire>>
+      : v1.status === "rejected"
+      ? (await Promise.allSettled([askV0()]))[0]
+      : undefined;
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }
 
@@ -716,6 +769,7 @@ export class LmStudioClient {
       schema: ChatWire,
       model: req.model,
       call: o,
+      ...(o?.unchanged ? { serialize: bodyJsonKept } : {}),
     });
     const result = this.#lenient(
       "POST /v1/chat/completions",

@@ -481,12 +481,13 @@ export function responseResult(
 
 /**
  * The models of a server: the ids of `/v1/models` (`ids`) with the details of the REST list that
- * answered (`v1` preferred over `v0`); without one, types guessed from the ids and a note why.
+ * answered (`v1` preferred over `v0`, which is not asked when `v1` answered); without one, types
+ * guessed from the ids and a note why.
  */
 export function mergeModelLists(o: {
   ids: string[];
   v1: PromiseSettledResult<z.infer<typeof V1ModelsWire>>;
-  v0: PromiseSettledResult<z.infer<typeof V0ModelsWire>>;
+  v0?: PromiseSettledResult<z.infer<typeof V0ModelsWire>>;
 }): ModelList {
   const { ids, v1, v0 } = o;
   const notes: string[] = [];
@@ -495,13 +496,13 @@ export function mergeModelLists(o: {
   if (v1.status === "fulfilled") {
     rest = v1.value.models.flatMap((m) => fromV1(m));
     source = "api/v1";
-  } else if (v0.status === "fulfilled") {
+  } else if (v0?.status === "fulfilled") {
     rest = v0.value.data.map(fromV0);
     source = "api/v0";
   }
   if (rest === undefined) {
     const reasons = [v1, v0].map((r) =>
-      r.status === "rejected" &&
+      r?.status === "rejected" &&
         !(r.reason instanceof LmStudioError && r.reason.kind === "not_found")
         ? (r.reason instanceof Error ? r.reason.message : String(r.reason))
         : undefined

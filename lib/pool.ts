@@ -302,6 +302,11 @@ interface Remark {
 /** Live MCP client connections, one per configured server; see the module docs. */
 export class McpPool {
   readonly #config: ConfigSource;
+  /**
+   * The files a model's call may not name, per config version (the source gives the same object
+   * while nothing changed, and the list depends on nothing else).
+   */
+  readonly #protectedPaths = new WeakMap<McpConfig, readonly string[]>();
   readonly #idleMs: number;
   readonly #connectTimeoutMs: number;
   readonly #callTimeoutMs: number;
@@ -615,8 +620,13 @@ export class McpPool {
     args: Record<string, unknown>,
   ): Promise<CallToolResult | undefined> {
     const config = await this.#config.current();
+    let paths = this.#protectedPaths.get(config);
+    if (paths === undefined) {
+      paths = this.#config.protectedPaths(config);
+      this.#protectedPaths.set(config, paths);
+    }
     const named = configPathNamed(args, {
-      protected: this.#config.protectedPaths(config),
+      protected: paths,
       cwd: entry.cwd ?? this.#cwd,
       args: entry.args,
       home: this.#home,

@@ -99,8 +99,11 @@ interface Registration {
   seq: number;
   tool: string;
   handlers: ServerRequestHandlers;
-  /** Aborted when the call ends: an answer still under way is given up. */
-  ended: AbortController;
+  /**
+   * Aborted when the call ends: an answer still under way is given up. Made by the first answer
+   * (most calls get no server request: they pay for no controller and no error).
+   */
+  ended?: AbortController;
 }
 
 type Kind = "sample" | "elicit";
@@ -143,13 +146,12 @@ export class ServerRequests {
       seq: ++this.#seq,
       tool,
       handlers,
-      ended: new AbortController(),
     };
     this.#registrations.push(registration);
     return () => {
       const i = this.#registrations.indexOf(registration);
       if (i !== -1) this.#registrations.splice(i, 1);
-      registration.ended.abort(
+      registration.ended?.abort(
         new McpError(
           ErrorCode.InvalidRequest,
           `The call of tool "${tool}" that this request was answered for has ended.`,
@@ -183,7 +185,8 @@ export class ServerRequests {
     }
     this.#answering++;
     try {
-      return await run(registration, AbortSignal.any([signal, registration.ended.signal]));
+      const ended = registration.ended ??= new AbortController();
+      return await run(registration, AbortSignal.any([signal, ended.signal]));
     } finally {
       this.#answering--;
       if (this.#answering === 0) { for (const listener of [...this.#onIdle]) listener(); }

@@ -27,6 +27,7 @@
  * sandbox allows that command. {@linkcode groupSignaller} picks whichever is allowed, or none: a
  * server is only put in its own process group when the bridge can signal that group.
  */
+import { ChunkReader } from "./byte_stream.ts";
 import { JSONRPCMessageSchema, type Transport } from "./sdk.ts";
 
 // -- what the pool reads of the child -------------------------------------------------------------
@@ -223,7 +224,7 @@ export class StdioChildTransport implements Transport, ChildState {
   #closeReason: string | undefined;
   #child?: Deno.ChildProcess;
   #writer?: WritableStreamDefaultWriter<Uint8Array>;
-  #stdout?: ReadableStreamDefaultReader<Uint8Array>;
+  #stdout?: ChunkReader;
   #stderr?: ReadableStreamDefaultReader<Uint8Array>;
   #exit?: ExitInfo;
   #exited: Promise<ExitInfo> = Promise.resolve({ code: null, signal: null });
@@ -288,7 +289,7 @@ export class StdioChildTransport implements Transport, ChildState {
       this.#o.onExit?.(exit);
       return exit;
     });
-    this.#stdout = child.stdout.getReader();
+    this.#stdout = new ChunkReader(child.stdout);
     this.#stderr = child.stderr.getReader();
     this.#stdoutEnded = this.#readStdout(this.#stdout);
     this.#readStderr(this.#stderr).then(this.#stderrDone.resolve);
@@ -376,14 +377,14 @@ export class StdioChildTransport implements Transport, ChildState {
     this.onclose?.();
   }
 
-  async #readStdout(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  async #readStdout(reader: ChunkReader): Promise<void> {
     const decoder = new TextDecoder();
     let pending: string[] = [];
     let pendingLength = 0;
     try {
       for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
+        const value = await reader.read();
+        if (value === undefined) break;
         let text = decoder.decode(value, { stream: true });
         let newline = text.indexOf("\n");
         while (newline !== -1) {

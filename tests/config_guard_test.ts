@@ -124,6 +124,32 @@ Deno.test("a string argument naming a config file is found however the path is w
   assertEquals(canonicalPath(join(p.root, "alias", "new", "x")), join(p.dir, "new", "x"));
 });
 
+Deno.test("with the lists kept from call to call, a link made since is seen at once, and a protected link's target is protected", () => {
+  using p = project();
+  // As the pool passes them: the same arrays for every call while the config is unchanged.
+  const dotfiles = join(p.root, "dotfiles");
+  Deno.mkdirSync(dotfiles);
+  const homeConfig = join(p.home, ".mcp.json");
+  // ~/.mcp.json kept in a dotfiles repository, whose file is not written yet.
+  Deno.symlinkSync(join(dotfiles, "mcp-config.json"), homeConfig);
+  const context = {
+    protected: [p.config, homeConfig],
+    cwd: p.dir,
+    args: ["-y", "@modelcontextprotocol/server-filesystem", p.dir],
+    home: p.home,
+  };
+  const link = join(p.dir, "data", "notes.json");
+  assertEquals(configPathNamed({ path: link }, context), undefined);
+  assertEquals(configPathNamed({ query: "item 1" }, context), undefined);
+  Deno.symlinkSync(p.config, link);
+  assertEquals(configPathNamed({ path: link }, context), p.config);
+  // The file the protected link would create, named as it is, or through a link of its own.
+  assertEquals(configPathNamed({ path: join(dotfiles, "mcp-config.json") }, context), homeConfig);
+  Deno.symlinkSync(join(dotfiles, "mcp-config.json"), join(p.dir, "data", "other.txt"));
+  assertEquals(configPathNamed({ path: "data/other.txt" }, context), homeConfig);
+  assertEquals(configPathNamed({ path: "data/missing.txt" }, context), undefined);
+});
+
 /** Writes `servers` to the project's .mcp.json atomically (the stat always changes). */
 function writeServers(path: string, servers: Record<string, unknown>): void {
   const text = JSON.stringify({ mcpServers: servers });

@@ -6,6 +6,7 @@ import {
   MAX_RETRY_AFTER_MS,
 } from "../lib/lmstudio.ts";
 import { LmStudioError } from "../lib/lmstudio_errors.ts";
+import type { ChatMessage } from "../lib/lmstudio_types.ts";
 import { createLogger } from "../lib/log.ts";
 import {
   assert,
@@ -334,6 +335,65 @@ Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () =
   const list = await c.listModels();
   assertEquals(list.source, "api/v1");
   assertEquals(inFlight, [3, 3, 3], "all three were asked at once");
+});
+
+Deno.test("a chat sent with unchanged messages reuses their JSON and sends the same bytes", async () => {
+  await using fake = await FakeLmStudio.start();
+  const bodies: string[] = [];
+  const { client: c } = client(fake.baseUrl, {
+    fetch: (input, init) => {
+      if (typeof init?.body === "string") bodies.push(init.body);
+      return fetch(input, init);
+    },
+  });
+  const tool = {
+    type: "function" as const,
+    function: { name: "search", description: "Searches.", parameters: { type: "object" } },
+  };
+  const messages: ChatMessage[] = [
+    { role: "system", content: "Work." },
+    { role: "user", content: 'Find "x" \u2028 and ünïcode' },
+  ];
+  const send = async (unchanged: boolean) => {
+    fake.script(CHAT_PATH, { body: chatReply({ content: "ok" }) });
+    await c.chat({ model: QWEN, messages: [...messages], tools: [tool], tool_choice: "auto" }, {
+      unchanged,
+    });
+  };
+  for (let round = 0; round < 3; round++) {
+    await send(true);
+    await send(false);
+    assertEquals(bodies.at(-2), bodies.at(-1), `round ${round}: the same bytes either way`);
+    messages.push({ role: "assistant", content: `round ${round}` });
+    // A condensed message is a new object: it is sent as it is now.
+    messages[1] = { ...messages[1]!, content: `condensed ${round}` };
+  }
+  assertStringIncludes(bodies.at(-1)!, '"content":"condensed 1"');
+  assertEquals(JSON.parse(bodies.at(-1)!).messages.length, 4);
+});
+
+Deno.test("once a server answered /api/v1/models, /api/v0/models is asked only when that fails", async () => {
+  await using fake = await FakeLmStudio.start();
+  const { client: c } = client(fake.baseUrl);
+  const asked = (from: number) => fake.requests.slice(from).map((r) => r.path).sort();
+  let from = fake.requests.length;
+  assertEquals((await c.listModels()).source, "api/v1");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
+  from = fake.requests.length;
+  const again = await c.listModels();
+  assertEquals(again.source, "api/v1");
+  assertEquals(asked(from), ["/api/v1/models", "/v1/models"]);
+  // v1 fails: v0 is asked after it, and its details are used.
+  fake.script("/api/v1/models", { status: 500, body: { error: "busy" } });
+  from = fake.requests.length;
+  const fallback = await c.listModels();
+  assertEquals(fallback.source, "api/v0");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
+  assertEquals(fallback.models.map((m) => m.id), again.models.map((m) => m.id));
+  // Until v1 answers again, all three are asked together.
+  from = fake.requests.length;
+  assertEquals((await c.listModels()).source, "api/v1");
+  assertEquals(asked(from), ["/api/v0/models", "/api/v1/models", "/v1/models"]);
 });
 
 Deno.test("resolveModel picks models by the documented rules", async (t) => {
