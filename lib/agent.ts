@@ -26,15 +26,14 @@ import { isAbort, raceAbort } from "./abort.ts";
 import {
   assistantMessage,
   callArguments,
-  DEFAULT_HEARTBEAT_MS,
   type PendingCall,
   pendingCalls,
-  ProgressReporter,
   REPEAT_LIMIT,
   RepeatGuard,
   runCalls,
 } from "./agent_calls.ts";
 import { ApprovalGate } from "./agent_approval.ts";
+import { DEFAULT_HEARTBEAT_MS, ProgressReporter } from "./agent_progress.ts";
 import { SamplingAnswerer } from "./agent_sampling.ts";
 import { ElicitationRelay } from "./agent_elicitation.ts";
 import {

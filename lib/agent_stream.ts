@@ -9,7 +9,7 @@
  * A client that does not stream sends no events: the round then has the server's usage (or the
  * estimate) and the request's duration, and the heartbeat of the loop keeps the caller informed.
  */
-import type { ProgressReporter } from "./agent_calls.ts";
+import type { ProgressReporter } from "./agent_progress.ts";
 import type { RoundDetail } from "./agent_types.ts";
 import type { ChatResult, ChatStreamEvent, GenerationStats } from "./lmstudio_types.ts";
 import { estimateTokens } from "./tool_output.ts";

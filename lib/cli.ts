@@ -11,7 +11,7 @@ import {
   temperatureOption,
   UsageError,
 } from "./args.ts";
-import { ProgressReporter } from "./agent_calls.ts";
+import { ProgressReporter } from "./agent_progress.ts";
 import { ModelWatch } from "./agent_stream.ts";
 import { LiveReply } from "./cli_live.ts";
 import type { ChatMessage, ChatStreamEvent, ModelList } from "./lmstudio_types.ts";

@@ -6,7 +6,7 @@
  * notifications at most 4 a second ({@linkcode ProgressReporter.update}) when the caller sent a
  * progressToken, and not at all when it did not.
  */
-import { ProgressReporter } from "./agent_calls.ts";
+import { ProgressReporter } from "./agent_progress.ts";
 import { ModelWatch } from "./agent_stream.ts";
 import type { ChatStreamEvent, GenerationStats } from "./lmstudio_types.ts";
 import type { Logger } from "./log.ts";

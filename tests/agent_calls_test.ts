@@ -5,7 +5,7 @@
  * and progress increases strictly, relays the tools' own and beats while they are silent.
  */
 import { agentResultJson } from "../lib/agent.ts";
-import { ProgressReporter } from "../lib/agent_calls.ts";
+import { ProgressReporter } from "../lib/agent_progress.ts";
 import { openTraceFile } from "../lib/agent_trace.ts";
 import type { AgentProgress } from "../lib/agent_types.ts";
 import type { ChatMessage } from "../lib/lmstudio_types.ts";

@@ -5,7 +5,7 @@
  */
 import { agentResultJson } from "../lib/agent.ts";
 import { LmStudioClient } from "../lib/lmstudio.ts";
-import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_calls.ts";
+import { ProgressReporter, UPDATE_GAP_MS } from "../lib/agent_progress.ts";
 import type { AgentLmClient, AgentProgress } from "../lib/agent_types.ts";
 import type { ChatResult, ChatStreamEvent, GenerationStats } from "../lib/lmstudio_types.ts";
 import { answer, CHAT, settlesWithin, withHarness } from "./agent_harness.ts";
