@@ -162,10 +162,12 @@ Deno.test("watching: an unchanged config costs no stat; an event makes the next 
   assertStrictEquals(await source.current(), first);
   assertEquals(fs.stats, stats, "no stat while nothing changed");
 
-  await writeConfig(project, "two");
+  // Each write another size: the clock is past every mtime (no racy re-read), and two writes may
+  // share one timestamp tick.
+  await writeConfig(project, "second");
   await w.last().emit("modify", project);
   const second = await source.current();
-  assertEquals(second.servers.map((s) => s.name), ["two"], "the call right after the event");
+  assertEquals(second.servers.map((s) => s.name), ["second"], "the call right after the event");
 
   // In the seconds after an event every call stats: a write whose event is still on its way is
   // seen by the next call.
@@ -293,8 +295,10 @@ Deno.test("watching: where no watcher can start, every call stats, and why is lo
   const stats = fs.stats;
   await source.current();
   assert(fs.stats > stats, "a stat per call");
-  await writeConfig(project, "two");
-  assertEquals((await source.current()).servers.map((s) => s.name), ["two"]);
+  // Another size: the clock is past every mtime (no racy re-read), and the two writes may share
+  // one timestamp tick.
+  await writeConfig(project, "three");
+  assertEquals((await source.current()).servers.map((s) => s.name), ["three"]);
   assertEquals(tries, 1, "not tried again on every call");
   const notes = lines.filter((l) => l.includes("stat on every call"));
   assertEquals(notes.length, 1, lines.join("\n"));

@@ -122,9 +122,24 @@ function figures(t: Record<number, number[]>, rounds: number, first?: number[]):
   };
 }
 
-/** Rows of the bridge against the floor: per round, per task, before the first request. */
-export function loopRows(bridge: LoopFigures, floor: LoopFigures, plan: LoopPlan): Row[] {
+/**
+ * Rows of the bridge against the floor: per round, per task, before the first request; with
+ * `whole`, the same bridge asking for whole replies (LMSTUDIO_STREAM=off) as the floor does, which
+ * tells the loop's own cost from that of reading a streamed reply.
+ */
+export function loopRows(
+  bridge: LoopFigures,
+  floor: LoopFigures,
+  plan: LoopPlan,
+  whole?: LoopFigures,
+): Row[] {
   const f = (n: number) => ({ text: ms(n), n });
+  const floorRound = { label: "hand-written floor", ...f(floor.perRoundMs) };
+  const floorTask = { label: "hand-written floor", ...f(floor.taskMs) };
+  const wholeRows = whole === undefined ? [] : [
+    ratioRow("  the same, LMSTUDIO_STREAM=off: cost per round", f(whole.perRoundMs), floorRound),
+    ratioRow("  the same, LMSTUDIO_STREAM=off: 3-turn task", f(whole.taskMs), floorTask),
+  ];
   return [
     ratioRow(
       `cost per round, through serve (${plan.rounds} rounds, instant model + tool)`,
@@ -143,6 +158,7 @@ export function loopRows(bridge: LoopFigures, floor: LoopFigures, plan: LoopPlan
       f(bridge.firstRequestMs),
       { label: "hand-written floor", ...f(floor.firstRequestMs) },
     ),
+    ...wholeRows,
   ];
 }
 

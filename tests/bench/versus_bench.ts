@@ -327,6 +327,11 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
     cwd: dir,
     env: { ...env, FLOOR_MODEL: MODEL, FLOOR_SERVER: JSON.stringify(entry) },
   });
+  // The floor asks for whole replies; this bridge too, to tell the loop from the streaming.
+  const whole = await serve(bridgeTaskLaunch(), {
+    cwd: dir,
+    env: { ...env, LMSTUDIO_STREAM: "off" },
+  });
   try {
     const { tools } = await bridge.client.listTools();
     const idle = treeMemory(bridge.pid, DOWNSTREAM);
@@ -340,8 +345,9 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
     const loops = await measureLoops(model, {
       bridge: bridgeRunner(bridge, "memory"),
       floor: floorRunner(floor),
+      whole: bridgeRunner(whole, "memory"),
     }, plan);
-    rows.push(...loopRows(loops.bridge!, loops.floor!, plan));
+    rows.push(...loopRows(loops.bridge!, loops.floor!, plan, loops.whole!));
 
     progress("peers");
     rows.push(...await peerRows({ server: entry, plan, floor: loops.floor!, log: progress }));
@@ -388,6 +394,7 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
   } finally {
     await bridge.close();
     await floor.close();
+    await whole.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
