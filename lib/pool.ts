@@ -34,7 +34,6 @@
  */
 import {
   type CallToolResult,
-  CallToolResultSchema,
   ErrorCode,
   type GetPromptResult,
   McpError,
@@ -297,6 +296,16 @@ interface Remark {
   reason: string;
   /** A failed start: the error, and when it is tried again (until then calls fail at once). */
   failedStart?: { error: unknown; at: number; retryAt: number };
+}
+
+/**
+ * Whether a result the SDK has validated is today's CallToolResult rather than a
+ * pre-2024-11-05 server's `toolResult`.
+ */
+function isCurrentResult(
+  result: CallToolResult | { toolResult: unknown },
+): result is CallToolResult {
+  return Array.isArray((result as { content?: unknown }).content);
 }
 
 /** Live MCP client connections, one per configured server; see the module docs. */
@@ -584,15 +593,16 @@ export class McpPool {
           onProgress?.({ progress: p.progress, total: p.total, message: p.message });
         },
       });
-      const parsed = CallToolResultSchema.safeParse(result);
-      if (parsed.success) {
-        if (parsed.data.isError === true && known === undefined) {
+      // The SDK has validated the result against CallToolResultSchema (callTool's default).
+      if (isCurrentResult(result)) {
+        const parsed = result;
+        if (parsed.isError === true && known === undefined) {
           // It may have failed because the tool does not exist or needs MCP tasks: say so rather
           // than pass on "Tool x not found" or "method not found".
-          const problem = await this.#toolProblem(conn, tool, textOf(parsed.data), listTimeoutMs);
+          const problem = await this.#toolProblem(conn, tool, textOf(parsed), listTimeoutMs);
           if (problem !== undefined) throw problem;
         }
-        return parsed.data;
+        return parsed;
       }
       // A pre-2024-11-05 server answered with `toolResult`; show it as text.
       return { content: [{ type: "text", text: JSON.stringify(result.toolResult ?? result) }] };
