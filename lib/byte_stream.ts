@@ -120,7 +120,12 @@ async function readBytesByDefault(
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(read);
+  return concatBytes(chunks, read);
+}
+
+/** `chunks` as one array of `total` bytes (their sum). */
+export function concatBytes(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  const bytes = new Uint8Array(total);
   let at = 0;
   for (const chunk of chunks) {
     bytes.set(chunk, at);

@@ -8,6 +8,7 @@
  * private, link-local, CGNAT, reserved, IPv4 embedded in IPv6, `localhost`, `*.local`, ...;
  * {@linkcode nonPublicAddressReason}, {@linkcode nonPublicHostReason}).
  */
+import { concatBytes } from "./byte_stream.ts";
 import {
   conversionHint,
   describeContent,
@@ -274,13 +275,7 @@ async function readCapped(
   } finally {
     reader.releaseLock();
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(chunks, total);
 }
 
 /**
