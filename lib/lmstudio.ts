@@ -719,12 +719,15 @@ export class LmStudioClient {
    */
   async listModels(o?: CallOptions): Promise<ModelList> {
     const call = { ...this.#opts(o), retries: 0 };
-    const askV0 = () => this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire });
-    const knownV1 = this.#restV1;
-    const [base, v1, early] = await Promise.allSettled([
+    // Settled, never rejected: it may be awaited only after the other two.
+    const askV0 = () =>
+      Promise.allSettled([
+        this.request("GET", "/api/v0/models", { ...call, schema: V0ModelsWire }),
+      ]).then(([settled]) => settled!);
+    const early = this.#restV1 ? undefined : askV0();
+    const [base, v1] = await Promise.allSettled([
       this.request("GET", "/v1/models", { ...this.#opts(o), schema: ModelsWire }),
       this.request("GET", "/api/v1/models", { ...call, schema: V1ModelsWire }),
-      knownV1 ? undefined : askV0(),
     ]);
     if (base.status === "rejected") throw base.reason;
     this.#restV1 = v1.status === "fulfilled";
@@ -733,10 +736,10 @@ export class LmStudioClient {
     else if (v1.reason instanceof LmStudioError && v1.reason.kind === "not_found") {
       this.#native = false;
     }
-    const v0 = !knownV1
-      ? early as PromiseSettledResult<z.infer<typeof V0ModelsWire>>
+    const v0 = early !== undefined
+      ? await early
       : v1.status === "rejected"
-      ? (await Promise.allSettled([askV0()]))[0]
+      ? await askV0()
       : undefined;
     return mergeModelLists({ ids: base.value.data.map((m) => m.id), v1, v0 });
   }

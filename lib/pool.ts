@@ -595,14 +595,13 @@ export class McpPool {
       });
       // The SDK has validated the result against CallToolResultSchema (callTool's default).
       if (isCurrentResult(result)) {
-        const parsed = result;
-        if (parsed.isError === true && known === undefined) {
+        if (result.isError === true && known === undefined) {
           // It may have failed because the tool does not exist or needs MCP tasks: say so rather
           // than pass on "Tool x not found" or "method not found".
-          const problem = await this.#toolProblem(conn, tool, textOf(parsed), listTimeoutMs);
+          const problem = await this.#toolProblem(conn, tool, textOf(result), listTimeoutMs);
           if (problem !== undefined) throw problem;
         }
-        return parsed;
+        return result;
       }
       // A pre-2024-11-05 server answered with `toolResult`; show it as text.
       return { content: [{ type: "text", text: JSON.stringify(result.toolResult ?? result) }] };

@@ -136,17 +136,19 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   if (options.banner !== false) {
     // Once the first request is answered (or a second passes without one): the health check
     // loads fetch and asks LM Studio, work the client's `initialize` need not wait behind.
-    let shown = false;
+    const handle = transport.onmessage;
     const show = () => {
       clearTimeout(banner);
-      if (!shown) void printBanner(app);
-      shown = true;
+      transport.onmessage = handle;
+      void printBanner(app);
     };
     const banner = setTimeout(show, 1000);
-    const handle = transport.onmessage;
     transport.onmessage = (message) => {
+      // The SDK's handler first; the banner after what it answers.
       handle?.(message);
-      if (!shown) setTimeout(show, 0);
+      clearTimeout(banner);
+      transport.onmessage = handle;
+      setTimeout(() => void printBanner(app), 0);
     };
     void stopped.then(() => clearTimeout(banner));
   }

@@ -35,7 +35,6 @@ import {
   sampleStarts,
   serve,
   type Served,
-  type StartSamples,
   throughTask,
 } from "./serve_rig.ts";
 import {
@@ -214,19 +213,22 @@ async function configRows(): Promise<Row[]> {
 
 async function startRows(baseUrl: string): Promise<Row[]> {
   const { dir } = await projectDir(1);
-  let samples: StartSamples;
   const minimal = benchServerLaunch("minimal server", "minimal_server.ts");
   try {
     const minimalTask = await throughTask(minimal, join(dir, "minimal-task"));
     const installed = await benchInstalledLaunch(join(dir, "installed"));
-    const launches: Launch[] = [bridgeTaskLaunch(), minimalTask, installed, minimal];
-    launches.push(bridgeRunLaunch());
+    const launches: Launch[] = [
+      bridgeTaskLaunch(),
+      minimalTask,
+      installed,
+      minimal,
+      bridgeRunLaunch(),
+    ];
     progress(`start-up and idle memory (${SCALE.starts} x ${launches.length} launches)`);
-    samples = await sampleStarts(launches, SCALE.starts, {
+    const { start, rss } = await sampleStarts(launches, SCALE.starts, {
       cwd: dir,
       env: { LMSTUDIO_BASE_URL: baseUrl },
     });
-    const { start, rss } = samples;
     const against = (label: string) => ({
       start: { label, ...f(median(start[label]!)) },
       rss: { label, ...m(median(rss[label]!)) },
