@@ -3,8 +3,8 @@
  * hand-written floor) against the instant scripted model and the real server-memory, and prints,
  * per round, the wall time and the CPU time of each process involved: the served process itself,
  * the `deno task` wrapper when there is one, the downstream server, and this process (the fake
- * LM Studio and the MCP client). CPU time comes from /proc (utime + stime), so it holds steady on
- * a busy machine where wall time scatters.
+ * LM Studio and the MCP client). CPU time comes from /proc (each thread's schedstat, in ns), so it
+ * holds steady on a busy machine where wall time scatters.
  *
  * Not a bench file (`deno bench` runs only `*_bench.ts`). Run it alone:
  *
@@ -42,17 +42,25 @@ for (const arg of Deno.args) {
 }
 const rounds = Number(flags.rounds);
 const tasks = Number(flags.tasks);
-const TICK_MS = 10; // USER_HZ = 100 on Linux
-
-/** utime + stime of `pid` in ms (0 when gone). */
+/**
+ * CPU time of `pid` alone (its own threads, not its children), ms: the run time of each thread
+ * (/proc/PID/task/TID/schedstat, in ns), 0 when gone. Tick-based utime + stime (10 ms steps) is
+ * too coarse for a round of a few ms.
+ */
 function cpuMs(pid: number | "self"): number {
+  let ns = 0;
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
   } catch {
-    return 0;
+    // The process ended.
   }
+  return ns / 1e6;
 }
 
 /** Inserts deno flags after `run` in a launch's argv. */
