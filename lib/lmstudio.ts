@@ -218,6 +218,15 @@ function bodyJsonKept(body: unknown): string {
   return `{${fields.join(",")}}`;
 }
 
+/** The JSON value of a reply body, or undefined when it is not JSON (empty, HTML, cut short). */
+function parsedJson(text: string): { value: unknown } | undefined {
+  try {
+    return { value: JSON.parse(text) };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether a reply is a stream of server-sent events. */
 function isEventStream(response: Response): boolean {
   return /text\/event-stream/i.test(response.headers.get("content-type") ?? "");
@@ -482,9 +491,13 @@ export class LmStudioClient {
         if (cause instanceof LmStudioError) throw cause;
         return failed(cause);
       }
+      // Parsed once, here: a body that is not JSON is left to parseReply, whose error says so.
+      const json = parsedJson(text);
       // LM Studio answers some errors with 200: those are errors like any other.
-      if (response.ok && !isErrorReply(text)) {
-        if (generation?.assembler === undefined) return { ok: true, text };
+      if (response.ok && !(json !== undefined && isErrorReply(json.value))) {
+        if (generation?.assembler === undefined) {
+          return json === undefined ? { ok: true, text } : { ok: true, value: json.value };
+        }
         if (LOOKS_LIKE_EVENTS.test(text)) {
           return { ok: true, value: this.#assembleText(text, { ...o.site, generation }) };
         }
@@ -495,7 +508,7 @@ export class LmStudioClient {
               "its replies there get no stall limit",
           );
         }
-        return { ok: true, text };
+        return json === undefined ? { ok: true, text } : { ok: true, value: json.value };
       }
       const retryAfter = retryAfterMs(response.headers.get("retry-after"), Date.now());
       return {

@@ -105,23 +105,17 @@ export function parseErrorBody(text: string): { message?: string; code?: string 
   return { message: clip(trimmed, 300) };
 }
 
-const ErrorInReplyWire = z.looseObject({
-  error: z.union([z.string().min(1), z.looseObject({})]),
-});
-
 /**
- * Whether a 2xx body is an error object (`{"error":"..."}` or `{"error":{...}}`): LM Studio answers
- * an unknown endpoint or method, and has answered a context overflow, with HTTP 200 and such a
- * body. `"error": null` (as in a completed Responses object) is not an error.
+ * Whether a 2xx body (parsed) is an error object (`{"error":"..."}` or `{"error":{...}}`): LM
+ * Studio answers an unknown endpoint or method, and has answered a context overflow, with HTTP 200
+ * and such a body. `"error": null` (as in a completed Responses object) is not an error. A check
+ * of one field, made on every reply: the body itself is validated by the caller's schema.
  */
-export function isErrorReply(text: string): boolean {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return false;
-  }
-  return ErrorInReplyWire.safeParse(json).success;
+export function isErrorReply(json: unknown): boolean {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return false;
+  const error = (json as { error?: unknown }).error;
+  return (typeof error === "string" && error !== "") ||
+    (typeof error === "object" && error !== null && !Array.isArray(error));
 }
 
 /** LM Studio's answer to a route it does not have: "Unexpected endpoint or method. (POST /x)". */
