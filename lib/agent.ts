@@ -630,7 +630,9 @@ async function askModel(
   try {
     reply = await run.options.deps.client.chat(request, {
       signal,
-      onEvent: watch.onEvent,
+      // Without anyone to report to, the stream's events are not asked for: the reply's figures
+      // come with it (its stats) all the same.
+      ...(run.progress.reporting ? { onEvent: watch.onEvent } : {}),
       unchanged: true,
     });
   } catch (error: unknown) {

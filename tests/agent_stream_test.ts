@@ -233,3 +233,36 @@ Deno.test("a task whose model is not loaded says it is loading it, with the time
     );
   }, { models });
 });
+
+Deno.test("a streamed round's events are asked for only when progress goes somewhere; its figures come either way", async (t) => {
+  await withHarness(async (h) => {
+    const real = new LmStudioClient({ baseUrl: h.fake.baseUrl, log: quiet });
+    const asked: boolean[] = [];
+    const client: AgentLmClient = {
+      baseUrl: real.baseUrl,
+      resolveModel: (...args) => real.resolveModel(...args),
+      listModels: (...args) => real.listModels(...args),
+      chat: (req, o) => {
+        asked.push(o?.onEvent !== undefined);
+        return real.chat(req, o);
+      },
+    };
+    for (const progress of [false, true]) {
+      await t.step(progress ? "with progress" : "without progress", async () => {
+        h.fake.script(CHAT, answer("several words of an answer"));
+        const messages: string[] = [];
+        const result = await h.run({
+          deps: { client },
+          ...(progress ? { onProgress: (e: AgentProgress) => messages.push(e.message) } : {}),
+        });
+        assertEquals(asked.at(-1), progress);
+        const [detail] = result.rounds_detail;
+        // The server's usage, and the stream's own timing, as the reply's stats carry them.
+        assertEquals(detail?.completion_tokens, 5);
+        assertEquals(detail?.estimated, false);
+        assert(typeof detail?.ttft_ms === "number", JSON.stringify(detail));
+        assertEquals(messages.some((m) => m.includes("model:")), progress);
+      });
+    }
+  });
+});
