@@ -10,10 +10,11 @@
  *
  *   deno run -A tests/bench/ab_serve.ts ROUNDS REPS SPEC...
  *
- * SPEC is `label:NAME=VALUE,NAME=VALUE` (variables for that bridge), `floor`, or a label that
- * starts with `progress` (the bridge called with a progress token, as Claude Code calls it; the
- * notifications it sent are counted). Example:
- * `deno run -A tests/bench/ab_serve.ts 100 5 floor base: progress:`.
+ * SPEC is `label:NAME=VALUE,NAME=VALUE` (variables for that bridge), `floor` (the floor asking
+ * for whole replies), `floor-stream` (the floor asking for streamed replies, FLOOR_STREAM=1), or a
+ * label that starts with `progress` (the bridge called with a progress token, as Claude Code
+ * calls it; the notifications it sent are counted). Example:
+ * `deno run -A tests/bench/ab_serve.ts 100 5 floor floor-stream base: off:LMSTUDIO_STREAM=off`.
  */
 import { FakeLmStudio } from "../fakes/lmstudio.ts";
 import { join } from "../../lib/path.ts";
@@ -48,10 +49,15 @@ try {
       const at = pair.indexOf("=");
       env[pair.slice(0, at)] = pair.slice(at + 1);
     }
-    if (label === "floor") {
-      const s = await serve(benchServerLaunch("floor", "floor_server.ts"), {
+    if (label === "floor" || label === "floor-stream") {
+      const s = await serve(benchServerLaunch(label, "floor_server.ts"), {
         cwd: dir,
-        env: { ...env, FLOOR_MODEL: "qwen2.5-7b-instruct", FLOOR_SERVER: JSON.stringify(entry) },
+        env: {
+          ...env,
+          FLOOR_MODEL: "qwen2.5-7b-instruct",
+          FLOOR_SERVER: JSON.stringify(entry),
+          ...(label === "floor-stream" ? { FLOOR_STREAM: "1" } : {}),
+        },
       });
       served.push(s);
       runners[label] = floorRunner(s);

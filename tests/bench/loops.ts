@@ -2,7 +2,8 @@
  * The loop rows of the summary: the cost of one round and the fixed cost of one short task, for
  * the bridge through `serve` (spawned as users run it, the model manager in the path, the real
  * server-memory on a pooled connection), for the hand-written floor (floor_server.ts, spawned
- * the same way), for the peer SDKs, and for the original spawn-per-call architecture.
+ * the same way; two of them: one asking for whole replies, one for streamed replies), for the
+ * peer SDKs, and for the original spawn-per-call architecture.
  *
  * Every task runs against the instant scripted model (model.ts) and an instant tool
  * (server-memory's search on an empty graph), so what is measured is the loop alone.
@@ -122,49 +123,73 @@ function figures(t: Record<number, number[]>, rounds: number, first?: number[]):
   };
 }
 
+/** The four loops of the goal rows, measured in one interleaved run. */
+export interface LoopSet {
+  /** The bridge as users run it: streamed replies. */
+  bridge: LoopFigures;
+  /** The floor reading streamed replies (FLOOR_STREAM=1). */
+  streamFloor: LoopFigures;
+  /** The bridge asking for whole replies (LMSTUDIO_STREAM=off). */
+  whole: LoopFigures;
+  /** The floor asking for whole replies. */
+  wholeFloor: LoopFigures;
+}
+
 /**
- * Rows of the bridge against the floor: per round, per task, before the first request; with
- * `whole`, the same bridge asking for whole replies (LMSTUDIO_STREAM=off) as the floor does, which
- * tells the loop's own cost from that of reading a streamed reply.
+ * Rows of the bridge against the floor, each against the floor that asks for replies the same
+ * way: the streamed bridge against the streaming floor (per round, per task, before the first
+ * request), the bridge with LMSTUDIO_STREAM=off against the whole-reply floor (per round, per
+ * task), both under the same goals; and, with no goal, the streamed bridge against the
+ * whole-reply floor, which adds what reading a stream costs on both sides of the fake.
  */
-export function loopRows(
-  bridge: LoopFigures,
-  floor: LoopFigures,
-  plan: LoopPlan,
-  whole?: LoopFigures,
-): Row[] {
+export function loopRows(loops: LoopSet, plan: LoopPlan): Row[] {
   const f = (n: number) => ({ text: ms(n), n });
-  const floorRound = { label: "hand-written floor", ...f(floor.perRoundMs) };
-  const floorTask = { label: "hand-written floor", ...f(floor.taskMs) };
-  const wholeRows = whole === undefined ? [] : [
-    ratioRow("  the same, LMSTUDIO_STREAM=off: cost per round", f(whole.perRoundMs), floorRound),
-    ratioRow("  the same, LMSTUDIO_STREAM=off: 3-turn task", f(whole.taskMs), floorTask),
-  ];
+  const streaming = (n: number) => ({ label: "streaming floor", ...f(n) });
+  const whole = (n: number) => ({ label: "whole-reply floor", ...f(n) });
+  const { bridge, streamFloor, wholeFloor } = loops;
   return [
     ratioRow(
-      `cost per round, through serve (${plan.rounds} rounds, instant model + tool)`,
+      `cost per round, through serve (${plan.rounds} rounds, instant model + tool), streamed ` +
+        "replies, against the streaming floor",
       f(bridge.perRoundMs),
-      { label: "hand-written floor", ...f(floor.perRoundMs) },
+      streaming(streamFloor.perRoundMs),
       1.2,
     ),
     ratioRow(
-      "fixed cost of one pooled 3-turn task",
+      "fixed cost of one pooled 3-turn task, streamed replies, against the streaming floor",
       f(bridge.taskMs),
-      { label: "hand-written floor", ...f(floor.taskMs) },
+      streaming(streamFloor.taskMs),
       1.5,
     ),
     ratioRow(
       "  of which: until the first model request",
       f(bridge.firstRequestMs),
-      { label: "hand-written floor", ...f(floor.firstRequestMs) },
+      streaming(streamFloor.firstRequestMs),
     ),
-    ...wholeRows,
+    ratioRow(
+      "  LMSTUDIO_STREAM=off: cost per round, against the whole-reply floor",
+      f(loops.whole.perRoundMs),
+      whole(wholeFloor.perRoundMs),
+      1.2,
+    ),
+    ratioRow(
+      "  LMSTUDIO_STREAM=off: 3-turn task, against the whole-reply floor",
+      f(loops.whole.taskMs),
+      whole(wholeFloor.taskMs),
+      1.5,
+    ),
+    ratioRow(
+      "  streamed replies: cost per round, against the whole-reply floor",
+      f(bridge.perRoundMs),
+      whole(wholeFloor.perRoundMs),
+    ),
   ];
 }
 
 /**
- * The peers' rows (per round and per task against the floor), or why they are not measured. Each
- * peer gets a fake LM Studio of its own, so a peer that fails leaves nothing queued behind.
+ * The peers' rows (per round and per task against the whole-reply floor: the peers ask for whole
+ * replies too), or why they are not measured. Each peer gets a fake LM Studio of its own, so a
+ * peer that fails leaves nothing queued behind.
  */
 export async function peerRows(
   o: { server: StdioEntry; plan: LoopPlan; floor: LoopFigures; log: (line: string) => void },
@@ -200,9 +225,12 @@ export async function peerRows(
     }
     const fig = figures(t, o.plan.rounds);
     rows.push(
-      ratioRow(perRound, f(fig.perRoundMs), { label: "floor", ...f(o.floor.perRoundMs) }),
+      ratioRow(perRound, f(fig.perRoundMs), {
+        label: "whole-reply floor",
+        ...f(o.floor.perRoundMs),
+      }),
       ratioRow(`  ${peer.label}: 3-turn task (in its process)`, f(fig.taskMs), {
-        label: "floor (through serve)",
+        label: "whole-reply floor (through serve)",
         ...f(o.floor.taskMs),
       }),
     );

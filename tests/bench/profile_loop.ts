@@ -8,8 +8,8 @@
  *
  * Not a bench file (`deno bench` runs only `*_bench.ts`). Run it alone:
  *
- *   deno run -A tests/bench/profile_loop.ts [--target=run|task|floor] [--rounds=100] [--tasks=5]
- *     [--progress] [--cpu-prof=DIR] [--v8-flags=...] [--env=NAME=VALUE ...] [--flag=DENO_FLAG ...] [--json]
+ *   deno run -A tests/bench/profile_loop.ts [--target=run|task|floor|floor-stream] [--rounds=100]
+ *     [--tasks=5] [--progress] [--cpu-prof=DIR] [--v8-flags=...] [--env=NAME=VALUE ...] [--flag=DENO_FLAG ...] [--json]
  *
  * `--cpu-prof=DIR` starts the served process with `deno run --cpu-prof --cpu-prof-dir=DIR` (not
  * with `task`); the profile is written when it exits. `profile_summary.ts` reads it.
@@ -87,10 +87,13 @@ const entry = memoryEntry(join(dir, "memory.jsonl"));
 await Deno.writeTextFile(join(dir, ".mcp.json"), JSON.stringify({ mcpServers: { memory: entry } }));
 const env: Record<string, string> = { LMSTUDIO_BASE_URL: fake.baseUrl };
 let launch: Launch;
-if (flags.target === "floor") {
-  launch = benchServerLaunch("floor", "floor_server.ts");
+/** `floor`: the hand-written floor asking for whole replies; `floor-stream`: for streamed ones. */
+const floor = flags.target === "floor" || flags.target === "floor-stream";
+if (floor) {
+  launch = benchServerLaunch(flags.target!, "floor_server.ts");
   env.FLOOR_MODEL = MODEL;
   env.FLOOR_SERVER = JSON.stringify(entry);
+  if (flags.target === "floor-stream") env.FLOOR_STREAM = "1";
 } else if (flags.target === "task") launch = bridgeTaskLaunch();
 else launch = bridgeRunLaunch();
 launch = withFlags(launch, extra);
@@ -113,7 +116,7 @@ const withProgress: TaskRunner = async (rounds) => {
     { timeout: 600_000, onprogress: () => void notifications++ },
   );
 };
-const run: TaskRunner = flags.target === "floor"
+const run: TaskRunner = floor
   ? floorRunner(served)
   : flags.progress
   ? withProgress

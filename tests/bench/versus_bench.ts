@@ -1,10 +1,10 @@
 /**
  * The summary of `deno task bench` (this file sorts last, so it prints at the end): every goal
  * of the bridge's performance as a ratio measured in this run against what it is compared with
- * (the hand-written floor, a minimal server on the same SDK, a plain re-read of the config),
- * with PASS or MISS, and the peer loops and the original spawn-per-call architecture as
- * comparison rows. Medians of at least 5 runs; see goals.ts for the table, loops.ts for the
- * loop rows.
+ * (the hand-written floor, with whole and with streamed replies, a minimal server on the same
+ * SDK, a plain re-read of the config), with PASS or MISS, and the peer loops and the original
+ * spawn-per-call architecture as comparison rows. Medians of at least 5 runs; see goals.ts for
+ * the table, loops.ts for the loop rows.
  *
  * Run alone: `deno bench -A --no-prompt tests/bench/versus_bench.ts`; shorter:
  * `BENCH_QUICK=1` (fewer rounds, tasks and servers). `BENCH_PEERS=off` skips the peers, whose
@@ -325,11 +325,17 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
   const { dir, entry } = await projectDir(1);
   const env = { LMSTUDIO_BASE_URL: fake.baseUrl };
   const bridge = await serve(bridgeTaskLaunch(), { cwd: dir, env });
+  const floorEnv = { ...env, FLOOR_MODEL: MODEL, FLOOR_SERVER: JSON.stringify(entry) };
   const floor = await serve(benchServerLaunch("floor", "floor_server.ts"), {
     cwd: dir,
-    env: { ...env, FLOOR_MODEL: MODEL, FLOOR_SERVER: JSON.stringify(entry) },
+    env: floorEnv,
   });
-  // The floor asks for whole replies; this bridge too, to tell the loop from the streaming.
+  // The bridge streams replies by default: it is compared with the floor that streams them too,
+  // and the bridge asking for whole replies with the floor that does.
+  const streamFloor = await serve(benchServerLaunch("streaming floor", "floor_server.ts"), {
+    cwd: dir,
+    env: { ...floorEnv, FLOOR_STREAM: "1" },
+  });
   const whole = await serve(bridgeTaskLaunch(), {
     cwd: dir,
     env: { ...env, LMSTUDIO_STREAM: "off" },
@@ -341,18 +347,26 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
 
     progress(
       `loops: ${SCALE.rounds} rounds ${SCALE.reps} times, 0 and 2 rounds ${SCALE.shortReps} ` +
-        "times, bridge and floor",
+        "times, the bridge and the floor, each streamed and with whole replies",
     );
     const plan = { rounds: SCALE.rounds, reps: SCALE.reps, shortReps: SCALE.shortReps };
     const loops = await measureLoops(model, {
       bridge: bridgeRunner(bridge, "memory"),
-      floor: floorRunner(floor),
+      streamFloor: floorRunner(streamFloor),
       whole: bridgeRunner(whole, "memory"),
+      wholeFloor: floorRunner(floor),
     }, plan);
-    rows.push(...loopRows(loops.bridge!, loops.floor!, plan, loops.whole!));
+    rows.push(...loopRows({
+      bridge: loops.bridge!,
+      streamFloor: loops.streamFloor!,
+      whole: loops.whole!,
+      wholeFloor: loops.wholeFloor!,
+    }, plan));
 
     progress("peers");
-    rows.push(...await peerRows({ server: entry, plan, floor: loops.floor!, log: progress }));
+    rows.push(
+      ...await peerRows({ server: entry, plan, floor: loops.wholeFloor!, log: progress }),
+    );
 
     progress("spawn-per-call architecture");
     rows.push(
@@ -396,6 +410,7 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
   } finally {
     await bridge.close();
     await floor.close();
+    await streamFloor.close();
     await whole.close();
     await Deno.remove(dir, { recursive: true });
   }
