@@ -40,6 +40,7 @@ import {
   buildCatalog,
   listServerTools,
   prepareModel,
+  readModelListing,
   resolveServers,
   startingPrompt,
 } from "./agent_setup.ts";
@@ -481,6 +482,10 @@ interface Conversation {
 async function prepareTask(run: TaskRun): Promise<Conversation> {
   const { options, signal, notes } = run;
   const { deps, session } = options;
+  // Asked first: the server's answer is on its way while the servers are resolved and listed.
+  const listing = readModelListing(deps.client, signal);
+  // It rejects only on an abort; a failure before it is awaited must not go unhandled.
+  listing.catch(() => {});
   if (session !== undefined) notes.push(...continuationNotes(options, session));
   // A session from a task that ended before it had servers or a model takes the options' own.
   const selection = session?.servers.length ? session.servers : options.servers;
@@ -497,6 +502,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
     listServerTools(deps.pool, run.servers, signal, notes),
     prepareModel({
       client: deps.client,
+      listing,
       models: deps.models,
       model: session?.model || options.model,
       defaultModel: options.defaultModel,

@@ -295,6 +295,8 @@ function checkModelListed(o: {
  */
 export async function prepareModel(o: {
   client: AgentLmClient;
+  /** The model list, when the caller asked for it already ({@linkcode readModelListing}). */
+  listing?: Promise<ModelListing>;
   models?: AgentModels;
   model?: string;
   defaultModel?: string;
@@ -314,7 +316,7 @@ export async function prepareModel(o: {
   const { signal, notes } = o;
   // Read once and handed down. Without it the chat request tells whether the model exists; a
   // model still has to be picked then, and the pick reads the list for its own error.
-  const listing = await readModelListing(o.client, signal);
+  const listing = await (o.listing ?? readModelListing(o.client, signal));
   const list = "list" in listing ? listing.list : undefined;
   const asked = await o.client.resolveModel(o.model, {
     signal,
