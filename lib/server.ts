@@ -237,28 +237,32 @@ export async function serveStdio(app: App | AppSource, options: StdioOptions = {
   globalThis.addEventListener("unhandledrejection", onRejection);
 
   await server.connect(transport);
+  let banner: Promise<void> | undefined;
   if (options.banner !== false) {
-    // Once the first request is answered (or a second passes without one): the health check
-    // loads fetch and asks LM Studio, work the client's `initialize` need not wait behind.
+    // Once the first request is answered (or a second passes without one): the banner loads the
+    // app and its health check asks LM Studio, work the client's `initialize` need not wait
+    // behind.
     const handle = transport.onmessage;
     const show = () => {
-      clearTimeout(banner);
+      clearTimeout(timer);
       transport.onmessage = handle;
-      void printBanner(source);
+      banner = printBanner(source);
     };
-    const banner = setTimeout(show, 1000);
+    const timer = setTimeout(show, 1000);
     transport.onmessage = (message) => {
       // The SDK's handler first; the banner after what it answers.
       handle?.(message);
-      clearTimeout(banner);
+      clearTimeout(timer);
       transport.onmessage = handle;
-      setTimeout(() => void printBanner(source), 0);
+      banner = new Promise((resolve) => setTimeout(resolve, 0)).then(() => printBanner(source));
     };
-    void stopped.then(() => clearTimeout(banner));
+    void stopped.then(() => clearTimeout(timer));
   }
 
   const why = await stopped;
   log.debug("shutting down", { why });
+  // A session that ends at once still shows the banner it began (loading the app takes a while).
+  if (banner !== undefined) await atMost(banner, BANNER_WAIT_MS);
   // Close the downstream servers while the signal handlers are still installed: an MCP client
   // ends our stdin, then sends SIGTERM 2 s later, and that must not cut the cleanup short and
   // leave servers running.
@@ -268,6 +272,19 @@ export async function serveStdio(app: App | AppSource, options: StdioOptions = {
   stdin.off("end", onEnd);
   stdin.off("close", onEnd);
   globalThis.removeEventListener("unhandledrejection", onRejection);
+}
+
+/** How long a server that is stopping waits for the banner it began. */
+const BANNER_WAIT_MS = 1000;
+
+/** Waits for `work` (never failing), at most `ms`. */
+async function atMost(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    work.catch(() => undefined),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
 }
 
 /** One status line on stderr: version, LM Studio URL and whether it answers. */
