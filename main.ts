@@ -2,7 +2,7 @@
  * lmstudio-bridge entry point: parse argv, pick `serve` or a CLI command, map errors to exit codes
  * (0 success, 1 the work failed, 2 usage error). Results go to stdout, everything else to stderr.
  */
-import { type App, type CommandContext, createApp } from "./lib/app.ts";
+import type { App, AppOptions, CommandContext } from "./lib/app.ts";
 import { commandHelp, MAIN_HELP } from "./lib/help.ts";
 import { log } from "./lib/log.ts";
 import { type Output, processOutput } from "./lib/output.ts";
@@ -123,22 +123,39 @@ export async function main(argv: string[], out: Output = processOutput()): Promi
       if (tools !== undefined) settings = { ...settings, tools };
       global.rest = rest;
     }
-    app = createApp(settings, {
+    const options: AppOptions = {
       configPath: global.configPath,
       watchConfig: true,
       // Someone at a terminal can open an authorization page while the command waits.
       waitForAuthorization: command !== "serve" && Deno.stdin.isTerminal() &&
         Deno.stderr.isTerminal(),
-    });
-    if (command === "serve") {
-      if (global.rest.length > 0) {
-        // `serve --http [HOST:]PORT [--token-file FILE]`; anything else is a usage error there.
-        const { httpAccess, serveHttp } = await import("./lib/server_http.ts");
-        await serveHttp(app, await httpAccess(global.rest));
-        return 0;
-      }
+    };
+    // The services are loaded with the command: `serve` on stdio loads them after it has
+    // answered `initialize`, on the first call that needs them (or for the banner).
+    const appSettings = settings;
+    const build = async () => (await import("./lib/app.ts")).createApp(appSettings, options);
+    if (command === "serve" && global.rest.length === 0) {
       const { serveStdio } = await import("./lib/server.ts");
-      await serveStdio(app);
+      let building: Promise<App> | undefined;
+      await serveStdio({
+        settings,
+        log,
+        app: () =>
+          building ??= build().then((built) => app = built, (error: unknown) => {
+            building = undefined; // the next call tries again
+            throw error;
+          }),
+        close: async () => {
+          await building?.then((built) => built.close(), () => undefined);
+        },
+      });
+      return 0;
+    }
+    app = await build();
+    if (command === "serve") {
+      // `serve --http [HOST:]PORT [--token-file FILE]`; anything else is a usage error there.
+      const { httpAccess, serveHttp } = await import("./lib/server_http.ts");
+      await serveHttp(app, await httpAccess(global.rest));
       return 0;
     }
     const load = COMMANDS[command];

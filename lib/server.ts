@@ -6,15 +6,14 @@ import process from "node:process";
 import type { Readable, Writable } from "node:stream";
 import { ListToolsRequestSchema, McpServer } from "./sdk.ts";
 import { LineStdioServerTransport } from "./server_stdio.ts";
+import type { CallToolResult } from "./sdk.ts";
 import type { App } from "./app.ts";
-import { registerAutonomousTools } from "./server_agent.ts";
-import { registerLmsTools } from "./server_lms.ts";
-import { registerLmStudioTools } from "./server_lmstudio.ts";
-import { registerListAvailableMcpsTool } from "./server_mcp.ts";
-import { registerAnalyzeImageTool } from "./server_vision.ts";
+import { errorMessage } from "./errors.ts";
+import type { Logger } from "./log.ts";
 import { errorResult } from "./server_result.ts";
-import { registerChosen, toolListing } from "./server_tools.ts";
-import { ALL_TOOLS, groupOf, groupsOf, type ToolName } from "./tool_groups.ts";
+import { type ListingFacts, registerChosen, toolDefinition, toolListing } from "./server_tools.ts";
+import type { Settings } from "./settings.ts";
+import { ALL_TOOLS, groupOf, groupsOf, type ToolGroup, type ToolName } from "./tool_groups.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** What the server tells its client of the tools it serves: [what it says, when it serves...]. */
@@ -39,23 +38,121 @@ function instructions(tools: readonly ToolName[]): string {
     `it use the MCP servers configured in .mcp.json.${first}${health}`;
 }
 
-/** A tool of the table, each group registering those of `chosen` (from the app). */
+/** A tool group's registration: it registers those of `chosen` (from the app) on `server`. */
 type Registration = (server: McpServer, app: App, chosen: readonly ToolName[]) => void;
 
+/** Loads the module of a tool group; its registration registers the group's tools. */
+type RegistrationModule = () => Promise<Registration>;
+
+const LMSTUDIO: RegistrationModule = async () =>
+  (await import("./server_lmstudio.ts")).registerLmStudioTools;
+const VISION: RegistrationModule = async () => {
+  const { registerAnalyzeImageTool } = await import("./server_vision.ts");
+  return (server, app, chosen) =>
+    registerChosen({ analyze_image: registerAnalyzeImageTool }, server, app, chosen);
+};
+const MCP: RegistrationModule = async () => {
+  const { registerListAvailableMcpsTool } = await import("./server_mcp.ts");
+  return (server, app, chosen) =>
+    registerChosen({ list_available_mcps: registerListAvailableMcpsTool }, server, app, chosen);
+};
+const AGENT: RegistrationModule = async () => {
+  const { registerAutonomousTools } = await import("./server_agent.ts");
+  return (server, app, chosen) => registerAutonomousTools(server, app, {}, chosen);
+};
+const LMS: RegistrationModule = async () => (await import("./server_lms.ts")).registerLmsTools;
+
 /**
- * The table of tool groups; each registers its tools with their schemas and annotations, and takes
- * from the app what it uses (the pool on first use, so the tools that never touch a downstream
- * server never create it).
+ * The module of each tool group. A module, and the app its tools use, is loaded on the first call
+ * of one of its tools, so `initialize` is answered before any of them is loaded.
  */
-const REGISTRATIONS: readonly Registration[] = [
-  registerLmStudioTools,
-  (server, app, chosen) =>
-    registerChosen({ analyze_image: registerAnalyzeImageTool }, server, app, chosen),
-  (server, app, chosen) =>
-    registerChosen({ list_available_mcps: registerListAvailableMcpsTool }, server, app, chosen),
-  (server, app, chosen) => registerAutonomousTools(server, app, {}, chosen),
-  registerLmsTools,
-];
+const MODULES: Record<ToolGroup, RegistrationModule> = {
+  lmstudio: LMSTUDIO,
+  vision: VISION,
+  mcp: MCP,
+  autonomous: AGENT,
+  sessions: AGENT,
+  lms: LMS,
+};
+
+/**
+ * The app a server's tools use: built already, or built on first need (`serve` answers
+ * `initialize` before it loads the app's modules: LM Studio's client, the config, the models).
+ */
+export interface AppSource {
+  /** The settings the app is built from: which tools are served, the load defaults. */
+  readonly settings: Settings;
+  readonly log: Logger;
+  /** The app, built on the first call (one app for every call). */
+  app(): Promise<App>;
+  /** Closes the app if it was built; safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** `app` itself as an {@linkcode AppSource}, or the source given. */
+function sourceOf(app: App | AppSource): AppSource {
+  if ("app" in app) return app;
+  const built = Promise.resolve(app);
+  return { settings: app.settings, log: app.log, app: () => built, close: () => app.close() };
+}
+
+/** A tool's handler as the SDK calls it: `(args, extra)`, or `(extra)` for a tool without any. */
+type ToolHandler = (...params: unknown[]) => CallToolResult | Promise<CallToolResult>;
+
+/**
+ * Registers each tool of `chosen` with its definition (the SDK checks the arguments against it as
+ * ever) and a handler that, on the first call, loads the tool's module and the app, has the module
+ * register its tools on a stand-in for `server` that keeps their handlers, and then calls the
+ * tool's own handler with what the SDK passed. A module that fails to load fails its tools' calls
+ * with an error that says so (and the next call tries again).
+ */
+function registerDeferred(
+  server: McpServer,
+  source: AppSource,
+  chosen: readonly ToolName[],
+  facts: ListingFacts,
+): void {
+  const handlers = new Map<string, ToolHandler>();
+  const loads = new Map<RegistrationModule, Promise<void>>();
+  const load = (module: RegistrationModule): Promise<void> => {
+    let loading = loads.get(module);
+    if (loading === undefined) {
+      loading = Promise.all([module(), source.app()]).then(([register, app]) => {
+        // The real server for everything else a module's tools use (`server.server`).
+        const standIn: McpServer = Object.create(server);
+        Object.defineProperty(standIn, "registerTool", {
+          value: (name: string, _definition: unknown, handler: ToolHandler) => {
+            handlers.set(name, handler);
+          },
+        });
+        register(standIn, app, chosen);
+      });
+      loads.set(module, loading);
+      loading.catch(() => loads.delete(module));
+    }
+    return loading;
+  };
+  for (const name of chosen) {
+    const module = MODULES[groupOf(name)];
+    server.registerTool(
+      name,
+      toolDefinition(name, facts),
+      async (...params: unknown[]): Promise<CallToolResult> => {
+        try {
+          await load(module);
+        } catch (error: unknown) {
+          source.log.error(`could not load the code of the ${name} tool`, {
+            error: errorMessage(error),
+          });
+          return errorResult(error, `The bridge could not load the code of ${name}`);
+        }
+        const handler = handlers.get(name);
+        if (handler === undefined) return errorResult(`${name} was not registered by its module.`);
+        return await handler(...params);
+      },
+    );
+  }
+}
 
 /**
  * A tool left out of `chosen`: unlisted, and a call to it (from a client that remembers an
@@ -77,18 +174,24 @@ function registerHidden(server: McpServer, name: ToolName, chosen: readonly Tool
  * Builds the MCP server with the tools of `app.settings.tools` (LMSTUDIO_BRIDGE_TOOLS, serve
  * --tools; every tool by default), listed as server_tools.ts writes them for a calling model.
  */
-export function createServer(app: App): McpServer {
-  const chosen = app.settings.tools;
+export function createServer(app: App | AppSource): McpServer {
+  const source = sourceOf(app);
+  const chosen = source.settings.tools;
   const server = new McpServer(
     { name: NAME, version: VERSION },
     { capabilities: { tools: {}, logging: {} }, instructions: instructions(chosen) },
   );
-  for (const register of REGISTRATIONS) register(server, app, chosen);
+  // The load default a listing states: the app's models have it from the same settings.
+  const facts: ListingFacts = {
+    defaultContextLength: "app" in app
+      ? source.settings.defaultContextLength
+      : app.models.defaultContextLength,
+  };
+  registerDeferred(server, source, chosen, facts);
   for (const name of ALL_TOOLS) if (!chosen.includes(name)) registerHidden(server, name, chosen);
   // Replaces the SDK's listing (registration above installed it): only the chosen tools, lean,
   // built on the first tools/list (once; it takes longer than the rest of the start-up's own
   // work) rather than before the handshake is answered.
-  const facts = { defaultContextLength: app.models.defaultContextLength };
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: toolListing(chosen, facts),
   }));
@@ -107,11 +210,12 @@ export interface StdioOptions {
  * Serves MCP on stdio until stdin ends, the client disconnects, or SIGINT/SIGTERM arrives; then
  * closes the transport. (The SDK's stdio transport does not notice stdin EOF by itself.)
  */
-export async function serveStdio(app: App, options: StdioOptions = {}): Promise<void> {
+export async function serveStdio(app: App | AppSource, options: StdioOptions = {}): Promise<void> {
   const stdin = options.stdin ?? process.stdin;
   const stdout = options.stdout ?? process.stdout;
-  const log = app.log;
-  const server = createServer(app);
+  const source = sourceOf(app);
+  const log = source.log;
+  const server = createServer(source);
   const transport = new LineStdioServerTransport(stdin, stdout, { log: log.child("stdio") });
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
@@ -133,42 +237,65 @@ export async function serveStdio(app: App, options: StdioOptions = {}): Promise<
   globalThis.addEventListener("unhandledrejection", onRejection);
 
   await server.connect(transport);
+  let banner: Promise<void> | undefined;
   if (options.banner !== false) {
-    // Once the first request is answered (or a second passes without one): the health check
-    // loads fetch and asks LM Studio, work the client's `initialize` need not wait behind.
+    // Once the first request is answered (or a second passes without one): the banner loads the
+    // app and its health check asks LM Studio, work the client's `initialize` need not wait
+    // behind.
     const handle = transport.onmessage;
     const show = () => {
-      clearTimeout(banner);
+      clearTimeout(timer);
       transport.onmessage = handle;
-      void printBanner(app);
+      banner = printBanner(source);
     };
-    const banner = setTimeout(show, 1000);
+    const timer = setTimeout(show, 1000);
     transport.onmessage = (message) => {
       // The SDK's handler first; the banner after what it answers.
       handle?.(message);
-      clearTimeout(banner);
+      clearTimeout(timer);
       transport.onmessage = handle;
-      setTimeout(() => void printBanner(app), 0);
+      banner = new Promise((resolve) => setTimeout(resolve, 0)).then(() => printBanner(source));
     };
-    void stopped.then(() => clearTimeout(banner));
+    void stopped.then(() => clearTimeout(timer));
   }
 
   const why = await stopped;
   log.debug("shutting down", { why });
+  // A session that ends at once still shows the banner it began (loading the app takes a while).
+  if (banner !== undefined) await atMost(banner, BANNER_WAIT_MS);
   // Close the downstream servers while the signal handlers are still installed: an MCP client
   // ends our stdin, then sends SIGTERM 2 s later, and that must not cut the cleanup short and
   // leave servers running.
   await server.close();
-  await app.close();
+  await source.close();
   for (const sig of signals) Deno.removeSignalListener(sig, onSignal[sig]);
   stdin.off("end", onEnd);
   stdin.off("close", onEnd);
   globalThis.removeEventListener("unhandledrejection", onRejection);
 }
 
+/** How long a server that is stopping waits for the banner it began. */
+const BANNER_WAIT_MS = 1000;
+
+/** Waits for `work` (never failing), at most `ms`. */
+async function atMost(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    work.catch(() => undefined),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
+
 /** One status line on stderr: version, LM Studio URL and whether it answers. */
-async function printBanner(app: App): Promise<void> {
-  app.log.info(`${NAME} ${VERSION} serving MCP on stdio; ${await lmStudioState(app)}`);
+async function printBanner(source: AppSource): Promise<void> {
+  let state: string;
+  try {
+    state = await lmStudioState(await source.app());
+  } catch (error: unknown) {
+    state = `could not load the bridge's code: ${errorMessage(error)}`;
+  }
+  source.log.info(`${NAME} ${VERSION} serving MCP on stdio; ${state}`);
 }
 
 /** "LM Studio at URL answering (N models, T ms)" or "... not answering: why", for banners. */

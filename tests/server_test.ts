@@ -288,3 +288,48 @@ Deno.test("a model the bridge loads gets LMSTUDIO_CONTEXT_LENGTH as its context 
   const load = h.fake.requests.find((q) => q.path === "/api/v1/models/load");
   assertEquals((load?.body as { context_length?: number }).context_length, 6000);
 });
+
+Deno.test("a server on an app built on first need lists its tools without building it, and builds it once at the first call", async () => {
+  await using fake = await FakeLmStudio.start();
+  const settings = resolveSettings({ LMSTUDIO_BASE_URL: fake.baseUrl, LMSTUDIO_RETRIES: "0" });
+  const app = createApp(settings, { log: quiet });
+  let builds = 0;
+  const source = {
+    settings,
+    log: quiet,
+    app: () => {
+      builds++;
+      return Promise.resolve(app);
+    },
+    close: () => app.close(),
+  };
+  await using connection = await connectInMemory(createServer(source));
+  const { tools } = await connection.client.listTools();
+  assertEquals(tools.map((t) => t.name).sort(), ALL_TOOLS);
+  assertEquals(builds, 0);
+  const first = await connection.call("health_check", {});
+  assertStringIncludes(text(first), "is answering");
+  await connection.call("list_models", {});
+  assertEquals(builds, 1);
+  await app.close();
+});
+
+Deno.test("a tool whose app cannot be built says so in its result, and arguments are still checked first", async () => {
+  const settings = resolveSettings({});
+  const source = {
+    settings,
+    log: quiet,
+    app: () => Promise.reject(new Error("Module not found: lib/app.ts")),
+    close: () => Promise.resolve(),
+  };
+  await using connection = await connectInMemory(createServer(source));
+  const failed = await connection.call("health_check", {});
+  assertEquals(failed.isError, true);
+  assertStringIncludes(
+    text(failed),
+    "The bridge could not load the code of health_check: Module not found: lib/app.ts",
+  );
+  const invalid = await connection.call("chat_completion", {});
+  assertEquals(invalid.isError, true);
+  assertStringIncludes(text(invalid), "Input validation error");
+});
