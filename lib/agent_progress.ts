@@ -132,16 +132,16 @@ export class ProgressReporter {
     this.report(this.#last + step, round, message, tool);
   }
 
-  /**
-   * Bumps with `describe()` as message whenever `everyMs` pass without any event, until the
-   * returned function is called. Events of any kind (a tool's own progress, other calls) restart
-   * the wait, so a caller hears something at least every `everyMs`.
-   */
   /** Whether progress goes anywhere (the caller asked for it): without, updates are dropped. */
   get reporting(): boolean {
     return this.#sink !== undefined;
   }
 
+  /**
+   * Bumps with `describe()` as message whenever `everyMs` pass without any event, until the
+   * returned function is called. Events of any kind (a tool's own progress, other calls) restart
+   * the wait, so a caller hears something at least every `everyMs`.
+   */
   heartbeat(o: { round: number; everyMs: number; describe: () => string }): () => void {
     if (!this.#sink) return () => {};
     let timer: ReturnType<typeof setTimeout> | undefined;
