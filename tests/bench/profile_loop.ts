@@ -25,7 +25,7 @@ import {
   type Launch,
   serve,
 } from "./serve_rig.ts";
-import { benchChildrenCached, commandLine, median, memoryEntry } from "./support.ts";
+import { benchChildrenCached, commandLine, cpuMs, median, memoryEntry } from "./support.ts";
 import { processTree } from "../fixtures/pool_support.ts";
 
 /** One line on stdout (the lint allows no console). */
@@ -42,27 +42,6 @@ for (const arg of Deno.args) {
 }
 const rounds = Number(flags.rounds);
 const tasks = Number(flags.tasks);
-/**
- * CPU time of `pid` alone (its own threads, not its children), ms: the run time of each thread
- * (/proc/PID/task/TID/schedstat, in ns), 0 when gone. Tick-based utime + stime (10 ms steps) is
- * too coarse for a round of a few ms.
- */
-function cpuMs(pid: number | "self"): number {
-  let ns = 0;
-  try {
-    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
-      try {
-        ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/schedstat`).split(" ")[0]);
-      } catch {
-        // The thread ended meanwhile.
-      }
-    }
-  } catch {
-    // The process ended.
-  }
-  return ns / 1e6;
-}
-
 /** Inserts deno flags after `run` in a launch's argv. */
 function withFlags(launch: Launch, extra: string[]): Launch {
   const i = launch.args.indexOf("run");
