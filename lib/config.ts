@@ -45,6 +45,7 @@
  * - Where watching is not possible (no read permission for a directory, no watchers left, an
  *   unsupported platform) every call stats, as without `watch`; why is logged once.
  */
+import { existsSync } from "node:fs";
 import { type Env, fnv1a64, resolveEntry, type ServerEntry, typeName } from "./config_entry.ts";
 import { isRecord, stableStringify } from "./json.ts";
 import { parseJsoncFile } from "./jsonc.ts";
@@ -285,6 +286,12 @@ export function usableEntry(config: McpConfig, name: string): ServerEntry {
 export interface ConfigFs {
   stat(path: string): Promise<Deno.FileInfo>;
   readTextFile(path: string): Promise<string>;
+  /**
+   * Whether anything is at `path` (links followed), without the cost of a failed stat's error
+   * (a missing file is the common case: most candidates do not exist). Without it, a check of a
+   * file that was missing stats it.
+   */
+  exists?(path: string): boolean;
 }
 
 const realFs: ConfigFs = {
@@ -298,6 +305,7 @@ const realFs: ConfigFs = {
     }
   },
   readTextFile: (path) => Deno.readTextFile(path),
+  exists: (path) => existsSync(path),
 };
 
 /** Options of {@linkcode ConfigSource}; all have production defaults. */
@@ -361,6 +369,27 @@ interface Snapshot<T> {
 type Found =
   | { candidate: Candidate; info: Deno.FileInfo }
   | { candidate: Candidate; error: unknown };
+
+/** One search's outcome: the file found (or the error), and the candidates missing before it. */
+interface Looked {
+  found: Found | undefined;
+  missing: string[];
+}
+
+/** The real paths of the files in use where they differ, and the paths they were found for. */
+interface InUseReal {
+  key: string;
+  paths: string[];
+}
+
+/** What tells that nothing changed since `config` was made ({@linkcode ConfigSource}). */
+interface UnchangedPlan {
+  config: McpConfig;
+  /** Paths that were missing and must still be. */
+  missing: string[];
+  /** Files that were there, with the stat signature they must still have. */
+  files: { candidate: Candidate; signature: string }[];
+}
 
 function processEnv(): Record<string, string | undefined> {
   try {
@@ -485,7 +514,13 @@ export class ConfigSource {
   /** When the last file-system event that counted came. */
   #lastEventAt = -Infinity;
   /** The real paths of the files in use, where they differ (a symlinked ~/.mcp.json). */
-  #inUseReal: { key: string; paths: string[] } = { key: "", paths: [] };
+  #inUseReal: InUseReal = { key: "", paths: [] };
+  /** What the last search of the MCP config and of the bridge settings found, file by file. */
+  #looked: { mcp?: Looked; bridge?: Looked } = {};
+  /** What a check compares to tell that nothing changed since `config` was made (see #unchanged). */
+  #unchangedPlan?: UnchangedPlan;
+  /** {@linkcode #watchFiles} for the files in use it was made with (the candidates are fixed). */
+  #watchList?: { inUse: InUseReal; files: string[] };
 
   constructor(options: ConfigSourceOptions = {}) {
     this.#explicitPath = options.explicitPath;
@@ -557,15 +592,22 @@ export class ConfigSource {
     const watching = watch !== undefined && await watch.ensure(this.#watchFiles());
     const events = watch?.events ?? 0;
     this.#trustedUntil = 0;
-    const read = await this.#refresh();
-    const bridge = this.#withBridgeHold(await this.#refreshBridge(read.path));
-    const servers = { ...read, servers: this.#withSandbox(this.#withHolds(read.servers), bridge) };
-    let current = this.#current;
-    if (current === undefined || !this.#isSame(current, servers, bridge)) {
-      current = this.#current = { ...servers, bridge };
-      this.#settled = Promise.resolve(current);
+    let current = await this.#unchanged();
+    if (current === undefined) {
+      const read = await this.#refresh();
+      const bridge = this.#withBridgeHold(await this.#refreshBridge(read.path));
+      const servers = {
+        ...read,
+        servers: this.#withSandbox(this.#withHolds(read.servers), bridge),
+      };
+      current = this.#current;
+      if (current === undefined || !this.#isSame(current, servers, bridge)) {
+        current = this.#current = { ...servers, bridge };
+        this.#settled = Promise.resolve(current);
+      }
+      this.#unchangedPlan = this.#planUnchanged(current);
     }
-    if (watching && await this.#sameFilesInUse(read.path, bridge.path)) {
+    if (watching && await this.#sameFilesInUse(current.path, current.bridge.path)) {
       const now = this.#now();
       if (watch.events === events && now >= this.#lastEventAt + SETTLE_MS) {
         this.#trustedUntil = now + VERIFY_MS;
@@ -574,14 +616,67 @@ export class ConfigSource {
     return current;
   }
 
+  /**
+   * `#current` when a stat of the files the last search found, and an existence check of those
+   * it found missing, show that nothing changed since it was made; undefined when something may
+   * have (the search then runs again). A missing file costs no error this way (a failed stat
+   * costs about four times a successful one, and most candidates do not exist).
+   */
+  async #unchanged(): Promise<McpConfig | undefined> {
+    const plan = this.#unchangedPlan;
+    const exists = this.#fs.exists;
+    if (plan === undefined || plan.config !== this.#current || exists === undefined) {
+      return undefined;
+    }
+    for (const path of plan.missing) if (exists(path)) return undefined;
+    for (const { candidate, signature } of plan.files) {
+      try {
+        const info = await this.#fs.stat(candidate.path);
+        if (signatureOf({ candidate, info }) !== signature) return undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    return plan.config;
+  }
+
+  /**
+   * What {@linkcode #unchanged} compares for `config`: the files of the last searches with their
+   * stat, the candidates found missing before them. None when a search ended on an error, or a
+   * file was modified too recently for its stat to tell a change (it is read again instead).
+   */
+  #planUnchanged(config: McpConfig): UnchangedPlan | undefined {
+    const { mcp, bridge } = this.#looked;
+    const missing: string[] = [];
+    const files: { candidate: Candidate; signature: string }[] = [];
+    for (
+      const [looked, snapshot] of [[mcp, this.#snapshot], [bridge, this.#bridgeSnapshot]] as const
+    ) {
+      if (looked === undefined) continue;
+      const signature = signatureOf(looked.found);
+      if (snapshot === undefined || snapshot.racy || snapshot.signature !== signature) {
+        return undefined;
+      }
+      missing.push(...looked.missing);
+      if (looked.found === undefined) continue;
+      if ("error" in looked.found) return undefined;
+      files.push({ candidate: looked.found.candidate, signature });
+    }
+    return { config, missing, files };
+  }
+
   /** Every file whose change is watched for: the candidates and the settings files beside them. */
   #watchFiles(): string[] {
+    const inUse = this.#inUseReal;
+    if (this.#watchList?.inUse === inUse) return this.#watchList.files;
     const mcp = this.candidates().map((c) => c.path);
     const explicitBridge = this.#bridgeCandidate(undefined)?.path;
     const bridge = explicitBridge !== undefined
       ? [explicitBridge]
       : mcp.map((p) => join(dirname(p), BRIDGE_SETTINGS_FILE));
-    return [...new Set([...mcp, ...bridge, ...this.#inUseReal.paths])];
+    const files = [...new Set([...mcp, ...bridge, ...inUse.paths])];
+    this.#watchList = { inUse, files };
+    return files;
   }
 
   /**
@@ -781,13 +876,17 @@ export class ConfigSource {
     ];
   }
 
-  async #find(candidates: Candidate[]): Promise<Found | undefined> {
+  /** The first candidate there is; the paths found missing before it go to `missing`. */
+  async #find(candidates: Candidate[], missing: string[] = []): Promise<Found | undefined> {
     for (const candidate of candidates) {
       try {
         const info = await this.#fs.stat(candidate.path);
         return { candidate, info };
       } catch (error) {
-        if (isNotFound(error) && !candidate.explicit) continue;
+        if (isNotFound(error) && !candidate.explicit) {
+          missing.push(candidate.path);
+          continue;
+        }
         return { candidate, error };
       }
     }
@@ -823,7 +922,9 @@ export class ConfigSource {
     const candidates = this.candidates();
     const searched = candidates.map((c) => c.path);
     for (let attempt = 0;; attempt++) {
-      const found = await this.#find(candidates);
+      const missing: string[] = [];
+      const found = await this.#find(candidates, missing);
+      this.#looked.mcp = { found, missing };
       const signature = signatureOf(found);
       const previous = this.#snapshot;
       if (previous && previous.signature === signature && !previous.racy) return previous.value;
@@ -893,7 +994,9 @@ export class ConfigSource {
   async #refreshBridge(configPath: string | undefined): Promise<BridgeConfig> {
     const candidate = this.#bridgeCandidate(configPath);
     for (let attempt = 0;; attempt++) {
-      const found = candidate === undefined ? undefined : await this.#find([candidate]);
+      const missing: string[] = [];
+      const found = candidate === undefined ? undefined : await this.#find([candidate], missing);
+      this.#looked.bridge = { found, missing };
       const signature = signatureOf(found);
       const previous = this.#bridgeSnapshot;
       if (previous && previous.signature === signature && !previous.racy) return previous.value;

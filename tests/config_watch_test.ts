@@ -304,3 +304,64 @@ Deno.test("watching: where no watcher can start, every call stats, and why is lo
   assertEquals(notes.length, 1, lines.join("\n"));
   assertStringIncludes(notes[0]!, "inotify watch limit reached");
 });
+
+Deno.test("verify: an unchanged config is one stat of each file in use; what a call created or changed is seen without an event", async () => {
+  await using t = await layout();
+  const home = join(t.home, ".mcp.json");
+  await writeConfig(home, "home");
+  const time = clock();
+  const checked: string[] = [];
+  const fs = {
+    stats: 0,
+    stat(path: string) {
+      fs.stats++;
+      return Deno.stat(path);
+    },
+    readTextFile: (path: string) => Deno.readTextFile(path),
+    exists(path: string) {
+      checked.push(path);
+      try {
+        Deno.statSync(path);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+  // Events are never delivered: only the verify checks can see the changes.
+  const w = fakeWatchers();
+  using source = watching(t, { fs, now: time.now, watch: w.factory });
+  const first = await source.current();
+  assertEquals(first.path, home);
+
+  let stats = fs.stats;
+  assertStrictEquals(await source.current({ verify: true }), first);
+  assertEquals(fs.stats - stats, 1, "one stat: the file in use");
+  const project = join(t.cwd, ".mcp.json");
+  const beside = join(t.home, "lmstudio-bridge.json");
+  for (const missing of [project, join(t.home, ".lmstudio", "mcp.json"), beside]) {
+    assert(checked.includes(missing), `${missing} checked without a stat`);
+  }
+
+  // A call made the project's config, which comes first in the search.
+  await writeConfig(project, "made");
+  const made = await source.current({ verify: true });
+  assertEquals(made.path, project);
+  assertEquals(made.servers.map((s) => s.name), ["made"]);
+  stats = fs.stats;
+  assertStrictEquals(await source.current({ verify: true }), made);
+  assertEquals(fs.stats - stats, 1, "unchanged again: one stat");
+
+  // Settings beside it, then an edit of the config in use.
+  const settings = join(t.cwd, "lmstudio-bridge.json");
+  await Deno.writeTextFile(settings, JSON.stringify({ toolShare: 0.3 }));
+  assertEquals((await source.current({ verify: true })).bridge.path, settings);
+  await writeConfig(project, "made", "edited");
+  assertEquals((await source.current({ verify: true })).servers.map((s) => s.name), [
+    "made",
+    "edited",
+  ]);
+  // Gone: the search goes on to the home config.
+  await Deno.remove(project);
+  assertEquals((await source.current({ verify: true })).path, home);
+});
