@@ -199,23 +199,51 @@ function itemJson(item: unknown): string {
   return text;
 }
 
+/** The last array {@linkcode arrayJson} wrote that began with an object (the key), and its text. */
+const keptArrays = new WeakMap<object, { items: unknown[]; text: string }>();
+
+/**
+ * `JSON.stringify(items)`. An array that begins with all the items of the last one written with
+ * the same first item (a conversation's messages one round later) extends that one's text with
+ * what was added; any other is written from each item's kept text ({@linkcode itemJson}).
+ */
+function arrayJson(items: unknown[]): string {
+  const first = items[0];
+  if (typeof first !== "object" || first === null) return `[${items.map(itemJson).join(",")}]`;
+  const kept = keptArrays.get(first);
+  let grows = kept !== undefined && kept.items.length <= items.length;
+  for (let i = 0; grows && i < kept!.items.length; i++) grows = kept!.items[i] === items[i];
+  let text: string;
+  if (grows) {
+    if (kept!.items.length === items.length) return `[${kept!.text}]`;
+    text = kept!.text;
+    // Sent once more at most (until the next condensing): not worth keeping one by one.
+    for (let i = kept!.items.length; i < items.length; i++) text += `,${JSON.stringify(items[i])}`;
+  } else {
+    text = items.map(itemJson).join(",");
+  }
+  keptArrays.set(first, { items: items.slice(), text });
+  return `[${text}]`;
+}
+
 /**
  * `JSON.stringify(body)`, byte for byte, with the JSON text of its messages and tools reused
- * ({@linkcode GenerateOptions.unchanged}).
+ * ({@linkcode GenerateOptions.unchanged}). Joined by concatenation: the text is copied once, when
+ * it is encoded for sending.
  */
 function bodyJsonKept(body: unknown): string {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return JSON.stringify(body);
   }
-  const fields: string[] = [];
+  let out = "";
   for (const [key, value] of Object.entries(body)) {
     if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
     const text = (key === "messages" || key === "tools") && Array.isArray(value)
-      ? `[${value.map(itemJson).join(",")}]`
+      ? arrayJson(value)
       : JSON.stringify(value);
-    fields.push(`${JSON.stringify(key)}:${text}`);
+    out += `${out === "" ? "{" : ","}${JSON.stringify(key)}:${text}`;
   }
-  return `{${fields.join(",")}}`;
+  return out === "" ? "{}" : `${out}}`;
 }
 
 /** The JSON value of a reply body, or undefined when it is not JSON (empty, HTML, cut short). */

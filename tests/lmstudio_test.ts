@@ -370,6 +370,25 @@ Deno.test("a chat sent with unchanged messages reuses their JSON and sends the s
   }
   assertStringIncludes(bodies.at(-1)!, '"content":"condensed 1"');
   assertEquals(JSON.parse(bodies.at(-1)!).messages.length, 4);
+  // The same messages again, fewer of them, and two conversations that share their first
+  // message but not the rest, in turns: each is sent as it is.
+  const sendEach = async (list: ChatMessage[]) => {
+    for (const unchanged of [true, false]) {
+      fake.script(CHAT_PATH, { body: chatReply({ content: "ok" }) });
+      await c.chat({ model: QWEN, messages: [...list], tools: [tool] }, { unchanged });
+    }
+    assertEquals(bodies.at(-2), bodies.at(-1), `the same bytes for ${list.length} messages`);
+    assertEquals(JSON.parse(bodies.at(-1)!).messages, JSON.parse(JSON.stringify(list)));
+  };
+  await sendEach(messages);
+  await sendEach(messages.slice(0, 2));
+  const other: ChatMessage[] = [messages[0]!, { role: "user", content: "another task" }];
+  for (let turn = 0; turn < 3; turn++) {
+    await sendEach(messages);
+    await sendEach(other);
+    other.push({ role: "assistant", content: `other ${turn}` });
+    messages.push({ role: "assistant", content: `more ${turn}` });
+  }
 });
 
 Deno.test("once a server answered /api/v1/models, /api/v0/models is asked only when that fails", async () => {
