@@ -1103,6 +1103,39 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
     await cancelled.promise;
     assert(pulled < 100, `stopped after ${pulled} of ${total} chunks`);
   });
+  await t.step("a compressed one that announces less is read up to the limit too", async () => {
+    // Its Content-Length counts the compressed bytes; what it inflates to is read with the cap.
+    const chunk = new TextEncoder().encode("z".repeat(1024));
+    let pulled = 0;
+    const inflating = client(fake.baseUrl, {
+      maxReplyBytes: 64 * 1024,
+      fetch: () =>
+        Promise.resolve(
+          new Response(
+            new ReadableStream<Uint8Array>({
+              pull(controller) {
+                if (pulled++ < 4096) controller.enqueue(chunk);
+                else controller.close();
+              },
+            }),
+            {
+              headers: {
+                "content-type": "application/json",
+                "content-encoding": "gzip",
+                "content-length": "2048",
+              },
+            },
+          ),
+        ),
+    }).client;
+    const error = await assertRejects(
+      () => inflating.chat({ model: QWEN, messages: [user("x")] }),
+      LmStudioError,
+      "before the client stopped reading",
+    );
+    assertEquals(error.kind, "too_large");
+    assert(pulled < 100, `stopped after ${pulled} chunks`);
+  });
   await t.step("one within the limit is read whole", async () => {
     fake.script(CHAT_PATH, { body: chatReply({ content: "y".repeat(60_000) }) });
     assertEquals((await ask()).content.length, 60_000);
