@@ -9,7 +9,8 @@
  * Not a bench file (`deno bench` runs only `*_bench.ts`). Run it alone:
  *
  *   deno run -A tests/bench/profile_loop.ts [--target=run|task|floor|floor-stream] [--rounds=100]
- *     [--tasks=5] [--progress] [--cpu-prof=DIR] [--v8-flags=...] [--env=NAME=VALUE ...] [--flag=DENO_FLAG ...] [--json]
+ *     [--tasks=5] [--progress] [--threads] [--cpu-prof=DIR] [--v8-flags=...]
+ *     [--env=NAME=VALUE ...] [--flag=DENO_FLAG ...] [--json]
  *
  * `--cpu-prof=DIR` starts the served process with `deno run --cpu-prof --cpu-prof-dir=DIR` (not
  * with `task`); the profile is written when it exits. `profile_summary.ts` reads it.
@@ -101,6 +102,26 @@ const run: TaskRunner = floor
   ? withProgress
   : bridgeRunner(served, "memory");
 
+/** CPU time (ms) of each thread of `pid` by thread name (`/proc/PID/task/TID/comm`), summed. */
+function threadCpuMs(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const dir = `/proc/${pid}/task/${t.name}`;
+        const name = Deno.readTextFileSync(`${dir}/comm`).trim();
+        const ns = Number(Deno.readTextFileSync(`${dir}/schedstat`).split(" ")[0]);
+        out[name] = (out[name] ?? 0) + ns / 1e6;
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+  } catch {
+    // The process ended meanwhile.
+  }
+  return out;
+}
+
 /** The served process (below the deno task wrapper) and the downstream server. */
 function roles(): { wrapper?: number; server: number; downstream: number[] } {
   const tree = processTree(served.pid);
@@ -136,10 +157,12 @@ try {
       (per[`${size}:${k}`] ??= []).push(b[k] - a[k]);
     }
   };
+  const threadsBefore = threadCpuMs(who.server);
   for (let t = 0; t < tasks; t++) {
     await measure(0);
     await measure(rounds);
   }
+  const threadsAfter = threadCpuMs(who.server);
   const keys = ["wall", "server", "wrapper", "downstream", "self"] as const;
   const perRound = Object.fromEntries(
     keys.map((k) => [k, (median(per[`${rounds}:${k}`]!) - median(per[`0:${k}`]!)) / rounds]),
@@ -165,6 +188,17 @@ try {
     row("per round", perRound);
     row("0-round task", fixed);
     if (flags.progress) print(`${notifications} progress notifications`);
+    if (flags.threads) {
+      // Per round of all the tasks measured, by thread: where the served CPU time goes.
+      const total = tasks * rounds;
+      print(`served CPU by thread, ms per round (all ${tasks * 2} tasks over ${total} rounds):`);
+      for (const [name, ms] of Object.entries(threadsAfter)) {
+        const used = ms - (threadsBefore[name] ?? 0);
+        if (used > 0.005 * total) {
+          print(`  ${name.padEnd(16)}${(used / total).toFixed(3).padStart(8)}`);
+        }
+      }
+    }
   }
 } finally {
   await served.close();
