@@ -483,7 +483,7 @@ async function prepareTask(run: TaskRun): Promise<Conversation> {
   const { options, signal, notes } = run;
   const { deps, session } = options;
   // Asked first: the server's answer is on its way while the servers are resolved and listed.
-  const listing = readModelListing(deps.client, signal);
+  const listing = readModelListing(deps.client, signal, { reuse: true });
   // It rejects only on an abort; a failure before it is awaited must not go unhandled.
   listing.catch(() => {});
   if (session !== undefined) notes.push(...continuationNotes(options, session));

@@ -237,13 +237,18 @@ export interface PreparedModel {
   contextTokens: number;
 }
 
-/** The server's model list, or why it could not be read; only an abort rejects. */
+/**
+ * The server's model list, or why it could not be read; only an abort rejects. With `reuse`, a
+ * list read a moment ago (by an earlier task) will do: LMSTUDIO_MODEL_LIST_REUSE_MS, see
+ * LmStudioClient.listModels.
+ */
 export async function readModelListing(
   client: AgentLmClient,
   signal: AbortSignal,
+  o: { reuse?: boolean } = {},
 ): Promise<ModelListing> {
   try {
-    return { list: await client.listModels({ signal }) };
+    return { list: await client.listModels({ signal, ...(o.reuse ? { reuse: true } : {}) }) };
   } catch (error: unknown) {
     if (isAbort(error, signal)) throw error;
     return { error: errorMessage(error) };

@@ -80,7 +80,8 @@ export function createApp(settings: Settings, options: AppOptions = {}): App {
     log: log.child("config"),
     watch: options.watchConfig === true,
   });
-  const lms = new Lms({ log: log.child("lms") });
+  // A model loaded or unloaded with `lms` changes the model lists: the next is read afresh.
+  const lms = new Lms({ log: log.child("lms"), onModelsChange: () => client.forgetModelList() });
   const { client, models } = settings.namedEndpoints
     ? endpointServices(settings, { lms, log })
     : singleServer(settings, { lms, log });
@@ -128,6 +129,7 @@ function singleServer(
     maxReplyBytes: settings.maxReplyBytes,
     stream: settings.stream,
     stallMs: settings.stallMs,
+    listReuseMs: settings.listReuseMs,
     log: o.log.child("lmstudio"),
   });
   const models = new ModelManager({

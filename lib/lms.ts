@@ -68,6 +68,12 @@ export interface LmsOptions extends LmsLocateOptions {
   timeoutMs?: number;
   /** Timeout for `lms load`; default 10 minutes (big models from disk are slow). */
   loadTimeoutMs?: number;
+  /**
+   * Told when a command that may change the server's models starts, and again when it has ended
+   * (a load or an unload changes what the server lists at some moment in between): every command
+   * but those that only read (`ps`, `ls`, `status`, `version`, `server status`).
+   */
+  onModelsChange?: () => void;
 }
 
 /** LM Studio's `lms` CLI. Constructing it does no I/O. */
@@ -116,6 +122,8 @@ export class Lms {
       );
     }
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 30_000;
+    const changes = mayChangeModels(args);
+    if (changes) this.#options.onModelsChange?.();
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -135,6 +143,7 @@ export class Lms {
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener("abort", onAbort);
+      if (changes) this.#options.onModelsChange?.();
     }
     this.#log.debug("ran lms", {
       args: args.join(" "),
@@ -292,6 +301,16 @@ export class Lms {
   serverStatus(options: LmsCallOptions = {}): Promise<LmsServerStatus> {
     return this.#json(["server", "status", "--json"], serverStatusOutput, options);
   }
+}
+
+/** The `lms` commands that only read. */
+const READING = new Set(["ps", "ls", "status", "version"]);
+
+/** Whether `lms ARGS` may change the server's models (anything but a command that only reads). */
+function mayChangeModels(args: readonly string[]): boolean {
+  const [first, second] = args;
+  if (first !== undefined && READING.has(first)) return false;
+  return !(first === "server" && second === "status");
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);

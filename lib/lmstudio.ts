@@ -75,6 +75,7 @@ import {
   wireResponseFormat,
 } from "./lmstudio_wire.ts";
 import {
+  DEFAULT_LIST_REUSE_MS,
   DEFAULT_MAX_REPLY_BYTES,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
@@ -83,6 +84,7 @@ import {
 import { ChunkReader, readBytes } from "./byte_stream.ts";
 import { errorMessage } from "./errors.ts";
 import { chooseModelName } from "./model_pick.ts";
+import { findModel } from "./model_names.ts";
 import {
   NATIVE_CHAT_PATH,
   NativeChatAssembler,
@@ -94,6 +96,16 @@ import {
 export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
+}
+
+/** Options of {@linkcode LmStudioClient.listModels}. */
+export interface ListOptions extends CallOptions {
+  /**
+   * Answer with the last list this client read when it was asked for less than the client's
+   * `listReuseMs` ago and nothing the client sent since can have changed it (see
+   * {@linkcode LmStudioClient.forgetModelList}). Default false: read it afresh.
+   */
+  reuse?: boolean;
 }
 
 /** Per-call options of a generation (chat, completion, response). */
@@ -154,6 +166,11 @@ export interface LmStudioClientOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Jitter source in [0, 1). */
   random?: () => number;
+  /**
+   * How long a model list is reused by the calls that ask for reuse (the autonomous tasks), in
+   * ms; default {@linkcode DEFAULT_LIST_REUSE_MS}; 0: never.
+   */
+  listReuseMs?: number;
   log?: Logger;
 }
 
@@ -177,6 +194,11 @@ export type RequestOptions<T> = CallOptions & {
   schema: z.ZodType<T>;
   retries?: number;
   generation?: Generation;
+  /**
+   * The model a POST runs. One the last model list showed loaded leaves that list in use; any
+   * other POST (a load, an unload, a model it may load just in time) makes the next list fresh.
+   */
+  model?: string;
 };
 
 /** How one try ended: a body to parse, a reply assembled from a stream, or an error to judge. */
@@ -357,10 +379,15 @@ export class LmStudioClient {
   readonly #maxReplyBytes: number;
   readonly #stream: boolean;
   readonly #stallMs: number;
+  readonly #listReuseMs: number;
   /** Whether the server has LM Studio's native chat; undefined until a request or list tells. */
   #native: boolean | undefined;
   /** Whether the last model list had `/api/v1/models` (then `/api/v0/models` is not needed). */
   #restV1 = false;
+  /** The last model list read, and when it was asked for; unset by what may change it. */
+  #lastList: { list: ModelList; askedAt: number } | undefined;
+  /** Counts what may have changed the models (so that a list asked for before is not kept). */
+  #listEpoch = 0;
   /** Paths whose server answered a request for a stream in one piece: no stall limit there. */
   readonly #unstreamed = new Set<string>();
   readonly #fetch: typeof fetch;
@@ -376,6 +403,7 @@ export class LmStudioClient {
     this.#maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     this.#stream = options.stream ?? true;
     this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.#listReuseMs = options.listReuseMs ?? DEFAULT_LIST_REUSE_MS;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#sleep = options.sleep ?? abortableSleep;
     this.#random = options.random ?? Math.random;
@@ -392,6 +420,20 @@ export class LmStudioClient {
     path: string,
     options: RequestOptions<T>,
   ): Promise<T> {
+    // A POST may change the models (a load, an unload, a model loaded just in time for it) at
+    // any moment until it has been answered: a list read meanwhile is not kept either.
+    if (method === "POST" && !this.#showsLoaded(options.model)) {
+      this.forgetModelList();
+      try {
+        return await this.#send(method, path, options);
+      } finally {
+        this.forgetModelList();
+      }
+    }
+    return await this.#send(method, path, options);
+  }
+
+  async #send<T>(method: "GET" | "POST", path: string, options: RequestOptions<T>): Promise<T> {
     const url = `${this.baseUrl}${path}`;
     const what = `${method} ${path}`;
     const site: RequestSite = { baseUrl: this.baseUrl, url, what };
@@ -404,7 +446,6 @@ export class LmStudioClient {
     const body = options.body === undefined
       ? undefined
       : (options.serialize ?? JSON.stringify)(options.body);
-
     const generation = options.generation;
     if (generation?.assembler !== undefined) headers.accept = "text/event-stream, application/json";
     for (let attempt = 0;; attempt++) {
@@ -694,6 +735,7 @@ export class LmStudioClient {
         this.request("POST", g.path, {
           ...this.#opts(g.call),
           body,
+          model: g.model,
           ...(g.serialize ? { serialize: g.serialize } : {}),
           schema: g.schema,
           generation: {
@@ -761,11 +803,41 @@ export class LmStudioClient {
   }
 
   /**
+   * Has the next model list read afresh: after a change this client did not make itself (a
+   * model loaded or unloaded with `lms`).
+   */
+  forgetModelList(): void {
+    this.#lastList = undefined;
+    this.#listEpoch++;
+  }
+
+  /** Whether the last model list is kept and shows `model` loaded. */
+  #showsLoaded(model: string | undefined): boolean {
+    const kept = this.#lastList;
+    if (kept === undefined || model === undefined) return false;
+    return findModel(model, kept.list.models)?.state === "loaded";
+  }
+
+  /**
    * `/v1/models` enriched by `/api/v1/models` (LM Studio 0.4+) or `/api/v0/models`; falls back
    * cleanly on other servers. The lists are asked in parallel; once the server answered
-   * `/api/v1/models`, `/api/v0/models` is asked only when that fails.
+   * `/api/v1/models`, `/api/v0/models` is asked only when that fails. With `reuse`, a list asked
+   * for recently is the answer (see {@linkcode ListOptions.reuse}).
    */
-  async listModels(o?: CallOptions): Promise<ModelList> {
+  async listModels(o?: ListOptions): Promise<ModelList> {
+    const kept = this.#lastList;
+    const now = performance.now();
+    if (kept !== undefined && o?.reuse === true && now - kept.askedAt < this.#listReuseMs) {
+      return kept.list;
+    }
+    const epoch = this.#listEpoch;
+    const list = await this.#readModelLists(o);
+    // Kept unless something may have changed the models while it was read.
+    if (epoch === this.#listEpoch) this.#lastList = { list, askedAt: now };
+    return list;
+  }
+
+  async #readModelLists(o: CallOptions | undefined): Promise<ModelList> {
     const call = { ...this.#opts(o), retries: 0 };
     // Settled, never rejected: it may be awaited only after the other two.
     const askV0 = () =>
@@ -852,6 +924,7 @@ export class LmStudioClient {
       wire = await this.request("POST", NATIVE_CHAT_PATH, {
         ...this.#opts(o),
         body,
+        model: req.model,
         schema: AnyWire,
         // The fallback has the retries; a failure here goes there at once.
         retries: 0,
@@ -912,6 +985,7 @@ export class LmStudioClient {
         this.request("POST", "/v1/embeddings", {
           ...this.#opts(o),
           body: req,
+          model: req.model,
           schema: EmbeddingWire,
         }),
     );

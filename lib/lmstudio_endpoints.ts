@@ -21,7 +21,7 @@
  * model manager's business (model_endpoints.ts).
  */
 import { widenCommand } from "./launch.ts";
-import type { CallOptions, LmStudioClient } from "./lmstudio.ts";
+import type { CallOptions, ListOptions, LmStudioClient } from "./lmstudio.ts";
 import { LmStudioError } from "./lmstudio_errors.ts";
 import type {
   ChatRequest,
@@ -50,6 +50,7 @@ export type EndpointClient = Pick<
   | "health"
   | "loadModel"
   | "unloadModel"
+  | "forgetModelList"
 >;
 
 /** What `health` tells about one server. */
@@ -300,7 +301,7 @@ export class EndpointRouter implements LmClient {
    * Reads every endpoint's model list (those in their back-off skipped, unless `all` or every
    * endpoint is), and merges them.
    */
-  async #read(o: CallOptions | undefined, all: boolean): Promise<Listing> {
+  async #read(o: ListOptions | undefined, all: boolean): Promise<Listing> {
     const now = this.#now();
     const waiting = (e: Endpoint) => (this.#down.get(e.name)?.until ?? 0) > now;
     const skipAll = this.endpoints.every(waiting);
@@ -310,6 +311,7 @@ export class EndpointRouter implements LmClient {
       try {
         const list = await endpoint.client.listModels({
           ...(o?.signal ? { signal: o.signal } : {}),
+          ...(o?.reuse !== undefined ? { reuse: o.reuse } : {}),
           timeoutMs,
         });
         this.answered(endpoint.name);
@@ -374,8 +376,11 @@ export class EndpointRouter implements LmClient {
     return { models, source: source ?? "openai", notes, endpoints: parts };
   }
 
-  /** The merged model list, read afresh; fails only when no endpoint gives one. */
-  async listModels(o?: CallOptions): Promise<ModelList> {
+  /**
+   * The merged model list, read afresh (with `reuse`, each endpoint's recent one, see
+   * LmStudioClient.listModels); fails only when no endpoint gives one.
+   */
+  async listModels(o?: ListOptions): Promise<ModelList> {
     const listing = await this.#read(o, false);
     if (listing.answers.some((a) => "list" in a)) return listing.merged;
     throw this.#noList(listing);
@@ -548,6 +553,11 @@ export class EndpointRouter implements LmClient {
     o?: Parameters<LmStudioClient["unloadModel"]>[1],
   ): ReturnType<LmStudioClient["unloadModel"]> {
     return this.#routed(instanceId, o, (c) => c.unloadModel(instanceId, o));
+  }
+
+  /** Has every endpoint's next model list read afresh (LmStudioClient.forgetModelList). */
+  forgetModelList(): void {
+    for (const endpoint of this.endpoints) endpoint.client.forgetModelList();
   }
 
   /**

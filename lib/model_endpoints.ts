@@ -238,6 +238,7 @@ export function endpointServices(
       maxReplyBytes: settings.maxReplyBytes,
       stream: settings.stream,
       stallMs: settings.stallMs,
+      listReuseMs: settings.listReuseMs,
       log: o.log.child(`lmstudio:${e.name}`),
     }),
   }));

@@ -48,6 +48,11 @@ export interface Settings {
    * such limit, only the request timeout.
    */
   readonly stallMs: number;
+  /**
+   * How long the autonomous tasks reuse a model list read by an earlier one, in ms
+   * (LMSTUDIO_MODEL_LIST_REUSE_MS); 0: each task reads its own.
+   */
+  readonly listReuseMs: number;
   /** TTL in seconds sent with requests and `lms load` so JIT-loaded models stay for a long task. */
   readonly modelTtlSeconds: number;
   /** Context window assumed when the server does not tell. */
@@ -106,6 +111,15 @@ export const DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024;
  * the OpenAI-compatible stream says nothing meanwhile, so the limit leaves room for that.
  */
 export const DEFAULT_STALL_MS = 120_000;
+
+/**
+ * How long a model list is reused by the next tasks when LMSTUDIO_MODEL_LIST_REUSE_MS is not set:
+ * 2 s, for tasks that come in bursts (parallel subagents, scripts), each of which would otherwise
+ * wait for one more round trip to the server before its first request. A list is always a moment
+ * old (the models may change right after it is read); reuse makes that moment at most 2 s, and a
+ * load or unload the bridge makes itself has the next list read afresh.
+ */
+export const DEFAULT_LIST_REUSE_MS = 2_000;
 
 /** Idle TTL (seconds) of loaded models when LMSTUDIO_MODEL_TTL is not set. */
 export const DEFAULT_MODEL_TTL_SECONDS = 600;
@@ -350,6 +364,13 @@ export function resolveSettings(env: Env): Settings {
     ),
     stream: flag(env, "LMSTUDIO_STREAM", true),
     stallMs: integer(env, "LMSTUDIO_STALL_MS", DEFAULT_STALL_MS, 0, 86_400_000),
+    listReuseMs: integer(
+      env,
+      "LMSTUDIO_MODEL_LIST_REUSE_MS",
+      DEFAULT_LIST_REUSE_MS,
+      0,
+      3_600_000,
+    ),
     modelTtlSeconds: integer(env, "LMSTUDIO_MODEL_TTL", DEFAULT_MODEL_TTL_SECONDS, 0, 604_800),
     defaultContextLength: integer(env, "LMSTUDIO_CONTEXT_LENGTH", 8192, 256, 10_000_000),
     mcpIdleMs: integer(env, "MCP_IDLE_MS", 300_000, 0, 86_400_000),

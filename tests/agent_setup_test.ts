@@ -367,6 +367,8 @@ Deno.test("the loop reads the model list once before the first chat, again only 
     ];
     for (const [label, options, expected] of cases) {
       await t.step(label, async () => {
+        // Not the list of the step before (see the next test).
+        h.client.forgetModelList();
         const before = reads();
         h.fake.script(CHAT, answer("ok"));
         const result = await h.run({ model: "qwen2.5-7b-instruct", ...options });
@@ -375,6 +377,53 @@ Deno.test("the loop reads the model list once before the first chat, again only 
         assertEquals(reads() - before, expected);
       });
     }
+  });
+});
+
+Deno.test("a task right after another reuses its model list, unless the models may have changed", async (t) => {
+  await withHarness(async (h) => {
+    const reads = () => h.fake.requestsTo("/api/v1/models").length;
+    // A reuse time no slow machine outlasts; the default is 2 s.
+    const client = new LmStudioClient({
+      baseUrl: h.fake.baseUrl,
+      listReuseMs: 600_000,
+      log: quiet,
+    });
+    const deps = { client, pool: h.pool, config: h.config };
+    const run = async (options: Partial<AgentOptions> = {}) => {
+      const before = reads();
+      h.fake.script(CHAT, answer("ok"));
+      const result = await h.run({ model: "qwen2.5-7b-instruct", deps, ...options });
+      assertEquals(result.answer, "ok");
+      assertEquals(result.context_tokens, 8192);
+      return reads() - before;
+    };
+    await t.step("the first reads it, the next use it", async () => {
+      assertEquals(await run(), 1);
+      assertEquals(await run(), 0);
+      assertEquals(await run({ model: undefined }), 0);
+    });
+    await t.step(
+      "after a load by the manager the loop reads it again, not the kept one",
+      async () => {
+        const models = { ensureLoaded: () => Promise.resolve({ via: "rest" }) };
+        assertEquals(await run({ deps: { ...deps, models } }), 1);
+      },
+    );
+    await t.step("after the client loaded a model, the next task reads it", async () => {
+      await client.loadModel("text-embedding-nomic-embed-text-v1.5");
+      assertEquals(await run(), 1);
+      assertEquals(await run(), 0);
+    });
+    await t.step(
+      "with listReuseMs 0 (LMSTUDIO_MODEL_LIST_REUSE_MS=0) each task reads its own",
+      async () => {
+        const never = new LmStudioClient({ baseUrl: h.fake.baseUrl, listReuseMs: 0, log: quiet });
+        const own = { deps: { ...deps, client: never } };
+        assertEquals(await run(own), 1);
+        assertEquals(await run(own), 1);
+      },
+    );
   });
 });
 

@@ -148,6 +148,22 @@ Deno.test("load passes -y, the TTL and the context length; unload takes an ident
   });
 });
 
+Deno.test("onModelsChange is told when a command that may change the models starts and ends", async () => {
+  await using fake = await FakeLms.create({});
+  let told = 0;
+  const lms = new Lms({ ...fake.lookup, log: quiet, onModelsChange: () => told++ });
+  await lms.ps();
+  await lms.ls();
+  await lms.serverStatus();
+  assertEquals(told, 0, "not by commands that only read");
+  await lms.load("qwen2.5-7b-instruct", { ttlSeconds: 0 });
+  assertEquals(told, 2);
+  await assertRejects(() => lms.unload("nope"), LmsError);
+  assertEquals(told, 4, "a failed command too");
+  await lms.unloadAll();
+  assertEquals(told, 6);
+});
+
 Deno.test("a load that does not fit reports how much memory the model needs", async () => {
   await withFake(
     { load: { "qwen/qwen3-8b": { error: "memory", memory: "22.92 GB" } } },

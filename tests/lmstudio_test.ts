@@ -17,6 +17,7 @@ import {
 } from "./assert.ts";
 import {
   chatReply,
+  defaultFakeModels,
   errorBody,
   fakeEmbedding,
   FakeLmStudio,
@@ -335,6 +336,107 @@ Deno.test("listModels asks /v1/models and the REST APIs in parallel", async () =
   const list = await c.listModels();
   assertEquals(list.source, "api/v1");
   assertEquals(inFlight, [3, 3, 3], "all three were asked at once");
+});
+
+Deno.test("a list asked for with reuse is the last one while it is recent and nothing since may have changed the models", async (t) => {
+  const llama = "llama-3.2-3b-instruct";
+  await using fake = await FakeLmStudio.start({
+    models: [...defaultFakeModels(), { id: llama, type: "llm", state: "not-loaded" }],
+  });
+  const { client: c } = client(fake.baseUrl, { listReuseMs: 600_000 });
+  const reads = () => fake.requestsTo("/v1/models").length;
+  const user: ChatMessage[] = [{ role: "user", content: "hi" }];
+  let kept = await c.listModels({ reuse: true });
+  await t.step("asked again with reuse: the same list, not asked of the server", async () => {
+    assertEquals(reads(), 1);
+    assert(await c.listModels({ reuse: true }) === kept);
+    assertEquals(reads(), 1);
+  });
+  await t.step("asked without reuse: read afresh, and that list is the one kept", async () => {
+    const fresh = await c.listModels();
+    assertEquals(reads(), 2);
+    assert(fresh !== kept);
+    assert(await c.listModels({ reuse: true }) === fresh);
+    kept = fresh;
+  });
+  await t.step("a chat with a model the list shows loaded leaves it in use", async () => {
+    await c.chat({ model: QWEN, messages: user });
+    assert(await c.listModels({ reuse: true }) === kept);
+    assertEquals(reads(), 2);
+  });
+  await t.step(
+    "a chat with a model it shows not loaded (loaded just in time) does not",
+    async () => {
+      await c.chat({ model: llama, messages: user });
+      const after = await c.listModels({ reuse: true });
+      assertEquals(reads(), 3);
+      assertEquals(after.models.find((m) => m.id === llama)?.state, "loaded");
+      kept = after;
+    },
+  );
+  await t.step("nor does a load or an unload, nor forgetModelList", async () => {
+    await c.loadModel(NOMIC);
+    await c.listModels({ reuse: true });
+    assertEquals(reads(), 4);
+    await c.unloadModel(NOMIC);
+    kept = await c.listModels({ reuse: true });
+    assertEquals(reads(), 5);
+    c.forgetModelList();
+    assert(await c.listModels({ reuse: true }) !== kept);
+    assertEquals(reads(), 6);
+  });
+  await t.step("a list that was on its way while a load went out is not kept", async () => {
+    const gate = Promise.withResolvers<void>();
+    const arrived = Promise.withResolvers<void>();
+    fake.script("/v1/models", async (req) => {
+      arrived.resolve();
+      await gate.promise;
+      return new Response(await (await fetch(`${fake.baseUrl}${req.path}`)).arrayBuffer(), {
+        headers: { "content-type": "application/json" },
+      });
+    });
+    const reading = c.listModels();
+    await arrived.promise;
+    await c.loadModel(NOMIC);
+    gate.resolve();
+    await reading;
+    const before = reads();
+    await c.listModels({ reuse: true });
+    assertEquals(reads(), before + 1, "read afresh");
+  });
+  await t.step("nor one read while a load was still on its way", async () => {
+    const gate = Promise.withResolvers<void>();
+    const arrived = Promise.withResolvers<void>();
+    fake.script("/api/v1/models/load", async (req) => {
+      arrived.resolve();
+      await gate.promise;
+      return new Response(
+        await (await fetch(`${fake.baseUrl}${req.path}`, {
+          method: "POST",
+          body: JSON.stringify(req.body),
+        })).arrayBuffer(),
+        { headers: { "content-type": "application/json" } },
+      );
+    });
+    const loading = c.loadModel(NOMIC);
+    await arrived.promise;
+    await c.listModels();
+    gate.resolve();
+    await loading;
+    const before = reads();
+    await c.listModels({ reuse: true });
+    assertEquals(reads(), before + 1, "read afresh");
+  });
+  await t.step("a list older than listReuseMs, or with listReuseMs 0, is read afresh", async () => {
+    const { client: short } = client(fake.baseUrl, { listReuseMs: 1 });
+    const first = await short.listModels({ reuse: true });
+    const asked = performance.now();
+    while (performance.now() - asked < 2) await new Promise((r) => setTimeout(r, 1));
+    assert(await short.listModels({ reuse: true }) !== first);
+    const { client: never } = client(fake.baseUrl, { listReuseMs: 0 });
+    const once = await never.listModels({ reuse: true });
+    assert(await never.listModels({ reuse: true }) !== once);
+  });
 });
 
 Deno.test("a chat sent with unchanged messages reuses their JSON and sends the same bytes", async () => {

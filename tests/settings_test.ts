@@ -31,6 +31,17 @@ Deno.test("LMSTUDIO_STREAM turns streaming off and on; LMSTUDIO_STALL_MS sets th
   );
 });
 
+Deno.test("LMSTUDIO_MODEL_LIST_REUSE_MS sets how long tasks reuse a model list, 2 s by default, 0 never", () => {
+  assertEquals(resolveSettings({}).listReuseMs, 2_000);
+  assertEquals(resolveSettings({ LMSTUDIO_MODEL_LIST_REUSE_MS: "0" }).listReuseMs, 0);
+  assertEquals(resolveSettings({ LMSTUDIO_MODEL_LIST_REUSE_MS: "500" }).listReuseMs, 500);
+  assertThrows(
+    () => resolveSettings({ LMSTUDIO_MODEL_LIST_REUSE_MS: "soon" }),
+    SettingsError,
+    "LMSTUDIO_MODEL_LIST_REUSE_MS",
+  );
+});
+
 Deno.test("LMSTUDIO_MAX_REPLY_BYTES sets the largest reply read, from 1 KiB up", () => {
   assertEquals(resolveSettings({ LMSTUDIO_MAX_REPLY_BYTES: "1048576" }).maxReplyBytes, 1048576);
   assertThrows(
