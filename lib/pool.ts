@@ -565,7 +565,7 @@ export class McpPool {
     args: Record<string, unknown>,
     o: CallToolOptions,
   ): Promise<CallToolResult> {
-    const { conn, entry } = await this.#acquire(server, o);
+    const { conn, entry, config } = await this.#acquire(server, o);
     const timeoutMs = o.timeoutMs ?? entry.timeoutMs ?? this.#callTimeoutMs;
     const listTimeoutMs = entry.timeoutMs ?? this.#connectTimeoutMs;
     const onProgress = o.onProgress;
@@ -575,7 +575,7 @@ export class McpPool {
     const watchdog = new CallWatchdog(timeoutMs, conn);
     try {
       if (o.origin === "model") {
-        const refused = await this.#refuseConfigPaths(conn.entry, tool, args);
+        const refused = this.#refuseConfigPaths(config, conn.entry, tool, args);
         if (refused !== undefined) return refused;
       }
       const known = conn.cachedTool(tool);
@@ -621,14 +621,15 @@ export class McpPool {
 
   /**
    * The refusal of a call for the local model whose arguments name one of the bridge's config
-   * files (config_guard.ts), or undefined when they name none.
+   * files (config_guard.ts), or undefined when they name none; `config` is the one the call's
+   * server was taken from.
    */
-  async #refuseConfigPaths(
+  #refuseConfigPaths(
+    config: McpConfig,
     entry: ServerEntry,
     tool: string,
     args: Record<string, unknown>,
-  ): Promise<CallToolResult | undefined> {
-    const config = await this.#config.current();
+  ): CallToolResult | undefined {
     let paths = this.#protectedPaths.get(config);
     if (paths === undefined) {
       paths = this.#config.protectedPaths(config);
@@ -826,7 +827,7 @@ export class McpPool {
   async #acquire(
     name: string,
     o: Pick<RequestOptions, "signal" | "onProgress">,
-  ): Promise<{ conn: Connection; entry: ServerEntry }> {
+  ): Promise<{ conn: Connection; entry: ServerEntry; config: McpConfig }> {
     const signal = o.signal;
     for (let attempt = 0;; attempt++) {
       this.#assertOpen(name);
@@ -844,7 +845,7 @@ export class McpPool {
       const live = this.#live.get(name);
       if (live && live.usable && live.fingerprint === entry.fingerprint) {
         this.#begin(live);
-        return { conn: live, entry };
+        return { conn: live, entry, config };
       }
       let pending = this.#connecting.get(name);
       if (pending === undefined || pending.fingerprint !== entry.fingerprint) {
@@ -871,7 +872,7 @@ export class McpPool {
       }
       if (conn.usable) {
         this.#begin(conn);
-        return { conn, entry };
+        return { conn, entry, config };
       }
       // It closed (or the config changed) between connecting and this caller resuming: retry.
       if (attempt >= 2) {

@@ -150,6 +150,34 @@ Deno.test("with the lists kept from call to call, a link made since is seen at o
   assertEquals(configPathNamed({ path: "data/missing.txt" }, context), undefined);
 });
 
+Deno.test("a word checked against a settled directory's kept listing still sees a link made since", () => {
+  using p = project();
+  const settings = join(p.dir, "lmstudio-bridge.json");
+  const context = { protected: [p.config, settings], cwd: p.dir, args: [p.dir], home: p.home };
+  // Last changed an hour ago: its listing is kept from call to call.
+  const settle = () => {
+    const past = new Date(Date.now() - 3_600_000);
+    Deno.utimeSync(p.dir, past, past);
+  };
+  settle();
+  assertEquals(configPathNamed({ query: "notes.json" }, context), undefined);
+  assertEquals(configPathNamed({ query: "item 1" }, context), undefined);
+  // A link that would create the settings file, made after the listing was kept.
+  Deno.symlinkSync(settings, join(p.dir, "notes.json"));
+  assertEquals(configPathNamed({ query: "notes.json" }, context), settings);
+  settle();
+  assertEquals(configPathNamed({ query: "notes.json" }, context), settings, "listed again");
+  assertEquals(configPathNamed({ query: "NOTES.JSON" }, context), undefined);
+  // An entry removed and made again under the same name, and a renamed one.
+  Deno.removeSync(join(p.dir, "notes.json"));
+  settle();
+  assertEquals(configPathNamed({ query: "notes.json" }, context), undefined);
+  Deno.symlinkSync(p.config, join(p.dir, "draft"));
+  Deno.renameSync(join(p.dir, "draft"), join(p.dir, "notes.json"));
+  assertEquals(configPathNamed({ query: "notes.json" }, context), p.config);
+  assertEquals(configPathNamed({ query: ".mcp.json" }, context), p.config);
+});
+
 /** Writes `servers` to the project's .mcp.json atomically (the stat always changes). */
 function writeServers(path: string, servers: Record<string, unknown>): void {
   const text = JSON.stringify({ mcpServers: servers });
