@@ -344,7 +344,7 @@ async function readCapped(
   if (response.body === null) return "";
   const encoding = response.headers.get("content-encoding");
   if (length !== null && announced >= 0 && (encoding === null || encoding === "identity")) {
-    return new TextDecoder().decode(await response.arrayBuffer());
+    return await response.text();
   }
   const bytes = await readBytes(
     response.body,
@@ -352,8 +352,11 @@ async function readCapped(
     Number.isNaN(announced) ? undefined : announced,
   );
   if (!(bytes instanceof Uint8Array)) return { read: bytes.read, announced: false };
-  return new TextDecoder().decode(bytes);
+  return UTF8.decode(bytes);
 }
+
+/** Decodes whole bodies (never a stream's pieces, which keep a decoder of their own). */
+const UTF8 = new TextDecoder();
 
 /** The token counts of a reply's usage, for its figures. */
 function tokensOf(usage: Usage | undefined): { prompt?: number; completion?: number } | undefined {

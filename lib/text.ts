@@ -119,6 +119,12 @@ const ESCAPE_SEQUENCES =
 /** C0 controls except tab and newline, DEL, and C1 controls. */
 // deno-lint-ignore no-control-regex
 const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+/**
+ * Whether a text has any of {@linkcode CONTROL_CHARACTERS}: every escape sequence begins with one
+ * (ESC, or an 8-bit C1 introducer), so a text without them is safe as it is.
+ */
+// deno-lint-ignore no-control-regex
+const ANY_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 
 /**
  * `text` from outside (a server's stderr, a tool's description or result, a model's answer) made
@@ -127,17 +133,46 @@ const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
  * text is kept.
  */
 export function safeText(text: string): string {
+  if (!ANY_CONTROL.test(text)) return text;
   return text.replace(ESCAPE_SEQUENCES, "").replace(CONTROL_CHARACTERS, "");
 }
 
-/** `value` with {@linkcode safeText} applied to every string in it (keys included). */
+/**
+ * `value` with {@linkcode safeText} applied to every string in it (keys included), as plain
+ * arrays and objects. What needs no change is returned as it is (the same array or object), so a
+ * clean result (nearly every one) costs a walk and no copy.
+ */
 export function safeValue(value: unknown): unknown {
   if (typeof value === "string") return safeText(value);
-  if (Array.isArray(value)) return value.map(safeValue);
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const safe = safeValue(item);
+      if (out === undefined && safe !== item) out = value.slice(0, i);
+      out?.push(safe);
+    }
+    return out ?? value;
+  }
   if (typeof value === "object" && value !== null) {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [safeText(k), safeValue(v)]),
-    );
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record);
+    const proto: unknown = Object.getPrototypeOf(record);
+    // Anything but a plain object (a Date, a Map) becomes one, as JSON would see its fields.
+    let out: Array<[string, unknown]> | undefined = proto === Object.prototype || proto === null
+      ? undefined
+      : [];
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const item = record[k];
+      const key = safeText(k);
+      const safe = safeValue(item);
+      if (out === undefined && (key !== k || safe !== item)) {
+        out = keys.slice(0, i).map((kept) => [kept, record[kept]]);
+      }
+      out?.push([key, safe]);
+    }
+    return out === undefined ? value : Object.fromEntries(out);
   }
   return value;
 }

@@ -11,7 +11,7 @@ import { connectInMemory, quiet, resultText } from "./rigs.ts";
 import { createApp } from "../lib/app.ts";
 import { createServer } from "../lib/server.ts";
 import { resolveSettings } from "../lib/settings.ts";
-import { safeText } from "../lib/text.ts";
+import { safeText, safeValue } from "../lib/text.ts";
 
 const FIXTURE = `${REPO}/tests/fixtures/escape_server.ts`;
 /** The fixture's deno finds the test's cache even with HOME moved to a temp dir. */
@@ -30,6 +30,22 @@ Deno.test("safeText strips escape sequences and controls and keeps Unicode, \\n 
   assertEquals(safeText("x\x1bcy\x1b(Bz\x1b7"), "xyz");
   assertEquals(safeText("日本語 emoji 🎉 and ü"), "日本語 emoji 🎉 and ü");
   assertEquals(safeText("a\r\nb\x7f"), "a\nb");
+  // Every C1 introducer alone (8-bit CSI, OSC, DCS, ST) goes too.
+  assertEquals(safeText("a\x9b31mb\x9d0;t\x07c\x90q\x9cd"), "abcd");
+});
+
+Deno.test("safeValue cleans every string and key, and returns what is clean as it is", () => {
+  const clean = { a: [1, "x", { b: "y", c: null }], d: true };
+  assert(safeValue(clean) === clean, "a clean value is not copied");
+  const inner = { b: "y" };
+  const dirty = { a: [1, `x${NASTY}`, inner], "k\x07": "v", d: 2 };
+  const safe = safeValue(dirty) as { a: unknown[] };
+  assertEquals(safe, { a: [1, "xred", { b: "y" }], k: "v", d: 2 });
+  assert(safe !== dirty && safe.a !== dirty.a, "what changed is a copy");
+  assert(safe.a[2] === inner, "a clean branch beside a dirty one is kept as it is");
+  assertEquals(dirty.a[1], `x${NASTY}`, "the input is left as it was");
+  assertEquals(safeValue(["a", "b\x00", "c"]), ["a", "b", "c"]);
+  assertEquals(safeValue(new Date(0)), {}, "not a plain object: its own fields, as JSON sees them");
 });
 
 async function withConfig(fn: (dir: string, config: string) => Promise<void>): Promise<void> {
