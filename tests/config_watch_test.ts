@@ -35,8 +35,8 @@ async function writeConfig(path: string, ...names: string[]): Promise<void> {
   await Deno.writeTextFile(path, JSON.stringify({ mcpServers: servers }));
 }
 
-/** The real file system, counting stats. */
-function countingFs(): ConfigFs & { stats: number } {
+/** The real file system, counting stats (and with `exists`, when given). */
+function countingFs(exists?: (path: string) => boolean): ConfigFs & { stats: number } {
   const fs = {
     stats: 0,
     stat(path: string) {
@@ -44,6 +44,7 @@ function countingFs(): ConfigFs & { stats: number } {
       return Deno.stat(path);
     },
     readTextFile: (path: string) => Deno.readTextFile(path),
+    ...(exists !== undefined ? { exists } : {}),
   };
   return fs;
 }
@@ -311,23 +312,15 @@ Deno.test("verify: an unchanged config is one stat of each file in use; what a c
   await writeConfig(home, "home");
   const time = clock();
   const checked: string[] = [];
-  const fs = {
-    stats: 0,
-    stat(path: string) {
-      fs.stats++;
-      return Deno.stat(path);
-    },
-    readTextFile: (path: string) => Deno.readTextFile(path),
-    exists(path: string) {
-      checked.push(path);
-      try {
-        Deno.statSync(path);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-  };
+  const fs = countingFs((path) => {
+    checked.push(path);
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  });
   // Events are never delivered: only the verify checks can see the changes.
   const w = fakeWatchers();
   using source = watching(t, { fs, now: time.now, watch: w.factory });

@@ -385,16 +385,25 @@ Deno.test("a list asked for with reuse is the last one while it is recent and no
     assert(await c.listModels({ reuse: true }) !== kept);
     assertEquals(reads(), 6);
   });
-  await t.step("a list that was on its way while a load went out is not kept", async () => {
+  /**
+   * Holds the fake's answers on `path` until `gate` resolves (`arrived` once one is held): the
+   * answer is the fake's own, asked of it again.
+   */
+  const held = (path: string, method: "GET" | "POST") => {
     const gate = Promise.withResolvers<void>();
     const arrived = Promise.withResolvers<void>();
-    fake.script("/v1/models", async (req) => {
+    fake.script(path, async (req) => {
       arrived.resolve();
       await gate.promise;
-      return new Response(await (await fetch(`${fake.baseUrl}${req.path}`)).arrayBuffer(), {
+      const init = method === "POST" ? { method, body: JSON.stringify(req.body) } : {};
+      return new Response(await (await fetch(`${fake.baseUrl}${req.path}`, init)).arrayBuffer(), {
         headers: { "content-type": "application/json" },
       });
     });
+    return { gate, arrived };
+  };
+  await t.step("a list that was on its way while a load went out is not kept", async () => {
+    const { gate, arrived } = held("/v1/models", "GET");
     const reading = c.listModels();
     await arrived.promise;
     await c.loadModel(NOMIC);
@@ -405,19 +414,7 @@ Deno.test("a list asked for with reuse is the last one while it is recent and no
     assertEquals(reads(), before + 1, "read afresh");
   });
   await t.step("nor one read while a load was still on its way", async () => {
-    const gate = Promise.withResolvers<void>();
-    const arrived = Promise.withResolvers<void>();
-    fake.script("/api/v1/models/load", async (req) => {
-      arrived.resolve();
-      await gate.promise;
-      return new Response(
-        await (await fetch(`${fake.baseUrl}${req.path}`, {
-          method: "POST",
-          body: JSON.stringify(req.body),
-        })).arrayBuffer(),
-        { headers: { "content-type": "application/json" } },
-      );
-    });
+    const { gate, arrived } = held("/api/v1/models/load", "POST");
     const loading = c.loadModel(NOMIC);
     await arrived.promise;
     await c.listModels();
