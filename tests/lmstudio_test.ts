@@ -402,27 +402,28 @@ Deno.test("a list asked for with reuse is the last one while it is recent and no
     });
     return { gate, arrived };
   };
-  await t.step("a list that was on its way while a load went out is not kept", async () => {
-    const { gate, arrived } = held("/v1/models", "GET");
-    const reading = c.listModels();
+  /** `first` held on `path` while `meanwhile` runs; then the next reuse reads the list afresh. */
+  const overlapped = async (
+    path: string,
+    method: "GET" | "POST",
+    first: () => Promise<unknown>,
+    meanwhile: () => Promise<unknown>,
+  ) => {
+    const { gate, arrived } = held(path, method);
+    const running = first();
     await arrived.promise;
-    await c.loadModel(NOMIC);
+    await meanwhile();
     gate.resolve();
-    await reading;
+    await running;
     const before = reads();
     await c.listModels({ reuse: true });
     assertEquals(reads(), before + 1, "read afresh");
+  };
+  await t.step("a list that was on its way while a load went out is not kept", async () => {
+    await overlapped("/v1/models", "GET", () => c.listModels(), () => c.loadModel(NOMIC));
   });
   await t.step("nor one read while a load was still on its way", async () => {
-    const { gate, arrived } = held("/api/v1/models/load", "POST");
-    const loading = c.loadModel(NOMIC);
-    await arrived.promise;
-    await c.listModels();
-    gate.resolve();
-    await loading;
-    const before = reads();
-    await c.listModels({ reuse: true });
-    assertEquals(reads(), before + 1, "read afresh");
+    await overlapped("/api/v1/models/load", "POST", () => c.loadModel(NOMIC), () => c.listModels());
   });
   await t.step("a list older than listReuseMs, or with listReuseMs 0, is read afresh", async () => {
     const { client: short } = client(fake.baseUrl, { listReuseMs: 1 });
@@ -1154,6 +1155,33 @@ Deno.test("an error object in a 200 reply is an error like a 4xx with that messa
   });
 });
 
+/** A chat of `c` fails as too large, stopped while it was being read. */
+async function assertTooLarge(c: LmStudioClient): Promise<void> {
+  const error = await assertRejects(
+    () => c.chat({ model: QWEN, messages: [user("x")] }),
+    LmStudioError,
+    "before the client stopped reading",
+  );
+  assertEquals(error.kind, "too_large");
+}
+
+/**
+ * An in-process body of `total` chunks of 1 KiB of `char`, so that only the client's reading pulls
+ * them; `pulled()` counts the chunks pulled so far.
+ */
+function chunkedBody(char: string, total: number, onCancel?: () => void) {
+  const chunk = new TextEncoder().encode(char.repeat(1024));
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled++ < total) controller.enqueue(chunk);
+      else controller.close();
+    },
+    ...(onCancel !== undefined ? { cancel: onCancel } : {}),
+  });
+  return { body, pulled: () => pulled };
+}
+
 Deno.test("a reply larger than the limit fails with its size and what to do, read no further", async (t) => {
   await using fake = await FakeLmStudio.start();
   // One JSON body (the limit counts the bytes of the body, and a stream's are many more).
@@ -1172,51 +1200,27 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
     assertStringIncludes(error.message, "LMSTUDIO_MAX_REPLY_BYTES");
   });
   await t.step("a streamed one is read up to the limit, then given up", async () => {
-    // An in-process body, so that only the client's reading pulls chunks from it.
-    const chunk = new TextEncoder().encode("x".repeat(1024));
     const total = 4096; // 4 MiB in 1 KiB chunks, if all were read
-    let pulled = 0;
     const cancelled = Promise.withResolvers<void>();
+    const { body, pulled } = chunkedBody("x", total, () => cancelled.resolve());
     const streaming = client(fake.baseUrl, {
       maxReplyBytes: 64 * 1024,
       fetch: () =>
-        Promise.resolve(
-          new Response(
-            new ReadableStream<Uint8Array>({
-              pull(controller) {
-                if (pulled++ < total) controller.enqueue(chunk);
-                else controller.close();
-              },
-              cancel: () => cancelled.resolve(),
-            }),
-            { headers: { "content-type": "application/json" } },
-          ),
-        ),
+        Promise.resolve(new Response(body, { headers: { "content-type": "application/json" } })),
     }).client;
-    const error = await assertRejects(
-      () => streaming.chat({ model: QWEN, messages: [user("x")] }),
-      LmStudioError,
-      "before the client stopped reading",
-    );
-    assertEquals(error.kind, "too_large");
+    await assertTooLarge(streaming);
     await cancelled.promise;
-    assert(pulled < 100, `stopped after ${pulled} of ${total} chunks`);
+    assert(pulled() < 100, `stopped after ${pulled()} of ${total} chunks`);
   });
   await t.step("a compressed one that announces less is read up to the limit too", async () => {
     // Its Content-Length counts the compressed bytes; what it inflates to is read with the cap.
-    const chunk = new TextEncoder().encode("z".repeat(1024));
-    let pulled = 0;
+    const { body, pulled } = chunkedBody("z", 4096);
     const inflating = client(fake.baseUrl, {
       maxReplyBytes: 64 * 1024,
       fetch: () =>
         Promise.resolve(
           new Response(
-            new ReadableStream<Uint8Array>({
-              pull(controller) {
-                if (pulled++ < 4096) controller.enqueue(chunk);
-                else controller.close();
-              },
-            }),
+            body,
             {
               headers: {
                 "content-type": "application/json",
@@ -1227,13 +1231,8 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
           ),
         ),
     }).client;
-    const error = await assertRejects(
-      () => inflating.chat({ model: QWEN, messages: [user("x")] }),
-      LmStudioError,
-      "before the client stopped reading",
-    );
-    assertEquals(error.kind, "too_large");
-    assert(pulled < 100, `stopped after ${pulled} chunks`);
+    await assertTooLarge(inflating);
+    assert(pulled() < 100, `stopped after ${pulled()} chunks`);
   });
   await t.step("one within the limit is read whole", async () => {
     fake.script(CHAT_PATH, { body: chatReply({ content: "y".repeat(60_000) }) });
@@ -1248,12 +1247,7 @@ Deno.test("a reply larger than the limit fails with its size and what to do, rea
       body: chatReply({ content: "word ".repeat(2_000) }),
       stream: { stallAfter: 1_000 },
     });
-    const error = await assertRejects(
-      () => streaming.chat({ model: QWEN, messages: [user("x")] }),
-      LmStudioError,
-      "before the client stopped reading",
-    );
-    assertEquals(error.kind, "too_large");
+    await assertTooLarge(streaming);
     const [request] = fake.requestsTo(CHAT_PATH).slice(-1);
     assertEquals(await fake.delayedEnd(request!), "abandoned");
   });
