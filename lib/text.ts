@@ -120,11 +120,11 @@ const ESCAPE_SEQUENCES =
 // deno-lint-ignore no-control-regex
 const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 /**
- * Whether a text has any of {@linkcode CONTROL_CHARACTERS}: every escape sequence begins with one
- * (ESC, or an 8-bit C1 introducer), so a text without them is safe as it is.
+ * Whether a text has any of {@linkcode CONTROL_CHARACTERS} (the same class, without the global
+ * flag's state): every escape sequence begins with one (ESC, or an 8-bit C1 introducer), so a
+ * text without them is safe as it is.
  */
-// deno-lint-ignore no-control-regex
-const ANY_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const ANY_CONTROL = new RegExp(CONTROL_CHARACTERS.source);
 
 /**
  * `text` from outside (a server's stderr, a tool's description or result, a model's answer) made

@@ -386,30 +386,24 @@ Deno.test("a list asked for with reuse is the last one while it is recent and no
     assertEquals(reads(), 6);
   });
   /**
-   * Holds the fake's answers on `path` until `gate` resolves (`arrived` once one is held): the
-   * answer is the fake's own, asked of it again.
+   * `first`, its request to `path` held (answered by the fake itself, asked again) while
+   * `meanwhile` runs; then the next reuse reads the list afresh.
    */
-  const held = (path: string, method: "GET" | "POST") => {
+  const overlapped = async (
+    path: string,
+    first: () => Promise<unknown>,
+    meanwhile: () => Promise<unknown>,
+  ) => {
     const gate = Promise.withResolvers<void>();
     const arrived = Promise.withResolvers<void>();
     fake.script(path, async (req) => {
       arrived.resolve();
       await gate.promise;
-      const init = method === "POST" ? { method, body: JSON.stringify(req.body) } : {};
+      const init = req.method === "POST" ? { method: "POST", body: JSON.stringify(req.body) } : {};
       return new Response(await (await fetch(`${fake.baseUrl}${req.path}`, init)).arrayBuffer(), {
         headers: { "content-type": "application/json" },
       });
     });
-    return { gate, arrived };
-  };
-  /** `first` held on `path` while `meanwhile` runs; then the next reuse reads the list afresh. */
-  const overlapped = async (
-    path: string,
-    method: "GET" | "POST",
-    first: () => Promise<unknown>,
-    meanwhile: () => Promise<unknown>,
-  ) => {
-    const { gate, arrived } = held(path, method);
     const running = first();
     await arrived.promise;
     await meanwhile();
@@ -420,10 +414,10 @@ Deno.test("a list asked for with reuse is the last one while it is recent and no
     assertEquals(reads(), before + 1, "read afresh");
   };
   await t.step("a list that was on its way while a load went out is not kept", async () => {
-    await overlapped("/v1/models", "GET", () => c.listModels(), () => c.loadModel(NOMIC));
+    await overlapped("/v1/models", () => c.listModels(), () => c.loadModel(NOMIC));
   });
   await t.step("nor one read while a load was still on its way", async () => {
-    await overlapped("/api/v1/models/load", "POST", () => c.loadModel(NOMIC), () => c.listModels());
+    await overlapped("/api/v1/models/load", () => c.loadModel(NOMIC), () => c.listModels());
   });
   await t.step("a list older than listReuseMs, or with listReuseMs 0, is read afresh", async () => {
     const { client: short } = client(fake.baseUrl, { listReuseMs: 1 });
