@@ -572,7 +572,7 @@ export class McpPool {
     const unregister = o.onServerRequest === undefined
       ? undefined
       : conn.requests.register(tool, o.onServerRequest);
-    const watchdog = new CallWatchdog(timeoutMs, conn);
+    const watchdog = new CallWatchdog(timeoutMs, conn, o.signal);
     try {
       if (o.origin === "model") {
         const refused = this.#refuseConfigPaths(config, conn.entry, tool, args);
@@ -581,9 +581,7 @@ export class McpPool {
       const known = conn.cachedTool(tool);
       if (known !== undefined && needsMcpTasks(known)) throw taskRequiredError({ server, tool });
       const result = await conn.client.callTool({ name: tool, arguments: args }, undefined, {
-        signal: o.signal === undefined
-          ? watchdog.signal
-          : AbortSignal.any([o.signal, watchdog.signal]),
+        signal: watchdog.signal,
         // The watchdog bounds the call: it restarts on progress and waits while the bridge
         // answers the server's own requests (a person may be filling in a form).
         timeout: MAX_TIMER_MS,
@@ -1220,16 +1218,27 @@ class CallWatchdog {
   readonly #conn: Connection;
   readonly #abort = new AbortController();
   readonly #offIdle: () => void;
+  #offCancel?: () => void;
   #timer?: ReturnType<typeof setTimeout>;
 
-  constructor(ms: number, conn: Connection) {
+  /** `cancel`: the caller's signal, which aborts this one with its reason. */
+  constructor(ms: number, conn: Connection, cancel?: AbortSignal) {
     this.#ms = ms;
     this.#conn = conn;
     this.#offIdle = conn.requests.onIdle(() => this.reset());
+    if (cancel !== undefined) {
+      // Followed by hand rather than with AbortSignal.any: one signal fewer on every call.
+      const onCancel = () => this.#abort.abort(cancel.reason);
+      if (cancel.aborted) onCancel();
+      else {
+        cancel.addEventListener("abort", onCancel, { once: true });
+        this.#offCancel = () => cancel.removeEventListener("abort", onCancel);
+      }
+    }
     this.reset();
   }
 
-  /** Aborted when the call timed out. */
+  /** Aborted when the call timed out or the caller cancelled it. */
   get signal(): AbortSignal {
     return this.#abort.signal;
   }
@@ -1252,6 +1261,7 @@ class CallWatchdog {
   stop(): void {
     clearTimeout(this.#timer);
     this.#offIdle();
+    this.#offCancel?.();
   }
 }
 

@@ -24,6 +24,7 @@ import {
   type ScriptedReplyValue,
 } from "./fakes/lmstudio.ts";
 import { AbortingSleep } from "./fakes/sleep.ts";
+import { countedController } from "./fixtures/signals.ts";
 
 const QWEN = "qwen2.5-7b-instruct";
 const NOMIC = "text-embedding-nomic-embed-text-v1.5";
@@ -955,6 +956,37 @@ Deno.test("aborting during the backoff sleep stops at once, and no retry is sent
   assertEquals(error.kind, "aborted");
   assertEquals(wait.waited, "cut short");
   assertEquals(fake.requestsTo("/v1/models").length, 1);
+});
+
+Deno.test("a caller's signal is let go of when each request ends, answered or failed", async () => {
+  await using fake = await FakeLmStudio.start();
+  let sent = Promise.withResolvers<void>();
+  const { client: c } = client(fake.baseUrl, {
+    fetch: (input, init) => {
+      sent.resolve();
+      return fetch(input, init);
+    },
+  });
+  const { controller, listening } = countedController();
+  const signal = controller.signal;
+  for (let i = 0; i < 3; i++) {
+    fake.script("/v1/chat/completions", { body: chatReply({ content: `ok ${i}` }) });
+    const reply = await c.chat({ model: QWEN, messages: [user("x")] }, { signal });
+    assertEquals(reply.content, `ok ${i}`);
+    assertEquals(listening(), 0, `after answer ${i}`);
+  }
+  fake.script("/v1/chat/completions", { status: 400, body: { error: "bad request" } });
+  await assertRejects(() => c.chat({ model: QWEN, messages: [user("x")] }, { signal }));
+  assertEquals(listening(), 0, "after an error");
+  // Still followed while a request is under way: aborting then ends it as cancelled.
+  fake.script("/v1/chat/completions", { delayMs: 60_000, body: chatReply({ content: "late" }) });
+  sent = Promise.withResolvers<void>();
+  const pending = c.chat({ model: QWEN, messages: [user("x")] }, { signal });
+  await sent.promise;
+  assertEquals(listening(), 1, "followed while under way");
+  controller.abort();
+  const error = await assertRejects(() => pending, LmStudioError);
+  assertEquals(error.kind, "aborted");
 });
 
 Deno.test("an already aborted signal sends nothing", async () => {

@@ -18,6 +18,7 @@ import {
   assertStringIncludes,
 } from "./assert.ts";
 import { settlesWithin } from "./agent_harness.ts";
+import { countedController } from "./fixtures/signals.ts";
 import { startSseFixture, startStreamableFixture } from "./fixtures/pool_http_fixture.ts";
 import { fixtureEntry, silent, TempConfig } from "./fixtures/pool_config.ts";
 import {
@@ -630,6 +631,24 @@ Deno.test("pool passes progress, timeouts and cancellation through to the server
         'did not answer tool "slow" within 200 ms',
       );
       assertEquals(error.kind, "timeout");
+    });
+    await t.step("a caller's signal is let go of when each call ends", async () => {
+      const { controller, listening } = countedController();
+      for (const text of ["a", "b", "c"]) {
+        const result = await pool.callTool("fx", "echo", { text }, { signal: controller.signal });
+        assertEquals(textOf(result), text);
+        assertEquals(listening(), 0, `after call ${text}`);
+      }
+      const started = join(cfg.dir, "signal-started");
+      const release = join(cfg.dir, "signal-release");
+      const slow = pool.callTool("fx", "slow", { ms: 10, steps: 1, started, release }, {
+        signal: controller.signal,
+      });
+      await waitFor("the call to reach the server", () => fileExists(started));
+      assertEquals(listening(), 1, "followed while the call is under way");
+      Deno.writeTextFileSync(release, "");
+      assertEquals(textOf(await slow), "done after 1 steps");
+      assertEquals(listening(), 0, "after the slow call");
     });
     await t.step("aborting cancels the call on the server", async () => {
       const before = Number(await call(pool, "fx", "cancelled"));
