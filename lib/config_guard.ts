@@ -80,16 +80,7 @@ function canonicalMissing(path: string, depth: number): string {
  * own name is none of them (the canonical path of a missing file ends in its name). A call's
  * strings are mostly no paths at all (a search, a text): one lstat says so.
  */
-function candidatePath(
-  path: string,
-  names: ReadonlySet<string>,
-  root?: string,
-): string | undefined {
-  // A word relative to a root (a search, a name: most strings) is looked up in the root's listing
-  // first: a stat that succeeds costs a third of one that fails.
-  if (root !== undefined && absentFrom(root, basename(path))) {
-    return names.has(basename(path).toLowerCase()) ? canonicalMissing(path, 0) : undefined;
-  }
+function candidatePath(path: string, names: ReadonlySet<string>): string | undefined {
   try {
     Deno.lstatSync(path);
   } catch {
@@ -146,9 +137,6 @@ function absentFrom(dir: string, name: string): boolean {
     return false;
   }
   const kept = listings.get(dir);
-  const same = (l: Listing, i: Deno.FileInfo) =>
-    l.dev === i.dev && l.ino === i.ino && l.mtime === i.mtime?.getTime() &&
-    l.ctime === i.ctime?.getTime();
   if (kept !== undefined && same(kept, info)) return !kept.names.has(foldName(name));
   listings.delete(dir);
   const mtime = info.mtime?.getTime();
@@ -174,6 +162,12 @@ function absentFrom(dir: string, name: string): boolean {
   if (listings.size >= 64) listings.clear();
   listings.set(dir, listing);
   return !names.has(foldName(name));
+}
+
+/** Whether `info` is the directory `listing` was read from, as it was then. */
+function same(listing: Listing, info: Deno.FileInfo): boolean {
+  return listing.dev === info.dev && listing.ino === info.ino &&
+    listing.mtime === info.mtime?.getTime() && listing.ctime === info.ctime?.getTime();
 }
 
 /** Whether the file system holding `path` (or its nearest existing ancestor) ignores case. */
@@ -215,15 +209,20 @@ function asPath(value: string, home: string | undefined): string | undefined {
   return expandTilde(text, home);
 }
 
-/** Every string in `value` (object values, array items, nested), depth-first. */
-function* stringsIn(value: unknown, depth = 0): Generator<string> {
+/** Every string in `value` (object values, array items, nested), depth-first, added to `out`. */
+function stringsIn(value: unknown, out: string[], depth = 0): string[] {
   if (typeof value === "string") {
-    yield value;
+    out.push(value);
   } else if (depth < 32 && Array.isArray(value)) {
-    for (const item of value) yield* stringsIn(item, depth + 1);
+    for (const item of value) stringsIn(item, out, depth + 1);
   } else if (depth < 32 && typeof value === "object" && value !== null) {
-    for (const item of Object.values(value)) yield* stringsIn(item, depth + 1);
+    for (const key in value) {
+      if (Object.hasOwn(value, key)) {
+        stringsIn((value as Record<string, unknown>)[key], out, depth + 1);
+      }
+    }
   }
+  return out;
 }
 
 /**
@@ -233,22 +232,33 @@ function* stringsIn(value: unknown, depth = 0): Generator<string> {
  */
 export function configPathNamed(args: unknown, o: GuardContext): string | undefined {
   const fold = (p: string, insensitive: boolean) => insensitive ? p.toLowerCase() : p;
-  const { targets, names, canonicalNames, roots } = planFor(o);
+  const { targets, names, nameList, canonicalNames, roots } = planFor(o);
   const check = (candidate: string): string | undefined => {
-    // A word (no separator) relative to a root is an entry of that root.
-    const word = !/[\\/]/.test(candidate);
-    const canonical =
-      (isAbsolute(candidate)
-        ? [candidatePath(resolve(candidate), canonicalNames)]
-        : roots.map((r) =>
-          candidatePath(resolve(r, candidate), canonicalNames, word ? resolve(r) : undefined)
-        )).filter((c): c is string => c !== undefined);
+    let canonical: string[];
+    if (isAbsolute(candidate)) {
+      const path = candidatePath(resolve(candidate), canonicalNames);
+      canonical = path === undefined ? [] : [path];
+    } else {
+      // A word (no separator) relative to a root is an entry of that root: most strings (a
+      // search, a name) are found absent from its kept listing, which costs one stat of the root
+      // (a stat that succeeds costs a third of one that fails).
+      const word = !/[\\/]/.test(candidate);
+      canonical = [];
+      for (const root of roots) {
+        const path = word && absentFrom(root, candidate)
+          ? (canonicalNames.has(candidate.toLowerCase())
+            ? canonicalMissing(join(root, candidate), 0)
+            : undefined)
+          : candidatePath(resolve(root, candidate), canonicalNames);
+        if (path !== undefined) canonical.push(path);
+      }
+    }
     if (canonical.length === 0) return undefined;
     // In the order given: the files in use come first, so the message names the one that counts.
     return targets.find((t) => canonical.some((c) => fold(c, t.insensitive) === t.canonical))
       ?.path;
   };
-  for (const value of stringsIn(args)) {
+  for (const value of stringsIn(args, [])) {
     const whole = asPath(value, o.home);
     const found = whole === undefined ? undefined : check(whole);
     if (found !== undefined) return found;
@@ -256,7 +266,7 @@ export function configPathNamed(args: unknown, o: GuardContext): string | undefi
     // words) that end in a protected file's name.
     if (value.length > MAX_COMMAND_CHARS || value.includes("\n")) continue;
     const lower = value.toLowerCase();
-    if (![...names].some((n) => lower.includes(n))) continue;
+    if (!nameList.some((n) => lower.includes(n))) continue;
     for (const word of value.split(/[\s"'`;&|<>()=,]+/)) {
       if (!names.has(basename(word).toLowerCase())) continue;
       const path = asPath(word, o.home);
@@ -272,6 +282,8 @@ interface GuardPlan {
   targets: Target[];
   /** The protected files' names, lower case (the words of a command line are matched on them). */
   names: Set<string>;
+  /** The same names as a list. */
+  nameList: string[];
   /** The names of the protected files' canonical paths, lower case. */
   canonicalNames: Set<string>;
   /** The directories a relative path may be relative to: the working directory, then its roots. */
@@ -299,12 +311,14 @@ function planFor(o: GuardContext): GuardPlan {
     return kept.plan;
   }
   const targets = o.protected.map((path) => protectedTarget(path, o.caseInsensitive));
+  const names = new Set(targets.map((t) => basename(t.path).toLowerCase()));
   const plan: GuardPlan = {
     targets,
-    names: new Set(targets.map((t) => basename(t.path).toLowerCase())),
+    names,
+    nameList: [...names],
     canonicalNames: new Set(targets.map((t) => basename(t.canonical).toLowerCase())),
     roots: [
-      o.cwd,
+      resolve(o.cwd),
       ...o.args.map((a) => asPath(a, o.home)).filter((a): a is string => a !== undefined)
         .map((a) => resolve(o.cwd, a)).filter(isKnownDirectory),
     ],
