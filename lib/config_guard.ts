@@ -36,6 +36,8 @@ export interface GuardContext {
   home?: string;
   /** Compare paths ignoring case. Default: probed on the file system (case-insensitive on macOS and Windows by default). */
   caseInsensitive?: boolean;
+  /** The wall clock that file times are compared with (tests). Default `Date.now`. */
+  now?: () => number;
 }
 
 /** `path` with symbolic links resolved as far as it exists; dangling links are followed. */
@@ -102,6 +104,21 @@ function candidatePath(path: string, names: ReadonlySet<string>): string | undef
  * which differs from one that was already this old.
  */
 const SETTLED_MS = 2000;
+/**
+ * The same for a directory whose modification time has a fraction of a second: its file system
+ * keeps times finer than a second, which on Linux means to the kernel's clock tick (10 ms at
+ * most), so a later change gives it another modification time. An editor's save in a project
+ * then keeps its listing unused for this long, not for seconds. (Deno reports the status change
+ * time in whole seconds, so it cannot tell.)
+ */
+const SETTLED_FINE_MS = 100;
+
+/** Whether a directory with these times has been unchanged long enough to keep its listing. */
+function settled(mtime: number, ctime: number, now: number): boolean {
+  return (mtime % 1000 !== 0 && now - mtime >= SETTLED_FINE_MS) ||
+    now - Math.min(mtime, ctime) >= SETTLED_MS;
+}
+
 /** Largest directory whose listing is kept (a listing is read whole). */
 const MAX_LISTED_ENTRIES = 4096;
 
@@ -124,11 +141,11 @@ function foldName(name: string): string {
 /**
  * Whether `dir` certainly has no entry named `name`, not even a link: by its kept listing while
  * the directory is unchanged (same inode, same modification and status change times), else by a
- * new listing when one of those times is old enough to keep it ({@linkcode SETTLED_MS}). False
+ * new listing when one of those times is old enough to keep it ({@linkcode settled}). False
  * when that cannot be known, and off Linux (other systems' lookups fold case and Unicode in ways
  * not modelled here).
  */
-function absentFrom(dir: string, name: string): boolean {
+function absentFrom(dir: string, name: string, now: () => number): boolean {
   if (Deno.build.os !== "linux" || name === "" || name === "." || name === "..") return false;
   let info: Deno.FileInfo;
   try {
@@ -142,7 +159,7 @@ function absentFrom(dir: string, name: string): boolean {
   const mtime = info.mtime?.getTime();
   const ctime = info.ctime?.getTime();
   if (!info.isDirectory || mtime === undefined || ctime === undefined) return false;
-  if (Date.now() - Math.min(mtime, ctime) < SETTLED_MS) return false;
+  if (!settled(mtime, ctime, now())) return false;
   const names = new Set<string>();
   try {
     for (const entry of Deno.readDirSync(dir)) {
@@ -233,6 +250,7 @@ function stringsIn(value: unknown, out: string[], depth = 0): string[] {
 export function configPathNamed(args: unknown, o: GuardContext): string | undefined {
   const fold = (p: string, insensitive: boolean) => insensitive ? p.toLowerCase() : p;
   const { targets, names, nameList, canonicalNames, roots } = planFor(o);
+  const now = o.now ?? Date.now;
   const check = (candidate: string): string | undefined => {
     let canonical: string[];
     if (isAbsolute(candidate)) {
@@ -245,7 +263,7 @@ export function configPathNamed(args: unknown, o: GuardContext): string | undefi
       const word = !/[\\/]/.test(candidate);
       canonical = [];
       for (const root of roots) {
-        const path = word && absentFrom(root, candidate)
+        const path = word && absentFrom(root, candidate, now)
           ? (canonicalNames.has(candidate.toLowerCase())
             ? canonicalMissing(join(root, candidate), 0)
             : undefined)

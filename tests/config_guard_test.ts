@@ -178,6 +178,45 @@ Deno.test("a word checked against a settled directory's kept listing still sees 
   assertEquals(configPathNamed({ query: ".mcp.json" }, context), p.config);
 });
 
+Deno.test("a directory changed a moment ago keeps its listing when its file times are finer than a second", () => {
+  if (Deno.build.os !== "linux") return; // Listings are kept on Linux only.
+  using p = project();
+  const context = { protected: [p.config], cwd: p.dir, args: [], home: p.home };
+  /**
+   * Sets the directory's modification time to `mtime` (its status change time becomes the real
+   * time, an hour later), then counts the lstat calls of a second check of a word at a clock
+   * 500 ms after `mtime`: none when the first check kept the listing, one otherwise.
+   */
+  const lstatsAfter = (mtime: number): number => {
+    Deno.utimeSync(p.dir, new Date(mtime), new Date(mtime));
+    const o = { ...context, now: () => mtime + 500 };
+    assertEquals(configPathNamed({ query: "item 1" }, o), undefined);
+    const real = Deno.lstatSync;
+    let calls = 0;
+    Deno.lstatSync = (path) => {
+      calls++;
+      return real(path);
+    };
+    try {
+      assertEquals(configPathNamed({ query: "item 1" }, o), undefined);
+    } finally {
+      Deno.lstatSync = real;
+    }
+    return calls;
+  };
+  const second = Math.floor(Date.now() / 1000) * 1000 - 3_600_000;
+  assertEquals(lstatsAfter(second + 250), 0, "fine times: settled after 100 ms");
+  // Whole seconds (a file system that counts seconds): not settled for 2 s.
+  assertEquals(lstatsAfter(second), 1, "coarse times: looked up");
+  // Still the same rule for a link made meanwhile: its change is seen.
+  lstatsAfter(second + 250);
+  Deno.symlinkSync(p.config, join(p.dir, "item 1"));
+  assertEquals(
+    configPathNamed({ query: "item 1" }, { ...context, now: () => second + 750 }),
+    p.config,
+  );
+});
+
 /** Writes `servers` to the project's .mcp.json atomically (the stat always changes). */
 function writeServers(path: string, servers: Record<string, unknown>): void {
   const text = JSON.stringify({ mcpServers: servers });
