@@ -1058,8 +1058,7 @@ export class McpPool {
 
   #begin(conn: Connection): void {
     conn.inFlight++;
-    clearTimeout(conn.idleTimer);
-    conn.idleTimer = undefined;
+    conn.idleSince = undefined;
   }
 
   #release(conn: Connection): void {
@@ -1069,17 +1068,28 @@ export class McpPool {
       this.#closeConn(conn);
       return;
     }
-    if (this.#idleMs > 0 && !conn.closed && this.#live.get(conn.name) === conn) {
-      const timer = setTimeout(() => this.#idleClose(conn), this.#idleMs);
-      // An idle connection must not keep a CLI process alive.
-      Deno.unrefTimer(timer);
-      conn.idleTimer = timer;
-    }
+    conn.idleSince = this.#now();
+    if (conn.idleTimer === undefined) this.#armIdle(conn, this.#idleMs);
+  }
+
+  /** Arms `conn`'s idle timer (see Connection.idleTimer) to fire in `ms`. */
+  #armIdle(conn: Connection, ms: number): void {
+    if (this.#idleMs <= 0 || conn.closed || this.#live.get(conn.name) !== conn) return;
+    const timer = setTimeout(() => this.#idleClose(conn), ms);
+    // An idle connection must not keep a CLI process alive.
+    Deno.unrefTimer(timer);
+    conn.idleTimer = timer;
   }
 
   #idleClose(conn: Connection): void {
     conn.idleTimer = undefined;
-    if (conn.inFlight > 0 || this.#live.get(conn.name) !== conn) return;
+    // Busy now: armed again when its last call ends.
+    if (conn.idleSince === undefined || this.#live.get(conn.name) !== conn) return;
+    const idle = this.#now() - conn.idleSince;
+    if (idle < this.#idleMs) {
+      this.#armIdle(conn, this.#idleMs - idle);
+      return;
+    }
     this.#log.debug("closing idle connection", { server: conn.name, idleMs: this.#idleMs });
     this.#live.delete(conn.name);
     this.#remarks.set(conn.name, {
@@ -1212,6 +1222,7 @@ const MAX_TIMER_MS = 2_147_483_647;
  * is answering one of the server's own requests then (sampling, elicitation: the server is
  * waiting for the bridge); once that answer is sent, the call gets `timeoutMs` again. Firing
  * aborts {@linkcode signal} with the SDK's timeout error, so the call fails as one that timed out.
+ * One timer, armed for the rest of the quiet time when it fires early: progress costs no timers.
  */
 class CallWatchdog {
   readonly #ms: number;
@@ -1220,6 +1231,9 @@ class CallWatchdog {
   readonly #offIdle: () => void;
   #offCancel?: () => void;
   #timer?: ReturnType<typeof setTimeout>;
+  /** When the server was last heard from (or the bridge's answer sent), `performance.now()`. */
+  #last = 0;
+  #stopped = false;
 
   /** `cancel`: the caller's signal, which aborts this one with its reason. */
   constructor(ms: number, conn: Connection, cancel?: AbortSignal) {
@@ -1245,20 +1259,31 @@ class CallWatchdog {
 
   /** Something came from the server: the call has `ms` again. */
   reset(): void {
-    if (this.#abort.signal.aborted) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#fire(), this.#ms);
+    if (this.#abort.signal.aborted || this.#stopped) return;
+    this.#last = performance.now();
+    if (this.#timer === undefined) this.#arm(this.#ms);
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#fire(), ms);
   }
 
   #fire(): void {
+    this.#timer = undefined;
     // Waiting for the bridge's own answer: the clock restarts when it is sent (onIdle).
     if (this.#conn.requests.answering > 0) return;
+    const quiet = performance.now() - this.#last;
+    if (quiet < this.#ms) {
+      this.#arm(this.#ms - quiet);
+      return;
+    }
     this.#abort.abort(
       new McpError(ErrorCode.RequestTimeout, "Request timed out", { timeout: this.#ms }),
     );
   }
 
   stop(): void {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#offIdle();
     this.#offCancel?.();

@@ -71,8 +71,14 @@ export class Connection {
   inFlight = 0;
   /** The pool's connect attempt that made it (a newer attempt's connection wins). */
   seq = 0;
-  /** Closes it after the pool's idle time; set while nothing runs on it. */
+  /**
+   * Closes it after the pool's idle time. Armed when it becomes idle and left running while calls
+   * come and go: when it fires, it closes the connection only if nothing ran for the idle time
+   * ({@linkcode idleSince}), else it is armed for the rest (no timer set and cleared per call).
+   */
   idleTimer?: Timer;
+  /** When its last call ended (the pool's clock); undefined while calls run on it. */
+  idleSince?: number;
   /** Set once closing started. */
   closing?: Promise<void>;
   /** Called when the server says its tool list changed (the pool drops what it kept of it). */

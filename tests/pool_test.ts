@@ -859,6 +859,29 @@ Deno.test("pool closes idle connections and reopens them on demand", async () =>
     assertStringIncludes(servers[0]?.reason ?? "", "idle");
     const again = Number(await call(pool, "fx", "pid"));
     assertNotEquals(again, pid);
+    // Its idle time runs out during a call longer than it, and across calls that follow each
+    // other: still open. Idle for that long after them, it closes.
+    await pool.callTool("fx", "slow", { ms: 400, steps: 1 });
+    for (let i = 0; i < 3; i++) await pool.callTool("fx", "slow", { ms: 80, steps: 1 });
+    assertEquals(Number(await call(pool, "fx", "pid")), again);
+    await assertGone(again);
+  } finally {
+    await pool.close();
+    cfg.remove();
+  }
+});
+
+Deno.test("an idle connection closes by the pool's clock: its timer firing early only arms it again", async () => {
+  const cfg = new TempConfig({ fx: fixtureEntry() });
+  let now = 1_000_000;
+  const pool = cfg.pool({ idleMs: 100, now: () => now });
+  try {
+    const pid = Number(await call(pool, "fx", "pid"));
+    // The clock stands still: however often the timer fires, the connection has not been idle.
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    assertEquals(Number(await call(pool, "fx", "pid")), pid);
+    now += 1_000;
+    await assertGone(pid);
   } finally {
     await pool.close();
     cfg.remove();
