@@ -42,7 +42,8 @@ export interface LoopFigures {
 
 /**
  * How many rounds and repetitions: every figure is a median, of `reps` long tasks and of
- * `shortReps` short ones (cheap, so more of them steady the fixed-cost figures).
+ * `shortReps` short ones (cheap, so more of them steady the fixed-cost figures); see
+ * {@linkcode allPasses} for their order.
  */
 export interface LoopPlan {
   rounds: number;
@@ -50,15 +51,29 @@ export interface LoopPlan {
   shortReps: number;
 }
 
-/** The task sizes of repetition `rep` (-1: the warm-up pass). */
-function sizesOf(plan: LoopPlan, rep: number): number[] {
-  return [...new Set(rep < plan.reps ? [0, SHORT, plan.rounds] : [0, SHORT])];
+/** One pass over every loop: the task sizes it runs, and whether their times count. */
+interface Pass {
+  sizes: number[];
+  measured: boolean;
 }
 
-/** Every repetition's sizes, warm-up first. */
-function allSizes(plan: LoopPlan): number[][] {
-  const passes = Math.max(plan.reps, plan.shortReps);
-  return Array.from({ length: passes + 1 }, (_, i) => sizesOf(plan, i - 1));
+/**
+ * The passes of a plan: a warm-up with every size, the long tasks (`reps` passes of 0 and
+ * `rounds` rounds), then the short ones (`shortReps` passes of 0 and 2 rounds) after a pass that
+ * is not counted. A short task right after a long one would also measure what the long one left
+ * (its garbage collected, a larger heap given back): about 1.5x the task on both loops.
+ */
+function allPasses(plan: LoopPlan): Pass[] {
+  const pass = (sizes: number[], measured: boolean): Pass => ({
+    sizes: [...new Set(sizes)],
+    measured,
+  });
+  return [
+    pass([0, SHORT, plan.rounds], false),
+    ...Array.from({ length: plan.reps }, () => pass([0, plan.rounds], true)),
+    ...(plan.reps > 0 ? [pass([0, SHORT], false)] : []),
+    ...Array.from({ length: plan.shortReps }, () => pass([0, SHORT], true)),
+  ];
 }
 
 /** The bridge's autonomous_with_mcp through `serve`, checked for the rounds it reports. */
@@ -95,8 +110,8 @@ export async function measureLoops(
 ): Promise<Record<string, LoopFigures>> {
   const times: Record<string, Record<number, number[]>> = {};
   const firsts: Record<string, number[]> = {};
-  for (const [pass, sizes] of allSizes(plan).entries()) {
-    const warm = pass === 0;
+  for (const { sizes, measured } of allPasses(plan)) {
+    const warm = !measured;
     for (const [name, run] of Object.entries(runners)) {
       for (const rounds of sizes) {
         model.expect(rounds);
@@ -203,8 +218,10 @@ export async function peerRows(
       rows.push(notMeasured(perRound, installed.unavailable));
       continue;
     }
-    const passes = allSizes(o.plan);
-    const tasks = passes.flat().map((rounds) => ({ text: taskText(rounds), rounds }));
+    const passes = allPasses(o.plan);
+    const tasks = passes.flatMap((p) =>
+      p.sizes.map((rounds) => ({ text: taskText(rounds), rounds, measured: p.measured }))
+    );
     await using fake = await FakeLmStudio.start();
     const model = new ScriptedModel(fake);
     for (const t of tasks) model.expect(t.rounds);
@@ -212,7 +229,7 @@ export async function peerRows(
       baseUrl: fake.baseUrl,
       model: "qwen2.5-7b-instruct",
       server: o.server,
-      tasks,
+      tasks: tasks.map(({ text, rounds }) => ({ text, rounds })),
     }, baseEnv());
     if ("failed" in report) {
       rows.push(notMeasured(perRound, `${peer.label} failed: ${report.failed}`));
@@ -220,9 +237,9 @@ export async function peerRows(
     }
     model.drained(peer.label);
     const t: Record<number, number[]> = {};
-    for (const task of report.tasks.slice(passes[0]!.length)) {
-      (t[task.rounds] ??= []).push(task.ms);
-    }
+    report.tasks.forEach((task, i) => {
+      if (tasks[i]?.measured) (t[task.rounds] ??= []).push(task.ms);
+    });
     const fig = figures(t, o.plan.rounds);
     rows.push(
       ratioRow(perRound, f(fig.perRoundMs), {

@@ -53,8 +53,14 @@ import {
 interface Scale {
   /** Tool rounds of the long task (cost per round). */
   rounds: number;
-  /** Repetitions of the long tasks and of the spawn-per-call rows. */
+  /** Repetitions of the long tasks of the peers and of the spawn-per-call rows. */
   reps: number;
+  /**
+   * Repetitions of the long tasks of the goal loops (the bridge and the floor): cheap, and the
+   * cost per round is a difference of two medians, which a few slow tasks on a shared machine
+   * move less when there are more of them.
+   */
+  loopReps: number;
   /** Repetitions of the short tasks (fixed cost). */
   shortReps: number;
   /** Tasks of the memory row, and the time they may take at most. */
@@ -74,6 +80,7 @@ const SCALE: Scale = QUICK
   ? {
     rounds: 20,
     reps: 5,
+    loopReps: 9,
     shortReps: 9,
     soak: 300,
     soakSeconds: 20,
@@ -85,6 +92,7 @@ const SCALE: Scale = QUICK
   : {
     rounds: 100,
     reps: 5,
+    loopReps: 15,
     shortReps: 15,
     soak: 3000,
     soakSeconds: 75,
@@ -346,10 +354,10 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
     const rows: Row[] = [toolTokens(tools)];
 
     progress(
-      `loops: ${SCALE.rounds} rounds ${SCALE.reps} times, 0 and 2 rounds ${SCALE.shortReps} ` +
+      `loops: ${SCALE.rounds} rounds ${SCALE.loopReps} times, 0 and 2 rounds ${SCALE.shortReps} ` +
         "times, the bridge and the floor, each streamed and with whole replies",
     );
-    const plan = { rounds: SCALE.rounds, reps: SCALE.reps, shortReps: SCALE.shortReps };
+    const plan = { rounds: SCALE.rounds, reps: SCALE.loopReps, shortReps: SCALE.shortReps };
     const loops = await measureLoops(model, {
       bridge: bridgeRunner(bridge, "memory"),
       streamFloor: floorRunner(streamFloor),
@@ -365,7 +373,12 @@ async function loopSection(fake: FakeLmStudio): Promise<Row[]> {
 
     progress("peers");
     rows.push(
-      ...await peerRows({ server: entry, plan, floor: loops.wholeFloor!, log: progress }),
+      ...await peerRows({
+        server: entry,
+        plan: { ...plan, reps: SCALE.reps },
+        floor: loops.wholeFloor!,
+        log: progress,
+      }),
     );
 
     progress("spawn-per-call architecture");
