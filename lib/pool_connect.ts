@@ -226,6 +226,7 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
     const closed = client.close().catch(() => undefined);
     o.track(closed);
     if (o.signal?.aborted) throw abandonedError(entry, error);
+    await exitAfterBrokenPipe(transport, error);
     if (transport.exit !== undefined) await settleWithin(transport.stderrEnded, 250);
     stderr.flush();
     throw launch.explain(
@@ -257,6 +258,24 @@ async function connectStdio(entry: ServerEntry, o: ConnectOptions): Promise<Conn
   // It may have exited between the handshake and now: not usable, callers retry with a new one.
   if (transport.exit !== undefined) conn.processExited();
   return conn;
+}
+
+/**
+ * How long a server whose input closed during the handshake (a broken pipe) is given to exit: one
+ * that exits at once can close its input before the handshake's first message is written, and how
+ * it exited (and what it said on stderr) explains more than the pipe.
+ */
+const EXIT_AFTER_BROKEN_PIPE_MS = 1000;
+
+/** Waits (at most `ms`) for `child` to exit when `error` is a broken pipe and it has not yet. */
+export async function exitAfterBrokenPipe(
+  child: { readonly exit: ExitInfo | undefined; readonly exited: Promise<unknown> },
+  error: unknown,
+  ms = EXIT_AFTER_BROKEN_PIPE_MS,
+): Promise<void> {
+  if (child.exit !== undefined) return;
+  if (!causeChain(error).some((e) => errnoCode(e) === "EPIPE")) return;
+  await settleWithin(child.exited, ms);
 }
 
 async function stdioConnectError(o: {

@@ -250,6 +250,11 @@ export class StdioChildTransport implements Transport, ChildState {
     return this.#exit;
   }
 
+  /** Settles once the spawned process has exited (at once when it was never spawned). */
+  get exited(): Promise<unknown> {
+    return this.#exited;
+  }
+
   /**
    * Resolves once the child's stderr has ended (everything it wrote was passed on); may be taken
    * before {@linkcode start}.

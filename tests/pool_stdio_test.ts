@@ -13,6 +13,7 @@ import {
   killCommandGroup,
   StdioChildTransport,
 } from "../lib/pool_stdio.ts";
+import { exitAfterBrokenPipe } from "../lib/pool_connect.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { assertGone, processGone, waitFor } from "./fixtures/pool_support.ts";
 
@@ -163,3 +164,28 @@ async function stopsTheGroup(signalGroup: GroupSignaller): Promise<void> {
     await child.status;
   }
 }
+
+Deno.test("a server that closed its input before the handshake is waited for: its exit explains the broken pipe", async () => {
+  // It closes its stdin, says so on stderr, then exits with 3 a moment later.
+  let said = "";
+  const transport = new StdioChildTransport({
+    command: "sh",
+    args: ["-c", "exec 0<&-; echo closed >&2; sleep 1; exit 3"],
+    env: ENV,
+    onStderr: (chunk) => said += new TextDecoder().decode(chunk),
+  });
+  await transport.start();
+  try {
+    await waitFor("the server to close its input", () => said.includes("closed"));
+    const message: Message = { jsonrpc: "2.0", id: 1, method: "initialize", params: {} };
+    const error = await transport.send(message).then(() => undefined, (e: unknown) => e);
+    assert(error !== undefined, "writing to a closed input fails");
+    // Another error is no reason to wait.
+    await exitAfterBrokenPipe(transport, new Error("something else"), 10_000);
+    assertEquals(transport.exit, undefined);
+    await exitAfterBrokenPipe(transport, error, 10_000);
+    assertEquals(transport.exit, { code: 3, signal: null });
+  } finally {
+    await transport.close();
+  }
+});
