@@ -91,6 +91,7 @@ import {
   nativeChatBody,
   nativeReplyAsChat,
 } from "./lmstudio_native.ts";
+import { QuietTimer } from "./quiet_timer.ts";
 
 /** Per-call options. */
 export interface CallOptions {
@@ -288,34 +289,6 @@ const STREAM_READ_BYTES = 8 * 1024;
 /** A body that is server-sent events despite its content type (a mislabelled stream). */
 const LOOKS_LIKE_EVENTS = /^\s*(data|event):/;
 
-/**
- * Ends a streamed request that gets no byte for `ms`: `touch` on every byte. A single timer
- * that re-arms itself for the rest of the silence, so the bytes cost no timers.
- */
-class StallWatch {
-  #last = performance.now();
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(readonly ms: number, onStall: () => void) {
-    const arm = (wait: number) => {
-      this.#timer = setTimeout(() => {
-        const quiet = performance.now() - this.#last;
-        if (quiet >= this.ms) onStall();
-        else arm(this.ms - quiet);
-      }, wait);
-    };
-    arm(ms);
-  }
-
-  touch(): void {
-    this.#last = performance.now();
-  }
-
-  stop(): void {
-    clearTimeout(this.#timer);
-  }
-}
-
 /** Parses a Retry-After header (seconds or HTTP date) into milliseconds. */
 function retryAfterMs(value: string | null, now: number): number | undefined {
   if (value === null || value.trim() === "") return undefined;
@@ -512,12 +485,14 @@ export class LmStudioClient {
     const { url, what } = o.site;
     const generation = o.generation;
     const streamed = generation?.assembler !== undefined;
+    // Ends a streamed request that gets no byte for stallMs: touched on every byte.
     const stall = streamed && generation.stallMs > 0 && !this.#unstreamed.has(what)
-      ? new StallWatch(generation.stallMs, () => {
+      ? new QuietTimer(generation.stallMs, () => {
         ended ??= "stall";
         control.abort(new DOMException("stalled", "TimeoutError"));
       })
       : undefined;
+    stall?.touch();
     // The caller's cancellation ends the request through the same controller: one signal for
     // fetch to follow (a signal combined with AbortSignal.any costs fetch more on every request).
     const outer = o.signal;
@@ -530,7 +505,12 @@ export class LmStudioClient {
       if (o.signal?.aborted) throw abortedError({ url, what, cause });
       if (ended === "timeout") throw timeoutError({ ...o.site, ms: o.timeoutMs, cause });
       if (ended === "stall" && stall !== undefined && generation !== undefined) {
-        throw stalledError({ ...o.site, ms: stall.ms, seen: generation.tracker.seen(), cause });
+        throw stalledError({
+          ...o.site,
+          ms: generation.stallMs,
+          seen: generation.tracker.seen(),
+          cause,
+        });
       }
       const network = networkError({ ...o.site, cause });
       return { ok: false as const, ...network, transient: network.transient && !begun };
@@ -622,7 +602,7 @@ export class LmStudioClient {
    */
   async #readEvents(
     response: Response,
-    o: RequestSite & { generation: Generation; stall: StallWatch | undefined },
+    o: RequestSite & { generation: Generation; stall: QuietTimer | undefined },
   ): Promise<unknown> {
     const { stall } = o;
     const parser = new SseParser();

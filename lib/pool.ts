@@ -75,6 +75,7 @@ import {
   type ServerRequestHandlers,
 } from "./pool_requests.ts";
 import { type ConnectPhase, startReporter } from "./pool_progress.ts";
+import { QuietTimer } from "./quiet_timer.ts";
 
 export type { ServerRequestHandlers } from "./pool_requests.ts";
 
@@ -1058,7 +1059,6 @@ export class McpPool {
 
   #begin(conn: Connection): void {
     conn.inFlight++;
-    conn.idleSince = undefined;
   }
 
   #release(conn: Connection): void {
@@ -1068,28 +1068,18 @@ export class McpPool {
       this.#closeConn(conn);
       return;
     }
-    conn.idleSince = this.#now();
-    if (conn.idleTimer === undefined) this.#armIdle(conn, this.#idleMs);
-  }
-
-  /** Arms `conn`'s idle timer (see Connection.idleTimer) to fire in `ms`. */
-  #armIdle(conn: Connection, ms: number): void {
     if (this.#idleMs <= 0 || conn.closed || this.#live.get(conn.name) !== conn) return;
-    const timer = setTimeout(() => this.#idleClose(conn), ms);
     // An idle connection must not keep a CLI process alive.
-    Deno.unrefTimer(timer);
-    conn.idleTimer = timer;
+    conn.idle ??= new QuietTimer(this.#idleMs, () => this.#idleClose(conn), {
+      now: this.#now,
+      unref: true,
+    });
+    conn.idle.touch();
   }
 
   #idleClose(conn: Connection): void {
-    conn.idleTimer = undefined;
-    // Busy now: armed again when its last call ends.
-    if (conn.idleSince === undefined || this.#live.get(conn.name) !== conn) return;
-    const idle = this.#now() - conn.idleSince;
-    if (idle < this.#idleMs) {
-      this.#armIdle(conn, this.#idleMs - idle);
-      return;
-    }
+    // Busy now: its timer runs again when its last call ends.
+    if (conn.inFlight > 0 || this.#live.get(conn.name) !== conn) return;
     this.#log.debug("closing idle connection", { server: conn.name, idleMs: this.#idleMs });
     this.#live.delete(conn.name);
     this.#remarks.set(conn.name, {
@@ -1126,7 +1116,7 @@ export class McpPool {
 
   /** The server went away (exit, broken pipe, HTTP stream closed) or we closed it. */
   #onClosed(conn: Connection): void {
-    clearTimeout(conn.idleTimer);
+    conn.idle?.stop();
     if (this.#live.get(conn.name) === conn) this.#live.delete(conn.name);
     if (conn.closedByUs) return;
     this.#reportGone(conn);
@@ -1222,7 +1212,7 @@ const MAX_TIMER_MS = 2_147_483_647;
  * is answering one of the server's own requests then (sampling, elicitation: the server is
  * waiting for the bridge); once that answer is sent, the call gets `timeoutMs` again. Firing
  * aborts {@linkcode signal} with the SDK's timeout error, so the call fails as one that timed out.
- * One timer, armed for the rest of the quiet time when it fires early: progress costs no timers.
+ * Progress costs no timers ({@linkcode QuietTimer}).
  */
 class CallWatchdog {
   readonly #ms: number;
@@ -1230,15 +1220,13 @@ class CallWatchdog {
   readonly #abort = new AbortController();
   readonly #offIdle: () => void;
   #offCancel?: () => void;
-  #timer?: ReturnType<typeof setTimeout>;
-  /** When the server was last heard from (or the bridge's answer sent), `performance.now()`. */
-  #last = 0;
-  #stopped = false;
+  readonly #quiet: QuietTimer;
 
   /** `cancel`: the caller's signal, which aborts this one with its reason. */
   constructor(ms: number, conn: Connection, cancel?: AbortSignal) {
     this.#ms = ms;
     this.#conn = conn;
+    this.#quiet = new QuietTimer(ms, () => this.#fire());
     this.#offIdle = conn.requests.onIdle(() => this.reset());
     if (cancel !== undefined) {
       // Followed by hand rather than with AbortSignal.any: one signal fewer on every call.
@@ -1259,32 +1247,19 @@ class CallWatchdog {
 
   /** Something came from the server: the call has `ms` again. */
   reset(): void {
-    if (this.#abort.signal.aborted || this.#stopped) return;
-    this.#last = performance.now();
-    if (this.#timer === undefined) this.#arm(this.#ms);
-  }
-
-  #arm(ms: number): void {
-    this.#timer = setTimeout(() => this.#fire(), ms);
+    if (!this.#abort.signal.aborted) this.#quiet.touch();
   }
 
   #fire(): void {
-    this.#timer = undefined;
     // Waiting for the bridge's own answer: the clock restarts when it is sent (onIdle).
     if (this.#conn.requests.answering > 0) return;
-    const quiet = performance.now() - this.#last;
-    if (quiet < this.#ms) {
-      this.#arm(this.#ms - quiet);
-      return;
-    }
     this.#abort.abort(
       new McpError(ErrorCode.RequestTimeout, "Request timed out", { timeout: this.#ms }),
     );
   }
 
   stop(): void {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#quiet.stop();
     this.#offIdle();
     this.#offCancel?.();
   }

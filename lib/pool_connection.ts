@@ -39,11 +39,10 @@ import type { RemoteWatch } from "./pool_remote.ts";
 import { readToolList } from "./pool_tools.ts";
 import { CachedList, fetchPages, type Listed, readItems } from "./pool_lists.ts";
 import { ServerRequests } from "./pool_requests.ts";
+import type { QuietTimer } from "./quiet_timer.ts";
 import { type ChildState, type ExitInfo, settleWithin, type StderrTail } from "./pool_stdio.ts";
 import { causeChain, errorMessage, networkFailure } from "./errors.ts";
 import { clip, closestName, formatBytes, shellWord } from "./text.ts";
-
-type Timer = ReturnType<typeof setTimeout>;
 
 /**
  * True when `tool` can only run as an MCP task (`execution.taskSupport: "required"`). The bridge
@@ -72,13 +71,10 @@ export class Connection {
   /** The pool's connect attempt that made it (a newer attempt's connection wins). */
   seq = 0;
   /**
-   * Closes it after the pool's idle time. Armed when it becomes idle and left running while calls
-   * come and go: when it fires, it closes the connection only if nothing ran for the idle time
-   * ({@linkcode idleSince}), else it is armed for the rest (no timer set and cleared per call).
+   * Closes it after the pool's idle time: touched when its last call ends, and declining to close
+   * it while calls run (then touched again when they end).
    */
-  idleTimer?: Timer;
-  /** When its last call ended (the pool's clock); undefined while calls run on it. */
-  idleSince?: number;
+  idle?: QuietTimer;
   /** Set once closing started. */
   closing?: Promise<void>;
   /** Called when the server says its tool list changed (the pool drops what it kept of it). */
@@ -305,7 +301,7 @@ export class Connection {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     if (!this.closed) this.closedByUs = true;
-    clearTimeout(this.idleTimer);
+    this.idle?.stop();
     this.closing = this.client.close().catch(() => {
       // Closing a transport whose process already died can fail; the process is gone either way.
     });
