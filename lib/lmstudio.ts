@@ -478,10 +478,11 @@ export class LmStudioClient {
   }): Promise<Outcome> {
     const control = new AbortController();
     let ended: "timeout" | "stall" | undefined;
-    const timer = setTimeout(() => {
+    const timer = new QuietTimer(o.timeoutMs, () => {
       ended ??= "timeout";
       control.abort(new DOMException("timeout", "TimeoutError"));
-    }, o.timeoutMs);
+    });
+    timer.touch();
     const { url, what } = o.site;
     const generation = o.generation;
     const streamed = generation?.assembler !== undefined;
@@ -588,7 +589,7 @@ export class LmStudioClient {
         ...(retryAfter !== undefined ? { retryAfter } : {}),
       };
     } finally {
-      clearTimeout(timer);
+      timer.stop();
       stall?.stop();
       outer?.removeEventListener("abort", onCancel);
     }
