@@ -75,7 +75,7 @@ import {
   type ServerRequestHandlers,
 } from "./pool_requests.ts";
 import { type ConnectPhase, startReporter } from "./pool_progress.ts";
-import { QuietTimer } from "./quiet_timer.ts";
+import { MAX_TIMER_MS, QuietTimer } from "./quiet_timer.ts";
 
 export type { ServerRequestHandlers } from "./pool_requests.ts";
 
@@ -1203,9 +1203,6 @@ function clockTime(ms: number): string {
 function textOf(result: CallToolResult): string {
   return result.content.map((part) => part.type === "text" ? part.text : "").join(" ").trim();
 }
-
-/** The longest timer setTimeout takes (about 24.8 days): "no timeout" for the SDK's own timer. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * Bounds one tool call: fires after `timeoutMs` without a result or progress, unless the bridge

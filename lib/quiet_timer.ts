@@ -31,7 +31,7 @@ export interface Due {
 }
 
 /** The longest delay a timer takes (about 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 const REAL_TIMERS: ClockTimers = {
   set: (fn, ms) => setTimeout(fn, ms),
