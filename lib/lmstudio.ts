@@ -55,6 +55,7 @@ import {
   StreamEventError,
   type StreamKind,
 } from "./lmstudio_stream.ts";
+import { bodyBytesKept } from "./lmstudio_body.ts";
 import {
   AnyWire,
   chatResult,
@@ -131,8 +132,9 @@ export interface GenerateOptions extends CallOptions {
   loadContextLength?: number;
   /**
    * For {@linkcode LmStudioClient.chat}: the caller never changes a message or tool definition
-   * object once it was sent (a changed message is a new object), so their JSON text is kept and
-   * reused by the next requests, which send them all again (the autonomous loop's rounds).
+   * object once it was sent (a changed message is a new object), so their JSON is kept (as bytes,
+   * lmstudio_body.ts) and reused by the next requests, which send them all again (the autonomous
+   * loop's rounds).
    */
   unchanged?: boolean;
 }
@@ -191,7 +193,7 @@ export interface Generation {
 export type RequestOptions<T> = CallOptions & {
   body?: unknown;
   /** Writes the body as JSON (default `JSON.stringify`). */
-  serialize?: (body: unknown) => string;
+  serialize?: (body: unknown) => string | Uint8Array<ArrayBuffer>;
   schema: z.ZodType<T>;
   retries?: number;
   generation?: Generation;
@@ -207,67 +209,6 @@ type Outcome =
   | { ok: true; text: string; value?: undefined }
   | { ok: true; value: unknown; text?: undefined }
   | { ok: false; error: LmStudioError; transient: boolean; retryAfter?: number };
-
-/** JSON text of the messages and tool definitions of requests sent with `unchanged`. */
-const keptJson = new WeakMap<object, string>();
-
-/** `JSON.stringify(item)`, kept per object. */
-function itemJson(item: unknown): string {
-  if (typeof item !== "object" || item === null) return JSON.stringify(item) ?? "null";
-  let text = keptJson.get(item);
-  if (text === undefined) {
-    text = JSON.stringify(item);
-    keptJson.set(item, text);
-  }
-  return text;
-}
-
-/** The last array {@linkcode arrayJson} wrote that began with an object (the key), and its text. */
-const keptArrays = new WeakMap<object, { items: unknown[]; text: string }>();
-
-/**
- * `JSON.stringify(items)`. An array that begins with all the items of the last one written with
- * the same first item (a conversation's messages one round later) extends that one's text with
- * what was added; any other is written from each item's kept text ({@linkcode itemJson}).
- */
-function arrayJson(items: unknown[]): string {
-  const first = items[0];
-  if (typeof first !== "object" || first === null) return `[${items.map(itemJson).join(",")}]`;
-  const kept = keptArrays.get(first);
-  let grows = kept !== undefined && kept.items.length <= items.length;
-  for (let i = 0; grows && i < kept!.items.length; i++) grows = kept!.items[i] === items[i];
-  let text: string;
-  if (grows) {
-    if (kept!.items.length === items.length) return `[${kept!.text}]`;
-    text = kept!.text;
-    // Sent once more at most (until the next condensing): not worth keeping one by one.
-    for (let i = kept!.items.length; i < items.length; i++) text += `,${JSON.stringify(items[i])}`;
-  } else {
-    text = items.map(itemJson).join(",");
-  }
-  keptArrays.set(first, { items: items.slice(), text });
-  return `[${text}]`;
-}
-
-/**
- * `JSON.stringify(body)`, byte for byte, with the JSON text of its messages and tools reused
- * ({@linkcode GenerateOptions.unchanged}). Joined by concatenation: the text is copied once, when
- * it is encoded for sending.
- */
-function bodyJsonKept(body: unknown): string {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    return JSON.stringify(body);
-  }
-  let out = "";
-  for (const [key, value] of Object.entries(body)) {
-    if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
-    const text = (key === "messages" || key === "tools") && Array.isArray(value)
-      ? arrayJson(value)
-      : JSON.stringify(value);
-    out += `${out === "" ? "{" : ","}${JSON.stringify(key)}:${text}`;
-  }
-  return out === "" ? "{}" : `${out}}`;
-}
 
 /** The JSON value of a reply body, or undefined when it is not JSON (empty, HTML, cut short). */
 function parsedJson(text: string): { value: unknown } | undefined {
@@ -471,7 +412,7 @@ export class LmStudioClient {
     site: RequestSite;
     method: string;
     headers: Record<string, string>;
-    body: string | undefined;
+    body: string | Uint8Array<ArrayBuffer> | undefined;
     timeoutMs: number;
     signal: AbortSignal | undefined;
     generation: Generation | undefined;
@@ -707,7 +648,7 @@ export class LmStudioClient {
     call: GenerateOptions | undefined;
     /** The body when streaming is off (today's request, unchanged). */
     unstreamed?: Record<string, unknown>;
-    serialize?: (body: unknown) => string;
+    serialize?: (body: unknown) => string | Uint8Array<ArrayBuffer>;
   }): Promise<{ wire: T; tracker: GenerationTracker }> {
     const tracker = new GenerationTracker({
       model: g.model,
@@ -882,7 +823,7 @@ export class LmStudioClient {
       schema: ChatWire,
       model: req.model,
       call: o,
-      ...(o?.unchanged ? { serialize: bodyJsonKept } : {}),
+      ...(o?.unchanged ? { serialize: bodyBytesKept } : {}),
     });
     const result = this.#lenient(
       "POST /v1/chat/completions",

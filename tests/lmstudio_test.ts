@@ -438,6 +438,7 @@ Deno.test("a chat sent with unchanged messages reuses their JSON and sends the s
   const { client: c } = client(fake.baseUrl, {
     fetch: (input, init) => {
       if (typeof init?.body === "string") bodies.push(init.body);
+      if (init?.body instanceof Uint8Array) bodies.push(new TextDecoder().decode(init.body));
       return fetch(input, init);
     },
   });
