@@ -73,7 +73,8 @@ export interface SessionStoreOptions {
 
 interface Entry {
   session: AgentSession;
-  bytes: number;
+  /** Its size as JSON; written only when asked for ({@linkcode SessionStore.list}). */
+  bytes: number | undefined;
   usedAt: number;
   busy: boolean;
 }
@@ -82,6 +83,28 @@ const encoder = new TextEncoder();
 
 function jsonBytes(session: AgentSession): number {
   return encoder.encode(sessionToJson(session)).length;
+}
+
+/** Bytes of the longest JSON text of a number ("-1.7976931348623157e+308"). */
+const NUMBER_BYTES = 24;
+
+/**
+ * At least as many bytes as `JSON.stringify(value)` takes, without writing it: each UTF-16 unit
+ * of a string takes at most 6 (a control character or a lone surrogate, escaped as \uXXXX). A
+ * session's messages nest a few levels deep, so the recursion stays shallow.
+ */
+function jsonBytesAtMost(value: unknown): number {
+  if (typeof value === "string") return 2 + 6 * value.length;
+  if (typeof value !== "object" || value === null) return NUMBER_BYTES;
+  let bytes = 2;
+  if (Array.isArray(value)) {
+    for (const item of value) bytes += 1 + jsonBytesAtMost(item);
+    return bytes;
+  }
+  for (const key in value) {
+    bytes += 2 + jsonBytesAtMost(key) + jsonBytesAtMost((value as Record<string, unknown>)[key]);
+  }
+  return bytes;
 }
 
 /** "2 h 5 min", "30 min", "45 s". */
@@ -101,6 +124,7 @@ export class SessionStore {
   readonly maxBytes: number;
   readonly idleMs: number;
   readonly #now: () => number;
+  /** The sessions, least recently used first (a use moves its entry to the end). */
   readonly #entries = new Map<string, Entry>();
   /** Ids that are gone, and why, oldest first. */
   readonly #gone = new Map<string, string>();
@@ -120,15 +144,16 @@ export class SessionStore {
   create(session: AgentSession): string {
     this.#prune();
     const entry = this.#entry(session);
-    while (this.#entries.size >= this.maxSessions) {
-      const oldest = [...this.#entries].filter(([, e]) => !e.busy)
-        .sort(([, a], [, b]) => a.usedAt - b.usedAt)[0];
-      if (oldest === undefined) break;
-      this.#forget(
-        oldest[0],
-        `it was closed to make room: at most ${plural(this.maxSessions, "session")} are kept, ` +
-          "and it was the one unused the longest",
-      );
+    if (this.#entries.size >= this.maxSessions) {
+      for (const [id, e] of this.#entries) {
+        if (e.busy) continue;
+        this.#forget(
+          id,
+          `it was closed to make room: at most ${plural(this.maxSessions, "session")} are ` +
+            "kept, and it was the one unused the longest",
+        );
+        if (this.#entries.size < this.maxSessions) break;
+      }
     }
     const id = `s_${crypto.randomUUID().replaceAll("-", "")}`;
     this.#entries.set(id, entry);
@@ -138,7 +163,7 @@ export class SessionStore {
   /** The session `id` (its use keeps it from expiring). Throws {@linkcode SessionError}. */
   get(id: string): AgentSession {
     const entry = this.#find(id);
-    entry.usedAt = this.#now();
+    this.#used(id, entry);
     return entry.session;
   }
 
@@ -155,7 +180,7 @@ export class SessionStore {
       );
     }
     entry.busy = true;
-    entry.usedAt = this.#now();
+    this.#used(id, entry);
     return entry.session;
   }
 
@@ -169,7 +194,7 @@ export class SessionStore {
     const entry = this.#entries.get(id);
     if (entry === undefined) return;
     entry.busy = false;
-    entry.usedAt = this.#now();
+    this.#used(id, entry);
     if (session === undefined) return;
     const next = this.#entry(session);
     entry.session = next.session;
@@ -181,7 +206,7 @@ export class SessionStore {
     this.#prune();
     const now = this.#now();
     return [...this.#entries]
-      .sort(([, a], [, b]) => b.usedAt - a.usedAt)
+      .reverse()
       .map(([id, e]) => ({
         id,
         model: e.session.model,
@@ -189,7 +214,7 @@ export class SessionStore {
         tasks: e.session.tasks,
         rounds: e.session.rounds,
         messages: e.session.messages.length,
-        bytes: e.bytes,
+        bytes: e.bytes ??= jsonBytes(e.session),
         busy: e.busy,
         idle_ms: now - e.usedAt,
         expires_in_ms: Math.max(0, e.usedAt + this.idleMs - now),
@@ -219,8 +244,15 @@ export class SessionStore {
     );
   }
 
-  /** An entry for `session`, condensed to fit {@linkcode maxBytes} if need be. */
+  /**
+   * An entry for `session`, condensed to fit {@linkcode maxBytes} if need be. Its JSON is written
+   * (to measure it) only when a bound says it might not fit.
+   */
   #entry(session: AgentSession): Entry {
+    const usedAt = this.#now();
+    if (jsonBytesAtMost({ version: SESSION_FORMAT_VERSION, ...session }) <= this.maxBytes) {
+      return { session, bytes: undefined, usedAt, busy: false };
+    }
     let bytes = jsonBytes(session);
     let kept = session;
     if (bytes > this.maxBytes) {
@@ -238,16 +270,25 @@ export class SessionStore {
           "take. Its last task's results are too long: start a new session.",
       );
     }
-    return { session: kept, bytes, usedAt: this.#now(), busy: false };
+    return { session: kept, bytes, usedAt, busy: false };
   }
 
-  /** Forgets the sessions idle for longer than {@linkcode idleMs} (never one that is busy). */
+  /** Marks `entry` used now: it moves to the end of the least-recently-used order. */
+  #used(id: string, entry: Entry): void {
+    entry.usedAt = this.#now();
+    this.#entries.delete(id);
+    this.#entries.set(id, entry);
+  }
+
+  /**
+   * Forgets the sessions idle for longer than {@linkcode idleMs} (never one that is busy). They
+   * come first in the order of use: the walk ends at the first one used since.
+   */
   #prune(): void {
     const now = this.#now();
     for (const [id, e] of this.#entries) {
-      if (!e.busy && now - e.usedAt > this.idleMs) {
-        this.#forget(id, `it expired after ${duration(this.idleMs)} without use`);
-      }
+      if (now - e.usedAt <= this.idleMs) break;
+      if (!e.busy) this.#forget(id, `it expired after ${duration(this.idleMs)} without use`);
     }
   }
 

@@ -206,6 +206,29 @@ Deno.test("sessions expire after the idle time, and the oldest makes room when t
   assertEquals(store.list(), []);
 });
 
+Deno.test("the store's order of use: busy sessions are passed over, a use or an end makes one recent", () => {
+  const { store, advance } = storeOn({ maxSessions: 3, idleMs: 60_000 });
+  const [a, b, c] = [
+    store.create(sessionOf()),
+    store.create(sessionOf()),
+    store.create(sessionOf()),
+  ];
+  store.begin(a); // the oldest created, busy: never closed to make room
+  store.end(b); // an end is a use: b is now the most recent
+  const d = store.create(sessionOf());
+  assertThrows(() => store.get(c), SessionError, "closed to make room");
+  assertEquals(store.list().map((s) => s.id).sort(), [a, b, d].sort());
+  // Expiry: the busy one (used first) does not expire, and the walk goes on past it.
+  advance(30_000);
+  store.get(d);
+  advance(30_001);
+  assertThrows(() => store.get(b), SessionError, "expired");
+  assertEquals(store.list().map((s) => [s.id, s.busy]), [[d, false], [a, true]]);
+  store.end(a);
+  const e = store.create(sessionOf());
+  assertEquals(store.list().map((s) => s.id).sort(), [a, d, e].sort());
+});
+
 Deno.test("a session runs one task at a time and keeps the result's conversation", () => {
   const { store, advance } = storeOn({ idleMs: 1000 });
   const id = store.create(sessionOf());
@@ -232,6 +255,23 @@ Deno.test("a session larger than the limit is condensed, oldest tool results fir
   huge.messages[1] = { role: "user", content: "y".repeat(200_000) }; // the task is never condensed
   const refused = assertThrows(() => store.create(huge), SessionError, "too large to keep");
   assertEquals(refused.kind, "too_large");
+});
+
+Deno.test("the size check counts escapes: a task of control characters and lone surrogates", () => {
+  const { store } = storeOn({ maxBytes: 4096 });
+  // 700 characters that JSON writes as 6 bytes each (\u0000, \ud800): 4,200 bytes of task alone.
+  for (const char of ["\u0000", "\ud800"]) {
+    const session = sessionOf();
+    session.messages[1] = { role: "user", content: char.repeat(700) };
+    const refused = assertThrows(() => store.create(session), SessionError, "too large to keep");
+    assertEquals(refused.kind, "too_large");
+  }
+  // One that fits is listed with its exact size as JSON.
+  const fits = sessionOf();
+  fits.messages[1] = { role: "user", content: '\u0000\u{1F600}é"'.repeat(50) };
+  const id = store.create(fits);
+  const bytes = new TextEncoder().encode(sessionToJson(fits)).length;
+  assertEquals(store.list().find((s) => s.id === id)?.bytes, bytes);
 });
 
 Deno.test("a session goes to JSON and back; anything else is refused saying what is wrong", () => {
