@@ -199,6 +199,8 @@ export function recoverTextToolCalls(
   text: string,
   isTool: (name: string) => boolean,
 ): RecoveredCalls {
+  // Every call recovered is a JSON object: most answers hold none at all.
+  if (!text.includes("{")) return { calls: [], text: text.trim() };
   const found: { start: number; end: number; calls: RawToolCall[] }[] = [];
   const overlaps = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
   const whole = text.trim();

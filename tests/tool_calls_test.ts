@@ -73,6 +73,12 @@ Deno.test("recoverTextToolCalls", async (t) => {
     assertEquals(r.text, "Let me look.");
   });
 
+  await t.step("an answer without a JSON object holds no call, and is trimmed", () => {
+    for (const text of ["  done \n", "<tool_call>read_file a.txt</tool_call>", "[TOOL_REQUEST]x"]) {
+      assertEquals(recoverTextToolCalls(text, isTool), { calls: [], text: text.trim() });
+    }
+  });
+
   await t.step("reads [TOOL_REQUEST] blocks (LM Studio default format)", () => {
     const r = recoverTextToolCalls(
       '[TOOL_REQUEST]{"name": "read_file", "arguments": {"path": "b.txt"}}[END_TOOL_REQUEST]',
