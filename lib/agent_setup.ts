@@ -133,7 +133,7 @@ export async function resolveServers(
  * tools), or why they could not be listed.
  */
 export type ListedTools =
-  | { server: string; tools: Tool[]; resources?: boolean }
+  | { server: string; tools: readonly Tool[]; resources?: boolean }
   | { server: string; error: unknown };
 
 /**
@@ -197,9 +197,9 @@ export function buildCatalog(
     );
   }
   for (const f of failed) o.notes.push(`skipped "${f.server}": ${errorMessage(f.error)}`);
-  const ok = listed.filter((l): l is { server: string; tools: Tool[]; resources?: boolean } =>
-    "tools" in l
-  );
+  const ok = listed.filter((
+    l,
+  ): l is { server: string; tools: readonly Tool[]; resources?: boolean } => "tools" in l);
   const servers = ok.map((l) => l.server);
   const catalog = ToolCatalog.build(ok, {
     namespaced: ok.length > 1,

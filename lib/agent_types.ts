@@ -66,7 +66,7 @@ export interface ToolHost {
   listTools(
     server: string,
     options?: { signal?: AbortSignal; onNote?: (note: string) => void },
-  ): Promise<Tool[]>;
+  ): Promise<readonly Tool[]>;
   callTool(
     server: string,
     tool: string,

@@ -286,9 +286,24 @@ interface Pending {
 interface KeptTools {
   fingerprint: string;
   tools: Tool[];
+  /** `tools` without those that need MCP tasks: the same array for every task that asks. */
+  offered?: readonly Tool[];
   notes: readonly string[];
   /** What the server declared it offers (its capabilities), kept with its tools. */
   offers: { tools: boolean; resources: boolean; prompts: boolean };
+}
+
+/**
+ * The tools a listing offers: all of them, or those that do not need MCP tasks. The same array
+ * for every task while the list stays the same, so that a task's catalog is reused
+ * (tool_catalog.ts).
+ */
+function offeredTools(
+  kept: Pick<KeptTools, "tools" | "offered">,
+  taskRequired: boolean,
+): readonly Tool[] {
+  if (taskRequired) return kept.tools;
+  return kept.offered ??= kept.tools.filter((t) => !needsMcpTasks(t));
 }
 
 interface Remark {
@@ -382,31 +397,29 @@ export class McpPool {
    * Tools that can only run as MCP tasks ({@linkcode needsMcpTasks}) are left out unless
    * `includeTaskRequired` is set: the bridge cannot call them.
    */
-  async listTools(server: string, o: ListToolsOptions = {}): Promise<Tool[]> {
+  async listTools(server: string, o: ListToolsOptions = {}): Promise<readonly Tool[]> {
     const kept = await this.#keptToolsOf(server);
     if (kept !== undefined) {
       for (const note of kept.notes) o.onNote?.(note);
-      return o.includeTaskRequired === true
-        ? kept.tools
-        : kept.tools.filter((t) => !needsMcpTasks(t));
+      return offeredTools(kept, o.includeTaskRequired === true);
     }
     return this.#use(server, o, "listing its tools", async (conn, timeoutMs) => {
       const tools = await raceAbort(conn.tools(timeoutMs), o.signal);
       // Only a list the connection still holds (none came in between saying it changed).
-      if (conn.toolCount !== undefined) {
-        this.#keptTools.set(server, {
-          fingerprint: conn.fingerprint,
-          tools,
-          notes: conn.toolNotes,
-          offers: conn.offers,
-        });
+      let kept = this.#keptTools.get(server);
+      if (
+        conn.toolCount !== undefined &&
+        (kept?.tools !== tools || kept.fingerprint !== conn.fingerprint)
+      ) {
+        kept = { fingerprint: conn.fingerprint, tools, notes: conn.toolNotes, offers: conn.offers };
+        this.#keptTools.set(server, kept);
       }
       if (!conn.toolNotesLogged) {
         conn.toolNotesLogged = true;
         for (const note of conn.toolNotes) this.#log.warn(note);
       }
       for (const note of conn.toolNotes) o.onNote?.(note);
-      return o.includeTaskRequired === true ? tools : tools.filter((t) => !needsMcpTasks(t));
+      return offeredTools(kept?.tools === tools ? kept : { tools }, o.includeTaskRequired === true);
     });
   }
 

@@ -177,7 +177,7 @@ export interface CatalogEntry {
 /** Tools of one server, as listed by it. */
 export interface ServerTools {
   server: string;
-  tools: Tool[];
+  tools: readonly Tool[];
   /** The server offers resources: the bridge's resource tools are added for it. */
   resources?: boolean;
 }
@@ -200,6 +200,38 @@ function resourceEntries(server: string, offered: boolean, added: Map<Tool, Reso
   });
 }
 
+/** A catalog built before, with what it was built of. */
+interface BuiltCatalog {
+  servers: { server: string; tools: readonly Tool[]; resources: boolean }[];
+  namespaced: boolean;
+  allowed: readonly string[];
+  catalog: ToolCatalog;
+}
+
+/** Catalogs kept per first server's tool list, most recent first. */
+const KEPT_CATALOGS = 4;
+
+/**
+ * The catalogs built, by the tool list of their first server: the pool hands out the same array
+ * while a server's list stays the same, so a task with the same servers and options reuses the
+ * catalog of the one before (catalogs are never changed once built).
+ */
+const builtCatalogs = new WeakMap<readonly Tool[], BuiltCatalog[]>();
+
+function sameInputs(
+  built: BuiltCatalog,
+  servers: readonly ServerTools[],
+  namespaced: boolean,
+  allowed: readonly string[],
+): boolean {
+  return built.namespaced === namespaced && built.servers.length === servers.length &&
+    built.allowed.length === allowed.length && built.allowed.every((a, i) => a === allowed[i]) &&
+    built.servers.every((b, i) =>
+      b.server === servers[i]!.server && b.tools === servers[i]!.tools &&
+      b.resources === (servers[i]!.resources === true)
+    );
+}
+
 /** The tools offered to the model and how their names map back to servers. */
 export class ToolCatalog {
   readonly entries: readonly CatalogEntry[];
@@ -215,6 +247,29 @@ export class ToolCatalog {
 
   /** Builds the catalog: filters by `allowed`, names (see {@linkcode toolNames}), cleans schemas. */
   static build(servers: readonly ServerTools[], options: CatalogOptions): ToolCatalog {
+    const allowed = options.allowed ?? [];
+    const key = servers[0]?.tools;
+    const kept = key === undefined ? undefined : builtCatalogs.get(key);
+    const found = kept?.find((b) => sameInputs(b, servers, options.namespaced, allowed));
+    if (found !== undefined) return found.catalog;
+    const catalog = ToolCatalog.#build(servers, options);
+    if (key !== undefined) {
+      const list = [{
+        servers: servers.map((s) => ({
+          server: s.server,
+          tools: s.tools,
+          resources: s.resources === true,
+        })),
+        namespaced: options.namespaced,
+        allowed: [...allowed],
+        catalog,
+      }, ...(kept ?? [])];
+      builtCatalogs.set(key, list.slice(0, KEPT_CATALOGS));
+    }
+    return catalog;
+  }
+
+  static #build(servers: readonly ServerTools[], options: CatalogOptions): ToolCatalog {
     const patterns = (options.allowed ?? []).map(globToRegExp);
     const excluded: string[] = [];
     const added = new Map<Tool, ResourceTool>();

@@ -94,6 +94,9 @@ Deno.test("tool lists are kept after an idle close: listing again starts nothing
 
   const second = await Promise.all(names.map((n) => pool.listTools(n)));
   assertEquals(second, first, "the same tools");
+  // The same array each time while the list stays: a task's tool catalog is reused from it.
+  const third = await Promise.all(names.map((n) => pool.listTools(n)));
+  assert(third.every((tools, i) => tools === second[i]), "the same arrays");
   assertEquals([0, 1, 2].map((i) => starts(log(i))), [1, 1, 1], "no server started");
   // What each offers beyond tools (discover-all asks, for the resource tools) is kept too.
   const offers = await Promise.all(names.map((n) => pool.offers(n)));
@@ -117,13 +120,17 @@ Deno.test("tools/list_changed drops the kept tool list", async () => {
   const log = join(s.dir, "starts.txt");
   s.write({ fx: fixture(["--starts", log]) });
   const pool = s.pool({ idleMs: 50 });
+  await pool.listTools("fx");
   const before = await pool.listTools("fx");
+  assert(before === await pool.listTools("fx"), "the kept list: the same array");
   // The server notifies tools/list_changed before it answers the call.
   await pool.callTool("fx", "add_tool", { name: "extra" });
   await allIdle(pool);
   const after = await pool.listTools("fx");
   assertEquals(starts(log), 2, "listed again from a new start");
   assertEquals(after.map((t) => t.name), before.map((t) => t.name));
+  const kept = await pool.listTools("fx");
+  assert(kept !== before && kept === await pool.listTools("fx"), "a new list, kept as one array");
 });
 
 Deno.test("at most maxConcurrentStarts servers start at once; the others wait their turn", async () => {

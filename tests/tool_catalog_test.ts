@@ -15,6 +15,38 @@ function tool(name: string, inputSchema: Record<string, unknown> = {}, descripti
   } as Tool;
 }
 
+Deno.test("a catalog is reused for the same tool lists and options, and only for them", () => {
+  const memory = [tool("read_graph"), tool("search_nodes")];
+  const files = [tool("read_file")];
+  const build = (
+    servers: { server: string; tools: Tool[]; resources?: boolean }[],
+    allowed?: string[],
+  ) => ToolCatalog.build(servers, { namespaced: servers.length > 1, allowed });
+  const one = build([{ server: "memory", tools: memory }]);
+  assert(build([{ server: "memory", tools: memory }]) === one, "same list, same options");
+  const others = [
+    build([{ server: "memory", tools: [...memory] }]), // a new list (it changed)
+    build([{ server: "memory", tools: memory }], ["read_*"]),
+    build([{ server: "memory", tools: memory, resources: true }]),
+    build([{ server: "memory", tools: memory }, { server: "files", tools: files }]),
+    build([{ server: "memory2", tools: memory }]),
+  ];
+  for (const other of others) assert(other !== one);
+  assertEquals(others.map((c) => c.names), [
+    ["read_graph", "search_nodes"],
+    ["read_graph"],
+    ["read_graph", "search_nodes", "list_resources", "read_resource"],
+    ["memory__read_graph", "memory__search_nodes", "files__read_file"],
+    ["read_graph", "search_nodes"],
+  ]);
+  assertEquals(others[4]!.resolve("read_graph")?.server, "memory2");
+  // The four built last on the same first list are kept: the first one has made way.
+  assert(build([{ server: "memory", tools: memory }], ["read_*"]) === others[1]);
+  const again = build([{ server: "memory", tools: memory }]);
+  assert(again !== one);
+  assertEquals(again.names, one.names);
+});
+
 Deno.test("tool names", async (t) => {
   await t.step("are sanitised to the OpenAI pattern", () => {
     assertEquals(sanitizeToolName("read file.v2/x"), "read_file_v2_x");

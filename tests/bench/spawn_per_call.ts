@@ -30,7 +30,7 @@ export class SpawnPerCall implements ToolHost {
     }
   }
 
-  listTools(server: string, options?: { signal?: AbortSignal }): Promise<Tool[]> {
+  listTools(server: string, options?: { signal?: AbortSignal }): Promise<readonly Tool[]> {
     return this.#once((pool) => pool.listTools(server, options));
   }
 
