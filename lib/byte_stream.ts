@@ -124,7 +124,10 @@ async function readBytesByDefault(
 }
 
 /** `chunks` as one array of `total` bytes (their sum). */
-export function concatBytes(chunks: readonly Uint8Array[], total: number): Uint8Array {
+export function concatBytes(
+  chunks: readonly Uint8Array[],
+  total: number,
+): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(total);
   let at = 0;
   for (const chunk of chunks) {

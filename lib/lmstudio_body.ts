@@ -11,6 +11,8 @@
  * 3.4 us to encode the same text in one piece).
  */
 
+import { concatBytes } from "./byte_stream.ts";
+
 const encoder = new TextEncoder();
 
 /** JSON text of the items of arrays written before (messages, tool definitions), per object. */
@@ -106,11 +108,5 @@ export function bodyBytesKept(body: unknown): Uint8Array<ArrayBuffer> {
   pieces.push(encoder.encode(`${text}}`));
   let size = 0;
   for (const piece of pieces) size += piece.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
+  return concatBytes(pieces, size);
 }
