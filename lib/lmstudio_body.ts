@@ -95,9 +95,11 @@ export function bodyBytesKept(body: unknown): Uint8Array<ArrayBuffer> {
   const pieces: Uint8Array[] = [];
   // What was written since the last kept piece.
   let text = "{";
+  let comma = "";
   for (const [key, value] of Object.entries(body)) {
     if (value === undefined || typeof value === "function" || typeof value === "symbol") continue;
-    text += `${text === "{" && pieces.length === 0 ? "" : ","}${JSON.stringify(key)}:`;
+    text += `${comma}${JSON.stringify(key)}:`;
+    comma = ",";
     if ((key === "messages" || key === "tools") && Array.isArray(value)) {
       pieces.push(encoder.encode(`${text}[`), arrayBytes(value));
       text = "]";
