@@ -10,7 +10,8 @@
  *   deno run -A tests/bench/memory_soak.ts [TASKS] [DENO_FLAG...] [--env=NAME=VALUE ...]
  *
  * The bridge runs as `deno run` without V8 flags unless given some: pass
- * `--v8-flags=--optimize-for-size` to run it as the installed command and `deno task start` do.
+ * `--v8-flags=--max-semi-space-size=2,--heap-growing-percent=20` to run it as the installed command
+ * and `deno task start` do (lib/cli_install.ts V8_FLAGS).
  * e.g. `... memory_soak.ts 3000 --v8-flags=--max-semi-space-size=1` to try a V8 flag, or
  * `--env=MALLOC_ARENA_MAX=2` to run the bridge with that variable. `--long=5x100` first runs 5
  * tasks of 100 rounds (the goal summary's memory row comes after its long tasks).

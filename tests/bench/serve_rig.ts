@@ -184,7 +184,7 @@ export interface StartSamples {
  * A DENO_DIR for one launch: every entry of `denoDir` linked in, except V8's code cache, which the
  * launch gets of its own. Deno keeps one code cache per DENO_DIR and drops an entry compiled with
  * other V8 flags, so launches that differ in flags (`deno task start` runs with
- * --optimize-for-size) and share modules (the SDK) would recompile them at each turn when
+ * V8 heap flags) and share modules (the SDK) would recompile them at each turn when
  * interleaved; a user runs one of them, from a warm cache.
  */
 export async function ownCodeCache(denoDir: string, dir: string): Promise<string> {
