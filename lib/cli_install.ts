@@ -49,7 +49,7 @@ class InstallError extends Error {
  * a young generation of at most 2 MiB per semi-space and a heap that grows by a fifth instead of
  * V8's default factor, so that a bridge under sustained load stays near 117 MiB instead of about
  * 217 MiB after 3,000 tasks (tests/bench/memory_soak.ts). `--optimize-for-size` held it at 113 MiB
- * but cost about a tenth more CPU per tool round (it also trades away code speed).
+ * but cost about a tenth more CPU per tool round.
  */
 export const V8_FLAGS = "--v8-flags=--max-semi-space-size=2,--heap-growing-percent=20";
 
